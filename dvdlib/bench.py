@@ -1,0 +1,133 @@
+"""The prompt sets (SPEC §0 data, §3.2): DominanceBench, the control set, memorized prompts."""
+from __future__ import annotations
+
+import json
+import random
+from importlib.resources import files
+
+import pandas as pd
+
+from .tokens import ConceptNotFound, clip_tokenizer, concept_span
+
+CONTENT_TYPES = ("artist", "landmark", "character")
+BENCH_COLUMNS = ("case_num", "content_type", "content", "nm_word", "prompt")
+CONTROL_STANDIN_LABEL = (
+    "stand-in control: {n} non-memorized scene prompts (Ren et al., ECCV 2024), "
+    "not yet the balanced two-concept set of SPEC §3.2")
+CONTROL_SOURCE = "group_nomem500.txt (Ren et al., ECCV 2024)"
+
+
+def _data(name: str):
+    return files("dvdlib") / "data" / name
+
+
+def validate_dominancebench(df: pd.DataFrame) -> pd.DataFrame:
+    """Check the released table (SPEC §0): required columns, unique integer ``case_num``,
+    ``content_type`` in {artist, landmark, character}, no empty field. Returns ``df`` with an
+    integer ``case_num``; raises ValueError saying what is wrong and where."""
+    missing = [c for c in BENCH_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"DominanceBench table lacks column(s) {missing}; "
+                         f"expected {list(BENCH_COLUMNS)}, found {list(df.columns)}")
+    text = df[list(BENCH_COLUMNS)].astype(str).apply(lambda col: col.str.strip())
+    blank = df[list(BENCH_COLUMNS)].isna() | text.eq("")
+    empty = [(df["case_num"][i], col) for i, col in blank.stack().loc[lambda b: b].index]
+    if empty:
+        raise ValueError(f"DominanceBench has empty fields (case_num, column): {empty}")
+    case = pd.to_numeric(df["case_num"], errors="coerce")
+    if case.isna().any() or (case % 1 != 0).any():
+        raise ValueError(f"case_num must be integers; bad values: "
+                         f"{df['case_num'][case.isna() | (case % 1 != 0)].tolist()}")
+    if case.duplicated().any():
+        raise ValueError(f"case_num must be unique; repeated: {sorted(set(case[case.duplicated()]))}")
+    bad = ~text["content_type"].isin(CONTENT_TYPES)
+    if bad.any():
+        raise ValueError(f"content_type must be one of {CONTENT_TYPES}; bad rows (case_num, value): "
+                         f"{list(zip(case[bad].astype(int), df['content_type'][bad]))}")
+    return df.assign(case_num=case.astype(int))
+
+
+def _resolve(tokenizer, prompt: str, concept: str) -> tuple[list[int] | None, str | None]:
+    """(span, None) or (None, reason) for one concept in one prompt."""
+    try:
+        return concept_span(tokenizer, prompt, concept), None
+    except ConceptNotFound as err:
+        return None, str(err)
+
+
+def _resolve_all(df: pd.DataFrame, tokenizer) -> pd.DataFrame:
+    """Add ``content_span``, ``nm_span`` and ``unresolved`` (reasons, or None) to ``df``."""
+    out = df.copy()
+    reasons = [[] for _ in range(len(df))]
+    for field, col in (("content", "content_span"), ("nm_word", "nm_span")):
+        spans = []
+        for k, (prompt, concept) in enumerate(zip(df["prompt"], df[field])):
+            span, why = _resolve(tokenizer, prompt, concept)
+            spans.append(span)
+            if why:
+                reasons[k].append(f"{field}: {why}")
+        out[col] = spans
+    out["unresolved"] = ["; ".join(r) if r else None for r in reasons]
+    return out
+
+
+def load_dominancebench(tokenizer=None, strict: bool = False, *, resolve: bool = True,
+                        path=None) -> pd.DataFrame:
+    """The 300 DominanceBench prompts (Jeong & Lee 2025; SPEC §0, §3.2), validated.
+
+    With ``resolve`` (default), each row's ``content`` and ``nm_word`` are located in its prompt
+    with :func:`dvdlib.tokens.concept_span` using ``tokenizer`` (default: the packaged SD 1.x
+    CLIP tokenizer), adding ``content_span``/``nm_span`` (positions, or None) and ``unresolved``
+    (the reason, or None). ``strict=True`` raises one ValueError listing every unresolved row.
+    Prompt strings that occur in several rows are kept; column ``duplicate_prompt`` marks them
+    and ``df.attrs["distinct_prompts"]`` counts the distinct strings. ``path`` replaces the
+    packaged CSV (same columns).
+    """
+    raw = pd.read_csv(str(path or _data("dominancebench_300.csv")), dtype=str, keep_default_na=False)
+    df = validate_dominancebench(raw)
+    df["duplicate_prompt"] = df["prompt"].duplicated(keep=False)
+    df.attrs["distinct_prompts"] = df["prompt"].nunique()
+    if not resolve:
+        return df
+    df = _resolve_all(df, tokenizer if tokenizer is not None else clip_tokenizer())
+    bad = unresolved_rows(df)
+    if strict and len(bad):
+        lines = "\n".join(f"  case {r.case_num}: {r.unresolved}" for r in bad.itertuples())
+        raise ValueError(f"{len(bad)} DominanceBench row(s) cannot be resolved:\n{lines}")
+    return df
+
+
+def unresolved_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a resolved DominanceBench table whose concept or object was not found, and why."""
+    if "unresolved" not in df.columns:
+        raise ValueError("table has no 'unresolved' column: load it with resolve=True")
+    return df.loc[df["unresolved"].notna(),
+                  ["case_num", "content_type", "content", "nm_word", "prompt", "unresolved"]]
+
+
+def load_control_standin(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """STAND-IN control set: a seeded sample of ``n`` non-memorized scene prompts from
+    ``group_nomem500.txt`` (Ren et al., ECCV 2024), blank lines dropped.
+
+    This is *not yet* the balanced two-concept control of SPEC §3.2 (prompts naming exactly two
+    concepts, labelled content/nm_word); see :data:`CONTROL_STANDIN_LABEL`, also stored in
+    ``df.attrs["label"]``. Columns: ``prompt``, ``source``, ``line`` (1-based line in the file).
+    """
+    lines = _data("group_nomem500.txt").read_text(encoding="utf-8").splitlines()
+    pool = [(i + 1, s.strip()) for i, s in enumerate(lines) if s.strip()]
+    if not 0 < n <= len(pool):
+        raise ValueError(f"asked for n={n} control prompts, but group_nomem500.txt has "
+                         f"{len(pool)} non-blank prompts")
+    picked = random.Random(seed).sample(pool, n)
+    df = pd.DataFrame({"prompt": [p for _, p in picked], "source": CONTROL_SOURCE,
+                       "line": [i for i, _ in picked]})
+    df.attrs["label"] = CONTROL_STANDIN_LABEL.format(n=n)
+    return df
+
+
+def load_memorized() -> pd.DataFrame:
+    """The 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024; SPEC §0, §3.6-3.7):
+    column ``prompt`` (the jsonl ``caption``) plus the released ``index`` and ``url``."""
+    text = _data("memorized_sd1_500.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return pd.DataFrame(rows).rename(columns={"caption": "prompt"})

@@ -1,0 +1,135 @@
+"""Concept -> token positions (SPEC §1 "Token positions").
+
+Index 0 of an encoded prompt is the start token, then the prompt's own tokens, then one end
+token, then padding (SD 1.x pads with the end-token id 49407, SD 2.x with id 0, "!"). A concept
+("van gogh", "carry-all pouch", "spider-man") maps to the *span* of positions whose tokens spell
+it. Matching is done on characters and mapped to tokens through the tokenizer's offsets, so any
+Hugging Face tokenizer with offsets works (CLIP BPE, BERT WordPiece, ...). A concept that cannot
+be found is an error naming the prompt and the concept, never a silent zero.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from importlib.resources import files
+
+import numpy as np
+
+#: Characters allowed between two words of a concept in the prompt ("nothing" is allowed too):
+#: whitespace, hyphens/dashes, underscore, period, apostrophes.
+_SEP = r"[\s\-\u2010-\u2014_.'\u2019]*"
+#: Allowed after the last word: a plural ("s"/"es"), then a possessive ("'s", "’s", "'").
+_PLURAL = r"(?:e?s)?"
+_POSSESSIVE = r"(?:['\u2019]s?)?"
+_NOT_ALNUM_BEFORE = r"(?<![^\W_])"
+_NOT_ALNUM_AFTER = r"(?![^\W_])"
+
+
+class ConceptNotFound(ValueError):
+    """A concept does not occur (within the truncation limit) in a tokenized prompt."""
+
+
+def clip_tokenizer(pad: str = "eos"):
+    """The packaged CLIP BPE tokenizer of SD 1.x/2.x (SPEC §0), model_max_length 77.
+
+    ``pad="eos"``: SD 1.x, pads with <|endoftext|> (49407); ``pad="zero"``: SD 2.x, pads with "!" (0).
+    """
+    from transformers import CLIPTokenizer
+
+    pad_tokens = {"eos": "<|endoftext|>", "zero": "!"}
+    if pad not in pad_tokens:
+        raise ValueError(f"pad must be 'eos' (SD 1.x) or 'zero' (SD 2.x), got {pad!r}")
+    folder = files("dvdlib") / "data" / "clip_tokenizer"
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"),
+                         model_max_length=77, pad_token=pad_tokens[pad])
+
+
+def _content_tokens(tokenizer, prompt: str) -> list[tuple[int, int, int]]:
+    """(position, char_start, char_end) of each content token, from an unpadded, truncated encoding."""
+    enc = tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length,
+                    return_offsets_mapping=True, return_special_tokens_mask=True)
+    return [(i, s, e) for i, ((s, e), special) in
+            enumerate(zip(enc["offset_mapping"], enc["special_tokens_mask"])) if not special]
+
+
+def content_positions(tokenizer, prompt: str) -> list[int]:
+    """Positions of the prompt's own tokens in the padded sequence: no start, end or padding.
+
+    Truncation at ``model_max_length`` is respected (a 77-token CLIP sequence holds at most 75
+    content tokens). Independent of the pad id (SPEC §1, §3.4 "content positions J").
+    """
+    return [i for i, _, _ in _content_tokens(tokenizer, prompt)]
+
+
+def content_mask(tokenizer, prompt: str) -> np.ndarray:
+    """Boolean mask of length ``model_max_length``, True at :func:`content_positions`."""
+    mask = np.zeros(tokenizer.model_max_length, dtype=bool)
+    mask[content_positions(tokenizer, prompt)] = True
+    return mask
+
+
+def token_strings(tokenizer, prompt: str) -> list[str]:
+    """The prompt text under each content position (aligned with :func:`content_positions`).
+
+    Readable labels for plot axes; a character split over several byte-level tokens ("ß") is
+    repeated for each of them.
+    """
+    return [prompt[s:e] for _, s, e in _content_tokens(tokenizer, prompt)]
+
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """Case- and accent-folded text (NFKD, combining marks dropped, casefold) and, for each of
+    its characters, the index of the original character it came from."""
+    out, origin = [], []
+    for i, ch in enumerate(text):
+        plain = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+        for c in plain.casefold():
+            out.append(c)
+            origin.append(i)
+    return "".join(out), origin
+
+
+def _concept_pattern(concept: str) -> re.Pattern:
+    """Regex for a concept: its words, separated by :data:`_SEP`, starting and ending at word
+    boundaries, with an optional plural (kept in group ``core``) and possessive (outside it)."""
+    words = re.findall(r"[^\W_]+", _fold(concept)[0])
+    if not words:
+        raise ValueError(f"concept {concept!r} has no letters or digits to match")
+    core = _SEP.join(re.escape(w) for w in words) + _PLURAL
+    return re.compile(f"{_NOT_ALNUM_BEFORE}(?P<core>{core}){_POSSESSIVE}{_NOT_ALNUM_AFTER}")
+
+
+def find_concept(prompt: str, concept: str) -> tuple[int, int] | None:
+    """Character range ``[start, end)`` in ``prompt`` of the first occurrence of ``concept``
+    (possessive excluded), or None. Case- and accent-insensitive; concept words may be joined in
+    the prompt by spaces, hyphens or nothing ("spider-man" ~ "Spider Man" ~ "Spiderman"); a
+    plural "s"/"es" and a possessive "'s"/"’s"/"'" may follow the last word."""
+    folded, origin = _fold(prompt)
+    m = _concept_pattern(concept).search(folded)
+    if m is None:
+        return None
+    return origin[m.start("core")], origin[m.end("core") - 1] + 1
+
+
+def concept_span(tokenizer, prompt: str, concept: str) -> list[int]:
+    """Positions (in the padded sequence) of the tokens that spell ``concept`` in ``prompt``.
+
+    First occurrence, matched as in :func:`find_concept`; the span holds every token that
+    overlaps the matched characters. A possessive that is a token of its own (CLIP: "'s") is
+    *excluded*; a plural is included. Raises :class:`ConceptNotFound` when the concept does not
+    occur or is (partly) cut off by truncation at ``model_max_length``.
+    """
+    where = find_concept(prompt, concept)
+    if where is None:
+        raise ConceptNotFound(
+            f"concept {concept!r} not found in prompt {prompt!r}: no case-/accent-insensitive "
+            "match at word boundaries. Fix the concept label (or the prompt) so that the "
+            "concept's words appear in the prompt.")
+    start, end = where
+    tokens = _content_tokens(tokenizer, prompt)
+    if not tokens or end > max(e for _, _, e in tokens):
+        raise ConceptNotFound(
+            f"concept {concept!r} in prompt {prompt!r} lies (partly) beyond the truncation limit "
+            f"of {tokenizer.model_max_length} tokens, so the model never sees it. Shorten the "
+            "prompt or move the concept forward.")
+    return [i for i, s, e in tokens if s < end and e > start]
