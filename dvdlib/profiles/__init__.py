@@ -1,0 +1,68 @@
+"""Profiles: one name picks the model, judge, scale and sampler of a whole run (DESIGN "profiles").
+
+Profiles are YAML files beside this module (``smoke.yaml``, ``paper.yaml``) or any YAML path.
+A chapter's parameters cell names the profile and may override single fields; ``None`` means
+"keep the profile's value".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from importlib.resources import files
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    model: str
+    models: list[str]
+    judge: str
+    resolution: int
+    steps: int
+    guidance: float
+    eta: float
+    seeds: list[int]
+    n_prompts: int
+    batch_size: int
+    dtype: str
+    device: str
+    store: str
+    resolutions: dict[str, int] = field(default_factory=dict)
+
+    def resolution_of(self, model: str) -> int:
+        """The image side to generate ``model`` at (its native size where the profile says)."""
+        return self.resolutions.get(model, self.resolution)
+
+    def sampler(self, model: str | None = None) -> dict:
+        """The generation settings that, with the model, key the run store."""
+        return {"resolution": self.resolution_of(model or self.model), "steps": self.steps, "guidance": self.guidance,
+                "eta": self.eta, "dtype": self.dtype, "sampler": "DDIM", "negative_prompt": ""}
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+
+def available() -> list[str]:
+    """Names of the profiles shipped with dvdlib."""
+    return sorted(p.name[:-5] for p in files(__package__).iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name: str = "smoke", **overrides) -> Profile:
+    """The profile ``name`` (a shipped name or a YAML path), with non-None ``overrides`` applied."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else files(__package__) / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown profile {name!r}: use one of {available()} or a path to a YAML file")
+    data = yaml.safe_load(path.read_text())
+    known = {f.name for f in fields(Profile)}
+    unknown = set(data) - known | {k for k in overrides if k not in known}
+    if unknown:
+        raise ValueError(f"profile {name!r}: unknown fields {sorted(unknown)}; known fields: {sorted(known)}")
+    profile = Profile(name=Path(name).stem, **{k: v for k, v in data.items() if k != "name"})
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if "model" in changes and "models" not in changes:
+        changes["models"] = [changes["model"]]
+    return replace(profile, **changes)

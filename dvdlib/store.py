@@ -1,0 +1,92 @@
+"""The run store: everything a generation computed, saved as it is made (DESIGN "store").
+
+One folder per (model, settings): ``root/<model>/<settings hash>/settings.json``; inside, one
+folder per prompt (``<prompt hash>/``) holding per seed the image (``<seed>.png``), its record
+(``<seed>.json``) and the attention recorded for it under a given recording spec
+(``<seed>.attn-<spec hash>.npz``). Every file is written to a temporary name and renamed, so an
+interrupted run leaves no half-written file and a rerun recomputes only what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+
+def digest(value) -> str:
+    """A short stable hash of a JSON-able value (settings, prompts, recording specs)."""
+    return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
+
+
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class Store:
+    """Images, records and attention of one model under one set of generation settings."""
+
+    def __init__(self, root: str | Path, model: str, settings: dict):
+        self.model, self.settings = model, dict(settings)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
+        self.path = Path(root) / slug / digest({"model": model, **self.settings})
+        self.path.mkdir(parents=True, exist_ok=True)
+        info = self.path / "settings.json"
+        if not info.exists():
+            atomic_write(info, lambda p: p.write_text(json.dumps({"model": model, **self.settings}, indent=1)))
+
+    def _base(self, prompt: str, seed: int) -> Path:
+        return self.path / digest(prompt) / str(seed)
+
+    def image_path(self, prompt: str, seed: int) -> Path:
+        return self._base(prompt, seed).with_suffix(".png")
+
+    def attention_path(self, prompt: str, seed: int, spec: dict) -> Path:
+        return self._base(prompt, seed).with_name(f"{seed}.attn-{digest(spec)}.npz")
+
+    def has(self, prompt: str, seed: int, *, image: bool = True, attention: dict | None = None) -> bool:
+        """Whether what a request needs (the image, the attention for ``attention``) is stored."""
+        return (not image or self.image_path(prompt, seed).exists()) and (
+            attention is None or self.attention_path(prompt, seed, attention).exists())
+
+    def save(self, prompt: str, seed: int, *, image: Image.Image | None = None,
+             attention: dict[str, np.ndarray] | None = None, spec: dict | None = None, **record) -> None:
+        """Save what one generation produced; the record (JSON) is written last."""
+        if image is not None:
+            atomic_write(self.image_path(prompt, seed), lambda p: image.save(p, format="PNG"))
+        if attention is not None:
+            atomic_write(self.attention_path(prompt, seed, spec), lambda p: np.savez(p, **attention))
+        base = self._base(prompt, seed).with_suffix(".json")
+        old = json.loads(base.read_text()) if base.exists() else {}
+        new = {**old, **record, "prompt": prompt, "seed": seed}
+        atomic_write(base, lambda p: p.write_text(json.dumps(new, ensure_ascii=False, indent=1)))
+
+    def image(self, prompt: str, seed: int) -> Image.Image:
+        return Image.open(self.image_path(prompt, seed))
+
+    def attention(self, prompt: str, seed: int, spec: dict) -> dict[str, np.ndarray]:
+        with np.load(self.attention_path(prompt, seed, spec)) as data:
+            return dict(data)
+
+    def records(self) -> pd.DataFrame:
+        """Every stored per-image record as a table."""
+        rows = [json.loads(p.read_text()) for p in sorted(self.path.glob("*/*.json"))]
+        return pd.DataFrame(rows)
