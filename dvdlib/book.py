@@ -1,0 +1,372 @@
+"""Run the book: execute each chapter with a profile (papermill), write the generated pages, build
+the HTML (Jupyter Book 1).
+
+    chapters/NN_slug.ipynb --papermill(profile)--> book/NN_slug.ipynb --jupyter-book--> _build/html
+
+Paths are relative to ``cwd`` (the repository root by default), which is also the working directory
+of every chapter's kernel, so a chapter's relative paths (``book/figures/...``, ``store/``) work.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+KERNEL = "python3"
+BENCHMARK_COMMAND = "python benchmarks/recording_overhead.py"
+GENERATED = ("status.md", "benchmarks.md", "_build_info.md")
+
+
+@dataclass
+class Outcome:
+    """What happened to one chapter: ``ok`` or not, how long it took, the error as ``Name: message``."""
+
+    name: str
+    source: Path
+    output: Path
+    ok: bool
+    seconds: float
+    error: str | None = None
+
+
+# ----------------------------------------------------------------------------------- running
+
+
+def chapter_sources(chapters_dir="chapters", only=None, cwd=None) -> list[Path]:
+    """The chapter notebooks, sorted; ``only`` (names, stems, ``04`` prefixes) picks some of them."""
+    root = Path(cwd or os.getcwd())
+    sources = sorted((root / chapters_dir).glob("*.ipynb"))
+    if only is None:
+        return sources
+    wanted = [only] if isinstance(only, str) else list(only)
+    picked = []
+    for name in wanted:
+        key = Path(name).stem
+        hits = [s for s in sources if s.stem == key] or [
+            s for s in sources if s.stem.startswith(key) or key in s.stem
+        ]
+        if not hits:
+            known = ", ".join(s.stem for s in sources) or "none"
+            raise ValueError(f"no chapter matches {name!r} in {root / chapters_dir} (chapters: {known})")
+        picked += [h for h in hits if h not in picked]
+    return sorted(picked)
+
+
+def run_chapter(source, output, profile, cwd=None, parameters=None) -> Outcome:
+    """Execute one chapter with papermill; a raising chapter still leaves its executed notebook."""
+    import papermill as pm
+
+    source, output = Path(source), Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    params = {"profile": profile, **(parameters or {})}
+    start = time.perf_counter()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(output),
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=str(cwd or os.getcwd()),
+            progress_bar=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel did not start, bad notebook, ...: record it, go on
+        error = f"{type(exc).__name__}: {exc}"
+        if not _is_executed(output):
+            _write_stub(output, source, profile, error=error)
+    return Outcome(source.stem, source, output, error is None, time.perf_counter() - start, error)
+
+
+def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cwd=None,
+                 parameters=None, verbose=True) -> list[Outcome]:
+    """Execute ``chapters/*.ipynb`` (or ``only`` some) with ``profile`` into ``out_dir``; one
+    chapter failing does not stop the others. Returns one :class:`Outcome` per chapter run."""
+    root = Path(cwd or os.getcwd()).resolve()
+    outcomes = []
+    for source in chapter_sources(chapters_dir, only, root):
+        output = root / out_dir / source.name
+        if verbose:
+            print(f"[dvd] {source.relative_to(root)} (profile {profile}) -> "
+                  f"{output.relative_to(root)}", file=sys.stderr, flush=True)
+        outcome = run_chapter(source, output, profile, cwd=root, parameters=parameters)
+        if verbose:
+            status = "ok" if outcome.ok else f"FAILED ({outcome.error})"
+            print(f"[dvd]   {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _is_executed(path: Path) -> bool:
+    return path.exists() and "papermill" in nbformat.read(path, as_version=4).metadata
+
+
+def _write_stub(output, source, profile=None, error=None):
+    """A placeholder notebook for a chapter that has no executed copy (so the book still builds)."""
+    source, output = Path(source), Path(output)
+    title = _title(nbformat.read(source, as_version=4)) if source.exists() else source.stem
+    if error:
+        text = (f"This chapter failed before it could run (profile `{profile}`):\n\n"
+                f"```text\n{error}\n```")
+    else:
+        text = (f"This chapter has not been run in this copy of the book. Run it with\n\n"
+                f"```bash\ndvd book --only {source.stem}\n```")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{text}")]
+    nb.metadata["dvd"] = {"stub": True, "source": source.name, "profile": profile, "error": error}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, output)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _title(nb) -> str:
+    """The first markdown heading of a notebook (parsed with markdown-it, as MyST does)."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark")
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        tokens = md.parse(cell.source)
+        for i, tok in enumerate(tokens):
+            if tok.type == "heading_open":
+                return tokens[i + 1].content.strip()
+    return ""
+
+
+def _error_of(nb) -> str | None:
+    """``Name: message`` of the first error output, as papermill judges it."""
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "error" and not (out.ename == "SystemExit"
+                                                    and out.evalue in ("", "0")):
+                return f"{out.ename}: {out.evalue}"
+        if cell.get("metadata", {}).get("papermill", {}).get("exception") is True:
+            return "CellExecutionError: a cell failed without an error output"
+    return None
+
+
+def chapter_info(path) -> dict:
+    """Title, profile, run time and outcome of an executed chapter, from its papermill metadata."""
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    pm = nb.metadata.get("papermill", {})
+    stub = nb.metadata.get("dvd", {})
+    info = {"name": path.stem, "title": _title(nb) or path.stem,
+            "profile": (pm.get("parameters") or {}).get("profile", stub.get("profile")),
+            "seconds": pm.get("duration"), "start": pm.get("start_time"),
+            "end": pm.get("end_time"), "error": None}
+    if pm:
+        error = _error_of(nb)
+        if pm.get("exception") and not error:
+            error = "CellExecutionError: the chapter did not finish"
+        info["error"] = error
+        info["outcome"] = "failed" if error else "ok"
+    else:
+        info["error"] = stub.get("error")
+        info["outcome"] = "failed" if info["error"] else "not run"
+    return info
+
+
+def executed_chapters(out_dir="book", cwd=None) -> list[dict]:
+    """:func:`chapter_info` of every notebook in ``out_dir``, sorted by name."""
+    root = Path(cwd or os.getcwd())
+    return [chapter_info(p) for p in sorted((root / out_dir).glob("*.ipynb"))]
+
+
+def _toc_docs(root: Path) -> set[str]:
+    toc = root / "_toc.yml"
+    if not toc.exists():
+        return set()
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    return set(parse_toc_yaml(toc).keys())
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def _esc(text) -> str:
+    """Escape text for a Markdown table cell (one line, punctuation backslash-escaped)."""
+    text = " ".join(str(text).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|$~&:" else c for c in text)
+
+
+def _when(iso) -> str:
+    if not iso:
+        return "—"
+    try:
+        t = _dt.datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return _esc(iso)
+    if t.tzinfo is not None:
+        t = t.astimezone(_dt.timezone.utc)
+    return t.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def write_status_page(out_dir="book", cwd=None) -> Path:
+    """Write ``book/status.md`` (one row per executed chapter: title, profile, run time, outcome)
+    and ``book/_build_info.md`` (which profile built the book, and when). Returns status.md."""
+    root = Path(cwd or os.getcwd())
+    out = root / out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    chapters = executed_chapters(out_dir, root)
+    in_toc = _toc_docs(root)
+    rel = Path(out_dir).as_posix().strip("/")
+
+    lines = [
+        "# Status of this run", "",
+        "Each chapter was executed by `dvd book` with papermill; the run time and outcome come from",
+        "the papermill metadata of the executed notebook. A failed chapter still appears in the book",
+        "with its error, and `dvd book` exits non-zero.", "",
+    ]
+    if not chapters:
+        lines += ["No chapter has been run yet: `dvd book --profile smoke`.", ""]
+    else:
+        lines += ["| chapter | profile | started | run time | outcome |",
+                  "|---|---|---|---|---|"]
+        for c in chapters:
+            title = _esc(c["title"])
+            if f"{rel}/{c['name']}" in in_toc:
+                title = f"[{title}]({c['name']}.ipynb)"
+            outcome = {"ok": "ok", "not run": "not run"}.get(c["outcome"], "**failed**")
+            if c["error"]:
+                outcome += ": " + _esc(c["error"])
+            lines.append(f"| {title} | {_esc(c['profile'] or '—')} | {_when(c['start'])} | "
+                         f"{_duration(c['seconds'])} | {outcome} |")
+        failed = [c for c in chapters if c["outcome"] == "failed"]
+        lines += ["", f"{len(chapters)} chapter(s): "
+                  f"{sum(c['outcome'] == 'ok' for c in chapters)} ok, {len(failed)} failed, "
+                  f"{sum(c['outcome'] == 'not run' for c in chapters)} not run.", ""]
+    status = out / "status.md"
+    status.write_text("\n".join(lines), encoding="utf-8")
+    _write_build_info(out / "_build_info.md", chapters)
+    return status
+
+
+def _profile_note(profile: str) -> str:
+    """The profile's own description and caveat (dvdlib/profiles/NAME.yaml), if it loads."""
+    try:
+        from dvdlib.profiles import load_profile
+
+        prof = load_profile(profile)
+    except Exception:  # an unknown or broken profile: the chapters' own errors say why
+        return ""
+    parts = [str(x).strip().rstrip(".") + "." for x in (prof.description, prof.caveat) if x]
+    return " ".join(parts)
+
+
+def _write_build_info(path: Path, chapters: list[dict]):
+    ran = [c for c in chapters if c["outcome"] != "not run"]
+    profiles = sorted({str(c["profile"]) for c in ran if c["profile"]})
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if not ran:
+        body = f"No chapter had been run when this copy was built ({now})."
+    else:
+        names = " and ".join(f"**{p}**" for p in profiles) or "an unknown profile"
+        plural = "profiles" if len(profiles) > 1 else "profile"
+        failed = sum(c["outcome"] == "failed" for c in ran)
+        body = (f"This copy was built on {now} with the {plural} {names}: "
+                f"{len(ran)} chapter(s) ran, {len(ran) - failed} ok, {failed} failed "
+                f"(see [the status page](status.md)).")
+        for p in profiles:
+            note = _profile_note(p)
+            if note:
+                body += f"\n\nProfile **{p}**: {note}"
+    path.write_text(f"```{{note}}\n{body}\n```\n", encoding="utf-8")
+
+
+def render_benchmarks(out_dir="book", cwd=None) -> Path:
+    """Write ``book/benchmarks.md`` from ``book/results/benchmark_*.json`` (one table per file)."""
+    root = Path(cwd or os.getcwd())
+    out = root / out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted((out / "results").glob("benchmark_*.json"))
+    lines = ["# Benchmarks", ""]
+    if not files:
+        lines += ["No benchmark has been run yet. Run one from the repository root with", "",
+                  "```bash", BENCHMARK_COMMAND, "```", "",
+                  "and rebuild the book (`make book`); its results appear here.", ""]
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            lines += [f"## {_esc(f.name)}", "", f"Could not read this file: {_esc(exc)}", ""]
+            continue
+        lines += [f"## {_esc(data.get('title') or f.stem)}", ""]
+        facts = [f"{k}: {_esc(data[k])}" for k in ("device", "model", "when") if data.get(k)]
+        if facts:
+            lines += ["; ".join(facts) + f" (from `{out_dir}/results/{f.name}`).", ""]
+        rows = data.get("rows") or []
+        if rows:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            lines += ["| " + " | ".join(_esc(c) for c in cols) + " |",
+                      "|" + "---|" * len(cols)]
+            for r in rows:
+                lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
+            lines.append("")
+        targets = data.get("targets")
+        if targets:
+            lines += ["Targets: " + "; ".join(f"{_esc(k)} {_esc(v)}" for k, v in targets.items())
+                      + ".", ""]
+    page = out / "benchmarks.md"
+    page.write_text("\n".join(lines), encoding="utf-8")
+    return page
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+    return _esc(v)
+
+
+def write_generated_pages(out_dir="book", chapters_dir="chapters", cwd=None):
+    """Everything the toc needs that the runner generates: stubs for chapters in the toc with no
+    executed copy, the status page (with the build-info include) and the benchmarks page."""
+    root = Path(cwd or os.getcwd())
+    rel = Path(out_dir).as_posix().strip("/")
+    for doc in sorted(_toc_docs(root)):
+        if not doc.startswith(rel + "/"):
+            continue
+        stem = doc[len(rel) + 1:]
+        source = root / chapters_dir / f"{stem}.ipynb"
+        if source.exists() and not list((root / out_dir).glob(f"{stem}.*")):
+            _write_stub(root / out_dir / f"{stem}.ipynb", source)
+    write_status_page(out_dir, root)
+    render_benchmarks(out_dir, root)
+
+
+def build_book(root=".", out_dir="book", chapters_dir="chapters") -> Path:
+    """Write the generated pages, then ``jupyter-book build ROOT --warningiserror``; returns
+    ``_build/html/index.html``. Raises ``RuntimeError`` when the build fails."""
+    root = Path(root).resolve()
+    write_generated_pages(out_dir, chapters_dir, root)
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(root), "--warningiserror", "--keep-going"]
+    done = subprocess.run(cmd, cwd=root)
+    index = root / "_build" / "html" / "index.html"
+    if done.returncode != 0 or not index.exists():
+        raise RuntimeError(f"jupyter-book build failed (exit {done.returncode}); see the log above")
+    return index

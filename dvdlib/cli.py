@@ -1,0 +1,77 @@
+"""The ``dvd`` command.
+
+    dvd book --profile smoke [--only NAME ...] [-p KEY VALUE ...] [--no-build]
+
+runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, writes
+the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
+exits non-zero when a chapter failed or the build failed (the book is still built in the first case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _value(text: str):
+    """A ``-p`` value as papermill's ``-y`` would read it (numbers, lists, true/false), else a string."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _book(args) -> int:
+    from dvdlib import book
+
+    if not Path("_config.yml").exists():
+        print("dvd book: run this from the repository root (no _config.yml here)", file=sys.stderr)
+        return 2
+    params = {k: _value(v) for k, v in (args.param or [])}
+    try:
+        outcomes = book.run_chapters(args.profile, only=args.only, parameters=params)
+    except ValueError as exc:
+        print(f"dvd book: {exc}", file=sys.stderr)
+        return 2
+    failed = [o for o in outcomes if not o.ok]
+    if args.no_build:
+        book.write_generated_pages()
+        index = None
+    else:
+        try:
+            index = book.build_book(".")
+        except RuntimeError as exc:
+            print(f"dvd book: {exc}", file=sys.stderr)
+            return 1
+    for o in failed:
+        print(f"dvd book: chapter {o.name} FAILED: {o.error} (executed notebook: {o.output})",
+              file=sys.stderr)
+    if index is not None:
+        print(f"The book is at {index}")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``dvd``."""
+    parser = argparse.ArgumentParser(prog="dvd", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("book", help="run the chapters with a profile and build the HTML book")
+    p.add_argument("--profile", default="smoke", help="profile name (dvdlib/profiles/NAME.yaml); "
+                   "default smoke")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="run only this chapter (file name, stem or number prefix); repeatable")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
+    p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
+    args = parser.parse_args(argv)
+    if args.command == "book":
+        return _book(args)
+    parser.error(f"unknown command {args.command}")  # pragma: no cover
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

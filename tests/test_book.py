@@ -1,0 +1,216 @@
+"""The book runner (papermill), the generated pages and the Jupyter Book build.
+
+The builds run in a temporary copy of the book (``_config.yml``, ``_toc.yml``, ``book/``,
+``chapters/``), so no test leaves build output in the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from dvdlib import book, cli
+
+REPO = Path(__file__).resolve().parents[1]
+FOCUS = REPO / "chapters" / "04_focus_score.ipynb"
+GENERATED = ["*.ipynb", "figures", "results", "status.md", "benchmarks.md", "_build_info.md"]
+
+
+def make_chapter(path: Path, title: str, body: list[str], after: str = "") -> Path:
+    """A chapter notebook: heading, a ``parameters`` cell, code cells, an optional closing text."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('profile = "smoke"  # which profile (dvdlib/profiles/)')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\nA test chapter."), params]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
+    if after:
+        nb.cells.append(nbformat.v4.new_markdown_cell(after))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+FIGURE = """\
+import matplotlib.pyplot as plt
+from pathlib import Path
+fig, ax = plt.subplots(figsize=(3, 2))
+ax.plot([0, 1, 2], [0, 1, 4])
+Path("book/figures").mkdir(parents=True, exist_ok=True)
+fig.savefig("book/figures/tiny.png")   # relative to the repository root
+plt.show()"""
+GLUE = 'from myst_nb import glue\nglue("answer", 42, display=False)\nprint("profile is", profile)'
+
+
+def copy_book(dest: Path, chapters: bool = True) -> Path:
+    """The hand-written part of the book (no generated pages) in ``dest``."""
+    shutil.copy(REPO / "_config.yml", dest / "_config.yml")
+    shutil.copy(REPO / "_toc.yml", dest / "_toc.yml")
+    shutil.copytree(REPO / "book", dest / "book", ignore=shutil.ignore_patterns(*GENERATED))
+    if chapters and (REPO / "chapters").is_dir():
+        shutil.copytree(REPO / "chapters", dest / "chapters")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory):
+    """Two fixture chapters run through the runner: the first raises, the second draws a figure."""
+    root = copy_book(tmp_path_factory.mktemp("fixture_book"), chapters=False)
+    make_chapter(root / "chapters" / "01_fails.ipynb", "A failing chapter",
+                 ['raise ValueError("broken on purpose")', 'print("never reached")'])
+    make_chapter(root / "chapters" / "02_tiny.ipynb", "A tiny chapter", [FIGURE, GLUE],
+                 after="The answer is {glue:text}`answer`.")
+    toc = {"format": "jb-book", "root": "book/index", "parts": [
+        {"caption": "Chapters", "chapters": [{"file": "book/01_fails"}, {"file": "book/02_tiny"}]},
+        {"caption": "About this run", "chapters": [{"file": f"book/{p}"} for p in
+                                                   ("status", "benchmarks", "reproduce",
+                                                    "bibliography")]}]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    outcomes = book.run_chapters("smoke", cwd=root, verbose=False)
+    return root, outcomes
+
+
+def test_a_failing_chapter_does_not_stop_the_others(fixture_run):
+    root, outcomes = fixture_run
+    assert [o.name for o in outcomes] == ["01_fails", "02_tiny"]
+    fails, tiny = outcomes
+    assert not fails.ok and fails.error == "ValueError: broken on purpose"
+    assert tiny.ok and tiny.error is None
+    for o in outcomes:
+        assert o.output == root / "book" / f"{o.name}.ipynb" and o.output.exists()
+    # the kernel ran in the repository root: the chapter's relative path landed there
+    assert (root / "book" / "figures" / "tiny.png").exists()
+    nb = nbformat.read(tiny.output, as_version=4)
+    assert nb.metadata.papermill.parameters == {"profile": "smoke"}
+    assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
+    failed = nbformat.read(fails.output, as_version=4)
+    assert failed.metadata.papermill.exception is True
+
+
+def test_status_page_shows_profile_time_and_failure(fixture_run):
+    root, _ = fixture_run
+    info = {c["name"]: c for c in book.executed_chapters(cwd=root)}
+    assert info["01_fails"]["title"] == "A failing chapter"
+    assert info["01_fails"]["outcome"] == "failed"
+    assert info["01_fails"]["error"] == "ValueError: broken on purpose"
+    assert info["02_tiny"]["outcome"] == "ok" and info["02_tiny"]["profile"] == "smoke"
+    assert info["02_tiny"]["seconds"] > 0
+    status = book.write_status_page(cwd=root).read_text()
+    rows = [line for line in status.splitlines() if line.startswith("| [")]
+    assert len(rows) == 2
+    assert "failed" in rows[0] and "ValueError" in rows[0] and "broken on purpose" in rows[0]
+    assert "(01_fails.ipynb)" in rows[0] and "smoke" in rows[0]
+    assert rows[1].rstrip(" |").endswith("ok") and " s |" in rows[1]
+    info_page = (root / "book" / "_build_info.md").read_text()
+    assert "**smoke**" in info_page and "1 failed" in info_page
+
+
+def test_fixture_book_builds_with_a_failed_chapter(fixture_run):
+    """Warnings are errors, yet a failed chapter is shown, not fatal; glue and figures render."""
+    root, _ = fixture_run
+    index = book.build_book(root)
+    html = root / "_build" / "html"
+    assert index == html / "index.html" and index.exists()
+    tiny = (html / "book" / "02_tiny.html").read_text()
+    assert "<img" in tiny and "42" in tiny
+    assert "broken on purpose" in (html / "book" / "01_fails.html").read_text()
+    status = (html / "book" / "status.html").read_text()
+    assert "broken on purpose" in status
+    assert "book/index.html" in index.read_text()  # the top-level index.html redirects
+    landing = (html / "book" / "index.html").read_text()
+    assert "smoke" in landing and "Jeong" in landing  # the build info and the citation
+    assert (html / "book" / "benchmarks.html").exists()
+    assert (html / "book" / "reproduce.html").exists()
+
+
+def test_only_picks_chapters_and_reports_unknown_names(tmp_path):
+    for name in ("01_a", "04_focus_score", "05_temporal"):
+        make_chapter(tmp_path / "chapters" / f"{name}.ipynb", name, [])
+    pick = lambda only: [p.stem for p in book.chapter_sources(only=only, cwd=tmp_path)]  # noqa: E731
+    assert pick(None) == ["01_a", "04_focus_score", "05_temporal"]
+    assert pick("04") == ["04_focus_score"]
+    assert pick("focus_score") == ["04_focus_score"]
+    assert pick(["05_temporal.ipynb", "01_a"]) == ["01_a", "05_temporal"]
+    with pytest.raises(ValueError, match="nope"):
+        pick("nope")
+
+
+def test_stub_for_a_chapter_in_the_toc_that_has_not_run(tmp_path):
+    make_chapter(tmp_path / "chapters" / "07_later.ipynb", "Later", [])
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/index\n"
+                                       "chapters:\n  - file: book/07_later\n")
+    book.write_generated_pages(cwd=tmp_path)
+    stub = tmp_path / "book" / "07_later.ipynb"
+    assert stub.exists()
+    assert book.chapter_info(stub)["outcome"] == "not run"
+    assert "not run" in (tmp_path / "book" / "status.md").read_text()
+
+
+def test_benchmarks_page(tmp_path):
+    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    assert "no benchmark has been run yet" in page.lower()
+    assert "python benchmarks/recording_overhead.py" in page
+    (tmp_path / "book" / "results").mkdir(parents=True)
+    (tmp_path / "book" / "results" / "benchmark_recording.json").write_text(json.dumps({
+        "title": "Recording overhead", "device": "cpu", "model": "smoke",
+        "rows": [{"setting": "plain", "seconds": 1.0, "ratio": 1.0},
+                 {"setting": "step-1 recording", "seconds": 1.02, "ratio": 1.02}],
+        "targets": {"step-1 recording": "<= 1.05x"}, "when": "2025-01-01T00:00:00Z"}))
+    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    assert "# Benchmarks" in page and "## Recording overhead" in page
+    assert "| setting | seconds | ratio |" in page and "1.020" in page
+    assert "Targets" in page
+
+
+def test_cli_refuses_outside_the_repository_and_unknown_chapters(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["book", "--no-build"]) == 2
+    assert "repository root" in capsys.readouterr().err
+    (tmp_path / "_config.yml").write_text("title: x\n")
+    assert cli.main(["book", "--only", "nope", "--no-build"]) == 2
+    assert "no chapter matches 'nope'" in capsys.readouterr().err
+
+
+def test_toc_lists_every_chapter():
+    from sphinx_external_toc.parsing import parse_toc_yaml
+
+    docs = set(parse_toc_yaml(REPO / "_toc.yml").keys())
+    chapters = sorted(p.stem for p in (REPO / "chapters").glob("*.ipynb"))
+    assert [c for c in chapters if f"book/{c}" not in docs] == [], "add these chapters to _toc.yml"
+    generated = {"book/status", "book/benchmarks"}
+    unknown = [d for d in docs if d not in generated and not list(REPO.glob(f"{d}.*"))
+               and not (REPO / "chapters" / f"{Path(d).name}.ipynb").exists()]
+    if unknown:
+        pytest.skip(f"toc entries whose chapter source is not written yet: {unknown}")
+
+
+def test_generated_files_are_ignored_by_git():
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    paths = ["book/04_focus_score.ipynb", "book/status.md", "book/benchmarks.md",
+             "book/_build_info.md", "book/figures/x.png", "book/results/x.json", "_build/x",
+             "store/x", ".venv/x"]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert sorted(done.stdout.split()) == sorted(paths)
+    for hand_written in ("book/index.md", "book/reproduce.md", "book/references.bib"):
+        assert subprocess.run(["git", "check-ignore", "-q", hand_written], cwd=REPO).returncode == 1
+
+
+@pytest.mark.skipif(not FOCUS.exists(), reason="chapters/04_focus_score.ipynb is not written yet")
+def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
+    """End to end: the real chapter through papermill with profile smoke, then the HTML book."""
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False)
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    index = book.build_book(root)
+    page = root / "_build" / "html" / "book" / "04_focus_score.html"
+    assert page.exists(), "the chapter's page was not built"
+    assert "<img" in page.read_text(), "the chapter's page shows no figure"
+    assert (root / "_build" / "html" / "book" / "status.html").exists()
+    assert index.exists()
