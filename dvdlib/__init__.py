@@ -7,6 +7,11 @@ One concept per module: `models` (loading), `layers` (cross-attention registry, 
 `generate` + `store` (deterministic, resumable generation), `profiles`, `plots`, `book`.
 """
 
+import os
+
+# transformers warns at import that torchvision is absent (harmless here); keep pages readable.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 from .attention import intervene, record
 from .generate import PAPER_SEEDS, generate
 from .layers import registry

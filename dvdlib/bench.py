@@ -131,3 +131,12 @@ def load_memorized() -> pd.DataFrame:
     text = _data("memorized_sd1_500.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return pd.DataFrame(rows).rename(columns={"caption": "prompt"})
+
+
+def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFrame:
+    """``n`` rows taken in turn from each ``by`` group (artist, landmark, character), in file order.
+
+    ``n`` ≥ len(df) returns every row, so small profiles still see every category.
+    """
+    rank = df.groupby(by, sort=False).cumcount()  # position of each row within its group
+    return df.loc[rank.sort_values(kind="stable").index[:n]].sort_index()

@@ -31,6 +31,7 @@ class Profile:
     dtype: str
     device: str
     store: str
+    caveat: str = ""
     resolutions: dict[str, int] = field(default_factory=dict)
 
     def resolution_of(self, model: str) -> int:
@@ -41,6 +42,16 @@ class Profile:
         """The generation settings that, with the model, key the run store."""
         return {"resolution": self.resolution_of(model or self.model), "steps": self.steps, "guidance": self.guidance,
                 "eta": self.eta, "dtype": self.dtype, "sampler": "DDIM", "negative_prompt": ""}
+
+    def card(self, uses_judge: bool = True) -> str:
+        """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter)."""
+        judge = f"`{self.judge}`" if uses_judge else f"none used in this chapter (profile's judge: `{self.judge}`)"
+        rows = [("profile", f"`{self.name}` — {self.description}"), ("model", f"`{self.model}`"),
+                ("judge", judge), ("sampler", f"DDIM {self.steps} steps, guidance {self.guidance}, "
+                 f"eta {self.eta}, {self.resolution_of(self.model)}², {self.dtype} on {self.device}"),
+                ("seeds", ", ".join(map(str, self.seeds))), ("prompts per set", str(self.n_prompts))]
+        table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        return table + (f"\n\n**Caveat.** {self.caveat}" if self.caveat else "")
 
     def asdict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,83 @@
+"""One figure style for the whole book, and the figures more than one chapter draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+BENCH_COLOR, CONTROL_COLOR = "#c0392b", "#2c7fb8"
+STYLE = {"figure.dpi": 110, "savefig.dpi": 150, "axes.spines.top": False, "axes.spines.right": False,
+         "axes.grid": True, "grid.alpha": 0.25, "font.size": 10, "axes.titlesize": 11}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style."""
+    plt.rcParams.update(STYLE)
+
+
+def save(fig, name: str, folder: str | Path) -> Path:
+    """Save ``fig`` as ``folder/name.png`` and ``.pdf``; returns the PNG path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.pdf", bbox_inches="tight")
+    fig.savefig(folder / f"{name}.png", bbox_inches="tight")
+    return folder / f"{name}.png"
+
+
+def _stars(p: float) -> str:
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), highlight=(8, 9, 10)):
+    """Per-layer Focus Score distributions of two prompt sets, with the corrected test's stars."""
+    use_style()
+    layers = sorted(bench["layer"].unique())
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    for offset, data, color, label in ((-0.2, bench, BENCH_COLOR, labels[0]), (0.2, control, CONTROL_COLOR, labels[1])):
+        values = [data.loc[data["layer"] == layer, "focus"].to_numpy() for layer in layers]
+        parts = ax.boxplot(values, positions=np.arange(len(layers)) + offset, widths=0.35, patch_artist=True,
+                           showfliers=False, medianprops={"color": "black"})
+        for box in parts["boxes"]:
+            box.set(facecolor=color, alpha=0.55)
+        ax.plot([], [], color=color, lw=6, alpha=0.55, label=label)
+    top = max(bench["focus"].max(), control["focus"].max())
+    for i, layer in enumerate(layers):
+        if layer in highlight:
+            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+        p = tests.set_index("layer").loc[layer, "p_adjusted"]
+        ax.text(i, top, _stars(p), ha="center", va="bottom")
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_xlabel("cross-attention layer (forward order; shaded: paper's layers 8–10)")
+    ax.set_ylabel("Focus Score at step 1\n(per prompt, mean over seeds)")
+    ax.legend(loc="upper left", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _upsample(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    img = Image.fromarray(grid.astype(np.float32), mode="F").resize(size, Image.BILINEAR)
+    return np.asarray(img)
+
+
+def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: str = ""):
+    """The image, then one panel per named attention map [side, side] drawn over it.
+
+    Each map is scaled from its own minimum to its maximum (the panel title gives the range).
+    """
+    use_style()
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.9))
+    axes[0].imshow(image)
+    axes[0].set_title("image")
+    for ax, (label, grid) in zip(axes[1:], maps.items()):
+        heat = _upsample(grid, image.size)
+        ax.imshow(image)
+        ax.imshow(heat, cmap="jet", alpha=0.5, vmin=heat.min(), vmax=heat.max())
+        ax.set_title(f"{label}\n{grid.min():.3f}–{grid.max():.3f}", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
