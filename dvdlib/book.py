@@ -272,7 +272,7 @@ def _profile_note(profile: str) -> str:
         prof = load_profile(profile)
     except Exception:  # an unknown or broken profile: the chapters' own errors say why
         return ""
-    parts = [str(x).strip().rstrip(".") + "." for x in (prof.description, prof.caveat) if x]
+    parts = [str(x).strip().rstrip(".") + "." for x in (getattr(prof, "description", ""), getattr(prof, "caveat", "")) if x]
     return " ".join(parts)
 
 
