@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -80,6 +81,7 @@ def run_chapter(source, output, profile, cwd=None, parameters=None) -> Outcome:
         )
     except pm.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
+        _unglue(output)
     except Exception as exc:  # kernel did not start, bad notebook, ...: record it, go on
         error = f"{type(exc).__name__}: {exc}"
         if not _is_executed(output):
@@ -100,7 +102,7 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
                   f"{output.relative_to(root)}", file=sys.stderr, flush=True)
         outcome = run_chapter(source, output, profile, cwd=root, parameters=parameters)
         if verbose:
-            status = "ok" if outcome.ok else f"FAILED ({outcome.error})"
+            status = "ok" if outcome.ok else f"FAILED ({outcome.error.splitlines()[0]})"
             print(f"[dvd]   {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
         outcomes.append(outcome)
     return outcomes
@@ -125,6 +127,50 @@ def _write_stub(output, source, profile=None, error=None):
     nb.metadata["dvd"] = {"stub": True, "source": source.name, "profile": profile, "error": error}
     output.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, output)
+
+
+# A chapter that fails never glues the numbers its prose quotes; MyST would then warn about each
+# missing key and fail the -W build. In the executed copy of a *failed* chapter only, such
+# references become a visible "not computed" note (a working chapter with a missing key still
+# fails the build, as it should).
+_GLUE_ROLE = re.compile(r"\{glue(?::[a-z]*)?\}`([^`]+)`")
+_GLUE_BLOCK = re.compile(r"^(?P<fence>`{3,}|:{3,})\{glue(?::[a-z]*)?\}[ \t]+(?P<key>[^\s`]+)[^\n]*\n"
+                         r".*?^(?P=fence)[ \t]*$", re.M | re.S)
+NOT_COMPUTED = "*(not computed: the chapter failed before this value)*"
+
+
+def _unglue(path):
+    """Replace references to never-glued keys in a failed chapter's executed notebook."""
+    path = Path(path)
+    if not path.exists():
+        return
+    nb = nbformat.read(path, as_version=4)
+    glued = {out.metadata["scrapbook"]["name"] for cell in nb.cells for out in cell.get("outputs", [])
+             if "scrapbook" in out.get("metadata", {})}
+
+    def missing(key: str) -> bool:
+        return "::" not in key and key.split(":")[0] not in glued
+
+    dropped = set()
+
+    def role(m):
+        if not missing(m.group(1)):
+            return m.group(0)
+        dropped.add(m.group(1).split(":")[0])
+        return NOT_COMPUTED
+
+    def block(m):
+        if not missing(m.group("key")):
+            return m.group(0)
+        dropped.add(m.group("key"))
+        return f"```{{note}}\n{NOT_COMPUTED[1:-1]} (`{m.group('key')}`).\n```"
+
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = _GLUE_ROLE.sub(role, _GLUE_BLOCK.sub(block, cell.source))
+    if dropped:
+        nb.metadata.setdefault("dvd", {})["not_glued"] = sorted(dropped)
+        nbformat.write(nb, path)
 
 
 # ----------------------------------------------------------------------------------- reading

@@ -47,7 +47,8 @@ def _book(args) -> int:
             print(f"dvd book: {exc}", file=sys.stderr)
             return 1
     for o in failed:
-        print(f"dvd book: chapter {o.name} FAILED: {o.error} (executed notebook: {o.output})",
+        first = (o.error or "").splitlines()[0] if o.error else ""
+        print(f"dvd book: chapter {o.name} FAILED: {first} (executed notebook: {o.output})",
               file=sys.stderr)
     if index is not None:
         print(f"The book is at {index}")

@@ -45,6 +45,14 @@ ax.plot([0, 1, 2], [0, 1, 4])
 Path("book/figures").mkdir(parents=True, exist_ok=True)
 fig.savefig("book/figures/tiny.png")   # relative to the repository root
 plt.show()"""
+UNGLUED = """Early {glue:text}`early`, late {glue:text}`late:.2f` and {glue}`late`.
+
+```{glue:figure} late_figure
+:name: fig-late
+
+A figure the chapter never made.
+```
+"""
 GLUE = 'from myst_nb import glue\nglue("answer", 42, display=False)\nprint("profile is", profile)'
 
 
@@ -67,8 +75,10 @@ def fixture_run(tmp_path_factory):
     """Two fixture chapters run through the runner: the first raises, the second draws a figure."""
     root = copy_book(tmp_path_factory.mktemp("fixture_book"), chapters=False)
     make_chapter(root / "chapters" / "01_fails.ipynb", "A failing chapter",
-                 ['raise ValueError("broken on purpose: `quoted` | piped\\nsecond line, `quoted` too")',
-                  'print("never reached")'])
+                 ['from myst_nb import glue\nglue("early", 7, display=False)',
+                  'raise ValueError("broken on purpose: `quoted` | piped\\nsecond line, `quoted` too")',
+                  'glue("late", 3.14159, display=False)'],
+                 after=UNGLUED)
     make_chapter(root / "chapters" / "02_tiny.ipynb", "A tiny chapter", [FIGURE, GLUE],
                  after="The answer is {glue:text}`answer`.")
     toc = {"format": "jb-book", "root": "book/index", "parts": [
@@ -97,6 +107,11 @@ def test_a_failing_chapter_does_not_stop_the_others(fixture_run):
     assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
     failed = nbformat.read(fails.output, as_version=4)
     assert failed.metadata.papermill.exception is True
+    # its prose no longer quotes values it never glued; the one glued before the error stays
+    assert failed.metadata.dvd.not_glued == ["late", "late_figure"]
+    assert "{glue:text}`early`" in failed.cells[-1].source
+    prose = failed.cells[-1].source
+    assert "}`late" not in prose and "{glue:figure}" not in prose and "not computed" in prose
 
 
 def test_status_page_shows_profile_time_and_failure(fixture_run):
@@ -125,7 +140,8 @@ def test_fixture_book_builds_with_a_failed_chapter(fixture_run):
     assert index == html / "index.html" and index.exists()
     tiny = (html / "book" / "02_tiny.html").read_text()
     assert "<img" in tiny and "42" in tiny
-    assert "broken on purpose" in (html / "book" / "01_fails.html").read_text()
+    fails = (html / "book" / "01_fails.html").read_text()
+    assert "broken on purpose" in fails and "not computed" in fails
     status = (html / "book" / "status.html").read_text()
     assert "broken on purpose" in status
     assert "book/index.html" in index.read_text()  # the top-level index.html redirects
