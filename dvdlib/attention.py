@@ -63,6 +63,9 @@ class Recording:
 
     def add(self, layer: int, step: int, probs: torch.Tensor, guided: bool) -> None:
         """Keep what was asked from probabilities [batch, heads, pixels, tokens]."""
+        if not guided and self.branch == "uncond":
+            raise ValueError("branch='uncond' asked for, but this UNet call has no unconditional half "
+                             "(no classifier-free guidance): record branch='cond' or 'both'")
         if guided and self.branch != "both":
             half = probs.shape[0] // 2
             probs = probs[half:] if self.branch == "cond" else probs[:half]
@@ -181,7 +184,7 @@ class ControlledProcessor:
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         probs, out = attention_probs(attn, hidden_states, context, attention_mask, factors)
         for recording in recordings:
-            recording.add(self.layer.index, step, probs, control.guided())
+            recording.add(self.layer.index, step, probs, control.guided)
         return out
 
 
@@ -191,11 +194,17 @@ class _Control:
     def __init__(self, pipe, layers: list[Layer]):
         self.pipe, self.layers = pipe, layers
         self.step: int | None = None
+        self.guided = False
         self.recordings: list[Recording] = []
         self.scalings: list[HeadScaling] = []
 
     def on_unet_call(self, module, args, kwargs):
-        """Forward pre-hook: the step is the timestep's position in the scheduler's schedule."""
+        """Forward pre-hook: the step is the timestep's position in the scheduler's schedule; the
+        batch is guided when the pipeline uses guidance and the input is two identical halves."""
+        sample = kwargs.get("sample", args[0] if args else None)
+        half = sample.shape[0] // 2
+        self.guided = (self._pipeline_guides() and sample.shape[0] % 2 == 0
+                       and torch.equal(sample[:half], sample[half:]))
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         timesteps = getattr(self.pipe.scheduler, "timesteps", None)
         self.step = None
@@ -207,8 +216,8 @@ class _Control:
             if recording.wants_step(self.step):
                 recording.steps_seen.add(self.step)
 
-    def guided(self) -> bool:
-        """Whether the batch holds [unconditional, conditional] halves (classifier-free guidance)."""
+    def _pipeline_guides(self) -> bool:
+        """The pipeline's classifier-free-guidance flag (as left by its latest call)."""
         try:
             return bool(self.pipe.do_classifier_free_guidance)
         except AttributeError:  # the UNet is called outside a pipeline call

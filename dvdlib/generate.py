@@ -58,39 +58,56 @@ def _stop_after(step: int):
     return callback
 
 
-def generate(pipe, prompts, seeds, *, store: Store, resolution: int, steps: int = 50,
-             guidance: float = 7.5, eta: float = 0.0, batch_size: int = 8,
-             attention: dict | None = None, until_step: int | None = None,
-             progress: bool = True) -> list[Sample]:
+def _jsonable(value):
+    """Recording options as plain JSON (ranges, tuples and numpy integers become lists / ints)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (range, list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def recording_spec(store: Store, attention: dict | None, until_step: int | None = None) -> dict | None:
+    """What keys a stored recording: the `record` options, the resolution and where the run stopped."""
+    if not attention:
+        return None
+    options = {k: _jsonable(v) for k, v in attention.items()}
+    return {**options, "resolution": store.settings["resolution"], "until_step": until_step}
+
+
+def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
+             until_step: int | None = None, progress: bool = True) -> list[Sample]:
     """Generate every prompt × seed (SPEC §1 sampler), returning one `Sample` per pair in that order.
 
-    ``attention``: keyword arguments of `dvdlib.attention.record` (e.g. ``{"layers": "all",
-    "steps": [1]}``); each image's recording is stored beside it. ``until_step``: stop the
-    denoising after that step and keep no image (enough for first-step attention, SPEC §3.4);
-    the schedule is still the one of ``steps`` steps.
+    The sampler settings (``resolution``, ``steps``, ``guidance``, ``eta``) are the store's, so
+    what is stored always matches how it was made. ``attention``: keyword arguments of
+    `dvdlib.attention.record` (e.g. ``{"layers": "all", "steps": [1]}``); each image's recording
+    is stored beside it. ``until_step``: stop the denoising after that step and keep no image
+    (enough for first-step attention, SPEC §3.4); the schedule is still the one of ``steps``.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
     want_image = until_step is None
-    spec = {**attention, "resolution": resolution} if attention else None
+    spec = recording_spec(store, attention, until_step)
     jobs = [(p, s) for p in prompts for s in seeds]
-    todo = [(p, s) for p, s in jobs if not store.has(p, s, image=want_image, attention=spec)]
+    todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=want_image, attention=spec)]
     what = "images" if want_image else f"first {until_step} step(s)"
     bar = tqdm(total=len(todo), disable=not progress or not todo, unit="img",
                desc=f"{store.model}: {len(todo)} of {len(jobs)} {what} to generate ({len(jobs) - len(todo)} stored)")
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        _generate_batch(pipe, batch, store, resolution, steps, guidance, eta, attention, spec, until_step)
+        _generate_batch(pipe, batch, store, attention, spec, until_step)
         bar.update(len(batch))
     bar.close()
     return [Sample(p, s, store.image_path(p, s) if want_image else None,
                    store.attention(p, s, spec) if spec else {}) for p, s in jobs]
 
 
-def _generate_batch(pipe, batch, store, resolution, steps, guidance, eta, attention, spec, until_step):
-    started = time.perf_counter()
-    call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], resolution),
-                height=resolution, width=resolution, num_inference_steps=steps, guidance_scale=guidance,
-                eta=eta, output_type="latent" if until_step else "pil")
+def _generate_batch(pipe, batch, store, attention, spec, until_step):
+    started, sampler = time.perf_counter(), store.settings
+    side = sampler["resolution"]
+    call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], side),
+                height=side, width=side, num_inference_steps=sampler["steps"],
+                guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="latent" if until_step else "pil")
     if until_step:
         call["callback_on_step_end"] = _stop_after(until_step)
     if attention:

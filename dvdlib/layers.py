@@ -9,6 +9,7 @@ a different order (down, up, mid), so the registry is derived from the blocks th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 
 from diffusers.models.attention_processor import Attention
 
@@ -80,7 +81,7 @@ def select(layers: list[Layer], which="all") -> list[Layer]:
     """Layers by paper number: ``"all"``, one number, or an iterable of numbers (1-based)."""
     if which == "all":
         return list(layers)
-    wanted = [which] if isinstance(which, int) else list(which)
+    wanted = [int(which)] if isinstance(which, Integral) else [int(n) for n in which]
     known = {layer.index: layer for layer in layers}
     missing = [n for n in wanted if n not in known]
     if missing:

@@ -30,7 +30,9 @@ def _content(a: np.ndarray, positions) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if a.ndim != 1:
         raise ValueError(f"expected one attention value per token position, got shape {a.shape}")
-    positions = np.asarray(positions, dtype=int)
+    positions = np.asarray(positions)
+    if positions.dtype == bool:  # a content mask (dvdlib.tokens.content_mask)
+        positions = np.flatnonzero(positions)
     if positions.size < 2:
         raise ValueError("the Focus Score needs a prompt of at least two content tokens")
     return a[positions]
@@ -38,7 +40,10 @@ def _content(a: np.ndarray, positions) -> np.ndarray:
 
 def peak_token(a: np.ndarray, positions) -> int:
     """The content position p = argmax_{j∈J} a_j that receives the most attention (SPEC §3.4)."""
-    return int(np.asarray(positions)[np.argmax(_content(a, positions))])
+    positions = np.asarray(positions)
+    if positions.dtype == bool:
+        positions = np.flatnonzero(positions)
+    return int(positions[np.argmax(_content(a, positions))])
 
 
 def focus_score(a: np.ndarray, positions, *, others: str = "mean", normalise: bool = True) -> float:
@@ -58,3 +63,27 @@ def focus_score(a: np.ndarray, positions, *, others: str = "mean", normalise: bo
         return float(contrast)
     spread = normalized_entropy(a_j)
     return float(contrast / spread) if spread > 0 else float("inf")
+
+
+def dvd_score(concept_yes: int, object_yes: int, questions: int = 5) -> float:
+    """DvD Score of one image (SPEC §2): c · (5 − n) / 25 · 100, in [0, 100].
+
+    ``concept_yes`` (c) and ``object_yes`` (n) are the judge's Yes counts over the five questions
+    about the dominant concept and the five about the object: 100 when the concept is fully there
+    and the object fully gone, 0 when the concept is absent or the object fully present.
+    """
+    for name, count in (("concept_yes", concept_yes), ("object_yes", object_yes)):
+        if not 0 <= count <= questions:
+            raise ValueError(f"{name} must be a Yes count between 0 and {questions}, got {count}")
+    return concept_yes * (questions - object_yes) / questions**2 * 100
+
+
+def is_dvd_image(score: float, tau: float = 48.0) -> bool:
+    """An image shows generative collapse when its DvD Score reaches τ (SPEC §2; open, default 48)."""
+    return score >= tau
+
+
+def meets_inclusion(scores, tau: float = 48.0, min_images: int = 7) -> bool:
+    """A candidate prompt enters DominanceBench when ≥ ``min_images`` of its images are DvD images
+    (SPEC §2: 7 of 10, with SD 1.4)."""
+    return sum(is_dvd_image(s, tau) for s in scores) >= min_images

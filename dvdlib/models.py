@@ -45,10 +45,10 @@ def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype
     names = {"fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32", "bf16": "bfloat16"}
-    try:
-        return getattr(torch, names.get(dtype, dtype))
-    except AttributeError:
-        raise ValueError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16") from None
+    found = getattr(torch, names.get(dtype, dtype), None)
+    if not isinstance(found, torch.dtype):
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, float16 or bfloat16")
+    return found
 
 
 def ddim(config: dict | None = None) -> DDIMScheduler:
@@ -64,7 +64,12 @@ def build_smoke(seed: int = 0) -> StableDiffusionPipeline:
     widths small enough to generate on a CPU in seconds. Its images mean nothing: it proves the
     pipeline runs, it does not reproduce the paper.
     """
-    torch.manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _build_smoke()
+
+
+def _build_smoke() -> StableDiffusionPipeline:
     unet = UNet2DConditionModel(
         **{**unet_config("sd1.4"), "block_out_channels": [32, 32, 64, 64], "attention_head_dim": 2,
            "cross_attention_dim": 32, "norm_num_groups": 8, "sample_size": 16}
@@ -82,7 +87,12 @@ def build_smoke(seed: int = 0) -> StableDiffusionPipeline:
 
 def build_random(name: str, seed: int = 0) -> StableDiffusionPipeline:
     """The full-size SD 1.4 or SD 2.1 architecture with random weights (``name`` "sd1.4"/"sd2.1")."""
-    torch.manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return _build_random(name)
+
+
+def _build_random(name: str) -> StableDiffusionPipeline:
     text = _config("sd14_text_encoder")
     if name == "sd2.1":  # OpenCLIP ViT-H/14 text tower
         text.update(hidden_act="gelu", hidden_size=1024, intermediate_size=4096,
@@ -143,14 +153,17 @@ def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool |
 
 
 def _unavailable_message(model_id: str, error: Exception) -> str:
+    layout = "model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/"
+    if Path(model_id).exists():
+        return (f"Cannot load a pipeline from this folder, {model_id!r}: {error}\n"
+                f"The folder must hold a diffusers pipeline ({layout}), e.g. a download of {SD14} "
+                f"or {SD21}.")
     deleted = [old for old, new in MIRRORS.items() if new == model_id]
     mirror = f" (mirror of the deleted {deleted[0]})" if deleted else ""
-    where = "this folder" if Path(model_id).exists() else f"the Hub id {model_id!r}{mirror}"
     return (
-        f"Cannot load the weights of {model_id!r}{mirror} from {where}: {error}\n"
-        f"The book needs the diffusers folder of the model (model_index.json, unet/, vae/, "
-        f"text_encoder/, tokenizer/, scheduler/). Either download it where there is network "
-        f"(`huggingface-cli download {model_id}`) and set HF_HOME to that cache, or pass the local "
-        f"folder instead of the id (papermill: `-p model /path/to/folder`). "
+        f"Cannot load the weights of {model_id!r}{mirror} from the Hub or its local cache: {error}\n"
+        f"The book needs the diffusers folder of the model ({layout}). Either download it where "
+        f"there is network (`huggingface-cli download {model_id}`) and set HF_HOME to that cache, "
+        f"or pass the local folder instead of the id (papermill: `-p model /path/to/folder`). "
         f"Known ids: SD 1.4 = {SD14}, SD 2.1 = {SD21}. Without weights, use profile 'smoke'."
     )

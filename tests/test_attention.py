@@ -382,9 +382,6 @@ def test_check_catches_a_layer_routed_around_its_processor(pipe):
 
 # known bug ---------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="_Control.guided() reads pipe.do_classifier_free_guidance, which "
-                   "keeps the last pipeline call's guidance scale: a direct UNet call afterwards (e.g. the "
-                   "noise-prediction metric of SPEC §3.7) has its batch silently halved")
 def test_direct_unet_call_after_a_guided_pipeline_call_records_the_whole_batch(pipe):
     run(pipe, steps=1)  # leaves pipe._guidance_scale = 7.5 behind
     latents = initial_latents(pipe, SEEDS, 128)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from dvdlib import models
-from dvdlib.generate import Sample, generate, initial_latents
+from dvdlib.generate import Sample, generate, initial_latents, recording_spec
 from dvdlib.store import Store, atomic_write, digest
 
 STEPS = 3
@@ -35,7 +35,7 @@ def pipe():
 
 
 def gen(pipe, store, prompts, seeds, **kwargs):
-    kwargs = {"resolution": RES, "steps": STEPS, "batch_size": 4, "progress": False, **kwargs}
+    kwargs = {"batch_size": 4, "progress": False, **kwargs}
     return generate(pipe, prompts, seeds, store=store, **kwargs)
 
 
@@ -157,7 +157,7 @@ def test_interrupted_run_resumes_where_it_stopped(pipe, tmp_path):
     with counting(pipe, fail_on=2) as calls, pytest.raises(RuntimeError, match="interrupted at batch 2"):
         gen(pipe, store, prompts, [1825], batch_size=2, attention=ATTENTION)
     assert calls == [prompts[0:2], prompts[2:4]]
-    spec = {**ATTENTION, "resolution": RES}
+    spec = recording_spec(store, ATTENTION)
     for prompt in prompts[:2]:  # the first batch is stored ...
         assert store.has(prompt, 1825, attention=spec)
         assert (store._base(prompt, 1825).with_suffix(".json")).exists()
@@ -179,23 +179,23 @@ def test_until_step_stores_attention_but_no_image(pipe, tmp_path):
     store = Store(tmp_path, "smoke", {**SETTINGS, "steps": 5})
     attention = {"layers": "all", "steps": [1]}
     with unet_calls(pipe) as forward, counting(pipe) as calls:
-        early = gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], steps=5, until_step=1,
+        early = gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], until_step=1,
                     attention=attention)
     assert len(calls) == 1 and len(forward) == 1  # one batch, the UNet ran one step of five
     for sample in early:
         assert sample.image is None
         assert not store.image_path(sample.prompt, sample.seed).exists()
-        assert store.attention_path(sample.prompt, sample.seed, {**attention, "resolution": RES}).exists()
+        assert store.attention_path(sample.prompt, sample.seed, recording_spec(store, attention, 1)).exists()
         assert sorted(sample.attention) == sorted(f"share/L{l}/S1" for l in range(1, 17))
         np.testing.assert_allclose(sample.share(9, 1).sum(), 1.0, atol=1e-5)
     assert set(store.records()["prompt"]) == {"a photo of a cat", "a red mug"}
     # rerun: stored, nothing to do
     with counting(pipe) as calls:
-        gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], steps=5, until_step=1, attention=attention)
+        gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], until_step=1, attention=attention)
     assert calls == []
     # a full run needs the images, so it generates; its step-1 attention is the same
     with unet_calls(pipe) as forward:
-        full = gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], steps=5, attention=attention)
+        full = gen(pipe, store, ["a photo of a cat", "a red mug"], [1825], attention=attention)
     assert len(forward) == 5
     assert all(s.image.exists() for s in full)
     for e, f in zip(early, full):
@@ -203,8 +203,6 @@ def test_until_step_stores_attention_but_no_image(pipe, tmp_path):
             np.testing.assert_allclose(e.attention[key], f.attention[key], atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="the stored attention's key ignores until_step: a run stopped at "
-                   "step 1 satisfies a later request for more steps with steps='all' (generate.py)")
 def test_until_step_is_part_of_the_attention_key(pipe, tmp_path):
     store = Store(tmp_path, "smoke", SETTINGS)
     attention = {"layers": [1], "steps": "all"}
@@ -232,7 +230,7 @@ def test_different_steps_generate_again(pipe, tmp_path):
     prompts, seeds = ["a photo of a cat"], [1825]
     with counting(pipe) as calls:
         three = gen(pipe, Store(tmp_path, "smoke", SETTINGS), prompts, seeds)
-        two = gen(pipe, Store(tmp_path, "smoke", {**SETTINGS, "steps": 2}), prompts, seeds, steps=2)
+        two = gen(pipe, Store(tmp_path, "smoke", {**SETTINGS, "steps": 2}), prompts, seeds)
     assert len(calls) == 2
     assert three[0].image.parent.parent != two[0].image.parent.parent
     assert np.abs(pixels(three[0].image) - pixels(two[0].image)).max() > 0

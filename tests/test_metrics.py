@@ -131,9 +131,6 @@ def test_focus_score_rejects_2d_input():
         peak_token(np.zeros((8, 77)), [1, 2, 3])
 
 
-@pytest.mark.xfail(strict=True, reason="metrics._content casts positions with np.asarray(dtype=int): a "
-                   "boolean content mask (dvdlib.tokens.content_mask) becomes indices 0/1 and gives a "
-                   "silently wrong score instead of being used as a mask or rejected")
 def test_focus_score_with_a_boolean_mask_is_used_as_a_mask_or_rejected():
     a = hand_example()
     mask = np.zeros(77, dtype=bool)
@@ -143,3 +140,35 @@ def test_focus_score_with_a_boolean_mask_is_used_as_a_mask_or_rejected():
     except ValueError:
         return
     assert got == pytest.approx(focus_score(a, [1, 2, 3]), rel=1e-9)
+
+
+# DvD Score (SPEC §2) -------------------------------------------------------------------------------
+
+from dvdlib.metrics import dvd_score, is_dvd_image, meets_inclusion  # noqa: E402
+
+
+@pytest.mark.parametrize("c, n, expected", [
+    (5, 0, 100.0),          # concept fully there, object gone: 5·5/25·100
+    (0, 0, 0.0),            # no concept: nothing dominates
+    (5, 5, 0.0),            # both fully there: composed
+    (4, 1, 64.0),           # 4·4/25·100
+    (3, 2, 36.0),           # 3·3/25·100
+    (2, 4, 8.0),            # 2·1/25·100
+])
+def test_dvd_score_by_hand(c, n, expected):
+    assert dvd_score(c, n) == pytest.approx(expected)
+
+
+def test_dvd_score_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="between 0 and 5"):
+        dvd_score(6, 0)
+    with pytest.raises(ValueError, match="object_yes"):
+        dvd_score(3, -1)
+
+
+def test_dvd_image_threshold_and_inclusion_rule():
+    assert is_dvd_image(48.0) and not is_dvd_image(47.99)          # τ = 48 is inclusive
+    assert is_dvd_image(40.0, tau=40) and not is_dvd_image(60.0, tau=64)
+    seven = [64.0] * 7 + [0.0] * 3                                  # 7 of 10 DvD images
+    assert meets_inclusion(seven) and not meets_inclusion([64.0] * 6 + [47.0] * 4)
+    assert not meets_inclusion(seven, tau=80) and meets_inclusion(seven, min_images=7)

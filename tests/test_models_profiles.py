@@ -87,8 +87,6 @@ def test_torch_dtype_unknown():
         torch_dtype("float12")
 
 
-@pytest.mark.xfail(strict=True, reason="models.torch_dtype returns any torch attribute: 'cuda' gives the "
-                   "torch.cuda module, 'Tensor' the class, instead of raising ValueError")
 @pytest.mark.parametrize("name", ["cuda", "Tensor"])
 def test_torch_dtype_rejects_non_dtypes(name):
     with pytest.raises(ValueError, match="unknown dtype"):
