@@ -342,12 +342,17 @@ def _write_build_info(path: Path, chapters: list[dict]):
     path.write_text(f"```{{note}}\n{body}\n```\n", encoding="utf-8")
 
 
+BENCHMARK_RESULTS = ("benchmarks/results/*.json", "{out_dir}/results/benchmark_*.json")
+
+
 def render_benchmarks(out_dir="book", cwd=None) -> Path:
-    """Write ``book/benchmarks.md`` from ``book/results/benchmark_*.json`` (one table per file)."""
+    """Write ``book/benchmarks.md`` from the benchmark result files (``benchmarks/results/*.json``,
+    ``book/results/benchmark_*.json``): one table per file, or how to run one."""
     root = Path(cwd or os.getcwd())
     out = root / out_dir
     out.mkdir(parents=True, exist_ok=True)
-    files = sorted((out / "results").glob("benchmark_*.json"))
+    files = sorted({f for pattern in BENCHMARK_RESULTS
+                    for f in root.glob(pattern.format(out_dir=Path(out_dir).as_posix()))})
     lines = ["# Benchmarks", ""]
     if not files:
         lines += ["No benchmark has been run yet. Run one from the repository root with", "",
@@ -361,8 +366,9 @@ def render_benchmarks(out_dir="book", cwd=None) -> Path:
             continue
         lines += [f"## {_esc(data.get('title') or f.stem)}", ""]
         facts = [f"{k}: {_esc(data[k])}" for k in ("device", "model", "when") if data.get(k)]
-        if facts:
-            lines += ["; ".join(facts) + f" (from `{out_dir}/results/{f.name}`).", ""]
+        lines += ["; ".join(facts + [f"from `{f.relative_to(root).as_posix()}`"]) + ".", ""]
+        if data.get("command"):
+            lines += ["```bash", str(data["command"]), "```", ""]
         rows = data.get("rows") or []
         if rows:
             cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -383,6 +389,8 @@ def render_benchmarks(out_dir="book", cwd=None) -> Path:
 def _cell(v) -> str:
     if v is None:
         return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
     return _esc(v)

@@ -87,6 +87,15 @@ def fixture_run(tmp_path_factory):
                                                    ("status", "benchmarks", "reproduce",
                                                     "bibliography")]}]}
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "benchmarks" / "results" / "recording_overhead.json").write_text(json.dumps({
+        "title": "Attention-recording overhead", "device": "CPU (x86_64, 2 threads)",
+        "model": "smoke, float32, 128², 10 DDIM steps", "when": "2025-01-01T00:00:00",
+        "command": "python benchmarks/recording_overhead.py --model smoke",
+        "rows": [{"setting": "plain", "seconds": 1.0, "ratio": 1.0, "target": "", "met": None},
+                 {"setting": "step-1 recording", "seconds": 1.02, "ratio": 1.02,
+                  "target": "≤ 1.05×", "met": True}],
+        "targets": {"step-1 recording": "≤ 1.05×"}}))
     outcomes = book.run_chapters("smoke", cwd=root, verbose=False)
     return root, outcomes
 
@@ -147,7 +156,7 @@ def test_fixture_book_builds_with_a_failed_chapter(fixture_run):
     assert "book/index.html" in index.read_text()  # the top-level index.html redirects
     landing = (html / "book" / "index.html").read_text()
     assert "smoke" in landing and "Jeong" in landing  # the build info and the citation
-    assert (html / "book" / "benchmarks.html").exists()
+    assert "step-1 recording" in (html / "book" / "benchmarks.html").read_text()
     assert (html / "book" / "reproduce.html").exists()
 
 
@@ -188,6 +197,15 @@ def test_benchmarks_page(tmp_path):
     assert "# Benchmarks" in page and "## Recording overhead" in page
     assert "| setting | seconds | ratio |" in page and "1.020" in page
     assert "Targets" in page
+    # the benchmark script's own result folder is read too (its rows say whether a target was met)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "recording_overhead.json").write_text(json.dumps({
+        "title": "Attention-recording overhead", "device": "CPU", "command": "python x.py",
+        "rows": [{"setting": "step-1", "seconds": 2.0, "ratio": 1.01, "target": "≤ 1.05×",
+                  "met": True}]}))
+    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    assert "## Recording overhead" in page and "## Attention\\-recording overhead" in page
+    assert "| step\\-1 | 2.000 | 1.010 | ≤ 1\\.05× | yes |" in page
 
 
 def test_cli_refuses_outside_the_repository_and_unknown_chapters(tmp_path, monkeypatch, capsys):
