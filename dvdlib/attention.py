@@ -259,6 +259,17 @@ def _controlled(pipe):
 
 
 @contextmanager
+def _attached(pipe, kind: str, item):
+    """Keep ``item`` in the control's ``kind`` list ("recordings" or "scalings") while open."""
+    with _controlled(pipe) as control:
+        getattr(control, kind).append(item)
+        try:
+            yield item
+        finally:
+            getattr(control, kind).remove(item)
+
+
+@contextmanager
 def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond"):
     """Record cross-attention while the block runs: ``with record(pipe, layers=[8, 9, 10]) as rec:``.
 
@@ -268,13 +279,9 @@ def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True
     "uncond" or "both".
     """
     recording = Recording(select(registry(pipe), layers), steps, heads, maps, shares, branch)
-    with _controlled(pipe) as control:
-        control.recordings.append(recording)
-        try:
-            yield recording
-        finally:
-            control.recordings.remove(recording)
-        recording.check()
+    with _attached(pipe, "recordings", recording):
+        yield recording
+    recording.check()
 
 
 @contextmanager
@@ -288,10 +295,5 @@ def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
     for layer, head in heads:
         if layer not in layers or not 0 <= head < layers[layer].heads:
             raise ValueError(f"no head {head} in layer {layer}: see dvdlib.layers.registry(pipe)")
-    scaling = HeadScaling(heads, steps)
-    with _controlled(pipe) as control:
-        control.scalings.append(scaling)
-        try:
-            yield scaling
-        finally:
-            control.scalings.remove(scaling)
+    with _attached(pipe, "scalings", HeadScaling(heads, steps)) as scaling:
+        yield scaling

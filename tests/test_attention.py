@@ -18,16 +18,6 @@ STEPS = 3
 TOKENS = 77
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; with two, a busy 2-core machine (OpenMP threads
-    waiting on each other) made this suite 5–10× slower. Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return models.load("smoke")

@@ -251,6 +251,14 @@ def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
     index = book.build_book(root)
     page = root / "_build" / "html" / "book" / "04_focus_score.html"
     assert page.exists(), "the chapter's page was not built"
-    assert "<img" in page.read_text(), "the chapter's page shows no figure"
+    html = page.read_text()
+    assert html.count("<img") >= 2, "the chapter's page lacks its figures (Focus Score by layer, maps)"
+    assert "249/300" in html and "Caveat" in html, "paper numbers and the profile card belong on the page"
+    assert "not computed" not in html
+    figures = root / "book" / "figures" / "04_focus_score"
+    assert {p.name for p in figures.glob("*.png")} == {"focus_by_layer.png", "example_maps.png"}
+    results = json.loads((root / "book" / "results" / "04_focus_score.json").read_text())
+    assert results["profile"]["name"] == "smoke"
+    assert {r["key"] for r in results["results"]} >= {"fs_significant_layers", "fs_peak_on_concept"}
     assert (root / "_build" / "html" / "book" / "status.html").exists()
     assert index.exists()

@@ -17,16 +17,6 @@ from dvdlib.profiles import Profile, available, load_profile
 PAPER_SEED_LIST = [1825, 410, 4507, 4013, 3658, 2287, 1680, 8936, 1425, 9675]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; with two, a busy 2-core machine (OpenMP threads
-    waiting on each other) made this suite 5–10× slower. Restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def smoke():
     return load("smoke")
