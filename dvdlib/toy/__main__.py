@@ -1,0 +1,134 @@
+"""Command line of the toy world: ``python -m dvdlib.toy {train,export,sample,render} ...``.
+
+    python -m dvdlib.toy train --out toy/run1 --steps 20000      # starts, or resumes from the checkpoint
+    python -m dvdlib.toy export --out toy/run1                   # EMA weights → toy/run1/model + manifest.json
+    python -m dvdlib.toy sample --model toy/run1/model "tower and ball" "ball" --png grid.png
+    python -m dvdlib.toy render "tower and ball" --png scenes.png   # training renders, no model
+
+`main(argv)` is what ``dvd toy ...`` calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+
+def _variants(items: list[str]) -> dict:
+    """["tower=10", "robot=none"] → {"tower": 10, "robot": None}."""
+    out = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"--variants takes NAME=COUNT (or NAME=none), got {item!r}")
+        out[name] = None if value.lower() == "none" else int(value)
+    return out
+
+
+def _train(args) -> None:
+    from .train import TrainConfig, train
+
+    saved = Path(args.out) / "config.json"
+    base = json.loads(saved.read_text()) if saved.is_file() else asdict(TrainConfig())
+    given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
+             "threads": args.threads, "checkpoint_every": args.checkpoint_every,
+             "variants": _variants(args.variants) if args.variants else None}
+    cfg = TrainConfig.from_dict({**base, **{k: v for k, v in given.items() if v is not None}})
+    train(args.out, cfg, progress=not args.no_progress)
+    if not args.no_export:
+        from .train import export
+
+        manifest = export(args.out)
+        print(f"exported {manifest['steps']} steps to {Path(args.out) / 'model'}; final loss {manifest['final_loss']}")
+
+
+def _export(args) -> None:
+    from .train import export
+
+    manifest = export(args.out, args.to)
+    print(json.dumps({k: manifest[k] for k in ("steps", "final_loss", "wall_time_s", "s_per_step", "data_hash")}, indent=2))
+
+
+def _grid(rows: list[list[np.ndarray]], path: str, scale: int = 4) -> None:
+    from PIL import Image
+
+    pad = lambda im: np.pad(im, ((1, 1), (1, 1), (0, 0)), constant_values=1.0)
+    grid = np.concatenate([np.concatenate([pad(im) for im in row], 1) for row in rows], 0)
+    image = Image.fromarray((np.clip(grid, 0, 1) * 255).astype(np.uint8))
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    print(f"wrote {path} ({len(rows)} rows × {len(rows[0])})")
+
+
+def _sample(args) -> None:
+    import torch
+
+    from .model import load_toy
+
+    torch.set_num_threads(args.threads)
+    pipe = load_toy(args.model)
+    rows = []
+    for prompt in args.prompts:
+        latents = torch.cat([torch.randn(1, 12, 16, 16, generator=torch.Generator().manual_seed(s)) for s in range(args.seeds)])
+        out = pipe([prompt] * args.seeds, latents=latents, num_inference_steps=args.steps,
+                   guidance_scale=args.guidance, output_type="np")
+        rows.append(list(out.images))
+    _grid(rows, args.png)
+
+
+def _render(args) -> None:
+    from .world import World
+
+    world = World()
+    _grid([[world.render(p, s).image for s in range(args.seeds)] for p in args.prompts], args.png)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train or resume a toy model (options default to the run's saved config)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs, model, manifest)")
+    p.add_argument("--steps", type=int, help="train until this step (default 20000)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 400)")
+    p.add_argument("--variants", nargs="*", help="concept variant counts, e.g. tower=10 robot=none")
+    p.add_argument("--no-export", action="store_true", help="do not export the model at the end")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("export", help="export the latest checkpoint's EMA weights (fp16) and the manifest")
+    p.add_argument("--out", required=True)
+    p.add_argument("--to", help="model folder (default OUT/model)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("sample", help="generate a grid of images from a toy model folder")
+    p.add_argument("prompts", nargs="+")
+    p.add_argument("--model", default="toy/run1/model")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--guidance", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--png", default="toy_samples.png")
+    p.set_defaults(func=_sample)
+
+    p = sub.add_parser("render", help="a grid of training renders (no model)")
+    p.add_argument("prompts", nargs="+")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--png", default="toy_renders.png")
+    p.set_defaults(func=_render)
+
+    args = parser.parse_args(argv)
+    args.func(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""Training the toy model: DDPM with v-prediction on endless rendered scenes, deterministic and
+resumable.
+
+Recipe (defaults of `TrainConfig`, from the earlier measured attempts): batch 64; captions from
+`Captions` (10% empty, for classifier-free guidance; seven pairs held out); cosine noise
+schedule, v-prediction, uniform timesteps, plain MSE; AdamW (lr 2e-3, weight decay 0.01),
+linear warm-up over 200 steps, then lr ∝ 1/√step from step 1,000 (so extending a run never
+changes its past); gradient norm clipped at 1; EMA of the weights (0.999, warmed up). The text
+encoder is frozen: every caption's token states are computed once, by the pipeline's own
+``encode_prompt``, so sampling sees exactly the conditioning training saw.
+
+Everything random is a pure function of (seed, step): batch ``s`` holds scenes
+``s·B … s·B+B−1`` of a `SceneStream`, and its noise and timesteps come from a generator seeded
+with (seed, s). A checkpoint (model, EMA, optimizer, step, loss window, wall time) therefore
+resumes bitwise-identically (with the same number of threads).
+
+Files in the run folder: ``checkpoints/last.pt`` (atomic, every ``checkpoint_every`` steps),
+``loss.csv`` (mean loss, lr and gradient norm per ``log_every`` steps, and the run's wall
+time so far: training, evaluation and checkpoints, summed over resumptions), ``eval.csv`` (EMA model:
+loss with the right caption, the empty caption and a wrong caption, at fixed noise levels, per
+checkpoint), and after `export`: ``model/`` (fp16 EMA pipeline, see `dvdlib.toy.model.save_toy`)
+and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import model as toy_model
+from .world import DEFAULT_HELD_OUT, Captions, SceneStream, World
+
+#: Config fields that may change when a run is resumed (they do not change the weights).
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "threads"}
+LOSS_COLUMNS = ["step", "loss", "lr", "grad_norm", "wall_s"]
+EVAL_COLUMNS = ["step", "t", "loss_right", "loss_empty", "loss_wrong", "wrong_over_right"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run (``steps`` is how far to go, not part of its identity)."""
+
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 200
+    decay_start: int = 1_000
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema: float = 0.999
+    seed: int = 0
+    empty: float = 0.1
+    single: float = 0.35
+    variants: dict = field(default_factory=dict)  # World.with_variants overrides, e.g. {"tower": 10}
+    held_out: list = field(default_factory=lambda: [list(p) for p in DEFAULT_HELD_OUT])
+    unet: dict = field(default_factory=dict)  # overrides of dvdlib.toy.model.UNET_CONFIG
+    eval_images: int = 96
+    eval_timesteps: list = field(default_factory=lambda: [200, 500, 800])
+    checkpoint_every: int = 400  # ≈ 10 min at ~1.5 s/step on one CPU thread
+    log_every: int = 10
+    threads: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}")
+        return cls(**data)
+
+    def world(self) -> World:
+        return World().with_variants(**self.variants)
+
+    def captions(self) -> Captions:
+        return Captions(self.world(), empty=self.empty, single=self.single,
+                        held_out=tuple(tuple(p) for p in self.held_out))
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """lr at 0-based ``step``: linear warm-up, flat, then ∝ 1/√step after ``decay_start``."""
+    n = step + 1
+    return cfg.lr * min(1.0, n / cfg.warmup) * min(1.0, math.sqrt(cfg.decay_start / n))
+
+
+def step_seed(seed: int, step: int, stream: int = 0) -> int:
+    """A 63-bit torch seed for (run seed, step, stream)."""
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def embedding_table(pipe, captions: list[str]) -> tuple[dict[str, int], torch.Tensor]:
+    """Token states [n, tokens, 384] of each caption, as ``pipe.encode_prompt`` computes them."""
+    with torch.no_grad():
+        states, _ = pipe.encode_prompt(list(captions), torch.device("cpu"), 1, False)
+    return {c: i for i, c in enumerate(captions)}, states.float()
+
+
+def noisy_batch(pipe, images: torch.Tensor, generator: torch.Generator, timesteps=None):
+    """(noisy latents, timesteps, v-target) for clean images [-1, 1]; noise from ``generator``."""
+    latents = pipe.vae.encode(images).latent_dist.mode() * pipe.vae.config.scaling_factor
+    n = latents.shape[0]
+    if timesteps is None:
+        timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
+    noise = torch.randn(latents.shape, generator=generator)
+    noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
+    return noisy, timesteps, pipe.scheduler.get_velocity(latents, noise, timesteps)
+
+
+def _wrong_captions(captions: list[str]) -> list[str]:
+    """Each caption swapped for the next different one in the list (a mismatched condition)."""
+    out = []
+    for i, c in enumerate(captions):
+        j = next((k % len(captions) for k in range(i + 1, i + len(captions)) if captions[k % len(captions)] != c), i)
+        out.append(captions[j])
+    return out
+
+
+def conditioning_check(pipe, unet, cfg: TrainConfig, table) -> list[dict]:
+    """Loss of ``unet`` on fixed scenes with non-empty captions at each of ``cfg.eval_timesteps``:
+    with the right caption, the empty one and a wrong one. Text conditioning is learned when the
+    wrong caption costs clearly more than the right one."""
+    index, states = table
+    stream = SceneStream(cfg.captions(), seed=cfg.seed + 1_000_003)
+    scenes = [stream.scene(i) for i in range(4 * cfg.eval_images)]
+    scenes = [s for s in scenes if s.caption][:cfg.eval_images]
+    images = torch.from_numpy(np.stack([s.image.transpose(2, 0, 1) * 2 - 1 for s in scenes]))
+    right = [s.caption for s in scenes]
+    conditions = {"right": right, "empty": [""] * len(right), "wrong": _wrong_captions(right)}
+    rows = []
+    with torch.no_grad():
+        for t in cfg.eval_timesteps:
+            g = torch.Generator().manual_seed(step_seed(cfg.seed, t, stream=7))
+            noisy, ts, target = noisy_batch(pipe, images, g, torch.full((len(right),), int(t)))
+            loss = {}
+            for name, caps in conditions.items():
+                cond = states[[index[c] for c in caps]]
+                pred = torch.cat([unet(noisy[i:i + 64], ts[i:i + 64], encoder_hidden_states=cond[i:i + 64]).sample
+                                  for i in range(0, len(caps), 64)])
+                loss[name] = F.mse_loss(pred, target).item()
+            rows.append({"t": int(t), "loss_right": loss["right"], "loss_empty": loss["empty"],
+                         "loss_wrong": loss["wrong"], "wrong_over_right": loss["wrong"] / loss["right"]})
+    return rows
+
+
+# ---------------------------------------------------------------- the run
+
+class Run:
+    """A training run in a folder: builds or resumes the state, trains, checkpoints, logs."""
+
+    def __init__(self, out, cfg: TrainConfig):
+        self.out, self.cfg = Path(out), cfg
+        self.saved = self._load_checkpoint()
+        torch.set_num_threads(cfg.threads)
+        self.pipe = toy_model.build_toy(cfg.seed, **cfg.unet)
+        self.unet = self.pipe.unet.train()
+        self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
+        self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.captions = cfg.captions()
+        self.stream = SceneStream(self.captions, cfg.seed)
+        self.table = embedding_table(self.pipe, self.captions.all())
+        self.step, self.wall, self.window = 0, 0.0, []
+        self.data_hash = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoints" / "last.pt"
+
+    # -- state
+    def state(self) -> dict:
+        return {"step": self.step, "config": asdict(self.cfg), "unet": self.unet.state_dict(),
+                "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(), "window": list(self.window),
+                "wall": self.wall, "data_hash": self.data_hash, "torch_rng": torch.get_rng_state()}
+
+    def save(self) -> None:
+        """Write the checkpoint atomically (temporary file, then rename)."""
+        path = self.checkpoint_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self) -> dict | None:
+        """The latest checkpoint, if any; refuse one made with another config (before building anything)."""
+        if not self.checkpoint_path.is_file():
+            return None
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        changed = {k for k, v in state["config"].items() if asdict(self.cfg).get(k) != v} - RESUMABLE_CHANGES
+        if changed:
+            raise ValueError(f"{self.checkpoint_path} was trained with other settings ({sorted(changed)}: "
+                             f"{ {k: state['config'][k] for k in sorted(changed)} }); use another --out folder")
+        return state
+
+    def resume(self) -> bool:
+        """Restore the state of ``checkpoints/last.pt`` if there is one; drop log rows after it."""
+        state, self.saved = self.saved, None
+        if state is None:
+            return False
+        self.unet.load_state_dict(state["unet"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.window, self.wall = state["step"], list(state["window"]), state["wall"]
+        self.data_hash = state["data_hash"]
+        _truncate_csv(self.out / "loss.csv", self.step)
+        _truncate_csv(self.out / "eval.csv", self.step)
+        return True
+
+    # -- training
+    def train_step(self) -> tuple[float, float]:
+        """One optimisation step on batch ``self.step``; returns (loss, gradient norm)."""
+        cfg = self.cfg
+        images, caps = self.stream.batch(self.step * cfg.batch_size, cfg.batch_size)
+        g = torch.Generator().manual_seed(step_seed(cfg.seed, self.step))
+        noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g)
+        index, states = self.table
+        pred = self.unet(noisy, t, encoder_hidden_states=states[[index[c] for c in caps]]).sample
+        loss = F.mse_loss(pred, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(cfg, self.step)
+        self.opt.step()
+        self.update_ema()
+        self.step += 1
+        return loss.item(), float(grad_norm)
+
+    def update_ema(self) -> None:
+        decay = min(self.cfg.ema, (1 + self.step) / (10 + self.step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.unet.parameters()), 1 - decay)
+
+    def log(self, loss: float, grad_norm: float) -> None:
+        """Keep the window; every ``log_every`` steps append its means to loss.csv."""
+        self.window.append((loss, grad_norm))
+        if self.step % self.cfg.log_every == 0:
+            losses, norms = zip(*self.window)
+            _append_csv(self.out / "loss.csv", LOSS_COLUMNS, [{
+                "step": self.step, "loss": f"{np.mean(losses):.6f}", "lr": f"{learning_rate(self.cfg, self.step - 1):.3e}",
+                "grad_norm": f"{np.mean(norms):.4f}", "wall_s": f"{self.wall:.1f}"}])
+            self.window = []
+
+    def evaluate(self) -> list[dict]:
+        rows = conditioning_check(self.pipe, self.ema, self.cfg, self.table)
+        _append_csv(self.out / "eval.csv", EVAL_COLUMNS,
+                    [{"step": self.step, **{k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()}} for r in rows])
+        return rows
+
+    def run(self, progress: bool = True) -> None:
+        """Train until ``cfg.steps``, checkpointing and evaluating every ``checkpoint_every`` steps."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume()
+        if self.data_hash is None:
+            self.data_hash = self.stream.data_hash()
+        (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step", mininterval=20,
+                   desc=f"toy {'resumed' if resumed else 'training'} → {self.out}", file=sys.stderr)
+        while self.step < self.cfg.steps:
+            started = time.perf_counter()
+            loss, grad_norm = self.train_step()
+            self.log(loss, grad_norm)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                rows = self.evaluate()
+                self.wall += time.perf_counter() - started
+                started = time.perf_counter()
+                self.save()
+                bar.write(f"step {self.step}: checkpoint; wrong/right caption loss at t={rows[-1]['t']}: "
+                          f"{rows[-1]['wrong_over_right']:.3f}")
+            self.wall += time.perf_counter() - started
+        bar.close()
+
+
+def _append_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _truncate_csv(path: Path, step: int) -> None:
+    """Drop rows logged after ``step`` (they belong to steps a resumed run will redo)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+        columns = list(rows[0]) if rows else None
+    if columns is None:
+        return
+    kept = [r for r in rows if int(r["step"]) <= step]
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
+
+
+def train(out, cfg: TrainConfig | None = None, progress: bool = True) -> Run:
+    """Train (or resume) the run in folder ``out`` up to ``cfg.steps``; returns the `Run`."""
+    run = Run(out, cfg or TrainConfig())
+    run.run(progress)
+    return run
+
+
+# ---------------------------------------------------------------- export
+
+def export(out, folder=None) -> dict:
+    """Write the EMA UNet of ``out``'s latest checkpoint as a toy pipeline (fp16) to ``folder``
+    (default ``out/model``) and ``out/manifest.json``; returns the manifest."""
+    out = Path(out)
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    pipe = toy_model.build_toy(cfg.seed, **cfg.unet)
+    pipe.unet.load_state_dict(state["ema"])
+    manifest = _manifest(out, cfg, state, pipe)
+    folder = Path(folder) if folder else out / "model"
+    toy_model.save_toy(pipe, folder, info={"steps": state["step"], "seed": cfg.seed, "data_hash": state["data_hash"]})
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _manifest(out: Path, cfg: TrainConfig, state: dict, pipe) -> dict:
+    import diffusers
+    import transformers
+
+    losses = _read_csv(out / "loss.csv")
+    recent = [float(r["loss"]) for r in losses if int(r["step"]) > state["step"] - 500]
+    evals = [r for r in _read_csv(out / "eval.csv") if int(r["step"]) == state["step"]]
+    return {
+        "model": "dvdlib toy world: UNet2DConditionModel (SD 1.x block layout) on 2×2 space-to-depth "
+                 "32×32 scenes, frozen all-MiniLM-L6-v2 text encoder, v-prediction, cosine schedule",
+        "steps": state["step"], "seed": cfg.seed, "config": asdict(cfg),
+        "world": cfg.world().to_dict(), "captions": cfg.captions().to_dict(),
+        "data_hash": state["data_hash"], "wall_time_s": round(state["wall"], 1),
+        "s_per_step": round(state["wall"] / max(state["step"], 1), 3),
+        "final_loss": round(float(np.mean(recent)), 6) if recent else None,
+        "final_loss_steps": "mean of loss.csv over the last 500 steps",
+        "conditioning": [{k: (float(v) if k != "t" else int(v)) for k, v in r.items() if k != "step"} for r in evals],
+        "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
+        "weights": "model/unet/diffusion_pytorch_model.safetensors (EMA, float16)",
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "diffusers": diffusers.__version__, "transformers": transformers.__version__,
+                     "numpy": np.__version__},
+        "threads": cfg.threads,
+    }
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
