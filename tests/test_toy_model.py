@@ -16,14 +16,6 @@ from dvdlib.toy.train import TrainConfig, export, learning_rate, train
 TINY_UNET = {"block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4, "attention_head_dim": [1, 2, 2, 2]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def pipe():
     return toy.build_toy(seed=0)
