@@ -67,6 +67,13 @@ def main(argv=None) -> int:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
     p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
+    sub.add_parser("toy", help="the toy world: train, export, sample, render (dvd toy --help)",
+                   add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["toy"]:
+        from dvdlib.toy.__main__ import main as toy_main
+
+        return toy_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "book":
         return _book(args)

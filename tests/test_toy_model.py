@@ -89,6 +89,9 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     b, _ = loaded.encode_prompt(["ring and box"], "cpu", 1, False)
     assert torch.equal(a, b)
     assert len(dvdlib.registry(loaded)) == 16
+    via_load = dvdlib.load(str(folder))  # dvdlib.load dispatches toy folders to load_toy
+    assert isinstance(via_load.vae, toy.SpaceToDepthVAE)
+    assert torch.equal(via_load.unet.state_dict()[key], weights[key])
 
 
 def test_learning_rate_schedule():
