@@ -146,3 +146,20 @@ def test_export_writes_a_loadable_model_and_manifest(runs):
     loaded = toy.load_toy(root / "straight" / "model")
     assert loaded.unet.config.block_out_channels == [8, 8, 8, 8]
     assert torch.equal(loaded.unet.state_dict()["conv_out.bias"], runs[1].ema.state_dict()["conv_out.bias"].half().float())
+
+
+def test_a_run_continues_from_its_export_when_checkpoints_are_gone(tmp_path):
+    """Checkpoints are not committed; the small export is. A new session continues from it."""
+    import shutil
+
+    out = tmp_path / "run"
+    first = train(out, tiny(2), progress=False)
+    export(out)
+    shutil.rmtree(out / "checkpoints")
+    second = train(out, tiny(4), progress=False)
+    assert second.step == 4
+    losses = (out / "loss.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in losses[1:]] == ["1", "2", "3", "4"]  # steps 3–4 appended
+    started = toy.load_toy(out / "model").unet.state_dict()  # the step-2 export it continued from
+    assert not torch.equal(second.unet.state_dict()["conv_out.bias"], started["conv_out.bias"])
+    assert second.data_hash == first.data_hash

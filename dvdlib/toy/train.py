@@ -217,6 +217,28 @@ class Run:
         _truncate_csv(self.out / "eval.csv", self.step)
         return True
 
+    def warm_start(self) -> bool:
+        """Without a checkpoint, continue from the exported model in ``out/model`` if there is one
+        (how a run crosses sessions: checkpoints are not committed, the small export is).
+
+        The UNet and its EMA start from the exported EMA weights (fp16), the step, the data stream
+        and the learning-rate schedule continue; the optimizer's moments restart, so the run is
+        resumed but not bitwise identical to an uninterrupted one."""
+        folder = self.out / "model"
+        if not toy_model.is_toy_folder(folder):
+            return False
+        info = json.loads((folder / toy_model.MARKER).read_text())
+        if info.get("seed") != self.cfg.seed:
+            raise ValueError(f"{folder} was trained with seed {info.get('seed')}, not {self.cfg.seed}")
+        exported = toy_model.load_toy(folder).unet.float().state_dict()
+        self.unet.load_state_dict(exported)
+        self.ema.load_state_dict(exported)
+        manifest = json.loads((self.out / "manifest.json").read_text())
+        self.step, self.wall, self.data_hash = info["steps"], manifest["wall_time_s"], info["data_hash"]
+        _truncate_csv(self.out / "loss.csv", self.step)
+        _truncate_csv(self.out / "eval.csv", self.step)
+        return True
+
     # -- training
     def train_step(self) -> tuple[float, float]:
         """One optimisation step on batch ``self.step``; returns (loss, gradient norm)."""
@@ -261,7 +283,7 @@ class Run:
     def run(self, progress: bool = True) -> None:
         """Train until ``cfg.steps``, checkpointing and evaluating every ``checkpoint_every`` steps."""
         self.out.mkdir(parents=True, exist_ok=True)
-        resumed = self.resume()
+        resumed = self.resume() or self.warm_start()
         if self.data_hash is None:
             self.data_hash = self.stream.data_hash()
         (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
