@@ -89,11 +89,17 @@ def load_dominancebench(tokenizer=None, strict: bool = False, *, resolve: bool =
     df.attrs["distinct_prompts"] = df["prompt"].nunique()
     if not resolve:
         return df
-    df = _resolve_all(df, tokenizer if tokenizer is not None else clip_tokenizer())
+    return resolve_spans(df, tokenizer if tokenizer is not None else clip_tokenizer(), strict, "DominanceBench")
+
+
+def resolve_spans(df: pd.DataFrame, tokenizer, strict: bool = False, name: str = "prompt-set") -> pd.DataFrame:
+    """Add ``content_span``, ``nm_span`` and ``unresolved`` to a table with ``content``, ``nm_word``
+    and ``prompt``; ``strict=True`` raises one ValueError listing every unresolved row."""
+    df = _resolve_all(df, tokenizer)
     bad = unresolved_rows(df)
     if strict and len(bad):
         lines = "\n".join(f"  case {r.case_num}: {r.unresolved}" for r in bad.itertuples())
-        raise ValueError(f"{len(bad)} DominanceBench row(s) cannot be resolved:\n{lines}")
+        raise ValueError(f"{len(bad)} {name} row(s) cannot be resolved:\n{lines}")
     return df
 
 
@@ -140,3 +146,24 @@ def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFra
     """
     rank = df.groupby(by, sort=False).cumcount()  # position of each row within its group
     return df.loc[rank.sort_values(kind="stable").index[:n]].sort_index()
+
+
+def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataFrame:
+    """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories).
+
+    "dominancebench" (SPEC §3.2), "control-standin" (`load_control_standin`), and the toy world's
+    "toy-dominance" / "toy-balanced" (`dvdlib.toy.prompts`). Sets that label concepts get their
+    token spans resolved with ``tokenizer`` (every row must resolve).
+    """
+    from .toy.prompts import toy_balanced, toy_dominance
+
+    if name == "control-standin":
+        return load_control_standin(n or 300)
+    loaders = {"dominancebench": lambda: load_dominancebench(resolve=False),
+               "toy-dominance": toy_dominance, "toy-balanced": toy_balanced}
+    if name not in loaders:
+        raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders) + ['control-standin']}")
+    table = loaders[name]()
+    if tokenizer is not None:
+        table = resolve_spans(table, tokenizer, strict=True, name=name)
+    return stratified(table, n) if n else table

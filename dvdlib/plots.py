@@ -43,12 +43,11 @@ def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), 
         for box in parts["boxes"]:
             box.set(facecolor=color, alpha=0.55)
         ax.plot([], [], color=color, lw=6, alpha=0.55, label=label)
-    top = max(bench["focus"].max(), control["focus"].max())
     for i, layer in enumerate(layers):
         if layer in highlight:
             ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
         p = tests.set_index("layer").loc[layer, "p_adjusted"]
-        ax.text(i, top, _stars(p), ha="center", va="bottom")
+        ax.text(i, 0.97, _stars(p), ha="center", va="top", transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
     ax.set_xlabel("cross-attention layer (forward order; shaded: paper's layers 8–10)")
     ax.set_ylabel("Focus Score at step 1\n(per prompt, mean over seeds)")

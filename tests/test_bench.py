@@ -139,3 +139,26 @@ def test_memorized():
     m = load_memorized()
     assert len(m) == 500 and "prompt" in m.columns
     assert m["prompt"].iloc[0] == "The No Limits Business Woman Podcast"
+
+
+# prompt sets by name (profiles choose them) ----------------------------------------------------
+
+def test_prompt_sets_by_name():
+    from dvdlib.bench import load_prompt_set
+    from dvdlib.toy.world import World
+
+    tok = clip_tokenizer()
+    dominance = load_prompt_set("toy-dominance", tok)
+    world = World()
+    assert len(dominance) == len(world.rigid) * len(world.objects) * 2 == 24
+    assert set(dominance.content) == set(world.rigid) and set(dominance.nm_word) == set(world.objects)
+    assert dominance.unresolved.isna().all()
+    row = dominance.set_index("prompt").loc["ring and tower"]
+    assert row.content_span == [3] and row.nm_span == [1] and row.held_out
+    balanced = load_prompt_set("toy-balanced", tok)
+    assert len(balanced) == 12 and set(balanced.content_type) == {"object"}
+    assert balanced.set_index("prompt").loc["ball and bar"].held_out
+    assert len(load_prompt_set("dominancebench", tok, 6)) == 6
+    assert load_prompt_set("control-standin", tok, 5).attrs["label"].startswith("stand-in control: 5")
+    with pytest.raises(ValueError, match="unknown prompt set 'laion'"):
+        load_prompt_set("laion")

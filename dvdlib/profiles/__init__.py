@@ -32,6 +32,9 @@ class Profile:
     device: str
     store: str
     caveat: str = ""
+    #: prompt sets by role, named as `dvdlib.bench.load_prompt_set` knows them
+    prompt_sets: dict[str, str] = field(default_factory=lambda: {"benchmark": "dominancebench",
+                                                                 "control": "control-standin"})
     resolutions: dict[str, int] = field(default_factory=dict)
 
     def resolution_of(self, model: str) -> int:

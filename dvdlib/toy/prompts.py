@@ -1,0 +1,42 @@
+"""The toy world's prompt sets, in DominanceBench's columns (SPEC §3.2), so every chapter runs on
+them unchanged.
+
+- **toy-dominance** (the DominanceBench analogue): a rigid concept (a fixed landmark, a character
+  with few variants, a fixed style) paired with a flexible object, in both word orders.
+- **toy-balanced** (the balanced control): two flexible objects, in both word orders.
+
+``content`` is the concept expected to dominate (the rigid one; the first word for balanced
+pairs), ``nm_word`` the one expected to vanish; ``held_out`` marks pairs never seen in training
+(`dvdlib.toy.world.DEFAULT_HELD_OUT`).
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+
+import pandas as pd
+
+from .world import DEFAULT_HELD_OUT, JOINER, World
+
+
+def _table(world: World, pairs, content_type) -> pd.DataFrame:
+    held = {frozenset(p) for p in DEFAULT_HELD_OUT}
+    rows = [{"content_type": content_type(content), "content": content, "nm_word": obj,
+             "prompt": JOINER.join(order), "held_out": frozenset((content, obj)) in held}
+            for content, obj, order in pairs]
+    return pd.DataFrame(rows).assign(case_num=lambda d: range(1, len(d) + 1))
+
+
+def toy_dominance(world: World | None = None) -> pd.DataFrame:
+    """Every rigid concept × flexible object, both orders (rigid = the dominant ``content``)."""
+    world = world or World()
+    pairs = [(rigid, obj, order) for rigid in world.rigid for obj in world.objects
+             for order in ((rigid, obj), (obj, rigid))]
+    return _table(world, pairs, lambda name: world.concept(name).role)
+
+
+def toy_balanced(world: World | None = None) -> pd.DataFrame:
+    """Every ordered pair of two flexible objects (the first word labelled ``content``)."""
+    world = world or World()
+    pairs = [(a, b, (a, b)) for a, b in permutations(world.objects, 2)]
+    return _table(world, pairs, lambda name: "object")
