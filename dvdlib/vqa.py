@@ -88,15 +88,22 @@ class QwenJudge:
         return self.tokenizer.apply_chat_template(message, chat_template=template, tokenize=False,
                                                   add_generation_prompt=True)
 
+    def encode_images(self, images: Sequence) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each image through the image processor once: (its ``pixel_values`` rows, its ``image_grid_thw``)."""
+        vision = self.image_processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
+        rows = vision["image_grid_thw"].prod(-1).tolist()
+        return list(zip(vision["pixel_values"].split(rows), vision["image_grid_thw"]))
+
     def inputs(self, pairs: Sequence[tuple]) -> dict:
-        """Model inputs for (image, question) pairs, left-padded, as the Qwen2-VL processor makes them."""
-        vision = self.image_processor(images=[image.convert("RGB") for image, _ in pairs], return_tensors="pt")
+        """Model inputs for (encoded image, question) pairs, left-padded, exactly as the Qwen2-VL
+        processor makes them for (image, question) chat messages."""
         merge = self.image_processor.merge_size ** 2
         texts = [self.prompt(q).replace(self.image_token, self.image_token * int(thw.prod() // merge), 1)
-                 for (_, q), thw in zip(pairs, vision["image_grid_thw"])]
+                 for (_, thw), q in pairs]
         text = self.tokenizer(texts, padding=True, return_tensors="pt")
         mm_token_type_ids = (text["input_ids"] == self.model.config.image_token_id).int()
-        return {**text, **vision, "mm_token_type_ids": mm_token_type_ids}
+        return {**text, "pixel_values": torch.cat([pixels for (pixels, _), _ in pairs]),
+                "image_grid_thw": torch.stack([thw for (_, thw), _ in pairs]), "mm_token_type_ids": mm_token_type_ids}
 
     @torch.inference_mode()
     def answer(self, pairs: Sequence[tuple]) -> list[str]:
@@ -107,9 +114,17 @@ class QwenJudge:
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]:
-        """Every question of every image (SPEC §2), ``batch_size`` pairs per call; answers per image."""
-        pairs = [(image, q) for image in images for q in questions]
-        flat = [a for i in range(0, len(pairs), self.batch_size) for a in self.answer(pairs[i:i + self.batch_size])]
+        """Every question of every image (SPEC §2), ``batch_size`` pairs per call, image-major; each
+        image is preprocessed once, when its first pair comes up. Answers per image, in order."""
+        pairs = [(i, q) for i in range(len(images)) for q in questions]
+        encoded, flat = {}, []
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start:start + self.batch_size]
+            encoded = {i: encoded[i] for i, _ in chunk if i in encoded}  # drop images already answered
+            todo = sorted({i for i, _ in chunk} - set(encoded))
+            if todo:
+                encoded.update(zip(todo, self.encode_images([images[i] for i in todo])))
+            flat += self.answer([(encoded[i], q) for i, q in chunk])
         return [flat[i * len(questions):(i + 1) * len(questions)] for i in range(len(images))]
 
 

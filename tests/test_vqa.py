@@ -42,7 +42,8 @@ def test_prompt_is_one_user_message_with_the_image_then_the_question(judge):
 
 
 def test_inputs_are_left_padded_with_one_image_token_per_merged_patch(judge, images):
-    inputs = judge.inputs([(images[0], QUESTIONS[1]), (images[1], QUESTIONS[0])])
+    first, second = judge.encode_images(images)
+    inputs = judge.inputs([(first, QUESTIONS[1]), (second, QUESTIONS[0])])
     assert inputs["image_grid_thw"].tolist() == [[1, 4, 4], [1, 6, 4]]
     assert inputs["mm_token_type_ids"].sum(1).tolist() == [4, 6]
     mask = inputs["attention_mask"]

@@ -1,0 +1,110 @@
+"""Judge throughput: batched vs. one ``generate`` call per question, same judge, same images, one run.
+
+    python benchmarks/judge_batching.py                                   # tiny random Qwen2-VL, offline
+    python benchmarks/judge_batching.py --model Qwen/Qwen2-VL-2B-Instruct --device cuda --dtype bfloat16
+    python benchmarks/judge_batching.py --model /path/to/Qwen2-VL-2B-Instruct --resolution 512
+
+Default model ``tiny``: `dvdlib.vqa.build_tiny_qwen2_vl`, the test's random-weight Qwen2-VL (2 text
+layers of width 64, a 1-block vision tower, a byte-level tokenizer), built in a temporary folder and
+loaded through `QwenJudge` like a real checkpoint. It has Qwen2-VL's code path, not its cost: its
+ratio measures what batching saves in per-call overhead (preprocessing, ``generate`` set-up, five
+decoding steps per call), an upper bound rather than what the 2B judge gains on a GPU; pass
+``--model`` for that. Each image is asked the ten questions of SPEC §2 (five about a concept, five
+about an object); the settings run interleaved, ``--repeats`` rounds after one warm-up, each keeps
+its fastest round, and the ratio is one-call-per-question time over the setting's time (a speedup;
+issue 3 target: ≥ 4×). Answers must agree between settings, else the script fails. Results go to
+``benchmarks/results/judge_batching.json``, shown on the book's benchmarks page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dvdlib.store import atomic_write
+from dvdlib.vqa import QwenJudge, build_tiny_qwen2_vl
+
+TARGET = 4.0
+QUESTIONS = [q + " Answer only Yes or No." for q in (
+    "Is the Eiffel Tower present in this image?", "Can the Eiffel Tower be identified in this image?",
+    "Is the Eiffel Tower at least partly visible?", "Does the image show details characteristic of the Eiffel Tower?",
+    "Is the Eiffel Tower the main subject or the background of this image?",
+    "Is a mug visible in this image?", "Is a mug at least partly shown?", "Is a mug featured in this image?",
+    "Does the image show the recognisable shape of a mug?", "Is a mug depicted as a product?")]
+
+
+def time_ask(judge: QwenJudge, images, batch_size: int, device: str) -> tuple[float, list[list[str]]]:
+    judge.batch_size = batch_size
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    answers = judge.ask(images, QUESTIONS)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, answers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="tiny", help="'tiny' (offline, random weights), a Hub id or a folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32 on CPU)")
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--resolution", type=int, default=224, help="square image side in pixels")
+    parser.add_argument("--batch-size", type=int, default=20, help="(image, question) pairs per batched call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--out", default="benchmarks/results/judge_batching.json")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_tiny_qwen2_vl(Path(tmp) / "tiny") if args.model == "tiny" else args.model
+        judge = QwenJudge(model, dtype=args.dtype, device=args.device)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (args.resolution, args.resolution, 3), dtype=np.uint8))
+              for _ in range(args.images)]
+    settings = {"one call per question": 1,
+                f"batched ({args.batch_size} pairs per call)": args.batch_size}
+    times, answers = {name: [] for name in settings}, {}
+    for _ in range(args.repeats + 1):  # the first round warms up and is dropped
+        for name, size in settings.items():
+            seconds, answers[name] = time_ask(judge, images, size, args.device)
+            times[name].append(seconds)
+    times = {name: t[1:] for name, t in times.items()}
+    if len({json.dumps(a) for a in answers.values()}) != 1:
+        raise SystemExit(f"batched and one-call-per-question answers differ: {answers}")
+    single = min(times["one call per question"])
+    rows = [{"setting": name, "seconds": round(min(t), 3), "ratio": round(single / min(t), 2),
+             "target": "" if size == 1 else f"≥ {TARGET:g}×",
+             "met": None if size == 1 else single / min(t) >= TARGET}
+            for (name, size), t in zip(settings.items(), times.values())]
+    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+              else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
+    what = ("tiny random-weight Qwen2-VL (dvdlib.vqa.build_tiny_qwen2_vl; measures per-call overhead, "
+            "not the 2B judge's compute)" if args.model == "tiny" else args.model)
+    result = {"title": "Judge throughput: batched vs one call per question (ratio = speedup)", "device": device,
+              "model": f"{what}, {judge.model.dtype}, {args.images} images of {args.resolution}² "
+                       f"× {len(QUESTIONS)} questions, ≤ {judge.max_new_tokens} new tokens",
+              "when": datetime.datetime.now().isoformat(timespec="seconds"),
+              "command": "python benchmarks/judge_batching.py " + " ".join(
+                  f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+              "rows": rows, "targets": {"batched vs one call per question": f"≥ {TARGET:g}×"},
+              "repeats": args.repeats, "all_seconds": times}
+    atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))
+    for row in rows:
+        print(f"{row['setting']:32s} {row['seconds']:8.3f} s  {row['ratio']:.2f}×  {row['target']}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
