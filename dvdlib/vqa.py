@@ -7,13 +7,16 @@ question), answered by greedy decoding with at most 5 new tokens; only the new t
 and the answer is kept verbatim (`dvdlib.judge.is_yes` reads it). Pairs are batched: all questions
 of an image and several images go into one ``generate`` call, ``batch_size`` pairs at a time, with
 left padding (the attention mask and Qwen's 3-D rotary positions skip the padding), so a batched
-answer equals the one-question-at-a-time answer (tests/test_vqa.py).
+answer equals the one-question-at-a-time answer (tests/test_vqa.py). Each image goes through the
+vision tower once per `ask`, however many questions it is asked: its features are handed to
+``generate`` (``mm_encoder_outputs``) in place of its pixels, for every question.
 
 The inputs are built from the checkpoint's tokenizer and image processor, not its ``AutoProcessor``:
 in transformers 5 the Qwen2-VL processor also builds a video processor, which needs torchvision,
 which this project does not install. What is built is what the processor builds for one image and
 one question: the chat template's text with ``<|image_pad|>`` repeated once per merged image patch,
-``image_grid_thw``, ``pixel_values`` and ``mm_token_type_ids`` (1 on image tokens).
+``image_grid_thw``, ``pixel_values`` and ``mm_token_type_ids`` (1 on image tokens); the test checks
+the answers against ``generate`` on those pixel inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 #: The judge of the authors' release (SPEC §1).
 DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
@@ -88,34 +92,40 @@ class QwenJudge:
         return self.tokenizer.apply_chat_template(message, chat_template=template, tokenize=False,
                                                   add_generation_prompt=True)
 
+    @torch.inference_mode()
     def encode_images(self, images: Sequence) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each image through the image processor once: (its ``pixel_values`` rows, its ``image_grid_thw``)."""
+        """Each image through the image processor and the vision tower once: (its image-token
+        features, its ``image_grid_thw``). The tower sees each image on its own, so features are
+        the same whether an image is encoded alone or with others."""
         vision = self.image_processor(images=[image.convert("RGB") for image in images], return_tensors="pt")
-        rows = vision["image_grid_thw"].prod(-1).tolist()
-        return list(zip(vision["pixel_values"].split(rows), vision["image_grid_thw"]))
+        grid = vision["image_grid_thw"].to(self.device)
+        features = self.model.get_image_features(vision["pixel_values"].to(self.device), grid).pooler_output
+        return list(zip(features, grid))
 
     def inputs(self, pairs: Sequence[tuple]) -> dict:
-        """Model inputs for (encoded image, question) pairs, left-padded, exactly as the Qwen2-VL
-        processor makes them for (image, question) chat messages."""
+        """``generate`` inputs for (encoded image, question) pairs, left-padded: the token ids,
+        attention mask, ``image_grid_thw`` and ``mm_token_type_ids`` the Qwen2-VL processor makes for
+        (image, question) chat messages, and the image features in place of the pixels."""
         merge = self.image_processor.merge_size ** 2
         texts = [self.prompt(q).replace(self.image_token, self.image_token * int(thw.prod() // merge), 1)
                  for (_, thw), q in pairs]
-        text = self.tokenizer(texts, padding=True, return_tensors="pt")
-        mm_token_type_ids = (text["input_ids"] == self.model.config.image_token_id).int()
-        return {**text, "pixel_values": torch.cat([pixels for (pixels, _), _ in pairs]),
-                "image_grid_thw": torch.stack([thw for (_, thw), _ in pairs]), "mm_token_type_ids": mm_token_type_ids}
+        text = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
+        return {**text, "image_grid_thw": torch.stack([thw for (_, thw), _ in pairs]),
+                "mm_token_type_ids": (text["input_ids"] == self.model.config.image_token_id).int(),
+                "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(
+                    pooler_output=tuple(features for (features, _), _ in pairs))}}
 
     @torch.inference_mode()
     def answer(self, pairs: Sequence[tuple]) -> list[str]:
         """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens``, new tokens decoded verbatim."""
-        inputs = {k: v.to(self.device) for k, v in self.inputs(pairs).items()}
+        inputs = self.inputs(pairs)
         out = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens,
                                   pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]:
         """Every question of every image (SPEC §2), ``batch_size`` pairs per call, image-major; each
-        image is preprocessed once, when its first pair comes up. Answers per image, in order."""
+        image is encoded once (`encode_images`), when its first pair comes up. Answers per image, in order."""
         pairs = [(i, q) for i in range(len(images)) for q in questions]
         encoded, flat = {}, []
         for start in range(0, len(pairs), self.batch_size):

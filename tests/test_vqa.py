@@ -4,6 +4,7 @@ Qwen2-VL built from a config, with a tokenizer made here, saved and loaded back 
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dvdlib.vqa import DEFAULT_JUDGE, MAX_NEW_TOKENS, QwenJudge, build_tiny_qwen2_vl
@@ -57,11 +58,29 @@ def test_batched_answers_equal_one_question_at_a_time(judge, images):
     judge.batch_size = 1  # one call per question
     single = judge.ask(images, QUESTIONS)
     judge.batch_size = 64
-    assert batched == chunked == single
+    assert batched == chunked == single == reference_answers(judge, images, QUESTIONS)
     assert len(batched) == 2 and all(len(a) == len(QUESTIONS) for a in batched)
     assert all(isinstance(a, str) for row in batched for a in row)
     # the fixture is not degenerate: answers depend on the image and on the question
     assert batched[0] != batched[1] and len(set(batched[0])) > 1
+
+
+def reference_answers(judge, images, questions):
+    """One ``generate`` call per (image, question) on raw pixels, the inputs the Qwen2-VL processor
+    makes for one chat message (no cached image features, no padding)."""
+    answers = []
+    for image in images:
+        vision = judge.image_processor(images=[image.convert("RGB")], return_tensors="pt")
+        n = int(vision["image_grid_thw"].prod()) // judge.image_processor.merge_size ** 2
+        row = []
+        for q in questions:
+            text = judge.tokenizer([judge.prompt(q).replace("<|image_pad|>", "<|image_pad|>" * n)], return_tensors="pt")
+            mm = (text["input_ids"] == judge.model.config.image_token_id).int()
+            with torch.inference_mode():
+                out = judge.model.generate(**text, **vision, mm_token_type_ids=mm, do_sample=False, max_new_tokens=5)
+            row.append(judge.tokenizer.decode(out[0, text["input_ids"].shape[1]:], skip_special_tokens=True))
+        answers.append(row)
+    return answers
 
 
 def test_same_image_twice_gives_the_same_answers(judge, images):
