@@ -138,14 +138,18 @@ class QwenJudge:
         return [flat[i * len(questions):(i + 1) * len(questions)] for i in range(len(images))]
 
 
-def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
-    """Save a tiny random-weight Qwen2-VL to ``folder`` for tests and benchmarks, offline: 2 text
-    layers of width 64 (4 heads), a 1-block vision tower of width 32 (14-px patches, 2×2 merge), a
-    byte-level BPE tokenizer of the 256 byte symbols plus Qwen's special tokens and chat template,
-    and the Qwen2-VL image processor. Weights are drawn with std 0.2 (not the usual 0.02, under which
-    every answer is the same few tokens) so that answers change with the image and the question. Its
-    answers are arbitrary tokens (deterministic under greedy decoding); it has the real judge's architecture, files and loading path, not its knowledge."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2,
+                        family: str = "qwen2_vl") -> Path:
+    """Save a tiny random-weight Qwen2-VL (``family="qwen2_5_vl"``: Qwen2.5-VL) to ``folder`` for
+    tests and benchmarks, offline: 2 text layers of width 64 (4 heads), a vision tower of width 32
+    (Qwen2-VL: 1 block; Qwen2.5-VL: 2 blocks, one windowed; 14-px patches, 2×2 merge), a byte-level
+    BPE tokenizer of the 256 byte symbols plus Qwen's special tokens and chat template, and the
+    Qwen2-VL image processor (both families use it). Weights are drawn with std 0.2 (not the usual
+    0.02, under which every answer is the same few tokens) so that answers change with the image and
+    the question. Answers are arbitrary tokens (deterministic under greedy decoding): the model has
+    the real judge's architecture, files and loading path, not its knowledge."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration)
     from transformers.convert_slow_tokenizer import bytes_to_unicode
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -156,21 +160,28 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
     tokenizer.add_special_tokens({"additional_special_tokens": special})
     tokenizer.chat_template = QWEN_CHAT_TEMPLATE
     ids = dict(zip(special, tokenizer.convert_tokens_to_ids(special)))
-    heads = 4
-    config = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6,
-                                          "mrope_section": _mrope_section(hidden_size // heads)},
-                         bos_token_id=tokenizer.pad_token_id, eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=tokenizer.pad_token_id, initializer_range=0.2),
-        vision_config=dict(depth=1, embed_dim=32, hidden_size=hidden_size, num_heads=2, mlp_ratio=2,
-                           initializer_range=0.2),
-        initializer_range=0.2,
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    heads, std = 4, 0.2
+    text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
+                rope_parameters={"rope_type": "default", "rope_theta": 1e6,
+                                 "mrope_section": _mrope_section(hidden_size // heads)},
+                bos_token_id=tokenizer.pad_token_id, eos_token_id=ids["<|im_end|>"],
+                pad_token_id=tokenizer.pad_token_id, initializer_range=std)
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if family == "qwen2_vl":
+        vision = dict(depth=1, embed_dim=32, hidden_size=hidden_size, num_heads=2, mlp_ratio=2)
+        config_class, model_class = Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    elif family == "qwen2_5_vl":
+        vision = dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=hidden_size,
+                      window_size=56, fullatt_block_indexes=[1])
+        config_class, model_class = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    else:
+        raise ValueError(f"family must be 'qwen2_vl' or 'qwen2_5_vl', got {family!r}")
+    config = config_class(text_config=text, vision_config={**vision, "initializer_range": std},
+                          initializer_range=std, **tokens)
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     Qwen2VLImageProcessorPil().save_pretrained(folder)
     return folder

@@ -16,9 +16,10 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def judge(tmp_path_factory):
-    folder = build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"))
+@pytest.fixture(scope="module", params=["qwen2_vl", "qwen2_5_vl"])
+def judge(request, tmp_path_factory):
+    """The authors' judge family (Qwen2-VL) and the paper's (Qwen2.5-VL), tiny and random."""
+    folder = build_tiny_qwen2_vl(tmp_path_factory.mktemp(request.param), family=request.param)
     return QwenJudge(folder, local_files_only=True, batch_size=64)
 
 
@@ -31,7 +32,7 @@ def images():
 
 def test_loaded_through_from_pretrained(judge):
     assert isinstance(judge, pytest.importorskip("dvdlib.judge").Judge)
-    assert type(judge.model).__name__ == "Qwen2VLForConditionalGeneration"
+    assert type(judge.model).__name__ in ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration")
     assert judge.tokenizer.padding_side == "left"
     assert judge.max_new_tokens == MAX_NEW_TOKENS == 5
 
