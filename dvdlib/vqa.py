@@ -51,9 +51,9 @@ class QwenJudge:
     """Yes/no answers from a Qwen2-VL or Qwen2.5-VL checkpoint (SPEC §1, §2), a `Judge`.
 
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
-    ``preprocessor_config.json``). ``dtype``: torch dtype or its name; None gives float32 on the CPU
-    and bfloat16 elsewhere. ``batch_size``: (image, question) pairs per ``generate`` call (1: one
-    call per question). ``local_files_only``: never reach the Hub. A checkpoint that cannot be
+    ``preprocessor_config.json``). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
+    None gives float32 on the CPU and bfloat16 elsewhere. ``batch_size``: (image, question) pairs
+    per ``generate`` call (1: one call per question). ``local_files_only``: never reach the Hub. A checkpoint that cannot be
     loaded (offline, no such folder) raises one `OSError` naming it and saying how to pass a folder.
     """
 
@@ -68,7 +68,7 @@ class QwenJudge:
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         if dtype is None:
             dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
-        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
             self.image_processor = AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
@@ -117,15 +117,18 @@ class QwenJudge:
 
     @torch.inference_mode()
     def answer(self, pairs: Sequence[tuple]) -> list[str]:
-        """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens``, new tokens decoded verbatim."""
+        """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens``, new tokens decoded verbatim
+        (SPEC §1). Plain argmax: sampling settings and a repetition penalty in a checkpoint's
+        ``generation_config.json`` are overridden."""
         inputs = self.inputs(pairs)
-        out = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                  pad_token_id=self.tokenizer.pad_token_id)
+        out = self.model.generate(**inputs, do_sample=False, repetition_penalty=1.0,
+                                  max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]:
         """Every question of every image (SPEC §2), ``batch_size`` pairs per call, image-major; each
-        image is encoded once (`encode_images`), when its first pair comes up. Answers per image, in order."""
+        image is encoded once (`encode_images`), when its first pair comes up. Answers per image,
+        in order."""
         pairs = [(i, q) for i in range(len(images)) for q in questions]
         encoded, flat = {}, []
         for start in range(0, len(pairs), self.batch_size):
