@@ -53,8 +53,9 @@ class QwenJudge:
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
     ``preprocessor_config.json``). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
     None gives float32 on the CPU and bfloat16 elsewhere. ``batch_size``: (image, question) pairs
-    per ``generate`` call (1: one call per question). ``local_files_only``: never reach the Hub. A checkpoint that cannot be
-    loaded (offline, no such folder) raises one `OSError` naming it and saying how to pass a folder.
+    per ``generate`` call (1: one call per question). ``local_files_only``: never reach the Hub.
+    A checkpoint that cannot be loaded (offline, no such folder) raises one `OSError` naming it and
+    saying how to pass a folder.
     """
 
     def __init__(self, model: str | Path = DEFAULT_JUDGE, *, dtype: str | torch.dtype | None = None,
