@@ -1,0 +1,200 @@
+"""The judge interface of the book: images + yes/no questions → answers (SPEC §1, §2; issue 3).
+
+A judge is anything with a ``name`` and ``ask(images, questions)``: every question is asked of
+every image (how calls are batched is the judge's business) and the raw answers come back
+verbatim, one list per image. `is_yes` reads an answer as SPEC §1 does. A `QuestionSet` (YAML,
+`load_questions`) holds five question templates per concept category and five for objects, each
+set with its instruction; `yes_counts` asks an image's ten questions and returns the Yes counts
+``c`` and ``n`` that `dvdlib.metrics.dvd_score` turns into a DvD Score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+
+import yaml
+
+from .metrics import dvd_score
+
+#: Questions per set (SPEC §2: five about the concept, five about the object).
+QUESTIONS_PER_SET = 5
+#: Category names a question file may use: the paper's three ``content_type`` values and the toy
+#: world's ``style`` (its artist-like role). `load_questions(..., categories=None)` accepts any.
+KNOWN_CATEGORIES = ("artist", "landmark", "character", "style")
+PLACEHOLDER = "{concept}"
+#: The key of the object questions in a question file and in `QuestionSet.match`.
+OBJECTS = "objects"
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """A yes/no visual question answerer (SPEC §1).
+
+    ``ask(images, questions)`` asks every question of every image (PIL images; the questions are
+    full texts, instruction included) and returns, per image, the raw answer to each question, in
+    order. Answers are kept verbatim; `is_yes` decides what counts as Yes.
+    """
+
+    name: str
+
+    def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]: ...
+
+
+_LEADING = re.compile(r"^[\W_]+")
+
+
+def is_yes(answer: str) -> bool:
+    """Yes iff the answer starts with "yes" (case-insensitive) once leading whitespace and
+    punctuation are stripped (SPEC §1). "Yeah", "No", "" and anything else are No."""
+    return _LEADING.sub("", answer or "").lower().startswith("yes")
+
+
+@dataclass(frozen=True)
+class QuestionGroup:
+    """Five question templates with ``{concept}`` and the instruction appended to each (SPEC §2)."""
+
+    instruction: str
+    templates: tuple[str, ...]
+
+    def texts(self, concept: str) -> list[str]:
+        """The five full questions about ``concept``, instruction included."""
+        return [f"{t.replace(PLACEHOLDER, concept)} {self.instruction}".strip() for t in self.templates]
+
+    def match(self, question: str) -> tuple[int, str] | None:
+        """(index of the template, concept) if ``question`` is one of this group's questions."""
+        for i, t in enumerate(self.templates):
+            head, tail = (re.escape(part) for part in t.split(PLACEHOLDER))
+            m = re.fullmatch(rf"{head}(.+?){tail}(?:\s+{re.escape(self.instruction)})?", question.strip(), re.I | re.S)
+            if m:
+                return i, m.group(1).strip()
+        return None
+
+
+@dataclass(frozen=True)
+class QuestionSet:
+    """Question groups per concept category plus one for objects (SPEC §2). Load with
+    `load_questions`; the texts come from `concept_questions` and `object_questions`."""
+
+    name: str
+    categories: dict[str, QuestionGroup]
+    objects: QuestionGroup
+
+    def group(self, category: str) -> QuestionGroup:
+        """The group of a concept category, or the object group for ``"objects"``."""
+        if category == OBJECTS:
+            return self.objects
+        if category not in self.categories:
+            raise KeyError(f"question set {self.name!r} has no category {category!r}; it has {sorted(self.categories)}")
+        return self.categories[category]
+
+    def concept_questions(self, concept: str, category: str) -> list[str]:
+        """The five questions about a dominant concept of ``category`` (instruction included)."""
+        return self.group(category).texts(concept)
+
+    def object_questions(self, obj: str) -> list[str]:
+        """The five questions about the object (instruction included)."""
+        return self.objects.texts(obj)
+
+    def match(self, question: str) -> tuple[str, int, str] | None:
+        """(category or "objects", template index, concept) of a question of this set, else None."""
+        for category, group in [*self.categories.items(), (OBJECTS, self.objects)]:
+            found = group.match(question)
+            if found:
+                return (category, *found)
+        return None
+
+
+def _group(where: str, data) -> QuestionGroup:
+    """Validate one group of a question file (five templates, each with one ``{concept}``)."""
+    if not isinstance(data, dict) or set(data) != {"instruction", "questions"}:
+        raise ValueError(f"{where}: expected exactly the keys 'instruction' and 'questions', got {data!r}")
+    instruction, questions = data["instruction"], data["questions"]
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"{where}: 'instruction' must be a non-empty string")
+    if not isinstance(questions, list) or len(questions) != QUESTIONS_PER_SET:
+        n = len(questions) if isinstance(questions, list) else type(questions).__name__
+        raise ValueError(f"{where}: expected {QUESTIONS_PER_SET} questions, got {n}")
+    for i, q in enumerate(questions, 1):
+        if not isinstance(q, str) or q.count(PLACEHOLDER) != 1:
+            raise ValueError(f"{where}, question {i}: must contain {PLACEHOLDER} exactly once: {q!r}")
+        if "{" in q.replace(PLACEHOLDER, "") or "}" in q.replace(PLACEHOLDER, ""):
+            raise ValueError(f"{where}, question {i}: the only placeholder allowed is {PLACEHOLDER}: {q!r}")
+    if len(set(questions)) != len(questions):
+        raise ValueError(f"{where}: duplicate questions")
+    return QuestionGroup(instruction.strip(), tuple(q.strip() for q in questions))
+
+
+def questions_from_dict(data: dict, name: str = "questions",
+                        categories: Sequence[str] | None = KNOWN_CATEGORIES) -> QuestionSet:
+    """Validate a parsed question file (see `load_questions`) and build the `QuestionSet`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: a question file is a mapping, got {type(data).__name__}")
+    unknown = set(data) - {"name", "description", "categories", OBJECTS}
+    if unknown:
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; allowed: name, description, categories, {OBJECTS}")
+    if not isinstance(data.get("categories"), dict) or not data["categories"]:
+        raise ValueError(f"{name}: 'categories' must map at least one category to its questions")
+    if OBJECTS not in data:
+        raise ValueError(f"{name}: missing '{OBJECTS}' (the five object questions)")
+    bad = [c for c in data["categories"] if categories is not None and c not in categories]
+    if bad:
+        raise ValueError(f"{name}: unknown category {bad[0]!r}; known: {list(categories)}")
+    name = str(data.get("name", name))
+    groups = {str(c): _group(f"{name}: category {c!r}", g) for c, g in data["categories"].items()}
+    return QuestionSet(name, groups, _group(f"{name}: {OBJECTS}", data[OBJECTS]))
+
+
+def load_questions(source: str | Path = "toy", categories: Sequence[str] | None = KNOWN_CATEGORIES) -> QuestionSet:
+    """Load a question set: a packaged one by name (``"toy"`` → ``dvdlib/data/questions_toy.yaml``)
+    or a user's YAML file by path. Schema (SPEC §2)::
+
+        name: toy
+        categories:
+          landmark: {instruction: "Answer only Yes or No.", questions: [five with {concept}]}
+          ...
+        objects: {instruction: "Answer only Yes or No.", questions: [five with {concept}]}
+
+    Errors name the file, the group and the question: wrong number of questions, a missing or
+    extra placeholder, a category outside ``categories`` (None: any name).
+    """
+    path = Path(source)
+    if not path.suffix:  # a packaged set by name
+        path = Path(str(files("dvdlib") / "data" / f"questions_{source}.yaml"))
+    if not path.is_file():
+        raise FileNotFoundError(f"no question file {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path.name}: not valid YAML: {e}") from None
+    return questions_from_dict(data, path.name, categories)
+
+
+class Counts(NamedTuple):
+    """One image's Yes counts (SPEC §2): ``c`` over the five concept questions, ``n`` over the five
+    object questions, and the ten answers verbatim (concept questions first)."""
+
+    c: int
+    n: int
+    answers: list[str]
+
+    @property
+    def dvd(self) -> float:
+        """The image's DvD Score, `dvdlib.metrics.dvd_score` (c, n)."""
+        return dvd_score(self.c, self.n)
+
+
+def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: str, obj: str,
+               questions: QuestionSet) -> list[Counts]:
+    """Ask each image the five questions about ``concept`` (of ``concept_category``) and the five
+    about ``obj`` in one `Judge.ask` call; per image the Yes counts (c, n) and the answers (SPEC §2)."""
+    asked = questions.concept_questions(concept, concept_category) + questions.object_questions(obj)
+    answers = judge.ask(images, asked)
+    if len(answers) != len(images) or any(len(a) != len(asked) for a in answers):
+        raise RuntimeError(f"judge {judge.name!r} returned {len(answers)} answer lists for {len(images)} images "
+                           f"(expected {len(asked)} answers each)")
+    k = QUESTIONS_PER_SET
+    return [Counts(sum(map(is_yes, a[:k])), sum(map(is_yes, a[k:])), list(a)) for a in answers]
