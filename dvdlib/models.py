@@ -9,6 +9,7 @@ sampler (DDIM, eta 0) and no safety checker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -119,6 +120,20 @@ def resolve_id(name: str) -> str:
     """Map aliases ("sd1.4") and deleted Hub ids to the id (or folder) to load from."""
     name = ALIASES.get(name, name)
     return MIRRORS.get(name, name)
+
+
+def model_key(name: str) -> str:
+    """What names a model in the run store: the id itself, or for a local folder its name plus a
+    hash of its weight files (size and first 64 KiB), so retrained weights never reuse old results."""
+    folder = Path(name)
+    if not folder.is_dir():
+        return name
+    weights = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt"))
+    h = hashlib.sha1()
+    for p in weights:
+        with p.open("rb") as f:
+            h.update(f"{p.relative_to(folder)}:{p.stat().st_size}:".encode() + f.read(65536))
+    return f"{folder.resolve().name}@{h.hexdigest()[:10]}"
 
 
 def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",

@@ -191,3 +191,16 @@ def test_profile_from_a_yaml_path(tmp_path):
     path.write_text(yaml.safe_dump({**data, "steps": 4}))
     mine = load_profile(str(path), seeds=[7])
     assert mine.name == "mine" and mine.steps == 4 and mine.seeds == [7]
+
+
+def test_model_key_changes_with_a_folders_weights(tmp_path):
+    from dvdlib.models import model_key
+
+    assert model_key("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"
+    (tmp_path / "unet").mkdir()
+    weights = tmp_path / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"\0" * 100)
+    first = model_key(str(tmp_path))
+    assert first.startswith(tmp_path.name + "@") and model_key(str(tmp_path)) == first
+    weights.write_bytes(b"\1" * 100)  # retrained: same size, other bytes
+    assert model_key(str(tmp_path)) != first
