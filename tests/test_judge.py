@@ -112,3 +112,16 @@ def test_yes_counts_rejects_a_judge_that_answers_short():
     judge = Scripted({"a": ["Yes"] * 9})
     with pytest.raises(RuntimeError, match="expected 10 answers"):
         yes_counts(judge, ["a"], "tower", "landmark", "ball", TOY)
+
+
+def test_the_paper_question_set_follows_spec_section_2():
+    from dvdlib.judge import load_questions
+
+    paper = load_questions("paper")
+    assert sorted(paper.categories) == ["artist", "character", "landmark"]
+    assert "stylistically" in paper.group("artist").instruction  # lenient for artists only
+    for category in ("landmark", "character", "objects"):
+        assert paper.group(category).instruction == "Answer only Yes or No."
+    asked = paper.concept_questions("van gogh", "artist") + paper.object_questions("notebook")
+    assert len(asked) == 10 and all("van gogh" in q for q in asked[:5]) and all("notebook" in q for q in asked[5:])
+    assert paper.match(asked[7]) == ("objects", 2, "notebook")
