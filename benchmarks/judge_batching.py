@@ -22,9 +22,7 @@ each image once (`QwenJudge.ask`); only the number of ``generate`` calls differs
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,8 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dvdlib.store import atomic_write
 from dvdlib.vqa import QwenJudge, build_tiny_qwen2_vl
+from result_file import device_name, write_result
 
 TARGET = 4.0
 QUESTIONS = [q + " Answer only Yes or No." for q in (
@@ -94,23 +92,15 @@ def main() -> None:
              "target": f"≥ {TARGET:g}×" if size == largest > 1 else "",
              "met": single / min(t) >= TARGET if size == largest > 1 else None}
             for (name, size), t in zip(settings.items(), times.values())]
-    device = (torch.cuda.get_device_name() if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     what = ("tiny random-weight Qwen2-VL (dvdlib.vqa.build_tiny_qwen2_vl: the judge's code path, not its "
             "cost; does not predict the 2B judge)" if args.model == "tiny" else args.model)
-    result = {"title": "Judge throughput: batched vs one call per question (ratio = speedup)", "device": device,
-              "model": f"{what}, {judge.model.dtype}, {args.images} images of {args.resolution}² "
+    write_result(args.out, "judge_batching.py", args,
+                 title="Judge throughput: batched vs one call per question (ratio = speedup)",
+                 device=device_name(args.device),
+                 model=f"{what}, {judge.model.dtype}, {args.images} images of {args.resolution}² "
                        f"× {len(QUESTIONS)} questions, ≤ {judge.max_new_tokens} new tokens",
-              "when": datetime.datetime.now().isoformat(timespec="seconds"),
-              "command": "python benchmarks/judge_batching.py " + " ".join(
-                  f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                  for k, v in vars(args).items() if k != "out" and v is not None),
-              "rows": rows, "targets": {"batched vs one call per question": f"≥ {TARGET:g}×"},
-              "repeats": args.repeats, "all_seconds": times}
-    atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))
-    for row in rows:
-        print(f"{row['setting']:32s} {row['seconds']:8.3f} s  {row['ratio']:.2f}×  {row['target']}")
-    print(f"written to {args.out}")
+                 rows=rows, targets={"batched vs one call per question": f"≥ {TARGET:g}×"},
+                 repeats=args.repeats, all_seconds=times)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,14 @@ Targets (issue 2): step-1 recording ≤ 1.05×, all-step token-share recording �
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import platform
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
 import dvdlib
 from dvdlib.generate import initial_latents
-from dvdlib.store import atomic_write
+from result_file import device_name, write_result
 
 SETTINGS = {
     "plain": None,
@@ -76,18 +72,10 @@ def main() -> None:
              "target": f"≤ {TARGETS[name]}×" if name in TARGETS else "",
              "met": (min(t) / plain <= TARGETS[name]) if name in TARGETS else None}
             for name, t in times.items()]
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    result = {"title": "Attention-recording overhead", "device": device,
-              "model": f"{args.model}, {args.dtype}, {args.resolution}², {args.steps} DDIM steps, batch {len(PROMPTS)} (+CFG)",
-              "when": datetime.datetime.now().isoformat(timespec="seconds"),
-              "command": "python benchmarks/recording_overhead.py " + " ".join(
-                  f"--{k} {v}" for k, v in vars(args).items() if k != "out"),
-              "rows": rows, "targets": {k: f"≤ {v}×" for k, v in TARGETS.items()},
-              "repeats": args.repeats, "all_seconds": times}
-    atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))
-    for row in rows:
-        print(f"{row['setting']:48s} {row['seconds']:8.3f} s  {row['ratio']:.3f}×  {row['target']}")
-    print(f"written to {args.out}")
+    write_result(args.out, "recording_overhead.py", args, title="Attention-recording overhead",
+                 device=device_name(args.device),
+                 model=f"{args.model}, {args.dtype}, {args.resolution}², {args.steps} DDIM steps, batch {len(PROMPTS)} (+CFG)",
+                 rows=rows, targets={k: f"≤ {v}×" for k, v in TARGETS.items()}, repeats=args.repeats, all_seconds=times)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,31 @@
+"""What every benchmark script writes: one JSON file the book's benchmarks page renders."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from dvdlib.store import atomic_write
+
+
+def device_name(device: str) -> str:
+    """The GPU's name, or the CPU and its thread count."""
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def write_result(out: str, script: str, args, **fields) -> None:
+    """Write ``fields`` (title, device, model, rows, targets, ...) with the time and the command."""
+    options = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                       for k, v in vars(args).items() if k != "out" and v is not None)
+    result = {**fields, "when": datetime.datetime.now().isoformat(timespec="seconds"),
+              "command": f"python benchmarks/{script} {options}"}
+    atomic_write(Path(out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))
+    for row in fields["rows"]:
+        print(f"{row['setting']:48s} {row['seconds']:8.3f} s  {row['ratio']:.3f}×  {row['target']}")
+    print(f"written to {out}")
