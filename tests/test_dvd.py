@@ -1,0 +1,67 @@
+"""dvdlib.dvd: judging a run's images, DvD per image and per prompt (SPEC §2), resumable."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dvdlib.dvd import judge_images, per_prompt
+from dvdlib.judge import load_questions
+from dvdlib.store import Store
+
+SEEDS = [1825, 410]
+
+
+class ScriptedJudge:
+    """Answers Yes to the first k questions about the concept and the first m about the object,
+    k and m read from the image's red and green values; counts its calls."""
+
+    name = "scripted"
+
+    def __init__(self):
+        self.calls = 0
+
+    def ask(self, images, questions):
+        self.calls += 1
+        out = []
+        for image in images:
+            k, m = (int(v) for v in np.asarray(image)[0, 0, :2])
+            out.append([("Yes." if i < k else "No") for i in range(5)] + [("yes" if i < m else "no") for i in range(5)])
+        return out
+
+
+@pytest.fixture
+def run(tmp_path):
+    store = Store(tmp_path, "fake", {"resolution": 8})
+    rows = pd.DataFrame([
+        {"case_num": 1, "content_type": "landmark", "content": "colosseum", "nm_word": "pouch",
+         "prompt": "Colosseum Carry-all Pouch"},
+        {"case_num": 2, "content_type": "balanced", "content": "dog", "nm_word": "bicycle",
+         "prompt": "a dog and a bicycle"}])
+    counts = {("Colosseum Carry-all Pouch", 1825): (5, 0), ("Colosseum Carry-all Pouch", 410): (4, 1),
+              ("a dog and a bicycle", 1825): (5, 5), ("a dog and a bicycle", 410): (3, 2)}
+    for (prompt, seed), (k, m) in counts.items():
+        store.save(prompt, seed, image=Image.fromarray(np.full((8, 8, 3), [k, m, 0], np.uint8)))
+    return rows, store
+
+
+def test_dvd_per_image_and_per_prompt_by_hand(run):
+    rows, store = run
+    images = judge_images(rows, SEEDS, store, ScriptedJudge(), load_questions("paper"))
+    assert images["dvd"].tolist() == [100.0, 64.0, 0.0, 36.0]  # 5·5, 4·4, 5·0, 3·3 (/25·100)
+    assert images.loc[0, "answers"][0] == "Yes." and len(images.loc[0, "answers"]) == 10
+    table = per_prompt(images, tau=48)
+    assert table["dvd"].tolist() == [82.0, 18.0]
+    assert table["dvd_images"].tolist() == [2, 0]
+    assert per_prompt(images, tau=64)["dvd_images"].tolist() == [2, 0]
+    assert per_prompt(images, tau=65)["dvd_images"].tolist() == [1, 0]
+
+
+def test_answers_are_stored_and_not_asked_again(run):
+    rows, store = run
+    judge = ScriptedJudge()
+    first = judge_images(rows, SEEDS, store, judge, load_questions("paper"))
+    assert judge.calls == 2  # one call per prompt, all its seeds at once
+    again = judge_images(rows, SEEDS, store, judge, load_questions("paper"))
+    assert judge.calls == 2
+    pd.testing.assert_frame_equal(first, again)
