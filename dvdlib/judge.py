@@ -198,3 +198,29 @@ def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: s
                            f"(expected {len(asked)} answers each)")
     k = QUESTIONS_PER_SET
     return [Counts(sum(map(is_yes, a[:k])), sum(map(is_yes, a[k:])), list(a)) for a in answers]
+
+
+#: The judge of the smoke profile: a tiny Qwen2-VL with random weights, built offline. It runs the
+#: real judge's code path; its answers are arbitrary, and every page that uses it says so.
+SMOKE_JUDGE = "tiny:qwen2-vl"
+
+
+def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path | None = None) -> Judge:
+    """The judge a profile names: a Hub id or folder of Qwen2-VL / Qwen2.5-VL (`dvdlib.vqa`), a
+    toy-judge folder (`dvdlib.toy.judge`), or ``"tiny:qwen2-vl"`` (random weights, saved under
+    ``cache``, default a temporary folder)."""
+    import tempfile
+
+    from .toy.judge import MANIFEST, load_toy_judge
+    from .vqa import QwenJudge, build_tiny_qwen2_vl
+
+    if name == SMOKE_JUDGE:
+        folder = Path(cache or tempfile.mkdtemp(prefix="dvd-judge-")) / "tiny-qwen2-vl"
+        if not folder.is_dir():
+            build_tiny_qwen2_vl(folder)
+        judge = QwenJudge(folder, dtype=dtype, device=device)
+        judge.name = SMOKE_JUDGE
+        return judge
+    if (Path(name) / MANIFEST).is_file():
+        return load_toy_judge(name)
+    return QwenJudge(name, dtype=dtype, device=device)

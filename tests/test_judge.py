@@ -125,3 +125,22 @@ def test_the_paper_question_set_follows_spec_section_2():
     asked = paper.concept_questions("van gogh", "artist") + paper.object_questions("notebook")
     assert len(asked) == 10 and all("van gogh" in q for q in asked[:5]) and all("notebook" in q for q in asked[5:])
     assert paper.match(asked[7]) == ("objects", 2, "notebook")
+
+
+def test_load_judge_by_the_names_profiles_use(tmp_path):
+    from pathlib import Path
+
+    from PIL import Image
+
+    from dvdlib.judge import SMOKE_JUDGE, load_judge
+
+    smoke = load_judge(SMOKE_JUDGE, cache=tmp_path)
+    assert smoke.name == SMOKE_JUDGE and (tmp_path / "tiny-qwen2-vl").is_dir()
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    (answers,) = smoke.ask([image], ["Is a mug visible in this image? Answer only Yes or No."])
+    assert len(answers) == 1 and isinstance(answers[0], str)
+    toy = Path(__file__).resolve().parents[1] / "toy" / "judge"
+    if toy.is_dir():
+        assert load_judge(str(toy)).name == "toy-cnn"
+    with pytest.raises(OSError, match="cannot load the VQA judge"):
+        load_judge(str(tmp_path / "nowhere"))
