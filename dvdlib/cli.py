@@ -55,6 +55,27 @@ def _book(args) -> int:
     return 1 if failed else 0
 
 
+def _check(args) -> int:
+    import dvdlib
+    from dvdlib.detect import check_prompt
+    from dvdlib.models import model_key
+    from dvdlib.store import Store
+    from dvdlib.tokens import ConceptNotFound
+
+    profile = dvdlib.load_profile(args.profile, model=args.model)
+    pipe = dvdlib.load(profile.model, dtype=profile.dtype, device=profile.device)
+    store = Store(profile.store, model_key(profile.model), profile.sampler())
+    try:
+        result = check_prompt(pipe, args.prompt, args.concepts, store=store,
+                              seeds=args.seeds or profile.seeds[:1], layers=args.layers, threshold=args.threshold)
+    except ConceptNotFound as exc:
+        print(f"dvd check: {exc}", file=sys.stderr)
+        return 2
+    print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")
+    print(result.report(args.layers, args.threshold))
+    return 0
+
+
 def main(argv=None) -> int:
     """Entry point of ``dvd``."""
     parser = argparse.ArgumentParser(prog="dvd", description=__doc__.split("\n\n")[0])
@@ -67,6 +88,14 @@ def main(argv=None) -> int:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
     p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
+    p = sub.add_parser("check", help="first-step collapse risk of one prompt (SPEC §3.8), no full generation")
+    p.add_argument("prompt")
+    p.add_argument("--concepts", nargs="*", default=[], help="concepts to locate in the prompt, e.g. 'van gogh' notebook")
+    p.add_argument("--profile", default="smoke", help="profile giving model, sampler, device (default smoke)")
+    p.add_argument("--model", help="override the profile's model (Hub id or folder)")
+    p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
+    p.add_argument("--layers", nargs="*", type=int, default=[9, 10], help="detector layers (default 9 10)")
+    p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
     sub.add_parser("toy", help="the toy world: train, export, sample, render (dvd toy --help)",
                    add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -77,6 +106,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "book":
         return _book(args)
+    if args.command == "check":
+        return _check(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2
 
