@@ -131,6 +131,55 @@ def load_control_standin(n: int = 300, seed: int = 0) -> pd.DataFrame:
     return df
 
 
+BALANCED_COLUMNS = BENCH_COLUMNS + ("line", "rule")
+
+
+def load_balanced(tokenizer=None, strict: bool = False, *, resolve: bool = True,
+                  path=None) -> pd.DataFrame:
+    """The balanced control set (SPEC §3.2): 300 prompts of ``group_nomem500.txt`` (Ren et al.,
+    ECCV 2024) that name two concepts of comparable visual diversity, labelled by hand for this
+    project as ``content`` (first-named) / ``nm_word`` (second); ``content_type`` "balanced".
+
+    Columns as DominanceBench plus ``line`` (1-based line in the pool file), ``rule``
+    ("strict"/"loose") and ``loose_reason``; the selection rule is written in the CSV's ``#``
+    header. Validates the columns, non-empty fields, unique integer ``case_num``, unique prompts
+    and lines, and ``content`` ≠ ``nm_word``. With ``resolve`` (default) both concepts' token
+    spans are added as in :func:`load_dominancebench`; ``strict=True`` raises one ValueError
+    listing every unresolved row.
+    """
+    raw = pd.read_csv(str(path or _data("balanced_300.csv")), dtype=str, keep_default_na=False,
+                      comment="#")
+    missing = [c for c in BALANCED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise ValueError(f"balanced table lacks column(s) {missing}; expected {list(BALANCED_COLUMNS)}, "
+                         f"found {list(raw.columns)}")
+    blank = raw[list(BALANCED_COLUMNS)].apply(lambda col: col.str.strip().eq(""))
+    empty = [(raw["case_num"][i], col) for i, col in blank.stack().loc[lambda b: b].index]
+    if empty:
+        raise ValueError(f"balanced set has empty fields (case_num, column): {empty}")
+    df = raw.copy()
+    for col in ("case_num", "line"):
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any() or (num % 1 != 0).any():
+            raise ValueError(f"{col} must be integers; bad values: {df[col][num.isna() | (num % 1 != 0)].tolist()}")
+        df[col] = num.astype(int)
+    for col in ("case_num", "prompt", "line"):
+        dup = df[col][df[col].duplicated()]
+        if len(dup):
+            raise ValueError(f"balanced set: {col} must be unique; repeated: {sorted(set(dup))}")
+    same = df["content"].str.lower() == df["nm_word"].str.lower()
+    if same.any():
+        raise ValueError(f"balanced set: content equals nm_word in case(s) {df['case_num'][same].tolist()}")
+    bad_rule = ~df["rule"].isin(("strict", "loose"))
+    if bad_rule.any():
+        raise ValueError(f"balanced set: rule must be 'strict' or 'loose'; bad case(s) "
+                         f"{df['case_num'][bad_rule].tolist()}")
+    df.attrs["source"] = CONTROL_SOURCE
+    if not resolve:
+        return df
+    return resolve_spans(df, tokenizer if tokenizer is not None else clip_tokenizer(), strict, "balanced")
+
+
 def load_memorized() -> pd.DataFrame:
     """The 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024; SPEC §0, §3.6-3.7):
     column ``prompt`` (the jsonl ``caption``) plus the released ``index`` and ``url``."""
@@ -151,7 +200,7 @@ def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFra
 def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataFrame:
     """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories).
 
-    "dominancebench" (SPEC §3.2), "control-standin" (`load_control_standin`), and the toy world's
+    "dominancebench" (SPEC §3.2), "balanced" (`load_balanced`), "control-standin" (`load_control_standin`), and the toy world's
     "toy-dominance" / "toy-balanced" (`dvdlib.toy.prompts`). Sets that label concepts get their
     token spans resolved with ``tokenizer`` (every row must resolve).
     """
@@ -160,6 +209,7 @@ def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataF
     if name == "control-standin":
         return load_control_standin(n or 300)
     loaders = {"dominancebench": lambda: load_dominancebench(resolve=False),
+               "balanced": lambda: load_balanced(resolve=False),
                "toy-dominance": toy_dominance, "toy-balanced": toy_balanced}
     if name not in loaders:
         raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders) + ['control-standin']}")
