@@ -80,3 +80,46 @@ def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: st
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def dvd_by_category(table, order=None):
+    """Per-prompt DvD Scores by category (box + points), one colour per model (SPEC §3.2)."""
+    use_style()
+    order = order or list(dict.fromkeys(table["content_type"]))
+    models = list(dict.fromkeys(table["model"]))
+    fig, ax = plt.subplots(figsize=(2.2 * len(order) + 2, 3.8))
+    width = 0.8 / len(models)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for m, model in enumerate(models):
+        offset = (m - (len(models) - 1) / 2) * width
+        values = [table.loc[(table["model"] == model) & (table["content_type"] == c), "dvd"].to_numpy() for c in order]
+        parts = ax.boxplot(values, positions=np.arange(len(order)) + offset, widths=width * 0.9,
+                           patch_artist=True, showfliers=False, medianprops={"color": "black"})
+        for box in parts["boxes"]:
+            box.set(facecolor=colors[m % len(colors)], alpha=0.5)
+        for i, v in enumerate(values):
+            ax.plot(np.full(len(v), i + offset), v, ".", color=colors[m % len(colors)], alpha=0.6, ms=4)
+        ax.plot([], [], color=colors[m % len(colors)], lw=6, alpha=0.5, label=model)
+    ax.set_xticks(range(len(order)), order)
+    ax.set_ylim(-3, 103)
+    ax.set_ylabel("DvD Score per prompt\n(mean over seeds)")
+    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]]):
+    """One row per prompt (its text above), its images with a caption under each."""
+    use_style()
+    n = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.3 * len(rows)), squeeze=False)
+    for r, (title, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.set_axis_off()
+            if c < len(images):
+                ax.imshow(images[c][0])
+                ax.set_title(images[c][1], fontsize=8, y=-0.16)
+        axes[r][0].text(0, 1.06, title, transform=axes[r][0].transAxes, fontsize=9, ha="left", va="bottom")
+    fig.tight_layout()
+    return fig

@@ -262,3 +262,16 @@ def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
     assert {r["key"] for r in results["results"]} >= {"fs_significant_layers", "fs_peak_on_concept"}
     assert (root / "_build" / "html" / "book" / "status.html").exists()
     assert index.exists()
+
+
+def test_dvd_benchmark_chapter_runs_on_smoke(tmp_path):
+    """The benchmark-construction chapter through papermill with profile smoke: figures, results."""
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="02_dvd_benchmark", cwd=root, verbose=False)
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "02_dvd_benchmark"
+    assert {p.name for p in figures.glob("*.png")} == {"dvd_by_category.png", "collapse_grid.png"}
+    results = json.loads((root / "book" / "results" / "02_dvd_benchmark.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert rows["balanced_median"]["paper"] == "11.6" and rows["balanced_mean"]["paper"] == "20.64"
+    assert results["profile"]["judge"] == "tiny:qwen2-vl"
