@@ -3,8 +3,10 @@ Collapse in Diffusion Models" (Jeong & Lee, arXiv:2512.20666).
 
 One concept per module: `models` (loading), `layers` (cross-attention registry, forward order),
 `tokens` (concept → token positions), `attention` (recording / head scaling), `metrics`
-(Focus Score and friends), `focus` (the Focus Score experiment), `bench` (prompt sets),
-`generate` + `store` (deterministic, resumable generation), `profiles`, `plots`, `book`.
+(Focus Score, DvD Score and friends), `focus` (the Focus Score experiment), `detect` (the early
+detector, `dvd check`), `bench` (prompt sets), `judge` + `vqa` (yes/no judges), `dvd` (judging a
+run), `generate` + `store` (deterministic, resumable generation), `profiles`, `plots`, `report`
+and `paper` (paper vs this run), `book` (the runner), `toy` (the book's own trained world).
 """
 
 import os
