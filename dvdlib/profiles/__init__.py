@@ -34,7 +34,7 @@ class Profile:
     caveat: str = ""
     #: prompt sets by role, named as `dvdlib.bench.load_prompt_set` knows them
     prompt_sets: dict[str, str] = field(default_factory=lambda: {"benchmark": "dominancebench",
-                                                                 "control": "control-standin",
+                                                                 "control": "balanced",
                                                                  "balanced": "balanced"})
     #: the question set of the DvD judge (`dvdlib.judge.load_questions`)
     questions: str = "paper"
