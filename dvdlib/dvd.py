@@ -26,7 +26,8 @@ def judge_images(rows: pd.DataFrame, seeds, store: Store, judge, questions: Ques
     concepts) is asked the object questions.
     """
     out = []
-    records = store.records().set_index(["prompt", "seed"]) if len(store.records()) else None
+    stored = store.records()  # every per-image record, read once
+    records = stored.set_index(["prompt", "seed"]) if len(stored) else None
     for row in rows.itertuples():
         key = _key(judge, questions, row.content, row.nm_word)
         known = {seed: records.loc[(row.prompt, seed)].get(key) if records is not None
