@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16 (default: float32 on CPU)")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--resolution", type=int, default=224, help="square image side in pixels")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 20],
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 20, 40],
                         help="(image, question) pairs per batched call, one setting each; the target is "
                              "checked on the largest (10: one image's questions per call)")
     parser.add_argument("--repeats", type=int, default=3)
