@@ -379,3 +379,39 @@ def test_direct_unet_call_after_a_guided_pipeline_call_records_the_whole_batch(p
     with record(pipe, layers=[1], steps="all") as rec, torch.no_grad():
         pipe.unet(latents, pipe.scheduler.timesteps[0], encoder_hidden_states=context)
     assert rec.share(1, 1).shape == (2, TOKENS)
+
+
+# (6) head intervention, as SPEC §3.6 uses it (issue 4 item 3) -----------------------------------------
+
+def test_factor_scales_logits_by_hand(pipe):
+    """Logits × f is a softmax of f·log p: the probabilities become p^f renormalised (0 → uniform)."""
+    attn = registry(pipe)[4].module  # layer 5
+    torch.manual_seed(2)
+    hidden, context = torch.randn(2, 16, attn.to_q.in_features), torch.randn(2, TOKENS, attn.to_k.in_features)
+    with torch.no_grad():
+        ref, _ = attention_probs(attn, hidden, context)
+        for factor in (0.5, 2.0, 0.0):
+            scaled, _ = attention_probs(attn, hidden, context, head_factors=torch.tensor([factor, 1.0]))
+            expected = ref[:, 0] ** factor / (ref[:, 0] ** factor).sum(-1, keepdim=True)
+            torch.testing.assert_close(scaled[:, 0], expected, atol=1e-6, rtol=1e-4)
+            torch.testing.assert_close(scaled[:, 1], ref[:, 1], atol=0, rtol=0)
+
+
+def test_several_heads_in_several_layers(pipe, recorded):
+    _, base = recorded
+    ablated = {(9, 0): 0.0, (9, 1): 0.0, (3, 1): 0.0}
+    with record(pipe, layers="all", steps=[1], heads="each", branch="both") as rec:
+        with intervene(pipe, ablated):
+            run(pipe)
+    n = len(PROMPTS)
+    both = rec.share(9, 1)
+    assert both.shape == (2 * n, 2, TOKENS)
+    # every ablated head is uniform over the 77 positions, in both halves of classifier-free guidance
+    np.testing.assert_allclose(both, 1 / TOKENS, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(rec.share(3, 1)[:, 1], 1 / TOKENS, rtol=1e-6, atol=0)
+    # the other head of layer 3 and the layers before it are untouched (conditional half)
+    np.testing.assert_allclose(rec.share(3, 1)[n:, 0], base.share(3, 1)[:, 0], atol=1e-7, rtol=0)
+    for layer in (1, 2):
+        np.testing.assert_allclose(rec.share(layer, 1)[n:], base.share(layer, 1), atol=1e-7, rtol=0)
+    # layer 4 comes after layer 3's ablated head: it sees a changed input
+    assert np.abs(rec.share(4, 1)[n:] - base.share(4, 1)).max() > 1e-6

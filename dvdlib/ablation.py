@@ -1,0 +1,379 @@
+"""Head ablation (SPEC §3.6): sweep plans, their cost, a resumable runner and the per-layer rates.
+
+An `Intervention` scales some heads' pre-softmax logits by a factor at some steps (default:
+factor 0 — a uniform head — at the first step only, `dvdlib.attention.intervene`). A *plan* is a
+list of `Job`\\ s, each one intervention applied to some prompt-set rows:
+
+- `single_head`: one head at a time, every head of the chosen layers (the paper: layers 1–16);
+- `multi_head`: several heads at once. SPEC is terse; this book's reading (``reading="layer"``)
+  ablates **all heads of one layer together**, one intervention per layer;
+- `pair_jobs`: pairs of the heads of one layer (default layer 1) that did *not* mitigate a
+  prompt on their own, for that prompt.
+
+`Sweep` runs a plan: each intervention's images live in their own run store, keyed by the
+sampler settings *plus* the intervention (``settings["intervention"]``), so an intervened image
+never collides with a plain one and each (prompt, seed, intervention) image is generated once;
+a rerun generates only what is missing. `Sweep.cost` counts the generations before anything
+runs. `Sweep.judge_dvd` / `Sweep.judge_memorized` turn the images into one outcome per (row,
+intervention) with `dvdlib.outcome`; `per_prompt`, `layer_rates` and `shares` aggregate them.
+
+Outcomes are judged against the plain (unablated) generation (``require_baseline=True``, the
+default): a DominanceBench row whose plain images are not collapsed in this run is *not
+collapsed*, a memorized prompt whose plain images do not reproduce is *not memorized*; both are
+kept out of the rates (there is nothing to mitigate). With ``require_baseline=False`` every row
+counts, as the paper's denominators (300, 500) suggest it did — where a row was never collapsed
+or memorized, an ablation then "mitigates" what was never there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+from tqdm import tqdm
+
+from . import dvd, outcome
+from .attention import intervene
+from .generate import generate
+from .layers import Layer, select
+from .outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, OUTCOMES, UNCHANGED, DvDRule, MemorizedRule
+from .store import Store
+
+#: A DominanceBench row whose plain images are not collapsed (mean DvD < τ) in this run.
+NOT_COLLAPSED = "not collapsed"
+#: Outcomes that keep a row out of the rates: the plain generation shows nothing to mitigate.
+EXCLUDED = (NOT_COLLAPSED, NOT_MEMORIZED)
+#: Readings of "multi-head ablation" (SPEC §3.6 is terse): "layer" = all heads of one layer at once.
+MULTI_HEAD_READINGS = ("layer",)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Heads (layer numbered from 1, head from 0) whose logits are multiplied by ``factor`` at
+    ``steps`` (1 = the first denoising step), SPEC §3.6."""
+
+    heads: tuple[tuple[int, int], ...]
+    factor: float = 0.0
+    steps: tuple[int, ...] = (1,)
+
+    def __post_init__(self):
+        heads = tuple(sorted({(int(layer), int(head)) for layer, head in self.heads}))
+        if not heads:
+            raise ValueError("an intervention needs at least one (layer, head)")
+        steps = tuple(sorted({int(s) for s in self.steps}))
+        if not steps or steps[0] < 1:
+            raise ValueError(f"steps are numbered from 1 (the first denoising step); got {self.steps}")
+        object.__setattr__(self, "heads", heads)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "factor", float(self.factor))
+
+    @property
+    def factors(self) -> dict[tuple[int, int], float]:
+        """The ``heads`` argument of `dvdlib.attention.intervene`."""
+        return {head: self.factor for head in self.heads}
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return tuple(sorted({layer for layer, _ in self.heads}))
+
+    @property
+    def label(self) -> str:
+        """``"L3.H5"``; several heads joined by ``+``."""
+        return "+".join(f"L{layer}.H{head}" for layer, head in self.heads)
+
+    def key(self) -> dict:
+        """What keys this intervention's run store (JSON)."""
+        return {"heads": [list(h) for h in self.heads], "factor": self.factor, "steps": list(self.steps)}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One intervention applied to some rows of a prompt set (their ``case_num``)."""
+
+    intervention: Intervention
+    cases: tuple
+
+
+def _heads_of(layer: Layer, heads) -> list[int]:
+    if heads == "all":
+        return list(range(layer.heads))
+    return [int(h) for h in heads if 0 <= int(h) < layer.heads]
+
+
+def single_head(layers: list[Layer], which="all", heads="all", factor: float = 0.0, steps=(1,)) -> list[Intervention]:
+    """One intervention per head of the ``which`` layers (paper numbers or "all"), SPEC §3.6.
+
+    ``heads``: "all", or head indices to keep in each layer (a slice; indices a layer lacks are
+    skipped)."""
+    plan = [Intervention(((layer.index, h),), factor, steps) for layer in select(layers, which)
+            for h in _heads_of(layer, heads)]
+    if not plan:
+        raise ValueError(f"no head {list(heads)} exists in layers {which}: see dvdlib.layers.registry(pipe)")
+    return plan
+
+
+def multi_head(layers: list[Layer], which="all", reading: str = "layer", factor: float = 0.0,
+               steps=(1,)) -> list[Intervention]:
+    """Several heads ablated together (SPEC §3.6, open). ``reading="layer"``: all heads of one
+    layer at once, one intervention per layer of ``which``."""
+    if reading not in MULTI_HEAD_READINGS:
+        raise ValueError(f"unknown multi-head reading {reading!r}; known: {MULTI_HEAD_READINGS}")
+    return [Intervention(tuple((layer.index, h) for h in range(layer.heads)), factor, steps)
+            for layer in select(layers, which)]
+
+
+def jobs(interventions: Iterable[Intervention], cases: Iterable) -> list[Job]:
+    """Every intervention applied to every row."""
+    cases = tuple(cases)
+    return [Job(iv, cases) for iv in interventions]
+
+
+def pair_jobs(single: pd.DataFrame, layer: int = 1, factor: float = 0.0, steps=(1,)) -> list[Job]:
+    """Pairs of ``layer``'s heads that did not mitigate a row on their own, per row (SPEC §3.6:
+    "pairwise ablation of non-mitigating layer-1 heads"). ``single``: a single-head outcome table
+    (`Sweep.judge_dvd` / `judge_memorized`); excluded rows (nothing to mitigate) get no pairs."""
+    rows = single[(single["layer"] == layer) & ~single["outcome"].isin(EXCLUDED)]
+    by_pair: dict[Intervention, list] = {}
+    for case, group in rows.groupby("case_num", sort=False):
+        failed = sorted(head for (_, head), o in zip(group["heads"], group["outcome"]) if o != MITIGATED)
+        for a, b in combinations(failed, 2):
+            by_pair.setdefault(Intervention(((layer, a), (layer, b)), factor, steps), []).append(case)
+    return [Job(iv, tuple(cases)) for iv, cases in by_pair.items()]
+
+
+class Sweep:
+    """Runs and judges ablation jobs for one model, prompt set and seeds (resumable, SPEC §3.6).
+
+    ``rows``: the prompt set, one row per ``case_num`` with its ``prompt`` (DominanceBench's
+    columns for `judge_dvd`). ``root``/``model``/``sampler``: as for `dvdlib.store.Store`; the
+    plain images are the ordinary store's (shared with the other chapters).
+    """
+
+    def __init__(self, pipe, rows: pd.DataFrame, seeds: Sequence[int], *, root, model: str, sampler: dict,
+                 batch_size: int = 8):
+        for col in ("case_num", "prompt"):
+            if col not in rows.columns:
+                raise ValueError(f"the prompt set needs a '{col}' column (found {list(rows.columns)})")
+        if rows["case_num"].duplicated().any():
+            raise ValueError("case_num must identify one row of the prompt set; it repeats")
+        self.pipe, self.rows, self.seeds = pipe, rows.set_index("case_num", drop=False), [int(s) for s in seeds]
+        self.root, self.model, self.sampler, self.batch_size = root, model, dict(sampler), batch_size
+        self._stores: dict = {}
+
+    def store(self, intervention: Intervention | None = None) -> Store:
+        """The run store of an intervention (None: the plain generation)."""
+        key = None if intervention is None else intervention
+        if key not in self._stores:
+            settings = self.sampler if intervention is None else {**self.sampler, "intervention": intervention.key()}
+            self._stores[key] = Store(self.root, self.model, settings)
+        return self._stores[key]
+
+    def prompts(self, cases) -> list[str]:
+        """The distinct prompt strings of some rows (rows may share a prompt: one image each)."""
+        return list(dict.fromkeys(self.rows.loc[list(cases), "prompt"]))
+
+    def cost(self, plan: Sequence[Job], baseline: bool = True) -> dict:
+        """Generations a plan needs (one per distinct prompt × seed × intervention) and how many are stored."""
+        wanted = [(None, p) for p in self.prompts(self.rows.index)] if baseline else []
+        wanted += [(job.intervention, p) for job in plan for p in self.prompts(job.cases)]
+        wanted = list(dict.fromkeys(wanted))
+        total = len(wanted) * len(self.seeds)
+        stored = sum(self.store(iv).has(p, s) for iv, p in wanted for s in self.seeds)
+        return {"generations": total, "stored": stored, "to_generate": total - stored}
+
+    def run(self, plan: Sequence[Job], baseline: bool = True, progress: bool = True) -> None:
+        """Generate every image the plan needs (and the plain ones), skipping what is stored."""
+        if baseline:
+            generate(self.pipe, self.prompts(self.rows.index), self.seeds, store=self.store(),
+                     batch_size=self.batch_size, progress=False)
+        for job in tqdm(plan, disable=not progress, unit="intervention", desc="ablation"):
+            with intervene(self.pipe, job.intervention.factors, steps=job.intervention.steps):
+                generate(self.pipe, self.prompts(job.cases), self.seeds, store=self.store(job.intervention),
+                         batch_size=self.batch_size, progress=False)
+
+    # --- judging ------------------------------------------------------------------------------
+
+    def _row(self, job: Job | None, case, result: str, **values) -> dict:
+        iv = None if job is None else job.intervention
+        return {"case_num": case, "prompt": self.rows.at[case, "prompt"],
+                "intervention": "none" if iv is None else iv.label,
+                "layer": iv.layers[0] if iv is not None and len(iv.layers) == 1 else None,
+                "heads": None if iv is None else (iv.heads[0] if len(iv.heads) == 1 else iv.heads),
+                **values, "outcome": result}
+
+    def judge_dvd(self, plan: Sequence[Job], judge, questions, rule: DvDRule = DvDRule(),
+                  require_baseline: bool = True) -> pd.DataFrame:
+        """One row per (DominanceBench row, intervention): mean c, n, DvD and the outcome
+        (`dvdlib.outcome.dvd_outcome`); with ``require_baseline``, rows whose plain images are not
+        collapsed are *not collapsed*."""
+        def judged(job):
+            cases = self.rows.index if job is None else list(job.cases)
+            store = self.store(None if job is None else job.intervention)
+            images = dvd.judge_images(self.rows.loc[cases].reset_index(drop=True), self.seeds, store, judge, questions)
+            return outcome.dvd_outcomes(images, rule)
+
+        base = judged(None).set_index("case_num")
+        out = []
+        for job in plan:
+            for r in judged(job).itertuples():
+                collapsed = base.at[r.case_num, "outcome"] == UNCHANGED or not require_baseline
+                out.append(self._row(job, r.case_num, r.outcome if collapsed else NOT_COLLAPSED,
+                                     c=r.c, n=r.n, dvd=r.dvd, dvd_before=base.at[r.case_num, "dvd"]))
+        self.baseline = base.reset_index()
+        return _table(out)
+
+    def judge_memorized(self, plan: Sequence[Job], rule: MemorizedRule = MemorizedRule(),
+                        similarity: str | Callable = "pixels", require_baseline: bool = True) -> pd.DataFrame:
+        """One row per (memorized prompt, intervention): mean pairwise similarity across seeds
+        before and after, the intervened images' pixel spread and the outcome
+        (`dvdlib.outcome.memorized_outcome`); with ``require_baseline``, prompts whose plain
+        images do not reproduce are *not memorized*."""
+        embed = outcome.embedding(similarity)
+        cache: dict = {}
+
+        def images(iv, prompt):
+            store = self.store(iv)
+            return [store.image(prompt, s).convert("RGB") for s in self.seeds]
+
+        def similarity_of(iv, prompt):
+            if (iv, prompt) not in cache:
+                shown = images(iv, prompt)
+                cache[iv, prompt] = (outcome.mean_pairwise_similarity(shown, embed), outcome.pixel_spread(shown))
+            return cache[iv, prompt]
+
+        before = {case: similarity_of(None, p)[0] for case, p in self.rows["prompt"].items()}
+        self.baseline = pd.DataFrame({"case_num": list(before), "similarity": list(before.values())})
+        out = []
+        for job in plan:
+            for case in job.cases:
+                after, spread = similarity_of(job.intervention, self.rows.at[case, "prompt"])
+                result = outcome.memorized_outcome(before[case] if require_baseline else None, after, spread, rule)
+                out.append(self._row(job, case, result, similarity_before=before[case], similarity=after,
+                                     spread=spread))
+        return _table(out)
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    if not len(table):
+        return pd.DataFrame(columns=["case_num", "prompt", "intervention", "layer", "heads", "outcome"])
+    table["layer"] = table["layer"].astype("Int64")
+    return table
+
+
+# --- aggregation ----------------------------------------------------------------------------------
+
+
+def best(outcomes: Iterable[str]) -> str:
+    """The best outcome of a row over interventions: mitigated > unchanged > corrupted
+    ("per prompt, mitigated if any head mitigates"); an excluded row stays excluded."""
+    outcomes = list(outcomes)
+    excluded = [o for o in outcomes if o in EXCLUDED]
+    if excluded:
+        return excluded[0]
+    unknown = set(outcomes) - set(OUTCOMES)
+    if unknown or not outcomes:
+        raise ValueError(f"outcomes must be among {OUTCOMES + EXCLUDED}; got {sorted(unknown) or 'none'}")
+    return min(outcomes, key=OUTCOMES.index)
+
+
+def per_prompt(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt-set row: its best outcome over the table's interventions."""
+    return table.groupby("case_num", sort=False).agg(prompt=("prompt", "first"), outcome=("outcome", best),
+                                                     interventions=("outcome", "size")).reset_index()
+
+
+def shares(table: pd.DataFrame, per: str = "prompt") -> pd.Series:
+    """Share of each outcome (mitigated, unchanged, corrupted) among the rows with something to
+    mitigate: ``per="prompt"`` — each row's best outcome over interventions; ``per="intervention"``
+    — every (row, intervention) pair. The count is in ``.attrs["n"]``."""
+    if per not in ("prompt", "intervention"):
+        raise ValueError(f"per must be 'prompt' or 'intervention', got {per!r}")
+    outcomes = (per_prompt(table) if per == "prompt" else table)["outcome"]
+    kept = outcomes[~outcomes.isin(EXCLUDED)]
+    result = pd.Series({o: (kept == o).mean() if len(kept) else float("nan") for o in OUTCOMES}, name="share")
+    result.attrs["n"] = len(kept)
+    return result
+
+
+def mitigated_count(table: pd.DataFrame) -> tuple[int, int]:
+    """(rows mitigated by at least one intervention, rows with something to mitigate)."""
+    best_of = per_prompt(table)["outcome"]
+    kept = best_of[~best_of.isin(EXCLUDED)]
+    return int((kept == MITIGATED).sum()), len(kept)
+
+
+def layer_rates(table: pd.DataFrame) -> pd.DataFrame:
+    """Per layer of a single-head table: rows mitigated by at least one of its heads, and the rate
+    among rows with something to mitigate (SPEC §3.6: DvD peaks at layer 3, memorization at 6)."""
+    single = table[table["layer"].notna() & ~table["outcome"].isin(EXCLUDED)]
+    any_head = single.groupby(["layer", "case_num"])["outcome"].agg(lambda o: (o == MITIGATED).any())
+    rates = any_head.groupby(level="layer").agg(mitigated="sum", prompts="size").reset_index()
+    rates["rate"] = rates["mitigated"] / rates["prompts"]
+    return rates.astype({"layer": int, "mitigated": int, "prompts": int})
+
+
+def peak_layer(rates: pd.DataFrame) -> int | None:
+    """The layer with the highest mitigation rate (the first on ties; None when nothing is mitigated)."""
+    rates = rates.dropna(subset=["rate"])
+    if not len(rates) or rates["rate"].max() <= 0:
+        return None
+    return int(rates.loc[rates["rate"].idxmax(), "layer"])
+
+
+def fraction_text(k: int, n: int) -> str:
+    """``"145/300 (48%)"``; ``"0/0 (nothing to mitigate)"`` when no row counts."""
+    return f"{k}/{n} ({k / n:.0%})" if n else "0/0 (nothing to mitigate)"
+
+
+def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, UNCHANGED, CORRUPTED),
+                percent: bool = False) -> str:
+    """`shares` as one line: ``"mitigated 0.60; unchanged 0.20; corrupted 0.20 (of 300)"``."""
+    s = shares(table, per)
+    if not s.attrs["n"]:
+        return "nothing to mitigate"
+    return "; ".join(f"{o} {s[o]:.2%}" if percent else f"{o} {s[o]:.2f}" for o in outcomes) + f" (of {s.attrs['n']})"
+
+
+# --- what a profile sweeps ------------------------------------------------------------------------
+
+#: How much of the sweep a profile runs when the chapter's parameters do not say (SPEC §3.6's full
+#: sweep: every head of layers 1–16, every prompt). Only `smoke` runs a slice, to keep CI short.
+#: (Like `dvdlib.finetune.SCALES`.) ``prompts``/``memorized``: rows per set (None: the profile's
+#: ``n_prompts`` / all 500 memorized prompts).
+SCALES = {"smoke": {"layers": [1, 3, 6], "heads": "all", "prompts": 2, "memorized": 2, "slice": True}}
+FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None, "slice": False}
+
+
+def scale(profile_name: str) -> dict:
+    """The sweep a profile runs by default: its `SCALES` entry (a slice), else `FULL`."""
+    return dict(SCALES.get(profile_name, FULL))
+
+
+def memorized_set(profile, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
+    """The memorized control prompts a profile can use, and a sentence saying which (SPEC §3.6).
+
+    The 500 memorized SD 1.x prompts (`dvdlib.bench.load_memorized`; ``case_num`` = their released
+    ``index``) apply to a profile whose benchmark is DominanceBench (Stable Diffusion's world) or
+    whose ``prompt_sets`` name ``memorized``. Other worlds (the toy world) have no memorized
+    prompts: (None, the reason).
+    """
+    from .bench import load_memorized
+
+    named = profile.prompt_sets.get("memorized")
+    if named is None and profile.prompt_sets.get("benchmark") != "dominancebench":
+        return None, (f"profile `{profile.name}` has no memorized prompts (its benchmark is "
+                      f"`{profile.prompt_sets.get('benchmark')}`, not Stable Diffusion's): "
+                      "the memorization half is skipped")
+    if named not in (None, "memorized"):
+        raise ValueError(f"unknown memorized prompt set {named!r}: only 'memorized' (load_memorized) exists")
+    rows = load_memorized().rename(columns={"index": "case_num"})
+    rows = rows.head(n) if n else rows
+    return rows, f"{len(rows)} of the 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024)"
+
+
+__all__ = ["CORRUPTED", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "SCALES", "Sweep",
+           "UNCHANGED", "best", "fraction_text", "jobs", "layer_rates", "memorized_set", "mitigated_count",
+           "multi_head", "pair_jobs", "peak_layer", "per_prompt", "scale", "shares", "shares_text", "single_head"]

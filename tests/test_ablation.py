@@ -1,0 +1,304 @@
+"""dvdlib.ablation: plans, cost, the resumable runner, judging and the per-layer rates (SPEC §3.6)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dvdlib import ablation, models
+from dvdlib.ablation import NOT_COLLAPSED, Intervention, Job, Sweep
+from dvdlib.judge import load_questions
+from dvdlib.layers import registry
+from dvdlib.outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, UNCHANGED
+
+SEEDS = [1825, 410]
+SAMPLER = {"resolution": 64, "steps": 2, "guidance": 7.5, "eta": 0.0, "dtype": "float32", "sampler": "DDIM",
+           "negative_prompt": ""}
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return models.load("smoke")
+
+
+# --- interventions and plans -------------------------------------------------------------------------
+
+def test_intervention_normalises_and_keys():
+    iv = Intervention([(3, 1), (1, 0), (3, 1)], factor=0, steps=[2, 1])
+    assert iv.heads == ((1, 0), (3, 1)) and iv.steps == (1, 2) and iv.factor == 0.0
+    assert iv.layers == (1, 3) and iv.label == "L1.H0+L3.H1"
+    assert iv.factors == {(1, 0): 0.0, (3, 1): 0.0}
+    assert iv.key() == {"heads": [[1, 0], [3, 1]], "factor": 0.0, "steps": [1, 2]}
+    assert iv == Intervention(((1, 0), (3, 1)), 0.0, (1, 2))  # same heads → same store
+    assert Intervention(((1, 0),)).steps == (1,)  # the paper's default: the first step only
+    with pytest.raises(ValueError, match="at least one"):
+        Intervention(())
+    with pytest.raises(ValueError, match="numbered from 1"):
+        Intervention(((1, 0),), steps=[0])
+
+
+def test_single_and_multi_head_plans(pipe):
+    layers = registry(pipe)  # smoke: 16 layers × 2 heads
+    plan = ablation.single_head(layers)
+    assert len(plan) == 32 and plan[0] == Intervention(((1, 0),)) and plan[-1] == Intervention(((16, 1),))
+    sliced = ablation.single_head(layers, which=[1, 3], heads=[1, 5], factor=0.5, steps=[1, 2])
+    assert [iv.heads for iv in sliced] == [((1, 1),), ((3, 1),)]  # head 5 does not exist: skipped
+    assert all(iv.factor == 0.5 and iv.steps == (1, 2) for iv in sliced)
+    with pytest.raises(ValueError, match="no head"):
+        ablation.single_head(layers, heads=[5])
+    with pytest.raises(ValueError, match="no cross-attention layer"):
+        ablation.single_head(layers, which=[17])
+    multi = ablation.multi_head(layers, which=[2, 6])
+    assert [iv.heads for iv in multi] == [((2, 0), (2, 1)), ((6, 0), (6, 1))]
+    with pytest.raises(ValueError, match="unknown multi-head reading"):
+        ablation.multi_head(layers, reading="random")
+    assert ablation.jobs(sliced, [7, 8]) == [Job(sliced[0], (7, 8)), Job(sliced[1], (7, 8))]
+
+
+def single_table(rows):
+    """A single-head outcome table from (case, layer, head, outcome)."""
+    return pd.DataFrame([{"case_num": c, "prompt": f"p{c}", "intervention": f"L{l}.H{h}", "layer": l,
+                          "heads": (l, h), "outcome": o} for c, l, h, o in rows])
+
+
+def test_pair_jobs_pair_the_non_mitigating_heads_of_a_row():
+    table = single_table([
+        (1, 1, 0, MITIGATED), (1, 1, 1, UNCHANGED), (1, 1, 2, CORRUPTED),  # heads 1, 2 failed → (1, 2)
+        (2, 1, 0, UNCHANGED), (2, 1, 1, UNCHANGED), (2, 1, 2, CORRUPTED),  # all failed → 3 pairs
+        (3, 1, 0, NOT_COLLAPSED), (3, 1, 1, NOT_COLLAPSED),                # nothing to mitigate
+        (4, 2, 0, UNCHANGED), (4, 2, 1, UNCHANGED),                        # another layer
+    ])
+    pairs = {job.intervention.heads: job.cases for job in ablation.pair_jobs(table, layer=1)}
+    assert pairs == {((1, 0), (1, 1)): (2,), ((1, 0), (1, 2)): (2,), ((1, 1), (1, 2)): (1, 2)}
+    assert [j.cases for j in ablation.pair_jobs(table, layer=2)] == [(4,)]
+
+
+# --- aggregation ---------------------------------------------------------------------------------------
+
+def test_best_outcome_order():
+    assert ablation.best([CORRUPTED, UNCHANGED, MITIGATED]) == MITIGATED
+    assert ablation.best([CORRUPTED, UNCHANGED]) == UNCHANGED
+    assert ablation.best([CORRUPTED]) == CORRUPTED
+    assert ablation.best([NOT_MEMORIZED, NOT_MEMORIZED]) == NOT_MEMORIZED
+    with pytest.raises(ValueError, match="outcomes must be"):
+        ablation.best(["fixed"])
+
+
+def test_rates_and_shares_by_hand():
+    table = single_table([
+        (1, 1, 0, MITIGATED), (1, 1, 1, UNCHANGED), (1, 3, 0, UNCHANGED), (1, 3, 1, UNCHANGED),
+        (2, 1, 0, CORRUPTED), (2, 1, 1, UNCHANGED), (2, 3, 0, MITIGATED), (2, 3, 1, MITIGATED),
+        (3, 1, 0, CORRUPTED), (3, 1, 1, CORRUPTED), (3, 3, 0, CORRUPTED), (3, 3, 1, UNCHANGED),
+        (4, 1, 0, NOT_COLLAPSED), (4, 1, 1, NOT_COLLAPSED), (4, 3, 0, NOT_COLLAPSED), (4, 3, 1, NOT_COLLAPSED),
+    ])
+    # per prompt: 1 mitigated (L1.H0), 2 mitigated (layer 3), 3 unchanged (L3.H1), 4 excluded
+    assert ablation.per_prompt(table)["outcome"].tolist() == [MITIGATED, MITIGATED, UNCHANGED, NOT_COLLAPSED]
+    assert ablation.mitigated_count(table) == (2, 3)
+    rates = ablation.layer_rates(table)
+    assert rates["layer"].tolist() == [1, 3]
+    assert rates["mitigated"].tolist() == [1, 1] and rates["prompts"].tolist() == [3, 3]
+    np.testing.assert_allclose(rates["rate"], [1 / 3, 1 / 3])
+    per_prompt = ablation.shares(table)
+    assert per_prompt.to_dict() == pytest.approx({MITIGATED: 2 / 3, UNCHANGED: 1 / 3, CORRUPTED: 0.0})
+    assert per_prompt.attrs["n"] == 3
+    # per (prompt, intervention): 3 mitigated, 5 unchanged, 4 corrupted of 12
+    pairs = ablation.shares(table, per="intervention")
+    assert pairs.to_dict() == pytest.approx({MITIGATED: 3 / 12, UNCHANGED: 5 / 12, CORRUPTED: 4 / 12})
+    assert pairs.attrs["n"] == 12
+    with pytest.raises(ValueError, match="per must be"):
+        ablation.shares(table, per="layer")
+
+
+# --- judging, on hand-made stores ----------------------------------------------------------------------
+
+class ScriptedJudge:
+    """Yes to the first k concept questions and the first m object questions, k and m read from the
+    image's red and green values (as in tests/test_dvd.py)."""
+
+    name = "scripted"
+
+    def ask(self, images, questions):
+        out = []
+        for image in images:
+            k, m = (int(v) for v in np.asarray(image)[0, 0, :2])
+            out.append(["Yes"] * k + ["No"] * (5 - k) + ["yes"] * m + ["no"] * (5 - m))
+        return out
+
+
+def counts_image(c, n):
+    return Image.fromarray(np.full((8, 8, 3), [c, n, 0], np.uint8))
+
+
+BENCH = pd.DataFrame([
+    {"case_num": 1, "content_type": "landmark", "content": "colosseum", "nm_word": "pouch",
+     "prompt": "Colosseum Carry-all Pouch"},
+    {"case_num": 2, "content_type": "artist", "content": "van gogh", "nm_word": "mug", "prompt": "Van Gogh Mug"},
+    {"case_num": 3, "content_type": "artist", "content": "van gogh", "nm_word": "tote bag",
+     "prompt": "Van Gogh Mug"},  # the same prompt string with another object (as in DominanceBench)
+])
+
+
+def fill(sweep, intervention, counts):
+    store = sweep.store(intervention)
+    for prompt, pairs in counts.items():
+        for seed, (c, n) in zip(SEEDS, pairs):
+            store.save(prompt, seed, image=counts_image(c, n))
+
+
+def test_judge_dvd_against_the_plain_generation(tmp_path):
+    sweep = Sweep(None, BENCH, SEEDS, root=tmp_path, model="fake", sampler=SAMPLER)
+    a, b = Intervention(((1, 0),)), Intervention(((3, 1),))
+    fill(sweep, None, {"Colosseum Carry-all Pouch": [(5, 0), (5, 1)],  # plain: collapsed (DvD 100, 80)
+                       "Van Gogh Mug": [(2, 2), (1, 3)]})              # plain: not collapsed (DvD 24, 8)
+    fill(sweep, a, {"Colosseum Carry-all Pouch": [(4, 4), (3, 3)], "Van Gogh Mug": [(5, 0), (5, 0)]})
+    fill(sweep, b, {"Colosseum Carry-all Pouch": [(0, 0), (1, 0)]})
+    plan = [Job(a, (1, 2, 3)), Job(b, (1,))]
+    table = sweep.judge_dvd(plan, ScriptedJudge(), load_questions("paper"))
+    assert table[["case_num", "intervention", "layer", "outcome"]].values.tolist() == [
+        [1, "L1.H0", 1, MITIGATED],      # c 3.5, n 3.5, DvD (16 + 24)/2 = 20
+        [2, "L1.H0", 1, NOT_COLLAPSED],  # collapsed only after the ablation: nothing was there to mitigate
+        [3, "L1.H0", 1, NOT_COLLAPSED],
+        [1, "L3.H1", 3, CORRUPTED]]      # c 0.5, DvD (0 + 20)/2 = 10: the landmark is gone too
+    assert table["dvd"].tolist() == [20.0, 100.0, 100.0, 10.0]
+    assert table["dvd_before"].tolist() == [90.0, 16.0, 16.0, 90.0]
+    assert sweep.baseline["outcome"].tolist() == [UNCHANGED, CORRUPTED, CORRUPTED]
+    assert ablation.mitigated_count(table) == (1, 1)
+    # counting every row: rows 2 and 3 are judged on their own (c 5, n 0 → DvD 100: unchanged)
+    every = sweep.judge_dvd(plan, ScriptedJudge(), load_questions("paper"), require_baseline=False)
+    assert every["outcome"].tolist() == [MITIGATED, UNCHANGED, UNCHANGED, CORRUPTED]
+    assert ablation.mitigated_count(every) == (1, 3)
+
+
+def test_judge_memorized_against_the_plain_generation(tmp_path):
+    rows = pd.DataFrame({"case_num": [10, 11], "prompt": ["memorized one", "not reproduced"]})
+    sweep = Sweep(None, rows, SEEDS, root=tmp_path, model="fake", sampler=SAMPLER)
+    left = np.zeros((16, 16, 3), np.uint8)
+    left[:, :8] = 255
+    top = np.ascontiguousarray(left.transpose(1, 0, 2))
+    blank = np.full((16, 16, 3), 128, np.uint8)
+    ivs = [Intervention(((1, h),)) for h in range(3)]
+
+    def put(iv, prompt, arrays):
+        for seed, a in zip(SEEDS, arrays):
+            sweep.store(iv).save(prompt, seed, image=Image.fromarray(a))
+
+    put(None, "memorized one", [left, left])        # reproduces: similarity 1
+    put(None, "not reproduced", [left, top])        # similarity 0
+    put(ivs[0], "memorized one", [left, top])       # no longer reproduced → mitigated
+    put(ivs[1], "memorized one", [left, left])      # still reproduced → unchanged
+    put(ivs[2], "memorized one", [blank, blank])    # blank images → corrupted
+    put(ivs[0], "not reproduced", [left, top])
+    plan = [Job(ivs[0], (10, 11)), Job(ivs[1], (10,)), Job(ivs[2], (10,))]
+    table = sweep.judge_memorized(plan)
+    assert table["outcome"].tolist() == [MITIGATED, NOT_MEMORIZED, UNCHANGED, CORRUPTED]
+    np.testing.assert_allclose(table["similarity_before"], [1, 0, 1, 1], atol=1e-12)
+    np.testing.assert_allclose(table["similarity"], [0, 0, 1, 0], atol=1e-12)
+    assert ablation.mitigated_count(table) == (1, 1)
+    assert ablation.layer_rates(table)["rate"].tolist() == [1.0]
+    # counting every prompt: the one that never reproduced now counts as "mitigated"
+    every = sweep.judge_memorized(plan, require_baseline=False)
+    assert every["outcome"].tolist() == [MITIGATED, MITIGATED, UNCHANGED, CORRUPTED]
+    assert ablation.mitigated_count(every) == (2, 2)
+
+
+def test_sweep_rejects_bad_prompt_sets(tmp_path):
+    with pytest.raises(ValueError, match="case_num"):
+        Sweep(None, pd.DataFrame({"prompt": ["a"]}), SEEDS, root=tmp_path, model="m", sampler=SAMPLER)
+    with pytest.raises(ValueError, match="repeats"):
+        Sweep(None, pd.DataFrame({"case_num": [1, 1], "prompt": ["a", "b"]}), SEEDS, root=tmp_path, model="m",
+              sampler=SAMPLER)
+
+
+# --- the runner on the smoke model --------------------------------------------------------------------
+
+def test_sweep_stores_each_intervention_apart_and_resumes(pipe, tmp_path, monkeypatch):
+    rows = pd.DataFrame({"case_num": [1, 2, 3], "prompt": ["a photo of a cat", "van gogh mug", "van gogh mug"]})
+    sweep = Sweep(pipe, rows, SEEDS, root=tmp_path, model="smoke", sampler=SAMPLER, batch_size=4)
+    plan = ablation.jobs([Intervention(((1, 0),)), Intervention(((1, 0), (1, 1)))], [1, 2, 3])
+    # 2 distinct prompts × 2 seeds × (plain + 2 interventions) = 12 generations
+    assert sweep.cost(plan) == {"generations": 12, "stored": 0, "to_generate": 12}
+    calls, original = [], type(pipe).__call__
+
+    def counting(self, *args, **kwargs):  # counts the images the pipeline is asked for
+        calls.append(len(kwargs["prompt"]))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", counting)
+    sweep.run(plan, progress=False)
+    assert sum(calls) == 12
+    assert sweep.cost(plan) == {"generations": 12, "stored": 12, "to_generate": 0}
+    sweep.run(plan, progress=False)  # everything is stored: nothing is generated again
+    assert sum(calls) == 12
+    monkeypatch.undo()
+    plain, one, both = sweep.store(), sweep.store(plan[0].intervention), sweep.store(plan[1].intervention)
+    assert len({plain.path, one.path, both.path}) == 3  # three stores, never the same images
+    assert one.settings["intervention"] == {"heads": [[1, 0]], "factor": 0.0, "steps": [1]}
+    assert "intervention" not in plain.settings and plain.settings == SAMPLER
+    img = {s: np.asarray(s.image("van gogh mug", 410), dtype=float) for s in (plain, one, both)}
+    assert np.abs(img[one] - img[plain]).max() > 1  # the ablation changed the image
+    assert np.abs(img[both] - img[one]).max() > 1
+    # a fresh Sweep on the same root finds the same stores and everything stored
+    again = Sweep(pipe, rows, SEEDS, root=tmp_path, model="smoke", sampler=SAMPLER)
+    assert again.cost(plan)["to_generate"] == 0
+
+
+def test_peak_and_texts():
+    rates = pd.DataFrame({"layer": [1, 3, 6], "rate": [0.2, 0.5, 0.5]})
+    assert ablation.peak_layer(rates) == 3  # the first of a tie
+    assert ablation.peak_layer(rates.assign(rate=0.0)) is None  # nothing mitigated: no peak
+    assert ablation.peak_layer(rates.iloc[:0]) is None
+    assert ablation.fraction_text(145, 300) == "145/300 (48%)"
+    assert ablation.fraction_text(0, 0) == "0/0 (nothing to mitigate)"
+    table = single_table([(1, 1, 0, MITIGATED), (2, 1, 0, CORRUPTED), (3, 1, 0, CORRUPTED), (4, 1, 0, UNCHANGED)])
+    assert ablation.shares_text(table) == "mitigated 0.25; unchanged 0.25; corrupted 0.50 (of 4)"
+    assert ablation.shares_text(table, outcomes=(MITIGATED, CORRUPTED), percent=True) == \
+        "mitigated 25.00%; corrupted 50.00% (of 4)"
+    assert ablation.shares_text(table.assign(outcome=NOT_MEMORIZED)) == "nothing to mitigate"
+
+
+def test_scale_and_memorized_set():
+    from dvdlib.profiles import load_profile
+
+    smoke, paper_profile, toy = (load_profile(name) for name in ("smoke", "paper", "toy"))
+    assert ablation.scale("smoke")["slice"] and ablation.scale("smoke")["layers"] == [1, 3, 6]
+    assert ablation.scale("paper") == ablation.FULL and ablation.FULL["layers"] == "all"
+    rows, note = ablation.memorized_set(paper_profile)
+    assert len(rows) == 500 and rows["case_num"].is_unique and "500" in note
+    assert len(ablation.memorized_set(smoke, 3)[0]) == 3
+    rows, note = ablation.memorized_set(toy)
+    assert rows is None and "no memorized prompts" in note and "skipped" in note
+
+
+def test_head_ablation_chapter_runs_on_smoke(tmp_path):
+    """Chapter 06 through papermill with profile smoke (every row counted, so that the random
+    judge's and model's outcomes reach every table): figures, results, the paper's numbers."""
+    import json
+    import re
+
+    from test_book import copy_book
+
+    from dvdlib import book, paper
+
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="06_head_ablation", cwd=root, verbose=False,
+                                   parameters={"require_baseline": False})
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "06_head_ablation"
+    assert {p.name for p in figures.glob("*.png")} == {"rates_by_layer.png", "outcomes.png", "plain_vs_ablated.png"}
+    results = json.loads((root / "book" / "results" / "06_head_ablation.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert set(rows) == {"require_baseline", "swept", "single_dvd", "single_mem", "peak_dvd", "peak_mem",
+                         "effect_layers", "multi_dvd", "multi_mem", "pairs_dvd"}
+    assert rows["single_dvd"]["paper"] == "145/300 (48%)" and rows["single_mem"]["paper"] == "392/500 (78%)"
+    assert rows["peak_dvd"]["paper"] == str(paper.ABLATION["dvd_peak_layer"]) == "3"
+    assert rows["peak_mem"]["paper"] == "6"
+    assert rows["pairs_dvd"]["paper"] == "mitigated 0.55%; corrupted 18.68%"
+    # the smoke slice: 2 + 2 prompts, layers 1, 3, 6, both heads of each; said so on the page
+    assert rows["swept"]["this run"].endswith("— a slice") and rows["swept"]["this run"].startswith("6 heads")
+    assert re.fullmatch(r"\d/2 \(\d+%\)", rows["single_dvd"]["this run"])
+    assert re.fullmatch(r"\d/2 \(\d+%\)", rows["single_mem"]["this run"])
+    assert rows["pairs_dvd"]["this run"].endswith("(of 2)")  # one pair of layer-1 heads per DvD row
+    assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
+    # one store per intervention beside the plain one: 6 single heads + 3 layers (the layer-1 pair
+    # is layer 1's multi-head ablation, stored once)
+    assert len(list((root / "store" / "smoke").glob("*/settings.json"))) == 1 + 6 + 3
