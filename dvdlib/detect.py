@@ -1,5 +1,6 @@
 """Early detection of generative collapse (SPEC §3.8): the Focus Score at the first denoising step,
-in chosen layers, against a threshold — and the one-prompt check behind ``dvd check``.
+in chosen layers, against a threshold — the one-prompt check behind ``dvd check``, and the
+detector over whole prompt sets (rates, the threshold × layer-set grid, the ROC curve).
 """
 
 from __future__ import annotations
@@ -61,3 +62,92 @@ def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,),
     focus = table.groupby("layer")["focus"].mean().to_dict()
     peak = table.groupby("layer")["peak_token"].agg(lambda s: s.mode().iloc[0]).to_dict()
     return Check(prompt, focus, peak, spans, flags(focus, layers, threshold))
+
+
+# ------------------------------------------------------------------ the detector over prompt sets
+
+#: Open (SPEC §3.8 gives only the best configuration): the grid the chapter sweeps by default.
+THRESHOLDS = (0.006, 0.008, 0.010, 0.012, 0.014)
+LAYER_SETS = ((8,), (9,), (10,), (9, 10), (8, 9, 10), (5, 6, 7, 8, 9, 10))
+
+
+def combined_scores(per_prompt, layers=LAYERS, combine: str = "mean"):
+    """Per prompt, its Focus Scores in ``layers`` combined as `flags` combines them: a Series
+    indexed by prompt. ``per_prompt`` is long format (``prompt``, ``layer``, ``focus``;
+    `dvdlib.focus.per_prompt`); a prompt lacking one of the layers is an error."""
+    import pandas as pd
+
+    if combine not in ("mean", "max", "min"):
+        raise ValueError(f"combine must be one of ['max', 'mean', 'min'], got {combine!r}")
+    wide = per_prompt.pivot_table(index="prompt", columns="layer", values="focus", sort=False)
+    absent = [layer for layer in layers if layer not in wide.columns]
+    if absent or wide[list(layers)].isna().any().any():
+        raise ValueError(f"Focus Scores missing for layer(s) {absent or list(layers)}: record these layers at step 1")
+    return pd.Series(wide[list(layers)].agg(combine, axis=1), name="score")
+
+
+def detection_rate(scores, prompts, threshold: float = THRESHOLD) -> float:
+    """Share of ``prompts`` (one per prompt-set row; repeats count) whose score exceeds ``threshold``."""
+    missing = sorted(set(prompts) - set(scores.index))
+    if missing:
+        raise ValueError(f"no score for {len(missing)} prompt(s), e.g. {missing[:2]}")
+    return float((scores.loc[list(prompts)] > threshold).mean())
+
+
+def layer_label(layers) -> str:
+    """Layer set as a label: (9, 10) → "9–10", (8,) → "8", (5, 7) → "5, 7"."""
+    from .report import ranges
+
+    return ranges(layers)
+
+
+def detection_grid(bench_pp, control_pp, bench_prompts, control_prompts, thresholds=THRESHOLDS,
+                   layer_sets=LAYER_SETS, combine: str = "mean"):
+    """Every threshold × layer set (SPEC §3.8): the share of benchmark rows and of control rows
+    flagged, and the gap between them in percentage points. One row per configuration."""
+    import pandas as pd
+
+    rows = []
+    for layers in layer_sets:
+        b, c = combined_scores(bench_pp, layers, combine), combined_scores(control_pp, layers, combine)
+        for threshold in thresholds:
+            rb, rc = detection_rate(b, bench_prompts, threshold), detection_rate(c, control_prompts, threshold)
+            rows.append({"layers": layer_label(layers), "threshold": threshold, "benchmark": 100 * rb,
+                         "control": 100 * rc, "gap": 100 * (rb - rc)})
+    return pd.DataFrame(rows)
+
+
+def roc(bench_scores, control_scores):
+    """ROC of the detector's score, benchmark rows positive, control rows negative
+    (scikit-learn): (table of ``fpr``, ``tpr``, ``threshold``; area under the curve)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    y = np.r_[np.ones(len(bench_scores)), np.zeros(len(control_scores))]
+    s = np.r_[np.asarray(bench_scores, float), np.asarray(control_scores, float)]
+    if len(bench_scores) == 0 or len(control_scores) == 0:
+        raise ValueError("a ROC curve needs scores of both sets")
+    fpr, tpr, thresholds = roc_curve(y, s)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds}), float(roc_auc_score(y, s))
+
+
+def roc_figure(curves: dict, marks: dict | None = None):
+    """One ROC curve per layer set (``{label: (table, auc)}``); ``marks`` ({label: (fpr, tpr)})
+    places the operating points of a threshold on their curves."""
+    import matplotlib.pyplot as plt
+
+    from .plots import use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    for label, (table, auc) in curves.items():
+        line, = ax.plot(table["fpr"], table["tpr"], label=f"layers {label} (AUC {auc:.2f})")
+        if marks and label in marks:
+            ax.plot(*marks[label], "o", color=line.get_color(), ms=6)
+    ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="control prompts flagged (false-positive rate)",
+           ylabel="benchmark prompts flagged (true-positive rate)")
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

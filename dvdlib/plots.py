@@ -123,3 +123,46 @@ def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]]):
         axes[r][0].text(0, 1.06, title, transform=axes[r][0].transAxes, fontsize=9, ha="left", va="bottom")
     fig.tight_layout()
     return fig
+
+
+def ablation_by_layer(rates: dict, peaks: dict | None = None):
+    """Head ablation (SPEC §3.6): per layer, the share of prompts that at least one of its heads
+    mitigates, one line per prompt set; ``peaks`` marks the paper's peak layer of each set."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    colors = [BENCH_COLOR, CONTROL_COLOR, "#7f7f7f", "#2ca02c"]
+    for (label, table), color in zip(rates.items(), colors):
+        ax.plot(table["layer"], table["rate"], "o-", color=color, label=label)
+        if peaks and label in peaks:
+            ax.axvline(peaks[label], color=color, ls=":", lw=1.2)
+            ax.text(peaks[label], 1.02, f"paper's peak: {peaks[label]}", color=color, fontsize=8, ha="center",
+                    transform=ax.get_xaxis_transform())
+    layers = sorted({int(layer) for table in rates.values() for layer in table["layer"]})
+    ax.set_xticks(layers)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("cross-attention layer of the ablated head (forward order)")
+    ax.set_ylabel("prompts mitigated by\nat least one head of the layer")
+    ax.legend(loc="upper right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def outcome_shares(table, colors=("#2ca02c", "#bdbdbd", "#c0392b")):
+    """Stacked horizontal bars: one row per setting (index), columns mitigated / unchanged / corrupted."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(table) + 1.2))
+    left = np.zeros(len(table))
+    labels = list(table.index)
+    for column, color in zip(table.columns, colors):
+        values = table[column].fillna(0).to_numpy(dtype=float)
+        ax.barh(labels, values, left=left, color=color, label=column)
+        for y, (x, v) in enumerate(zip(left, values)):
+            if v >= 0.06:
+                ax.text(x + v / 2, y, f"{v:.0%}", ha="center", va="center", fontsize=8)
+        left += values
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("share of prompts (or of prompt × intervention pairs, as labelled)")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns), frameon=False)
+    fig.tight_layout()
+    return fig

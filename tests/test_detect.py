@@ -36,3 +36,48 @@ def test_dvd_check_command(tmp_path, monkeypatch, capsys):
     assert "'mug' → token positions [3]" in out and "detector (layers 9, 10" in out
     assert main(["check", "a red mug", "--concepts", "pouch"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def _long(scores: dict[str, dict[int, float]]):
+    import pandas as pd
+
+    return pd.DataFrame([{"prompt": p, "layer": l, "focus": f} for p, by in scores.items() for l, f in by.items()])
+
+
+def test_combined_scores_and_rates_by_hand():
+    from dvdlib.detect import combined_scores, detection_rate
+
+    pp = _long({"a": {9: 0.012, 10: 0.009}, "b": {9: 0.004, 10: 0.020}, "c": {9: 0.001, 10: 0.002}})
+    mean = combined_scores(pp)  # layers 9–10, mean
+    assert mean.to_dict() == pytest.approx({"a": 0.0105, "b": 0.012, "c": 0.0015})
+    assert combined_scores(pp, (9,), "max").to_dict() == pytest.approx({"a": 0.012, "b": 0.004, "c": 0.001})
+    # agrees with `flags` prompt by prompt
+    for prompt, group in pp.groupby("prompt"):
+        assert (mean[prompt] > 0.010) == flags(dict(zip(group.layer, group.focus)))
+    # rates count prompt-set rows: a repeated prompt counts twice
+    assert detection_rate(mean, ["a", "b", "c"]) == pytest.approx(2 / 3)
+    assert detection_rate(mean, ["a", "a", "c", "c"], threshold=0.011) == 0.0
+    with pytest.raises(ValueError, match="no score"):
+        detection_rate(mean, ["z"])
+    with pytest.raises(ValueError, match=r"layer\(s\) \[8\]"):
+        combined_scores(pp, (8, 9))
+
+
+def test_detection_grid_and_roc_by_hand():
+    from dvdlib.detect import combined_scores, detection_grid, roc
+
+    bench = _long({"b1": {9: 0.02, 10: 0.02}, "b2": {9: 0.012, 10: 0.006}, "b3": {9: 0.005, 10: 0.005}})
+    control = _long({"c1": {9: 0.011, 10: 0.001}, "c2": {9: 0.001, 10: 0.001}})
+    grid = detection_grid(bench, control, ["b1", "b2", "b3"], ["c1", "c2"], thresholds=(0.008, 0.010),
+                          layer_sets=((9,), (9, 10)))
+    row = grid.set_index(["layers", "threshold"])
+    # layer 9 alone, > 0.010: b1, b2 of 3 (66.7%) vs c1 of 2 (50%)
+    assert row.loc[("9", 0.010)].tolist() == pytest.approx([200 / 3, 50.0, 200 / 3 - 50])
+    # layers 9–10 (mean: b 0.02, 0.009, 0.005; c 0.006, 0.001), > 0.008: b1, b2 vs none
+    assert row.loc[("9–10", 0.008)].tolist() == pytest.approx([200 / 3, 0.0, 200 / 3])
+    curve, auc = roc(combined_scores(bench).values, combined_scores(control).values)
+    # bench 0.02, 0.009, 0.005 vs control 0.006, 0.001: 5 of the 6 pairs ordered correctly
+    assert auc == pytest.approx(5 / 6)
+    assert curve.fpr.iloc[-1] == 1.0 and curve.tpr.iloc[-1] == 1.0 and curve.tpr.is_monotonic_increasing
+    with pytest.raises(ValueError, match="both sets"):
+        roc([], [0.1])

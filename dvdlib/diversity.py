@@ -1,0 +1,369 @@
+"""Training-data diversity of a concept (SPEC §3.1, the paper's appendix): CLIP ViT-L/14 image
+embeddings of the images associated with each concept, the mean pairwise **cosine distance**
+within the concept (lower = less diverse), and per category the median over its concepts.
+
+The paper embeds LAION images; LAION cannot be downloaded here, so the images come from a
+*source* table (one row per image: ``concept``, ``category``, ``path``):
+
+- `from_folders`: a folder per concept (``root/<concept>/*.jpg``), or per category and concept
+  (``root/<category>/<concept>/*.jpg``) — e.g. a LAION shard the user downloaded elsewhere;
+- `from_table`: a CSV or parquet file with columns ``path``, ``concept`` and ``category``;
+- `generated`: images a text-to-image model generates for each concept's name (the `smoke`
+  profile's stand-in: the *model's* output diversity, not its training data's);
+- `toy_renders`: renders of the toy world (`dvdlib.toy.world`), whose diversity is known by
+  construction.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from scipy.spatial.distance import pdist
+
+from .store import atomic_write
+
+#: The paper's image encoder (SPEC §3.1).
+PAPER_CLIP = "openai/clip-vit-large-patch14"
+#: A tiny CLIP vision tower with random weights, built offline from a config (smoke runs, tests).
+TINY_CLIP = "tiny:clip"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+SOURCE_COLUMNS = ("concept", "category", "path")
+
+
+class ClipUnavailable(RuntimeError):
+    """The CLIP weights could not be found offline or on the Hub."""
+
+
+# ----------------------------------------------------------------------------- the statistic
+
+
+def mean_pairwise_cosine_distance(embeddings) -> float:
+    """Mean of 1 − cos(e_i, e_j) over all pairs i < j of the rows of ``embeddings`` [n, d]
+    (SPEC §3.1, open: the mean over pairs). Needs at least two non-zero rows."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    if e.ndim != 2 or len(e) < 2:
+        raise ValueError(f"need at least two embeddings [n, d] for a pairwise distance, got shape {e.shape}")
+    if (np.linalg.norm(e, axis=1) == 0).any():
+        raise ValueError("an embedding is all zeros: its cosine distance is undefined")
+    return float(pdist(e, metric="cosine").mean())
+
+
+def concept_diversity(embeddings, table: pd.DataFrame) -> pd.DataFrame:
+    """Per concept: its category, number of images and mean pairwise cosine distance.
+
+    ``embeddings`` [len(table), d] row-aligned with ``table`` (columns ``concept``, ``category``).
+    A concept with fewer than two images is an error naming it.
+    """
+    e = np.asarray(embeddings)
+    if len(e) != len(table):
+        raise ValueError(f"{len(e)} embeddings for {len(table)} images: they must be row-aligned")
+    rows = []
+    for (category, concept), index in table.groupby(["category", "concept"], sort=False).indices.items():
+        if len(index) < 2:
+            raise ValueError(f"concept {concept!r} ({category}) has {len(index)} image(s); the pairwise "
+                             "distance needs at least two: add images or drop the concept")
+        rows.append({"concept": concept, "category": category, "images": len(index),
+                     "diversity": mean_pairwise_cosine_distance(e[index])})
+    return pd.DataFrame(rows)
+
+
+def category_medians(per_concept: pd.DataFrame) -> pd.Series:
+    """Per category, the median of its concepts' diversities (SPEC §3.1, open: the median)."""
+    return per_concept.groupby("category", sort=False)["diversity"].median()
+
+
+# ----------------------------------------------------------------------------- the encoder
+
+
+def build_tiny_clip(seed: int = 0):
+    """(model, processor): a 2-layer CLIP vision tower with projection, random weights, 32² input.
+
+    Its embeddings are random features (patches of 4 pixels; weights drawn 10× wider than CLIP's
+    default so that the patches, not the class token, decide the embedding): they tell images
+    apart, they know nothing about concepts."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
+                              image_size=32, patch_size=4, projection_dim=16, initializer_factor=10.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = CLIPVisionModelWithProjection(config)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return model.eval(), processor
+
+
+def load_clip(name: str = PAPER_CLIP, *, device: str = "cpu", dtype: str = "float32"):
+    """(model, processor) of a CLIP image encoder: a Hub id, a local folder, or ``"tiny:clip"``.
+
+    Raises `ClipUnavailable` with what to do when the weights are not available offline.
+    """
+    from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
+
+    from .models import torch_dtype
+
+    if name == TINY_CLIP:
+        model, processor = build_tiny_clip()
+    else:
+        try:
+            model = CLIPVisionModelWithProjection.from_pretrained(name, dtype=torch_dtype(dtype))
+            processor = AutoImageProcessor.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise ClipUnavailable(
+                f"Cannot load the CLIP image encoder {name!r}: {error}\n"
+                f"Download it where there is network (`huggingface-cli download {PAPER_CLIP}`) and set "
+                f"HF_HOME to that cache, or pass its local folder (papermill: `-p clip_model /path/to/clip`). "
+                f"Without weights, `-p clip_model {TINY_CLIP}` runs the procedure with a random tiny CLIP "
+                f"(numbers without meaning).") from error
+    return model.to(device).eval(), processor
+
+
+@torch.no_grad()
+def embed(images, model, processor, batch_size: int = 32) -> np.ndarray:
+    """CLIP image embeddings [n, d] (the projected ``image_embeds``) of PIL images or image paths."""
+    out = []
+    images = list(images)
+    for start in range(0, len(images), batch_size):
+        batch = [_open(i) for i in images[start:start + batch_size]]
+        inputs = processor(images=batch, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(device=model.device, dtype=model.dtype)
+        out.append(model(pixel_values=pixels).image_embeds.float().cpu().numpy())
+    if not out:
+        raise ValueError("no images to embed")
+    return np.concatenate(out)
+
+
+def _open(image) -> Image.Image:
+    return image.convert("RGB") if isinstance(image, Image.Image) else Image.open(image).convert("RGB")
+
+
+def embed_table(table: pd.DataFrame, model, processor, *, cache: str | Path | None = None,
+                key: str = "", batch_size: int = 32) -> np.ndarray:
+    """Embeddings of every ``path`` of a source table, row-aligned. With ``cache`` (a folder), the
+    embeddings of each concept are kept in ``<cache>/<digest of key>/<digest of the concept's
+    files>.npy`` (each file by path, size and modification time; atomic writes), so a rerun or an
+    interrupted run embeds only the concepts not yet done. ``key`` names the encoder."""
+    from .store import digest
+
+    if table.empty:
+        raise ValueError("the image table is empty: no images to embed")
+    parts = {}
+    for concept, index in table.groupby("concept", sort=False).indices.items():
+        paths = [str(p) for p in table["path"].iloc[index]]
+        files = [(p, Path(p).stat().st_size, Path(p).stat().st_mtime_ns) for p in paths]
+        file = Path(cache) / digest(key) / f"{digest([concept, files])}.npy" if cache else None
+        if file is not None and file.exists():
+            parts[concept] = np.load(file)
+            continue
+        parts[concept] = embed(paths, model, processor, batch_size)
+        if file is not None:
+            atomic_write(file, lambda p, e=parts[concept]: np.save(p, e, allow_pickle=False))
+    out = np.zeros((len(table), next(iter(parts.values())).shape[1]), dtype=np.float32)
+    for concept, index in table.groupby("concept", sort=False).indices.items():
+        out[index] = parts[concept]
+    return out
+
+
+# ----------------------------------------------------------------------------- image sources
+
+
+def default_clip(profile) -> str:
+    """The CLIP of a profile when the chapter names none: the paper's, except for the profiles that
+    run offline by design — ``smoke`` (a model built offline) and the toy world's — which get the
+    tiny random one (on toy renders its random features still tell a fixed appearance from fresh
+    ones: `tests/test_diversity.py`)."""
+    return TINY_CLIP if profile.model == "smoke" or default_source(profile) == "toy" else PAPER_CLIP
+
+
+def default_source(profile) -> str:
+    """The image source of a profile when the chapter names none: the toy renderer for the toy
+    world's profiles, else images the profile's model generates (``"generated"``)."""
+    return "toy" if str(profile.prompt_sets.get("benchmark", "")).startswith("toy") else "generated"
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def from_folders(root: str | Path, categories: dict[str, str] | None = None) -> pd.DataFrame:
+    """A source table from ``root/<category>/<concept>/<images>`` or ``root/<concept>/<images>``.
+
+    In the one-level layout, ``categories`` maps each concept folder to its category (a concept
+    it does not name is an error). Folders without images are skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist: point the chapter's `image_source` "
+                                "at a folder with one sub-folder of images per concept")
+    rows = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        if _images_in(sub):  # root/<concept>/images
+            if categories is None or sub.name not in categories:
+                raise ValueError(f"no category for concept folder {sub.name!r}: pass categories={{concept: category}} "
+                                 "or lay the images out as root/<category>/<concept>/")
+            rows += [(sub.name, categories[sub.name], str(p)) for p in _images_in(sub)]
+        for concept in sorted(p for p in sub.iterdir() if p.is_dir()):  # root/<category>/<concept>/images
+            rows += [(concept.name, sub.name, str(p)) for p in _images_in(concept)]
+    if not rows:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root} in root/<concept>/ or "
+                         "root/<category>/<concept>/ folders")
+    return pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
+
+
+def from_table(path: str | Path) -> pd.DataFrame:
+    """A source table from a CSV or parquet file with columns ``path``, ``concept``, ``category``;
+    relative paths are taken from the file's folder. Missing image files are an error listing them."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            table = pd.read_parquet(path)
+        except ImportError as error:
+            raise ImportError(f"reading {path} needs a parquet engine: `pip install pyarrow` (or give a CSV)") from error
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False)
+    else:
+        raise ValueError(f"{path}: the image table must be .csv, .tsv or .parquet")
+    missing = [c for c in SOURCE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; it needs {list(SOURCE_COLUMNS)}, has {list(table.columns)}")
+    table = table[list(SOURCE_COLUMNS)].astype(str).copy()
+    table["path"] = [str(p if Path(p).is_absolute() else path.parent / p) for p in table["path"]]
+    absent = [p for p in table["path"] if not Path(p).is_file()]
+    if absent:
+        raise FileNotFoundError(f"{len(absent)} image(s) listed in {path} do not exist, e.g. {absent[:3]}")
+    return table
+
+
+def benchmark_concepts(benchmark: pd.DataFrame, per_category: int) -> pd.DataFrame:
+    """Up to ``per_category`` concepts per category from a DominanceBench-like table: the
+    ``content`` of each ``content_type``, and the ``nm_word`` objects as category "object"
+    (SPEC §3.1 compares the three concept categories with objects). Columns concept, category."""
+    rows = [(c, t) for c, t in zip(benchmark["content"], benchmark["content_type"])]
+    rows += [(o, "object") for o in benchmark["nm_word"]]
+    table = pd.DataFrame(rows, columns=["concept", "category"])
+    table = table.drop_duplicates("concept")
+    return table.groupby("category", sort=False).head(per_category).reset_index(drop=True)
+
+
+def generated(pipe, concepts: pd.DataFrame, seeds, *, store, template: str = "{concept}",
+              batch_size: int = 8) -> pd.DataFrame:
+    """A source table of images that ``pipe`` generates for each concept (prompt ``template``
+    with the concept's name), one per seed, through the resumable `dvdlib.generate`."""
+    from .generate import generate
+
+    prompts = [template.format(concept=c) for c in concepts["concept"]]
+    generate(pipe, list(dict.fromkeys(prompts)), seeds, store=store, batch_size=batch_size, progress=False)
+    return pd.DataFrame([(c, cat, str(store.image_path(p, s)))
+                         for c, cat, p in zip(concepts["concept"], concepts["category"], prompts) for s in seeds],
+                        columns=list(SOURCE_COLUMNS))
+
+
+def toy_render(world, name: str, seed: int, centred: bool = True) -> np.ndarray:
+    """One toy-world image of concept ``name`` alone, uint8 [size, size, 3]. With ``centred``
+    (open, default) a sprite is drawn in the middle of the image: position is not part of a toy
+    concept's identity (`dvdlib.toy.world`), so only its appearance varies; otherwise
+    `World.render` (random position). A style fills the image either way."""
+    from .toy.world import BACKGROUND, draw
+
+    concept = world.concept(name)
+    if not centred or concept.role == "style":
+        image = world.render(name, int(seed)).image
+    else:
+        params, _ = world.draw_appearance(concept, np.random.default_rng(int(seed)))
+        rgb, mask = draw(concept, params)
+        image = np.broadcast_to(np.array(BACKGROUND, np.float32), (world.size, world.size, 3)).copy()
+        y, x = (world.size - mask.shape[0]) // 2, (world.size - mask.shape[1]) // 2
+        image[y:y + mask.shape[0], x:x + mask.shape[1]][mask] = rgb[mask]
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def toy_renders(folder: str | Path, seeds, world=None, names=None, centred: bool = True) -> pd.DataFrame:
+    """A source table of toy-world images (`toy_render`): each concept (``names``, default all)
+    alone, one image per seed, saved as PNG under ``folder/<centred|placed>/<concept>/<seed>.png``
+    (kept between runs). Category: "object", or the role marked rigid or category word:
+    "landmark (rigid)" (tower), "landmark (category word)" (landmark) — never a bare paper
+    category, so that no toy number sits beside a LAION one by name."""
+    from .toy.world import World
+
+    world = world or World()
+    rows = []
+    for name in names or world.names:
+        concept = world.concept(name)
+        kind = "rigid" if concept.rigid else "category word"
+        category = concept.role if concept.role == "object" else f"{concept.role} ({kind})"
+        for seed in seeds:
+            file = Path(folder) / ("centred" if centred else "placed") / name / f"{seed}.png"
+            if not file.exists():
+                pixels = toy_render(world, name, seed, centred)
+                atomic_write(file, lambda p, a=pixels: Image.fromarray(a).save(p, format="PNG"))
+            rows.append((name, category, str(file)))
+    return pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
+
+
+def source_table(source: str, profile, *, per_category: int = 2, categories: dict[str, str] | None = None,
+                 template: str = "{concept}", centred: bool = True) -> tuple[pd.DataFrame, str]:
+    """(source table, one line saying where its images come from) for a chapter's ``source``:
+    ``"generated"`` (the profile's model draws ``per_category`` concepts per category of its
+    benchmark set, one image per seed), ``"toy"`` (toy-world renders, one per seed, ``centred``
+    or placed as in training: `toy_render`), a folder
+    (`from_folders`, with ``categories`` for the one-level layout) or a CSV/parquet (`from_table`)."""
+    if source == "generated":
+        from . import bench
+        from .models import load, model_key
+        from .store import Store
+
+        concepts = benchmark_concepts(bench.load_prompt_set(profile.prompt_sets["benchmark"]), per_category)
+        pipe = load(profile.model, dtype=profile.dtype, device=profile.device)
+        store = Store(profile.store, model_key(profile.model), profile.sampler())
+        table = generated(pipe, concepts, profile.seeds, store=store, template=template, batch_size=profile.batch_size)
+        return table, (f"images **generated by the model `{profile.model}`** for the prompt "
+                       f"`{template}` ({len(profile.seeds)} seeds per concept): the model's output diversity, "
+                       "not its training data's")
+    if source == "toy":
+        table = toy_renders(Path(profile.store) / "toy_renders", profile.seeds, centred=centred)
+        where = "drawn in the middle of the image" if centred else "placed at random as in training"
+        return table, (f"**renders of the toy world** (`dvdlib.toy.world`), {len(profile.seeds)} per concept, "
+                       f"each concept alone, {where}: diversity known by construction")
+    path = Path(source)
+    if path.is_dir():
+        return from_folders(path, categories), f"images from the folder `{path}`"
+    if path.is_file():
+        return from_table(path), f"images listed in `{path}`"
+    raise ValueError(f"image source {source!r} is neither 'generated', 'toy', a folder nor a CSV/parquet file")
+
+
+def figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | None = None, order=None):
+    """Per category, the concepts' diversities (box + points), with the paper's median (◆)."""
+    import matplotlib.pyplot as plt
+
+    from .plots import BENCH_COLOR, use_style
+
+    use_style()
+    found = list(dict.fromkeys(per_concept["category"]))
+    order = [c for c in (order or []) if c in found] + [c for c in found if c not in (order or [])]
+    fig, ax = plt.subplots(figsize=(1.5 * len(order) + 2, 3.6))
+    values = [per_concept.loc[per_concept["category"] == c, "diversity"].to_numpy() for c in order]
+    parts = ax.boxplot(values, positions=range(len(order)), widths=0.5, patch_artist=True, showfliers=False,
+                       medianprops={"color": "black"})
+    for box in parts["boxes"]:
+        box.set(facecolor="0.85")
+    for i, v in enumerate(values):
+        ax.plot(np.full(len(v), i), v, ".", color="0.3", ms=5)
+    marked = [(i, paper_medians[c]) for i, c in enumerate(order) if paper_medians and c in paper_medians]
+    if marked:
+        ax.plot(*zip(*marked), "D", color=BENCH_COLOR, ms=7, label="paper's median (LAION, CLIP ViT-L/14)")
+        ax.legend(loc="upper left", frameon=False, fontsize=8)
+    ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 5 else 0)
+    ax.set_ylabel("mean pairwise cosine distance\nper concept (higher = more diverse)")
+    fig.tight_layout()
+    return fig
+
+
+def rigid_vs_category_word(medians: pd.Series) -> dict[str, tuple[float, float]]:
+    """For every role with both a "<role> (rigid)" and a "<role> (category word)" category (the
+    toy world's, `toy_renders`): (rigid median, category-word median). Empty for other sources."""
+    return {c[:-len(" (rigid)")]: (float(medians[c]), float(medians[c.replace("(rigid)", "(category word)")]))
+            for c in medians.index if c.endswith(" (rigid)") and c.replace("(rigid)", "(category word)") in medians.index}

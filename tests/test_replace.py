@@ -1,0 +1,94 @@
+"""dvdlib.replace: category-word replacement and the paired test (SPEC §3.8)."""
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from dvdlib import replace as r
+
+
+def test_replace_concept_keeps_the_rest_of_the_prompt():
+    assert r.replace_concept("Van Gogh's Starry Night Notebook", "van gogh", "artist") == "artist's Starry Night Notebook"
+    assert r.replace_concept("Spider Man Hoodie", "spider-man", "character") == "character Hoodie"
+    assert r.replace_concept("The Colosseum mug, Colosseum at dusk", "colosseum", "landmark") == \
+        "The landmark mug, landmark at dusk"
+    assert r.replace_concept("Café de Flore tote", "cafe de flore", "landmark") == "landmark tote"
+    # a word that itself matches the concept does not loop
+    assert r.replace_concept("landmark mug", "landmark", "landmark") == "landmark mug"
+    with pytest.raises(ValueError, match="'pouch' not found"):
+        r.replace_concept("a red mug", "pouch", "object")
+
+
+def test_category_words_paper_and_toy():
+    assert r.category_word("Van Gogh", "artist") == "artist"
+    assert r.category_word("Colosseum", "landmark") == "landmark"
+    toy = r.toy_category_words()
+    assert toy == {"tower": "landmark", "robot": "character", "mosaic": "style"}
+    assert r.category_word("tower", "landmark", toy) == "landmark"
+    with pytest.raises(ValueError, match="no category word for 'mug'"):
+        r.category_word("mug", "object")
+
+
+def test_replaced_rows():
+    rows = pd.DataFrame({"case_num": [1, 2], "content_type": ["artist", "character"], "content": ["Van Gogh", "Spider-Man"],
+                         "nm_word": ["notebook", "hoodie"], "prompt": ["Van Gogh Notebook", "Spider-Man hoodie"]})
+    out = r.replaced(rows)
+    assert out.prompt.tolist() == ["artist Notebook", "character hoodie"]
+    assert out.original_prompt.tolist() == rows.prompt.tolist() and out.content.tolist() == rows.content.tolist()
+    assert r.replaced(rows, judge_concept="word").content.tolist() == ["artist", "character"]
+    with pytest.raises(ValueError, match="judge_concept"):
+        r.replaced(rows, judge_concept="both")
+
+
+def test_paired_test_by_hand():
+    before, after = [64, 70, 52, 80, 40], [20, 30, 52, 10, 44]
+    out = r.paired_test(before, after)
+    # differences 44, 40, 0, 70, −4: the zero is dropped; ranks of |d| = 3, 2, 4, 1 → W+ = 9, W− = 1
+    assert out["pairs"] == 5 and out["differing"] == 4
+    assert out["median_before"] == 64 and out["median_after"] == 30
+    assert out["statistic"] == 9.0
+    assert out["p"] == pytest.approx(stats.wilcoxon([44, 40, 70, -4], alternative="greater").pvalue)
+    assert out["p"] == pytest.approx(2 / 16)  # exact: W+ ≥ 9 in 2 of the 16 sign patterns
+    same = r.paired_test([10, 20], [10, 20])
+    assert same["differing"] == 0 and same["p"] == 1.0
+    with pytest.raises(ValueError, match="same non-zero length"):
+        r.paired_test([1, 2], [1])
+
+
+def test_words_for_and_paired_tables():
+    assert r.words_for("dominancebench") == r.CATEGORY_WORDS and r.words_for("toy-dominance")["tower"] == "landmark"
+    before = pd.DataFrame({"case_num": [1, 2], "content_type": ["artist"] * 2, "prompt": ["Van Gogh mug", "Monet mug"],
+                           "dvd": [64.0, 40.0]})
+    after = pd.DataFrame({"case_num": [2, 1], "content_type": ["artist"] * 2, "prompt": ["artist mug", "artist mug"],
+                          "dvd": [16.0, 20.0]})
+    out = r.paired(before, after).set_index("case_num")
+    assert out.loc[1, ["dvd_before", "dvd_after"]].tolist() == [64.0, 20.0] and out.loc[2, "dvd_after"] == 16.0
+    assert out.loc[1, "replaced"] == "artist mug" and out.loc[1, "prompt"] == "Van Gogh mug"
+    with pytest.raises(ValueError, match="no score after replacement"):
+        r.paired(before, after.iloc[:1])
+
+
+def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
+    """Chapter 08 through papermill with profile smoke: grid, ROC, replacement, paired test."""
+    import json
+
+    from dvdlib import book
+    from test_book import copy_book
+
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="08_detection_replacement", cwd=root, verbose=False)
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "08_detection_replacement"
+    assert {p.name for p in figures.glob("*.png")} == {"roc.png", "dvd_before_after.png", "replacement_examples.png"}
+    results = json.loads((root / "book" / "results" / "08_detection_replacement.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
+    assert (rows["det_bench_rate"]["paper"], rows["det_control_rate"]["paper"], rows["det_gap"]["paper"]) == \
+        ("70.67", "33.67", "37.00")
+    assert rows["det_config"]["paper"] == "layers 9–10, mean > 0.010" and rows["det_best_auc"]["this run"].startswith("layers ")
+    for key in ("det_bench_rate", "det_control_rate"):
+        assert 0 <= float(rows[key]["this run"]) <= 100
+    assert float(rows["det_gap"]["this run"]) == pytest.approx(
+        float(rows["det_bench_rate"]["this run"]) - float(rows["det_control_rate"]["this run"]), abs=0.011)
+    assert rows["repl_summary"]["paper"] == "SD 1.4: 64 → 20; SD 2.1: 40 → ≈17"
+    assert rows["repl_summary"]["this run"].startswith("smoke: ") and "6 pairs" in rows["repl_summary"]["this run"]
