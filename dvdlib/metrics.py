@@ -1,4 +1,4 @@
-"""The paper's measures as pure functions on arrays (SPEC §2, §3.4).
+"""The paper's measures as pure functions on arrays (SPEC §2, §3.4, §3.5, §3.7).
 
 Attention vectors ``a`` hold one value per token position (all 77 for SD); ``positions`` are the
 prompt's content positions J (no start, end or padding token), see `dvdlib.tokens`.
@@ -87,3 +87,37 @@ def meets_inclusion(scores, tau: float = 48.0, min_images: int = 7) -> bool:
     """A candidate prompt enters DominanceBench when ≥ ``min_images`` of its images are DvD images
     (SPEC §2: 7 of 10, with SD 1.4)."""
     return sum(is_dvd_image(s, tau) for s in scores) >= min_images
+
+
+def attention_deviation(a: np.ndarray, positions) -> np.ndarray:
+    """Attention deviation of every content token (SPEC §3.5; open, this is the default).
+
+    deviation_j = a_j − mean_{k∈J} a_k for j ∈ J, returned in the order of ``positions``. Not
+    entropy-normalised on purpose: the paper tracks one token's attention over the steps, and a
+    normalisation by the entropy would let the other tokens move the number. ``a`` may be
+    [..., tokens] (e.g. [steps, tokens]); the deviation is taken along the last axis.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    positions = np.asarray(positions)
+    if positions.dtype == bool:
+        positions = np.flatnonzero(positions)
+    if a.ndim < 1 or positions.size < 1:
+        raise ValueError("attention deviation needs attention per token position and at least one content position")
+    if positions.max() >= a.shape[-1] or positions.min() < 0:
+        raise ValueError(f"content positions {positions.tolist()} fall outside the {a.shape[-1]} token positions")
+    content = a[..., positions]
+    return content - content.mean(axis=-1, keepdims=True)
+
+
+def noise_prediction_norm(eps_cond: np.ndarray, eps_uncond: np.ndarray) -> np.ndarray:
+    """Text-conditional noise-prediction magnitude (Wen et al. 2024; SPEC §3.7), per image.
+
+    ‖ε(x_t, prompt) − ε(x_t, "")‖₂ over the whole latent of each image: inputs [images, ...]
+    (e.g. [images, 4, 64, 64]) → [images]. Large values mean the prompt pulls the prediction far
+    from the unconditional one, the signature of memorized prompts.
+    """
+    cond, uncond = np.asarray(eps_cond, dtype=np.float64), np.asarray(eps_uncond, dtype=np.float64)
+    if cond.shape != uncond.shape or cond.ndim < 2:
+        raise ValueError(f"expected two noise predictions of the same shape [images, ...], got "
+                         f"{cond.shape} and {uncond.shape}")
+    return np.sqrt(((cond - uncond) ** 2).reshape(len(cond), -1).sum(axis=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -109,19 +110,19 @@ def dvd_by_category(table, order=None):
 
 
 def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]]):
-    """One row per prompt (its text above), its images with a caption under each."""
+    """One row per prompt (its text above, wrapped to the row's width), its images with a caption
+    under each."""
     use_style()
     n = max(len(images) for _, images in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 2.3 * len(rows)), squeeze=False)
-    for r, (title, images) in enumerate(rows):
-        for c in range(n):
-            ax = axes[r][c]
+    width = max(1.9 * n, 4.0)
+    fig = plt.figure(figsize=(width, 2.5 * len(rows)), layout="constrained")
+    for sub, (title, images) in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows):
+        sub.suptitle(textwrap.fill(title, int(width * 13)), fontsize=9, x=0.01, ha="left")
+        for ax, image in zip(np.atleast_1d(sub.subplots(1, n)), images + [None] * n):
             ax.set_axis_off()
-            if c < len(images):
-                ax.imshow(images[c][0])
-                ax.set_title(images[c][1], fontsize=8, y=-0.16)
-        axes[r][0].text(0, 1.06, title, transform=axes[r][0].transAxes, fontsize=9, ha="left", va="bottom")
-    fig.tight_layout()
+            if image is not None:
+                ax.imshow(image[0])
+                ax.set_title(image[1], fontsize=8, y=-0.16)
     return fig
 
 

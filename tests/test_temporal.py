@@ -1,0 +1,222 @@
+"""Attention deviation and the temporal-dynamics procedure (SPEC §3.5, issue 4 items 1–2):
+pure functions against values worked out by hand, recording over every step on the smoke model."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import dvdlib
+from dvdlib import temporal
+from dvdlib.generate import Sample
+from dvdlib.metrics import attention_deviation
+from dvdlib.tokens import clip_tokenizer, concept_span, content_positions
+
+
+# attention deviation ------------------------------------------------------------------------------
+
+def test_deviation_by_hand():
+    # content positions 1..3 hold 0.1, 0.2, 0.3: mean 0.2 → deviations −0.1, 0, +0.1
+    a = np.array([0.4, 0.1, 0.2, 0.3, 0.0])
+    assert attention_deviation(a, [1, 2, 3]) == pytest.approx([-0.1, 0.0, 0.1], abs=1e-15)
+    # a boolean content mask means the same positions
+    assert attention_deviation(a, np.array([False, True, True, True, False])) == pytest.approx([-0.1, 0.0, 0.1])
+    # order follows the positions given
+    assert attention_deviation(a, [3, 1]) == pytest.approx([0.1, -0.1])
+
+
+def test_deviation_ignores_non_content_tokens_and_is_not_normalised():
+    a = np.array([0.90, 0.02, 0.05, 0.03])
+    b = np.array([0.50, 0.02, 0.05, 0.03, 0.40])  # start/end tokens take other mass
+    assert attention_deviation(a, [1, 2, 3]) == pytest.approx(attention_deviation(b, [1, 2, 3]))
+    # scaling every content share by 2 doubles the deviation (no entropy normalisation)
+    assert attention_deviation(2 * a, [1, 2, 3]) == pytest.approx(2 * attention_deviation(a, [1, 2, 3]))
+
+
+def test_deviation_along_last_axis_per_step():
+    a = np.array([[0.0, 0.2, 0.4], [0.0, 0.5, 0.5]])  # two steps
+    assert attention_deviation(a, [1, 2]) == pytest.approx(np.array([[-0.1, 0.1], [0.0, 0.0]]))
+
+
+def test_deviation_rejects_positions_outside_the_vector():
+    with pytest.raises(ValueError, match="outside"):
+        attention_deviation(np.ones(4) / 4, [1, 4])
+    with pytest.raises(ValueError):
+        attention_deviation(np.ones(4) / 4, [])
+
+
+# step intervals -----------------------------------------------------------------------------------
+
+def test_paper_schedule_is_identity():
+    assert [temporal.schedule_step(t, 50) for t in (50, 40, 30, 20, 10, 1)] == [1, 11, 21, 31, 41, 50]
+    spans = temporal.intervals(50)
+    assert list(spans.interval) == ["50–40", "40–30", "30–20", "20–10", "10–1"]
+    assert list(spans.labels) == list(spans.interval)
+
+
+def test_intervals_scale_to_shorter_schedules():
+    # 10 steps: labels 50,40,30,20,10,1 → round(t/5) = 10, 8, 6, 4, 2, max(1, 0) = 1 → steps 1,3,5,7,9,10
+    ten = temporal.intervals(10)
+    assert list(zip(ten.start, ten.end)) == [(1, 3), (3, 5), (5, 7), (7, 9), (9, 10)]
+    assert list(ten.labels) == ["10–8", "8–6", "6–4", "4–2", "2–1"]
+    # 25 steps: t/2 = 25, 20, 15, 10, 5, 0.5 → 1 (rounded half up)
+    assert list(temporal.intervals(25).labels) == ["25–20", "20–15", "15–10", "10–5", "5–1"]
+
+
+def test_too_short_schedule_is_an_error():
+    with pytest.raises(ValueError, match="too short"):
+        temporal.intervals(4)
+    with pytest.raises(ValueError, match="down to 1"):
+        temporal.scaled_label(51, 50)
+
+
+def _table(n_steps, dev):
+    rows = [{"case_num": 1, "prompt": "p", "seed": 0, "role": role, "step": s, "label": n_steps - s + 1,
+             "share": 0.0, "deviation": dev(role, s)} for role in ("dominant", "dominated")
+            for s in range(1, n_steps + 1)]
+    return pd.DataFrame(rows)
+
+
+def test_interval_changes_by_hand():
+    # deviation = step² for the dominant token, −step for the dominated one, 10-step schedule
+    table = _table(10, lambda role, s: s**2 if role == "dominant" else -s)
+    changes = temporal.interval_changes(table, 10).set_index(["role", "interval"])["change"]
+    # 50–40 ↔ steps 1 → 3: 9 − 1 = 8 and −3 − (−1) = −2; 10–1 ↔ steps 9 → 10: 100 − 81 = 19
+    assert changes["dominant", "50–40"] == 8 and changes["dominated", "50–40"] == -2
+    assert changes["dominant", "10–1"] == 19 and changes["dominated", "10–1"] == -1
+    summary = temporal.summary(changes.reset_index().assign(case_num=1, seed=0))
+    assert temporal.claim_holds(summary)  # dominated −2 < 0 and < dominant 8
+
+
+def test_claim_fails_when_the_dominated_token_rises():
+    table = _table(10, lambda role, s: -s if role == "dominant" else s)
+    summary = temporal.summary(temporal.interval_changes(table, 10))
+    assert not temporal.claim_holds(summary)
+
+
+def test_interval_changes_need_every_step():
+    table = _table(10, lambda role, s: 0.0)
+    with pytest.raises(ValueError, match="lacks steps \\[3\\]"):
+        temporal.interval_changes(table[table.step != 3], 10)
+
+
+def test_deviation_table_by_hand():
+    tok = clip_tokenizer()
+    prompt = "Colosseum Carry-all Pouch"
+    positions = content_positions(tok, prompt)
+    dominant, dominated = concept_span(tok, prompt, "colosseum"), concept_span(tok, prompt, "carry-all pouch")
+    n = len(positions)
+    rng = np.random.default_rng(0)
+    attention = {}
+    for layer in (7, 8, 9, 10):
+        for step in (1, 2):
+            a = np.zeros(77)
+            a[0] = 0.8
+            a[positions] = rng.uniform(0.0, 0.04, n)
+            attention[f"share/L{layer}/S{step}"] = a
+    rows = pd.DataFrame({"case_num": [112], "prompt": [prompt], "content_span": [dominant], "nm_span": [dominated]})
+    table = temporal.deviation_table([Sample(prompt, 5, None, attention)], rows, tok, 2).set_index(["role", "step"])
+    for step in (1, 2):
+        a8 = np.mean([attention[f"share/L{layer}/S{step}"] for layer in (8, 9, 10)], axis=0)
+        a7 = attention[f"share/L7/S{step}"]
+        mean8, mean7 = a8[positions].mean(), a7[positions].mean()
+        assert table.loc[("dominant", step), "deviation"] == pytest.approx(np.mean(a8[dominant]) - mean8)
+        assert table.loc[("dominated", step), "deviation"] == pytest.approx(np.mean(a7[dominated]) - mean7)
+        assert table.loc[("dominated", step), "share"] == pytest.approx(np.mean(a7[dominated]))
+    assert table.loc[("dominant", 1), "label"] == 2  # count-down label: the first step is n
+    # span_reduce="max": the concept's most-attended token
+    top = temporal.deviation_table([Sample(prompt, 5, None, attention)], rows, tok, 2, span_reduce="max")
+    a7 = attention["share/L7/S1"]
+    assert top.set_index(["role", "step"]).loc[("dominated", 1), "deviation"] == pytest.approx(
+        np.max(a7[dominated]) - a7[positions].mean())
+    assert len(dominated) > 1  # "carry-all pouch" is several tokens, so mean and max differ
+    with pytest.raises(ValueError, match="span_reduce"):
+        temporal.deviation_table([Sample(prompt, 5, None, attention)], rows, tok, 2, span_reduce="sum")
+
+
+# recording every step keeps token shares only --------------------------------------------------------
+
+def _held_bytes(obj, seen=None) -> int:
+    """Bytes of every tensor / array reachable from ``obj``'s attributes and containers."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_held_bytes(k, seen) + _held_bytes(v, seen) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(_held_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return sum(_held_bytes(v, seen) for k, v in vars(obj).items() if k != "layers")  # layers: the UNet's modules
+    return 0
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return dvdlib.load("smoke")
+
+
+def test_recording_all_steps_grows_by_share_vectors_only(smoke):
+    """Per step a recording keeps [images, tokens] per layer — O(tokens), never the pixel maps."""
+    options = temporal.record_options()
+    held = {}
+    for steps in (5, 20):
+        with dvdlib.record(smoke, **options) as rec:
+            smoke(["Colosseum Carry-all Pouch"], num_inference_steps=steps, height=128, width=128,
+                  guidance_scale=7.5, output_type="latent", generator=torch.Generator().manual_seed(0))
+        assert rec.keys() == [(layer, s) for layer in (7, 8, 9, 10) for s in range(1, steps + 1)]
+        assert all(rec.share(layer, s).shape == (1, 77) for layer, s in rec.keys())
+        with pytest.raises(KeyError):
+            rec.map(7, 1)
+        held[steps] = _held_bytes(rec)
+    share_vector = 77 * 4  # one image's float32 shares of one layer at one step
+    assert held[20] - held[5] == 15 * 4 * share_vector
+    # a 16×16 latent's layer-7/8–10 maps would be ≥ 2²·77 floats per step and layer: far more
+    assert held[20] < 20 * 4 * share_vector + 4096
+
+
+def test_span_rank_by_hand():
+    a = np.array([0.9, 0.01, 0.05, 0.02, 0.03])  # position 0 (start token) is not content
+    assert temporal.span_rank(a, [1, 2, 3, 4], [2]) == 1
+    assert temporal.span_rank(a, [1, 2, 3, 4], [3]) == 3
+    assert temporal.span_rank(a, [1, 2, 3, 4], [1, 4]) == 2  # the span's best token (0.03) counts
+    with pytest.raises(ValueError, match="not inside"):
+        temporal.span_rank(a, [1, 2], [0])
+
+
+def test_find_example_falls_back_to_the_first_row():
+    table = pd.DataFrame({"content": ["eiffel tower", "colosseum"], "nm_word": ["mug", "carry-all pouch"]})
+    row, found = temporal.find_example(table, "Colosseum", "Carry-all Pouch")
+    assert found and row["content"] == "colosseum"
+    row, found = temporal.find_example(table, "colosseum", "tie")
+    assert not found and row["content"] == "eiffel tower"
+
+
+# the chapter ----------------------------------------------------------------------------------------
+
+def test_temporal_chapter_runs_on_smoke(tmp_path):
+    """Chapter 05 through papermill with profile smoke: figures, results, the paper's claims beside."""
+    import json
+
+    from dvdlib import book, paper
+    from test_book import copy_book
+
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="05_temporal_dynamics", cwd=root, verbose=False)
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "05_temporal_dynamics"
+    assert {p.name for p in figures.glob("*.png")} == {"deviation_per_step.png", "change_per_interval.png",
+                                                       "worked_example.png"}
+    results = json.loads((root / "book" / "results" / "05_temporal_dynamics.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert {"n_steps", "tracked_layers", "example_prompt", "example_object_rank", "dominated_first",
+            "dominant_first", "dominated_first_balanced", "claim"} <= set(rows)
+    assert rows["dominated_first"]["paper"] == paper.TEMPORAL["dominated_first_interval"] == "strongly negative"
+    assert rows["dominant_first"]["paper"] == "positive or near zero"
+    assert rows["example_prompt"]["this run"] == "The Colosseum, Rome Italy Carry-all Pouch"
+    assert rows["n_steps"]["this run"] == "10" and rows["claim"]["this run"] in ("holds", "does not hold")
+    assert float(rows["dominated_first"]["this run"]) != 0.0
+    assert results["profile"]["name"] == "smoke"
