@@ -339,41 +339,32 @@ def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, U
 
 # --- what a profile sweeps ------------------------------------------------------------------------
 
-#: How much of the sweep a profile runs when the chapter's parameters do not say (SPEC §3.6's full
-#: sweep: every head of layers 1–16, every prompt). Only `smoke` runs a slice, to keep CI short.
-#: (Like `dvdlib.finetune.SCALES`.) ``prompts``/``memorized``: rows per set (None: the profile's
-#: ``n_prompts`` / all 500 memorized prompts).
-SCALES = {"smoke": {"layers": [1, 3, 6], "heads": "all", "prompts": 2, "memorized": 2, "slice": True}}
-FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None, "slice": False}
+#: SPEC §3.6's full sweep: every head of layers 1–16, every prompt (``prompts``/``memorized``: rows
+#: per set; None: the profile's ``n_prompts`` / all 500 memorized prompts).
+FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None}
 
 
-def scale(profile_name: str) -> dict:
-    """The sweep a profile runs by default: its `SCALES` entry (a slice), else `FULL`."""
-    return dict(SCALES.get(profile_name, FULL))
+def scale(profile) -> dict:
+    """The sweep a profile runs by default: `FULL`, narrowed by the profile's ``scales.ablation``
+    (``slice`` says whether it was)."""
+    narrowed = profile.scales.get("ablation", {})
+    return {**FULL, **narrowed, "slice": bool(narrowed)}
 
 
 def memorized_set(profile, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
-    """The memorized control prompts a profile can use, and a sentence saying which (SPEC §3.6).
+    """The memorized control prompts of a profile (its ``memorized`` prompt-set role; SPEC §3.6),
+    at most ``n``, and a sentence saying which. A world without memorized prompts (the toy world)
+    gives (None, the reason)."""
+    from .bench import load_prompt_set
 
-    The 500 memorized SD 1.x prompts (`dvdlib.bench.load_memorized`; ``case_num`` = their released
-    ``index``) apply to a profile whose benchmark is DominanceBench (Stable Diffusion's world) or
-    whose ``prompt_sets`` name ``memorized``. Other worlds (the toy world) have no memorized
-    prompts: (None, the reason).
-    """
-    from .bench import load_memorized
-
-    named = profile.prompt_sets.get("memorized")
-    if named is None and profile.prompt_sets.get("benchmark") != "dominancebench":
-        return None, (f"profile `{profile.name}` has no memorized prompts (its benchmark is "
-                      f"`{profile.prompt_sets.get('benchmark')}`, not Stable Diffusion's): "
+    name = profile.prompt_sets.get("memorized")
+    if name is None:
+        return None, (f"profile `{profile.name}` has no memorized prompts (no `memorized` prompt set): "
                       "the memorization half is skipped")
-    if named not in (None, "memorized"):
-        raise ValueError(f"unknown memorized prompt set {named!r}: only 'memorized' (load_memorized) exists")
-    rows = load_memorized().rename(columns={"index": "case_num"})
-    rows = rows.head(n) if n else rows
-    return rows, f"{len(rows)} of the 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024)"
+    rows = load_prompt_set(name, n=n)
+    return rows, f"{len(rows)} prompts of the memorized set `{name}`"
 
 
-__all__ = ["CORRUPTED", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "SCALES", "Sweep",
+__all__ = ["CORRUPTED", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
            "UNCHANGED", "best", "fraction_text", "jobs", "layer_rates", "memorized_set", "mitigated_count",
            "multi_head", "pair_jobs", "peak_layer", "per_prompt", "scale", "shares", "shares_text", "single_head"]

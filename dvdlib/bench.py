@@ -200,7 +200,8 @@ def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFra
 def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataFrame:
     """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories).
 
-    "dominancebench" (SPEC §3.2), "balanced" (`load_balanced`), "control-standin" (`load_control_standin`), and the toy world's
+    "dominancebench" (SPEC §3.2), "balanced" (`load_balanced`), "control-standin" (`load_control_standin`),
+    "memorized" (`load_memorized`, ``case_num`` = its released ``index``) and the toy world's
     "toy-dominance" / "toy-balanced" (`dvdlib.toy.prompts`). Sets that label concepts get their
     token spans resolved with ``tokenizer`` (every row must resolve).
     """
@@ -210,10 +211,47 @@ def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataF
         return load_control_standin(n or 300)
     loaders = {"dominancebench": lambda: load_dominancebench(resolve=False),
                "balanced": lambda: load_balanced(resolve=False),
+               "memorized": lambda: load_memorized().rename(columns={"index": "case_num"}),
                "toy-dominance": toy_dominance, "toy-balanced": toy_balanced}
     if name not in loaders:
         raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders) + ['control-standin']}")
     table = loaders[name]()
-    if tokenizer is not None:
+    if tokenizer is not None and "content" in table:
         table = resolve_spans(table, tokenizer, strict=True, name=name)
-    return stratified(table, n) if n else table
+    if not n:
+        return table
+    return stratified(table, n) if "content_type" in table else table.head(n)
+
+
+DREAMBOOTH_GROUPS = ("object", "scene", "style")
+
+
+def load_dreambooth_prompts(tokenizer=None, n: int | None = None, token: str = "dvddog",
+                            subject: str = "dog", path=None) -> pd.DataFrame:
+    """The 50 prompts of the DreamBooth causal test (SPEC §3.3; ``dreambooth_prompts.csv``, the
+    project's own words): 18 object co-occurrence, 16 scene context, 16 style modifier prompts,
+    each pairing the fine-tuned ``token`` ("dvddog dog") with one other concept.
+
+    DominanceBench's columns so `dvdlib.dvd.judge_images` scores them unchanged: ``content`` is
+    the judge-facing word of the new concept (``subject``, "dog": a judge cannot know "dvddog"),
+    ``content_type`` is ``subject`` too (no category of the question set, so the dog is asked the
+    object questions), ``nm_word`` the other concept; plus ``group``. Validates that every prompt
+    holds ``token`` and its other concept; ``tokenizer`` adds the token spans (strict). ``n`` takes
+    rows in turn from each group.
+    """
+    raw = pd.read_csv(str(path or _data("dreambooth_prompts.csv")), dtype=str, keep_default_na=False, comment="#")
+    if list(raw.columns) != ["group", "prompt", "other"]:
+        raise ValueError(f"dreambooth prompt file: expected columns group, prompt, other; got {list(raw.columns)}")
+    bad = raw[~raw["group"].isin(DREAMBOOTH_GROUPS)]
+    if len(bad):
+        raise ValueError(f"dreambooth prompts: group must be one of {DREAMBOOTH_GROUPS}; bad: {bad.prompt.tolist()}")
+    if raw["prompt"].duplicated().any():
+        raise ValueError(f"dreambooth prompts repeat: {raw.prompt[raw.prompt.duplicated()].tolist()}")
+    missing = [p for p, o in zip(raw["prompt"], raw["other"]) if token not in p.split() or o.lower() not in p.lower()]
+    if missing:
+        raise ValueError(f"dreambooth prompts lacking the token {token!r} or their other concept: {missing}")
+    df = pd.DataFrame({"case_num": range(1, len(raw) + 1), "content_type": subject, "content": subject,
+                       "nm_word": raw["other"], "prompt": raw["prompt"], "group": raw["group"]})
+    if tokenizer is not None:
+        df = resolve_spans(df, tokenizer, strict=True, name="dreambooth")
+    return stratified(df, n, by="group") if n else df

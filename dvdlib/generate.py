@@ -50,7 +50,9 @@ class Sample:
         return self.attention[f"map/L{layer}/S{step}"]
 
 
-def _stop_after(step: int):
+def stop_after(step: int):
+    """A ``callback_on_step_end`` that ends the denoising after ``step`` steps (the first-step
+    analyses need nothing later)."""
     def callback(pipe, index, timestep, tensors):
         if index + 1 >= step:
             pipe._interrupt = True
@@ -109,7 +111,7 @@ def _generate_batch(pipe, batch, store, attention, spec, until_step):
                 height=side, width=side, num_inference_steps=sampler["steps"],
                 guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="latent" if until_step else "pil")
     if until_step:
-        call["callback_on_step_end"] = _stop_after(until_step)
+        call["callback_on_step_end"] = stop_after(until_step)
     if attention:
         with record(pipe, **attention) as recording:
             images = pipe(**call).images

@@ -21,7 +21,7 @@ import torch
 from scipy import stats
 from tqdm import tqdm
 
-from .generate import _stop_after, initial_latents
+from .generate import initial_latents, stop_after
 from .metrics import noise_prediction_norm
 from .store import Store
 from .temporal import PAPER_STEPS, scaled_label
@@ -148,7 +148,7 @@ def _run_batch(pipe, batch, store: Store, spec: dict, until_step: int | None) ->
                 height=side, width=side, num_inference_steps=sampler["steps"], guidance_scale=sampler["guidance"],
                 eta=sampler["eta"], negative_prompt=[""] * len(batch), output_type="latent")
     if until_step:
-        call["callback_on_step_end"] = _stop_after(until_step)
+        call["callback_on_step_end"] = stop_after(until_step)
     with record_noise_norms(pipe) as recording:
         pipe(**call)
     norms = recording.per_image()
@@ -196,15 +196,6 @@ def order_tests(scores: dict[str, np.ndarray], correction: str = "bh") -> pd.Dat
         raise ValueError(f"correction must be 'bh' or 'bonferroni', got {correction!r}")
     out["holds"] = out["p_adjusted"] < 0.05
     return out
-
-
-def memorized_set(prompt_sets: dict[str, str]) -> str | None:
-    """The memorized prompt set a profile compares with (SPEC §3.7): its ``memorized`` role if it
-    names one; else SD 1.x's 500 memorized prompts when the benchmark is DominanceBench; else None
-    (a world such as the toy one has no memorized prompts)."""
-    if "memorized" in prompt_sets:
-        return prompt_sets["memorized"]
-    return "memorized" if prompt_sets.get("benchmark") == "dominancebench" else None
 
 
 # --- figures ---------------------------------------------------------------------------------------

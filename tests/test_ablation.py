@@ -260,8 +260,8 @@ def test_scale_and_memorized_set():
     from dvdlib.profiles import load_profile
 
     smoke, paper_profile, toy = (load_profile(name) for name in ("smoke", "paper", "toy"))
-    assert ablation.scale("smoke")["slice"] and ablation.scale("smoke")["layers"] == [1, 3, 6]
-    assert ablation.scale("paper") == ablation.FULL and ablation.FULL["layers"] == "all"
+    assert ablation.scale(smoke)["slice"] and ablation.scale(smoke)["layers"] == [1, 3, 6]
+    assert ablation.scale(paper_profile) == {**ablation.FULL, "slice": False} and ablation.FULL["layers"] == "all"
     rows, note = ablation.memorized_set(paper_profile)
     assert len(rows) == 500 and rows["case_num"].is_unique and "500" in note
     assert len(ablation.memorized_set(smoke, 3)[0]) == 3

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from dvdlib.bench import (CONTROL_STANDIN_LABEL, load_control_standin, load_dominancebench,
-                          load_memorized, unresolved_rows)
+                          load_memorized, load_prompt_set, unresolved_rows)
 from dvdlib.tokens import clip_tokenizer
 
 # case_num -> reason for every DominanceBench row whose content or nm_word cannot be located in
@@ -139,6 +139,15 @@ def test_memorized():
     m = load_memorized()
     assert len(m) == 500 and "prompt" in m.columns
     assert m["prompt"].iloc[0] == "The No Limits Business Woman Podcast"
+
+
+def test_memorized_is_a_prompt_set_of_the_sd_profiles_only():
+    from dvdlib.profiles import load_profile
+
+    rows = load_prompt_set("memorized", n=3)
+    assert list(rows.prompt) == list(load_memorized().prompt[:3]) and list(rows.case_num) == list(load_memorized()['index'][:3])
+    assert load_profile("smoke").prompt_sets["memorized"] == "memorized"
+    assert "memorized" not in load_profile("toy").prompt_sets  # the toy world memorizes nothing
 
 
 # prompt sets by name (profiles choose them) ----------------------------------------------------

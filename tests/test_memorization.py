@@ -70,12 +70,6 @@ def test_order_tests():
     assert (reversed_order["P(higher > lower)"] == 0.0).all()
 
 
-def test_memorized_set_follows_the_profile():
-    assert memorization.memorized_set({"benchmark": "dominancebench", "control": "balanced"}) == "memorized"
-    assert memorization.memorized_set({"benchmark": "toy-dominance", "control": "toy-balanced"}) is None
-    assert memorization.memorized_set({"benchmark": "toy-dominance", "memorized": "mine"}) == "mine"
-
-
 # on the smoke model ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

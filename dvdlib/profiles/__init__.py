@@ -35,10 +35,14 @@ class Profile:
     #: prompt sets by role, named as `dvdlib.bench.load_prompt_set` knows them
     prompt_sets: dict[str, str] = field(default_factory=lambda: {"benchmark": "dominancebench",
                                                                  "control": "balanced",
-                                                                 "balanced": "balanced"})
+                                                                 "balanced": "balanced",
+                                                                 "memorized": "memorized"})
     #: the question set of the DvD judge (`dvdlib.judge.load_questions`)
     questions: str = "paper"
     resolutions: dict[str, int] = field(default_factory=dict)
+    #: how much of a large procedure this profile runs, by procedure (``ablation``, ``causal``);
+    #: a procedure not named runs at the paper's full scale
+    scales: dict[str, dict] = field(default_factory=dict)
 
     def resolution_of(self, model: str) -> int:
         """The image side to generate ``model`` at (its native size where the profile says)."""
