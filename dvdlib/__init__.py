@@ -3,10 +3,14 @@ Collapse in Diffusion Models" (Jeong & Lee, arXiv:2512.20666).
 
 One concept per module: `models` (loading), `layers` (cross-attention registry, forward order),
 `tokens` (concept → token positions), `attention` (recording / head scaling), `metrics`
-(Focus Score, DvD Score and friends), `focus` (the Focus Score experiment), `detect` (the early
-detector, `dvd check`), `bench` (prompt sets), `judge` + `vqa` (yes/no judges), `dvd` (judging a
-run), `generate` + `store` (deterministic, resumable generation), `profiles`, `plots`, `report`
-and `paper` (paper vs this run), `book` (the runner), `toy` (the book's own trained world).
+(Focus Score, DvD Score, attention deviation, noise-prediction norm), `bench` (prompt sets),
+`judge` + `vqa` (yes/no judges), `dvd` (judging a run), `generate` + `store` (deterministic,
+resumable generation); the experiments: `diversity` (CLIP training-data diversity, §3.1),
+`finetune` (DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention over all steps,
+§3.5), `ablation` + `outcome` (head ablation and its outcome judge, §3.6), `memorization`
+(noise-prediction norm, §3.7), `detect` + `replace` (the early detector, `dvd check`, category-word
+replacement, §3.8); `profiles`, `plots`, `report` and `paper` (paper vs this run), `book` (the
+runner), `toy` (the book's own trained world).
 """
 
 import os
@@ -17,8 +21,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 from .attention import intervene, record
 from .generate import PAPER_SEEDS, generate
 from .layers import registry
-from .metrics import focus_score
+from .metrics import attention_deviation, focus_score, noise_prediction_norm
 from .models import load
 from .profiles import load_profile
 
-__all__ = ["PAPER_SEEDS", "focus_score", "generate", "intervene", "load", "load_profile", "record", "registry"]
+__all__ = ["PAPER_SEEDS", "attention_deviation", "focus_score", "generate", "intervene", "load", "load_profile",
+           "noise_prediction_norm", "record", "registry"]
