@@ -348,6 +348,9 @@ def scale(profile) -> dict:
     """The sweep a profile runs by default: `FULL`, narrowed by the profile's ``scales.ablation``
     (``slice`` says whether it was)."""
     narrowed = profile.scales.get("ablation", {})
+    unknown = set(narrowed) - set(FULL)
+    if unknown:
+        raise ValueError(f"profile {profile.name!r}: unknown scales.ablation keys {sorted(unknown)}; known: {sorted(FULL)}")
     return {**FULL, **narrowed, "slice": bool(narrowed)}
 
 
