@@ -10,7 +10,8 @@ resumable generation); the experiments: `diversity` (CLIP training-data diversit
 §3.5), `ablation` + `outcome` (head ablation and its outcome judge, §3.6), `memorization`
 (noise-prediction norm, §3.7), `detect` + `replace` (the early detector, `dvd check`, category-word
 replacement, §3.8); `profiles`, `plots`, `report` and `paper` (paper vs this run), `book` (the
-runner), `toy` (the book's own trained world).
+runner), `toy` (the book's own trained world) and `findings` (its claims: snapshot, intervals,
+verdicts).
 """
 
 import os

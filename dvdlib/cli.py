@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
     p.add_argument("--layers", nargs="*", type=int, default=[9, 10], help="detector layers (default 9 10)")
     p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
-    sub.add_parser("toy", help="the toy world: train, export, sample, render (dvd toy --help)",
+    sub.add_parser("toy", help="the toy world: train, export, sample, render, findings (dvd toy --help)",
                    add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["toy"]:

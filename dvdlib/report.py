@@ -23,10 +23,16 @@ class Report:
         self.path = Path(out_dir) / "results" / f"{chapter}.json"
         self.rows: list[dict] = []
 
-    def add(self, key: str, quantity: str, paper, ours, glue: bool = True) -> None:
-        """Record one number of this run (``ours``) beside the paper's (``paper``)."""
+    def add(self, key: str, quantity: str, paper, ours, glue: bool = True, **numbers) -> None:
+        """Record one number of this run (``ours``) beside the paper's (``paper``).
+
+        Optional structured fields (``value=``, ``n=``, ``ci=``, ``p=``, ``test=`` …) are kept in
+        the row as JSON numbers for `dvdlib.findings`, which reads claims and their uncertainty
+        from the results JSON; the printed table shows ``ours`` only."""
         self.rows = [r for r in self.rows if r["key"] != key]
-        self.rows.append({"key": key, "quantity": quantity, "paper": str(paper), "this run": str(ours)})
+        row = {"key": key, "quantity": quantity, "paper": str(paper), "this run": str(ours)}
+        row.update({name: _plain(v) for name, v in numbers.items() if v is not None})
+        self.rows.append(row)
         if glue:
             from myst_nb import glue as myst_glue
 
@@ -40,6 +46,26 @@ class Report:
         """Write the results JSON (with the profile that produced them)."""
         body = {"chapter": self.chapter, "profile": self.profile.asdict(), "results": self.rows}
         return atomic_write(self.path, lambda p: p.write_text(json.dumps(body, indent=1, ensure_ascii=False)))
+
+
+def _plain(value):
+    """A structured number as plain JSON (numpy scalars and arrays, tuples → floats, ints, lists);
+    NaN becomes None."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
+        return [_plain(v) for v in list(value)]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(float(value)) else float(value)
+    return value
 
 
 def ranges(numbers) -> str:

@@ -4,6 +4,7 @@
     python -m dvdlib.toy export --out toy/run1                   # EMA weights → toy/run1/model + manifest.json
     python -m dvdlib.toy sample --model toy/run1/model "tower and ball" "ball" --png grid.png
     python -m dvdlib.toy render "tower and ball" --png scenes.png   # training renders, no model
+    python -m dvdlib.toy findings --out toy/findings             # gates + chapters under `toy` → snapshot
 
 `main(argv)` is what ``dvd toy ...`` calls.
 """
@@ -87,8 +88,28 @@ def _render(args) -> None:
     _grid([[world.render(p, s).image for s in range(args.seeds)] for p in args.prompts], args.png)
 
 
+def _findings(args) -> None:
+    from ..findings import CHAPTERS, make_snapshot
+
+    import yaml
+
+    parameters = {}
+    for item in args.param or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--param takes NAME=VALUE (VALUE in YAML, e.g. sweep_layers=[1,3]), got {item!r}")
+        parameters[name] = yaml.safe_load(value)
+    index = make_snapshot(args.out, profile=args.profile, chapters=args.only or CHAPTERS, scratch=args.scratch,
+                          measure=not args.no_gates, parameters=parameters, rerun=args.rerun)
+    failed = [name for name, c in index["chapters"].items() if not c["ok"]]
+    print(f"snapshot of {index['model']['path']} (step {index['model']['step']}, hash {index['model']['hash'][:12]}) "
+          f"in {args.out}: {len(index['chapters'])} chapter(s), failed: {', '.join(failed) or 'none'}")
+    if failed:
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render.")
+    parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render, findings.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train or resume a toy model (options default to the run's saved config)")
@@ -124,6 +145,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--png", default="toy_renders.png")
     p.set_defaults(func=_render)
+
+    p = sub.add_parser("findings", help="snapshot of the toy findings: gates + chapters run with profile toy")
+    p.add_argument("--out", default="toy/findings", help="snapshot folder (small, committed)")
+    p.add_argument("--only", nargs="*", help="chapters to run (default 02–08); a chapter already done for "
+                                             "the same model hash is kept")
+    p.add_argument("--profile", default="toy", help="profile the chapters run with (default toy)")
+    p.add_argument("--scratch", help="where the executed chapters and all their figures go (default store/findings-run)")
+    p.add_argument("--no-gates", action="store_true", help="do not measure the quality gates")
+    p.add_argument("--rerun", action="store_true", help="run the chapters named even if done for this model")
+    p.add_argument("--param", nargs="*", help="chapter parameters NAME=VALUE (YAML) for the chapters run, e.g. "
+                                              "sweep_layers=[1,3] sweep_seeds=[1825,410]; recorded in the snapshot")
+    p.set_defaults(func=_findings)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -1,0 +1,297 @@
+"""dvdlib.findings (issue 6 item 6): uncertainty helpers, the verdict rule, the snapshot read back,
+the snapshot maker's resumption, Report's structured fields, and chapter 09 on a fixture snapshot."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dvdlib import findings as F
+from dvdlib.report import Report
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- uncertainty
+
+
+def test_rate_is_clopper_pearson_by_hand():
+    r = F.rate(9, 10)
+    assert r["value"] == 0.9 and r["n"] == 10 and r["hits"] == 9
+    assert r["ci"] == pytest.approx([0.5550, 0.9975], abs=1e-4)  # exact binomial, tables
+    zero = F.rate(0, 6)  # upper bound 1 − 0.025^(1/6)
+    assert zero["ci"][0] == 0.0 and zero["ci"][1] == pytest.approx(1 - 0.025 ** (1 / 6), abs=1e-9)
+    assert F.rate(0, 0)["value"] is None
+    with pytest.raises(ValueError):
+        F.rate(5, 3)
+
+
+def test_difference_of_separated_samples():
+    d = F.difference([3, 4, 5], [0, 1, 2])
+    assert d["value"] == 3.0 and d["n"] == [3, 3]
+    # exact one-sided Mann–Whitney: the one ordering of 6 values out of C(6, 3) = 20 → p = 1/20
+    assert d["p"] == pytest.approx(1 / 20)
+    low, high = d["ci"]
+    assert 1.0 <= low <= 3.0 <= high <= 5.0  # every resample of a minus every resample of b lies in [1, 5]
+    assert F.difference([1, 1], [1, 1]) == {"value": 0.0, "n": [2, 2], "ci": [0.0, 0.0], "p": 1.0, "test": "difference"}
+
+
+def test_location_of_paired_changes():
+    x = F.location([-1, -2, -3, -4], alternative="less")
+    assert x["value"] == -2.5 and x["n"] == 4
+    assert x["p"] == pytest.approx(1 / 16)  # exact Wilcoxon: all four ranks negative, one of 2⁴ signs
+    assert -4 <= x["ci"][0] <= -2.5 <= x["ci"][1] <= -1
+    assert F.location([2, 4, 9], statistic="median")["value"] == 4.0
+    with pytest.raises(ValueError):
+        F.location([1, 2], statistic="mode")
+
+
+@pytest.mark.parametrize("args, expected", [
+    ((0.3, [0.1, 0.5]), "reproduced"),
+    ((0.3, [-0.1, 0.5]), "inconclusive"),
+    ((0.0, [-0.1, 0.1]), "not reproduced"),
+    ((-0.2, [-0.4, -0.1]), "not reproduced"),
+    ((-0.2, [-0.4, -0.1], None, -1), "reproduced"),
+    ((0.7, [0.45, 0.9], None, 1, 0.5), "inconclusive"),  # a rate against the chance level 0.5
+    ((0.8, [0.55, 0.95], None, 1, 0.5), "reproduced"),
+    ((2, None, 0.01), "reproduced"),  # no interval: the test decides
+    ((2, None, 0.2), "inconclusive"),
+    ((None, None, None), "inconclusive"),
+])
+def test_verdict_rule(args, expected):
+    assert F.verdict(*args) == expected
+
+
+def test_verdict_when_the_claim_does_not_apply():
+    assert F.verdict(0.5, [0.4, 0.6], applies=False) == "inconclusive"
+
+
+# ----------------------------------------------------------------------------- Report
+
+
+class _Profile:
+    def asdict(self):
+        return {"name": "fixture"}
+
+
+def test_report_keeps_structured_numbers_and_old_rows_unchanged(tmp_path):
+    report = Report("99_fixture", _Profile(), tmp_path)
+    report.add("plain", "a plain row", 1, 2, glue=False)
+    report.add("rich", "a rich row", "x", "y", glue=False, value=np.float64(0.25), n=np.int64(8),
+               ci=(np.float32(0.1), 0.5), p=float("nan"), layers=np.array([8, 9]))
+    body = json.loads(report.save().read_text())
+    rows = {r["key"]: r for r in body["results"]}
+    assert rows["plain"] == {"key": "plain", "quantity": "a plain row", "paper": "1", "this run": "2"}
+    assert rows["rich"]["value"] == 0.25 and rows["rich"]["n"] == 8 and rows["rich"]["layers"] == [8, 9]
+    assert rows["rich"]["ci"] == pytest.approx([0.1, 0.5]) and rows["rich"]["p"] is None
+    assert list(report.table().columns) == ["paper", "this run"]
+
+
+# ----------------------------------------------------------------------------- the snapshot
+
+
+def _row(key, ours, **numbers):
+    return {"key": key, "quantity": key.replace("_", " "), "paper": "p", "this run": ours, **numbers}
+
+
+def write_fixture(folder: Path, chapters=("02_dvd_benchmark", "04_focus_score", "08_detection_replacement")) -> Path:
+    """A hand-made snapshot: three chapters, gates that fail, and a chapter 03 that failed."""
+    rows = {
+        "02_dvd_benchmark": [_row("dvd_gap", "+31.0", value=31.0, n=[24, 12], ci=[18.0, 44.0], p=0.0004,
+                                  test="difference")],
+        "04_focus_score": [_row("fs_significant_layers", "none", value=0, n=[24, 12], p=0.4, layers=[]),
+                           _row("fs_peak_on_concept", "14/24 (58%)", **F.rate(14, 24))],
+        "08_detection_replacement": [_row("det_gap", "12.50", value=12.5, n=[24, 12], ci=[-15.0, 40.0], p=0.2),
+                                     _row("repl_toy_run1_model", "60 → 20", value=35.0, n=24, ci=[20.0, 50.0], p=0.001),
+                                     _row("repl_summary", "all")],
+    }
+    (folder / "results").mkdir(parents=True)
+    for name in chapters:
+        (folder / "results" / f"{name}.json").write_text(json.dumps({"chapter": name, "results": rows[name]}))
+    gate = lambda hits, n, req: {"hits": hits, "n": n, "rate": hits / n, "ci_low": F.rate(hits, n)["ci"][0],
+                                 "ci_high": F.rate(hits, n)["ci"][1], "required": req,
+                                 "passed": None if req is None else hits / n >= req}
+    (folder / "gates.json").write_text(json.dumps({"seeds": [1, 2], "gates": {
+        "singles": gate(45, 120, 0.9), "composition": gate(2, 120, 0.6), "conditioning": gate(660, 660, None)}}))
+    from PIL import Image
+
+    (folder / "figures" / "02_dvd_benchmark").mkdir(parents=True)
+    Image.new("RGB", (4, 4), "red").save(folder / "figures" / "02_dvd_benchmark" / "dvd_by_category.png")
+    index = {"profile": "toy", "model": {"path": "toy/run1/model", "hash": "ab" * 32, "step": 3200,
+                                         "wall_time_s": 5088.8, "data_hash": "90fc", "final_loss": 0.0466},
+             "chapters": {**{c: {"ok": True, "seconds": 300.0, "error": None,
+                                 "figures": ["dvd_by_category.png"] if c == "02_dvd_benchmark" else []}
+                             for c in chapters},
+                          "03_diversity_causal": {"ok": False, "seconds": 12.0, "error": "ValueError: no dogs"}}}
+    (folder / "snapshot.json").write_text(json.dumps(index))
+    return folder
+
+
+def test_claims_table_applies_the_rule(tmp_path):
+    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    t = F.claims_table(snap)
+    by = lambda name: t[t.claim == name].iloc[0]
+    assert by("suppression").verdict == "reproduced" and by("suppression")["95% CI"] == "[18, 44]"
+    assert by("focus_layers").verdict == "not reproduced"  # no significant layer
+    assert by("peak_token").verdict == "inconclusive"  # 58%, interval [37%, 78%] includes 50%
+    assert by("peak_token")["95% CI"] == "[36.6%, 77.9%]"
+    assert by("detection").verdict == "inconclusive" and by("detection")["n"] == "24 vs 12"
+    assert list(t[t.claim == "replacement"].verdict) == ["reproduced"]  # the summary row is not a measurement
+    causal = by("causal")
+    assert causal.verdict == "inconclusive" and "chapter failed: ValueError: no dogs" in causal.why
+    assert "not in this snapshot" in by("dominated_falls").why
+    assert set(t.claim) == {c.name for c in F.CLAIMS}
+
+
+def test_rows_with_only_strings_are_read_with_their_p(tmp_path):
+    s = F._structured(_row("paired", "+12.5 over 40 prompts, p = 0.0031"))
+    assert s["value"] == 12.5 and s["n"] == 40 and s["p"] == 0.0031 and s["ci"] is None
+    assert F.verdict(s["value"], s["ci"], s["p"]) == "reproduced"
+
+
+def test_gates_table_and_paragraphs(tmp_path):
+    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    g = F.gates_table(snap)
+    assert list(g.result) == ["FAIL", "FAIL", "pass"] and g.loc["singles", "rate"] == "37.5%"
+    assert F.gates_passed(snap) is False
+    assert F.figures(snap) == [("02_dvd_benchmark", snap.folder / "figures" / "02_dvd_benchmark" / "dvd_by_category.png")]
+    texts = F.paragraphs(snap)
+    assert len(texts) == len(F.CLAIMS) + 1 and "does not pass its quality gates" in texts[0]
+    assert "draws together in only 2/120 images" in texts[1]  # suppression: the control's own failure
+    assert any("**reproduced**" in t and "n = 24 vs 12" in t for t in texts)
+    card = F.model_table(snap)
+    assert card.loc["training step", "toy model"] == 3200 and "1.41 h" in card.loc["training wall time", "toy model"]
+
+
+def test_missing_snapshot_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dvd toy findings --out toy/findings"):
+        F.load_snapshot(tmp_path / "nothing")
+
+
+TINY_CHAPTER_CODE = """
+import json, pathlib
+out = pathlib.Path(out_dir) / "results"
+out.mkdir(parents=True, exist_ok=True)
+(out / "50_tiny.json").write_text(json.dumps({"chapter": "50_tiny", "results": [{"key": "k", "quantity": "q",
+    "paper": "1", "this run": "2", "value": 2}]}))
+fig = pathlib.Path(out_dir) / "figures" / "50_tiny"
+fig.mkdir(parents=True, exist_ok=True)
+(fig / "a.png").write_bytes(b"0" * 100)
+(fig / "b.png").write_bytes(b"0" * 100)
+"""
+
+
+def test_make_snapshot_keeps_what_is_done_for_the_same_model(tmp_path):
+    import nbformat
+
+    root = tmp_path / "repo"
+    model = root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "toy.json").write_text(json.dumps({"steps": 10, "data_hash": "dd"}))
+    (model / "w.safetensors").write_bytes(b"weights-1")
+    profile = root / "p.yaml"
+    toy = (REPO / "dvdlib" / "profiles" / "toy.yaml").read_text().replace("model: toy/run1/model", "model: models/m")
+    profile.write_text(toy)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('profile = "smoke"\nout_dir = "book"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TINY_CHAPTER_CODE)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (root / "chapters").mkdir()
+    nbformat.write(nb, root / "chapters" / "50_tiny.ipynb")
+    logs = []
+    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+                            measure=False, png_budget=150, log=logs.append)
+    assert index["chapters"]["50_tiny"]["ok"] and index["model"]["step"] == 10
+    assert index["chapters"]["50_tiny"]["figures"] == ["a.png"]  # the second PNG is over the budget
+    assert json.loads((root / "snap" / "results" / "50_tiny.json").read_text())["results"][0]["value"] == 2
+    F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+                    measure=False, log=logs.append)
+    assert any("done for this model, kept" in line for line in logs)
+    (model / "w.safetensors").write_bytes(b"weights-2")  # a new export: everything is redone
+    logs.clear()
+    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+                            measure=False, log=logs.append)
+    assert any("model changed" in line for line in logs) and index["chapters"]["50_tiny"]["ok"]
+    logs.clear()
+    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+                            measure=False, parameters={"sweep_layers": [1, 3]}, log=logs.append)
+    assert not any("kept" in line for line in logs)  # other parameters: run again, and say which
+    assert index["chapters"]["50_tiny"]["parameters"] == {"sweep_layers": [1, 3]}
+    logs.clear()
+    F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root, measure=False,
+                    parameters={"sweep_layers": [1, 3]}, rerun=True, log=logs.append)
+    assert not any("kept" in line for line in logs) and any("50_tiny: ok" in line for line in logs)
+    assert F.load_snapshot(root / "snap").index["model"]["hash"] == F.model_hash(model)
+
+
+# ----------------------------------------------------------------------------- chapter 09
+
+
+def test_toy_findings_chapter_runs_on_a_fixture_snapshot(tmp_path):
+    from dvdlib import book
+    from test_book import copy_book
+
+    root = copy_book(tmp_path)
+    write_fixture(root / "toy" / "findings")
+    (outcome,) = book.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    assert (root / "book" / "figures" / "09_toy_findings" / "gates.png").is_file()
+    results = json.loads((root / "book" / "results" / "09_toy_findings.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert results["profile"]["name"] == "toy"  # the snapshot's profile, not the book's
+    assert rows["model_step"]["this run"] == "3200" and rows["gates"]["this run"] == "no"
+    assert rows["claim_suppression"]["this run"] == "+31.0 → reproduced"
+    assert rows["claim_focus_layers"]["paper"].startswith("At the first step, DominanceBench")
+    assert rows["verdicts"]["this run"].startswith("2 / 1 / ")
+    import nbformat
+
+    executed = nbformat.read(root / "book" / "09_toy_findings.ipynb", as_version=4)
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the gates figure and the snapshot's one PNG
+
+
+def test_toy_findings_chapter_without_a_snapshot_says_how_to_make_it(tmp_path):
+    from dvdlib import book
+    from test_book import copy_book
+
+    root = copy_book(tmp_path)
+    shutil.rmtree(root / "toy", ignore_errors=True)
+    (outcome,) = book.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
+    assert outcome.ok, outcome.error
+    text = (root / "book" / "09_toy_findings.ipynb").read_text()
+    assert "dvd toy findings --out toy/findings" in text
+    rows = {r["key"]: r for r in json.loads((root / "book" / "results" / "09_toy_findings.json").read_text())["results"]}
+    assert rows["verdicts"]["this run"] == "no snapshot"
+
+
+def test_why_says_when_the_effect_is_the_opposite_of_the_papers():
+    suppression = next(c for c in F.CLAIMS if c.name == "suppression")
+    text = F._why("not reproduced", suppression, {"value": -21.2, "ci": [-29.5, -13.7]})
+    assert "-21.2 is not above 0" in text and "opposite of the paper's effect" in text
+    assert "opposite" not in F._why("not reproduced", suppression, {"value": -1.0, "ci": [-3.0, 2.0]})
+
+
+def test_auc_is_the_mann_whitney_area_and_matches_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    assert F.auc([3, 4, 5], [0, 1, 2])["value"] == 1.0
+    assert F.auc([1, 2], [1, 2])["value"] == 0.5  # ties count half: (0.5 + 0 + 1 + 0.5) / 4
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1, 1, 30), rng.normal(0, 1, 20)
+    r = F.auc(a, b)
+    assert r["value"] == pytest.approx(roc_auc_score(np.r_[np.ones(30), np.zeros(20)], np.r_[a, b]))
+    assert r["ci"][0] < r["value"] < r["ci"][1] and r["n"] == [30, 20]
+
+
+def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
+    folder = write_fixture(tmp_path / "findings")
+    path = folder / "results" / "08_detection_replacement.json"
+    body = json.loads(path.read_text())
+    body["results"] = [_row("repl_toy", "0 → 0", value=0.0, n=24, ci=[0.0, 0.0], p=1.0, median_before=0.0),
+                       _row("det_auc", "0.700", **F.auc([3, 4, 5, 6], [0, 1, 2, 5]))]
+    path.write_text(json.dumps(body))
+    t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
+    assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
+    assert t.loc["detection_auc", "n"] == "4 vs 4" and t.loc["detection_auc", "verdict"] in ("reproduced", "inconclusive")
