@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .metrics import focus_score, peak_token
+from .metrics import adjusted_p, focus_score, peak_token
 from .tokens import content_positions, token_strings
 
 #: Lower-resolution semantic layers of SD 1.x where the paper reads the peak token (SPEC §3.4).
@@ -56,12 +56,7 @@ def layer_tests(bench: pd.DataFrame, control: pd.DataFrame, alternative: str = "
                      "median_bench": np.median(b), "median_control": np.median(c),
                      "U": test.statistic, "p": test.pvalue})
     out = pd.DataFrame(rows)
-    if correction == "bh":
-        out["p_adjusted"] = stats.false_discovery_control(out["p"], method="bh")
-    elif correction == "bonferroni":
-        out["p_adjusted"] = np.minimum(out["p"] * len(out), 1.0)
-    else:
-        raise ValueError(f"correction must be 'bh' or 'bonferroni', got {correction!r}")
+    out["p_adjusted"] = adjusted_p(out["p"], correction)
     out["significant"] = out["p_adjusted"] < alpha
     return out
 

@@ -22,7 +22,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from .generate import initial_latents, stop_after
-from .metrics import noise_prediction_norm
+from .metrics import adjusted_p, noise_prediction_norm
 from .store import Store
 from .temporal import PAPER_STEPS, scaled_label
 
@@ -188,12 +188,7 @@ def order_tests(scores: dict[str, np.ndarray], correction: str = "bh") -> pd.Dat
         rows.append({"higher": a, "lower": b, "median_higher": np.median(x), "median_lower": np.median(y),
                      "U": test.statistic, "P(higher > lower)": test.statistic / (len(x) * len(y)), "p": test.pvalue})
     out = pd.DataFrame(rows)
-    if correction == "bh":
-        out["p_adjusted"] = stats.false_discovery_control(out["p"], method="bh")
-    elif correction == "bonferroni":
-        out["p_adjusted"] = np.minimum(out["p"] * len(out), 1.0)
-    else:
-        raise ValueError(f"correction must be 'bh' or 'bonferroni', got {correction!r}")
+    out["p_adjusted"] = adjusted_p(out["p"], correction)
     out["holds"] = out["p_adjusted"] < 0.05
     return out
 

@@ -121,3 +121,16 @@ def noise_prediction_norm(eps_cond: np.ndarray, eps_uncond: np.ndarray) -> np.nd
         raise ValueError(f"expected two noise predictions of the same shape [images, ...], got "
                          f"{cond.shape} and {uncond.shape}")
     return np.sqrt(((cond - uncond) ** 2).reshape(len(cond), -1).sum(axis=1))
+
+
+def adjusted_p(p, correction: str = "bh") -> np.ndarray:
+    """p-values corrected over a family of tests (the per-layer and per-pair tests of SPEC §3.4,
+    §3.7): Benjamini–Hochberg (``"bh"``, scipy's) or Bonferroni (``"bonferroni"``)."""
+    from scipy import stats
+
+    p = np.asarray(p, dtype=float)
+    if correction == "bh":
+        return stats.false_discovery_control(p, method="bh")
+    if correction == "bonferroni":
+        return np.minimum(p * len(p), 1.0)
+    raise ValueError(f"correction must be 'bh' or 'bonferroni', got {correction!r}")

@@ -172,3 +172,15 @@ def test_dvd_image_threshold_and_inclusion_rule():
     seven = [64.0] * 7 + [0.0] * 3                                  # 7 of 10 DvD images
     assert meets_inclusion(seven) and not meets_inclusion([64.0] * 6 + [47.0] * 4)
     assert not meets_inclusion(seven, tau=80) and meets_inclusion(seven, min_images=7)
+
+
+def test_adjusted_p_by_hand():
+    from dvdlib.metrics import adjusted_p
+
+    p = [0.01, 0.04, 0.03]
+    # BH: sorted 0.01, 0.03, 0.04 → ×3/1, ×3/2, ×3/3 = 0.03, 0.045, 0.04 → monotone from the top: 0.03, 0.04, 0.04
+    assert adjusted_p(p, "bh") == pytest.approx([0.03, 0.04, 0.04])
+    assert adjusted_p(p, "bonferroni") == pytest.approx([0.03, 0.12, 0.09])
+    assert adjusted_p([0.5, 0.9], "bonferroni") == pytest.approx([1.0, 1.0])
+    with pytest.raises(ValueError, match="'bh' or 'bonferroni'"):
+        adjusted_p(p, "holm")
