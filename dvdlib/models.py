@@ -124,7 +124,8 @@ def resolve_id(name: str) -> str:
 
 def model_key(name: str) -> str:
     """What names a model in the run store: the id itself, or for a local folder its name plus a
-    hash of its weight files (size and first 64 KiB), so retrained weights never reuse old results."""
+    hash of its weight files' whole contents, so retrained weights never reuse old results (a
+    few seconds for Stable Diffusion's gigabytes, once per chapter)."""
     folder = Path(name)
     if not folder.is_dir():
         return name
@@ -132,7 +133,7 @@ def model_key(name: str) -> str:
     h = hashlib.sha1()
     for p in weights:
         with p.open("rb") as f:
-            h.update(f"{p.relative_to(folder)}:{p.stat().st_size}:".encode() + f.read(65536))
+            h.update(f"{p.relative_to(folder)}:{hashlib.file_digest(f, 'sha1').hexdigest()}".encode())
     return f"{folder.resolve().name}@{h.hexdigest()[:10]}"
 
 

@@ -203,4 +203,10 @@ def test_model_key_changes_with_a_folders_weights(tmp_path):
     first = model_key(str(tmp_path))
     assert first.startswith(tmp_path.name + "@") and model_key(str(tmp_path)) == first
     weights.write_bytes(b"\1" * 100)  # retrained: same size, other bytes
-    assert model_key(str(tmp_path)) != first
+    second = model_key(str(tmp_path))
+    assert second != first
+    # a safetensors header can fill the first 64 KiB: bytes far into the file must count too
+    weights.write_bytes(b"\0" * 200_000)
+    third = model_key(str(tmp_path))
+    weights.write_bytes(b"\0" * 199_999 + b"\1")
+    assert model_key(str(tmp_path)) not in (first, second, third)
