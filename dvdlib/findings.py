@@ -304,12 +304,14 @@ class Claim:
     empty: str = "nothing to measure in this run (n = 0)"
 
 
+#: The layers where the paper finds DominanceBench's Focus Score significantly higher (SPEC §3.4).
+PAPER_FOCUS_LAYERS = frozenset(range(5, 11))
+
 CLAIMS = (
     Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts"),
     Claim("focus_layers", "04_focus_score", "fs_significant_layers",
           measure="layers with Focus Score rigid+object > object+object (one-sided Mann–Whitney, corrected)",
-          note="the verdict counts significant layers (0 is no effect); which layers they are is for the reader "
-               "to set beside the paper's 5–10"),
+          note="the verdict counts the significant layers among the paper's 5–10 (none: not reproduced there)"),
     Claim("peak_token", "04_focus_score", "fs_peak_on_concept", null=0.5,
           measure="share of prompts whose peak token is the rigid concept's", note="no effect = half the prompts"),
     Claim("dominated_falls", "05_temporal_dynamics", "dominated_first", direction=-1,
@@ -452,8 +454,10 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
         for row in rows:
             s = _structured(row)
             value = s["value"]
-            if claim.name == "focus_layers" and value:
-                s["ci"] = None  # a count of significant layers: the test's p is the evidence
+            if claim.name == "focus_layers" and row.get("layers") is not None:
+                # the claim is about *which* layers: count the significant ones among the paper's
+                value = s["value"] = len(set(row["layers"]) & PAPER_FOCUS_LAYERS)
+                s["ci"] = None  # a count of layers: the test's p is the evidence
             field_, minimum, reason = claim.requires or (None, None, None)
             unmet = field_ is not None and s.get(field_) is not None and s[field_] < minimum
             v = "inconclusive" if unmet else verdict(value, s.get("ci"), s.get("p"), claim.direction, claim.null)

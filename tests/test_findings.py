@@ -295,3 +295,15 @@ def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
     t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
     assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
     assert t.loc["detection_auc", "n"] == "4 vs 4" and t.loc["detection_auc", "verdict"] in ("reproduced", "inconclusive")
+
+
+@pytest.mark.parametrize("layers, verdict", [([13, 15, 16], "not reproduced"), ([9, 13], "reproduced")])
+def test_focus_layers_verdict_is_about_the_papers_layers(tmp_path, layers, verdict):
+    """Significant layers count only where the paper found them (5–10)."""
+    folder = write_fixture(tmp_path / "findings")
+    path = folder / "results" / "04_focus_score.json"
+    body = json.loads(path.read_text())
+    body["results"][0].update(value=len(layers), p=1e-5, layers=layers)
+    path.write_text(json.dumps(body))
+    t = F.claims_table(F.load_snapshot(folder))
+    assert t[t.claim == "focus_layers"].iloc[0].verdict == verdict
