@@ -17,7 +17,8 @@ the chance level for a rate):
   (for a test without an interval: one-sided p < 0.05 in the paper's direction);
 - **not reproduced** — the estimate is at the no-effect value or on the other side;
 - **inconclusive** — the estimate is on the paper's side but the interval includes no effect,
-  or there is nothing to measure (no data, the claim does not apply to the toy world).
+  or there is nothing to measure (no data, fewer than `MIN_N` prompts, the claim does not apply
+  to the toy world).
 
 A verdict is about the toy model named in the snapshot, never about Stable Diffusion; when the
 model's quality gates fail, every verdict is about a model that does not yet draw what it is
@@ -37,6 +38,8 @@ import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
+#: Fewer prompts than this (in the smaller set) give no verdict: "inconclusive, too few".
+MIN_N = 5
 N_RESAMPLES = 2000
 SNAPSHOT = "toy/findings"
 COMMAND = "dvd toy findings --out toy/findings"
@@ -460,6 +463,9 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
                 s["ci"] = None  # a count of layers: the test's p is the evidence
             field_, minimum, reason = claim.requires or (None, None, None)
             unmet = field_ is not None and s.get(field_) is not None and s[field_] < minimum
+            n = s.get("n")
+            if not unmet and n is not None and min(np.atleast_1d(n)) < MIN_N:
+                unmet, reason = True, f"only {_n(n)} prompt(s) measured: too few for a verdict (fewer than {MIN_N})"
             v = "inconclusive" if unmet else verdict(value, s.get("ci"), s.get("p"), claim.direction, claim.null)
             why = reason if unmet else _why(v, claim, s)
             out.append({**base, "toy measurement": claim.measure + (

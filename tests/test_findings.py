@@ -307,3 +307,13 @@ def test_focus_layers_verdict_is_about_the_papers_layers(tmp_path, layers, verdi
     path.write_text(json.dumps(body))
     t = F.claims_table(F.load_snapshot(folder))
     assert t[t.claim == "focus_layers"].iloc[0].verdict == verdict
+
+
+def test_too_few_prompts_give_no_verdict(tmp_path):
+    folder = write_fixture(tmp_path / "findings")
+    path = folder / "results" / "02_dvd_benchmark.json"
+    body = json.loads(path.read_text())
+    body["results"][0].update(n=[24, F.MIN_N - 1])  # a clear effect, but the control has too few prompts
+    path.write_text(json.dumps(body))
+    row = F.claims_table(F.load_snapshot(folder)).set_index("claim").loc["suppression"]
+    assert row.verdict == "inconclusive" and "too few" in row.why
