@@ -117,20 +117,18 @@ def pixel_embedding(images: Sequence, size: int = 32, grey: bool = False) -> np.
 
 
 def clip_embedding(model: str, device: str = "cpu") -> Callable[[Sequence], np.ndarray]:
-    """An embedding function with CLIP image features (``model``: Hub id or folder of a CLIP model,
-    e.g. ``openai/clip-vit-large-patch14``), unit length; needs the weights."""
-    import torch
-    from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+    """An embedding function with CLIP image features, unit length (``model``: what
+    `dvdlib.diversity.load_clip` takes — a Hub id or folder, e.g. ``openai/clip-vit-large-patch14``,
+    or ``"tiny:clip"``)."""
+    from .diversity import embed as clip_features
+    from .diversity import load_clip
 
-    processor = CLIPImageProcessor.from_pretrained(model)
-    encoder = CLIPVisionModelWithProjection.from_pretrained(model).to(device).eval()
+    encoder, processor = load_clip(model, device=device)
 
     def embed(images: Sequence) -> np.ndarray:
         pil = [im if isinstance(im, Image.Image) else Image.fromarray(np.asarray(im)) for im in images]
-        with torch.no_grad():
-            inputs = processor(images=[im.convert("RGB") for im in pil], return_tensors="pt").to(device)
-            features = encoder(**inputs).image_embeds.float()
-        return torch.nn.functional.normalize(features, dim=-1).cpu().numpy().astype(np.float64)
+        features = clip_features(pil, encoder, processor).astype(np.float64)
+        return features / np.linalg.norm(features, axis=1, keepdims=True)
 
     embed.__name__ = f"clip:{model}"
     return embed
