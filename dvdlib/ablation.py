@@ -340,8 +340,9 @@ def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, U
 # --- what a profile sweeps ------------------------------------------------------------------------
 
 #: SPEC §3.6's full sweep: every head of layers 1–16, every prompt (``prompts``/``memorized``: rows
-#: per set; None: the profile's ``n_prompts`` / all 500 memorized prompts).
-FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None}
+#: per set; None: the profile's ``n_prompts`` / all 500 memorized prompts), every seed (``seeds``:
+#: how many of the profile's seeds, first first; None: all).
+FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None, "seeds": None}
 
 
 def scale(profile) -> dict:

@@ -407,7 +407,8 @@ def gates_table(snap: Snapshot) -> pd.DataFrame:
 
 
 def gates_passed(snap: Snapshot) -> bool | None:
-    """True when every gate passes (conditioning: every pair of prompts differs), None if unmeasured."""
+    """True when every gate passes, None if unmeasured (a snapshot older than the conditioning
+    threshold passes that gate only when every pair of prompts differs)."""
     if snap.gates is None:
         return None
     return all(r != "FAIL" and r != "see rate" for r in gates_table(snap)["result"])

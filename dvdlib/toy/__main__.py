@@ -5,6 +5,7 @@
     python -m dvdlib.toy sample --model toy/run1/model "tower and ball" "ball" --png grid.png
     python -m dvdlib.toy render "tower and ball" --png scenes.png   # training renders, no model
     python -m dvdlib.toy findings --out toy/findings             # gates + chapters under `toy` → snapshot
+    python -m dvdlib.toy handcheck --out toy/judge/handcheck/test --prompts ball "tower and ball"  # to label
 
 `main(argv)` is what ``dvd toy ...`` calls.
 """
@@ -108,6 +109,23 @@ def _findings(args) -> None:
         raise SystemExit(1)
 
 
+def _handcheck(args) -> None:
+    import json
+
+    import torch
+
+    from .handcheck import make_sample, save_sample
+    from .model import load_toy
+
+    torch.set_num_threads(args.threads)
+    step = json.loads((Path(args.model) / "toy.json").read_text()).get("steps")
+    images, rows = make_sample(load_toy(args.model), args.prompts, args.seeds, args.guidance, model_step=step)
+    order = np.random.default_rng(args.shuffle).permutation(len(rows))  # labelled blind to the prompt order
+    save_sample(args.out, images[order], rows.iloc[order].reset_index(drop=True))
+    print(f"wrote {len(rows)} images to {args.out}: label them from contact.png in labels.csv (column label), "
+          "without looking at the prompts first")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render, findings.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--param", nargs="*", help="chapter parameters NAME=VALUE (YAML) for the chapters run, e.g. "
                                               "sweep_layers=[1,3] sweep_seeds=[1825,410]; recorded in the snapshot")
     p.set_defaults(func=_findings)
+
+    p = sub.add_parser("handcheck", help="a shuffled sample of generated images to label by hand (the judge's check)")
+    p.add_argument("--out", required=True, help="sample folder (sheet.png, labels.csv, contact.png)")
+    p.add_argument("--model", default="toy/run1/model")
+    p.add_argument("--prompts", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[1825, 410, 4507])
+    p.add_argument("--guidance", type=float, required=True)
+    p.add_argument("--shuffle", type=int, default=0, help="seed of the shuffled order")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_handcheck)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -1,0 +1,134 @@
+"""A hand-checked sample of generated images for the toy judge (issue 6 item 4).
+
+The judge learns from renders but judges generations, which are never pixel-exact renders. So a
+fixed sample of generated images is labelled by a person, and the judge is scored against those
+labels. The sample lives in one folder:
+
+- ``sheet.png``: the images, 32×32 tiles in rows of `PER_ROW` (lossless, in `labels.csv` order);
+- ``labels.csv``: per image the model step, prompt, seed and guidance it was made with, and
+  ``label``: what the person saw, concept names joined by ``+`` (``tower+ball``; a building that
+  is not the tower is ``landmark``, a figure that is no robot ``character``, a style that is not
+  the mosaic ``style``), ``none`` for an empty scene or ``unrecognisable``;
+- ``contact.png``: the same images enlarged and numbered, for labelling.
+
+A category word is present whenever a concept of its role is (a tower is a landmark), as in the
+judge's training targets (`dvdlib.toy.judge.labels`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+
+from .judge import THRESHOLDS, ToyJudge
+from .world import World
+
+PER_ROW = 16
+UNRECOGNISABLE, NONE = "unrecognisable", "none"
+#: A concept counts as present when the judge answers Yes to question 3 of 5 (as in the gates).
+PRESENT_AT = THRESHOLDS[2]
+
+
+def make_sample(pipe, prompts, seeds, guidance: float, steps: int = 25, model_step: int | None = None):
+    """Generate every prompt × seed with the book's initial latents (so an image equals the one the
+    chapters store for the same prompt, seed and sampler); returns (images uint8 [N, 32, 32, 3],
+    rows without labels)."""
+    from ..generate import initial_latents
+
+    jobs = [(p, int(s)) for p in prompts for s in seeds]
+    out = pipe([p for p, _ in jobs], latents=initial_latents(pipe, [s for _, s in jobs], 32),
+               num_inference_steps=steps, guidance_scale=guidance, eta=0.0, output_type="np").images
+    rows = pd.DataFrame({"model_step": model_step, "prompt": [p for p, _ in jobs], "seed": [s for _, s in jobs],
+                         "guidance": guidance, "steps": steps, "label": ""})
+    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8), rows
+
+
+def save_sample(folder, images: np.ndarray, rows: pd.DataFrame) -> None:
+    """Write ``sheet.png``, ``labels.csv`` (labels as given, empty for a new sample) and ``contact.png``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n_rows = -(-len(images) // PER_ROW)
+    sheet = np.zeros((n_rows * 32, PER_ROW * 32, 3), np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, PER_ROW)
+        sheet[r * 32:(r + 1) * 32, c * 32:(c + 1) * 32] = image
+    Image.fromarray(sheet).save(folder / "sheet.png")
+    rows.to_csv(folder / "labels.csv", index=False)
+    contact_sheet(images).save(folder / "contact.png")
+
+
+def contact_sheet(images: np.ndarray, scale: int = 5) -> Image.Image:
+    """The images enlarged (nearest neighbour) with their index above each, for labelling."""
+    side, pad = 32 * scale, 14
+    n_rows = -(-len(images) // PER_ROW)
+    sheet = Image.new("RGB", (PER_ROW * (side + 4), n_rows * (side + pad + 4)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, image in enumerate(images):
+        r, c = divmod(i, PER_ROW)
+        x, y = c * (side + 4), r * (side + pad + 4)
+        draw.text((x + 2, y), str(i), fill="black")
+        sheet.paste(Image.fromarray(image).resize((side, side), Image.NEAREST), (x, y + pad))
+    return sheet
+
+
+def load_sample(folder) -> tuple[np.ndarray, pd.DataFrame]:
+    """(images uint8 [N, 32, 32, 3], labels table) of a hand-check folder."""
+    folder = Path(folder)
+    rows = pd.read_csv(folder / "labels.csv", keep_default_na=False)
+    sheet = np.asarray(Image.open(folder / "sheet.png").convert("RGB"))
+    images = np.stack([sheet[(i // PER_ROW) * 32:(i // PER_ROW + 1) * 32, (i % PER_ROW) * 32:(i % PER_ROW + 1) * 32]
+                       for i in range(len(rows))])
+    return images, rows
+
+
+def truth(world: World, label: str) -> np.ndarray | None:
+    """Presence over `World.names` of a hand label (None for ``unrecognisable``): the concepts
+    named, and each category word whose role one of them has."""
+    label = label.strip().lower()
+    if label == UNRECOGNISABLE:
+        return None
+    if not label:
+        raise ValueError("an image of the hand-check sample has no label: label every row of labels.csv "
+                         f"(concepts joined by '+', {NONE!r} or {UNRECOGNISABLE!r})")
+    names = [] if label == NONE else [w.strip() for w in label.split("+")]
+    roles = {world.concept(n).role for n in names}  # KeyError names the unknown concept
+    return np.array([c.name in names or (c.variants is None and c.role != "object" and c.role in roles)
+                     for c in world.concepts])
+
+
+def agreement(judge: ToyJudge, folder) -> dict:
+    """Score the judge against the hand labels: the share of images where it sees exactly the hand
+    set of concepts (an unrecognisable image must be called unrecognisable), its per-concept
+    recall and precision, and how often it calls an image unrecognisable against the hand label."""
+    images, rows = load_sample(folder)
+    presence, garbage = judge.probabilities(list(images))
+    called_bad = judge.unrecognisable(presence, garbage)
+    seen = presence >= PRESENT_AT
+    hand = [truth(judge.world, label) for label in rows["label"]]
+    hand_bad = np.array([h is None for h in hand])
+    exact = [bool(b) if h is None else (not b and bool((s == h).all())) for h, s, b in zip(hand, seen, called_bad)]
+    good = ~hand_bad & ~called_bad
+    truth_good = np.array([h for h in hand if h is not None]).reshape(-1, len(judge.world.names))[~called_bad[~hand_bad]]
+    per_concept = {}
+    for j, name in enumerate(judge.world.names):
+        t, s = truth_good[:, j], seen[good][:, j]
+        per_concept[name] = {"present": int(t.sum()), "recall": float(s[t].mean()) if t.any() else None,
+                             "said_present": int(s.sum()), "precision": float(t[s].mean()) if s.any() else None}
+    return {"images": len(rows), "exact": float(np.mean(exact)), "exact_n": int(np.sum(exact)),
+            "hand_unrecognisable": int(hand_bad.sum()), "judge_unrecognisable": int(called_bad.sum()),
+            "both_unrecognisable": int((hand_bad & called_bad).sum()), "per_concept": per_concept,
+            "disagreements": [{"index": i, "prompt": rows["prompt"][i], "hand": rows["label"][i],
+                               "judge": UNRECOGNISABLE if called_bad[i] else
+                               "+".join(n for n, s in zip(judge.world.names, seen[i]) if s) or NONE}
+                              for i in range(len(rows)) if not exact[i]]}
+
+
+def describe(folder) -> str:
+    """One line on what a sample is: its images, model step(s) and guidance scale(s)."""
+    rows = pd.read_csv(Path(folder) / "labels.csv", keep_default_na=False)
+    join = lambda col: ", ".join(str(v) for v in sorted(set(rows[col])))  # noqa: E731
+    return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
