@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dvdlib.store import Store
@@ -29,6 +30,16 @@ def test_presence_on_renders_is_what_the_gates_count():
     assert min(gates.presence(judge, images, "tower", "landmark")) >= 3
     assert min(gates.presence(judge, images, "ball", "object")) >= 3
     assert max(gates.presence(judge, images, "box", "object")) < 3  # absent
+
+
+def test_images_differ_when_enough_pixels_change_enough():
+    a = np.zeros((32, 32, 3))
+    b = a.copy()
+    b.reshape(-1, 3)[:5, 1] = 0.2  # 5 of 1,024 pixels: 0.49%, not more than 0.5%
+    assert not gates.images_differ(a, a) and not gates.images_differ(a, b)
+    b.reshape(-1, 3)[5, 0] = 0.2  # the sixth: 0.59%
+    assert gates.images_differ(a, b)
+    assert not gates.images_differ(a, np.full_like(a, 0.05))  # every pixel, but by less than 0.1
 
 
 def test_measure_gates_on_an_untrained_model_fails_them(tmp_path):

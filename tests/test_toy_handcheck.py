@@ -85,3 +85,17 @@ def test_degrade_shifts_colours_within_bounds_and_is_off_at_zero():
     assert torch.equal(on, degrade(x, JudgeConfig(), torch.Generator().manual_seed(1)))
     change = (on - x).abs().mean((1, 2, 3))
     assert change.min() > 0 and change.max() < 0.4
+
+
+def test_the_command_writes_a_shuffled_sample_to_label(tmp_path):
+    from dvdlib.toy.__main__ import main
+    from dvdlib.toy.model import build_toy, save_toy
+
+    save_toy(build_toy(0), tmp_path / "model", info={"steps": 3})
+    assert main(["handcheck", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "sample"), "--guidance", "1.5",
+                 "--prompts", "ball", "tower and box", "--seeds", "1", "2", "3"]) == 0
+    images, table = load_sample(tmp_path / "sample")
+    assert images.shape == (6, 32, 32, 3) and set(table["label"]) == {""} and set(table["model_step"]) == {3}
+    assert sorted(zip(table["prompt"], table["seed"])) == sorted((p, s) for p in ("ball", "tower and box") for s in (1, 2, 3))
+    with pytest.raises(ValueError, match="label every row"):
+        truth(WORLD, table["label"][0])

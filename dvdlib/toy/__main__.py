@@ -5,6 +5,7 @@
     python -m dvdlib.toy sample --model toy/run1/model "tower and ball" "ball" --png grid.png
     python -m dvdlib.toy render "tower and ball" --png scenes.png   # training renders, no model
     python -m dvdlib.toy findings --out toy/findings             # gates + chapters under `toy` → snapshot
+    python -m dvdlib.toy gates --guidance 1.0 1.5 2.0 --csv sweep.csv  # the quality gates per guidance scale
     python -m dvdlib.toy handcheck --out toy/judge/handcheck/test --prompts ball "tower and ball"  # to label
 
 `main(argv)` is what ``dvd toy ...`` calls.
@@ -109,6 +110,35 @@ def _findings(args) -> None:
         raise SystemExit(1)
 
 
+def _gates(args) -> None:
+    import json
+
+    import pandas as pd
+    import torch
+
+    from ..models import model_key
+    from ..profiles import load_profile
+    from ..store import Store
+    from .gates import measure_gates
+    from .judge import load_toy_judge
+    from .model import load_toy
+
+    torch.set_num_threads(args.threads)
+    P = load_profile(args.profile)
+    model, judge = args.model or P.model, load_toy_judge(args.judge or P.judge)
+    pipe, step = load_toy(model), json.loads((Path(model) / "toy.json").read_text()).get("steps")
+    rows = []
+    for guidance in args.guidance or [P.guidance]:
+        store = Store(P.store, model_key(model), {**P.sampler(model), "guidance": guidance})
+        table = measure_gates(pipe, judge, store, P.seeds, batch_size=P.batch_size)
+        rows += [{"model_step": step, "guidance": guidance, "gate": gate, **table.loc[gate].to_dict()} for gate in table.index]
+        print(f"guidance {guidance}: " + ", ".join(f"{g} {int(table.loc[g, 'hits'])}/{int(table.loc[g, 'n'])}"
+                                                  f" ({'pass' if table.loc[g, 'passed'] else 'FAIL'})" for g in table.index))
+    if args.csv:
+        pd.DataFrame(rows).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
 def _handcheck(args) -> None:
     import json
 
@@ -175,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--param", nargs="*", help="chapter parameters NAME=VALUE (YAML) for the chapters run, e.g. "
                                               "sweep_layers=[1,3] sweep_seeds=[1825,410]; recorded in the snapshot")
     p.set_defaults(func=_findings)
+
+    p = sub.add_parser("gates", help="measure the quality gates of a toy model (the profile's seeds, sampler and judge)")
+    p.add_argument("--model", help="model folder (default: the profile's)")
+    p.add_argument("--judge", help="judge folder (default: the profile's)")
+    p.add_argument("--profile", default="toy")
+    p.add_argument("--guidance", nargs="*", type=float, help="guidance scales to measure (default: the profile's)")
+    p.add_argument("--csv", help="write the rates here")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_gates)
 
     p = sub.add_parser("handcheck", help="a shuffled sample of generated images to label by hand (the judge's check)")
     p.add_argument("--out", required=True, help="sample folder (sheet.png, labels.csv, contact.png)")

@@ -25,7 +25,7 @@ Answers are ``"Yes (p=0.97)"`` / ``"No (p=0.03)"`` / ``"No (unrecognisable)"``, 
 
 Training (`train_judge`, ``python -m dvdlib.toy.judge --out toy/judge``): renders of every
 caption of the world, with light pixel noise and a quarter of the unstyled ones with one faded
-sprite (soft target), each drawn the way a generator draws (`degrade`: stretched by a pixel or
+sprite (soft target), half of them drawn the way a generator draws (`degrade`: stretched by a pixel or
 so, colours shifted, edges fringed with stray colour, lightly blurred; trained on exact renders
 only, the judge missed a third of the towers and nearly every robot a person recognised in the
 hand-checked sample, `dvdlib.toy.handcheck`), plus garbage labelled "garbage" with no concept: Gaussian noise, blurry
@@ -94,6 +94,7 @@ class JudgeConfig:
     blur: float = 0.5  # max weight of a 3×3 box blur mixed in
     stretch: float = 0.12  # max change of scale along each axis (nearest-pixel resampling)
     fringe: float = 0.5  # max amplitude of random colour on edge pixels (up to half of them per image)
+    degraded: float = 0.5  # share of the renders of a batch degraded (the rest stay exact)
     fade: float = 0.25  # share of unstyled renders with one sprite faded (soft target)
     empty: float = 0.1
     single: float = 0.35
@@ -352,7 +353,9 @@ def train_judge(cfg: JudgeConfig, world: World | None = None, progress: bool = T
         x, y = x_all[idx].float() / 255, y_all[idx]
         clean = (y[:, -1] == 0)[:, None, None, None]
         noise = torch.randn(x.shape, generator=gen) * torch.rand(len(x), 1, 1, 1, generator=gen) * cfg.pixel_noise
-        x = torch.where(clean, (degrade(x, cfg, gen) + noise).clamp(0, 1), x)
+        drawn = clean & (torch.rand(len(x), 1, 1, 1, generator=gen) < cfg.degraded)
+        x = torch.where(drawn, degrade(x, cfg, gen), x)
+        x = torch.where(clean, (x + noise).clamp(0, 1), x)
         loss = F.binary_cross_entropy_with_logits(net(x), y)
         opt.zero_grad()
         loss.backward()
