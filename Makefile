@@ -1,11 +1,12 @@
-# make book   - create .venv if needed, run every chapter with PROFILE (default smoke) through
+# make book   - create .venv if needed, run every chapter with PROFILE (default toy: the trained
+#               toy world, about 20 min on 2 cores; smoke: the random-weight pipeline check) through
 #               papermill into book/, build the HTML with warnings as errors, print where it is
 # make test   - create .venv if needed, run the tests
 # make lock   - rewrite requirements-lock.txt from the current .venv
 
 PYTHON  ?= python3
 VENV    ?= .venv
-PROFILE ?= smoke
+PROFILE ?= toy
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.dvd-installed
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dvdlib.toy.handcheck import agreement, describe, load_sample, save_sample, truth
+from dvdlib.toy.handcheck import results_table as handcheck_results
 from dvdlib.toy.judge import JudgeConfig, degrade
 from dvdlib.toy.world import World
 
@@ -99,3 +100,15 @@ def test_the_command_writes_a_shuffled_sample_to_label(tmp_path):
     assert sorted(zip(table["prompt"], table["seed"])) == sorted((p, s) for p in ("ball", "tower and box") for s in (1, 2, 3))
     with pytest.raises(ValueError, match="label every row"):
         truth(WORLD, table["label"][0])
+
+
+def test_the_results_table_reads_a_judges_manifest(tmp_path):
+    import json
+
+    per = {n: {"present": 0, "recall": None, "said_present": 0, "precision": None} for n in WORLD.names}
+    per["robot"] = {"present": 10, "recall": 0.3, "said_present": 3, "precision": 1.0}
+    (tmp_path / "manifest.json").write_text(json.dumps({"handcheck": {"test": {
+        "about": "64 images", "images": 64, "exact": 49 / 64, "exact_n": 49, "per_concept": per}}}))
+    table = handcheck_results(tmp_path)
+    assert list(table.loc["robot"]) == [10, "30%", "100%"]
+    assert table.loc["exact match"].tolist()[:2] == ["49/64", "77%"] and table.loc["ball"].tolist()[1] == "–"

@@ -132,3 +132,21 @@ def describe(folder) -> str:
     rows = pd.read_csv(Path(folder) / "labels.csv", keep_default_na=False)
     join = lambda col: ", ".join(str(v) for v in sorted(set(rows[col])))  # noqa: E731
     return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
+
+
+def results_table(judge_folder) -> pd.DataFrame:
+    """The hand-check results stored in a judge's ``manifest.json`` (written when it was trained or
+    rescored with ``--report-only``), one column group per sample: per concept, the images a person
+    saw it in, the judge's recall and precision; the first row is the exact-match count."""
+    import json
+
+    results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
+    pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
+    columns = {}
+    for sample, r in results.items():
+        about = f"{sample}: {r['about']}" if "about" in r else sample
+        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", pct(r["exact"]), "")}
+        rows = {**exact, **{n: (v["present"], pct(v["recall"]), pct(v["precision"])) for n, v in r["per_concept"].items()}}
+        for k, name in enumerate(("seen by hand", "recall", "precision")):
+            columns[(about, name)] = {concept: values[k] for concept, values in rows.items()}
+    return pd.DataFrame(columns)
