@@ -17,8 +17,8 @@ from itertools import combinations, permutations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ..findings import rate
 from ..generate import generate
 from ..judge import is_yes
 from .world import JOINER, World
@@ -27,9 +27,10 @@ REQUIRED = {"singles": 0.90, "composition": 0.60, "conditioning": 0.95}
 
 
 def _rate(hits: int, n: int, required: float | None = None) -> dict:
-    ci = stats.binomtest(hits, n).proportion_ci(confidence_level=0.95) if n else None
-    return {"hits": hits, "n": n, "rate": hits / n if n else float("nan"),
-            "ci_low": ci.low if ci else float("nan"), "ci_high": ci.high if ci else float("nan"),
+    """`dvdlib.findings.rate` (Clopper–Pearson) in gates.json's shape, with the required level."""
+    r = rate(hits, n)
+    low, high = r["ci"] or (float("nan"), float("nan"))
+    return {"hits": hits, "n": n, "rate": r["value"] if n else float("nan"), "ci_low": low, "ci_high": high,
             "required": required, "passed": None if required is None else bool(n and hits / n >= required)}
 
 

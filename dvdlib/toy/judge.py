@@ -23,18 +23,19 @@ DvD Score machinery (SPEC §2) runs unchanged on the toy model. How it answers:
 Answers are ``"Yes (p=0.97)"`` / ``"No (p=0.03)"`` / ``"No (unrecognisable)"``, kept verbatim;
 `dvdlib.judge.is_yes` reads them.
 
-Training (`train_judge`, ``python -m dvdlib.toy.judge --out toy/judge``): renders of every
-caption of the world, with light pixel noise and a quarter of the unstyled ones with one faded
-sprite (soft target), half of them drawn the way a generator draws (`degrade`: stretched by a pixel or
-so, colours shifted, edges fringed with stray colour, lightly blurred; trained on exact renders
-only, the judge missed a third of the towers and nearly every robot a person recognised in the
-hand-checked sample, `dvdlib.toy.handcheck`), plus garbage labelled "garbage" with no concept: Gaussian noise, blurry
-colour mush, blurred renders, blends of two scenes of which one is styled, and heavily noised
-renders (what an untrained or half-finished diffusion model makes). The pairs the diffusion model
-never sees are included: the judge must know what it measures (one trained without them missed
-the ball in 29% of "mosaic / style and ball" renders, never having seen a restyled ball). A blend
-of two *unstyled* scenes is not garbage: it is a scene of faded sprites, and trained as garbage it
-made a clear tower beside a ghost ball "unrecognisable" (c = 0 where c = 5 is right).
+Training (`train_judge`, ``python -m dvdlib.toy.judge --out toy/judge``): renders of every caption
+of the world, with light pixel noise and a quarter of the unstyled ones with one faded sprite (soft
+target), half of them drawn the way a generator draws (`degrade`: stretched by a pixel or so,
+colours shifted, edges fringed with stray colour, lightly blurred; trained on exact renders only,
+the judge missed a third of the towers and nearly every robot a person recognised in a hand-checked
+sample of generations, `dvdlib.toy.handcheck`), plus garbage labelled "garbage" with no concept:
+Gaussian noise, blurry colour mush, blurred renders, blends of two scenes of which one is styled,
+and heavily noised renders (what an untrained or half-finished diffusion model makes). The pairs
+the diffusion model never sees are included: the judge must know what it measures (one trained
+without them missed the ball in 29% of "mosaic / style and ball" renders, never having seen a
+restyled ball). A blend of two *unstyled* scenes is not garbage: it is a scene of faded sprites,
+and trained as garbage it made a clear tower beside a ghost ball "unrecognisable" (c = 0 where c =
+5 is right).
 Deterministic for a seed on one thread; the weights (fp16 safetensors), ``manifest.json``
 (config, seed, steps, data hash, wall time, held-out accuracies) and ``REPORT.md`` go to the
 output folder.
@@ -87,8 +88,8 @@ class JudgeConfig:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     pixel_noise: float = 0.04  # max std of the light noise added to training renders
-    # generations are never pixel-exact renders (`dvdlib.toy.handcheck` measured it): renders are
-    # also trained with their colours shifted and lightly blurred (`degrade`); 0 turns it off
+    # generations are never pixel-exact renders (`dvdlib.toy.handcheck` measured what that costs):
+    # a share `degraded` of the renders is drawn the way a generator draws (`degrade`); 0 turns a part off
     colour_jitter: float = 0.06  # max per-channel gain change and brightness shift
     saturation: float = 0.2  # max change of saturation (factor in [1 - s, 1 + s])
     blur: float = 0.5  # max weight of a 3×3 box blur mixed in
@@ -547,7 +548,7 @@ def handcheck_section(results: dict) -> str:
     """REPORT.md section: agreement with each hand-labelled sample of generated images."""
     if not results:
         return ("## Generated images (hand-checked)\n\nNo labelled sample: see `dvdlib.toy.handcheck` "
-                "(`dvd toy handcheck sample`, label `labels.csv`, retrain or `--report-only`).")
+                "(`dvd toy handcheck --out ...`, fill the label column of `labels.csv`, then `--report-only`).")
     pct = lambda x: "–" if x is None else f"{100 * x:.0f}%"  # noqa: E731
     parts = ["## Generated images (hand-checked)\n\nSamples of the toy model's generations, labelled by a "
              "person from an enlarged, shuffled contact sheet (`toy/judge/handcheck/<sample>/`). `exact`: the "
