@@ -15,9 +15,12 @@ verdicts).
 """
 
 import os
+import warnings
 
-# transformers warns at import that torchvision is absent (harmless here); keep pages readable.
+# transformers warns at import that torchvision is absent, and tqdm (imported by diffusers and
+# transformers) that ipywidgets is; both harmless here (progress bars stay text): keep pages readable.
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from .attention import intervene, record
 from .generate import PAPER_SEEDS, generate
