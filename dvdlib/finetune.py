@@ -345,11 +345,12 @@ class DreamBooth:
         if last.exists():
             self.load_checkpoint(last)
         end = min(self.recipe.steps, stop_after or self.recipe.steps)
-        bar = tqdm(total=end, initial=self.step, disable=not progress, desc="DreamBooth", unit="step")
+        # a few updates, not one per step: an executed chapter keeps every update in its output
+        bar = tqdm(total=end, initial=self.step, disable=not progress, desc="DreamBooth", unit="step", mininterval=15)
         while self.step < end:
             self.train_step()
             bar.update(1)
-            bar.set_postfix(loss=f"{self.losses[-1]:.4f}")
+            bar.set_postfix(loss=f"{self.losses[-1]:.4f}", refresh=False)
             if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
                 self.save_checkpoint(last)
         bar.close()
