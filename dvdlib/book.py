@@ -287,7 +287,7 @@ def write_status_page(out_dir="book", cwd=None) -> Path:
         "with its error, and `dvd book` exits non-zero.", "",
     ]
     if not chapters:
-        lines += ["No chapter has been run yet: `dvd book --profile smoke`.", ""]
+        lines += ["No chapter has been run yet: `make book` (profile toy) or `dvd book --profile smoke`.", ""]
     else:
         lines += ["| chapter | profile | started | run time | outcome |",
                   "|---|---|---|---|---|"]

@@ -1,6 +1,6 @@
 """The ``dvd`` command.
 
-    dvd book --profile smoke [--only NAME ...] [-p KEY VALUE ...] [--no-build]
+    dvd book [--profile toy] [--only NAME ...] [-p KEY VALUE ...] [--no-build]
 
 runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, writes
 the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
@@ -81,8 +81,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="dvd", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("book", help="run the chapters with a profile and build the HTML book")
-    p.add_argument("--profile", default="smoke", help="profile name (dvdlib/profiles/NAME.yaml); "
-                   "default smoke")
+    p.add_argument("--profile", default="toy", help="profile name (dvdlib/profiles/NAME.yaml); "
+                   "default toy (the trained toy world; smoke: the random-weight pipeline check)")
     p.add_argument("--only", action="append", metavar="NAME",
                    help="run only this chapter (file name, stem or number prefix); repeatable")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
