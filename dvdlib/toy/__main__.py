@@ -110,9 +110,12 @@ def _findings(args) -> None:
         raise SystemExit(1)
 
 
-def _gates(args) -> None:
-    import json
+def _step(model) -> int | None:
+    """The training step a toy model folder was exported at (its ``toy.json``)."""
+    return json.loads((Path(model) / "toy.json").read_text()).get("steps")
 
+
+def _gates(args) -> None:
     import pandas as pd
     import torch
 
@@ -126,7 +129,7 @@ def _gates(args) -> None:
     torch.set_num_threads(args.threads)
     P = load_profile(args.profile)
     model, judge = args.model or P.model, load_toy_judge(args.judge or P.judge)
-    pipe, step = load_toy(model), json.loads((Path(model) / "toy.json").read_text()).get("steps")
+    pipe, step = load_toy(model), _step(model)
     rows = []
     for guidance in args.guidance or [P.guidance]:
         store = Store(P.store, model_key(model), {**P.sampler(model), "guidance": guidance})
@@ -140,16 +143,13 @@ def _gates(args) -> None:
 
 
 def _handcheck(args) -> None:
-    import json
-
     import torch
 
     from .handcheck import make_sample, save_sample
     from .model import load_toy
 
     torch.set_num_threads(args.threads)
-    step = json.loads((Path(args.model) / "toy.json").read_text()).get("steps")
-    images, rows = make_sample(load_toy(args.model), args.prompts, args.seeds, args.guidance, model_step=step)
+    images, rows = make_sample(load_toy(args.model), args.prompts, args.seeds, args.guidance, model_step=_step(args.model))
     order = np.random.default_rng(args.shuffle).permutation(len(rows))  # labelled blind to the prompt order
     save_sample(args.out, images[order], rows.iloc[order].reset_index(drop=True))
     print(f"wrote {len(rows)} images to {args.out}: label them from contact.png in labels.csv (column label), "
@@ -157,7 +157,8 @@ def _handcheck(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render, findings.")
+    parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render, "
+                                     "findings, gates, handcheck.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train or resume a toy model (options default to the run's saved config)")

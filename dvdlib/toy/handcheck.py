@@ -111,11 +111,11 @@ def agreement(judge: ToyJudge, folder) -> dict:
     hand = [truth(judge.world, label) for label in rows["label"]]
     hand_bad = np.array([h is None for h in hand])
     exact = [bool(b) if h is None else (not b and bool((s == h).all())) for h, s, b in zip(hand, seen, called_bad)]
-    good = ~hand_bad & ~called_bad
-    truth_good = np.array([h for h in hand if h is not None]).reshape(-1, len(judge.world.names))[~called_bad[~hand_bad]]
+    good = ~hand_bad & ~called_bad  # per-concept rates: images neither calls unrecognisable
+    hand_seen = np.array([np.zeros(len(judge.world.names), bool) if h is None else h for h in hand])
     per_concept = {}
     for j, name in enumerate(judge.world.names):
-        t, s = truth_good[:, j], seen[good][:, j]
+        t, s = hand_seen[good, j], seen[good, j]
         per_concept[name] = {"present": int(t.sum()), "recall": float(s[t].mean()) if t.any() else None,
                              "said_present": int(s.sum()), "precision": float(t[s].mean()) if s.any() else None}
     return {"images": len(rows), "exact": float(np.mean(exact)), "exact_n": int(np.sum(exact)),
