@@ -134,6 +134,11 @@ def describe(folder) -> str:
     return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
 
 
+def percent(x: float | None) -> str:
+    """A rate of the hand-check tables: "93%", or "–" where there was nothing to count."""
+    return "–" if x is None else f"{x:.0%}"
+
+
 def results_table(judge_folder) -> pd.DataFrame:
     """The hand-check results stored in a judge's ``manifest.json`` (written when it was trained or
     rescored with ``--report-only``), one column group per sample: per concept, the images a person
@@ -141,12 +146,12 @@ def results_table(judge_folder) -> pd.DataFrame:
     import json
 
     results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
-    pct = lambda x: "–" if x is None else f"{x:.0%}"  # noqa: E731
     columns = {}
     for sample, r in results.items():
         about = f"{sample}: {r['about']}" if "about" in r else sample
-        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", pct(r["exact"]), "")}
-        rows = {**exact, **{n: (v["present"], pct(v["recall"]), pct(v["precision"])) for n, v in r["per_concept"].items()}}
+        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", percent(r["exact"]), "")}
+        rows = {**exact, **{n: (v["present"], percent(v["recall"]), percent(v["precision"]))
+                            for n, v in r["per_concept"].items()}}
         for k, name in enumerate(("seen by hand", "recall", "precision")):
             columns[(about, name)] = {concept: values[k] for concept, values in rows.items()}
     return pd.DataFrame(columns)

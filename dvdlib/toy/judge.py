@@ -549,7 +549,8 @@ def handcheck_section(results: dict) -> str:
     if not results:
         return ("## Generated images (hand-checked)\n\nNo labelled sample: see `dvdlib.toy.handcheck` "
                 "(`dvd toy handcheck --out ...`, fill the label column of `labels.csv`, then `--report-only`).")
-    pct = lambda x: "–" if x is None else f"{100 * x:.0f}%"  # noqa: E731
+    from .handcheck import percent as pct
+
     parts = ["## Generated images (hand-checked)\n\nSamples of the toy model's generations, labelled by a "
              "person from an enlarged, shuffled contact sheet (`toy/judge/handcheck/<sample>/`). `exact`: the "
              "judge sees exactly the labelled concepts (presence ≥ 0.7, i.e. c ≥ 3, as in the gates), or calls "
