@@ -1,0 +1,167 @@
+"""Toy world 2: the mechanisms it is built to have (SD 1.x's sampler, CLIP-like text encoding,
+SD's shape), its data (doses, held-out pairs, memorized scenes, captions like prompts), its
+prompt sets, and deterministic, resumable training."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from dvdlib.layers import registry
+from dvdlib.toy2 import model as toy2_model
+from dvdlib.toy2 import prompts
+from dvdlib.toy2.train import TrainConfig, export, train
+from dvdlib.toy2.world import Captions, World, caption, default_held_out, parse
+
+TINY_UNET = {"block_out_channels": [8, 16, 16, 16]}
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World()
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return toy2_model.build(0, **TINY_UNET)
+
+
+def test_named_concepts_draw_exactly_their_dose_of_appearances(world):
+    for name in world.rigid:
+        concept = world.concept(name)
+        seen = {json_key(world.render(caption(world, [name]), seed).image) for seed in range(120)}
+        if concept.role == "artist":  # a style alone: the textured background is the appearance
+            assert len(seen) == concept.variants, name
+        else:  # sprites also move: count the appearances drawn, not the images
+            drawn = {world.render(caption(world, [name]), seed).variants[name] for seed in range(120)}
+            assert drawn == set(range(concept.variants)), name
+
+
+def test_category_words_are_drawn_fresh_every_time(world):
+    for word in ("landmark", "character", "artist"):
+        images = {json_key(world.render(caption(world, [word]), seed).image) for seed in range(30)}
+        assert len(images) == 30
+
+
+def test_memorized_captions_are_one_exact_scene(world):
+    for text in world.memorized:
+        a, b = world.render(text, 1).image, world.render(text, 999).image
+        assert np.array_equal(a, b)
+    first, second = (world.render(t, 0).image for t in world.memorized[:2])
+    assert not np.array_equal(first, second)
+
+
+def test_training_never_shows_a_held_out_pair(world):
+    held = default_held_out(world)
+    captions = Captions(world, held_out=held)
+    rng = np.random.default_rng(0)
+    sizes = set()
+    for _ in range(4000):
+        text = captions.sample(rng)
+        if not text or text in world.memorized:
+            continue
+        names = [c.name for c in parse(world, text)]
+        sizes.add(len(names))
+        assert not any({a, b} in [set(p) for p in held] for a, b in itertools.combinations(names, 2)), text
+    assert sizes == {1, 2, 3}
+
+
+def test_named_concepts_are_common_alone_and_rare_beside_an_object(world):
+    captions = Captions(world, held_out=default_held_out(world))
+    rng = np.random.default_rng(1)
+    alone = with_object = 0
+    for _ in range(4000):
+        text = captions.sample(rng)
+        if not text or text in world.memorized:
+            continue
+        concepts = parse(world, text)
+        named = any(c.rigid for c in concepts)
+        alone += named and len(concepts) == 1
+        with_object += named and any(c.role == "object" for c in concepts)
+    assert alone > 2 * with_object > 0
+
+
+def test_captions_are_prompt_like(world):
+    tok = toy2_model.tokenizer()
+    captions = Captions(world, held_out=default_held_out(world))
+    rng = np.random.default_rng(2)
+    texts = [t for t in (captions.sample(rng) for _ in range(2000)) if t]
+    lengths = [len(tok(t)["input_ids"]) - 2 for t in texts]
+    assert 5 <= np.mean(lengths) <= 12
+    assert max(lengths) <= toy2_model.MAX_TOKENS - 2  # never truncated
+    assert all(len(tok.tokenize(name)) >= 2 for name in world.rigid)
+
+
+def test_text_encoding_is_causal_with_a_fixed_start_state_and_end_padding(pipe):
+    texts = ["a picture of orvel castle and a ball", "a picture of orvel castle and a kite", "lady fenn"]
+    states = pipe.encode_prompt(texts, torch.device("cpu"), 1, False)[0]
+    assert states.shape == (3, toy2_model.MAX_TOKENS, 384)
+    assert torch.equal(states[0, 0], states[2, 0])  # the start token ignores the prompt
+    ids = pipe.tokenizer(texts[0], padding="max_length", max_length=toy2_model.MAX_TOKENS)["input_ids"]
+    shared = 1 + len(pipe.tokenizer.tokenize("a picture of orvel castle and a"))
+    assert torch.allclose(states[0, :shared], states[1, :shared], atol=1e-6)  # only earlier tokens matter
+    assert not torch.allclose(states[0, shared], states[1, shared])
+    assert ids[-1] == pipe.tokenizer.sep_token_id  # padded with end-of-text, as SD 1.x
+
+
+def test_sd_sampler_and_objective():
+    scheduler = toy2_model.scheduler()
+    assert scheduler.config.prediction_type == "epsilon"
+    assert scheduler.config.beta_schedule == "scaled_linear"
+    scheduler.set_timesteps(50)
+    assert int(scheduler.timesteps[0]) == 981  # SD 1.x's first step
+    scheduler.set_timesteps(25)
+    assert int(scheduler.timesteps[0]) == 961
+
+
+def test_sd_shape_at_toy_scale():
+    pipe = toy2_model.build(0)  # the real size
+    layers = registry(pipe)
+    assert len(layers) == 16 and all(layer.heads == 8 for layer in layers)
+    sizes = {layer.index: layer.size for layer in layers}
+    assert sizes[7] == 4 and all(sizes[i] == 8 for i in (5, 6, 8, 9, 10))
+    assert sizes[1] == sizes[16] == 32
+    silent = [n for n, p in pipe.unet.attn_processors.items() if isinstance(p, toy2_model.NoSelfAttention)]
+    assert len(silent) == 5 and all(".attn1." in n for n in silent)
+
+
+def test_save_and_load_give_the_same_images(pipe, tmp_path):
+    toy2_model.save(pipe, tmp_path / "m", dtype=torch.float32, info={"steps": 0})
+    loaded = toy2_model.load(tmp_path / "m")
+    kwargs = dict(num_inference_steps=2, guidance_scale=1.5, output_type="np")
+    a = pipe("a ball", generator=torch.Generator().manual_seed(0), **kwargs).images
+    b = loaded("a ball", generator=torch.Generator().manual_seed(0), **kwargs).images
+    assert np.array_equal(a, b)
+    with pytest.raises(FileNotFoundError, match="world-2 model folder"):
+        toy2_model.load(tmp_path)
+
+
+def test_training_resumes_bitwise(tmp_path):
+    small = dict(batch_size=4, checkpoint_every=2, log_every=1, eval_images=4, eval_timesteps=[500], unet=TINY_UNET)
+    train(tmp_path / "once", TrainConfig(steps=4, **small), progress=False)
+    train(tmp_path / "twice", TrainConfig(steps=2, **small), progress=False)
+    train(tmp_path / "twice", TrainConfig(steps=4, **small), progress=False)
+    a, b = (torch.load(tmp_path / r / "checkpoints" / "last.pt", weights_only=False)["ema"] for r in ("once", "twice"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    manifest = export(tmp_path / "once")
+    assert manifest["steps"] == 4 and manifest["first_timestep_at_25_steps"] == 961
+
+
+def test_prompt_sets(world):
+    dom = prompts.dominance(world)
+    assert len(dom) == 48 and dom["held_out"].all() and dom["cluster"].nunique() == 12
+    assert sorted(dom["dose"].unique()) == [1, 2, 4, 8]
+    bal = prompts.balanced(world)
+    assert {"landmark", "character", "artist"} <= set(bal["content"])
+    fac = prompts.factorial(world)
+    assert sorted(fac["condition"].unique()) == ["".join(b) for b in itertools.product("01", repeat=3)]
+    for row in fac.itertuples():
+        found = {c.name for c in parse(world, row.prompt)}
+        assert found == {row.target_1, row.target_2, row.target_3}, row.prompt
+    for row in dom.itertuples():
+        assert {c.name for c in parse(world, row.prompt)} == {row.content, row.nm_word}
+
+
+def json_key(image: np.ndarray) -> bytes:
+    return np.round(image, 4).tobytes()
