@@ -239,6 +239,10 @@ class World:
             raise KeyError(f"{name!r} is an object: it has no category word")
         return role
 
+    def parse(self, text: str) -> list[Concept]:
+        """The concepts a caption names, in caption order (`parse`)."""
+        return parse(self, text)
+
     def with_variants(self, **variants: int | None) -> "World":
         for name in variants:
             self.concept(name)
@@ -341,8 +345,8 @@ class Captions:
     """The training caption distribution.
 
     ``empty`` of captions are "" (for classifier-free guidance), ``memorized`` one of the
-    memorized captions, ``single`` one concept, ``pair`` two, the rest three. Within each, a
-    caption's concept set is drawn with weight ``named_alone`` for a named concept alone,
+    memorized captions (none unless asked: training asks for 3%), ``single`` one concept,
+    ``pair`` two, the rest three. Within each, a caption's concept set is drawn with weight ``named_alone`` for a named concept alone,
     ``named_with_object`` for a set holding a named concept and an object (rare: the frequency
     knob), ``objects_only`` for two or three objects (composition is learned from them), 1
     otherwise; then a uniform order and template. Sets with two concepts of one role, or
@@ -350,7 +354,7 @@ class Captions:
 
     world: World = field(default_factory=World)
     empty: float = 0.1
-    memorized: float = 0.03
+    memorized: float = 0.0
     single: float = 0.32
     pair: float = 0.35
     named_alone: float = 3.0
