@@ -10,10 +10,10 @@ loaded through `QwenJudge` like a real checkpoint. It has Qwen2-VL's code path, 
 ratio mixes what batching saves per call (``generate`` set-up, five decoding steps) with the tiny
 model's compute, and does not predict the 2B judge, which should gain less on a CPU (compute-bound)
 and more on a GPU (a decoding step costs about the same for 20 pairs as for one); pass ``--model``
-for that. Each image is asked the ten questions of SPEC §2 (five about a concept, five
+for that. Each image is asked the ten questions of paper §2 (five about a concept, five
 about an object); the settings run interleaved, ``--repeats`` rounds after one warm-up, each keeps
 its fastest round (the least disturbed by other work on the machine), and the ratio is the
-one-call-per-question time over the setting's time (a speedup; issue 3 target: ≥ 4×, checked on the
+one-call-per-question time over the setting's time (a speedup; target: ≥ 4×, checked on the
 largest batch). Answers must agree between settings, else the script fails. Both settings encode
 each image once (`QwenJudge.ask`); only the number of ``generate`` calls differs. Results go to
 ``benchmarks/results/judge_batching.json``, shown on the book's benchmarks page.

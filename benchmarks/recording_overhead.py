@@ -9,7 +9,7 @@ weights, built offline) measures what SD 1.4 would cost. The three settings run 
 ``--repeats`` rounds after one warm-up; each setting keeps its fastest round (the least disturbed
 by other work on the machine), and the ratio is taken to the fastest plain round. Results go to
 ``benchmarks/results/recording_overhead.json``, which the book's benchmarks page shows.
-Targets (issue 2): step-1 recording ≤ 1.05×, all-step token-share recording ≤ 1.3×.
+Targets: step-1 recording ≤ 1.05×, all-step token-share recording ≤ 1.3×.
 """
 
 from __future__ import annotations

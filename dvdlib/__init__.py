@@ -9,9 +9,10 @@ resumable generation); the experiments: `diversity` (CLIP training-data diversit
 `finetune` (DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention over all steps,
 §3.5), `ablation` + `outcome` (head ablation and its outcome judge, §3.6), `memorization`
 (noise-prediction norm, §3.7), `detect` + `replace` (the early detector, `dvd check`, category-word
-replacement, §3.8); `profiles`, `plots`, `report` and `paper` (paper vs this run), `book` (the
-runner), `toy` (the book's own trained world) and `findings` (its claims: snapshot, intervals,
-verdicts).
+replacement, §3.8); `profiles` and `worlds` (what a run studies: Stable Diffusion, the smoke
+model, the toy world), `run` (`setup`: one chapter's models, stores, judge and report), `stats`
+(intervals, tests, the verdict rule), `plots`, `report` and `paper` (paper vs this run), `book`
+(the runner) and `findings` (the toy world's claims read back from its snapshot).
 """
 
 import os
@@ -28,6 +29,7 @@ from .layers import registry
 from .metrics import attention_deviation, focus_score, noise_prediction_norm
 from .models import load
 from .profiles import load_profile
+from .run import setup
 
 __all__ = ["PAPER_SEEDS", "attention_deviation", "focus_score", "generate", "intervene", "load", "load_profile",
-           "noise_prediction_norm", "record", "registry"]
+           "noise_prediction_norm", "record", "registry", "setup"]

@@ -1,11 +1,11 @@
-"""Head ablation (SPEC §3.6): sweep plans, their cost, a resumable runner and the per-layer rates.
+"""Head ablation (paper §3.6): sweep plans, their cost, a resumable runner and the per-layer rates.
 
 An `Intervention` scales some heads' pre-softmax logits by a factor at some steps (default:
 factor 0 — a uniform head — at the first step only, `dvdlib.attention.intervene`). A *plan* is a
 list of `Job`\\ s, each one intervention applied to some prompt-set rows:
 
 - `single_head`: one head at a time, every head of the chosen layers (the paper: layers 1–16);
-- `multi_head`: several heads at once. SPEC is terse; this book's reading (``reading="layer"``)
+- `multi_head`: several heads at once. the paper is terse; this book's reading (``reading="layer"``)
   ablates **all heads of one layer together**, one intervention per layer;
 - `pair_jobs`: pairs of the heads of one layer (default layer 1) that did *not* mitigate a
   prompt on their own, for that prompt.
@@ -39,20 +39,21 @@ from .attention import intervene
 from .generate import generate
 from .layers import Layer, select
 from .outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, OUTCOMES, UNCHANGED, DvDRule, MemorizedRule
+from .report import percent as as_percent
 from .store import Store
 
 #: A DominanceBench row whose plain images are not collapsed (mean DvD < τ) in this run.
 NOT_COLLAPSED = "not collapsed"
 #: Outcomes that keep a row out of the rates: the plain generation shows nothing to mitigate.
 EXCLUDED = (NOT_COLLAPSED, NOT_MEMORIZED)
-#: Readings of "multi-head ablation" (SPEC §3.6 is terse): "layer" = all heads of one layer at once.
+#: Readings of "multi-head ablation" (paper §3.6 is terse): "layer" = all heads of one layer at once.
 MULTI_HEAD_READINGS = ("layer",)
 
 
 @dataclass(frozen=True)
 class Intervention:
     """Heads (layer numbered from 1, head from 0) whose logits are multiplied by ``factor`` at
-    ``steps`` (1 = the first denoising step), SPEC §3.6."""
+    ``steps`` (1 = the first denoising step), paper §3.6."""
 
     heads: tuple[tuple[int, int], ...]
     factor: float = 0.0
@@ -103,7 +104,7 @@ def _heads_of(layer: Layer, heads) -> list[int]:
 
 
 def single_head(layers: list[Layer], which="all", heads="all", factor: float = 0.0, steps=(1,)) -> list[Intervention]:
-    """One intervention per head of the ``which`` layers (paper numbers or "all"), SPEC §3.6.
+    """One intervention per head of the ``which`` layers (paper numbers or "all"), paper §3.6.
 
     ``heads``: "all", or head indices to keep in each layer (a slice; indices a layer lacks are
     skipped)."""
@@ -116,7 +117,7 @@ def single_head(layers: list[Layer], which="all", heads="all", factor: float = 0
 
 def multi_head(layers: list[Layer], which="all", reading: str = "layer", factor: float = 0.0,
                steps=(1,)) -> list[Intervention]:
-    """Several heads ablated together (SPEC §3.6, open). ``reading="layer"``: all heads of one
+    """Several heads ablated together (paper §3.6, open). ``reading="layer"``: all heads of one
     layer at once, one intervention per layer of ``which``."""
     if reading not in MULTI_HEAD_READINGS:
         raise ValueError(f"unknown multi-head reading {reading!r}; known: {MULTI_HEAD_READINGS}")
@@ -131,7 +132,7 @@ def jobs(interventions: Iterable[Intervention], cases: Iterable) -> list[Job]:
 
 
 def pair_jobs(single: pd.DataFrame, layer: int = 1, factor: float = 0.0, steps=(1,)) -> list[Job]:
-    """Pairs of ``layer``'s heads that did not mitigate a row on their own, per row (SPEC §3.6:
+    """Pairs of ``layer``'s heads that did not mitigate a row on their own, per row (paper §3.6:
     "pairwise ablation of non-mitigating layer-1 heads"). ``single``: a single-head outcome table
     (`Sweep.judge_dvd` / `judge_memorized`); excluded rows (nothing to mitigate) get no pairs."""
     rows = single[(single["layer"] == layer) & ~single["outcome"].isin(EXCLUDED)]
@@ -144,7 +145,7 @@ def pair_jobs(single: pd.DataFrame, layer: int = 1, factor: float = 0.0, steps=(
 
 
 class Sweep:
-    """Runs and judges ablation jobs for one model, prompt set and seeds (resumable, SPEC §3.6).
+    """Runs and judges ablation jobs for one model, prompt set and seeds (resumable, paper §3.6).
 
     ``rows``: the prompt set, one row per ``case_num`` with its ``prompt`` (DominanceBench's
     columns for `judge_dvd`). ``root``/``model``/``sampler``: as for `dvdlib.store.Store`; the
@@ -307,7 +308,7 @@ def mitigated_count(table: pd.DataFrame) -> tuple[int, int]:
 
 def layer_rates(table: pd.DataFrame) -> pd.DataFrame:
     """Per layer of a single-head table: rows mitigated by at least one of its heads, and the rate
-    among rows with something to mitigate (SPEC §3.6: DvD peaks at layer 3, memorization at 6)."""
+    among rows with something to mitigate (paper §3.6: DvD peaks at layer 3, memorization at 6)."""
     single = table[table["layer"].notna() & ~table["outcome"].isin(EXCLUDED)]
     any_head = single.groupby(["layer", "case_num"])["outcome"].agg(lambda o: (o == MITIGATED).any())
     rates = any_head.groupby(level="layer").agg(mitigated="sum", prompts="size").reset_index()
@@ -325,7 +326,7 @@ def peak_layer(rates: pd.DataFrame) -> int | None:
 
 def fraction_text(k: int, n: int) -> str:
     """``"145/300 (48%)"``; ``"0/0 (nothing to mitigate)"`` when no row counts."""
-    return f"{k}/{n} ({k / n:.0%})" if n else "0/0 (nothing to mitigate)"
+    return f"{k}/{n} ({as_percent(k / n)})" if n else "0/0 (nothing to mitigate)"
 
 
 def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, UNCHANGED, CORRUPTED),
@@ -334,12 +335,12 @@ def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, U
     s = shares(table, per)
     if not s.attrs["n"]:
         return "nothing to mitigate"
-    return "; ".join(f"{o} {s[o]:.2%}" if percent else f"{o} {s[o]:.2f}" for o in outcomes) + f" (of {s.attrs['n']})"
+    return "; ".join(f"{o} {as_percent(s[o], 2)}" if percent else f"{o} {s[o]:.2f}" for o in outcomes) + f" (of {s.attrs['n']})"
 
 
 # --- what a profile sweeps ------------------------------------------------------------------------
 
-#: SPEC §3.6's full sweep: every head of layers 1–16, every prompt (``prompts``/``memorized``: rows
+#: paper §3.6's full sweep: every head of layers 1–16, every prompt (``prompts``/``memorized``: rows
 #: per set; None: the profile's ``n_prompts`` / all 500 memorized prompts), every seed (``seeds``:
 #: how many of the profile's seeds, first first; None: all).
 FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None, "seeds": None}
@@ -347,28 +348,177 @@ FULL = {"layers": "all", "heads": "all", "prompts": None, "memorized": None, "se
 
 def scale(profile) -> dict:
     """The sweep a profile runs by default: `FULL`, narrowed by the profile's ``scales.ablation``
-    (``slice`` says whether it was)."""
-    narrowed = profile.scales.get("ablation", {})
-    unknown = set(narrowed) - set(FULL)
-    if unknown:
-        raise ValueError(f"profile {profile.name!r}: unknown scales.ablation keys {sorted(unknown)}; known: {sorted(FULL)}")
-    return {**FULL, **narrowed, "slice": bool(narrowed)}
+    (`dvdlib.profiles.Profile.scale`)."""
+    return profile.scale("ablation", FULL)
 
 
-def memorized_set(profile, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
-    """The memorized control prompts of a profile (its ``memorized`` prompt-set role; SPEC §3.6),
-    at most ``n``, and a sentence saying which. A world without memorized prompts (the toy world)
-    gives (None, the reason)."""
-    from .bench import load_prompt_set
+@dataclass(frozen=True)
+class SweepPlan:
+    """What chapter 06 sweeps: layers, heads, rows per set, seeds, and whether that is narrower
+    than the paper's sweep (``narrowed``)."""
 
-    name = profile.prompt_sets.get("memorized")
+    layers: object
+    heads: object
+    n_prompts: int
+    n_memorized: int | None
+    seeds: list
+    narrowed: bool
+
+    def scope(self, factor: float, steps) -> str:
+        from .report import ranges
+
+        return (f"layers {self.layers if self.layers == 'all' else ranges(self.layers)}, "
+                f"heads {self.heads}, factor {factor:g} at step(s) {steps}")
+
+    def note(self, factor: float, steps) -> str:
+        """The line under the profile card: the sweep, and whether it is a slice of the paper's."""
+        return f"\n\n**Sweep:** {self.scope(factor, steps)}." + (
+            " **This is a slice of the paper's sweep** (every head of layers 1–16, 300 + 500 prompts), "
+            "chosen to keep this profile fast; set `sweep_layers`, `sweep_heads`, `n_prompts`, "
+            "`n_memorized` to widen it." if self.narrowed else "")
+
+
+def sweep_plan(profile, layers=None, heads=None, n_prompts=None, n_memorized=None, seeds=None) -> SweepPlan:
+    """The chapter's choices (None: the profile's `scale`) as one `SweepPlan`."""
+    S = scale(profile)
+    return SweepPlan(layers if layers is not None else S["layers"], heads if heads is not None else S["heads"],
+                     n_prompts or S["prompts"] or profile.n_prompts, n_memorized or S["memorized"],
+                     seeds or profile.seeds[:S["seeds"]],
+                     S["slice"] or layers is not None or heads is not None or seeds is not None)
+
+
+def memorized_set(run, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
+    """The memorized control prompts of a run (its profile's ``memorized`` prompt-set role; paper
+    §3.6), at most ``n``, and a sentence saying which. A world without memorized prompts (the toy
+    world) gives (None, the reason)."""
+    P = run.profile
+    name = P.prompt_sets.get("memorized")
     if name is None:
-        return None, (f"profile `{profile.name}` has no memorized prompts (no `memorized` prompt set): "
+        return None, (f"profile `{P.name}` has no memorized prompts (no `memorized` prompt set): "
                       "the memorization half is skipped")
-    rows = load_prompt_set(name, n=n)
+    rows = run.prompts("memorized", n, tokenize=False)
     return rows, f"{len(rows)} prompts of the memorized set `{name}`"
 
 
+def sweeps_for(run, benchmark: pd.DataFrame, memorized: pd.DataFrame | None, seeds) -> dict[str, Sweep]:
+    """A `Sweep` of the run's model per set: ``"DvD"`` (the benchmark) and, where the world has
+    them, ``"memorized"``."""
+    from .store import model_key
+
+    P = run.profile
+    common = dict(root=P.store, model=model_key(P.model), sampler=P.sampler(), batch_size=P.batch_size)
+    sweeps = {"DvD": Sweep(run.pipe, benchmark, seeds, **common)}
+    if memorized is not None:
+        sweeps["memorized"] = Sweep(run.pipe, memorized, seeds, **common)
+    return sweeps
+
+
+def plans_for(sweeps: dict[str, Sweep], single, multi) -> dict[str, dict[str, list[Job]]]:
+    """Per set, the single-head and the multi-head plan over all its rows."""
+    return {name: {"single-head": jobs(single, s.rows.index), "multi-head": jobs(multi, s.rows.index)}
+            for name, s in sweeps.items()}
+
+
+def cost_table(sweeps: dict[str, Sweep], plans) -> pd.DataFrame:
+    """Generations per set and plan (plain first), made and stored, before anything runs."""
+    return pd.DataFrame([{"set": name, "plan": "plain (no ablation)", **s.cost([])} for name, s in sweeps.items()]
+                        + [{"set": name, "plan": f"{plan}: {len(jobs)} interventions", **sweeps[name].cost(jobs, baseline=False)}
+                           for name, by_plan in plans.items() for plan, jobs in by_plan.items()])
+
+
+def run_plans(sweeps: dict[str, Sweep], plans) -> None:
+    """Generate every plan of every set (resumable: only what is missing)."""
+    for name, s in sweeps.items():
+        for plan in plans[name].values():
+            s.run(plan)
+
+
+def judge_plan(sweeps: dict[str, Sweep], plans, plan: str, judge, questions, dvd_rule, mem_rule, similarity: str,
+               require_baseline: bool = True) -> dict[str, pd.DataFrame]:
+    """The outcomes of one plan (``"single-head"`` or ``"multi-head"``) per set."""
+    out = {"DvD": sweeps["DvD"].judge_dvd(plans["DvD"][plan], judge, questions, dvd_rule, require_baseline)}
+    if "memorized" in sweeps:
+        out["memorized"] = sweeps["memorized"].judge_memorized(plans["memorized"][plan], mem_rule, similarity,
+                                                               require_baseline)
+    return out
+
+
+def baseline_counts(sweeps: dict[str, Sweep], similarity_threshold: float) -> pd.DataFrame:
+    """How many rows are collapsed (DvD) or reproduced (memorized) before any ablation."""
+    collapsed = sweeps["DvD"].baseline.outcome == "unchanged"
+    before = {"DvD": pd.Series({"collapsed": int(collapsed.sum()), "not collapsed": int((~collapsed).sum())})}
+    if "memorized" in sweeps:
+        similar = sweeps["memorized"].baseline.similarity >= similarity_threshold
+        before["memorized"] = pd.Series({"reproduced": int(similar.sum()), "not reproduced": int((~similar).sum())})
+    return pd.DataFrame(before).fillna(0).astype(int).rename_axis("plain images")
+
+
+def rates_by_set(single_out: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """`layer_rates` per set, saying which sets have nothing to mitigate in this run."""
+    rates = {name: layer_rates(table) for name, table in single_out.items()}
+    for name, r in rates.items():
+        if r.empty:
+            print(f"{name}: no row has anything to mitigate in this run (see 'Before any ablation'): no rate to draw")
+    return rates
+
+
+def rates_table(rates: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The per-layer rates of every set side by side (one column group per set)."""
+    return pd.concat({name: r.set_index("layer") for name, r in rates.items()}, axis=1).round(3)
+
+
+def paper_peaks(rates: dict) -> dict[str, int]:
+    """The paper's peak layer of each set in ``rates`` (DvD 3, memorized 6; paper §3.6)."""
+    from .paper import ABLATION
+
+    peaks = {"DvD": ABLATION["dvd_peak_layer"], "memorized": ABLATION["memorized_peak_layer"]}
+    return {k: v for k, v in peaks.items() if k in rates}
+
+
+def pairs_note(pairs: list[Job], layer: int, sweep: Sweep) -> str:
+    """How many head pairs and (prompt, pair) combinations a pairwise plan holds, and its cost."""
+    return (f"pairwise ablation: {len(pairs)} head pairs of layer {layer}, {sum(len(j.cases) for j in pairs)} "
+            f"(prompt, pair) combinations; cost {sweep.cost(pairs, baseline=False)}")
+
+
+def outcome_table(single_out, multi_out, pair_out, reading: str, pair_layer: int) -> pd.DataFrame:
+    """The outcome shares of every plan (rows) with how many rows or pairs each counts."""
+    rows = {}
+    for name in single_out:
+        rows[f"{name}: single head (per prompt)"] = shares(single_out[name])
+        rows[f"{name}: multi-head, {reading} (per prompt)"] = shares(multi_out[name])
+    rows[f"DvD: pairs of layer-{pair_layer} heads (per pair)"] = shares(pair_out, per="intervention")
+    table = pd.DataFrame(rows).T[list(OUTCOMES)]
+    table["counted"] = [s.attrs["n"] for s in rows.values()]
+    return table
+
+
+def plain_vs_ablated_rows(table: pd.DataFrame, sweep: Sweep, factor: float, steps, n: int) -> list:
+    """Rows of `dvdlib.plots.image_grid`: ``n`` prompts (the most telling outcome first), each
+    with two seeds plain and ablated by its single head."""
+    table = table.assign(rank=table.outcome.map({o: i for i, o in enumerate(OUTCOMES)}).fillna(len(OUTCOMES)))
+    shown = table.sort_values(["rank", "dvd"], kind="stable").drop_duplicates("case_num").head(n)
+    grid = []
+    for r in shown.itertuples():
+        iv = Intervention((r.heads,), factor, steps)
+        plain, ablated = sweep.store(), sweep.store(iv)
+        images = [(plain.image(r.prompt, s), f"plain, seed {s}") for s in sweep.seeds[:2]]
+        images += [(ablated.image(r.prompt, s), f"{iv.label}, seed {s}") for s in sweep.seeds[:2]]
+        grid.append((f'"{r.prompt}" — {r.intervention}: {r.outcome} (c={r.c:.1f}, n={r.n:.1f}, '
+                     f'DvD {r.dvd_before:.0f} → {r.dvd:.0f})', images))
+    return grid
+
+
+def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
+    """Per set, the layers with at least half its peak rate ("DvD: 1–3; memorized: 6"), or "none"."""
+    from .report import ranges
+
+    strong = {name: r[r.rate >= 0.5 * r.rate.max()].layer for name, r in rates.items() if r.rate.max() > 0}
+    return "; ".join(f"{name}: {ranges(v)}" for name, v in strong.items()) or "none"
+
+
 __all__ = ["CORRUPTED", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
-           "UNCHANGED", "best", "fraction_text", "jobs", "layer_rates", "memorized_set", "mitigated_count",
-           "multi_head", "pair_jobs", "peak_layer", "per_prompt", "scale", "shares", "shares_text", "single_head"]
+           "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
+           "judge_plan", "layer_rates", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
+           "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "rates_by_set",
+           "run_plans", "scale", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]

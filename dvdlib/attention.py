@@ -1,4 +1,4 @@
-"""Recording and steering cross-attention through diffusers attention processors (SPEC §3.4–3.6).
+"""Recording and steering cross-attention through diffusers attention processors (paper §3.4–§3.6).
 
 One processor, `ControlledProcessor`, sits on every cross-attention layer while a `record` or
 `intervene` context is open. For a (layer, step) that nobody asked about it hands the call to the
@@ -100,10 +100,6 @@ class Recording:
         n = len(next(iter(arrays.values()))) if arrays else 0
         return [{key: value[i] for key, value in arrays.items()} for i in range(n)]
 
-    def clear(self) -> None:
-        """Forget what was recorded (between batches of a long run)."""
-        self._shares.clear(), self._maps.clear()
-
     def check(self) -> None:
         """Raise if a wanted step ran but some wanted layer recorded nothing (a silent hook)."""
         if self.steps_seen:
@@ -117,7 +113,7 @@ class Recording:
 
 
 class HeadScaling:
-    """Multiply chosen heads' pre-softmax logits by a factor at chosen steps (SPEC §3.6).
+    """Multiply chosen heads' pre-softmax logits by a factor at chosen steps (paper §3.6).
 
     ``factors`` maps (layer, head) — layer numbered from 1, head from 0 — to the factor; factor 0
     makes the head attend uniformly over all tokens, factor 1 changes nothing.
@@ -286,7 +282,7 @@ def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True
 
 @contextmanager
 def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
-    """Scale chosen heads' pre-softmax logits at chosen steps (SPEC §3.6 ablation).
+    """Scale chosen heads' pre-softmax logits at chosen steps (paper §3.6 ablation).
 
     ``heads`` maps (layer, head) to a factor: ``{(3, 5): 0.0}`` makes head 5 of layer 3 uniform at
     the first step (the paper's default ablation).

@@ -1,8 +1,7 @@
-"""The prompt sets (SPEC §0 data, §3.2): DominanceBench, the control set, memorized prompts."""
+"""The prompt sets (the authors' data, §3.2): DominanceBench, the control set, memorized prompts."""
 from __future__ import annotations
 
 import json
-import random
 from importlib.resources import files
 
 import pandas as pd
@@ -11,9 +10,6 @@ from .tokens import ConceptNotFound, clip_tokenizer, concept_span
 
 CONTENT_TYPES = ("artist", "landmark", "character")
 BENCH_COLUMNS = ("case_num", "content_type", "content", "nm_word", "prompt")
-CONTROL_STANDIN_LABEL = (
-    "stand-in control: {n} non-memorized scene prompts (Ren et al., ECCV 2024), "
-    "not yet the balanced two-concept set of SPEC §3.2")
 CONTROL_SOURCE = "group_nomem500.txt (Ren et al., ECCV 2024)"
 
 
@@ -21,30 +17,40 @@ def _data(name: str):
     return files("dvdlib") / "data" / name
 
 
-def validate_dominancebench(df: pd.DataFrame) -> pd.DataFrame:
-    """Check the released table (SPEC §0): required columns, unique integer ``case_num``,
-    ``content_type`` in {artist, landmark, character}, no empty field. Returns ``df`` with an
-    integer ``case_num``; raises ValueError saying what is wrong and where."""
-    missing = [c for c in BENCH_COLUMNS if c not in df.columns]
+def validate_table(df: pd.DataFrame, name: str, columns, integer=("case_num",), unique=("case_num",)) -> pd.DataFrame:
+    """Check a prompt-set table: the ``columns`` present, no empty field, ``integer`` columns of
+    integers, ``unique`` columns without repeats. Returns ``df`` with the integer columns as ints;
+    raises ValueError saying what is wrong and where (rows named by ``case_num``)."""
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"DominanceBench table lacks column(s) {missing}; "
-                         f"expected {list(BENCH_COLUMNS)}, found {list(df.columns)}")
-    text = df[list(BENCH_COLUMNS)].astype(str).apply(lambda col: col.str.strip())
-    blank = df[list(BENCH_COLUMNS)].isna() | text.eq("")
+        raise ValueError(f"{name} table lacks column(s) {missing}; expected {list(columns)}, found {list(df.columns)}")
+    text = df[list(columns)].astype(str).apply(lambda col: col.str.strip())
+    blank = df[list(columns)].isna() | text.eq("")
     empty = [(df["case_num"][i], col) for i, col in blank.stack().loc[lambda b: b].index]
     if empty:
-        raise ValueError(f"DominanceBench has empty fields (case_num, column): {empty}")
-    case = pd.to_numeric(df["case_num"], errors="coerce")
-    if case.isna().any() or (case % 1 != 0).any():
-        raise ValueError(f"case_num must be integers; bad values: "
-                         f"{df['case_num'][case.isna() | (case % 1 != 0)].tolist()}")
-    if case.duplicated().any():
-        raise ValueError(f"case_num must be unique; repeated: {sorted(set(case[case.duplicated()]))}")
-    bad = ~text["content_type"].isin(CONTENT_TYPES)
+        raise ValueError(f"{name} has empty fields (case_num, column): {empty}")
+    df = df.copy()
+    for col in integer:
+        num = pd.to_numeric(df[col], errors="coerce")
+        if num.isna().any() or (num % 1 != 0).any():
+            raise ValueError(f"{col} must be integers; bad values: {df[col][num.isna() | (num % 1 != 0)].tolist()}")
+        df[col] = num.astype(int)
+    for col in unique:
+        repeated = df[col][df[col].duplicated()]
+        if len(repeated):
+            raise ValueError(f"{name}: {col} must be unique; repeated: {sorted(set(repeated))}")
+    return df
+
+
+def validate_dominancebench(df: pd.DataFrame) -> pd.DataFrame:
+    """Check the released table (`validate_table`) and that ``content_type`` is artist, landmark
+    or character."""
+    df = validate_table(df, "DominanceBench", BENCH_COLUMNS)
+    bad = ~df["content_type"].astype(str).str.strip().isin(CONTENT_TYPES)
     if bad.any():
         raise ValueError(f"content_type must be one of {CONTENT_TYPES}; bad rows (case_num, value): "
-                         f"{list(zip(case[bad].astype(int), df['content_type'][bad]))}")
-    return df.assign(case_num=case.astype(int))
+                         f"{list(zip(df['case_num'][bad], df['content_type'][bad]))}")
+    return df
 
 
 def _resolve(tokenizer, prompt: str, concept: str) -> tuple[list[int] | None, str | None]:
@@ -73,7 +79,7 @@ def _resolve_all(df: pd.DataFrame, tokenizer) -> pd.DataFrame:
 
 def load_dominancebench(tokenizer=None, strict: bool = False, *, resolve: bool = True,
                         path=None) -> pd.DataFrame:
-    """The 300 DominanceBench prompts (Jeong & Lee 2025; SPEC §0, §3.2), validated.
+    """The 300 DominanceBench prompts (Jeong & Lee 2025, paper §3.2; the authors' release), validated.
 
     With ``resolve`` (default), each row's ``content`` and ``nm_word`` are located in its prompt
     with :func:`dvdlib.tokens.concept_span` using ``tokenizer`` (default: the packaged SD 1.x
@@ -111,32 +117,12 @@ def unresolved_rows(df: pd.DataFrame) -> pd.DataFrame:
                   ["case_num", "content_type", "content", "nm_word", "prompt", "unresolved"]]
 
 
-def load_control_standin(n: int = 300, seed: int = 0) -> pd.DataFrame:
-    """STAND-IN control set: a seeded sample of ``n`` non-memorized scene prompts from
-    ``group_nomem500.txt`` (Ren et al., ECCV 2024), blank lines dropped.
-
-    This is *not yet* the balanced two-concept control of SPEC §3.2 (prompts naming exactly two
-    concepts, labelled content/nm_word); see :data:`CONTROL_STANDIN_LABEL`, also stored in
-    ``df.attrs["label"]``. Columns: ``prompt``, ``source``, ``line`` (1-based line in the file).
-    """
-    lines = _data("group_nomem500.txt").read_text(encoding="utf-8").splitlines()
-    pool = [(i + 1, s.strip()) for i, s in enumerate(lines) if s.strip()]
-    if not 0 < n <= len(pool):
-        raise ValueError(f"asked for n={n} control prompts, but group_nomem500.txt has "
-                         f"{len(pool)} non-blank prompts")
-    picked = random.Random(seed).sample(pool, n)
-    df = pd.DataFrame({"prompt": [p for _, p in picked], "source": CONTROL_SOURCE,
-                       "line": [i for i, _ in picked]})
-    df.attrs["label"] = CONTROL_STANDIN_LABEL.format(n=n)
-    return df
-
-
 BALANCED_COLUMNS = BENCH_COLUMNS + ("line", "rule")
 
 
 def load_balanced(tokenizer=None, strict: bool = False, *, resolve: bool = True,
                   path=None) -> pd.DataFrame:
-    """The balanced control set (SPEC §3.2): 300 prompts of ``group_nomem500.txt`` (Ren et al.,
+    """The balanced control set (paper §3.2): 300 prompts of ``group_nomem500.txt`` (Ren et al.,
     ECCV 2024) that name two concepts of comparable visual diversity, labelled by hand for this
     project as ``content`` (first-named) / ``nm_word`` (second); ``content_type`` "balanced".
 
@@ -149,24 +135,8 @@ def load_balanced(tokenizer=None, strict: bool = False, *, resolve: bool = True,
     """
     raw = pd.read_csv(str(path or _data("balanced_300.csv")), dtype=str, keep_default_na=False,
                       comment="#")
-    missing = [c for c in BALANCED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ValueError(f"balanced table lacks column(s) {missing}; expected {list(BALANCED_COLUMNS)}, "
-                         f"found {list(raw.columns)}")
-    blank = raw[list(BALANCED_COLUMNS)].apply(lambda col: col.str.strip().eq(""))
-    empty = [(raw["case_num"][i], col) for i, col in blank.stack().loc[lambda b: b].index]
-    if empty:
-        raise ValueError(f"balanced set has empty fields (case_num, column): {empty}")
-    df = raw.copy()
-    for col in ("case_num", "line"):
-        num = pd.to_numeric(df[col], errors="coerce")
-        if num.isna().any() or (num % 1 != 0).any():
-            raise ValueError(f"{col} must be integers; bad values: {df[col][num.isna() | (num % 1 != 0)].tolist()}")
-        df[col] = num.astype(int)
-    for col in ("case_num", "prompt", "line"):
-        dup = df[col][df[col].duplicated()]
-        if len(dup):
-            raise ValueError(f"balanced set: {col} must be unique; repeated: {sorted(set(dup))}")
+    df = validate_table(raw, "balanced", BALANCED_COLUMNS, integer=("case_num", "line"),
+                        unique=("case_num", "prompt", "line"))
     same = df["content"].str.lower() == df["nm_word"].str.lower()
     if same.any():
         raise ValueError(f"balanced set: content equals nm_word in case(s) {df['case_num'][same].tolist()}")
@@ -181,7 +151,7 @@ def load_balanced(tokenizer=None, strict: bool = False, *, resolve: bool = True,
 
 
 def load_memorized() -> pd.DataFrame:
-    """The 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024; SPEC §0, §3.6-3.7):
+    """The 500 memorized SD 1.x prompts (Webster 2023 via Wen et al., ICLR 2024; the authors' release; paper §3.6–§3.7):
     column ``prompt`` (the jsonl ``caption``) plus the released ``index`` and ``url``."""
     text = _data("memorized_sd1_500.jsonl").read_text(encoding="utf-8")
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
@@ -197,24 +167,19 @@ def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFra
     return df.loc[rank.sort_values(kind="stable").index[:n]].sort_index()
 
 
-def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataFrame:
+def load_prompt_set(name: str, tokenizer=None, n: int | None = None, sets=None) -> pd.DataFrame:
     """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories).
 
-    "dominancebench" (SPEC §3.2), "balanced" (`load_balanced`), "control-standin" (`load_control_standin`),
-    "memorized" (`load_memorized`, ``case_num`` = its released ``index``) and the toy world's
-    "toy-dominance" / "toy-balanced" (`dvdlib.toy.prompts`). Sets that label concepts get their
-    token spans resolved with ``tokenizer`` (every row must resolve).
+    "dominancebench" (paper §2), "balanced" (`load_balanced`), "memorized" (`load_memorized`,
+    ``case_num`` = its released ``index``), or one of ``sets`` (name → loader: the sets a world
+    adds, `dvdlib.worlds.World.prompt_sets`). Sets that label concepts get their token spans
+    resolved with ``tokenizer`` (every row must resolve).
     """
-    from .toy.prompts import toy_balanced, toy_dominance
-
-    if name == "control-standin":
-        return load_control_standin(n or 300)
     loaders = {"dominancebench": lambda: load_dominancebench(resolve=False),
                "balanced": lambda: load_balanced(resolve=False),
-               "memorized": lambda: load_memorized().rename(columns={"index": "case_num"}),
-               "toy-dominance": toy_dominance, "toy-balanced": toy_balanced}
+               "memorized": lambda: load_memorized().rename(columns={"index": "case_num"}), **(sets or {})}
     if name not in loaders:
-        raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders) + ['control-standin']}")
+        raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders)}")
     table = loaders[name]()
     if tokenizer is not None and "content" in table:
         table = resolve_spans(table, tokenizer, strict=True, name=name)
@@ -223,12 +188,19 @@ def load_prompt_set(name: str, tokenizer=None, n: int | None = None) -> pd.DataF
     return stratified(table, n) if "content_type" in table else table.head(n)
 
 
+def case(table: pd.DataFrame, case_num: int) -> pd.Series:
+    """The row of ``case_num`` (named by it), or the first row when the set has no such case (a
+    world's own sets number their own cases)."""
+    cases = table.set_index("case_num")
+    return cases.loc[case_num] if case_num in cases.index else cases.iloc[0]
+
+
 DREAMBOOTH_GROUPS = ("object", "scene", "style")
 
 
 def load_dreambooth_prompts(tokenizer=None, n: int | None = None, token: str = "dvddog",
                             subject: str = "dog", path=None) -> pd.DataFrame:
-    """The 50 prompts of the DreamBooth causal test (SPEC §3.3; ``dreambooth_prompts.csv``, the
+    """The 50 prompts of the DreamBooth causal test (paper §3.3; ``dreambooth_prompts.csv``, the
     project's own words): 18 object co-occurrence, 16 scene context, 16 style modifier prompts,
     each pairing the fine-tuned ``token`` ("dvddog dog") with one other concept.
 

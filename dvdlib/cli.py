@@ -58,15 +58,12 @@ def _book(args) -> int:
 def _check(args) -> int:
     import dvdlib
     from dvdlib.detect import check_prompt
-    from dvdlib.models import model_key
-    from dvdlib.store import Store
     from dvdlib.tokens import ConceptNotFound
 
-    profile = dvdlib.load_profile(args.profile, model=args.model)
-    pipe = dvdlib.load(profile.model, dtype=profile.dtype, device=profile.device)
-    store = Store(profile.store, model_key(profile.model), profile.sampler())
+    run = dvdlib.setup(args.profile, "check", model=args.model)
+    profile = run.profile
     try:
-        result = check_prompt(pipe, args.prompt, args.concepts, store=store,
+        result = check_prompt(run.pipe, args.prompt, args.concepts, store=run.store(),
                               seeds=args.seeds or profile.seeds[:1], layers=args.layers, threshold=args.threshold)
     except ConceptNotFound as exc:
         print(f"dvd check: {exc}", file=sys.stderr)
@@ -74,6 +71,13 @@ def _check(args) -> int:
     print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")
     print(result.report(args.layers, args.threshold))
     return 0
+
+
+def _world_command(name: str):
+    """The ``dvd <world> ...`` command line of the world ``name`` (`dvdlib.worlds.World.command`), if any."""
+    from dvdlib import worlds
+
+    return worlds.get(name).command if name in worlds.available() else None
 
 
 def main(argv=None) -> int:
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
     p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
-    p = sub.add_parser("check", help="first-step collapse risk of one prompt (SPEC §3.8), no full generation")
+    p = sub.add_parser("check", help="first-step collapse risk of one prompt (paper §3.8), no full generation")
     p.add_argument("prompt")
     p.add_argument("--concepts", nargs="*", default=[], help="concepts to locate in the prompt, e.g. 'van gogh' notebook")
     p.add_argument("--profile", default="smoke", help="profile giving model, sampler, device (default smoke)")
@@ -96,13 +100,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
     p.add_argument("--layers", nargs="*", type=int, default=[9, 10], help="detector layers (default 9 10)")
     p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
-    sub.add_parser("toy", help="the toy world: train, export, sample, render, findings (dvd toy --help)",
-                   add_help=False)
+    sub.add_parser("toy", help="a world's own commands, e.g. the toy world's: train, export, sample, render, "
+                   "findings (dvd toy --help)", add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["toy"]:
-        from dvdlib.toy.__main__ import main as toy_main
-
-        return toy_main(argv[1:])
+    command = _world_command(argv[0]) if argv else None
+    if command is not None:
+        return command(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "book":
         return _book(args)

@@ -1,4 +1,4 @@
-"""Early detection of generative collapse (SPEC §3.8): the Focus Score at the first denoising step,
+"""Early detection of generative collapse (paper §3.8): the Focus Score at the first denoising step,
 in chosen layers, against a threshold — the one-prompt check behind ``dvd check``, and the
 detector over whole prompt sets (rates, the threshold × layer-set grid, the ROC curve).
 """
@@ -15,7 +15,7 @@ from .layers import registry
 from .store import Store
 from .tokens import concept_span
 
-#: The paper's best configuration (SPEC §3.8): layers 9 and 10, threshold 0.010.
+#: The paper's best configuration (paper §3.8): layers 9 and 10, threshold 0.010.
 LAYERS, THRESHOLD = (9, 10), 0.010
 
 
@@ -66,7 +66,7 @@ def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,),
 
 # ------------------------------------------------------------------ the detector over prompt sets
 
-#: Open (SPEC §3.8 gives only the best configuration): the grid the chapter sweeps by default.
+#: Open (paper §3.8 gives only the best configuration): the grid the chapter sweeps by default.
 THRESHOLDS = (0.006, 0.008, 0.010, 0.012, 0.014)
 LAYER_SETS = ((8,), (9,), (10,), (9, 10), (8, 9, 10), (5, 6, 7, 8, 9, 10))
 
@@ -94,25 +94,20 @@ def detection_rate(scores, prompts, threshold: float = THRESHOLD) -> float:
     return float((scores.loc[list(prompts)] > threshold).mean())
 
 
-def layer_label(layers) -> str:
-    """Layer set as a label: (9, 10) → "9–10", (8,) → "8", (5, 7) → "5, 7"."""
-    from .report import ranges
-
-    return ranges(layers)
-
-
 def detection_grid(bench_pp, control_pp, bench_prompts, control_prompts, thresholds=THRESHOLDS,
                    layer_sets=LAYER_SETS, combine: str = "mean"):
-    """Every threshold × layer set (SPEC §3.8): the share of benchmark rows and of control rows
+    """Every threshold × layer set (paper §3.8): the share of benchmark rows and of control rows
     flagged, and the gap between them in percentage points. One row per configuration."""
     import pandas as pd
+
+    from .report import ranges
 
     rows = []
     for layers in layer_sets:
         b, c = combined_scores(bench_pp, layers, combine), combined_scores(control_pp, layers, combine)
         for threshold in thresholds:
             rb, rc = detection_rate(b, bench_prompts, threshold), detection_rate(c, control_prompts, threshold)
-            rows.append({"layers": layer_label(layers), "threshold": threshold, "benchmark": 100 * rb,
+            rows.append({"layers": ranges(layers), "threshold": threshold, "benchmark": 100 * rb,
                          "control": 100 * rc, "gap": 100 * (rb - rc)})
     return pd.DataFrame(rows)
 
@@ -151,3 +146,54 @@ def roc_figure(curves: dict, marks: dict | None = None):
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def grid_table(grid, layer_sets):
+    """`detection_grid` as one table: layer sets (rows, in the given order) × thresholds."""
+    from .report import ranges
+
+    return grid.pivot(index="layers", columns="threshold", values=["benchmark", "control", "gap"]).loc[
+        [ranges(s) for s in layer_sets]].round(1)
+
+
+def roc_curves(bench_pp, control_pp, bench_prompts, control_prompts, layer_sets, combine: str, threshold: float):
+    """Per layer set (by its label), the ROC of the detector's score (`roc`) and the operating
+    point of ``threshold`` as (false-positive rate, true-positive rate): (curves, marks)."""
+    from .report import ranges
+
+    curves, marks = {}, {}
+    for layers in layer_sets:
+        b = combined_scores(bench_pp, layers, combine).loc[bench_prompts]
+        c = combined_scores(control_pp, layers, combine).loc[control_prompts]
+        curves[ranges(layers)] = roc(b.values, c.values)
+        marks[ranges(layers)] = ((c > threshold).mean(), (b > threshold).mean())
+    return curves, marks
+
+
+def areas(curves: dict):
+    """The area under each ROC curve, one row."""
+    import pandas as pd
+
+    return pd.Series({label: auc for label, (_, auc) in curves.items()}, name="AUC").to_frame().T.round(3)
+
+
+def configuration(grid, bench_pp, control_pp, bench_prompts, control_prompts, layers, threshold: float, combine: str):
+    """The grid's row of the detector's configuration, computed on its own when the grid lacks it."""
+    from .report import ranges
+
+    config = grid[(grid.layers == ranges(layers)) & (grid.threshold == threshold)]
+    if config.empty:
+        config = detection_grid(bench_pp, control_pp, bench_prompts, control_prompts, [threshold], [tuple(layers)], combine)
+    return config.iloc[0]
+
+
+def layers_in(layer_sets) -> list[int]:
+    """Every layer that some layer set of the grid reads, in order."""
+    return sorted({layer for layers in layer_sets for layer in layers})
+
+
+def best_area(curves: dict) -> tuple[str, float]:
+    """(label, area) of the layer set whose ROC curve has the largest area."""
+    auc = {label: a for label, (_, a) in curves.items()}
+    top = max(auc, key=auc.get)
+    return top, auc[top]

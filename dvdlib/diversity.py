@@ -1,4 +1,4 @@
-"""Training-data diversity of a concept (SPEC §3.1, the paper's appendix): CLIP ViT-L/14 image
+"""Training-data diversity of a concept (paper §3.1, the paper's appendix): CLIP ViT-L/14 image
 embeddings of the images associated with each concept, the mean pairwise **cosine distance**
 within the concept (lower = less diverse), and per category the median over its concepts.
 
@@ -10,8 +10,8 @@ The paper embeds LAION images; LAION cannot be downloaded here, so the images co
 - `from_table`: a CSV or parquet file with columns ``path``, ``concept`` and ``category``;
 - `generated`: images a text-to-image model generates for each concept's name (the `smoke`
   profile's stand-in: the *model's* output diversity, not its training data's);
-- `toy_renders`: renders of the toy world (`dvdlib.toy.world`), whose diversity is known by
-  construction.
+- a world's own named sources (`dvdlib.worlds.World.image_sources`, e.g. the toy world's renders,
+  whose diversity is known by construction).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from scipy.spatial.distance import pdist
 
 from .store import atomic_write
 
-#: The paper's image encoder (SPEC §3.1).
+#: The paper's image encoder (paper §3.1).
 PAPER_CLIP = "openai/clip-vit-large-patch14"
 #: A tiny CLIP vision tower with random weights, built offline from a config (smoke runs, tests).
 TINY_CLIP = "tiny:clip"
@@ -43,7 +43,7 @@ class ClipUnavailable(RuntimeError):
 
 def mean_pairwise_cosine_distance(embeddings) -> float:
     """Mean of 1 − cos(e_i, e_j) over all pairs i < j of the rows of ``embeddings`` [n, d]
-    (SPEC §3.1, open: the mean over pairs). Needs at least two non-zero rows."""
+    (paper §3.1, open: the mean over pairs). Needs at least two non-zero rows."""
     e = np.asarray(embeddings, dtype=np.float64)
     if e.ndim != 2 or len(e) < 2:
         raise ValueError(f"need at least two embeddings [n, d] for a pairwise distance, got shape {e.shape}")
@@ -72,7 +72,7 @@ def concept_diversity(embeddings, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def category_medians(per_concept: pd.DataFrame) -> pd.Series:
-    """Per category, the median of its concepts' diversities (SPEC §3.1, open: the median)."""
+    """Per category, the median of its concepts' diversities (paper §3.1, open: the median)."""
     return per_concept.groupby("category", sort=False)["diversity"].median()
 
 
@@ -170,20 +170,6 @@ def embed_table(table: pd.DataFrame, model, processor, *, cache: str | Path | No
 # ----------------------------------------------------------------------------- image sources
 
 
-def default_clip(profile) -> str:
-    """The CLIP of a profile when the chapter names none: the paper's, except for the profiles that
-    run offline by design — ``smoke`` (a model built offline) and the toy world's — which get the
-    tiny random one (on toy renders its random features still tell a fixed appearance from fresh
-    ones: `tests/test_diversity.py`)."""
-    return TINY_CLIP if profile.model == "smoke" or default_source(profile) == "toy" else PAPER_CLIP
-
-
-def default_source(profile) -> str:
-    """The image source of a profile when the chapter names none: the toy renderer for the toy
-    world's profiles, else images the profile's model generates (``"generated"``)."""
-    return "toy" if str(profile.prompt_sets.get("benchmark", "")).startswith("toy") else "generated"
-
-
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -240,7 +226,7 @@ def from_table(path: str | Path) -> pd.DataFrame:
 def benchmark_concepts(benchmark: pd.DataFrame, per_category: int) -> pd.DataFrame:
     """Up to ``per_category`` concepts per category from a DominanceBench-like table: the
     ``content`` of each ``content_type``, and the ``nm_word`` objects as category "object"
-    (SPEC §3.1 compares the three concept categories with objects). Columns concept, category."""
+    (paper §3.1 compares the three concept categories with objects). Columns concept, category."""
     rows = [(c, t) for c, t in zip(benchmark["content"], benchmark["content_type"])]
     rows += [(o, "object") for o in benchmark["nm_word"]]
     table = pd.DataFrame(rows, columns=["concept", "category"])
@@ -261,78 +247,32 @@ def generated(pipe, concepts: pd.DataFrame, seeds, *, store, template: str = "{c
                         columns=list(SOURCE_COLUMNS))
 
 
-def toy_render(world, name: str, seed: int, centred: bool = True) -> np.ndarray:
-    """One toy-world image of concept ``name`` alone, uint8 [size, size, 3]. With ``centred``
-    (open, default) a sprite is drawn in the middle of the image: position is not part of a toy
-    concept's identity (`dvdlib.toy.world`), so only its appearance varies; otherwise
-    `World.render` (random position). A style fills the image either way."""
-    from .toy.world import BACKGROUND, draw
-
-    concept = world.concept(name)
-    if not centred or concept.role == "style":
-        image = world.render(name, int(seed)).image
-    else:
-        params, _ = world.draw_appearance(concept, np.random.default_rng(int(seed)))
-        rgb, mask = draw(concept, params)
-        image = np.broadcast_to(np.array(BACKGROUND, np.float32), (world.size, world.size, 3)).copy()
-        y, x = (world.size - mask.shape[0]) // 2, (world.size - mask.shape[1]) // 2
-        image[y:y + mask.shape[0], x:x + mask.shape[1]][mask] = rgb[mask]
-    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-
-
-def toy_renders(folder: str | Path, seeds, world=None, names=None, centred: bool = True) -> pd.DataFrame:
-    """A source table of toy-world images (`toy_render`): each concept (``names``, default all)
-    alone, one image per seed, saved as PNG under ``folder/<centred|placed>/<concept>/<seed>.png``
-    (kept between runs). Category: "object", or the role marked rigid or category word:
-    "landmark (rigid)" (tower), "landmark (category word)" (landmark) — never a bare paper
-    category, so that no toy number sits beside a LAION one by name."""
-    from .toy.world import World
-
-    world = world or World()
-    rows = []
-    for name in names or world.names:
-        concept = world.concept(name)
-        kind = "rigid" if concept.rigid else "category word"
-        category = concept.role if concept.role == "object" else f"{concept.role} ({kind})"
-        for seed in seeds:
-            file = Path(folder) / ("centred" if centred else "placed") / name / f"{seed}.png"
-            if not file.exists():
-                pixels = toy_render(world, name, seed, centred)
-                atomic_write(file, lambda p, a=pixels: Image.fromarray(a).save(p, format="PNG"))
-            rows.append((name, category, str(file)))
-    return pd.DataFrame(rows, columns=list(SOURCE_COLUMNS))
-
-
-def source_table(source: str, profile, *, per_category: int = 2, categories: dict[str, str] | None = None,
-                 template: str = "{concept}", centred: bool = True) -> tuple[pd.DataFrame, str]:
-    """(source table, one line saying where its images come from) for a chapter's ``source``:
-    ``"generated"`` (the profile's model draws ``per_category`` concepts per category of its
-    benchmark set, one image per seed), ``"toy"`` (toy-world renders, one per seed, ``centred``
-    or placed as in training: `toy_render`), a folder
-    (`from_folders`, with ``categories`` for the one-level layout) or a CSV/parquet (`from_table`)."""
+def source_table(run, source: str | None = None, *, per_category: int = 2,
+                 categories: dict[str, str] | None = None, template: str = "{concept}",
+                 centred: bool = True) -> tuple[pd.DataFrame, str]:
+    """(source table, one line saying where its images come from) for a chapter's ``source``
+    (None: the world's `~dvdlib.worlds.World.diversity_source`): ``"generated"`` (the run's model
+    draws ``per_category`` concepts per category of its benchmark set, one image per seed), a
+    named source of the run's world (e.g. the toy world's ``"toy"``, ``centred`` or placed as in
+    training), a folder (`from_folders`, with ``categories`` for the one-level layout) or a
+    CSV/parquet (`from_table`). ``run`` is a `dvdlib.run.Run`."""
+    profile, source = run.profile, source or run.world.diversity_source
     if source == "generated":
-        from . import bench
-        from .models import load, model_key
-        from .store import Store
-
-        concepts = benchmark_concepts(bench.load_prompt_set(profile.prompt_sets["benchmark"]), per_category)
-        pipe = load(profile.model, dtype=profile.dtype, device=profile.device)
-        store = Store(profile.store, model_key(profile.model), profile.sampler())
-        table = generated(pipe, concepts, profile.seeds, store=store, template=template, batch_size=profile.batch_size)
+        concepts = benchmark_concepts(run.prompts("benchmark", tokenize=False), per_category)
+        table = generated(run.pipe, concepts, profile.seeds, store=run.store(), template=template,
+                          batch_size=profile.batch_size)
         return table, (f"images **generated by the model `{profile.model}`** for the prompt "
                        f"`{template}` ({len(profile.seeds)} seeds per concept): the model's output diversity, "
                        "not its training data's")
-    if source == "toy":
-        table = toy_renders(Path(profile.store) / "toy_renders", profile.seeds, centred=centred)
-        where = "drawn in the middle of the image" if centred else "placed at random as in training"
-        return table, (f"**renders of the toy world** (`dvdlib.toy.world`), {len(profile.seeds)} per concept, "
-                       f"each concept alone, {where}: diversity known by construction")
+    if source in run.world.image_sources:
+        return run.world.image_sources[source](profile, centred=centred)
     path = Path(source)
     if path.is_dir():
         return from_folders(path, categories), f"images from the folder `{path}`"
     if path.is_file():
         return from_table(path), f"images listed in `{path}`"
-    raise ValueError(f"image source {source!r} is neither 'generated', 'toy', a folder nor a CSV/parquet file")
+    named = ", ".join(repr(n) for n in ["generated", *run.world.image_sources])
+    raise ValueError(f"image source {source!r} is neither {named}, a folder nor a CSV/parquet file")
 
 
 def figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | None = None, order=None):
@@ -360,6 +300,27 @@ def figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | None = N
     ax.set_ylabel("mean pairwise cosine distance\nper concept (higher = more diverse)")
     fig.tight_layout()
     return fig
+
+
+def add_category_medians(report, medians: pd.Series, paper_medians: dict[str, float]) -> None:
+    """One results row per paper category: its median here beside the paper's (``div_median_<category>``)."""
+    for category, value in paper_medians.items():
+        ours = f"{medians[category]:.4f}" if category in medians else "— (no such category here)"
+        report.add(f"div_median_{category}", f"{category}: median diversity", value, ours)
+
+
+def rigid_text(medians: pd.Series) -> str:
+    """`rigid_vs_category_word` in words: "landmark: 0.100 < 0.300; …", or a dash when no source
+    has both kinds of category (toy renders only)."""
+    rigid = rigid_vs_category_word(medians)
+    return ("; ".join(f"{role}: {r:.3f} {'<' if r < w else '≥'} {w:.3f}" for role, (r, w) in rigid.items())
+            or "— (no toy renders in this source)")
+
+
+def encoder_note(encoder: str) -> str:
+    """The line that names the image encoder (and says when its weights are random)."""
+    return f"**Encoder:** `{encoder}`" + (" — a tiny CLIP with **random weights** (random features, no knowledge of concepts)."
+                                          if encoder == TINY_CLIP else ".")
 
 
 def rigid_vs_category_word(medians: pd.Series) -> dict[str, tuple[float, float]]:

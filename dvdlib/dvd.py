@@ -1,4 +1,4 @@
-"""The DvD Score of a run (SPEC §2): judge every image of a prompt set, score it, aggregate.
+"""The DvD Score of a run (paper §2): judge every image of a prompt set, score it, aggregate.
 
 The judge's answers are stored in each image's record (key ``judge:<judge>|<question set>|
 <concept>|<object>``), so a rerun or an interrupted run asks the judge nothing it already answered.
@@ -47,7 +47,56 @@ def judge_images(rows: pd.DataFrame, seeds, store: Store, judge, questions: Ques
 
 
 def per_prompt(images: pd.DataFrame, tau: float = 48.0) -> pd.DataFrame:
-    """Per prompt-set row: mean DvD over its images (SPEC §2) and how many are DvD images (≥ τ)."""
+    """Per prompt-set row: mean DvD over its images (paper §2) and how many are DvD images (≥ τ)."""
     scored = images.assign(dvd_image=[is_dvd_image(s, tau) for s in images["dvd"]])
     return scored.groupby(["case_num", "content_type", "prompt"], sort=False).agg(
         dvd=("dvd", "mean"), dvd_images=("dvd_image", "sum"), images=("dvd", "size")).reset_index()
+
+
+def generate_and_judge(run, rows: pd.DataFrame, models=None) -> pd.DataFrame:
+    """Every prompt of ``rows`` with every seed of ``run`` (a `dvdlib.run.Run`), for each model
+    compared (default the profile's ``models``), one model at a time: generated into the model's
+    store, then judged (`judge_images`); one table with a ``model`` column."""
+    from .generate import generate
+
+    judged, P = [], run.profile
+    for name, pipe in run.pipes(models):
+        store = run.store(name)
+        generate(pipe, rows.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size)
+        judged.append(judge_images(rows, P.seeds, store, run.judge, run.questions).assign(model=name))
+        del pipe
+    return pd.concat(judged, ignore_index=True)
+
+
+def scores_by(images: pd.DataFrame, tau: float, by: str, sort: bool = False, ignore_index: bool = False) -> pd.DataFrame:
+    """`per_prompt` within each value of the column ``by`` (a model, a variant), that column kept."""
+    return pd.concat([per_prompt(g, tau).assign(**{by: k}) for k, g in images.groupby(by, sort=sort)],
+                     ignore_index=ignore_index)
+
+
+def inclusion_sensitivity(images: pd.DataFrame, taus, min_images: int, sets=("benchmark", "balanced")) -> pd.DataFrame:
+    """Per model and τ, the share of each set's prompts (``case_num`` prefixed by the set's name)
+    with at least ``min_images`` DvD images: the inclusion rule's sensitivity to τ (paper §2)."""
+    return pd.DataFrame({
+        (m, f"τ = {t}"): [per_prompt(g[g.case_num.str.startswith(s)], t).dvd_images.ge(min_images).mean() for s in sets]
+        for m, g in images.groupby("model", sort=False) for t in taus}, index=list(sets)).T
+
+
+def image_row(judged: pd.DataFrame, store: Store, prompt: str) -> list:
+    """(image, "seed s: c=… n=…") for each judged image of ``prompt``: a row of `dvdlib.plots.image_grid`."""
+    return [(store.image(prompt, r.seed), f"seed {r.seed}: c={r.c} n={r.n}") for r in judged.itertuples()]
+
+
+def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, model: str, n: int) -> list:
+    """The ``n`` benchmark prompts with the highest DvD Score under ``model``, each with its images
+    and the judge's counts: the rows of the collapse grid."""
+    top = scores[(scores.model == model) & scores.case_num.str.startswith("benchmark")].nlargest(n, "dvd")
+    return [(f'"{case.prompt}" — DvD {case.dvd:.0f}',
+             image_row(images[(images.model == model) & (images.case_num == case.case_num)], store, case.prompt))
+            for case in top.itertuples()]
+
+
+def judge_stores(rows: pd.DataFrame, seeds, stores: dict, judge, questions: QuestionSet, by: str) -> pd.DataFrame:
+    """`judge_images` of every store in ``stores`` (value of ``by`` → store), one table with column ``by``."""
+    return pd.concat([judge_images(rows, seeds, store, judge, questions).assign(**{by: k}) for k, store in stores.items()],
+                     ignore_index=True)

@@ -1,24 +1,6 @@
-"""What the toy world shows for each of the paper's claims (issue 6): a committed snapshot of a
-toy run, read back as one table — claim, measurement, sample size, 95% interval, verdict.
-
-Two halves:
-
-- **uncertainty helpers** the chapters call when they record a number (`rate`, `difference`,
-  `location`): each returns the structured fields ``value``, ``n``, ``ci``, ``p`` that
-  ``Report.add(..., **fields)`` stores in the results JSON beside the printed string;
-- **the snapshot** (`toy/findings/`, written by ``dvd toy findings``): `load_snapshot`,
-  `gates_table`, `claims_table`, with the verdict rule `verdict`.
-
-Verdict rule (documented here and printed by the chapter). Each claim has a direction (the
-paper's effect is a positive or a negative quantity) and a no-effect value (0 for a difference,
-the chance level for a rate):
-
-- **reproduced** — the 95% interval lies entirely on the paper's side of the no-effect value
-  (for a test without an interval: one-sided p < 0.05 in the paper's direction);
-- **not reproduced** — the estimate is at the no-effect value or on the other side;
-- **inconclusive** — the estimate is on the paper's side but the interval includes no effect,
-  or there is nothing to measure (no data, fewer than `MIN_N` prompts, the claim does not apply
-  to the toy world).
+"""What the toy world shows for each of the paper's claims: a committed snapshot of a toy run
+(`toy/findings/`, written by ``dvd toy findings``, `dvdlib.toy.snapshot`), read back as one table —
+claim, measurement, sample size, 95% interval, verdict (the rule of `dvdlib.stats.verdict`).
 
 A verdict is about the toy model named in the snapshot, never about Stable Diffusion; when the
 model's quality gates fail, every verdict is about a model that does not yet draw what it is
@@ -29,139 +11,33 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-ALPHA = 0.05
-#: Fewer prompts than this (in the smaller set) give no verdict: "inconclusive, too few".
-MIN_N = 5
-N_RESAMPLES = 2000
+from .report import percent
+from .stats import ALPHA, MIN_N, verdict
+
 SNAPSHOT = "toy/findings"
 COMMAND = "dvd toy findings --out toy/findings"
 
-# ------------------------------------------------------------------------------ uncertainty
-
-
-def rate(hits: int, n: int) -> dict:
-    """A rate ``hits / n`` with its Clopper–Pearson 95% interval (exact binomial; scipy)."""
-    hits, n = int(hits), int(n)
-    if n < 0 or not 0 <= hits <= max(n, 0):
-        raise ValueError(f"a rate needs 0 ≤ hits ≤ n, got {hits}/{n}")
-    if n == 0:
-        return {"value": None, "n": 0, "ci": None, "hits": 0, "test": "rate"}
-    ci = stats.binomtest(hits, n).proportion_ci(confidence_level=0.95, method="exact")
-    return {"value": hits / n, "n": n, "ci": [float(ci.low), float(ci.high)], "hits": hits, "test": "rate"}
-
-
-def _bootstrap(data, statistic, seed: int) -> list | None:
-    """Percentile bootstrap 95% interval (scipy), or None when every resample is the same."""
-    res = stats.bootstrap(data, statistic, n_resamples=N_RESAMPLES, method="percentile",
-                          confidence_level=0.95, random_state=np.random.default_rng(seed), vectorized=False)
-    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return None if math.isnan(low) or math.isnan(high) else [low, high]
-
-
-def difference(a, b, alternative: str = "greater", seed: int = 0) -> dict:
-    """Mean of ``a`` minus mean of ``b`` (two independent samples, e.g. per-prompt DvD Scores of
-    the benchmark and of the balanced set): percentile-bootstrap 95% interval and a one-sided
-    Mann–Whitney U p-value (``alternative``: the paper's direction)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.ndim != 1 or b.ndim != 1:
-        raise ValueError("difference() takes two 1-D samples")
-    out = {"value": None, "n": [len(a), len(b)], "ci": None, "p": None, "test": "difference"}
-    if len(a) == 0 or len(b) == 0:
-        return out
-    out["value"] = float(a.mean() - b.mean())
-    if len(a) > 1 and len(b) > 1:
-        if np.ptp(np.r_[a, b]) > 0:
-            out["ci"] = _bootstrap((a, b), lambda x, y: np.mean(x) - np.mean(y), seed)
-            out["p"] = float(stats.mannwhitneyu(a, b, alternative=alternative).pvalue)
-        else:
-            out["ci"], out["p"] = [0.0, 0.0], 1.0
-    return out
-
-
-def location(x, alternative: str = "less", statistic: str = "mean", seed: int = 0) -> dict:
-    """Mean (or median) of one sample of paired changes, e.g. per-prompt attention change over an
-    interval: percentile-bootstrap 95% interval and a one-sided Wilcoxon signed-rank p-value
-    against zero (``alternative``: the paper's direction)."""
-    x = np.asarray(x, float)
-    if statistic not in ("mean", "median"):
-        raise ValueError(f"statistic must be 'mean' or 'median', got {statistic!r}")
-    f = np.mean if statistic == "mean" else np.median
-    out = {"value": None, "n": len(x), "ci": None, "p": None, "test": f"location ({statistic})"}
-    if len(x) == 0:
-        return out
-    out["value"] = float(f(x))
-    if len(x) > 1:
-        if np.any(x != 0):
-            out["ci"] = _bootstrap((x,), f, seed) if np.ptp(x) > 0 else [float(x[0])] * 2
-            out["p"] = float(stats.wilcoxon(x, alternative=alternative).pvalue)
-        else:
-            out["ci"], out["p"] = [0.0, 0.0], 1.0
-    return out
-
-
-def auc(a, b, seed: int = 0) -> dict:
-    """Area under the ROC curve of a score that should be higher in ``a`` (e.g. benchmark rows) than
-    in ``b`` (control rows): P(a > b) + ½ P(a = b) = U / (n_a n_b), scale-free (no threshold); a
-    percentile-bootstrap 95% interval and the one-sided Mann–Whitney p-value (no effect: 0.5)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    out = {"value": None, "n": [len(a), len(b)], "ci": None, "p": None, "test": "AUC (Mann–Whitney)"}
-    if len(a) == 0 or len(b) == 0:
-        return out
-    area = lambda x, y: stats.mannwhitneyu(x, y).statistic / (len(x) * len(y))
-    out["value"] = float(area(a, b))
-    if len(a) > 1 and len(b) > 1:
-        out["ci"] = _bootstrap((a, b), area, seed) if np.ptp(np.r_[a, b]) > 0 else [0.5, 0.5]
-        out["p"] = float(stats.mannwhitneyu(a, b, alternative="greater").pvalue)
-    return out
-
-
-def verdict(value, ci=None, p=None, direction: int = 1, null: float = 0.0, applies: bool = True) -> str:
-    """The module's rule: ``reproduced`` / ``not reproduced`` / ``inconclusive`` for an effect
-    expected on the ``direction`` side (+1 above, −1 below) of ``null``."""
-    if direction not in (1, -1):
-        raise ValueError(f"direction must be +1 or -1, got {direction!r}")
-    if not applies or value is None or (isinstance(value, float) and math.isnan(value)):
-        return "inconclusive"
-    if direction * (value - null) <= 0:
-        return "not reproduced"
-    if ci is not None:
-        bound = ci[0] if direction == 1 else ci[1]
-        return "reproduced" if direction * (bound - null) > 0 else "inconclusive"
-    if p is not None:
-        return "reproduced" if p < ALPHA else "inconclusive"
-    return "inconclusive"
-
-
 # ------------------------------------------------------------------------------ the snapshot
 
-#: The chapters a snapshot runs with the toy profile (01's LAION/CLIP experiment has no toy claim).
-CHAPTERS = ("02", "03", "04", "05", "06", "07", "08")
-PNG_BUDGET = 1_500_000  # bytes of figures a snapshot may keep (the folder stays commit-sized)
-
-
 def model_hash(folder) -> str:
-    """SHA-256 over a model folder's weight and config files (names and bytes, sorted): two
-    snapshots measured the same model exactly when their hashes agree."""
-    import hashlib
+    """`dvdlib.store.folder_hash` over a model folder's weight and config files: two snapshots
+    measured the same model exactly when their hashes agree."""
+    from .store import folder_hash
 
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
-    if not files:
+    if not any(p.suffix in MODEL_FILES for p in Path(folder).rglob("*")):
         raise FileNotFoundError(f"{folder} holds no model files: export the toy model first "
-                                f"(dvd toy export --out {folder.parent})")
-    h = hashlib.sha256()
-    for p in files:
-        h.update(p.relative_to(folder).as_posix().encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+                                f"(dvd toy export --out {Path(folder).parent})")
+    return folder_hash(folder, MODEL_FILES)
+
+
+#: The files whose bytes identify a toy model (`model_hash`).
+MODEL_FILES = (".safetensors", ".bin", ".json")
 
 
 def model_card(folder) -> dict:
@@ -175,112 +51,6 @@ def model_card(folder) -> dict:
     return {"path": folder.as_posix(), "hash": model_hash(folder), "step": info.get("steps"),
             "wall_time_s": info.get("wall_time_s"), "data_hash": info.get("data_hash"),
             "final_loss": info.get("final_loss"), "description": info.get("model")}
-
-
-def _write_json(path: Path, body) -> None:
-    from .store import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: p.write_text(json.dumps(body, indent=1, ensure_ascii=False)))
-
-
-def _gates_json(table: pd.DataFrame, seeds) -> dict:
-    rows = {}
-    for name, r in table.iterrows():
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else
-                   (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
-        rows[name] = {**row, "hits": int(row["hits"]), "n": int(row["n"])}
-    return {"seeds": list(seeds), "gates": rows}
-
-
-def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch=None, cwd=None,
-                  measure: bool = True, png_budget: int = PNG_BUDGET, parameters: dict | None = None,
-                  rerun: bool = False, log=print) -> dict:
-    """Measure the toy model's gates and run ``chapters`` with ``profile`` into ``scratch``, then
-    keep the small outputs in ``out``: ``snapshot.json`` (model card, per-chapter outcome),
-    ``gates.json``, ``results/<chapter>.json`` and PNG figures up to ``png_budget`` bytes.
-    ``parameters`` (e.g. a narrower sweep: ``{"sweep_layers": [1, 3]}``) go to every chapter run
-    and are recorded beside its outcome. Resumable: a chapter (or the gates) already done for the
-    same model hash and parameters is not rerun (unless ``rerun``: after a chapter changed); a new
-    model hash starts the snapshot afresh.
-    Returns the snapshot's index."""
-    import shutil
-
-    from . import book
-    from .models import model_key
-    from .profiles import load_profile
-    from .store import Store
-
-    root = Path(cwd or ".").resolve()
-    out = (root / out) if not Path(out).is_absolute() else Path(out)
-    scratch = Path(scratch) if scratch else root / "store" / "findings-run"
-    P = load_profile(profile)
-    card = {**model_card(root / P.model), "path": Path(P.model).as_posix()}
-    index_path = out / "snapshot.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    if index.get("model", {}).get("hash") != card["hash"]:
-        if index:
-            log(f"[findings] model changed ({index.get('model', {}).get('hash', '?')[:12]} → {card['hash'][:12]}): starting afresh")
-        for old in ("results", "figures"):
-            shutil.rmtree(out / old, ignore_errors=True)
-        (out / "gates.json").unlink(missing_ok=True)
-        index = {"model": card, "profile": profile, "chapters": {}}
-    index["model"] = card
-    save = lambda: _write_json(index_path, index)
-    save()
-
-    if measure and not (out / "gates.json").is_file():
-        from .toy.gates import measure_gates
-        from .toy.judge import load_toy_judge
-        from .toy.model import load_toy
-
-        log(f"[findings] measuring the gates of {P.model} with {len(P.seeds)} seeds")
-        store = Store(root / P.store, model_key(P.model), P.sampler())
-        table = measure_gates(load_toy(root / P.model), load_toy_judge(root / P.judge), store, P.seeds,
-                              batch_size=P.batch_size)
-        _write_json(out / "gates.json", {**_gates_json(table, P.seeds), "model_hash": card["hash"]})
-        save()
-
-    sources = book.chapter_sources(only=list(chapters), cwd=root)
-    rel = Path(scratch).resolve()
-    for source in sources:
-        name = source.stem
-        done = index["chapters"].get(name, {})
-        same = done.get("model_hash") == card["hash"] and done.get("parameters", {}) == (parameters or {})
-        if done.get("ok") and same and not rerun and (out / "results" / f"{name}.json").is_file():
-            log(f"[findings] {name}: done for this model, kept")
-            continue
-        log(f"[findings] {name}: running with profile {profile} …")
-        outcome = book.run_chapter(source, rel / f"{name}.ipynb", profile, cwd=root,
-                                   parameters={**(parameters or {}), "out_dir": str(rel)})
-        entry = {"ok": outcome.ok, "seconds": round(outcome.seconds, 1), "error": outcome.error,
-                 "model_hash": card["hash"], "parameters": parameters or {}}
-        results = rel / "results" / f"{name}.json"
-        if outcome.ok and results.is_file():
-            (out / "results").mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(results, out / "results" / f"{name}.json")
-            entry["figures"] = _keep_figures(rel / "figures" / name, out / "figures" / name, out, png_budget)
-        log(f"[findings] {name}: {'ok' if outcome.ok else 'FAILED ' + str(outcome.error)} in {outcome.seconds:.0f} s")
-        index["chapters"][name] = entry
-        save()
-    return index
-
-
-def _keep_figures(src: Path, dst: Path, out: Path, budget: int) -> list[str]:
-    """Copy a chapter's PNGs while the snapshot's figures stay under ``budget`` bytes."""
-    import shutil
-
-    used = sum(p.stat().st_size for p in (out / "figures").rglob("*.png")) if (out / "figures").is_dir() else 0
-    kept = []
-    for png in sorted(src.glob("*.png")) if src.is_dir() else []:
-        size = png.stat().st_size
-        if used + size > budget:
-            continue
-        dst.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(png, dst / png.name)
-        used += size
-        kept.append(png.name)
-    return kept
 
 
 # ------------------------------------------------------------------------------ reading it back
@@ -307,7 +77,7 @@ class Claim:
     empty: str = "nothing to measure in this run (n = 0)"
 
 
-#: The layers where the paper finds DominanceBench's Focus Score significantly higher (SPEC §3.4).
+#: The layers where the paper finds DominanceBench's Focus Score significantly higher (paper §3.4).
 PAPER_FOCUS_LAYERS = frozenset(range(5, 11))
 
 CLAIMS = (
@@ -391,7 +161,7 @@ def model_table(snap: Snapshot) -> pd.DataFrame:
 
 
 def gates_table(snap: Snapshot) -> pd.DataFrame:
-    """The quality gates (issue 6 item 3): rate, 95% Clopper–Pearson interval, required, pass."""
+    """The quality gates: rate, 95% Clopper–Pearson interval, required, pass."""
     if snap.gates is None:
         return pd.DataFrame(columns=["hits", "n", "rate", "95% CI", "required", "result"])
     rows = []
@@ -399,8 +169,8 @@ def gates_table(snap: Snapshot) -> pd.DataFrame:
         required = g.get("required")
         result = ("pass" if g.get("passed") else "FAIL") if required is not None else (
             "pass" if g.get("n") and g["hits"] == g["n"] else "see rate")
-        rows.append({"gate": name, "hits": g["hits"], "n": g["n"], "rate": _pct(g["rate"]),
-                     "95% CI": _interval(g.get("ci_low"), g.get("ci_high"), percent=True),
+        rows.append({"gate": name, "hits": g["hits"], "n": g["n"], "rate": percent(g["rate"], 1),
+                     "95% CI": _interval(g.get("ci_low"), g.get("ci_high"), as_percent=True),
                      "required": f"≥ {required:.0%}" if required is not None else "all differ",
                      "result": result})
     return pd.DataFrame(rows).set_index("gate")
@@ -414,27 +184,27 @@ def gates_passed(snap: Snapshot) -> bool | None:
     return all(r != "FAIL" and r != "see rate" for r in gates_table(snap)["result"])
 
 
-def _rows_for(snap: Snapshot, claim: Claim) -> list[dict]:
-    rows = snap.results.get(claim.chapter, {})
+def _reads(claim: Claim, key: str) -> bool:
+    """Whether ``claim`` reads the results row ``key`` (a ``*`` key: every row it prefixes but its summary)."""
     if claim.key.endswith("*"):
         prefix = claim.key[:-1]
-        return [r for k, r in rows.items() if k.startswith(prefix) and k != prefix + "summary"]
-    return [rows[claim.key]] if claim.key in rows else []
+        return key.startswith(prefix) and key != prefix + "summary"
+    return key == claim.key
 
 
-_P_TEXT = re.compile(r"p\s*=\s*([0-9.eE+-]+)")
-_OVER_N = re.compile(r"over\s+(\d+)\s+prompts")
+def _rows_for(snap: Snapshot, claim: Claim) -> list[dict]:
+    return [r for k, r in snap.results.get(claim.chapter, {}).items() if _reads(claim, k)]
 
 
-def _structured(row: dict) -> dict:
-    """The row's structured numbers; for a row with only strings (a chapter that does not record
-    them yet), ``value`` and ``p`` read from "±X over N prompts, p = P"."""
-    if "value" in row or "n" in row:
-        return {k: row.get(k) for k in ("value", "n", "ci", "p", "test", "hits", "layers", "median_before")}
-    text = row.get("this run", "")
-    lead, p, n = re.match(r"\s*([+-]?[0-9.]+(?:e[+-]?\d+)?)", text), _P_TEXT.search(text), _OVER_N.search(text)
-    return {"value": float(lead.group(1)) if lead else None, "n": int(n.group(1)) if n else None,
-            "ci": None, "p": float(p.group(1)) if p else None, "test": "read from the printed row"}
+def unwritten_claims(chapter: str, keys) -> list[str]:
+    """The claims on ``chapter``'s results whose key none of ``keys`` (the keys a run of the chapter
+    wrote) provides: the contract between a chapter and this module, empty when it holds."""
+    keys = list(keys)
+    return [c.name for c in CLAIMS if c.chapter == chapter and not any(_reads(c, k) for k in keys)]
+
+
+#: The structured fields of a results row that a claim reads (`dvdlib.report.Report.add`).
+STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before")
 
 
 def claims_table(snap: Snapshot) -> pd.DataFrame:
@@ -456,7 +226,7 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
                         "verdict": "inconclusive", "why": f"not measured: {why}"})
             continue
         for row in rows:
-            s = _structured(row)
+            s = {k: row.get(k) for k in STRUCTURED}
             value = s["value"]
             if claim.name == "focus_layers" and row.get("layers") is not None:
                 # the claim is about *which* layers: count the significant ones among the paper's
@@ -472,7 +242,7 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
             out.append({**base, "toy measurement": claim.measure + (
                 f" ({row['quantity'].split(':')[-1].strip()})" if claim.key.endswith("*") else ""),
                 "this run": row.get("this run"), "n": _n(s.get("n")),
-                "95% CI": _interval(*(s.get("ci") or [None, None]), percent=s.get("test") == "rate"),
+                "95% CI": _interval(*(s.get("ci") or [None, None]), as_percent=s.get("test") == "rate"),
                 "p": "—" if s.get("p") is None else f"{s['p']:.3g}", "verdict": v, "why": why})
     return pd.DataFrame(out)
 
@@ -533,20 +303,16 @@ def _control_note(snap: Snapshot, name: str) -> str:
             "comparison is between two kinds of failure.")
 
 
-def _pct(x) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1%}"
-
-
 def _num(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "?"
     return f"{x:.3g}"
 
 
-def _interval(low, high, percent: bool = False) -> str:
+def _interval(low, high, as_percent: bool = False) -> str:
     if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
         return "—"
-    return f"[{_pct(low)}, {_pct(high)}]" if percent else f"[{_num(low)}, {_num(high)}]"
+    return f"[{percent(low, 1)}, {percent(high, 1)}]" if as_percent else f"[{_num(low)}, {_num(high)}]"
 
 
 def _n(n) -> str:
@@ -576,3 +342,118 @@ def gates_figure(snap: Snapshot):
     ax.set_title(f"toy model at step {snap.index.get('model', {}).get('step')}: quality gates", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------ the chapter's page
+# Each of these takes the snapshot or None (no snapshot: the page says so once and shows nothing).
+
+
+def read_snapshot(folder=SNAPSHOT) -> Snapshot | None:
+    """`load_snapshot`, or None after saying how to make one when ``folder`` holds none."""
+    try:
+        return load_snapshot(folder)
+    except FileNotFoundError as missing:
+        print(missing)
+        return None
+
+
+def profile_of(snap: Snapshot | None, default: str) -> str:
+    """The profile the snapshot's chapters ran with (``default`` without a snapshot)."""
+    return snap.index.get("profile", "toy") if snap is not None else default
+
+
+def introduce(snap: Snapshot | None, run, folder, book_profile: str) -> None:
+    """Show what the page reads (the profile card, the toy model card, whether the model has been
+    trained further since); without a snapshot, record the rows the prose quotes as "no snapshot"."""
+    from IPython.display import Markdown, display
+
+    report = run.report
+    if snap is None:  # the prose below still quotes these keys
+        report.add("model_step", "toy model: training step", "—", "no snapshot")
+        report.add("gates", "every quality gate passes", "—", "no snapshot")
+        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive", "—", "no snapshot")
+        report.save()
+        return
+    display(run.card(note=f"\n\n**This page reads `{folder}`**; the rest of this book was run with the "
+                          f"profile `{Path(book_profile).stem}`."))
+    display(model_table(snap))
+    model = run.profile.model
+    current = model_card(model) if Path(model).is_dir() else None
+    if current and current["hash"] != snap.index["model"]["hash"]:
+        display(Markdown(f"**The toy model has been trained further since this snapshot**: the snapshot measured "
+                         f"step {snap.index['model']['step']}, `{model}` is now at step {current['step']}. "
+                         f"`{COMMAND}` measures the current model."))
+
+
+def chapters_table(snap: Snapshot | None) -> pd.DataFrame | None:
+    """Per chapter of the snapshot: whether it ran, how long, with which parameters, its error."""
+    if snap is None:
+        return None
+    return pd.DataFrame(snap.index.get("chapters", {})).T.reindex(columns=["ok", "seconds", "parameters", "error"])
+
+
+def add_gates(snap: Snapshot | None, run) -> pd.DataFrame | None:
+    """Record each quality gate and whether all pass; save the gates figure; the gates table."""
+    if snap is None:
+        return None
+    if snap.gates is None:
+        run.report.add("gates", "every quality gate passes", "—", "not measured")
+        print("This snapshot has no gates.json: the gates were not measured (dvd toy findings without --no-gates).")
+        return None
+    gates = gates_table(snap)
+    run.save(gates_figure(snap), "gates")
+    for name, g in gates.iterrows():
+        run.report.add(f"gate_{name}", f"gate: {name}", g["required"], f"{g['rate']} {g['95% CI']} — {g['result']}")
+    run.report.add("gates", "every quality gate passes", "—", "yes" if gates_passed(snap) else "no")
+    return gates
+
+
+def judge_agreement(run) -> pd.DataFrame | None:
+    """How the profile's judge agrees with people, where its world keeps such a check
+    (`dvdlib.worlds.World.judge_check`); None, saying why, where it does not."""
+    check = run.world.judge_check
+    table = check(run.profile.judge) if check is not None else None
+    if table is None or table.empty:
+        print(f"{run.profile.judge} has no hand-check results (train or rescore the judge: "
+              "python -m dvdlib.toy.judge --report-only)")
+        return None
+    return table
+
+
+def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
+    """Record every claim's measurements and verdicts, the verdict counts and the model's step;
+    the claims table."""
+    from .paper import CLAIMS as WORDS
+
+    if snap is None:
+        return None
+    claims = claims_table(snap)
+    for name, group in claims.groupby("claim", sort=False):
+        report.add(f"claim_{name}", f"{name} ({group.chapter.iloc[0]})", WORDS[name],
+                   "; ".join(f"{r['this run']} → {r['verdict']}" for _, r in group.iterrows()))
+    counts = claims.verdict.value_counts()
+    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive", "—",
+               f"{counts.get('reproduced', 0)} / {counts.get('not reproduced', 0)} / {counts.get('inconclusive', 0)}"
+               f" of {len(claims)}")
+    report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
+    return claims[["claim", "toy measurement", "this run", "n", "95% CI", "p", "verdict", "why"]].set_index("claim")
+
+
+def claim_paragraphs(snap: Snapshot | None):
+    """`paragraphs` as one Markdown block (nothing without a snapshot)."""
+    from IPython.display import Markdown
+
+    return Markdown("\n\n".join(paragraphs(snap))) if snap is not None else None
+
+
+def show_figures(snap: Snapshot | None) -> None:
+    """Every figure the snapshot kept, under its chapter's name."""
+    from IPython.display import Image, Markdown, display
+
+    if snap is None:
+        return
+    shown = figures(snap)
+    for chapter, png in shown:
+        display(Markdown(f"**{chapter}** — `{png.name}`"), Image(filename=str(png)))
+    if not shown:
+        print("The snapshot kept no figures.")

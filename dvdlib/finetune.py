@@ -1,16 +1,15 @@
-"""DreamBooth fine-tuning and the causal test of visual diversity (SPEC §3.3).
+"""DreamBooth fine-tuning and the causal test of visual diversity (paper §3.3).
 
 The paper teaches Stable Diffusion a new token, **"dvddog"**, by fine-tuning the UNet on 120 dog
 images whose diversity is varied — 1 breed × 120 images (low) … 10 breeds × 12 (high) — and
 shows that the less diverse the training images, the more the new concept dominates the prompts
 that pair it with another concept (higher DvD Score).
 
-- `Recipe`: the fine-tuning choices (SPEC marks them **open**; defaults are the DreamBooth recipe:
+- `Recipe`: the fine-tuning choices (the paper leaves them **open**; defaults are the DreamBooth recipe:
   lr 5e-6, batch 1, 400 steps, text encoder frozen, instance prompt "a photo of dvddog dog",
   prior preservation off — the recipe's own default, ``--with_prior_preservation`` is opt-in).
-- Image sources (`training_images`): a folder with one sub-folder per breed (ImageNet synsets),
-  or ``"toy"``: renders of a new toy-world figure whose *variants* are the breeds
-  (`dvdlib.toy.world`), for the toy model and, resized, as the smoke profile's stand-in images.
+- Training images (`training_images`): a folder with one sub-folder per breed (ImageNet
+  synsets); a world may bring its own (`dvdlib.worlds.World.training_images`).
 - `DreamBooth`: the training loop on diffusers / torch (no example script): the frozen text
   encoder's states of the instance prompt are computed once, the VAE's latent distribution of
   every image once; each step's image choice, noise and timestep are a pure function of
@@ -46,13 +45,11 @@ from .store import atomic_write, digest
 TOKEN = "dvddog"
 #: Image files a breed folder may hold.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-#: Seed of the toy figure's fixed appearances (a pool no toy-world concept uses).
-TOY_POOL = 3303
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The DreamBooth choices (SPEC §3.3, **open**; defaults: the DreamBooth recipe).
+    """The DreamBooth choices (paper §3.3, **open**; defaults: the DreamBooth recipe).
 
     ``instance_prompt`` names the new concept with its class word; ``class_prompt`` is the prior
     preservation prompt (images of the class made by the base model, weighted ``prior_weight``);
@@ -83,21 +80,16 @@ class Recipe:
         return {k: v for k, v in asdict(self).items() if k != "checkpoint_every"}
 
 
-#: SPEC §3.3's full experiment: 120 images per variant, 1 / 2 / 3 / 5 / 10 breeds, every prompt
+#: paper §3.3's full experiment: 120 images per variant, 1 / 2 / 3 / 5 / 10 breeds, every prompt
 #: (``prompts`` None), the DreamBooth recipe (``recipe``: `Recipe` fields that differ from it).
 FULL = {"n_images": 120, "breeds": [1, 2, 3, 5, 10], "prompts": None, "recipe": {}}
 
 
 def scale(profile) -> dict:
     """The causal experiment a profile runs: `FULL`, narrowed by the profile's ``scales.causal``
-    (keys of `FULL`); ``recipe`` becomes a `Recipe`, ``slice`` says whether anything was narrowed."""
-    narrowed = profile.scales.get("causal", {})
-    unknown = set(narrowed) - set(FULL)
-    if unknown:
-        raise ValueError(f"profile {profile.name!r}: unknown scales.causal keys {sorted(unknown)}; known: {sorted(FULL)}")
-    out = {**copy.deepcopy(FULL), **copy.deepcopy(narrowed)}
+    (`dvdlib.profiles.Profile.scale`); ``recipe`` becomes a `Recipe`."""
+    out = profile.scale("causal", FULL)
     out["recipe"] = Recipe(**out["recipe"])
-    out["slice"] = bool(narrowed)
     return out
 
 
@@ -120,7 +112,7 @@ def breed_folders(folder) -> dict[str, list[Path]]:
 
 
 def per_breed(n_images: int, n_breeds: int) -> int:
-    """Images per breed of a variant (SPEC §3.3: 120 images = 1 × 120 … 10 × 12)."""
+    """Images per breed of a variant (paper §3.3: 120 images = 1 × 120 … 10 × 12)."""
     if n_breeds < 1 or n_images % n_breeds:
         raise ValueError(f"{n_images} images cannot be split evenly over {n_breeds} breeds; "
                          f"pick breed counts that divide {n_images}")
@@ -147,42 +139,10 @@ def pick_breeds(breeds: dict[str, list[Path]], n_breeds: int, n_images: int, see
     return chosen
 
 
-def toy_concept(n_breeds: int):
-    """The toy world's stand-in for the dog: a new figure ("dvddog") with ``n_breeds`` variants."""
-    from .toy.world import Concept
-
-    return Concept(TOKEN, "figure", variants=n_breeds, pool=TOY_POOL)
-
-
-def toy_images(n_breeds: int, n_images: int, seed: int = 0, size: int | None = None) -> list[tuple[str, Image.Image]]:
-    """(variant, image) renders of the toy "dvddog" figure, ``n_images / n_breeds`` per variant.
-
-    Variant ``i`` is the same appearance in every variant set, so the sets nest like breeds.
-    ``size`` resizes (nearest) the 32² renders, e.g. to the smoke model's 128².
-    """
-    from .toy.world import World
-
-    k = per_breed(n_images, n_breeds)
-    world = World().with_concept(toy_concept(n_breeds))
-    out, count, i = [], [0] * n_breeds, 0
-    while len(out) < n_images:
-        scene = world.render(TOKEN, [seed, i])
-        v = scene.variants[TOKEN]
-        if count[v] < k:
-            count[v] += 1
-            image = Image.fromarray((scene.image * 255).round().astype(np.uint8))
-            out.append((f"variant {v}", image.resize((size, size), Image.NEAREST) if size else image))
-        i += 1
-    return sorted(out, key=lambda item: item[0])
-
-
-def training_images(source: str, n_breeds: int, n_images: int, seed: int = 0,
-                    size: int | None = None) -> list[tuple[str, Image.Image]]:
-    """The (breed, RGB image) pairs of one variant: ``source`` is ``"toy"`` (`toy_images`) or a
-    folder with a sub-folder per breed (`pick_breeds`)."""
-    if source == "toy":
-        return toy_images(n_breeds, n_images, seed, size)
-    return [(b, Image.open(p).convert("RGB")) for b, p in pick_breeds(breed_folders(source), n_breeds, n_images, seed)]
+def training_images(folder, n_breeds: int, n_images: int, seed: int = 0) -> list[tuple[str, Image.Image]]:
+    """The (breed, RGB image) pairs of one variant from a folder with a sub-folder per breed
+    (`pick_breeds`)."""
+    return [(b, Image.open(p).convert("RGB")) for b, p in pick_breeds(breed_folders(folder), n_breeds, n_images, seed)]
 
 
 def to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
@@ -216,7 +176,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 class DreamBooth:
-    """DreamBooth on a `StableDiffusionPipeline` (Ruiz et al. 2023; SPEC §3.3): only the UNet learns.
+    """DreamBooth on a `StableDiffusionPipeline` (Ruiz et al. 2023; paper §3.3): only the UNet learns.
 
     ``images``: PIL images of the new concept; ``class_images``: images of its class made by the
     base model (needed when ``recipe.prior_preservation``). The pipeline's text encoder and VAE
@@ -361,7 +321,7 @@ class DreamBooth:
         return out
 
     def _export(self, out: Path) -> None:
-        from .toy.model import quiet
+        from .models import quiet
 
         with quiet():
             atomic_dir(out / "unet", lambda tmp: self.unet.save_pretrained(tmp, safe_serialization=True))
@@ -412,12 +372,15 @@ def finetune(pipe, images, recipe: Recipe, out_dir, class_images=None, progress:
     return Path(out_dir)
 
 
-def load_finetuned(base: str, folder, *, dtype="float32", device: str = "cpu"):
-    """The base pipeline (`dvdlib.models.load`) with the fine-tuned UNet of ``folder``."""
+def load_finetuned(base: str, folder, *, dtype="float32", device: str = "cpu", load=None):
+    """The base pipeline (loaded by ``load``, the world's model loader; default
+    `dvdlib.models.load`) with the fine-tuned UNet of ``folder``."""
     from diffusers import UNet2DConditionModel
 
-    from .models import load, torch_dtype
-    from .toy.model import quiet
+    from .models import load as load_sd
+    from .models import quiet, torch_dtype
+
+    load = load or load_sd
 
     if not is_finished(folder):
         raise FileNotFoundError(f"{folder} holds no finished fine-tune (no unet/ and finetune.json); "
@@ -446,49 +409,88 @@ def class_images(pipe, recipe: Recipe, store, seeds=None, batch_size: int = 8) -
 
 # ---------------------------------------------------------------- the causal test
 
-def toy_prompts(world=None) -> pd.DataFrame:
-    """The toy world's prompts of the causal test, in `dvdlib.bench.load_dreambooth_prompts`'s
-    columns: "dvddog" with every concept of another role, both word orders — objects (object
-    co-occurrence), the landmarks (scene context), the styles (style modifiers). The toy judge
-    cannot know "dvddog": it is asked about ``character``, the category word of every figure."""
-    from .toy.world import JOINER, World
+def recipe_for(scale: dict, **chosen) -> Recipe:
+    """The scale's recipe with the chapter's non-None choices (``steps``, ``lr``, …) applied."""
+    import dataclasses
 
-    world = world or World()
-    group = {"object": "object", "landmark": "scene", "style": "style"}
-    rows = [{"content_type": "character", "content": "character", "nm_word": c.name,
-             "prompt": JOINER.join(order), "group": group[c.role]}
-            for c in world.concepts if c.role in group for order in ((TOKEN, c.name), (c.name, TOKEN))]
-    return pd.DataFrame(rows).assign(case_num=lambda d: range(1, len(d) + 1))
+    return dataclasses.replace(scale["recipe"], **{k: v for k, v in chosen.items() if v is not None})
 
 
-def uses_toy_world(model: str) -> bool:
-    """Whether ``model`` is a toy-world model folder (its prompts and judge are the toy world's)."""
-    from .toy.model import is_toy_folder
-
-    return is_toy_folder(model)
-
-
-def image_source(model: str, images: str | None = None) -> str:
-    """The training images of a run: ``images`` if given, else ``"toy"`` (toy-world renders) for
-    the toy model and the smoke model (whose random weights learn nothing from real photos either);
-    any other model needs a folder of dog photos, one sub-folder per breed."""
+def variant_images(run, images, breeds, n_images: int, seed: int = 0) -> dict[int, list]:
+    """Per variant (breed count), its (breed, image) pairs: from the folder ``images`` (one
+    sub-folder per breed), else the world's own (`dvdlib.worlds.World.training_images`, at the
+    model's resolution). ``run`` is a `dvdlib.run.Run`."""
+    P = run.profile
     if images:
-        return images
-    if model == "smoke" or uses_toy_world(model):
-        return "toy"
-    raise ValueError(
-        f"model {model!r} needs real dog photos to fine-tune on (SPEC §3.3: ImageNet dog images): pass "
-        "a folder with one sub-folder of images per breed, e.g. `papermill ... -p images /data/imagenet_dogs` "
-        "(at least 120 images in the breed used alone, 12 in each of 10 breeds)")
+        return {k: training_images(images, k, n_images, seed) for k in breeds}
+    if run.world.training_images is None:
+        raise ValueError(
+            f"model {P.model!r} needs real dog photos to fine-tune on (paper §3.3: ImageNet dog images): pass "
+            "a folder with one sub-folder of images per breed, e.g. `papermill ... -p images /data/imagenet_dogs` "
+            "(at least 120 images in the breed used alone, 12 in each of 10 breeds)")
+    return {k: run.world.training_images(k, n_images, seed, P.resolution_of(P.model)) for k in breeds}
 
 
-def causal_prompts(model: str, n: int | None = None) -> pd.DataFrame:
-    """The prompts of the causal test: the toy world's (`toy_prompts`) for a toy model, else the
-    50 of `dvdlib.bench.load_dreambooth_prompts`; ``n`` rows taken in turn from each group."""
-    from .bench import load_dreambooth_prompts, stratified
+def images_note(run, images) -> str:
+    """Where the training images come from, in words."""
+    return f"dog photos from `{images}`, one sub-folder per breed" if images else run.world.training_images_note
 
-    table = toy_prompts() if uses_toy_world(model) else load_dreambooth_prompts()
+
+def variants_text(breeds, n_images: int) -> str:
+    """"1 × 120, 2 × 60": breeds × images per breed of each variant."""
+    return ", ".join(f"{k} × {n_images // k}" for k in breeds)
+
+
+def variant_name(breeds: int) -> str:
+    """"base" (0 breeds: the model before fine-tuning), "1 breed", "3 breeds"."""
+    return "base" if breeds == 0 else f"{breeds} breed{'s' if breeds > 1 else ''}"
+
+
+def training_grid(training: dict[int, list], n_images: int, per_variant: int) -> list:
+    """Rows of `dvdlib.plots.image_grid`: ``per_variant`` images of each variant, evenly spread."""
+    return [(f"{variant_name(k)} × {n_images // k} images",
+             [(im, b) for b, im in shown[::max(1, len(shown) // per_variant)][:per_variant]])
+            for k, shown in training.items()]
+
+
+def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: pd.DataFrame) -> dict:
+    """Fine-tune the run's model on each variant's images (stored, resumable), generate every
+    prompt with every seed from each fine-tune and from the base model; per variant (0: the base)
+    the run store of its images."""
+    from .generate import generate
+    from .store import Store, model_key
+
+    P, base = run.profile, run.pipe
+    base_key = model_key(P.model)
+    runs = {0: run.store()}  # 0 breeds: the base model, never fine-tuned
+    klass = class_images(base, recipe, runs[0], batch_size=P.batch_size) if recipe.prior_preservation else None
+    for k, shown in training.items():
+        pictures = [im for _, im in shown]
+        folder = finetune_dir(P.store, base_key, recipe, images_digest(pictures))
+        finetune(base, pictures, recipe, folder, class_images=klass)
+        runs[k] = Store(P.store, finetuned_key(base_key, folder), P.sampler())
+        tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
+        generate(tuned, prompts.prompt, P.seeds, store=runs[k], batch_size=P.batch_size)
+        del tuned
+    generate(base, prompts.prompt, P.seeds, store=runs[0], batch_size=P.batch_size)
+    return runs
+
+
+def causal_prompts(run, n: int | None = None) -> pd.DataFrame:
+    """The prompts of the causal test: the world's (`dvdlib.worlds.World.causal_prompts`; for
+    Stable Diffusion the 50 of `dvdlib.bench.load_dreambooth_prompts`), ``n`` rows taken in turn
+    from each group."""
+    from .bench import stratified
+
+    table = run.world.causal_prompts()
     return stratified(table, n, by="group") if n else table
+
+
+def crossing_table(scores: pd.DataFrame, taus) -> pd.DataFrame:
+    """Per variant (rows, 0 = base) and τ (columns): the share of prompts whose mean DvD reaches τ."""
+    table = pd.DataFrame({f"τ = {t}": scores.groupby("breeds").dvd.apply(lambda s, t=t: (s >= t).mean()) for t in taus})
+    table.index.name = "breeds (0 = base)"
+    return table
 
 
 def trend(scores: pd.DataFrame, tau: float = 48.0) -> dict:

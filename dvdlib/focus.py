@@ -1,4 +1,4 @@
-"""The Focus Score experiment (SPEC §3.4): where, at the first denoising step, attention already
+"""The Focus Score experiment (paper §3.4): where, at the first denoising step, attention already
 concentrates on one token.
 
 Tables are long-format pandas DataFrames: one row per (prompt, seed, layer).
@@ -13,16 +13,17 @@ from scipy import stats
 from .metrics import adjusted_p, focus_score, peak_token
 from .tokens import content_positions, token_strings
 
-#: Lower-resolution semantic layers of SD 1.x where the paper reads the peak token (SPEC §3.4).
+#: Lower-resolution semantic layers of SD 1.x where the paper reads the peak token (paper §3.4).
 SEMANTIC_LAYERS = (8, 9, 10)
 
 
 def focus_table(samples, tokenizer, layers, step: int = 1, **focus_options) -> pd.DataFrame:
     """Focus Score and peak token per (prompt, seed, layer) from head-averaged token shares.
 
-    ``samples``: `dvdlib.generate.Sample` objects recorded with ``heads="mean"``;
-    ``focus_options`` go to `dvdlib.metrics.focus_score` (the open choices of SPEC §3.4).
+    ``samples``: `dvdlib.generate.Sample` objects recorded with ``heads="mean"``; ``layers``:
+    layer numbers or `dvdlib.layers.Layer` objects; ``focus_options`` go to `dvdlib.metrics.focus_score` (the open choices of paper §3.4).
     """
+    layers = [getattr(layer, "index", layer) for layer in layers]
     rows = []
     for sample in samples:
         positions = content_positions(tokenizer, sample.prompt)
@@ -63,7 +64,7 @@ def layer_tests(bench: pd.DataFrame, control: pd.DataFrame, alternative: str = "
 
 def peak_on_concept(samples, tokenizer, spans: dict[str, list[int]], layers=SEMANTIC_LAYERS,
                     step: int = 1) -> pd.DataFrame:
-    """Per prompt: does the peak token belong to the dominant concept? (SPEC §3.4, 249/300.)
+    """Per prompt: does the peak token belong to the dominant concept? (paper §3.4, 249/300.)
 
     Token shares are averaged over the prompt's seeds and over ``layers`` (open; the paper's
     "lower-resolution semantic layers", default 8–10) before taking the peak. ``spans`` maps a
@@ -80,3 +81,14 @@ def peak_on_concept(samples, tokenizer, spans: dict[str, list[int]], layers=SEMA
         rows.append({"prompt": prompt, "peak": peak, "peak_token": words[peak],
                      "on_concept": peak in spans[prompt]})
     return pd.DataFrame(rows)
+
+
+def first_step_scores(run, prompts, reduce: str = "mean") -> pd.DataFrame:
+    """Per prompt and layer, the Focus Score of the first denoising step (`per_prompt` over the
+    run's seeds): one step per (prompt, seed), every layer recorded, stored in the run's store."""
+    from .generate import generate
+
+    P, pipe = run.profile, run.pipe
+    samples = generate(pipe, prompts, P.seeds, store=run.store(), batch_size=P.batch_size,
+                       attention={"layers": "all", "steps": [1]}, until_step=1)
+    return per_prompt(focus_table(samples, pipe.tokenizer, run.layers), reduce)

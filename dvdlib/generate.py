@@ -1,4 +1,4 @@
-"""Deterministic, batched, resumable generation (SPEC §1 "seeds", DESIGN "generate").
+"""Deterministic, batched, resumable generation (the authors' release: seeds).
 
 A seed always means the same initial latents: they are drawn one seed at a time from a CPU
 ``torch.Generator``, so they are bitwise identical across batch sizes and devices. Every image,
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .attention import record
 from .store import Store
+from .tokens import concept_span
 
 #: The ten seeds of the authors' release: random.Random(42).randint(1, 10000), ten times.
 PAPER_SEEDS = (1825, 410, 4507, 4013, 3658, 2287, 1680, 8936, 1425, 9675)
@@ -34,12 +35,34 @@ def initial_latents(pipe, seeds, resolution: int) -> torch.Tensor:
 
 @dataclass
 class Sample:
-    """One (prompt, seed) of a run: where its image is and what attention was recorded for it."""
+    """One (prompt, seed) of a run: where its image is and what attention was recorded for it.
+
+    Words at the surface, as DAAM reads them: ``sample.word_share("pouch", layer=7, step=1)`` and
+    ``sample.word_map("pouch", layers=[8, 9, 10])`` find the word's tokens in the prompt through
+    the pipeline's tokenizer (`dvdlib.tokens.concept_span`: a clear error when it is absent)."""
 
     prompt: str
     seed: int
     image: Path | None
     attention: dict[str, np.ndarray] = field(default_factory=dict)
+    tokenizer: object = field(default=None, repr=False, compare=False)
+
+    def tokens_of(self, word: str) -> list[int]:
+        """The token positions that spell ``word`` in this sample's prompt."""
+        if self.tokenizer is None:
+            raise ValueError("this sample knows no tokenizer: make it with dvdlib.generate")
+        return concept_span(self.tokenizer, self.prompt, word)
+
+    def word_share(self, word: str, layer: int, step: int = 1) -> np.ndarray:
+        """The attention share of ``word``'s tokens together at (layer, step) (paper §3.4–§3.5):
+        a number, or one per head when heads were recorded."""
+        return self.share(layer, step)[..., self.tokens_of(word)].sum(-1)
+
+    def word_map(self, word: str, layers, step: int = 1) -> np.ndarray:
+        """The attention map [side, side] of ``word``'s tokens together at ``step``, averaged over
+        ``layers`` (recorded with ``maps=True``; paper §3.4's figure)."""
+        span = self.tokens_of(word)
+        return sum(self.map(layer, step)[..., span].sum(-1) for layer in layers) / len(layers)
 
     def share(self, layer: int, step: int = 1) -> np.ndarray:
         """Token shares at (layer, step): [tokens] or [heads, tokens]."""
@@ -79,13 +102,13 @@ def recording_spec(store: Store, attention: dict | None, until_step: int | None 
 
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
              until_step: int | None = None, progress: bool = True) -> list[Sample]:
-    """Generate every prompt × seed (SPEC §1 sampler), returning one `Sample` per pair in that order.
+    """Generate every prompt × seed (the authors' release: the sampler), returning one `Sample` per pair in that order.
 
     The sampler settings (``resolution``, ``steps``, ``guidance``, ``eta``) are the store's, so
     what is stored always matches how it was made. ``attention``: keyword arguments of
     `dvdlib.attention.record` (e.g. ``{"layers": "all", "steps": [1]}``); each image's recording
     is stored beside it. ``until_step``: stop the denoising after that step and keep no image
-    (enough for first-step attention, SPEC §3.4); the schedule is still the one of ``steps``.
+    (enough for first-step attention, paper §3.4); the schedule is still the one of ``steps``.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
     want_image = until_step is None
@@ -101,7 +124,7 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
         bar.update(len(batch))
     bar.close()
     return [Sample(p, s, store.image_path(p, s) if want_image else None,
-                   store.attention(p, s, spec) if spec else {}) for p, s in jobs]
+                   store.attention(p, s, spec) if spec else {}, pipe.tokenizer) for p, s in jobs]
 
 
 def _generate_batch(pipe, batch, store, attention, spec, until_step):

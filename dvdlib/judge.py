@@ -1,8 +1,8 @@
-"""The judge interface of the book: images + yes/no questions → answers (SPEC §1, §2; issue 3).
+"""The judge interface of the book: images + yes/no questions → answers (paper §2; the authors' release).
 
 A judge is anything with a ``name`` and ``ask(images, questions)``: every question is asked of
 every image (how calls are batched is the judge's business) and the raw answers come back
-verbatim, one list per image. `is_yes` reads an answer as SPEC §1 does. A `QuestionSet` (YAML,
+verbatim, one list per image. `is_yes` reads an answer as the authors' release does. A `QuestionSet` (YAML,
 `load_questions`) holds five question templates per concept category and five for objects, each
 set with its instruction; `yes_counts` asks an image's ten questions and returns the Yes counts
 ``c`` and ``n`` that `dvdlib.metrics.dvd_score` turns into a DvD Score.
@@ -20,7 +20,7 @@ import yaml
 
 from .metrics import dvd_score
 
-#: Questions per set (SPEC §2: five about the concept, five about the object).
+#: Questions per set (paper §2: five about the concept, five about the object).
 QUESTIONS_PER_SET = 5
 #: Category names a question file may use: the paper's three ``content_type`` values and the toy
 #: world's ``style`` (its artist-like role). `load_questions(..., categories=None)` accepts any.
@@ -32,7 +32,7 @@ OBJECTS = "objects"
 
 @runtime_checkable
 class Judge(Protocol):
-    """A yes/no visual question answerer (SPEC §1).
+    """A yes/no visual question answerer (the authors' release).
 
     ``ask(images, questions)`` asks every question of every image (PIL images; the questions are
     full texts, instruction included) and returns, per image, the raw answer to each question, in
@@ -49,13 +49,13 @@ _LEADING = re.compile(r"^[\W_]+")
 
 def is_yes(answer: str) -> bool:
     """Yes iff the answer starts with "yes" (case-insensitive) once leading whitespace and
-    punctuation are stripped (SPEC §1). "Yeah", "No", "" and anything else are No."""
+    punctuation are stripped (the authors' release). "Yeah", "No", "" and anything else are No."""
     return _LEADING.sub("", answer or "").lower().startswith("yes")
 
 
 @dataclass(frozen=True)
 class QuestionGroup:
-    """Five question templates with ``{concept}`` and the instruction appended to each (SPEC §2)."""
+    """Five question templates with ``{concept}`` and the instruction appended to each (paper §2)."""
 
     instruction: str
     templates: tuple[str, ...]
@@ -76,7 +76,7 @@ class QuestionGroup:
 
 @dataclass(frozen=True)
 class QuestionSet:
-    """Question groups per concept category plus one for objects (SPEC §2). Load with
+    """Question groups per concept category plus one for objects (paper §2). Load with
     `load_questions`; the texts come from `concept_questions` and `object_questions`."""
 
     name: str
@@ -150,7 +150,7 @@ def questions_from_dict(data: dict, name: str = "questions",
 
 def load_questions(source: str | Path = "toy", categories: Sequence[str] | None = KNOWN_CATEGORIES) -> QuestionSet:
     """Load a question set: a packaged one by name (``"toy"`` → ``dvdlib/data/questions_toy.yaml``)
-    or a user's YAML file by path. Schema (SPEC §2)::
+    or a user's YAML file by path. Schema (paper §2)::
 
         name: toy
         categories:
@@ -174,7 +174,7 @@ def load_questions(source: str | Path = "toy", categories: Sequence[str] | None 
 
 
 class Counts(NamedTuple):
-    """One image's Yes counts (SPEC §2): ``c`` over the five concept questions, ``n`` over the five
+    """One image's Yes counts (paper §2): ``c`` over the five concept questions, ``n`` over the five
     object questions, and the ten answers verbatim (concept questions first)."""
 
     c: int
@@ -190,7 +190,7 @@ class Counts(NamedTuple):
 def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: str, obj: str,
                questions: QuestionSet) -> list[Counts]:
     """Ask each image the five questions about ``concept`` (of ``concept_category``) and the five
-    about ``obj`` in one `Judge.ask` call; per image the Yes counts (c, n) and the answers (SPEC §2)."""
+    about ``obj`` in one `Judge.ask` call; per image the Yes counts (c, n) and the answers (paper §2)."""
     asked = questions.concept_questions(concept, concept_category) + questions.object_questions(obj)
     answers = judge.ask(images, asked)
     if len(answers) != len(images) or any(len(a) != len(asked) for a in answers):
@@ -206,12 +206,11 @@ SMOKE_JUDGE = "tiny:qwen2-vl"
 
 
 def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path | None = None) -> Judge:
-    """The judge a profile names: a Hub id or folder of Qwen2-VL / Qwen2.5-VL (`dvdlib.vqa`), a
-    toy-judge folder (`dvdlib.toy.judge`), or ``"tiny:qwen2-vl"`` (random weights, saved under
-    ``cache``, default a temporary folder)."""
+    """The judge a profile names: a Hub id or folder of Qwen2-VL / Qwen2.5-VL (`dvdlib.vqa`) or
+    ``"tiny:qwen2-vl"`` (random weights, saved under ``cache``, default a temporary folder). A
+    world may bring its own judges (`dvdlib.worlds.World.load_judge`)."""
     import tempfile
 
-    from .toy.judge import MANIFEST, load_toy_judge
     from .vqa import QwenJudge, build_tiny_qwen2_vl
 
     if name == SMOKE_JUDGE:
@@ -221,6 +220,4 @@ def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path 
         judge = QwenJudge(folder, dtype=dtype, device=device)
         judge.name = SMOKE_JUDGE
         return judge
-    if (Path(name) / MANIFEST).is_file():
-        return load_toy_judge(name)
     return QwenJudge(name, dtype=dtype, device=device)

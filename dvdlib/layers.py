@@ -1,4 +1,4 @@
-"""The cross-attention layer registry, numbered in forward order (SPEC §1, "layer numbering").
+"""The cross-attention layer registry, numbered in forward order (the authors' release, "layer numbering").
 
 The paper numbers SD's 16 cross-attention layers 1–16 in the order the UNet runs them:
 down blocks, then the middle block, then the up blocks. ``unet.attn_processors`` lists them in
@@ -87,3 +87,11 @@ def select(layers: list[Layer], which="all") -> list[Layer]:
     if missing:
         raise ValueError(f"no cross-attention layer {missing}: this UNet has layers 1–{len(layers)}")
     return [known[n] for n in wanted]
+
+
+def overview(layers: list[Layer]):
+    """One column per layer (its number): block, grid at this resolution and heads."""
+    import pandas as pd
+
+    return pd.DataFrame([(layer.index, f"{layer.block} {layer.block_index}", f"{layer.size}²", layer.heads)
+                         for layer in layers], columns=["layer", "block", "grid", "heads"]).set_index("layer").T

@@ -1,9 +1,9 @@
-"""Where DvD sits next to memorization (SPEC §3.7): the text-conditional noise-prediction norm.
+"""Where DvD sits next to memorization (paper §3.7): the text-conditional noise-prediction norm.
 
 Wen et al. (ICLR 2024) detect memorized prompts by how far the prompt pulls the noise prediction
 from the unconditional one: ‖ε(x_t, prompt) − ε(x_t, "")‖₂ (`dvdlib.metrics.noise_prediction_norm`)
 at each step, averaged over the first steps and the seeds. Under classifier-free guidance with
-the empty negative prompt (SPEC §1), the pipeline already calls the UNet on the batch
+the empty negative prompt (the authors' release), the pipeline already calls the UNet on the batch
 [ε(x_t, ""); ε(x_t, prompt)]: `record_noise_norms` reads both halves from a forward hook on the
 UNet, so measuring costs no extra UNet call. `noise_norms` runs prompt × seed through the store
 (resumable, atomic), and `order_tests` checks the paper's order memorized > DominanceBench >
@@ -99,7 +99,7 @@ class NoiseNormRecording:
 @contextmanager
 def record_noise_norms(pipe):
     """``with record_noise_norms(pipe) as rec: pipe(...)`` — ‖ε(x_t, prompt) − ε(x_t, "")‖₂ per image
-    and step from the CFG batch the pipeline already runs (SPEC §3.7); the hook is removed on exit."""
+    and step from the CFG batch the pipeline already runs (paper §3.7); the hook is removed on exit."""
     recording = NoiseNormRecording(pipe)
     hook = pipe.unet.register_forward_hook(recording.on_unet_output, with_kwargs=True)
     try:
@@ -114,7 +114,7 @@ def _spec(store: Store, until_step: int | None) -> dict:
 
 def noise_norms(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, until_step: int | None = None,
                 progress: bool = True) -> pd.DataFrame:
-    """Noise-prediction norm per (prompt, seed, step), with the store's sampler (SPEC §1).
+    """Noise-prediction norm per (prompt, seed, step), with the store's sampler (the authors' release).
 
     Runs the denoising to ``until_step`` (None: the whole schedule), keeps no image, and stores
     each (prompt, seed)'s norms as soon as its batch ends; a rerun computes only what is missing.
@@ -238,3 +238,55 @@ def plot_per_step(tables: dict[str, pd.DataFrame], first: int | None = None):
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
+
+
+def prompt_sets(run, n_memorized: int | None = None) -> dict[str, list[str]]:
+    """The prompts of each set the chapter compares, by the set's name: the memorized set (where
+    the world has one; ``n_memorized`` prompts, None: n_prompts · 5/3, at most 500), the benchmark
+    and the balanced set (the profile's ``n_prompts`` each)."""
+    P, sets = run.profile, {}
+    name = P.prompt_sets.get("memorized")
+    if name is not None:
+        sets[name] = run.prompts("memorized", n_memorized or min(500, round(P.n_prompts * 5 / 3)), tokenize=False).prompt.tolist()
+    else:
+        print(f"No memorized prompts in this world (benchmark {P.prompt_sets['benchmark']!r}): "
+              "comparing the benchmark with the balanced set only.")
+    sets[P.prompt_sets["benchmark"]] = run.prompts("benchmark", P.n_prompts).prompt.unique().tolist()
+    sets[P.prompt_sets["balanced"]] = run.prompts("balanced", P.n_prompts).prompt.tolist()
+    return sets
+
+
+def sets_table(sets: dict[str, list[str]]) -> pd.DataFrame:
+    """How many prompts each set holds, with its first as an example."""
+    return pd.DataFrame({"prompts": {name: len(p) for name, p in sets.items()},
+                         "example": {name: p[0] for name, p in sets.items()}})
+
+
+def norms_by_set(run, sets: dict[str, list[str]], until_step: int | None = None) -> dict[str, pd.DataFrame]:
+    """`noise_norms` of every set's prompts with the run's model, seeds and store."""
+    P = run.profile
+    return {name: noise_norms(run.pipe, prompts, P.seeds, store=run.store(), batch_size=P.batch_size,
+                              until_step=until_step) for name, prompts in sets.items()}
+
+
+def scores_by_set(norms: dict[str, pd.DataFrame], first: int) -> dict[str, np.ndarray]:
+    """Wen et al.'s per-prompt score (`per_prompt`) of every set, as arrays."""
+    return {name: per_prompt(table, first)["score"].to_numpy() for name, table in norms.items()}
+
+
+def order_text(scores: dict[str, np.ndarray]) -> str:
+    """The sets ordered by median score, highest first: "memorized > dominancebench > balanced"."""
+    return " > ".join(sorted(scores, key=lambda name: -pd.Series(scores[name]).median()))
+
+
+def add_medians(report, scores: dict[str, np.ndarray]) -> None:
+    """One results row per set: its median score (``median_<set>``; the paper reports none)."""
+    for name, values in scores.items():
+        report.add(f"median_{name.replace('-', '_')}", f"median score, {name}", "not reported",
+                   f"{pd.Series(values).median():.4g}")
+
+
+def tests_text(tests: pd.DataFrame) -> str:
+    """`order_tests` in one line: "a > b: p = 0.01; …"."""
+    expected = tests.set_index(["higher", "lower"])
+    return "; ".join(f"{a} > {b}: p = {r.p_adjusted:.2g}" for (a, b), r in expected.iterrows())

@@ -1,4 +1,4 @@
-"""The paper's measures as pure functions on arrays (SPEC §2, §3.4, §3.5, §3.7).
+"""The paper's measures as pure functions on arrays (paper §2, §3.4, §3.5, §3.7).
 
 Attention vectors ``a`` hold one value per token position (all 77 for SD); ``positions`` are the
 prompt's content positions J (no start, end or padding token), see `dvdlib.tokens`.
@@ -39,7 +39,7 @@ def _content(a: np.ndarray, positions) -> np.ndarray:
 
 
 def peak_token(a: np.ndarray, positions) -> int:
-    """The content position p = argmax_{j∈J} a_j that receives the most attention (SPEC §3.4)."""
+    """The content position p = argmax_{j∈J} a_j that receives the most attention (paper §3.4)."""
     positions = np.asarray(positions)
     if positions.dtype == bool:
         positions = np.flatnonzero(positions)
@@ -47,7 +47,7 @@ def peak_token(a: np.ndarray, positions) -> int:
 
 
 def focus_score(a: np.ndarray, positions, *, others: str = "mean", normalise: bool = True) -> float:
-    """Focus Score at one layer (SPEC §3.4; the formula is open, this is the documented default).
+    """Focus Score at one layer (paper §3.4; the formula is open, this is the documented default).
 
     FS = (a_p − mean_{j∈J, j≠p} a_j) / (H(q) / log|J|), with p the peak token and q the attention
     restricted to J and renormalised. ``others="median"`` contrasts the peak with the median of the
@@ -66,7 +66,7 @@ def focus_score(a: np.ndarray, positions, *, others: str = "mean", normalise: bo
 
 
 def dvd_score(concept_yes: int, object_yes: int, questions: int = 5) -> float:
-    """DvD Score of one image (SPEC §2): c · (5 − n) / 25 · 100, in [0, 100].
+    """DvD Score of one image (paper §2): c · (5 − n) / 25 · 100, in [0, 100].
 
     ``concept_yes`` (c) and ``object_yes`` (n) are the judge's Yes counts over the five questions
     about the dominant concept and the five about the object: 100 when the concept is fully there
@@ -79,18 +79,18 @@ def dvd_score(concept_yes: int, object_yes: int, questions: int = 5) -> float:
 
 
 def is_dvd_image(score: float, tau: float = 48.0) -> bool:
-    """An image shows generative collapse when its DvD Score reaches τ (SPEC §2; open, default 48)."""
+    """An image shows generative collapse when its DvD Score reaches τ (paper §2; open, default 48)."""
     return score >= tau
 
 
 def meets_inclusion(scores, tau: float = 48.0, min_images: int = 7) -> bool:
     """A candidate prompt enters DominanceBench when ≥ ``min_images`` of its images are DvD images
-    (SPEC §2: 7 of 10, with SD 1.4)."""
+    (paper §2: 7 of 10, with SD 1.4)."""
     return sum(is_dvd_image(s, tau) for s in scores) >= min_images
 
 
 def attention_deviation(a: np.ndarray, positions) -> np.ndarray:
-    """Attention deviation of every content token (SPEC §3.5; open, this is the default).
+    """Attention deviation of every content token (paper §3.5; open, this is the default).
 
     deviation_j = a_j − mean_{k∈J} a_k for j ∈ J, returned in the order of ``positions``. Not
     entropy-normalised on purpose: the paper tracks one token's attention over the steps, and a
@@ -110,7 +110,7 @@ def attention_deviation(a: np.ndarray, positions) -> np.ndarray:
 
 
 def noise_prediction_norm(eps_cond: np.ndarray, eps_uncond: np.ndarray) -> np.ndarray:
-    """Text-conditional noise-prediction magnitude (Wen et al. 2024; SPEC §3.7), per image.
+    """Text-conditional noise-prediction magnitude (Wen et al. 2024; paper §3.7), per image.
 
     ‖ε(x_t, prompt) − ε(x_t, "")‖₂ over the whole latent of each image: inputs [images, ...]
     (e.g. [images, 4, 64, 64]) → [images]. Large values mean the prompt pulls the prediction far
@@ -124,7 +124,7 @@ def noise_prediction_norm(eps_cond: np.ndarray, eps_uncond: np.ndarray) -> np.nd
 
 
 def adjusted_p(p, correction: str = "bh") -> np.ndarray:
-    """p-values corrected over a family of tests (the per-layer and per-pair tests of SPEC §3.4,
+    """p-values corrected over a family of tests (the per-layer and per-pair tests of paper §3.4,
     §3.7): Benjamini–Hochberg (``"bh"``, scipy's) or Bonferroni (``"bonferroni"``)."""
     from scipy import stats
 

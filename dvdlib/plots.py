@@ -84,7 +84,7 @@ def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: st
 
 
 def dvd_by_category(table, order=None):
-    """Per-prompt DvD Scores by category (box + points), one colour per model (SPEC §3.2)."""
+    """Per-prompt DvD Scores by category (box + points), one colour per model (paper §3.2)."""
     use_style()
     order = order or list(dict.fromkeys(table["content_type"]))
     models = list(dict.fromkeys(table["model"]))
@@ -127,7 +127,7 @@ def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]]):
 
 
 def ablation_by_layer(rates: dict, peaks: dict | None = None):
-    """Head ablation (SPEC §3.6): per layer, the share of prompts that at least one of its heads
+    """Head ablation (paper §3.6): per layer, the share of prompts that at least one of its heads
     mitigates, one line per prompt set; ``peaks`` marks the paper's peak layer of each set."""
     use_style()
     fig, ax = plt.subplots(figsize=(8, 3.4))

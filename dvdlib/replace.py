@@ -1,4 +1,4 @@
-"""Replacement validation (SPEC §3.8): replace the dominant concept's words in a prompt by its
+"""Replacement validation (paper §3.8): replace the dominant concept's words in a prompt by its
 category word ("Van Gogh" → "artist", "Colosseum" → "landmark", "Spider-Man" → "character"),
 regenerate with the same seeds, judge again, and compare the DvD Scores pair by pair.
 """
@@ -11,17 +11,8 @@ from scipy import stats
 
 from .tokens import find_concept
 
-#: DominanceBench's categories and the word that replaces a concept of each (SPEC §3.8).
+#: DominanceBench's categories and the word that replaces a concept of each (paper §3.8).
 CATEGORY_WORDS = {"artist": "artist", "landmark": "landmark", "character": "character"}
-
-
-def toy_category_words(world=None) -> dict[str, str]:
-    """The toy world's words (`dvdlib.toy.world.World.category_word`), keyed by rigid concept:
-    e.g. "tower" → "landmark", "robot" → "character", "mosaic" → "style"."""
-    from .toy.world import World
-
-    world = world or World()
-    return {name: world.category_word(name) for name in world.rigid}
 
 
 def replace_concept(prompt: str, concept: str, word: str) -> str:
@@ -41,7 +32,7 @@ def replace_concept(prompt: str, concept: str, word: str) -> str:
 
 def category_word(content: str, content_type: str, words: dict[str, str] | None = None) -> str:
     """The word that replaces ``content``: ``words`` looked up by the concept itself, then by its
-    category; by default `CATEGORY_WORDS` (SPEC §3.8)."""
+    category; by default `CATEGORY_WORDS` (paper §3.8)."""
     words = CATEGORY_WORDS if words is None else words
     for key in (content, content_type):
         if key in words:
@@ -81,12 +72,6 @@ def paired_test(before, after, alternative: str = "greater") -> dict:
     return result
 
 
-def words_for(prompt_set: str) -> dict[str, str]:
-    """The category words of a prompt set by its profile name: the toy world's for ``toy-*`` sets,
-    `CATEGORY_WORDS` (SPEC §3.8) otherwise."""
-    return toy_category_words() if prompt_set.startswith("toy") else dict(CATEGORY_WORDS)
-
-
 def paired(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """Per prompt-set row (``case_num``), its DvD before and after replacement side by side, from
     two `dvdlib.dvd.per_prompt` tables (``after`` from the replaced rows, same ``case_num``)."""
@@ -95,6 +80,79 @@ def paired(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     if len(out) != len(before):
         raise ValueError(f"{len(before) - len(out)} row(s) have no score after replacement")
     return out.rename(columns={"prompt_before": "prompt", "prompt_after": "replaced"})
+
+
+def rows_to_replace(benchmark: pd.DataFrame, validate_on: str = "all") -> pd.DataFrame:
+    """The benchmark rows whose concept is replaced: ``"all"`` of them or only those the detector
+    ``"flagged"`` (column ``flagged``); an error when that leaves none."""
+    if validate_on not in ("all", "flagged"):
+        raise ValueError(f"validate_on must be 'all' or 'flagged', got {validate_on!r}")
+    rows = benchmark if validate_on == "all" else benchmark[benchmark.flagged]
+    if rows.empty:
+        raise ValueError("the detector flagged no benchmark row, so there is nothing to replace: "
+                         "lower `threshold` or use validate_on='all'")
+    return rows
+
+
+def validate(run, rows: pd.DataFrame, after_rows: pd.DataFrame, tau: float = 48.0, models=None):
+    """Generate and judge every prompt before and after replacement with each model compared
+    (default the profile's ``models``): (per-prompt DvD pairs, per-image judgements), both with a
+    ``model`` column (and ``when``: "before" / "after" for the images)."""
+    from . import dvd
+    from .generate import generate
+
+    P, pairs, judged = run.profile, [], []
+    for name, pipe in run.pipes(models):
+        store = run.store(name)
+        prompts = list(dict.fromkeys([*rows.prompt, *after_rows.prompt]))
+        generate(pipe, prompts, P.seeds, store=store, batch_size=P.batch_size)
+        images = {when: dvd.judge_images(table, P.seeds, store, run.judge, run.questions)
+                  for when, table in (("before", rows), ("after", after_rows))}
+        pairs.append(paired(dvd.per_prompt(images["before"], tau), dvd.per_prompt(images["after"], tau)).assign(model=name))
+        judged += [images[w].assign(model=name, when=w) for w in images]
+        del pipe
+    return pd.concat(pairs, ignore_index=True), pd.concat(judged, ignore_index=True)
+
+
+def tests_by_model(pairs: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
+    """Per model, `paired_test` of its DvD pairs and the judge's mean object Yes count before and after."""
+    tests = pd.DataFrame({name: paired_test(g.dvd_before, g.dvd_after) for name, g in pairs.groupby("model", sort=False)}).T
+    tests["object Yes before"] = judged[judged.when == "before"].groupby("model").n.mean()
+    tests["object Yes after"] = judged[judged.when == "after"].groupby("model").n.mean()
+    return tests
+
+
+def example_rows(pairs: pd.DataFrame, judged: pd.DataFrame, store, model: str, n: int) -> list:
+    """Rows of `dvdlib.plots.image_grid`: the ``n`` prompts whose DvD fell most under ``model``,
+    each before and after replacement with its images and the judge's counts."""
+    from .dvd import image_row
+
+    shown = pairs[pairs.model == model].assign(drop=lambda d: d.dvd_before - d.dvd_after).nlargest(n, "drop")
+    rows = []
+    for pair in shown.itertuples():
+        for when, prompt, score in (("before", pair.prompt, pair.dvd_before), ("after", pair.replaced, pair.dvd_after)):
+            mine = judged[(judged.model == model) & (judged.when == when) & (judged.case_num == pair.case_num)]
+            rows.append((f'{when}: "{prompt}" — DvD {score:.0f}', image_row(mine, store, prompt)))
+    return rows
+
+
+def add_model_results(report, tests: pd.DataFrame, pairs: pd.DataFrame, paper_values: dict) -> str:
+    """One results row per model (``repl_<model key>``: median DvD before → after, the paired
+    test); returns the all-models summary line."""
+    from .stats import location
+    from .store import model_key
+
+    summary = []
+    for name, t in tests.iterrows():
+        before_after = paper_values.get(name)
+        ours = f"{t.median_before:.0f} → {t.median_after:.0f} (Wilcoxon p = {t.p:.3g}, {int(t.pairs)} pairs)"
+        g = pairs[pairs.model == name]
+        report.add(f"repl_{model_key(name)}", f"median DvD, concept → category word: {name}",
+                   " → ".join(before_after) if before_after else "— (not in the paper)", ours, glue=False,
+                   median_before=t.median_before,
+                   **location(g.dvd_before - g.dvd_after, alternative="greater", statistic="median"))
+        summary.append(f"{name}: {ours}")
+    return "; ".join(summary)
 
 
 def pairs_figure(pairs: pd.DataFrame):

@@ -1,4 +1,4 @@
-"""Paper-vs-this-run results of a chapter: one table, one JSON file, glued numbers (DESIGN).
+"""Paper-vs-this-run results of a chapter: one table, one JSON file, glued numbers.
 
 Every headline number a chapter computes goes through `Report.add`, which keeps it beside the
 paper's number, glues it for the prose (``{glue:text}`key```) and writes
@@ -8,6 +8,7 @@ paper's number, glues it for the prose (``{glue:text}`key```) and writes
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -51,8 +52,6 @@ class Report:
 def _plain(value):
     """A structured number as plain JSON (numpy scalars and arrays, tuples → floats, ints, lists);
     NaN becomes None."""
-    import math
-
     import numpy as np
 
     if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
@@ -77,3 +76,16 @@ def ranges(numbers) -> str:
         else:
             parts.append([n, n])
     return ", ".join(f"{a}–{b}" if b > a else f"{a}" for a, b in parts) or "none"
+
+
+def listing(values, fmt: str = "{:.1f}", name=str) -> str:
+    """A mapping (or Series) in one line: "a: 1.0; b: 2.0" (``name`` writes each key)."""
+    return "; ".join(f"{name(k)}: {fmt.format(v)}" for k, v in values.items())
+
+
+def percent(x, digits: int = 0, missing: str = "—") -> str:
+    """A share as a percentage: "93%" (``digits`` decimals: "93.4%"), or ``missing`` where there
+    is none (None or NaN). The one percent formatter of the book's tables and reports."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return missing
+    return f"{x:.{digits}%}"

@@ -1,4 +1,4 @@
-"""The run store: everything a generation computed, saved as it is made (DESIGN "store").
+"""The run store: everything a generation computed, saved as it is made.
 
 One folder per (model, settings): ``root/<model>/<settings hash>/settings.json``; inside, one
 folder per prompt (``<prompt hash>/``) holding per seed the image (``<seed>.png``), its record
@@ -39,6 +39,32 @@ def atomic_write(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+#: The files that make a model's weights (what `model_key` hashes).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt")
+
+
+def folder_hash(folder, suffixes=WEIGHT_SUFFIXES) -> str:
+    """SHA-256 over the files of ``folder`` (recursively) whose suffix is one of ``suffixes``: each
+    file's path relative to the folder, then its whole contents, in sorted order. Two folders hash
+    alike exactly when those files agree (a retrained model never passes for the old one)."""
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in suffixes):
+        h.update(p.relative_to(folder).as_posix().encode())
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def model_key(name: str) -> str:
+    """What names a model in the run store: the id itself, or for a local folder its name plus
+    `folder_hash` of its weights, so retrained weights never reuse old results (a few seconds
+    for Stable Diffusion's gigabytes, once per chapter)."""
+    folder = Path(name)
+    return f"{folder.resolve().name}@{folder_hash(folder)[:10]}" if folder.is_dir() else name
 
 
 class Store:

@@ -1,4 +1,4 @@
-"""Temporal dynamics of the dominant and the dominated token (SPEC §3.5).
+"""Temporal dynamics of the dominant and the dominated token (paper §3.5).
 
 The paper follows, over all 50 DDIM steps, the **attention deviation** (`dvdlib.metrics.
 attention_deviation`) of the dominant concept's token in layers 8–10 and of the dominated object's
@@ -19,10 +19,10 @@ from scipy import stats
 from .metrics import attention_deviation
 from .tokens import content_positions
 
-#: The paper's schedule length and the boundaries of its five step intervals (SPEC §3.5).
+#: The paper's schedule length and the boundaries of its five step intervals (paper §3.5).
 PAPER_STEPS = 50
 PAPER_BOUNDARIES = (50, 40, 30, 20, 10, 1)
-#: Where each token is tracked (SPEC §3.5): dominant concept in 8–10, dominated object in 7.
+#: Where each token is tracked (paper §3.5): dominant concept in 8–10, dominated object in 7.
 ROLE_LAYERS = {"dominant": (8, 9, 10), "dominated": (7,)}
 #: Which span each role reads in a prompt-set row.
 ROLE_SPANS = {"dominant": "content_span", "dominated": "nm_span"}
@@ -64,7 +64,7 @@ def intervals(n_steps: int, boundaries=PAPER_BOUNDARIES, paper_steps: int = PAPE
 
 def record_options(role_layers=None) -> dict:
     """`dvdlib.generate` ``attention`` options: head-averaged token shares (no spatial maps) of
-    the tracked layers at every step (SPEC §3.5)."""
+    the tracked layers at every step (paper §3.5)."""
     layers = sorted({layer for group in (role_layers or ROLE_LAYERS).values() for layer in group})
     return {"layers": layers, "steps": "all", "maps": False, "shares": True}
 
@@ -117,7 +117,7 @@ def deviation_table(samples, rows: pd.DataFrame, tokenizer, n_steps: int, role_l
 
 def interval_changes(table: pd.DataFrame, n_steps: int, boundaries=PAPER_BOUNDARIES) -> pd.DataFrame:
     """Change of the deviation over each interval, per (case, seed, role): deviation at the
-    interval's last step minus deviation at its first (SPEC §3.5: 50–40 = step 40 − step 50)."""
+    interval's last step minus deviation at its first (paper §3.5: 50–40 = step 40 − step 50)."""
     spans = intervals(n_steps, boundaries)
     wide = table.pivot_table(index=["case_num", "seed", "role"], columns="step", values="deviation")
     missing = sorted((set(spans.start) | set(spans.end)) - set(wide.columns))
@@ -148,7 +148,7 @@ def summary(changes: pd.DataFrame) -> pd.DataFrame:
 
 
 def claim_holds(summary_table: pd.DataFrame, interval: str = "50–40") -> bool:
-    """The paper's reading of ``interval`` (SPEC §3.5): the dominated token's mean change is
+    """The paper's reading of ``interval`` (paper §3.5): the dominated token's mean change is
     negative and below the dominant token's (which is positive or near zero)."""
     at = summary_table[summary_table["interval"] == interval].set_index("role")["mean"]
     return bool(at["dominated"] < 0 and at["dominated"] < at["dominant"])
@@ -177,6 +177,50 @@ def find_example(table: pd.DataFrame, content: str, nm_word: str) -> tuple[pd.Se
     ``nm_word`` (case-insensitive), and True; the table's first row and False when none is."""
     hit = table[(table["content"].str.lower() == content.lower()) & (table["nm_word"].str.lower() == nm_word.lower())]
     return (hit.iloc[0], True) if len(hit) else (table.iloc[0], False)
+
+
+def example_row(table: pd.DataFrame, content: str, nm_word: str, set_name: str) -> pd.Series:
+    """`find_example`'s row, saying so when the worked example is not in the set (its first row is drawn)."""
+    row, found = find_example(table, content, nm_word)
+    if not found:
+        print(f"{content!r} + {nm_word!r} is not in {set_name!r}: drawing its first row instead (case {row.case_num}).")
+    return row
+
+
+def deviations(run, sets: dict[str, pd.DataFrame], role_layers, span_reduce: str = "mean") -> dict[str, pd.DataFrame]:
+    """Per prompt set (name → rows), its `deviation_table` over every step of the run's schedule:
+    each prompt generated with each seed, recording the roles' layers (`record_options`)."""
+    from .generate import generate
+
+    P, pipe = run.profile, run.pipe
+    options, store = record_options(role_layers), run.store()
+    generated = {name: generate(pipe, rows.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size,
+                                attention=options) for name, rows in sets.items()}
+    return {name: deviation_table(generated[name], rows, pipe.tokenizer, P.steps, role_layers, span_reduce)
+            for name, rows in sets.items()}
+
+
+def interval_summaries(tables: dict[str, pd.DataFrame], n_steps: int, boundaries=PAPER_BOUNDARIES):
+    """Per prompt set, its `interval_changes` and their `summary`: (changes, summaries)."""
+    changes = {name: interval_changes(table, n_steps, boundaries) for name, table in tables.items()}
+    return changes, {name: summary(c) for name, c in changes.items()}
+
+
+def interval_means(summaries: dict[str, pd.DataFrame], interval: str) -> dict[str, pd.Series]:
+    """Per prompt set, the mean change of each role's deviation over ``interval``."""
+    return {name: s[s.interval == interval].set_index("role")["mean"] for name, s in summaries.items()}
+
+
+def mean_share(sample, layers, step: int = 1) -> np.ndarray:
+    """A sample's token shares at ``step``, averaged over ``layers``."""
+    return sum(sample.share(layer, step) for layer in layers) / len(layers)
+
+
+def example_labels(row, dominant_layers, dominated_layers) -> dict[str, str]:
+    """The worked example's legend: each role's concept and the layers it is tracked in."""
+    return {"dominant": f"{row.content} (layers {', '.join(map(str, dominant_layers))})",
+            "dominated": f"{row.nm_word} (layer{'s' if len(dominated_layers) > 1 else ''} "
+                         f"{', '.join(map(str, dominated_layers))})"}
 
 
 # --- figures ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Concept -> token positions (SPEC §1 "Token positions").
+"""Concept -> token positions, as the authors' release reads them.
 
 Index 0 of an encoded prompt is the start token, then the prompt's own tokens, then one end
 token, then padding (SD 1.x pads with the end-token id 49407, SD 2.x with id 0, "!"). A concept
@@ -30,7 +30,7 @@ class ConceptNotFound(ValueError):
 
 
 def clip_tokenizer(pad: str = "eos"):
-    """The packaged CLIP BPE tokenizer of SD 1.x/2.x (SPEC §0), model_max_length 77.
+    """The packaged CLIP BPE tokenizer of SD 1.x/2.x (as in the authors' release), model_max_length 77.
 
     ``pad="eos"``: SD 1.x, pads with <|endoftext|> (49407); ``pad="zero"``: SD 2.x, pads with "!" (0).
     """
@@ -56,7 +56,7 @@ def content_positions(tokenizer, prompt: str) -> list[int]:
     """Positions of the prompt's own tokens in the padded sequence: no start, end or padding.
 
     Truncation at ``model_max_length`` is respected (a 77-token CLIP sequence holds at most 75
-    content tokens). Independent of the pad id (SPEC §1, §3.4 "content positions J").
+    content tokens). Independent of the pad id (paper §3.4: the content positions J).
     """
     return [i for i, _, _ in _content_tokens(tokenizer, prompt)]
 

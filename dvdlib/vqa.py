@@ -1,4 +1,4 @@
-"""The Qwen-VL judge: a `dvdlib.judge.Judge` answered by Qwen2-VL / Qwen2.5-VL (SPEC §1 judge row, §2).
+"""The Qwen-VL judge: a `dvdlib.judge.Judge` answered by Qwen2-VL / Qwen2.5-VL (the authors' release: the judge, §2).
 
 ``QwenJudge()`` loads the authors' released judge ``Qwen/Qwen2-VL-2B-Instruct`` (`DEFAULT_JUDGE`);
 ``QwenJudge(QWEN25_JUDGE)`` the Qwen2.5-VL the paper's text names; any Hub id or local folder of
@@ -27,11 +27,11 @@ from typing import Sequence
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-#: The judge of the authors' release (SPEC §1).
+#: The judge of the authors' release.
 DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
-#: The judge the paper's text names (SPEC §1), an option.
+#: The judge the paper's text names, an option.
 QWEN25_JUDGE = "Qwen/Qwen2.5-VL-3B-Instruct"
-#: At most this many new tokens per answer (SPEC §1).
+#: At most this many new tokens per answer, as in the authors' release.
 MAX_NEW_TOKENS = 5
 
 #: Qwen2-VL's chat template (the one Qwen2.5-VL also ships), reduced to text and images; used when a
@@ -48,7 +48,7 @@ QWEN_CHAT_TEMPLATE = (
 
 
 class QwenJudge:
-    """Yes/no answers from a Qwen2-VL or Qwen2.5-VL checkpoint (SPEC §1, §2), a `Judge`.
+    """Yes/no answers from a Qwen2-VL or Qwen2.5-VL checkpoint (paper §2; the authors' release), a `Judge`.
 
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
     ``preprocessor_config.json``). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
@@ -87,7 +87,7 @@ class QwenJudge:
         self.image_token = self.tokenizer.convert_ids_to_tokens(self.model.config.image_token_id)
 
     def prompt(self, question: str) -> str:
-        """The chat text of one user message holding the image, then ``question`` (SPEC §2)."""
+        """The chat text of one user message holding the image, then ``question`` (paper §2)."""
         message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         template = None if self.tokenizer.chat_template else QWEN_CHAT_TEMPLATE
         return self.tokenizer.apply_chat_template(message, chat_template=template, tokenize=False,
@@ -119,7 +119,7 @@ class QwenJudge:
     @torch.inference_mode()
     def answer(self, pairs: Sequence[tuple]) -> list[str]:
         """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens``, new tokens decoded verbatim
-        (SPEC §1). Plain argmax: sampling settings and a repetition penalty in a checkpoint's
+        (the authors' release). Plain argmax: sampling settings and a repetition penalty in a checkpoint's
         ``generation_config.json`` are overridden."""
         inputs = self.inputs(pairs)
         out = self.model.generate(**inputs, do_sample=False, repetition_penalty=1.0,
@@ -127,7 +127,7 @@ class QwenJudge:
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]:
-        """Every question of every image (SPEC §2), ``batch_size`` pairs per call, image-major; each
+        """Every question of every image (paper §2), ``batch_size`` pairs per call, image-major; each
         image is encoded once (`encode_images`), when its first pair comes up. Answers per image,
         in order."""
         pairs = [(i, q) for i in range(len(images)) for q in questions]

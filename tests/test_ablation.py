@@ -1,4 +1,4 @@
-"""dvdlib.ablation: plans, cost, the resumable runner, judging and the per-layer rates (SPEC §3.6)."""
+"""dvdlib.ablation: plans, cost, the resumable runner, judging and the per-layer rates (paper §3.6)."""
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ from dvdlib.ablation import NOT_COLLAPSED, Intervention, Job, Sweep
 from dvdlib.judge import load_questions
 from dvdlib.layers import registry
 from dvdlib.outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, UNCHANGED
+from dvdlib.findings import unwritten_claims
 
 SEEDS = [1825, 410]
 SAMPLER = {"resolution": 64, "steps": 2, "guidance": 7.5, "eta": 0.0, "dtype": "float32", "sampler": "DDIM",
@@ -262,11 +263,17 @@ def test_scale_and_memorized_set():
     smoke, paper_profile, toy = (load_profile(name) for name in ("smoke", "paper", "toy"))
     assert ablation.scale(smoke)["slice"] and ablation.scale(smoke)["layers"] == [1, 3, 6]
     assert ablation.scale(paper_profile) == {**ablation.FULL, "slice": False} and ablation.FULL["layers"] == "all"
-    rows, note = ablation.memorized_set(paper_profile)
+    from dvdlib.run import Run
+
+    rows, note = ablation.memorized_set(Run(paper_profile, "06"))
     assert len(rows) == 500 and rows["case_num"].is_unique and "500" in note
-    assert len(ablation.memorized_set(smoke, 3)[0]) == 3
-    rows, note = ablation.memorized_set(toy)
+    assert len(ablation.memorized_set(Run(smoke, "06"), 3)[0]) == 3
+    rows, note = ablation.memorized_set(Run(toy, "06"))
     assert rows is None and "no memorized prompts" in note and "skipped" in note
+    plan = ablation.sweep_plan(smoke, heads=[0])
+    assert plan.layers == [1, 3, 6] and plan.heads == [0] and plan.narrowed and plan.seeds == list(smoke.seeds)
+    assert "a slice of the paper's sweep" in plan.note(0.0, [1]) and "layers 1, 3, 6" in plan.scope(0.0, [1])
+    assert not ablation.sweep_plan(paper_profile).narrowed
 
 
 def test_head_ablation_chapter_runs_on_smoke(tmp_path):
@@ -286,6 +293,8 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
     figures = root / "book" / "figures" / "06_head_ablation"
     assert {p.name for p in figures.glob("*.png")} == {"rates_by_layer.png", "outcomes.png", "plain_vs_ablated.png"}
     results = json.loads((root / "book" / "results" / "06_head_ablation.json").read_text())
+    # every key a toy-findings claim reads from this chapter is written by it
+    assert unwritten_claims("06_head_ablation", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert set(rows) == {"require_baseline", "swept", "single_dvd", "single_mem", "peak_dvd", "peak_mem",
                          "effect_layers", "multi_dvd", "multi_mem", "pairs_dvd"}

@@ -1,4 +1,4 @@
-"""Attention recording and head scaling (SPEC §3.4–3.6, issue 2 item 6): dvdlib.attention.
+"""Attention recording and head scaling (paper §3.4–§3.6): dvdlib.attention.
 
 Everything runs the smoke model (random weights, SD 1.x layout) for a few DDIM steps at 128 px.
 """
@@ -381,7 +381,7 @@ def test_direct_unet_call_after_a_guided_pipeline_call_records_the_whole_batch(p
     assert rec.share(1, 1).shape == (2, TOKENS)
 
 
-# (6) head intervention, as SPEC §3.6 uses it (issue 4 item 3) -----------------------------------------
+# (6) head intervention, as paper §3.6 uses it -----------------------------------------
 
 def test_factor_scales_logits_by_hand(pipe):
     """Logits × f is a softmax of f·log p: the probabilities become p^f renormalised (0 → uniform)."""

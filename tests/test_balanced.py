@@ -1,4 +1,4 @@
-"""The balanced control set (SPEC §3.2): dvdlib/data/balanced_300.csv via dvdlib.bench.load_balanced."""
+"""The balanced control set (paper §3.2): dvdlib/data/balanced_300.csv via dvdlib.bench.load_balanced."""
 from importlib.resources import files
 
 import pandas as pd

@@ -1,9 +1,8 @@
-"""Prompt sets (SPEC §0, §3.2): dvdlib.bench, offline."""
+"""Prompt sets (paper §3.2): dvdlib.bench, offline."""
 import pandas as pd
 import pytest
 
-from dvdlib.bench import (CONTROL_STANDIN_LABEL, load_control_standin, load_dominancebench,
-                          load_memorized, load_prompt_set, unresolved_rows)
+from dvdlib.bench import load_dominancebench, load_memorized, load_prompt_set, unresolved_rows
 from dvdlib.tokens import clip_tokenizer
 
 # case_num -> reason for every DominanceBench row whose content or nm_word cannot be located in
@@ -12,7 +11,7 @@ from dvdlib.tokens import clip_tokenizer
 # prompt as a whole word), so the list is empty.
 PINNED_UNRESOLVED: dict[int, str] = {}
 
-# Rows sharing one prompt string (SPEC: 294 distinct strings). Only (8, 9) and (168, 192) differ
+# Rows sharing one prompt string (the release has 294 distinct strings). Only (8, 9) and (168, 192) differ
 # in nm_word; the other four pairs are identical rows.
 DUPLICATE_GROUPS = [(8, 9), (113, 197), (138, 193), (168, 192), (179, 181), (272, 278)]
 
@@ -117,24 +116,6 @@ def test_strict_lists_every_unresolved_row(tmp_path):
     assert "case 2: content:" in str(err.value) and "case 3: nm_word:" in str(err.value)
 
 
-def test_control_standin():
-    a, b = load_control_standin(), load_control_standin()
-    assert len(a) == 300 and a["prompt"].is_unique and (a["prompt"].str.strip() != "").all()
-    pd.testing.assert_frame_equal(a, b)
-    assert not a["prompt"].equals(load_control_standin(seed=1)["prompt"])
-    assert len(load_control_standin(n=10)) == 10
-    assert a.attrs["label"] == CONTROL_STANDIN_LABEL.format(n=300)
-    assert "stand-in" in a.attrs["label"] and "not yet the balanced" in a.attrs["label"]
-    assert set(a.columns) >= {"prompt", "source"}
-
-
-def test_control_standin_too_many():
-    # The pool holds 500 prompts: `wc -l` says 499 because the last line has no newline.
-    assert len(load_control_standin(n=500)) == 500
-    with pytest.raises(ValueError, match="has 500 non-blank prompts"):
-        load_control_standin(n=501)
-
-
 def test_memorized():
     m = load_memorized()
     assert len(m) == 500 and "prompt" in m.columns
@@ -155,19 +136,21 @@ def test_memorized_is_a_prompt_set_of_the_sd_profiles_only():
 def test_prompt_sets_by_name():
     from dvdlib.bench import load_prompt_set
     from dvdlib.toy.world import World
+    from dvdlib.worlds import get
 
-    tok = clip_tokenizer()
-    dominance = load_prompt_set("toy-dominance", tok)
+    tok, toy_sets = clip_tokenizer(), get("toy").prompt_sets  # the toy world adds its own sets
+    dominance = load_prompt_set("toy-dominance", tok, sets=toy_sets)
     world = World()
     assert len(dominance) == len(world.rigid) * len(world.objects) * 2 == 24
     assert set(dominance.content) == set(world.rigid) and set(dominance.nm_word) == set(world.objects)
     assert dominance.unresolved.isna().all()
     row = dominance.set_index("prompt").loc["ring and tower"]
     assert row.content_span == [3] and row.nm_span == [1] and row.held_out
-    balanced = load_prompt_set("toy-balanced", tok)
+    balanced = load_prompt_set("toy-balanced", tok, sets=toy_sets)
     assert len(balanced) == 12 and set(balanced.content_type) == {"object"}
     assert balanced.set_index("prompt").loc["ball and bar"].held_out
     assert len(load_prompt_set("dominancebench", tok, 6)) == 6
-    assert load_prompt_set("control-standin", tok, 5).attrs["label"].startswith("stand-in control: 5")
+    with pytest.raises(ValueError, match="unknown prompt set 'toy-dominance'"):
+        load_prompt_set("toy-dominance")  # not without its world
     with pytest.raises(ValueError, match="unknown prompt set 'laion'"):
         load_prompt_set("laion")

@@ -1,4 +1,4 @@
-"""dvdlib.detect: the first-step detector (SPEC §3.8) and `dvd check`."""
+"""dvdlib.detect: the first-step detector (paper §3.8) and `dvd check`."""
 
 import pytest
 

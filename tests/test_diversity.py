@@ -1,4 +1,4 @@
-"""dvdlib.diversity: CLIP embeddings, mean pairwise cosine distance, per-category medians (SPEC §3.1)."""
+"""dvdlib.diversity: CLIP embeddings, mean pairwise cosine distance, per-category medians (paper §3.1)."""
 
 import math
 
@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from dvdlib import diversity as d
-from dvdlib.profiles import load_profile
 
 
 def test_mean_pairwise_cosine_distance_by_hand():
@@ -99,10 +98,11 @@ def test_toy_renders_rigid_concepts_are_less_diverse(tmp_path):
     """The sanity check of chapter 01 under toy: a concept with few fixed appearances comes out
     less diverse than its category word (a fresh appearance per image), even with random features."""
     from dvdlib.generate import PAPER_SEEDS
+    from dvdlib.toy.renders import toy_render, toy_renders
     from dvdlib.toy.world import World
 
     names = ["tower", "landmark", "robot", "character", "mosaic", "style"]
-    table = d.toy_renders(tmp_path / "toy", PAPER_SEEDS, names=names)
+    table = toy_renders(tmp_path / "toy", PAPER_SEEDS, names=names)
     assert (tmp_path / "toy" / "centred" / "tower" / "1825.png").exists()
     cats = dict(zip(table.concept, table.category))
     assert cats["tower"] == "landmark (rigid)" and cats["landmark"] == "landmark (category word)"
@@ -113,9 +113,9 @@ def test_toy_renders_rigid_concepts_are_less_diverse(tmp_path):
     assert per["robot"] < per["character"] and per["tower"] < per["landmark"] and per["mosaic"] < per["style"]
     # placed renders are the world's own (random position), centred ones keep the sprite's pixels
     world = World()
-    assert np.array_equal(d.toy_render(world, "ball", 7, centred=False),
+    assert np.array_equal(toy_render(world, "ball", 7, centred=False),
                           (world.render("ball", 7).image * 255).round().astype(np.uint8))
-    centred, placed = d.toy_render(world, "ball", 7), d.toy_render(world, "ball", 7, centred=False)
+    centred, placed = toy_render(world, "ball", 7), toy_render(world, "ball", 7, centred=False)
     background = centred[0, 0]
     drawn = lambda img: np.argwhere((img != background).any(-1))  # noqa: E731
     assert len(drawn(centred)) == len(drawn(placed)) > 0  # the same ball (same seed → same appearance) ...
@@ -128,9 +128,11 @@ def test_benchmark_concepts_and_defaults():
                           "nm_word": ["mug", "pouch", "mug"]})
     concepts = d.benchmark_concepts(bench, per_category=1)
     assert list(zip(concepts.concept, concepts.category)) == [("Van Gogh", "artist"), ("Colosseum", "landmark"), ("mug", "object")]
-    assert d.default_clip(load_profile("smoke")) == d.default_clip(load_profile("toy")) == d.TINY_CLIP
-    assert d.default_clip(load_profile("paper")) == d.PAPER_CLIP == "openai/clip-vit-large-patch14"
-    assert d.default_source(load_profile("toy")) == "toy" and d.default_source(load_profile("paper")) == "generated"
+    from dvdlib.worlds import get
+
+    assert get("smoke").clip == get("toy").clip == d.TINY_CLIP  # the worlds' CLIP when a chapter names none
+    assert get("sd").clip == d.PAPER_CLIP == "openai/clip-vit-large-patch14"
+    assert get("toy").diversity_source == "toy" and get("sd").diversity_source == get("smoke").diversity_source == "generated"
 
 
 def _run_chapter(tmp_path, profile):

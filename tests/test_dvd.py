@@ -1,4 +1,4 @@
-"""dvdlib.dvd: judging a run's images, DvD per image and per prompt (SPEC §2), resumable."""
+"""dvdlib.dvd: judging a run's images, DvD per image and per prompt (paper §2), resumable."""
 
 import numpy as np
 import pandas as pd

@@ -1,5 +1,6 @@
-"""dvdlib.findings (issue 6 item 6): uncertainty helpers, the verdict rule, the snapshot read back,
-the snapshot maker's resumption, Report's structured fields, and chapter 09 on a fixture snapshot."""
+"""dvdlib.stats (intervals, tests, the verdict rule), dvdlib.findings (the snapshot read back),
+dvdlib.toy.snapshot (the snapshot maker's resumption), Report's structured fields, and chapter 09
+on a fixture snapshot."""
 
 import json
 import shutil
@@ -9,6 +10,8 @@ import numpy as np
 import pytest
 
 from dvdlib import findings as F
+from dvdlib import stats as S
+from dvdlib.toy import snapshot
 from dvdlib.report import Report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,34 +21,34 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_rate_is_clopper_pearson_by_hand():
-    r = F.rate(9, 10)
+    r = S.rate(9, 10)
     assert r["value"] == 0.9 and r["n"] == 10 and r["hits"] == 9
     assert r["ci"] == pytest.approx([0.5550, 0.9975], abs=1e-4)  # exact binomial, tables
-    zero = F.rate(0, 6)  # upper bound 1 − 0.025^(1/6)
+    zero = S.rate(0, 6)  # upper bound 1 − 0.025^(1/6)
     assert zero["ci"][0] == 0.0 and zero["ci"][1] == pytest.approx(1 - 0.025 ** (1 / 6), abs=1e-9)
-    assert F.rate(0, 0)["value"] is None
+    assert S.rate(0, 0)["value"] is None
     with pytest.raises(ValueError):
-        F.rate(5, 3)
+        S.rate(5, 3)
 
 
 def test_difference_of_separated_samples():
-    d = F.difference([3, 4, 5], [0, 1, 2])
+    d = S.difference([3, 4, 5], [0, 1, 2])
     assert d["value"] == 3.0 and d["n"] == [3, 3]
     # exact one-sided Mann–Whitney: the one ordering of 6 values out of C(6, 3) = 20 → p = 1/20
     assert d["p"] == pytest.approx(1 / 20)
     low, high = d["ci"]
     assert 1.0 <= low <= 3.0 <= high <= 5.0  # every resample of a minus every resample of b lies in [1, 5]
-    assert F.difference([1, 1], [1, 1]) == {"value": 0.0, "n": [2, 2], "ci": [0.0, 0.0], "p": 1.0, "test": "difference"}
+    assert S.difference([1, 1], [1, 1]) == {"value": 0.0, "n": [2, 2], "ci": [0.0, 0.0], "p": 1.0, "test": "difference"}
 
 
 def test_location_of_paired_changes():
-    x = F.location([-1, -2, -3, -4], alternative="less")
+    x = S.location([-1, -2, -3, -4], alternative="less")
     assert x["value"] == -2.5 and x["n"] == 4
     assert x["p"] == pytest.approx(1 / 16)  # exact Wilcoxon: all four ranks negative, one of 2⁴ signs
     assert -4 <= x["ci"][0] <= -2.5 <= x["ci"][1] <= -1
-    assert F.location([2, 4, 9], statistic="median")["value"] == 4.0
+    assert S.location([2, 4, 9], statistic="median")["value"] == 4.0
     with pytest.raises(ValueError):
-        F.location([1, 2], statistic="mode")
+        S.location([1, 2], statistic="mode")
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -61,11 +64,11 @@ def test_location_of_paired_changes():
     ((None, None, None), "inconclusive"),
 ])
 def test_verdict_rule(args, expected):
-    assert F.verdict(*args) == expected
+    assert S.verdict(*args) == expected
 
 
 def test_verdict_when_the_claim_does_not_apply():
-    assert F.verdict(0.5, [0.4, 0.6], applies=False) == "inconclusive"
+    assert S.verdict(0.5, [0.4, 0.6], applies=False) == "inconclusive"
 
 
 # ----------------------------------------------------------------------------- Report
@@ -102,7 +105,7 @@ def write_fixture(folder: Path, chapters=("02_dvd_benchmark", "04_focus_score", 
         "02_dvd_benchmark": [_row("dvd_gap", "+31.0", value=31.0, n=[24, 12], ci=[18.0, 44.0], p=0.0004,
                                   test="difference")],
         "04_focus_score": [_row("fs_significant_layers", "none", value=0, n=[24, 12], p=0.4, layers=[]),
-                           _row("fs_peak_on_concept", "14/24 (58%)", **F.rate(14, 24))],
+                           _row("fs_peak_on_concept", "14/24 (58%)", **S.rate(14, 24))],
         "08_detection_replacement": [_row("det_gap", "12.50", value=12.5, n=[24, 12], ci=[-15.0, 40.0], p=0.2),
                                      _row("repl_toy_run1_model", "60 → 20", value=35.0, n=24, ci=[20.0, 50.0], p=0.001),
                                      _row("repl_summary", "all")],
@@ -110,8 +113,8 @@ def write_fixture(folder: Path, chapters=("02_dvd_benchmark", "04_focus_score", 
     (folder / "results").mkdir(parents=True)
     for name in chapters:
         (folder / "results" / f"{name}.json").write_text(json.dumps({"chapter": name, "results": rows[name]}))
-    gate = lambda hits, n, req: {"hits": hits, "n": n, "rate": hits / n, "ci_low": F.rate(hits, n)["ci"][0],
-                                 "ci_high": F.rate(hits, n)["ci"][1], "required": req,
+    gate = lambda hits, n, req: {"hits": hits, "n": n, "rate": hits / n, "ci_low": S.rate(hits, n)["ci"][0],
+                                 "ci_high": S.rate(hits, n)["ci"][1], "required": req,
                                  "passed": None if req is None else hits / n >= req}
     (folder / "gates.json").write_text(json.dumps({"seeds": [1, 2], "gates": {
         "singles": gate(45, 120, 0.9), "composition": gate(2, 120, 0.6), "conditioning": gate(660, 660, None)}}))
@@ -143,12 +146,6 @@ def test_claims_table_applies_the_rule(tmp_path):
     assert causal.verdict == "inconclusive" and "chapter failed: ValueError: no dogs" in causal.why
     assert "not in this snapshot" in by("dominated_falls").why
     assert set(t.claim) == {c.name for c in F.CLAIMS}
-
-
-def test_rows_with_only_strings_are_read_with_their_p(tmp_path):
-    s = F._structured(_row("paired", "+12.5 over 40 prompts, p = 0.0031"))
-    assert s["value"] == 12.5 and s["n"] == 40 and s["p"] == 0.0031 and s["ci"] is None
-    assert F.verdict(s["value"], s["ci"], s["p"]) == "reproduced"
 
 
 def test_gates_table_and_paragraphs(tmp_path):
@@ -201,26 +198,26 @@ def test_make_snapshot_keeps_what_is_done_for_the_same_model(tmp_path):
     (root / "chapters").mkdir()
     nbformat.write(nb, root / "chapters" / "50_tiny.ipynb")
     logs = []
-    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+    index = snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
                             measure=False, png_budget=150, log=logs.append)
     assert index["chapters"]["50_tiny"]["ok"] and index["model"]["step"] == 10
     assert index["chapters"]["50_tiny"]["figures"] == ["a.png"]  # the second PNG is over the budget
     assert json.loads((root / "snap" / "results" / "50_tiny.json").read_text())["results"][0]["value"] == 2
-    F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+    snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
                     measure=False, log=logs.append)
     assert any("done for this model, kept" in line for line in logs)
     (model / "w.safetensors").write_bytes(b"weights-2")  # a new export: everything is redone
     logs.clear()
-    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+    index = snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
                             measure=False, log=logs.append)
     assert any("model changed" in line for line in logs) and index["chapters"]["50_tiny"]["ok"]
     logs.clear()
-    index = F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
+    index = snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root,
                             measure=False, parameters={"sweep_layers": [1, 3]}, log=logs.append)
     assert not any("kept" in line for line in logs)  # other parameters: run again, and say which
     assert index["chapters"]["50_tiny"]["parameters"] == {"sweep_layers": [1, 3]}
     logs.clear()
-    F.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root, measure=False,
+    snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root, measure=False,
                     parameters={"sweep_layers": [1, 3]}, rerun=True, log=logs.append)
     assert not any("kept" in line for line in logs) and any("50_tiny: ok" in line for line in logs)
     assert F.load_snapshot(root / "snap").index["model"]["hash"] == F.model_hash(model)
@@ -276,11 +273,11 @@ def test_why_says_when_the_effect_is_the_opposite_of_the_papers():
 def test_auc_is_the_mann_whitney_area_and_matches_scikit_learn():
     from sklearn.metrics import roc_auc_score
 
-    assert F.auc([3, 4, 5], [0, 1, 2])["value"] == 1.0
-    assert F.auc([1, 2], [1, 2])["value"] == 0.5  # ties count half: (0.5 + 0 + 1 + 0.5) / 4
+    assert S.auc([3, 4, 5], [0, 1, 2])["value"] == 1.0
+    assert S.auc([1, 2], [1, 2])["value"] == 0.5  # ties count half: (0.5 + 0 + 1 + 0.5) / 4
     rng = np.random.default_rng(0)
     a, b = rng.normal(1, 1, 30), rng.normal(0, 1, 20)
-    r = F.auc(a, b)
+    r = S.auc(a, b)
     assert r["value"] == pytest.approx(roc_auc_score(np.r_[np.ones(30), np.zeros(20)], np.r_[a, b]))
     assert r["ci"][0] < r["value"] < r["ci"][1] and r["n"] == [30, 20]
 
@@ -290,7 +287,7 @@ def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
     path = folder / "results" / "08_detection_replacement.json"
     body = json.loads(path.read_text())
     body["results"] = [_row("repl_toy", "0 → 0", value=0.0, n=24, ci=[0.0, 0.0], p=1.0, median_before=0.0),
-                       _row("det_auc", "0.700", **F.auc([3, 4, 5, 6], [0, 1, 2, 5]))]
+                       _row("det_auc", "0.700", **S.auc([3, 4, 5, 6], [0, 1, 2, 5]))]
     path.write_text(json.dumps(body))
     t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
     assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
@@ -313,7 +310,14 @@ def test_too_few_prompts_give_no_verdict(tmp_path):
     folder = write_fixture(tmp_path / "findings")
     path = folder / "results" / "02_dvd_benchmark.json"
     body = json.loads(path.read_text())
-    body["results"][0].update(n=[24, F.MIN_N - 1])  # a clear effect, but the control has too few prompts
+    body["results"][0].update(n=[24, S.MIN_N - 1])  # a clear effect, but the control has too few prompts
     path.write_text(json.dumps(body))
     row = F.claims_table(F.load_snapshot(folder)).set_index("claim").loc["suppression"]
     assert row.verdict == "inconclusive" and "too few" in row.why
+
+
+def test_the_contract_check_names_the_missing_claim():
+    assert F.unwritten_claims("04_focus_score", ["fs_significant_layers", "fs_peak_on_concept"]) == []
+    assert F.unwritten_claims("04_focus_score", ["fs_significant_layers"]) == ["peak_token"]
+    assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_auc", "repl_smoke"]) == []
+    assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_auc", "repl_summary"]) != []

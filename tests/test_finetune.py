@@ -1,4 +1,4 @@
-"""DreamBooth fine-tuning and the causal diversity chapter (SPEC §3.3; issue 5 item 2)."""
+"""DreamBooth fine-tuning and the causal diversity chapter (paper §3.3)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from PIL import Image
 
 from dvdlib import bench, finetune as ft
 from dvdlib.models import build_smoke
+from dvdlib.toy.dreambooth import toy_images, toy_prompts
 from dvdlib.profiles import load_profile
 from dvdlib.tokens import clip_tokenizer, concept_span
+from dvdlib.findings import unwritten_claims
 
 FAST = ft.Recipe(steps=4, lr=1e-3, checkpoint_every=1)
 
@@ -28,7 +30,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def images():
-    return [im for _, im in ft.toy_images(2, 4, size=128)]
+    return [im for _, im in toy_images(2, 4, size=128)]
 
 
 def trainer(pipe, images, recipe=FAST, **kw):
@@ -140,7 +142,7 @@ def test_the_new_token_in_the_toy_text_encoder():
     from dvdlib.toy.model import MAX_TOKENS, tokenizer
 
     tok = tokenizer()
-    for prompt in ft.toy_prompts().prompt:
+    for prompt in toy_prompts().prompt:
         ids = tok(prompt).input_ids
         assert len(ids) <= MAX_TOKENS, prompt  # no prompt of the toy test is truncated
     pieces = tok.convert_ids_to_tokens(tok("dvddog and ball").input_ids)
@@ -188,10 +190,10 @@ def test_breed_variants_split_the_images_evenly_and_nest(tmp_path):
 
 
 def test_toy_variants_are_the_breeds():
-    one, ten = ft.toy_images(1, 20), ft.toy_images(10, 20)
+    one, ten = toy_images(1, 20), toy_images(10, 20)
     assert {b for b, _ in one} == {"variant 0"}
     assert pd.Series([b for b, _ in ten]).value_counts().tolist() == [2] * 10
-    assert one[0][1].size == (32, 32) and ft.toy_images(2, 2, size=128)[0][1].size == (128, 128)
+    assert one[0][1].size == (32, 32) and toy_images(2, 2, size=128)[0][1].size == (128, 128)
     # one variant = one appearance: the figure's colours are the same in every render
     colours = [set(map(tuple, np.asarray(im).reshape(-1, 3))) for _, im in one]
     assert all(c == colours[0] for c in colours)
@@ -227,11 +229,15 @@ def test_a_profile_narrows_the_experiment(tmp_path):
         ft.scale(load_profile(str(path)))
 
 
-def test_image_source_needs_a_folder_for_real_models():
-    assert ft.image_source("smoke") == "toy"
-    assert ft.image_source("CompVis/stable-diffusion-v1-4", "/data/dogs") == "/data/dogs"
+def test_training_images_need_a_folder_for_real_models():
+    from dvdlib.run import setup
+
+    smoke, paper_run = setup("smoke", "03"), setup("paper", "03")
+    assert "not dog photos" in ft.images_note(smoke, None)  # smoke trains on toy renders
+    assert ft.images_note(paper_run, "/data/dogs").startswith("dog photos from `/data/dogs`")
+    assert [len(v) for v in ft.variant_images(smoke, None, [1, 2], 4).values()] == [4, 4]
     with pytest.raises(ValueError, match="-p images"):
-        ft.image_source("CompVis/stable-diffusion-v1-4")
+        ft.variant_images(paper_run, None, [1], 4)
 
 
 def test_trend_against_hand_computed_values():
@@ -263,6 +269,8 @@ def test_causal_chapter_runs_on_smoke(tmp_path):
     figures = root / "book" / "figures" / "03_diversity_causal"
     assert {p.name for p in figures.glob("*.png")} == {"training_images.png", "dvd_by_variant.png"}
     results = json.loads((root / "book" / "results" / "03_diversity_causal.json").read_text())
+    # every key a toy-findings claim reads from this chapter is written by it
+    assert unwritten_claims("03_diversity_causal", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert set(rows) == {"n_images", "variants", "n_prompts", "n_seeds", "dvd_by_variant", "spearman",
                          "paired", "low_crossing", "high_crossing"}

@@ -1,4 +1,4 @@
-"""Deterministic, batched, resumable generation and the run store (issue 2 item 8):
+"""Deterministic, batched, resumable generation and the run store:
 dvdlib.generate, dvdlib.store. The smoke model, 128 px, a few DDIM steps."""
 import json
 from contextlib import contextmanager

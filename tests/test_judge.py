@@ -1,4 +1,4 @@
-"""The judge interface (SPEC §1, §2; issue 3 items 1–3): Yes parsing, question files, Yes counts."""
+"""The judge interface (paper §2): Yes parsing, question files, Yes counts."""
 import copy
 
 import pytest
@@ -139,8 +139,9 @@ def test_load_judge_by_the_names_profiles_use(tmp_path):
     image = Image.new("RGB", (56, 56), (200, 30, 30))
     (answers,) = smoke.ask([image], ["Is a mug visible in this image? Answer only Yes or No."])
     assert len(answers) == 1 and isinstance(answers[0], str)
-    toy = Path(__file__).resolve().parents[1] / "toy" / "judge"
-    if toy.is_dir():
-        assert load_judge(str(toy)).name == "toy-cnn"
+    from dvdlib.worlds import get
+
+    toy = Path(__file__).resolve().parents[1] / "toy" / "judge"  # committed: the toy world loads it
+    assert get("toy").load_judge(str(toy)).name == "toy-cnn"
     with pytest.raises(OSError, match="cannot load the VQA judge"):
         load_judge(str(tmp_path / "nowhere"))

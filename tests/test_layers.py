@@ -1,4 +1,4 @@
-"""The cross-attention layer registry (SPEC §1 "layer numbering"): dvdlib.layers.
+"""The cross-attention layer registry (layer numbering as in the authors' release): dvdlib.layers.
 
 Full-size SD 1.4 / SD 2.1 UNets are built from their shipped configs on the meta device (no
 weights, no memory); the smoke model is the real, runnable one.

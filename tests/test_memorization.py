@@ -1,4 +1,4 @@
-"""The noise-prediction norm (Wen et al. 2024; SPEC §3.7, issue 4 item 5): the pure function by
+"""The noise-prediction norm (Wen et al. 2024; paper §3.7): the pure function by
 hand, the hook against two direct UNet calls on the smoke model, the store, the order test."""
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ from dvdlib import memorization
 from dvdlib.generate import initial_latents
 from dvdlib.metrics import noise_prediction_norm
 from dvdlib.store import Store
+from dvdlib.findings import unwritten_claims
 
 
 def test_norm_by_hand():
@@ -148,6 +149,8 @@ def test_memorization_chapter_runs_on_smoke(tmp_path):
     figures = root / "book" / "figures" / "07_memorization"
     assert {p.name for p in figures.glob("*.png")} == {"norm_per_step.png", "norm_by_set.png"}
     results = json.loads((root / "book" / "results" / "07_memorization.json").read_text())
+    # every key a toy-findings claim reads from this chapter is written by it
+    assert unwritten_claims("07_memorization", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert rows["order"]["paper"] == "memorized > DominanceBench > balanced"
     assert sorted(rows["order"]["this run"].split(" > ")) == ["balanced", "dominancebench", "memorized"]

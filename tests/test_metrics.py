@@ -1,4 +1,4 @@
-"""The Focus Score and its building blocks (SPEC §3.4, issue 2 item 7): dvdlib.metrics,
+"""The Focus Score and its building blocks (paper §3.4): dvdlib.metrics,
 against values worked out by hand below."""
 import math
 
@@ -142,7 +142,7 @@ def test_focus_score_with_a_boolean_mask_is_used_as_a_mask_or_rejected():
     assert got == pytest.approx(focus_score(a, [1, 2, 3]), rel=1e-9)
 
 
-# DvD Score (SPEC §2) -------------------------------------------------------------------------------
+# DvD Score (paper §2) -------------------------------------------------------------------------------
 
 from dvdlib.metrics import dvd_score, is_dvd_image, meets_inclusion  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Model loading (SPEC §1, issue 2 item 3) and profiles as data (item 2): dvdlib.models,
+"""Model loading (the authors' release) and profiles as data: dvdlib.models,
 dvdlib.profiles. Offline: no Hub; the smoke model and local folders only."""
 import dataclasses
 import random
@@ -87,7 +87,7 @@ def test_torch_dtype_rejects_non_dtypes(name):
 
 def test_smoke_pipeline_parts(smoke):
     assert isinstance(smoke.scheduler, DDIMScheduler)
-    config = smoke.scheduler.config  # SD's own scheduler config (SPEC §1 sampler)
+    config = smoke.scheduler.config  # SD's own scheduler config (the authors' release: the sampler)
     assert (config.beta_schedule, config.beta_start, config.beta_end) == ("scaled_linear", 0.00085, 0.012)
     assert (config.steps_offset, config.clip_sample, config.set_alpha_to_one) == (1, False, False)
     assert config.prediction_type == "epsilon"
@@ -194,7 +194,7 @@ def test_profile_from_a_yaml_path(tmp_path):
 
 
 def test_model_key_changes_with_a_folders_weights(tmp_path):
-    from dvdlib.models import model_key
+    from dvdlib.store import model_key
 
     assert model_key("CompVis/stable-diffusion-v1-4") == "CompVis/stable-diffusion-v1-4"
     (tmp_path / "unet").mkdir()

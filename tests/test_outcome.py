@@ -1,4 +1,4 @@
-"""dvdlib.outcome: the outcome of an intervened generation (SPEC §3.6), checked by hand."""
+"""dvdlib.outcome: the outcome of an intervened generation (paper §3.6), checked by hand."""
 
 import numpy as np
 import pandas as pd

@@ -1,10 +1,11 @@
-"""dvdlib.replace: category-word replacement and the paired test (SPEC §3.8)."""
+"""dvdlib.replace: category-word replacement and the paired test (paper §3.8)."""
 
 import pandas as pd
 import pytest
 from scipy import stats
 
 from dvdlib import replace as r
+from dvdlib.findings import unwritten_claims
 
 
 def test_replace_concept_keeps_the_rest_of_the_prompt():
@@ -22,7 +23,9 @@ def test_replace_concept_keeps_the_rest_of_the_prompt():
 def test_category_words_paper_and_toy():
     assert r.category_word("Van Gogh", "artist") == "artist"
     assert r.category_word("Colosseum", "landmark") == "landmark"
-    toy = r.toy_category_words()
+    from dvdlib.worlds import get
+
+    toy = get("toy").category_words()
     assert toy == {"tower": "landmark", "robot": "character", "mosaic": "style"}
     assert r.category_word("tower", "landmark", toy) == "landmark"
     with pytest.raises(ValueError, match="no category word for 'mug'"):
@@ -55,8 +58,10 @@ def test_paired_test_by_hand():
         r.paired_test([1, 2], [1])
 
 
-def test_words_for_and_paired_tables():
-    assert r.words_for("dominancebench") == r.CATEGORY_WORDS and r.words_for("toy-dominance")["tower"] == "landmark"
+def test_world_words_and_paired_tables():
+    from dvdlib.worlds import get
+
+    assert get("sd").category_words() == r.CATEGORY_WORDS and get("toy").category_words()["tower"] == "landmark"
     before = pd.DataFrame({"case_num": [1, 2], "content_type": ["artist"] * 2, "prompt": ["Van Gogh mug", "Monet mug"],
                            "dvd": [64.0, 40.0]})
     after = pd.DataFrame({"case_num": [2, 1], "content_type": ["artist"] * 2, "prompt": ["artist mug", "artist mug"],
@@ -81,6 +86,8 @@ def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
     figures = root / "book" / "figures" / "08_detection_replacement"
     assert {p.name for p in figures.glob("*.png")} == {"roc.png", "dvd_before_after.png", "replacement_examples.png"}
     results = json.loads((root / "book" / "results" / "08_detection_replacement.json").read_text())
+    # every key a toy-findings claim reads from this chapter is written by it
+    assert unwritten_claims("08_detection_replacement", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
     assert (rows["det_bench_rate"]["paper"], rows["det_control_rate"]["paper"], rows["det_gap"]["paper"]) == \

@@ -1,4 +1,4 @@
-"""Attention deviation and the temporal-dynamics procedure (SPEC §3.5, issue 4 items 1–2):
+"""Attention deviation and the temporal-dynamics procedure (paper §3.5):
 pure functions against values worked out by hand, recording over every step on the smoke model."""
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ from dvdlib import temporal
 from dvdlib.generate import Sample
 from dvdlib.metrics import attention_deviation
 from dvdlib.tokens import clip_tokenizer, concept_span, content_positions
+from dvdlib.findings import unwritten_claims
 
 
 # attention deviation ------------------------------------------------------------------------------
@@ -211,6 +212,8 @@ def test_temporal_chapter_runs_on_smoke(tmp_path):
     assert {p.name for p in figures.glob("*.png")} == {"deviation_per_step.png", "change_per_interval.png",
                                                        "worked_example.png"}
     results = json.loads((root / "book" / "results" / "05_temporal_dynamics.json").read_text())
+    # every key a toy-findings claim reads from this chapter is written by it
+    assert unwritten_claims("05_temporal_dynamics", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert {"n_steps", "tracked_layers", "example_prompt", "example_object_rank", "dominated_first",
             "dominant_first", "dominated_first_balanced", "claim"} <= set(rows)

@@ -1,4 +1,4 @@
-"""Token positions (SPEC §1 "Token positions"): dvdlib.tokens, offline with the real CLIP BPE."""
+"""Token positions, as the authors' release reads them: dvdlib.tokens, offline with the real CLIP BPE."""
 import numpy as np
 import pytest
 

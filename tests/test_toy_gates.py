@@ -1,4 +1,4 @@
-"""dvdlib.toy.gates: the toy model's quality gates (issue 6 item 3)."""
+"""dvdlib.toy.gates: the toy model's quality gates."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The hand-checked sample of generated images (issue 6 item 4): labels → truth, file round trip,
+"""The hand-checked sample of generated images: labels → truth, file round trip,
 and the judge's agreement counted by hand."""
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""The toy world's judge (issue 6 item 4) behind the judge interface (issue 3 item 1)."""
+"""The toy world's judge behind the judge interface."""
 import re
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""The toy model (issue 6 item 2–3): a standard StableDiffusionPipeline built offline around the
+"""The toy model: a standard StableDiffusionPipeline built offline around the
 frozen MiniLM encoder; the layer registry, attention recording and span finding work on it; it
 saves and loads; training is deterministic and resumes bitwise-identically."""
 import json
@@ -89,7 +89,9 @@ def test_save_and_load_round_trip(pipe, tmp_path):
     b, _ = loaded.encode_prompt(["ring and box"], "cpu", 1, False)
     assert torch.equal(a, b)
     assert len(dvdlib.registry(loaded)) == 16
-    via_load = dvdlib.load(str(folder))  # dvdlib.load dispatches toy folders to load_toy
+    from dvdlib.worlds import get
+
+    via_load = get("toy").load_model(str(folder))  # the toy world loads its folders with load_toy
     assert isinstance(via_load.vae, toy.SpaceToDepthVAE)
     assert torch.equal(via_load.unet.state_dict()[key], weights[key])
 

@@ -1,4 +1,4 @@
-"""The toy world's renderer (issue 6 item 1): determinism, the diversity parameter, pairs that
+"""The toy world's renderer: determinism, the diversity parameter, pairs that
 always show both concepts, category words, the caption distribution, the scene stream."""
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The Qwen-VL judge (dvdlib.vqa; SPEC §1 judge row, §2; issue 3 item 1): a tiny random-weight
+"""The Qwen-VL judge (dvdlib.vqa; the authors' release: the judge, §2): a tiny random-weight
 Qwen2-VL built from a config, with a tokenizer made here, saved and loaded back through
 `QwenJudge(folder)`. Batched answers must equal one-question-at-a-time answers."""
 

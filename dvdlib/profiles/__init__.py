@@ -1,12 +1,14 @@
-"""Profiles: one name picks the model, judge, scale and sampler of a whole run (DESIGN "profiles").
+"""Profiles: one name picks the world, model, judge, scale and sampler of a whole run.
 
-Profiles are YAML files beside this module (``smoke.yaml``, ``paper.yaml``) or any YAML path.
-A chapter's parameters cell names the profile and may override single fields; ``None`` means
-"keep the profile's value".
+Profiles are YAML files beside this module (``smoke.yaml``, ``paper.yaml``, ``toy.yaml``) or any
+YAML path. A profile names its world (``world:``, `dvdlib.worlds`), whose prompt sets and question
+set it takes unless it names its own. A chapter's parameters cell names the profile and may
+override single fields; ``None`` means "keep the profile's value".
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field, fields, replace
 from importlib.resources import files
 from pathlib import Path
@@ -32,13 +34,12 @@ class Profile:
     device: str
     store: str
     caveat: str = ""
-    #: prompt sets by role, named as `dvdlib.bench.load_prompt_set` knows them
-    prompt_sets: dict[str, str] = field(default_factory=lambda: {"benchmark": "dominancebench",
-                                                                 "control": "balanced",
-                                                                 "balanced": "balanced",
-                                                                 "memorized": "memorized"})
-    #: the question set of the DvD judge (`dvdlib.judge.load_questions`)
-    questions: str = "paper"
+    #: the world the model, judge, prompts and images come from (`dvdlib.worlds`)
+    world: str = "sd"
+    #: prompt sets by role, named as `dvdlib.bench.load_prompt_set` knows them (None: the world's)
+    prompt_sets: dict[str, str] | None = None
+    #: the question set of the DvD judge (`dvdlib.judge.load_questions`; None: the world's)
+    questions: str | None = None
     resolutions: dict[str, int] = field(default_factory=dict)
     #: how much of a large procedure this profile runs, by procedure (``ablation``, ``causal``);
     #: a procedure not named runs at the paper's full scale
@@ -52,6 +53,16 @@ class Profile:
         """The generation settings that, with the model, key the run store."""
         return {"resolution": self.resolution_of(model or self.model), "steps": self.steps, "guidance": self.guidance,
                 "eta": self.eta, "dtype": self.dtype, "sampler": "DDIM", "negative_prompt": ""}
+
+    def scale(self, procedure: str, full: dict) -> dict:
+        """How much of a large procedure this profile runs: ``full`` narrowed by its
+        ``scales[procedure]`` (keys of ``full``); ``slice`` says whether anything was narrowed."""
+        narrowed = self.scales.get(procedure, {})
+        unknown = set(narrowed) - set(full)
+        if unknown:
+            raise ValueError(f"profile {self.name!r}: unknown scales.{procedure} keys {sorted(unknown)}; "
+                             f"known: {sorted(full)}")
+        return {**copy.deepcopy(full), **copy.deepcopy(narrowed), "slice": bool(narrowed)}
 
     def card(self, uses_judge: bool = True) -> str:
         """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter)."""
@@ -86,4 +97,13 @@ def load_profile(name: str = "smoke", **overrides) -> Profile:
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "model" in changes and "models" not in changes:
         changes["models"] = [changes["model"]]
-    return replace(profile, **changes)
+    return with_world_defaults(replace(profile, **changes))
+
+
+def with_world_defaults(profile: Profile) -> Profile:
+    """``profile`` with the prompt sets and question set of its world where it names none."""
+    from ..worlds import get
+
+    world = get(profile.world)
+    return replace(profile, prompt_sets=dict(profile.prompt_sets or world.roles),
+                   questions=profile.questions or world.questions)

@@ -91,7 +91,7 @@ def _render(args) -> None:
 
 
 def _findings(args) -> None:
-    from ..findings import CHAPTERS, make_snapshot
+    from .snapshot import CHAPTERS, make_snapshot
 
     import yaml
 
@@ -119,7 +119,7 @@ def _gates(args) -> None:
     import pandas as pd
     import torch
 
-    from ..models import model_key
+    from ..store import model_key
     from ..profiles import load_profile
     from ..store import Store
     from .gates import measure_gates

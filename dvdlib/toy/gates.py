@@ -1,4 +1,4 @@
-"""The toy model's quality gates (issue 6 item 3), measured with the toy judge.
+"""The toy model's quality gates, measured with the toy judge.
 
 - **singles**: each concept alone is rendered and recognised (≥ 90% required);
 - **composition**: two flexible objects both present (≥ 60% required);
@@ -18,7 +18,7 @@ from itertools import combinations, permutations
 import numpy as np
 import pandas as pd
 
-from ..findings import rate
+from ..stats import rate
 from ..generate import generate
 from ..judge import is_yes
 from .world import JOINER, World
@@ -27,7 +27,7 @@ REQUIRED = {"singles": 0.90, "composition": 0.60, "conditioning": 0.95}
 
 
 def _rate(hits: int, n: int, required: float | None = None) -> dict:
-    """`dvdlib.findings.rate` (Clopper–Pearson) in gates.json's shape, with the required level."""
+    """`dvdlib.stats.rate` (Clopper–Pearson) in gates.json's shape, with the required level."""
     r = rate(hits, n)
     low, high = r["ci"] or (float("nan"), float("nan"))
     return {"hits": hits, "n": n, "rate": r["value"] if n else float("nan"), "ci_low": low, "ci_high": high,

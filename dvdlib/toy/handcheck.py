@@ -1,4 +1,4 @@
-"""A hand-checked sample of generated images for the toy judge (issue 6 item 4).
+"""A hand-checked sample of generated images for the toy judge.
 
 The judge learns from renders but judges generations, which are never pixel-exact renders. So a
 fixed sample of generated images is labelled by a person, and the judge is scored against those
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image, ImageDraw
 
+from ..report import percent
 from .judge import THRESHOLDS, ToyJudge
 from .world import World
 
@@ -134,11 +134,6 @@ def describe(folder) -> str:
     return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
 
 
-def percent(x: float | None) -> str:
-    """A rate of the hand-check tables: "93%", or "–" where there was nothing to count."""
-    return "–" if x is None else f"{x:.0%}"
-
-
 def results_table(judge_folder) -> pd.DataFrame:
     """The hand-check results stored in a judge's ``manifest.json`` (written when it was trained or
     rescored with ``--report-only``), one column group per sample: per concept, the images a person
@@ -149,8 +144,8 @@ def results_table(judge_folder) -> pd.DataFrame:
     columns = {}
     for sample, r in results.items():
         about = f"{sample}: {r['about']}" if "about" in r else sample
-        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", percent(r["exact"]), "")}
-        rows = {**exact, **{n: (v["present"], percent(v["recall"]), percent(v["precision"]))
+        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", percent(r["exact"], missing="–"), "")}
+        rows = {**exact, **{n: (v["present"], percent(v["recall"], missing="–"), percent(v["precision"], missing="–"))
                             for n, v in r["per_concept"].items()}}
         for k, name in enumerate(("seen by hand", "recall", "precision")):
             columns[(about, name)] = {concept: values[k] for concept, values in rows.items()}

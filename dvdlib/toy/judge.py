@@ -1,7 +1,7 @@
-"""The toy world's judge (issue 6 item 4): a small CNN behind the book's judge interface.
+"""The toy world's judge: a small CNN behind the book's judge interface.
 
 `ToyJudge` answers the yes/no questions of a `dvdlib.judge.QuestionSet` about toy scenes, so the
-DvD Score machinery (SPEC §2) runs unchanged on the toy model. How it answers:
+DvD Score machinery (paper §2) runs unchanged on the toy model. How it answers:
 
 - **It reads the question.** The concept is found through the question set's templates (the text
   in place of ``{concept}``), or, for a question of no template, as the one concept word of the
@@ -51,6 +51,7 @@ import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from ..judge import QuestionSet, load_questions
+from ..report import percent
 from .world import BACKGROUND, JOINER, Captions, World
 
 #: Presence probability needed for a Yes to question i of a group (weakest claim first).
@@ -504,10 +506,10 @@ def _table(rows: list[list], head: list[str]) -> str:
 
 def report(m: dict) -> str:
     """``REPORT.md`` of a trained judge, from its manifest."""
-    e, pct = m["evaluation"], lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    e, pct = m["evaluation"], partial(percent, digits=1)
     groups = list(e["renders"])
     return "\n\n".join([
-        "# The toy world's judge: held-out accuracy (issue 6 item 4)",
+        "# The toy world's judge: held-out accuracy",
         f"Written by `python -m dvdlib.toy.judge` from `manifest.json`. A {m['config']['channels']} CNN, "
         f"{m['steps']} steps (batch {m['config']['batch_size']}, seed {m['config']['seed']}) on "
         f"{m['config']['renders']:,} renders of every caption of the world and {m['config']['garbage']:,} garbage "
@@ -549,7 +551,7 @@ def handcheck_section(results: dict) -> str:
     if not results:
         return ("## Generated images (hand-checked)\n\nNo labelled sample: see `dvdlib.toy.handcheck` "
                 "(`dvd toy handcheck --out ...`, fill the label column of `labels.csv`, then `--report-only`).")
-    from .handcheck import percent as pct
+    pct = partial(percent, missing="–")
 
     parts = ["## Generated images (hand-checked)\n\nSamples of the toy model's generations, labelled by a "
              "person from an enlarged, shuffled contact sheet (`toy/judge/handcheck/<sample>/`). `exact`: the "

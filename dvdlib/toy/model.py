@@ -22,7 +22,6 @@ holds everything except the text encoder's 90 MB of weights (they come from the 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
@@ -33,7 +32,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.utils import logging as diffusers_logging
+
+from ..models import quiet
 
 #: Text positions the UNet sees: [CLS], up to 6 WordPiece tokens, [SEP], padded to 8.
 MAX_TOKENS = 8
@@ -53,27 +53,6 @@ SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2", "prediction_type": "v_prediction",
     "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 1, "timestep_spacing": "trailing",
 }
-
-
-@contextmanager
-def quiet():
-    """Silence diffusers' warnings that are expected here (a BERT encoder and a custom VAE where
-    SD has CLIP and AutoencoderKL, no text encoder saved, a UNet cast to fp16)."""
-    from transformers.utils import logging as transformers_logging
-
-    level = diffusers_logging.get_verbosity()
-    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:  # restore what was there (quiet blocks nest)
-        diffusers_logging.set_verbosity(level)
-        if bars[0]:
-            diffusers_logging.enable_progress_bar()
-        if bars[1]:
-            transformers_logging.enable_progress_bar()
 
 
 def minilm_folder() -> Path:

@@ -1,4 +1,4 @@
-"""The toy world's prompt sets, in DominanceBench's columns (SPEC §3.2), so every chapter runs on
+"""The toy world's prompt sets, in DominanceBench's columns (paper §3.2), so every chapter runs on
 them unchanged.
 
 - **toy-dominance** (the DominanceBench analogue): a rigid concept (a fixed landmark, a character
@@ -40,3 +40,10 @@ def toy_balanced(world: World | None = None) -> pd.DataFrame:
     world = world or World()
     pairs = [(a, b, (a, b)) for a, b in permutations(world.objects, 2)]
     return _table(world, pairs, lambda name: "object")
+
+
+def category_words(world=None) -> dict[str, str]:
+    """The toy world's replacement words (`World.category_word`), keyed by rigid concept:
+    e.g. "tower" → "landmark", "robot" → "character", "mosaic" → "style" (paper §3.8)."""
+    world = world or World()
+    return {name: world.category_word(name) for name in world.rigid}

@@ -11,7 +11,7 @@ Every concept is drawn by a *kind* of drawing and has a number of *variants*:
   over the whole image, 1 variant) are the rigid concepts.
 
 So a rigid concept and its category word differ *only* in diversity, the paper's causal variable
-(SPEC §3.3): ``World().with_variants(tower=10)`` gives the tower ten appearances. Position is
+(paper §3.3): ``World().with_variants(tower=10)`` gives the tower ten appearances. Position is
 never part of a concept's identity: sprites and objects land anywhere they fit. A style recolours
 and textures the whole scene (light textured background, dark objects) and keeps every object's
 shape, so the other concept of a pair stays recognisable.
@@ -373,7 +373,7 @@ class World:
         return [c.name for c in self.concepts if c.rigid]
 
     def category_word(self, name: str) -> str:
-        """The category word that can replace a rigid concept (SPEC §3.8): its role's flexible
+        """The category word that can replace a rigid concept (paper §3.8): its role's flexible
         concept, e.g. "tower" → "landmark", "robot" → "character", "mosaic" → "style"."""
         role = self.concept(name).role
         words = [c.name for c in self.by_role(role, rigid=False)] if role != "object" else []

@@ -1,0 +1,105 @@
+"""One chapter's run: what a chapter takes from its profile, made in one call.
+
+    run = dvdlib.setup("toy", "04_focus_score", seeds=seeds)   # overrides: None keeps the profile's
+    run.profile          # the profile, overrides applied (its card: run.card())
+    run.pipe             # the profile's model, loaded by its world when first used
+    run.store()          # the run store of a model and the profile's sampler
+    run.judge, run.questions
+    run.prompts("benchmark", n)   # the world's prompt set of a role
+    run.report           # paper vs this run: `dvdlib.report.Report`
+    run.save(fig, name)  # a figure into the chapter's figures folder
+
+Everything is made when first used, so a chapter that needs no judge loads none.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from .profiles import Profile, load_profile
+from .report import Report
+from .store import Store, model_key
+from .worlds import World, get
+
+
+class Run:
+    """A chapter's profile, world, models, stores, judge, questions, report and figures folder."""
+
+    def __init__(self, profile: Profile, chapter: str, out_dir: str | Path = "book"):
+        self.profile, self.chapter = profile, chapter
+        self.world: World = get(profile.world)
+        self.report = Report(chapter, profile, out_dir)
+        self.figures = f"{out_dir}/figures/{chapter}"
+
+    def load(self, model: str | None = None):
+        """A model (default the profile's) loaded by the world, in the profile's dtype and device."""
+        model = model or self.profile.model
+        if model == self.profile.model and "pipe" in self.__dict__:
+            return self.pipe
+        return self.world.load_model(model, dtype=self.profile.dtype, device=self.profile.device)
+
+    @cached_property
+    def pipe(self):
+        """The profile's model (loaded once)."""
+        return self.load()
+
+    def pipes(self, models=None):
+        """(name, pipeline) of each model compared (default the profile's ``models``), one at a time:
+        a model other than the profile's own is loaded for its turn and dropped after it."""
+        for name in models or self.profile.models:
+            yield name, self.load(name)
+
+    @cached_property
+    def layers(self):
+        """The cross-attention layers of the profile's model (`dvdlib.layers.registry`)."""
+        from .layers import registry
+
+        return registry(self.pipe, self.profile.resolution)
+
+    def store(self, model: str | None = None) -> Store:
+        """The run store of ``model`` (default the profile's) under the profile's sampler."""
+        model = model or self.profile.model
+        return Store(self.profile.store, model_key(model), self.profile.sampler(model))
+
+    @cached_property
+    def judge(self):
+        """The profile's judge, loaded by the world (paper §2)."""
+        return self.world.load_judge(self.profile.judge, device=self.profile.device,
+                                     cache=f"{self.profile.store}/judges")
+
+    @cached_property
+    def questions(self):
+        """The profile's question set (`dvdlib.judge.load_questions`)."""
+        from .judge import load_questions
+
+        return load_questions(self.profile.questions)
+
+    def prompts(self, role: str, n: int | None = None, tokenize: bool = True):
+        """The prompt set the profile gives ``role`` (``benchmark``, ``control``, ``balanced``,
+        ``memorized``), at most ``n`` rows; ``tokenize`` adds the token spans of its concepts
+        (with the model's tokenizer)."""
+        from .bench import load_prompt_set
+
+        tokenizer = self.pipe.tokenizer if tokenize else None
+        return load_prompt_set(self.profile.prompt_sets[role], tokenizer, n, sets=self.world.prompt_sets)
+
+    def card(self, uses_judge: bool = True, note: str = ""):
+        """The profile card (Markdown) that heads a chapter, with an optional ``note`` after it."""
+        from IPython.display import Markdown
+
+        return Markdown(self.profile.card(uses_judge=uses_judge) + note)
+
+    def save(self, fig, name: str) -> Path:
+        """Save ``fig`` as ``<figures>/<name>.png`` and ``.pdf`` (`dvdlib.plots.save`)."""
+        from .plots import save
+
+        return save(fig, name, self.figures)
+
+
+def setup(profile: str | Profile = "toy", chapter: str = "chapter", *, out_dir: str | Path = "book",
+          **overrides) -> Run:
+    """The `Run` of ``chapter`` under ``profile`` (a name, a YAML path or a `Profile`), with the
+    non-None ``overrides`` of profile fields applied (a chapter passes its parameters through)."""
+    chosen = profile if isinstance(profile, Profile) else load_profile(profile, **overrides)
+    return Run(chosen, chapter, out_dir)

@@ -1,0 +1,66 @@
+"""The toy world (`dvdlib.toy`): a small text-to-image model this project trains on procedural
+scenes whose concepts' visual diversity it controls, a judge trained on renders, its own prompt
+sets, category words, question set, renders as training images (§3.1) and a new figure,
+"dvddog", for the causal test (§3.3). This module is where the rest of dvdlib meets it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..diversity import TINY_CLIP
+from ..judge import load_judge as load_sd_judge
+from ..models import load as load_sd
+from ..models import prepare, torch_dtype
+from ..toy.dreambooth import NOTE, toy_images, toy_prompts
+from ..toy.handcheck import results_table
+from ..toy.judge import MANIFEST, load_toy_judge
+from ..toy.model import is_toy_folder, load_toy
+from ..toy.prompts import category_words, toy_balanced, toy_dominance
+from ..toy.renders import renders_source
+from . import register, sd
+
+
+def load_model(name: str, *, dtype="float32", device: str = "cpu", **options):
+    """A toy-model folder (`dvdlib.toy.model.load_toy`), else whatever Stable Diffusion loads."""
+    if not is_toy_folder(name):
+        return load_sd(name, dtype=dtype, device=device, **options)
+    return prepare(load_toy(name, dtype=torch_dtype(dtype)), dtype=dtype, device=device)
+
+
+def load_judge(name: str, **options):
+    """A toy-judge folder (`dvdlib.toy.judge.load_toy_judge`), else Stable Diffusion's judges."""
+    return load_toy_judge(name) if (Path(name) / MANIFEST).is_file() else load_sd_judge(name, **options)
+
+
+def judge_check(judge: str):
+    """The toy judge's agreement with hand labels (`dvdlib.toy.handcheck.results_table`), or None."""
+    return results_table(judge) if (Path(judge) / MANIFEST).is_file() else None
+
+
+def command(argv: list[str]) -> int:
+    """``dvd toy ...``: train, export, sample, render, gates, hand-check, findings (`dvdlib.toy.__main__`)."""
+    from ..toy.__main__ import main
+
+    return main(argv)
+
+
+WORLD = register(replace(
+    sd.WORLD,
+    name="toy",
+    description="the book's own trained toy world (dvdlib.toy)",
+    load_model=load_model,
+    load_judge=load_judge,
+    questions="toy",
+    roles={"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced"},
+    prompt_sets={"toy-dominance": toy_dominance, "toy-balanced": toy_balanced},
+    category_words=category_words,
+    causal_prompts=toy_prompts,
+    clip=TINY_CLIP,
+    diversity_source="toy",
+    image_sources={"toy": renders_source},
+    training_images=toy_images,
+    training_images_note=NOTE,
+    judge_check=judge_check,
+    command=command,
+))

@@ -1,0 +1,39 @@
+"""The chapters read as prose with short calls: every code cell (but the parameters cell) is at
+most 12 lines, holds no loop, function, class or try, and sets itself up through `dvdlib.setup`
+(no chapter builds a store, a report or a store key itself)."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted((REPO / "chapters").glob("*.ipynb"))
+#: Statements a chapter leaves to dvdlib: loops (comprehensions too), definitions, fallbacks.
+FORBIDDEN = (ast.For, ast.AsyncFor, ast.While, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Try,
+             ast.Lambda, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp)
+MAX_LINES = 12
+
+
+def code_cells(path: Path):
+    for i, cell in enumerate(json.loads(path.read_text())["cells"]):
+        if cell["cell_type"] == "code" and "parameters" not in cell.get("metadata", {}).get("tags", []):
+            yield i, "".join(cell["source"])
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_code_cells_are_short_calls(path):
+    for i, source in code_cells(path):
+        assert len(source.strip().splitlines()) <= MAX_LINES, f"{path.name} cell {i}: more than {MAX_LINES} lines"
+        found = [type(node).__name__ for node in ast.walk(ast.parse(source)) if isinstance(node, FORBIDDEN)]
+        assert not found, f"{path.name} cell {i}: {found} belong in dvdlib"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapters_set_up_through_dvdlib_setup(path):
+    sources = "\n".join(source for _, source in code_cells(path))
+    names = {alias.name for node in ast.walk(ast.parse(sources)) if isinstance(node, ast.ImportFrom)
+             for alias in node.names}
+    assert not names & {"model_key", "Store", "Report"}, f"{path.name} imports {names & {'model_key', 'Store', 'Report'}}"
+    assert "dvdlib.setup(" in sources

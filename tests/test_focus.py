@@ -1,0 +1,64 @@
+"""dvdlib.focus on its own (paper §3.4): the Focus Score table, per-prompt reduction, the layer
+tests and the peak token, on hand-made attention shares."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dvdlib import focus
+from dvdlib.generate import Sample
+from dvdlib.tokens import clip_tokenizer, content_positions
+
+PROMPT = "a mug and a pouch"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return clip_tokenizer()
+
+
+def shares(tok, peak: int | None, value: float = 0.9) -> np.ndarray:
+    """Token shares over 77 positions: uniform over the content tokens, or ``value`` on one."""
+    positions = content_positions(tok, PROMPT)
+    a = np.zeros(77)
+    a[positions] = 1 / len(positions)
+    if peak is not None:
+        a[positions] = (1 - value) / (len(positions) - 1)
+        a[peak] = value
+    return a
+
+
+def test_focus_table_reads_every_layer_of_every_sample(tok):
+    positions = content_positions(tok, PROMPT)
+    peaked = Sample(PROMPT, 1, None, {"share/L1/S1": shares(tok, positions[1]), "share/L2/S1": shares(tok, None)})
+    table = focus.focus_table([peaked], tok, [1, 2])
+    assert list(table.layer) == [1, 2] and table.peak_token[0] == "mug"
+    assert table.focus[0] > 0.5 and table.focus[1] == pytest.approx(0.0, abs=1e-9)  # uniform: no focus
+
+
+def test_per_prompt_reduces_seeds():
+    table = pd.DataFrame({"prompt": ["p"] * 4, "layer": [1, 1, 2, 2], "focus": [0.1, 0.3, 0.2, 0.6]})
+    assert list(focus.per_prompt(table).focus) == pytest.approx([0.2, 0.4])
+    assert list(focus.per_prompt(table, "max").focus) == pytest.approx([0.3, 0.6])
+
+
+def test_layer_tests_find_the_layer_that_separates_the_sets():
+    rng = np.random.default_rng(0)
+    bench = pd.DataFrame({"prompt": np.repeat(range(12), 2), "layer": [1, 2] * 12,
+                          "focus": np.ravel([[0.5 + rng.random() * 0.1, rng.random()] for _ in range(12)])})
+    control = bench.assign(focus=lambda d: np.where(d.layer == 1, d.focus - 0.5, d.focus[::-1].to_numpy()))
+    tests = focus.layer_tests(bench, control).set_index("layer")
+    assert tests.loc[1, "significant"] and not tests.loc[2, "significant"]
+    assert tests.loc[1, "n_bench"] == tests.loc[1, "n_control"] == 12
+    assert (tests.p_adjusted >= tests.p).all()
+
+
+def test_peak_on_concept_averages_seeds_and_layers(tok):
+    positions = content_positions(tok, PROMPT)
+    mug, pouch = positions[1], positions[4]
+    samples = [Sample(PROMPT, s, None, {"share/L8/S1": shares(tok, pouch, 0.6), "share/L9/S1": shares(tok, mug, 0.5)})
+               for s in (1, 2)]
+    peaks = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[8, 9])
+    assert peaks.peak[0] == pouch and bool(peaks.on_concept[0])
+    only_nine = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[9])
+    assert only_nine.peak[0] == mug and not only_nine.on_concept[0]
