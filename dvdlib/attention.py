@@ -184,6 +184,31 @@ class ControlledProcessor:
         return out
 
 
+def unet_call(pipe, args, kwargs) -> tuple[int | None, bool, object]:
+    """What a UNet call of a pipeline is: (step, guided, timestep). The step is the timestep's
+    position in the scheduler's schedule (1 = the first denoising step; None outside it); the batch
+    is guided when the pipeline uses classifier-free guidance and the input is two identical halves."""
+    sample = kwargs.get("sample", args[0] if args else None)
+    half = sample.shape[0] // 2
+    guided = _pipeline_guides(pipe) and sample.shape[0] % 2 == 0 and torch.equal(sample[:half], sample[half:])
+    t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
+    timesteps = getattr(pipe.scheduler, "timesteps", None)
+    step = None
+    if t is not None and timesteps is not None:
+        hits = (timesteps.to(torch.as_tensor(t).device) == torch.as_tensor(t).flatten()[0]).nonzero()
+        if len(hits):
+            step = int(hits[0]) + 1
+    return step, guided, t
+
+
+def _pipeline_guides(pipe) -> bool:
+    """The pipeline's classifier-free-guidance flag (as left by its latest call)."""
+    try:
+        return bool(pipe.do_classifier_free_guidance)
+    except AttributeError:  # the UNet is called outside a pipeline call
+        return False
+
+
 class _Control:
     """State shared by the processors of one UNet: the current step, open recordings, scalings."""
 
@@ -195,29 +220,11 @@ class _Control:
         self.scalings: list[HeadScaling] = []
 
     def on_unet_call(self, module, args, kwargs):
-        """Forward pre-hook: the step is the timestep's position in the scheduler's schedule; the
-        batch is guided when the pipeline uses guidance and the input is two identical halves."""
-        sample = kwargs.get("sample", args[0] if args else None)
-        half = sample.shape[0] // 2
-        self.guided = (self._pipeline_guides() and sample.shape[0] % 2 == 0
-                       and torch.equal(sample[:half], sample[half:]))
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        timesteps = getattr(self.pipe.scheduler, "timesteps", None)
-        self.step = None
-        if t is not None and timesteps is not None:
-            hits = (timesteps.to(torch.as_tensor(t).device) == torch.as_tensor(t).flatten()[0]).nonzero()
-            if len(hits):
-                self.step = int(hits[0]) + 1
+        """Forward pre-hook: the step and whether the batch is guided (`unet_call`)."""
+        self.step, self.guided, _ = unet_call(self.pipe, args, kwargs)
         for recording in self.recordings:
             if recording.wants_step(self.step):
                 recording.steps_seen.add(self.step)
-
-    def _pipeline_guides(self) -> bool:
-        """The pipeline's classifier-free-guidance flag (as left by its latest call)."""
-        try:
-            return bool(self.pipe.do_classifier_free_guidance)
-        except AttributeError:  # the UNet is called outside a pipeline call
-            return False
 
     def head_factors(self, layer: Layer, step, device):
         vectors = [v for s in self.scalings if (v := s.vector(layer, step, device)) is not None]

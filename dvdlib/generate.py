@@ -9,6 +9,7 @@ what is stored.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,8 +93,14 @@ def _jsonable(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def recording_spec(store: Store, attention: dict | None, until_step: int | None = None) -> dict | None:
-    """What keys a stored recording: the `record` options, the resolution and where the run stopped."""
+def recording_spec(store: Store, attention: dict | None, until_step: int | None = None,
+                   noise_norms: bool = False) -> dict | None:
+    """What keys a stored recording: the `record` options (or the noise-norm measure), the
+    resolution and where the run stopped."""
+    if noise_norms and attention:
+        raise ValueError("record attention and noise-prediction norms in separate generations")
+    if noise_norms:
+        return {"measure": "noise_prediction_norm", "resolution": store.settings["resolution"], "until_step": until_step}
     if not attention:
         return None
     options = {k: _jsonable(v) for k, v in attention.items()}
@@ -101,47 +108,56 @@ def recording_spec(store: Store, attention: dict | None, until_step: int | None 
 
 
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
-             until_step: int | None = None, progress: bool = True) -> list[Sample]:
-    """Generate every prompt × seed (the authors' release: the sampler), returning one `Sample` per pair in that order.
+             noise_norms: bool = False, until_step: int | None = None, images: bool = True,
+             progress: bool = True) -> list[Sample]:
+    """Generate every prompt × seed (the authors' sampler), returning one `Sample` per pair in that order.
 
     The sampler settings (``resolution``, ``steps``, ``guidance``, ``eta``) are the store's, so
-    what is stored always matches how it was made. ``attention``: keyword arguments of
-    `dvdlib.attention.record` (e.g. ``{"layers": "all", "steps": [1]}``); each image's recording
-    is stored beside it. ``until_step``: stop the denoising after that step and keep no image
-    (enough for first-step attention, paper §3.4); the schedule is still the one of ``steps``.
+    what is stored always matches how it was made. What a generation records, stored beside each
+    image: ``attention``, keyword arguments of `dvdlib.attention.record` (e.g. ``{"layers":
+    "all", "steps": [1]}``), or ``noise_norms``, the text-conditional noise-prediction norm per
+    step (`dvdlib.noise_norm`, paper §3.7; in ``Sample.attention["noise_norm"]``). ``until_step``:
+    stop the denoising after that step (enough for first-step attention, paper §3.4; the schedule
+    is still the one of ``steps``); ``images=False`` or ``until_step`` keeps no image.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
-    want_image = until_step is None
-    spec = recording_spec(store, attention, until_step)
+    want_image = images and until_step is None
+    spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
     todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=want_image, attention=spec)]
-    what = "images" if want_image else f"first {until_step} step(s)"
+    what = "images" if want_image else f"first {until_step} step(s)" if until_step else "runs"
     bar = tqdm(total=len(todo), disable=not progress or not todo, unit="img",
                desc=f"{store.model}: {len(todo)} of {len(jobs)} {what} to generate ({len(jobs) - len(todo)} stored)")
     for start in range(0, len(todo), batch_size):
         batch = todo[start:start + batch_size]
-        _generate_batch(pipe, batch, store, attention, spec, until_step)
+        _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image)
         bar.update(len(batch))
     bar.close()
     return [Sample(p, s, store.image_path(p, s) if want_image else None,
                    store.attention(p, s, spec) if spec else {}, pipe.tokenizer) for p, s in jobs]
 
 
-def _generate_batch(pipe, batch, store, attention, spec, until_step):
+def _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image):
+    from .noise_norm import record_noise_norms
+
     started, sampler = time.perf_counter(), store.settings
     side = sampler["resolution"]
     call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], side),
                 height=side, width=side, num_inference_steps=sampler["steps"],
-                guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="latent" if until_step else "pil")
+                guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="pil" if want_image else "latent")
     if until_step:
         call["callback_on_step_end"] = stop_after(until_step)
-    if attention:
-        with record(pipe, **attention) as recording:
-            images = pipe(**call).images
+    with ExitStack() as recordings:
+        recording = recordings.enter_context(record(pipe, **attention)) if attention else None
+        norms = recordings.enter_context(record_noise_norms(pipe)) if noise_norms else None
+        images = pipe(**call).images
+    if recording is not None:
         recorded = recording.per_image()
+    elif norms is not None:
+        recorded = [{"noise_norm": row} for row in norms.per_image()]
     else:
-        images, recorded = pipe(**call).images, [None] * len(batch)
+        recorded = [None] * len(batch)
     seconds = (time.perf_counter() - started) / len(batch)
     for i, (prompt, seed) in enumerate(batch):
-        store.save(prompt, seed, image=None if until_step else images[i], attention=recorded[i], spec=spec,
+        store.save(prompt, seed, image=images[i] if want_image else None, attention=recorded[i], spec=spec,
                    seconds=seconds, batch_size=len(batch))

@@ -4,25 +4,22 @@ Wen et al. (ICLR 2024) detect memorized prompts by how far the prompt pulls the 
 from the unconditional one: ‖ε(x_t, prompt) − ε(x_t, "")‖₂ (`dvdlib.metrics.noise_prediction_norm`)
 at each step, averaged over the first steps and the seeds. Under classifier-free guidance with
 the empty negative prompt (the authors' release), the pipeline already calls the UNet on the batch
-[ε(x_t, ""); ε(x_t, prompt)]: `record_noise_norms` reads both halves from a forward hook on the
-UNet, so measuring costs no extra UNet call. `noise_norms` runs prompt × seed through the store
-(resumable, atomic), and `order_tests` checks the paper's order memorized > DominanceBench >
+[ε(x_t, ""); ε(x_t, prompt)]: `dvdlib.noise_norm.record_noise_norms` reads both halves from a
+forward hook on the UNet, so measuring costs no extra UNet call. `noise_norms` is a generation
+(`dvdlib.generate`) that records them: resumable, stored as it is made, and `order_tests` checks the paper's order memorized > DominanceBench >
 balanced with one-sided Mann–Whitney U tests.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from itertools import combinations
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
-from tqdm import tqdm
 
-from .generate import initial_latents, stop_after
-from .metrics import adjusted_p, noise_prediction_norm
+from .generate import generate
+from .metrics import adjusted_p
 from .store import Store
 from .temporal import PAPER_STEPS, scaled_label
 
@@ -36,124 +33,20 @@ def first_steps(n_steps: int, paper_first: int = PAPER_FIRST_STEPS, paper_steps:
     return scaled_label(paper_first, n_steps, paper_steps)
 
 
-def epsilon_scale(prediction_type: str, alpha_bar: float) -> float:
-    """Factor that turns a difference of two UNet outputs at one step into a difference of noise
-    predictions ε. ``"epsilon"`` (SD 1.x): 1. ``"v_prediction"`` (SD 2.1 at 768²): with
-    v = √ᾱ ε − √(1−ᾱ) x₀ and the same x_t on both branches, Δv = Δε / √ᾱ, so Δε = √ᾱ · Δv."""
-    if prediction_type == "epsilon":
-        return 1.0
-    if prediction_type == "v_prediction":
-        if not 0 < alpha_bar <= 1:
-            raise ValueError(f"ᾱ_t must lie in (0, 1], got {alpha_bar}")
-        return float(np.sqrt(alpha_bar))
-    raise ValueError(f"noise-prediction norm: unsupported prediction type {prediction_type!r} "
-                     "(use a model predicting 'epsilon' or 'v_prediction')")
-
-
-class NoiseNormRecording:
-    """Per-step text-conditional noise-prediction norms captured by `record_noise_norms`.
-
-    ``norms[step]``: one array [images] per UNet call of that step (1 = first denoising step),
-    in the order the pipeline was called; `per_image` stacks them to [images, steps].
-    """
-
-    def __init__(self, pipe):
-        self.pipe = pipe
-        self.norms: dict[int, list[np.ndarray]] = {}
-
-    def on_unet_output(self, module, args, kwargs, output):
-        sample = kwargs.get("sample", args[0] if args else None)
-        t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
-        half = sample.shape[0] // 2
-        guided = (getattr(self.pipe, "do_classifier_free_guidance", False) and sample.shape[0] % 2 == 0
-                  and torch.equal(sample[:half], sample[half:]))
-        if not guided:
-            raise ValueError("the noise-prediction norm needs classifier-free guidance (guidance > 1): the "
-                             "UNet was called without the unconditional half")
-        step, t_value = self._step(t)
-        eps = output[0] if isinstance(output, tuple) else output.sample
-        scheduler = self.pipe.scheduler
-        alpha_bar = float(scheduler.alphas_cumprod[int(t_value)])
-        scale = epsilon_scale(scheduler.config.prediction_type, alpha_bar)
-        eps = eps.detach().float().cpu().numpy()
-        self.norms.setdefault(step, []).append(scale * noise_prediction_norm(eps[half:], eps[:half]))
-
-    def _step(self, t) -> tuple[int, float]:
-        timesteps = self.pipe.scheduler.timesteps
-        t = torch.as_tensor(t).flatten()[0].to(timesteps.device)
-        hits = (timesteps == t).nonzero()
-        if not len(hits):
-            raise RuntimeError(f"UNet called at timestep {float(t)}, which is not in the scheduler's schedule")
-        return int(hits[0]) + 1, float(t)
-
-    def per_image(self) -> np.ndarray:
-        """Norms as [images, steps] (steps 1..n in order); raises if a step saw another batch size."""
-        if not self.norms:
-            raise ValueError("no noise-prediction norm recorded: run the pipeline inside record_noise_norms")
-        steps = sorted(self.norms)
-        if steps != list(range(1, len(steps) + 1)):
-            raise ValueError(f"recorded steps {steps} are not the first {len(steps)} steps")
-        return np.stack([np.concatenate(self.norms[s]) for s in steps], axis=1)
-
-
-@contextmanager
-def record_noise_norms(pipe):
-    """``with record_noise_norms(pipe) as rec: pipe(...)`` — ‖ε(x_t, prompt) − ε(x_t, "")‖₂ per image
-    and step from the CFG batch the pipeline already runs (paper §3.7); the hook is removed on exit."""
-    recording = NoiseNormRecording(pipe)
-    hook = pipe.unet.register_forward_hook(recording.on_unet_output, with_kwargs=True)
-    try:
-        yield recording
-    finally:
-        hook.remove()
-
-
-def _spec(store: Store, until_step: int | None) -> dict:
-    return {"measure": "noise_prediction_norm", "resolution": store.settings["resolution"], "until_step": until_step}
-
-
 def noise_norms(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, until_step: int | None = None,
                 progress: bool = True) -> pd.DataFrame:
-    """Noise-prediction norm per (prompt, seed, step), with the store's sampler (the authors' release).
-
-    Runs the denoising to ``until_step`` (None: the whole schedule), keeps no image, and stores
-    each (prompt, seed)'s norms as soon as its batch ends; a rerun computes only what is missing.
+    """Noise-prediction norm per (prompt, seed, step), with the store's sampler: a `dvdlib.generate`
+    run that records the norms (`dvdlib.noise_norm`) to ``until_step`` (None: the whole schedule)
+    and keeps no image; stored as it is made, a rerun computes only what is missing.
     Columns: prompt, seed, step (1 = first), norm.
     """
-    prompts, seeds = list(dict.fromkeys(prompts)), [int(s) for s in seeds]
-    spec = _spec(store, until_step)
-    jobs = [(p, s) for p in prompts for s in seeds]
-    todo = [job for job in jobs if not store.has(*job, image=False, attention=spec)]
-    bar = tqdm(total=len(todo), disable=not progress or not todo, unit="img",
-               desc=f"{store.model}: noise norms for {len(todo)} of {len(jobs)} (prompt, seed)")
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        _run_batch(pipe, batch, store, spec, until_step)
-        bar.update(len(batch))
-    bar.close()
-    rows = []
-    for prompt, seed in jobs:
-        norms = store.attention(prompt, seed, spec)["noise_norm"]
-        rows += [{"prompt": prompt, "seed": seed, "step": i + 1, "norm": float(v)} for i, v in enumerate(norms)]
-    return pd.DataFrame(rows)
-
-
-def _run_batch(pipe, batch, store: Store, spec: dict, until_step: int | None) -> None:
-    sampler = store.settings
-    if sampler["guidance"] <= 1:
-        raise ValueError(f"guidance {sampler['guidance']} ≤ 1 runs no unconditional branch: the noise-prediction "
-                         "norm needs classifier-free guidance")
-    side = sampler["resolution"]
-    call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], side),
-                height=side, width=side, num_inference_steps=sampler["steps"], guidance_scale=sampler["guidance"],
-                eta=sampler["eta"], negative_prompt=[""] * len(batch), output_type="latent")
-    if until_step:
-        call["callback_on_step_end"] = stop_after(until_step)
-    with record_noise_norms(pipe) as recording:
-        pipe(**call)
-    norms = recording.per_image()
-    for i, (prompt, seed) in enumerate(batch):
-        store.save(prompt, seed, attention={"noise_norm": norms[i]}, spec=spec)
+    if store.settings["guidance"] <= 1:
+        raise ValueError(f"guidance {store.settings['guidance']} ≤ 1 runs no unconditional branch: the "
+                         "noise-prediction norm needs classifier-free guidance")
+    samples = generate(pipe, list(dict.fromkeys(prompts)), seeds, store=store, batch_size=batch_size,
+                       noise_norms=True, until_step=until_step, images=False, progress=progress)
+    return pd.DataFrame([{"prompt": s.prompt, "seed": s.seed, "step": i + 1, "norm": float(v)}
+                         for s in samples for i, v in enumerate(s.attention["noise_norm"])])
 
 
 def per_prompt(table: pd.DataFrame, first: int) -> pd.DataFrame:

@@ -1,12 +1,14 @@
 """The noise-prediction norm (Wen et al. 2024; paper §3.7): the pure function by
 hand, the hook against two direct UNet calls on the smoke model, the store, the order test."""
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import dvdlib
-from dvdlib import memorization
+from dvdlib import memorization, noise_norm
 from dvdlib.generate import initial_latents
 from dvdlib.metrics import noise_prediction_norm
 from dvdlib.store import Store
@@ -35,11 +37,11 @@ def test_v_prediction_difference_becomes_epsilon_difference():
     a, s = np.sqrt(alpha_bar), np.sqrt(1 - alpha_bar)
     x_t, eps_c, eps_u = rng.normal(size=(3, 8))
     v = {k: a * e - s * (x_t - s * e) / a for k, e in (("c", eps_c), ("u", eps_u))}
-    scale = memorization.epsilon_scale("v_prediction", alpha_bar)
+    scale = noise_norm.epsilon_scale("v_prediction", alpha_bar)
     assert scale * (v["c"] - v["u"]) == pytest.approx(eps_c - eps_u)
-    assert memorization.epsilon_scale("epsilon", alpha_bar) == 1.0
+    assert noise_norm.epsilon_scale("epsilon", alpha_bar) == 1.0
     with pytest.raises(ValueError, match="sample"):
-        memorization.epsilon_scale("sample", alpha_bar)
+        noise_norm.epsilon_scale("sample", alpha_bar)
 
 
 def test_first_steps_scale_with_the_schedule():
@@ -89,7 +91,7 @@ def test_hook_matches_two_direct_unet_calls(smoke):
         seen.append(tensors["latents"].clone())
         return tensors
 
-    with memorization.record_noise_norms(smoke) as rec:
+    with noise_norm.record_noise_norms(smoke) as rec:
         smoke(prompts, latents=latents.clone(), num_inference_steps=steps, height=128, width=128,
               guidance_scale=7.5, output_type="latent", callback_on_step_end=keep)
     hooked = rec.per_image()
@@ -109,7 +111,7 @@ def test_hook_matches_two_direct_unet_calls(smoke):
 
 def test_hook_needs_guidance(smoke):
     with pytest.raises(ValueError, match="classifier-free guidance"):
-        with memorization.record_noise_norms(smoke):
+        with noise_norm.record_noise_norms(smoke):
             smoke("a mug", num_inference_steps=2, height=128, width=128, guidance_scale=1.0, output_type="latent")
 
 
@@ -128,7 +130,7 @@ def test_noise_norms_are_stored_and_not_recomputed(smoke, tmp_path, monkeypatch)
     def boom(*args, **kwargs):
         raise AssertionError("recomputed a stored norm")
 
-    monkeypatch.setattr(memorization, "_run_batch", boom)
+    monkeypatch.setattr(sys.modules["dvdlib.generate"], "_generate_batch", boom)  # the module, not dvdlib.generate()
     again = memorization.noise_norms(smoke, ["a mug", "Colosseum Mug"], [1825], store=store, until_step=2,
                                      progress=False)
     pd.testing.assert_frame_equal(first, again)
