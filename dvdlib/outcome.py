@@ -118,10 +118,10 @@ def pixel_embedding(images: Sequence, size: int = 32, grey: bool = False) -> np.
 
 def clip_embedding(model: str, device: str = "cpu") -> Callable[[Sequence], np.ndarray]:
     """An embedding function with CLIP image features, unit length (``model``: what
-    `dvdlib.diversity.load_clip` takes — a Hub id or folder, e.g. ``openai/clip-vit-large-patch14``,
+    `dvdlib.clip.load_clip` takes — a Hub id or folder, e.g. ``openai/clip-vit-large-patch14``,
     or ``"tiny:clip"``)."""
-    from .diversity import embed as clip_features
-    from .diversity import load_clip
+    from .clip import embed as clip_features
+    from .clip import load_clip
 
     encoder, processor = load_clip(model, device=device)
 

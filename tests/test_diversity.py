@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dvdlib import clip
 from dvdlib import diversity as d
 
 
@@ -77,21 +78,21 @@ def test_tiny_clip_embeds_and_caches(tmp_path):
     _write_images(tmp_path / "imgs" / "landmark" / "tower", 3, (200, 10, 10))
     _write_images(tmp_path / "imgs" / "object" / "mug", 3, (10, 200, 10))
     table = d.from_folders(tmp_path / "imgs")
-    model, processor = d.load_clip(d.TINY_CLIP)
+    model, processor = clip.load_clip(clip.TINY_CLIP)
     e = d.embed_table(table, model, processor, cache=tmp_path / "cache", key="tiny", batch_size=2)
     assert e.shape == (6, model.config.projection_dim) and np.isfinite(e).all()
     # the same images give the same embeddings, in any batch, and from the cache
-    assert np.allclose(d.embed(table.path[:2], model, processor), e[:2], atol=1e-5)
+    assert np.allclose(clip.embed(table.path[:2], model, processor), e[:2], atol=1e-5)
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
     assert np.array_equal(d.embed_table(table, model, processor, cache=tmp_path / "cache", key="tiny"), e)
     same = Image.open(table.path[0])
-    assert d.mean_pairwise_cosine_distance(d.embed([same, same.copy()], model, processor)) == pytest.approx(0, abs=1e-6)
+    assert d.mean_pairwise_cosine_distance(clip.embed([same, same.copy()], model, processor)) == pytest.approx(0, abs=1e-6)
 
 
 def test_clip_unavailable_says_what_to_do(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(d.ClipUnavailable, match="clip_model"):
-        d.load_clip(str(tmp_path / "empty"))
+    with pytest.raises(clip.ClipUnavailable, match="clip_model"):
+        clip.load_clip(str(tmp_path / "empty"))
 
 
 def test_toy_renders_rigid_concepts_are_less_diverse(tmp_path):
@@ -106,7 +107,7 @@ def test_toy_renders_rigid_concepts_are_less_diverse(tmp_path):
     assert (tmp_path / "toy" / "centred" / "tower" / "1825.png").exists()
     cats = dict(zip(table.concept, table.category))
     assert cats["tower"] == "landmark (rigid)" and cats["landmark"] == "landmark (category word)"
-    model, processor = d.load_clip(d.TINY_CLIP)
+    model, processor = clip.load_clip(clip.TINY_CLIP)
     per = d.concept_diversity(d.embed_table(table, model, processor), table).set_index("concept").diversity
     # one appearance (tower, mosaic): the same image every time
     assert per["tower"] == pytest.approx(0.0, abs=1e-6) and per["mosaic"] == pytest.approx(0.0, abs=1e-6)
@@ -130,8 +131,8 @@ def test_benchmark_concepts_and_defaults():
     assert list(zip(concepts.concept, concepts.category)) == [("Van Gogh", "artist"), ("Colosseum", "landmark"), ("mug", "object")]
     from dvdlib.worlds import get
 
-    assert get("smoke").clip == get("toy").clip == d.TINY_CLIP  # the worlds' CLIP when a chapter names none
-    assert get("sd").clip == d.PAPER_CLIP == "openai/clip-vit-large-patch14"
+    assert get("smoke").clip == get("toy").clip == clip.TINY_CLIP  # the worlds' CLIP when a chapter names none
+    assert get("sd").clip == clip.PAPER_CLIP == "openai/clip-vit-large-patch14"
     assert get("toy").diversity_source == "toy" and get("sd").diversity_source == get("smoke").diversity_source == "generated"
 
 

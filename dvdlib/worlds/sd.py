@@ -5,7 +5,7 @@ DominanceBench, the balanced and memorized sets, CLIP ViT-L/14, dog photos for D
 from __future__ import annotations
 
 from ..bench import load_dreambooth_prompts
-from ..diversity import PAPER_CLIP
+from ..clip import PAPER_CLIP
 from ..judge import load_judge
 from ..models import load
 from ..replace import CATEGORY_WORDS

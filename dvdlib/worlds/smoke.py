@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..diversity import TINY_CLIP
+from ..clip import TINY_CLIP
 from ..toy.dreambooth import NOTE, toy_images
 from . import register, sd
 

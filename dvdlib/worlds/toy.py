@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..diversity import TINY_CLIP
+from ..clip import TINY_CLIP
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
