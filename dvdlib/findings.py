@@ -415,7 +415,7 @@ def judge_agreement(run) -> pd.DataFrame | None:
     table = check(run.profile.judge) if check is not None else None
     if table is None or table.empty:
         print(f"{run.profile.judge} has no hand-check results (train or rescore the judge: "
-              "python -m dvdlib.toy.judge --report-only)")
+              "dvd toy judge --report-only)")
         return None
     return table
 

@@ -7,7 +7,8 @@ import torch
 
 from dvdlib.toy.handcheck import agreement, describe, load_sample, save_sample, truth
 from dvdlib.toy.handcheck import results_table as handcheck_results
-from dvdlib.toy.judge import JudgeConfig, degrade
+from dvdlib.toy.judge import JudgeConfig
+from dvdlib.toy.judge_data import degrade
 from dvdlib.toy.world import World
 
 WORLD = World()

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from dvdlib.judge import Judge, is_yes, load_questions, yes_counts
-from dvdlib.toy.judge import (GARBAGE_KINDS, GUARD, THRESHOLDS, UNRECOGNISABLE, JudgeConfig, ToyJudge, build_judge,
-                              fade, faded_presence, garbage_image, labels, load_toy_judge, make_data, save_judge, train_judge)
+from dvdlib.toy.judge import GUARD, THRESHOLDS, UNRECOGNISABLE, JudgeConfig, ToyJudge, load_toy_judge, save_judge
+from dvdlib.toy.judge_data import GARBAGE_KINDS, fade, faded_presence, garbage_image, labels, make_data
+from dvdlib.toy.judge_training import build_judge, train_judge
 from dvdlib.toy.world import BACKGROUND, Captions, World
 
 WORLD = World()
@@ -130,7 +131,7 @@ def test_garbage_and_training_are_deterministic(tmp_path):
     loaded = load_toy_judge(tmp_path)
     images = [WORLD.render("robot and box", s).image for s in range(4)]
     assert np.allclose(loaded.probabilities(images)[0], a.probabilities(images)[0], atol=2e-2)
-    with pytest.raises(FileNotFoundError, match="python -m dvdlib.toy.judge"):
+    with pytest.raises(FileNotFoundError, match="dvd toy judge"):
         load_toy_judge(tmp_path / "nothing")
 
 

@@ -156,9 +156,23 @@ def _handcheck(args) -> None:
           "without looking at the prompts first")
 
 
+def _judge(args) -> None:
+    from dataclasses import fields
+
+    from .judge import JudgeConfig
+    from .judge_report import rescore, train_and_report
+
+    if args.report_only:
+        rescore(args.out, args.handcheck)
+        return
+    cfg = JudgeConfig(**{k: v for k, v in vars(args).items() if k in {f.name for f in fields(JudgeConfig)} and v is not None})
+    evaluation = train_and_report(cfg, args.out, args.handcheck, args.pipeline_samples)
+    print(json.dumps({k: evaluation[k] for k in ("renders", "garbage")}, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dvd toy", description="The toy world: train, export, sample, render, "
-                                     "findings, gates, handcheck.")
+                                     "findings, gates, handcheck, judge.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train or resume a toy model (options default to the run's saved config)")
@@ -225,6 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shuffle", type=int, default=0, help="seed of the shuffled order")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_handcheck)
+
+    p = sub.add_parser("judge", help="train the toy judge (evaluation, manifest, REPORT.md), or rescore its hand checks")
+    p.add_argument("--out", default="toy/judge")
+    for name in ("seed", "steps", "renders", "garbage", "threads"):
+        p.add_argument(f"--{name}", type=int)
+    p.add_argument("--pipeline-samples", type=int, default=32, help="random-weight pipeline samples to evaluate on")
+    p.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and rewrite "
+                                                              "REPORT.md (no training)")
+    p.add_argument("--handcheck", default="toy/judge/handcheck", help="folder of hand-labelled samples of generations")
+    p.set_defaults(func=_judge)
 
     args = parser.parse_args(argv)
     args.func(args)

@@ -12,7 +12,7 @@ labels. The sample lives in one folder:
 - ``contact.png``: the same images enlarged and numbered, for labelling.
 
 A category word is present whenever a concept of its role is (a tower is a landmark), as in the
-judge's training targets (`dvdlib.toy.judge.labels`).
+judge's training targets (`dvdlib.toy.judge_data.labels`).
 """
 
 from __future__ import annotations
