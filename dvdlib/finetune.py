@@ -29,7 +29,6 @@ import copy
 import hashlib
 import json
 import math
-import re
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .store import atomic_write, digest
+from .store import atomic_write, digest, slug
 
 TOKEN = "dvddog"
 #: Image files a breed folder may hold.
@@ -353,8 +352,7 @@ def atomic_dir(path: Path, write) -> Path:
 def finetune_dir(store_root, base_key: str, recipe: Recipe, images_hash: str) -> Path:
     """The folder of one fine-tune in the run store: ``<store>/finetune/<base>/<hash>``, keyed by
     the base model, the recipe (what changes the weights) and the training images."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", base_key).strip("_") or "model"
-    return Path(store_root) / "finetune" / slug / digest({"recipe": recipe.identity(), "images": images_hash})
+    return Path(store_root) / "finetune" / slug(base_key) / digest({"recipe": recipe.identity(), "images": images_hash})
 
 
 def is_finished(folder) -> bool:

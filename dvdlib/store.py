@@ -67,13 +67,17 @@ def model_key(name: str) -> str:
     return f"{folder.resolve().name}@{folder_hash(folder)[:10]}" if folder.is_dir() else name
 
 
+def slug(name: str) -> str:
+    """``name`` as one folder name: runs of other characters than letters, digits, ``._-`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
+
+
 class Store:
     """Images, records and attention of one model under one set of generation settings."""
 
     def __init__(self, root: str | Path, model: str, settings: dict):
         self.model, self.settings = model, dict(settings)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_") or "model"
-        self.path = Path(root) / slug / digest({"model": model, **self.settings})
+        self.path = Path(root) / slug(model) / digest({"model": model, **self.settings})
         self.path.mkdir(parents=True, exist_ok=True)
         info = self.path / "settings.json"
         if not info.exists():
