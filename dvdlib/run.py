@@ -17,7 +17,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from .profiles import Profile, load_profile
+from .profiles import Profile, load_profile, with_world_defaults
 from .report import Report
 from .store import Store, model_key
 from .worlds import World, get
@@ -27,6 +27,7 @@ class Run:
     """A chapter's profile, world, models, stores, judge, questions, report and figures folder."""
 
     def __init__(self, profile: Profile, chapter: str, out_dir: str | Path = "book"):
+        profile = with_world_defaults(profile)  # a Profile built by hand takes its world's sets too
         self.profile, self.chapter = profile, chapter
         self.world: World = get(profile.world)
         self.report = Report(chapter, profile, out_dir)
