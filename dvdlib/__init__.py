@@ -2,17 +2,18 @@
 Collapse in Diffusion Models" (Jeong & Lee, arXiv:2512.20666).
 
 One concept per module: `models` (loading), `layers` (cross-attention registry, forward order),
-`tokens` (concept → token positions), `attention` (recording / head scaling), `metrics`
-(Focus Score, DvD Score, attention deviation, noise-prediction norm), `bench` (prompt sets),
-`judge` + `vqa` (yes/no judges), `dvd` (judging a run), `generate` + `store` (deterministic,
-resumable generation); the experiments: `diversity` (CLIP training-data diversity, §3.1),
-`finetune` (DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention over all steps,
+`tokens` (concept → token positions), `attention` (recording / head scaling), `metrics` (Focus
+Score, DvD Score, attention deviation, noise-prediction norm), `bench` (prompt sets), `judge` +
+`vqa` (yes/no judges), `dvd` (judging a run), `generate` + `store` (deterministic, resumable
+generation; `noise_norm`, one more thing a generation records), `clip` (the image encoder); the
+experiments: `diversity` (CLIP training-data diversity, §3.1), `causal` + `finetune` (the causal
+test and DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention over all steps,
 §3.5), `ablation` + `outcome` (head ablation and its outcome judge, §3.6), `memorization`
-(noise-prediction norm, §3.7), `detect` + `replace` (the early detector, `dvd check`, category-word
-replacement, §3.8); `profiles` and `worlds` (what a run studies: Stable Diffusion, the smoke
-model, the toy world), `run` (`setup`: one chapter's models, stores, judge and report), `stats`
-(intervals, tests, the verdict rule), `plots`, `report` and `paper` (paper vs this run), `book`
-(the runner) and `findings` (the toy world's claims read back from its snapshot).
+(noise-prediction norm, §3.7), `detect` + `replace` (the early detector, `dvd check`,
+category-word replacement, §3.8); `profiles` and `worlds` (what a run studies: Stable Diffusion,
+the smoke model, the toy world), `run` (`setup`: one chapter's models, stores, judge and report),
+`stats` (intervals, tests, the verdict rule), `plots`, `report` and `paper` (paper vs this run),
+`book` (the runner) and `findings` (the toy world's claims read back from its snapshot).
 """
 
 import os

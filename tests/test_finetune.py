@@ -1,4 +1,4 @@
-"""DreamBooth fine-tuning and the causal diversity chapter (paper §3.3)."""
+"""DreamBooth fine-tuning (dvdlib.finetune) and the causal diversity test (dvdlib.causal, chapter 03; paper §3.3)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dvdlib import bench, finetune as ft
+from dvdlib import bench, causal
+from dvdlib import finetune as ft
 from dvdlib.models import build_smoke
 from dvdlib.toy.dreambooth import toy_images, toy_prompts
 from dvdlib.profiles import load_profile
@@ -176,17 +177,17 @@ def _breed_folder(root: Path, sizes: dict[str, int]) -> Path:
 
 def test_breed_variants_split_the_images_evenly_and_nest(tmp_path):
     folder = _breed_folder(tmp_path / "dogs", {f"breed{i}": 12 for i in range(4)})
-    breeds = ft.breed_folders(folder)
-    one, two, four = (ft.pick_breeds(breeds, k, 12, seed=1) for k in (1, 2, 4))
+    breeds = causal.breed_folders(folder)
+    one, two, four = (causal.pick_breeds(breeds, k, 12, seed=1) for k in (1, 2, 4))
     assert [len(v) for v in (one, two, four)] == [12, 12, 12]
     assert pd.Series([b for b, _ in four]).value_counts().tolist() == [3, 3, 3, 3]
     assert {one[0][0]} < {b for b, _ in two} < {b for b, _ in four}  # more diverse sets contain the less diverse breeds
     with pytest.raises(ValueError, match="evenly"):
-        ft.pick_breeds(breeds, 5, 12)
+        causal.pick_breeds(breeds, 5, 12)
     with pytest.raises(ValueError, match="needs 24 per breed"):
-        ft.pick_breeds(breeds, 1, 24)
+        causal.pick_breeds(breeds, 1, 24)
     with pytest.raises(FileNotFoundError, match="one sub-folder"):
-        ft.breed_folders(tmp_path / "missing")
+        causal.breed_folders(tmp_path / "missing")
 
 
 def test_toy_variants_are_the_breeds():
@@ -211,39 +212,39 @@ def test_finetune_folder_is_keyed_by_recipe_and_images_not_checkpointing(tmp_pat
 def test_spec_defaults_of_the_open_choices():
     r = ft.Recipe()
     assert (r.lr, r.batch_size, r.prior_preservation) == (5e-6, 1, False) and 400 <= r.steps <= 800
-    paper = ft.scale(load_profile("paper"))
+    paper = causal.scale(load_profile("paper"))
     assert paper["n_images"] == 120 and min(paper["breeds"]) == 1 and max(paper["breeds"]) == 10
     assert all(120 % k == 0 for k in paper["breeds"]) and paper["recipe"] == r and not paper["slice"]
 
 
 def test_a_profile_narrows_the_experiment(tmp_path):
-    smoke = ft.scale(load_profile("smoke"))
+    smoke = causal.scale(load_profile("smoke"))
     assert smoke["slice"] and smoke["recipe"].steps < 400 and smoke["recipe"].lr == 5e-6  # only what it names
     path = tmp_path / "mine.yaml"
     path.write_text((files("dvdlib.profiles") / "paper.yaml").read_text()
                     + "scales: {causal: {breeds: [1, 10], recipe: {lr: 1.0e-5}}}\n")
-    mine = ft.scale(load_profile(str(path)))
+    mine = causal.scale(load_profile(str(path)))
     assert mine["breeds"] == [1, 10] and mine["n_images"] == 120 and mine["recipe"].lr == 1e-5
     path.write_text(path.read_text().replace("breeds:", "breedz:"))
     with pytest.raises(ValueError, match="breedz"):
-        ft.scale(load_profile(str(path)))
+        causal.scale(load_profile(str(path)))
 
 
 def test_training_images_need_a_folder_for_real_models():
     from dvdlib.run import setup
 
     smoke, paper_run = setup("smoke", "03"), setup("paper", "03")
-    assert "not dog photos" in ft.images_note(smoke, None)  # smoke trains on toy renders
-    assert ft.images_note(paper_run, "/data/dogs").startswith("dog photos from `/data/dogs`")
-    assert [len(v) for v in ft.variant_images(smoke, None, [1, 2], 4).values()] == [4, 4]
+    assert "not dog photos" in causal.images_note(smoke, None)  # smoke trains on toy renders
+    assert causal.images_note(paper_run, "/data/dogs").startswith("dog photos from `/data/dogs`")
+    assert [len(v) for v in causal.variant_images(smoke, None, [1, 2], 4).values()] == [4, 4]
     with pytest.raises(ValueError, match="-p images"):
-        ft.variant_images(paper_run, None, [1], 4)
+        causal.variant_images(paper_run, None, [1], 4)
 
 
 def test_trend_against_hand_computed_values():
     scores = pd.DataFrame({"breeds": [0, 0, 0, 1, 1, 1, 10, 10, 10], "prompt": list("abc") * 3,
                            "dvd": [5, 5, 5, 80, 60, 50, 20, 30, 10]})
-    t = ft.trend(scores, tau=48)
+    t = causal.trend(scores, tau=48)
     # Spearman over the fine-tuned variants: breed ranks (2,2,2,5,5,5), DvD ranks (6,5,4,2,3,1)
     assert t["spearman_rho"] == pytest.approx(-13.5 / np.sqrt(13.5 * 17.5))
     # paired differences 60, 30, 40 all positive: exact one-sided Wilcoxon p = 1 / 2³
@@ -251,10 +252,10 @@ def test_trend_against_hand_computed_values():
     assert t["mean_difference"] == pytest.approx(130 / 3)
     assert t["per_variant"]["crossing"].to_dict() == {0: 0.0, 1: 1.0, 10: 0.0}
     assert t["per_variant"]["mean"][1] == pytest.approx(190 / 3)
-    flat = ft.trend(scores.assign(dvd=0.0))  # no variation: no trend, no warning
+    flat = causal.trend(scores.assign(dvd=0.0))  # no variation: no trend, no warning
     assert np.isnan(flat["spearman_rho"]) and flat["spearman_p"] == 1.0 and flat["wilcoxon_p"] == 1.0
     with pytest.raises(ValueError, match="two fine-tuned"):
-        ft.trend(scores[scores.breeds <= 1])
+        causal.trend(scores[scores.breeds <= 1])
 
 
 def test_causal_chapter_runs_on_smoke(tmp_path):

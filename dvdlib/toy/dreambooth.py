@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..finetune import TOKEN, per_breed
+from ..causal import per_breed
+from ..finetune import TOKEN
 from .world import JOINER, Concept, World
 
 #: Seed of the toy figure's fixed appearances (a pool no toy-world concept uses).
