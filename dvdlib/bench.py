@@ -6,7 +6,7 @@ from importlib.resources import files
 
 import pandas as pd
 
-from .tokens import ConceptNotFound, clip_tokenizer, concept_span
+from .tokens import ConceptNotFound, clip_tokenizer, concept_span, find_concept
 
 CONTENT_TYPES = ("artist", "landmark", "character")
 BENCH_COLUMNS = ("case_num", "content_type", "content", "nm_word", "prompt")
@@ -65,9 +65,12 @@ def _resolve_all(df: pd.DataFrame, tokenizer) -> pd.DataFrame:
     """Add ``content_span``, ``nm_span`` and ``unresolved`` (reasons, or None) to ``df``."""
     out = df.copy()
     reasons = [[] for _ in range(len(df))]
+    # the object is located by how the prompt writes it where a set says so (the unselected set's
+    # ``object_prompt_phrase``: "mouse pad" for nm_word "mousepad"); the judge still asks nm_word
+    located = {"nm_word": "object_prompt_phrase" if "object_prompt_phrase" in df.columns else "nm_word"}
     for field, col in (("content", "content_span"), ("nm_word", "nm_span")):
         spans = []
-        for k, (prompt, concept) in enumerate(zip(df["prompt"], df[field])):
+        for k, (prompt, concept) in enumerate(zip(df["prompt"], df[located.get(field, field)])):
             span, why = _resolve(tokenizer, prompt, concept)
             spans.append(span)
             if why:
@@ -177,7 +180,8 @@ def load_prompt_set(name: str, tokenizer=None, n: int | None = None, sets=None) 
     """
     loaders = {"dominancebench": lambda: load_dominancebench(resolve=False),
                "balanced": lambda: load_balanced(resolve=False),
-               "memorized": lambda: load_memorized().rename(columns={"index": "case_num"}), **(sets or {})}
+               "memorized": lambda: load_memorized().rename(columns={"index": "case_num"}),
+               "unselected": load_unselected, "factorial": load_factorial, "pilot": load_pilot, **(sets or {})}
     if name not in loaders:
         raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders)}")
     table = loaders[name]()
@@ -227,3 +231,120 @@ def load_dreambooth_prompts(tokenizer=None, n: int | None = None, token: str = "
     if tokenizer is not None:
         df = resolve_spans(df, tokenizer, strict=True, name="dreambooth")
     return stratified(df, n, by="group") if n else df
+
+
+# ------------------------------------------------- the ACCV version's sets (paper §3.9, §3.10)
+
+UNSELECTED_COLUMNS = BENCH_COLUMNS + ("object_prompt_phrase", "template_id", "source")
+#: Slot columns of the three-concept sets: ``target<k>_type``, ``target<k>`` (and, in the
+#: factorial, ``target<k>_homogeneity``: 1 a low-diversity named concept, 0 an ordinary object).
+TRIPLET_SLOTS = (1, 2, 3)
+FACTORIAL_COLUMNS = ("case_num", "condition", "condition_case_num", "prompt",
+                     *(f"target{k}{part}" for k in TRIPLET_SLOTS for part in ("_type", "", "_homogeneity")),
+                     "template_id")
+PILOT_COLUMNS = ("case_num", "prompt", *(f"target{k}{part}" for k in TRIPLET_SLOTS for part in ("_type", "")),
+                 "carrier", "template_id")
+#: The named concept each factorial slot holds when its bit is 1 (slot 1 artist, 2 landmark, 3 character).
+SLOT_TYPES = dict(zip(TRIPLET_SLOTS, CONTENT_TYPES))
+
+
+class PromptSetError(ValueError):
+    """Bad input in a prompt-set file; the message names the file, the row and the column.
+    Raised while loading, so nothing is generated for a bad file."""
+
+
+def _row(df: pd.DataFrame, i: int) -> str:
+    """How an error names row ``i`` of a table read from a CSV: its line and its case number."""
+    return f"row {i + 2} (case_num {df['case_num'].iloc[i]})"
+
+
+def _read_set(path, name: str, columns, integer=("case_num",), unique=("case_num",)) -> pd.DataFrame:
+    """A prompt-set CSV read as text and checked with `validate_table`: every error names the file;
+    a missing column names the header row and the column."""
+    raw = pd.read_csv(str(path), dtype=str, keep_default_na=False, comment="#")
+    missing = [c for c in columns if c not in raw.columns]
+    if missing:
+        raise PromptSetError(f"{path}: row 1 (the header), column {missing[0]!r}: missing "
+                             f"(all missing: {missing}; the {name} set needs {list(columns)})")
+    try:
+        return validate_table(raw, name, columns, integer=integer, unique=unique)
+    except ValueError as error:
+        raise PromptSetError(f"{path}: {error}") from None
+
+
+def _check(df: pd.DataFrame, path, bad: list[str], what: str) -> None:
+    """One `PromptSetError` for every bad (row, column) of ``df`` found, or nothing."""
+    if bad:
+        raise PromptSetError(f"{path}: {len(bad)} {what}:\n" + "\n".join(f"  {b}" for b in bad))
+
+
+def check_targets(df: pd.DataFrame, path, columns) -> None:
+    """Every ``columns`` value of every row must occur in the row's prompt (`dvdlib.tokens.find_concept`:
+    case-, accent- and hyphen-insensitive); else one `PromptSetError` naming the file, each bad row
+    and its column. ``columns``: column names, or (column, column that locates it) pairs."""
+    pairs = [(c, c) if isinstance(c, str) else tuple(c) for c in columns]
+    bad = [f"{_row(df, i)}, column {located!r}: {df[located].iloc[i]!r} not found in the prompt {prompt!r}"
+           for i, prompt in enumerate(df["prompt"]) for _, located in pairs
+           if find_concept(prompt, df[located].iloc[i]) is None]
+    _check(df, path, bad, "target(s) not found in their prompts")
+
+
+def _check_types(df: pd.DataFrame, path, columns, allowed) -> None:
+    bad = [f"{_row(df, i)}, column {c!r}: {df[c].iloc[i]!r} is not one of {list(allowed)}"
+           for c in columns for i in range(len(df)) if df[c].iloc[i] not in allowed]
+    _check(df, path, bad, "value(s) out of range")
+
+
+def load_unselected(path=None) -> pd.DataFrame:
+    """The unselected set (the paper's ACCV version; the authors' ``independent_prompts_300.csv``):
+    300 prompts from 15 templates (5 per category) over DominanceBench's concepts and objects,
+    never filtered by SD 1.4's output. DominanceBench's columns plus ``object_prompt_phrase``
+    (how the prompt writes the object: the object is located by it, the judge asks the raw
+    ``nm_word``, as the authors' scorer does), ``template_id``, ``source``, and ``cluster`` (the
+    concept: the unit of inference). Bad input raises one `PromptSetError` naming the file, the row
+    and the column."""
+    path = path or _data("independent_prompts_300.csv")
+    df = _read_set(path, "unselected", UNSELECTED_COLUMNS)
+    _check_types(df, path, ["content_type"], CONTENT_TYPES)
+    check_targets(df, path, ["content", "object_prompt_phrase"])
+    return df.assign(cluster=df["content"])
+
+
+def load_factorial(path=None) -> pd.DataFrame:
+    """The three-concept 2×2×2 factorial (the paper's ACCV version; the authors'
+    ``triplet_factorial_prompts_240.csv``): 8 conditions × 30 matched cases. Checks that each slot's
+    type agrees with its homogeneity bit (1: slot 1 artist, 2 landmark, 3 character; 0: object),
+    that ``condition`` spells the three bits, that every target occurs in its prompt and that each
+    case has each condition once. Adds ``case`` (= ``condition_case_num``, the matched case) and
+    ``cluster`` (the case). One `PromptSetError` names the file, the row and the column."""
+    path = path or _data("triplet_factorial_prompts_240.csv")
+    bits = [f"target{k}_homogeneity" for k in TRIPLET_SLOTS]
+    df = _read_set(path, "factorial", FACTORIAL_COLUMNS, integer=("case_num", "condition_case_num", *bits))
+    _check_types(df, path, bits, (0, 1))
+    bad = [f"{_row(df, i)}, column 'target{k}_type': {df[f'target{k}_type'].iloc[i]!r} does not match "
+           f"target{k}_homogeneity = {df[f'target{k}_homogeneity'].iloc[i]} (expected "
+           f"{SLOT_TYPES[k] if df[f'target{k}_homogeneity'].iloc[i] else 'object'!r})"
+           for i in range(len(df)) for k in TRIPLET_SLOTS
+           if df[f"target{k}_type"].iloc[i] != (SLOT_TYPES[k] if df[f"target{k}_homogeneity"].iloc[i] else "object")]
+    bad += [f"{_row(df, i)}, column 'condition': {c!r} does not spell the homogeneity bits "
+            f"{''.join(str(df[b].iloc[i]) for b in bits)!r}"
+            for i, c in enumerate(df["condition"]) if c != "".join(str(df[b].iloc[i]) for b in bits)]
+    _check(df, path, bad, "inconsistent slot(s)")
+    check_targets(df, path, [f"target{k}" for k in TRIPLET_SLOTS])
+    repeated = df[df.duplicated(["condition_case_num", "condition"], keep="first")]
+    _check(df, path, [f"{_row(df, df.index.get_loc(i))}, column 'condition': case "
+                      f"{r.condition_case_num} already has condition {r.condition}" for i, r in repeated.iterrows()],
+           "repeated condition(s)")
+    return df.assign(case=df["condition_case_num"], cluster=df["condition_case_num"])
+
+
+def load_pilot(path=None) -> pd.DataFrame:
+    """The three-concept pilot (the authors' ``triplet_pilot_prompts_30.csv``): an artist, a
+    landmark and a character in each prompt, in varying order, on a carrier ("poster", "mural").
+    Checks the slot types and that every target occurs in its prompt; one `PromptSetError` names
+    the file, the row and the column."""
+    path = path or _data("triplet_pilot_prompts_30.csv")
+    df = _read_set(path, "pilot", PILOT_COLUMNS)
+    _check_types(df, path, [f"target{k}_type" for k in TRIPLET_SLOTS], CONTENT_TYPES)
+    check_targets(df, path, [f"target{k}" for k in TRIPLET_SLOTS])
+    return df.assign(cluster=df["case_num"])

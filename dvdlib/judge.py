@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import yaml
 
@@ -82,6 +82,11 @@ class QuestionSet:
     name: str
     categories: dict[str, QuestionGroup]
     objects: QuestionGroup
+    #: what counts as Yes (default `is_yes`; the authors' set brings their rule, `dvdlib.authors.is_yes`)
+    yes_rule: Callable[[str], bool] = is_yes
+    #: the judge's image-processor pixel limits (min, max) this set was written for, or None (the
+    #: judge's own): the authors' set brings theirs (`dvdlib.authors.PIXEL_LIMITS`)
+    pixel_limits: tuple[int, int] | None = None
 
     def group(self, category: str) -> QuestionGroup:
         """The group of a concept category, or the object group for ``"objects"``."""
@@ -148,9 +153,15 @@ def questions_from_dict(data: dict, name: str = "questions",
     return QuestionSet(name, groups, _group(f"{name}: {OBJECTS}", data[OBJECTS]))
 
 
+#: ``-p questions authors:/path/to/DominanceBench``: the authors' own question set (`dvdlib.authors`).
+AUTHORS_PREFIX = "authors:"
+
+
 def load_questions(source: str | Path = "toy", categories: Sequence[str] | None = KNOWN_CATEGORIES) -> QuestionSet:
-    """Load a question set: a packaged one by name (``"toy"`` → ``dvdlib/data/questions_toy.yaml``)
-    or a user's YAML file by path. Schema (paper §2)::
+    """Load a question set: a packaged one by name (``"toy"`` → ``dvdlib/data/questions_toy.yaml``),
+    a user's YAML file by path, or ``"authors:/path/to/DominanceBench"``: the authors' own questions
+    and instruction tails, read from their ``dvd_score/questions.py`` by parsing it (never running
+    it), with their answer rule and their processor's pixel limits (`dvdlib.authors`). Schema (paper §2)::
 
         name: toy
         categories:
@@ -161,6 +172,13 @@ def load_questions(source: str | Path = "toy", categories: Sequence[str] | None 
     Errors name the file, the group and the question: wrong number of questions, a missing or
     extra placeholder, a category outside ``categories`` (None: any name).
     """
+    if str(source).startswith(AUTHORS_PREFIX):
+        from . import authors
+
+        data = authors.read_questions(str(source)[len(AUTHORS_PREFIX):])
+        found = questions_from_dict(data, "authors", categories)
+        return QuestionSet(found.name, found.categories, found.objects, yes_rule=authors.is_yes,
+                           pixel_limits=authors.PIXEL_LIMITS)
     path = Path(source)
     if not path.suffix:  # a packaged set by name
         path = Path(str(files("dvdlib") / "data" / f"questions_{source}.yaml"))
@@ -197,7 +215,8 @@ def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: s
         raise RuntimeError(f"judge {judge.name!r} returned {len(answers)} answer lists for {len(images)} images "
                            f"(expected {len(asked)} answers each)")
     k = QUESTIONS_PER_SET
-    return [Counts(sum(map(is_yes, a[:k])), sum(map(is_yes, a[k:])), list(a)) for a in answers]
+    yes = questions.yes_rule
+    return [Counts(sum(map(yes, a[:k])), sum(map(yes, a[k:])), list(a)) for a in answers]
 
 
 #: The judge of the smoke profile: a tiny Qwen2-VL with random weights, built offline. It runs the
@@ -205,10 +224,12 @@ def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: s
 SMOKE_JUDGE = "tiny:qwen2-vl"
 
 
-def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path | None = None) -> Judge:
+def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path | None = None,
+               pixel_limits: tuple[int, int] | None = None) -> Judge:
     """The judge a profile names: a Hub id or folder of Qwen2-VL / Qwen2.5-VL (`dvdlib.vqa`) or
-    ``"tiny:qwen2-vl"`` (random weights, saved under ``cache``, default a temporary folder). A
-    world may bring its own judges (`dvdlib.worlds.World.load_judge`)."""
+    ``"tiny:qwen2-vl"`` (random weights, saved under ``cache``, default a temporary folder);
+    ``pixel_limits`` (min, max) set its image processor's (`QuestionSet.pixel_limits`). A world
+    may bring its own judges (`dvdlib.worlds.World.load_judge`)."""
     import tempfile
 
     from .vqa import QwenJudge, build_tiny_qwen2_vl
@@ -217,7 +238,7 @@ def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path 
         folder = Path(cache or tempfile.mkdtemp(prefix="dvd-judge-")) / "tiny-qwen2-vl"
         if not folder.is_dir():
             build_tiny_qwen2_vl(folder)
-        judge = QwenJudge(folder, dtype=dtype, device=device)
+        judge = QwenJudge(folder, dtype=dtype, device=device, pixel_limits=pixel_limits)
         judge.name = SMOKE_JUDGE
         return judge
-    return QwenJudge(name, dtype=dtype, device=device)
+    return QwenJudge(name, dtype=dtype, device=device, pixel_limits=pixel_limits)

@@ -65,9 +65,12 @@ class Run:
 
     @cached_property
     def judge(self):
-        """The profile's judge, loaded by the world (paper §2)."""
+        """The profile's judge, loaded by the world (paper §2), with the pixel limits of the
+        question set where it brings them (the authors' set: `dvdlib.authors.PIXEL_LIMITS`)."""
+        limits = self.questions.pixel_limits
         return self.world.load_judge(self.profile.judge, device=self.profile.device,
-                                     cache=f"{self.profile.store}/judges")
+                                     cache=f"{self.profile.store}/judges",
+                                     **({"pixel_limits": limits} if limits else {}))
 
     @cached_property
     def questions(self):

@@ -53,14 +53,16 @@ class QwenJudge:
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
     ``preprocessor_config.json``). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
     None gives float32 on the CPU and bfloat16 elsewhere. ``batch_size``: (image, question) pairs
-    per ``generate`` call (1: one call per question). ``local_files_only``: never reach the Hub.
+    per ``generate`` call (1: one call per question). ``pixel_limits``: (min, max) pixels of the
+    image processor's resize (None: the checkpoint's; the authors' are `dvdlib.authors.PIXEL_LIMITS`).
+    ``local_files_only``: never reach the Hub.
     A checkpoint that cannot be loaded (offline, no such folder) raises one `OSError` naming it and
     saying how to pass a folder.
     """
 
     def __init__(self, model: str | Path = DEFAULT_JUDGE, *, dtype: str | torch.dtype | None = None,
                  device: str | torch.device = "cpu", batch_size: int = 20, max_new_tokens: int = MAX_NEW_TOKENS,
-                 local_files_only: bool = False):
+                 local_files_only: bool = False, pixel_limits: tuple[int, int] | None = None):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         if batch_size < 1:
@@ -72,7 +74,9 @@ class QwenJudge:
         dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
-            self.image_processor = AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only)
+            limits = dict(zip(("min_pixels", "max_pixels"), pixel_limits)) if pixel_limits else {}
+            self.image_processor = AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only,
+                                                                      **limits)
             self.model = AutoModelForImageTextToText.from_pretrained(
                 model, dtype=dtype, local_files_only=local_files_only).to(self.device).eval()
         except (OSError, ValueError) as e:
