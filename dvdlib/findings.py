@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .report import percent
-from .stats import ALPHA, MIN_N, verdict
+from .stats import MIN_N, gate_passes, verdict
 
 SNAPSHOT = "toy/findings"
 COMMAND = "dvd toy findings --out toy/findings"
@@ -61,10 +61,13 @@ class Claim:
     """One paper claim and where the toy snapshot measures it.
 
     ``key`` names the row of ``chapter``'s results (a trailing ``*`` takes every row whose key
-    starts with it, e.g. one replacement row per model); ``direction``/``null`` feed `verdict`;
-    ``requires`` (field, minimum, reason): the measurement only tests the claim when the row's
-    ``field`` reaches ``minimum`` (e.g. replacement can only relieve a collapse that is there);
-    otherwise the verdict is inconclusive, with the reason."""
+    starts with it, e.g. one replacement row per model); ``direction`` and ``null`` feed
+    `dvdlib.stats.verdict` (a row's own ``null`` field, e.g. the chance level per prompt or the
+    placebo's rate, replaces ``null``); ``requires`` (field, minimum, reason): the measurement only
+    tests the claim when the row's ``field`` reaches ``minimum`` (e.g. replacement can only relieve
+    a collapse that is there); otherwise the verdict is inconclusive, with the reason. A row's
+    ``power_check`` ("passed"/"failed") and ``scale_bound`` (a threshold on Stable Diffusion's
+    scale) fields go to the rule as they are."""
 
     name: str
     chapter: str
@@ -80,36 +83,42 @@ class Claim:
 #: The layers where the paper finds DominanceBench's Focus Score significantly higher (paper §3.4).
 PAPER_FOCUS_LAYERS = frozenset(range(5, 11))
 
+_COLLAPSED = "no rigid+object prompt is collapsed before ablation (mean DvD ≥ τ), so no head has anything to mitigate (n = 0)"
+
 CLAIMS = (
     Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts"),
-    Claim("focus_layers", "04_focus_score", "fs_significant_layers",
-          measure="layers with Focus Score rigid+object > object+object (one-sided Mann–Whitney, corrected)",
-          note="the verdict counts the significant layers among the paper's 5–10 (none: not reproduced there)"),
-    Claim("peak_token", "04_focus_score", "fs_peak_on_concept", null=0.5,
-          measure="share of prompts whose peak token is the rigid concept's", note="no effect = half the prompts"),
+    Claim("focus_layers", "04_focus_score", "fs_layers_gap",
+          measure="mean Focus Score over the paper's layers 5–10, rigid+object − object+object prompts"),
+    Claim("peak_token", "04_focus_score", "fs_peak_on_concept",
+          measure="share of prompts whose peak token spells the rigid concept",
+          note="null: chance per prompt, the share of the prompt's content tokens that spell the concept"),
     Claim("dominated_falls", "05_temporal_dynamics", "dominated_first", direction=-1,
           measure="mean change of the object token's deviation over the first interval"),
     Claim("dominated_below", "05_temporal_dynamics", "claim", direction=-1,
           measure="mean of (object − rigid concept) change over the first interval, per prompt"),
     Claim("single_head", "06_head_ablation", "single_dvd",
-          measure="collapsed prompts mitigated by at least one single head",
-          note="the paper's contrast, memorized prompts, does not exist in the toy world",
-          empty="no rigid+object prompt is collapsed before ablation (mean DvD ≥ τ), so no head has anything "
-                "to mitigate (n = 0)"),
-    Claim("multi_head", "06_head_ablation", "multi_dvd", measure="collapsed prompts mitigated by ablating a whole layer",
-          empty="no rigid+object prompt is collapsed before ablation (mean DvD ≥ τ), so no layer has anything "
-                "to mitigate (n = 0)"),
+          measure="collapsed prompts mitigated by at least one single head, against a placebo",
+          note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED),
+    Claim("multi_head", "06_head_ablation", "multi_dvd",
+          measure="collapsed prompts mitigated by ablating a whole layer, against a placebo", empty=_COLLAPSED),
     Claim("detection", "08_detection_replacement", "det_gap",
-          measure="flagged rigid+object rows − flagged object+object rows at the paper's operating point "
-                  "(percentage points)", note="the threshold 0.010 is Stable Diffusion's scale"),
+          measure="flagged rigid+object rows − flagged object+object rows at the paper's threshold 0.010 "
+                  "(percentage points)", note="the threshold is on Stable Diffusion's Focus-Score scale"),
+    Claim("detection_matched", "08_detection_replacement", "det_matched",
+          measure="flagged rigid+object rows − flagged object+object rows at the threshold that flags the "
+                  "paper's 33.67% of the control (percentage points)"),
     Claim("detection_auc", "08_detection_replacement", "det_auc", null=0.5,
           measure="area under the ROC curve of the detector's score, rigid+object vs object+object rows",
           note="no threshold; no effect = 0.5"),
-    Claim("replacement", "08_detection_replacement", "repl_*", measure="median DvD drop, concept → category word",
+    Claim("replacement", "08_detection_replacement", "repl_*",
+          measure="share of images with the object present, after − before replacing the concept by its "
+                  "category word (paired per prompt and seed)",
           requires=("median_before", 48.0, "the median DvD before replacement is below τ = 48: there is no "
                                            "collapse for the category word to relieve")),
     Claim("causal", "03_diversity_causal", "paired",
-          measure="mean DvD, fewest − most variants of the new figure (paired over prompts)"),
+          measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)"),
+    Claim("causal_trend", "03_diversity_causal", "spearman", direction=-1,
+          measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)"),
     Claim("noise_norm", "07_memorization", "bench_over_balanced",
           measure="mean noise-prediction norm, rigid+object − object+object",
           note="the memorized set of the paper's order does not exist in the toy world"),
@@ -161,13 +170,14 @@ def model_table(snap: Snapshot) -> pd.DataFrame:
 
 
 def gates_table(snap: Snapshot) -> pd.DataFrame:
-    """The quality gates: rate, 95% Clopper–Pearson interval, required, pass."""
+    """The quality gates: rate, 95% Clopper–Pearson interval, required, pass (the interval's lower
+    bound reaches the required level: `dvdlib.stats.gate_passes`)."""
     if snap.gates is None:
         return pd.DataFrame(columns=["hits", "n", "rate", "95% CI", "required", "result"])
     rows = []
     for name, g in snap.gates["gates"].items():
         required = g.get("required")
-        result = ("pass" if g.get("passed") else "FAIL") if required is not None else (
+        result = ("pass" if gate_passes(g.get("ci_low"), required) else "FAIL") if required is not None else (
             "pass" if g.get("n") and g["hits"] == g["n"] else "see rate")
         rows.append({"gate": name, "hits": g["hits"], "n": g["n"], "rate": percent(g["rate"], 1),
                      "95% CI": _interval(g.get("ci_low"), g.get("ci_high"), as_percent=True),
@@ -204,12 +214,16 @@ def unwritten_claims(chapter: str, keys) -> list[str]:
 
 
 #: The structured fields of a results row that a claim reads (`dvdlib.report.Report.add`).
-STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before")
+STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before", "null", "n_clusters",
+              "per_cluster", "without", "power_check", "scale_bound")
+#: The columns of ``claims.csv`` (`write_claims`), one row per measurement.
+CSV_COLUMNS = ("claim", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "n_clusters", "power_check")
 
 
 def claims_table(snap: Snapshot) -> pd.DataFrame:
-    """One row per (claim, measurement): the paper's words, the toy measurement, n, 95% CI, p and
-    the verdict by `verdict`'s rule."""
+    """One row per (claim, measurement): the paper's words, the toy measurement, n (prompts and
+    clusters), null, 95% interval, power check and the verdict by `dvdlib.stats.verdict`, with
+    ``why`` (how the verdict follows, and when one cluster drives it) and ``per cluster``."""
     from .paper import CLAIMS as WORDS
 
     out = []
@@ -222,47 +236,98 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
             why = ("not in this snapshot" if chapter is None else
                    f"the chapter failed: {chapter.get('error')}" if not chapter.get("ok") else
                    f"no row {claim.key!r} in its results")
-            out.append({**base, "this run": "—", "n": "—", "95% CI": "—", "p": "—",
-                        "verdict": "inconclusive", "why": f"not measured: {why}"})
+            out.append({**base, **_EMPTY, "verdict": "inconclusive", "why": f"not measured: {why}"})
             continue
         for row in rows:
             s = {k: row.get(k) for k in STRUCTURED}
-            value = s["value"]
-            if claim.name == "focus_layers" and row.get("layers") is not None:
-                # the claim is about *which* layers: count the significant ones among the paper's
-                value = s["value"] = len(set(row["layers"]) & PAPER_FOCUS_LAYERS)
-                s["ci"] = None  # a count of layers: the test's p is the evidence
+            null = s["null"] if s["null"] is not None else claim.null
+            power = s["power_check"] or "n/a"
             field_, minimum, reason = claim.requires or (None, None, None)
             unmet = field_ is not None and s.get(field_) is not None and s[field_] < minimum
             n = s.get("n")
             if not unmet and n is not None and min(np.atleast_1d(n)) < MIN_N:
                 unmet, reason = True, f"only {_n(n)} prompt(s) measured: too few for a verdict (fewer than {MIN_N})"
-            v = "inconclusive" if unmet else verdict(value, s.get("ci"), s.get("p"), claim.direction, claim.null)
-            why = reason if unmet else _why(v, claim, s)
+            v = verdict(s["ci"], null, claim.direction, power=power, applies=not unmet and s["value"] is not None,
+                        scale_bound=bool(s["scale_bound"]))
+            why = _why(v, claim, s, null) if not unmet or v != "inconclusive" else reason
+            ci = s.get("ci") or [None, None]
             out.append({**base, "toy measurement": claim.measure + (
                 f" ({row['quantity'].split(':')[-1].strip()})" if claim.key.endswith("*") else ""),
-                "this run": row.get("this run"), "n": _n(s.get("n")),
-                "95% CI": _interval(*(s.get("ci") or [None, None]), as_percent=s.get("test") == "rate"),
-                "p": "—" if s.get("p") is None else f"{s['p']:.3g}", "verdict": v, "why": why})
+                "this run": row.get("this run"), "n": _n(n), "clusters": _n(s["n_clusters"]),
+                "null": _num(null), "95% CI": _interval(*ci, as_percent=s.get("test") == "rate"),
+                "power check": power, "verdict": v, "why": why, "per cluster": _per_cluster(s["per_cluster"]),
+                "estimate": s["value"], "ci_low": ci[0], "ci_high": ci[1], "null_value": null,
+                "n_prompts": _total(n), "n_clusters": _total(s["n_clusters"])})
     return pd.DataFrame(out)
 
 
-def _why(v: str, claim: Claim, s: dict) -> str:
+_EMPTY = {"this run": "—", "n": "—", "clusters": "—", "null": "—", "95% CI": "—", "power check": "n/a",
+          "per cluster": "—", "estimate": None, "ci_low": None, "ci_high": None, "null_value": None,
+          "n_prompts": None, "n_clusters": None}
+
+
+def claims_csv(snap: Snapshot) -> pd.DataFrame:
+    """The claims table in ``claims.csv``'s columns (`CSV_COLUMNS`)."""
+    t = claims_table(snap).rename(columns={"null": "null_text", "null_value": "null", "power check": "power_check"})
+    return t[list(CSV_COLUMNS)]
+
+
+def write_claims(snap: Snapshot) -> Path:
+    """Write ``claims.csv`` into the snapshot's folder (`dvd toy findings` does, after the chapters)."""
+    path = snap.folder / "claims.csv"
+    claims_csv(snap).to_csv(path, index=False, float_format="%.6g")
+    return path
+
+
+def _total(n):
+    return None if n is None else int(sum(np.atleast_1d(n)))
+
+
+def _per_cluster(per: dict | None) -> str:
+    if not per:
+        return "—"
+    return "; ".join(f"{k}: {_num(v)}" for k, v in per.items())
+
+
+def _why(v: str, claim: Claim, s: dict, null: float) -> str:
+    from .stats import NO_EFFECT, NOT_APPLICABLE
+
     side = "above" if claim.direction == 1 else "below"
-    value = s.get("value")
+    other = "below" if claim.direction == 1 else "above"
+    value, ci = s.get("value"), s.get("ci")
+    note = f"; {claim.note}" if claim.note else ""
+    if v == NOT_APPLICABLE:
+        return "the measurement applies a threshold on Stable Diffusion's scale to another model; read the " \
+               "scale-free rows (the area under the ROC curve, the operating point matched to the paper's control rate)" + note
+    if v == NO_EFFECT:
+        return "the positive control (every head of every layer ablated) changed no image, so no ablation can " \
+               "mitigate anything in this model" + note
     if value is None:
-        return claim.empty + (f"; {claim.note}" if claim.note else "")
+        return claim.empty + note
+    if ci is None:
+        clusters = s.get("n_clusters")
+        few = clusters is not None and min(np.atleast_1d(clusters)) < 2
+        return ("one cluster only: no interval over clusters" if few else "no interval") + note
+    interval = _interval(*ci)
     if v == "reproduced":
-        text = (f"the 95% interval lies {side} {claim.null:g}" if s.get("ci") else f"one-sided p < {ALPHA}")
+        text = f"the 95% interval {interval} lies {side} the null {_num(null)}"
     elif v == "not reproduced":
-        ci, against = s.get("ci"), "below" if claim.direction == 1 else "above"
-        opposite = ci is not None and (ci[1] < claim.null if claim.direction == 1 else ci[0] > claim.null)
-        text = f"the estimate {value:.3g} is not {side} {claim.null:g}" + (
-            f" (its 95% interval lies entirely {against}: the opposite of the paper's effect)" if opposite else "")
+        text = f"the 95% interval {interval} lies {other} the null {_num(null)}: the opposite of the paper's effect"
     else:
-        text = f"the estimate is {side} {claim.null:g} but the 95% interval includes it" if s.get("ci") else \
-            f"the estimate is {side} {claim.null:g} but p ≥ {ALPHA} (or no test)"
-    return text + (f"; {claim.note}" if claim.note else "")
+        text = f"the 95% interval {interval} includes the null {_num(null)}"
+    return text + _driver(v, claim, s, null) + note
+
+
+def _driver(v: str, claim: Claim, s: dict, null: float) -> str:
+    """When leaving out one cluster changes the verdict: say which cluster drives it."""
+    without = s.get("without")
+    if not without or without.get("ci") is None or v not in ("reproduced", "not reproduced"):
+        return ""
+    alone = verdict(without["ci"], null, claim.direction)
+    if alone == v:
+        return ""
+    return (f"; one cluster drives it: without {without['cluster']} the estimate is {_num(without['value'])}, "
+            f"interval {_interval(*without['ci'])}, which reads {alone}")
 
 
 def paragraphs(snap: Snapshot) -> list[str]:
@@ -284,9 +349,10 @@ def paragraphs(snap: Snapshot) -> list[str]:
                 parts.append(f"{r['why']} — **inconclusive**.")
                 continue
             ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "—" else ""
-            p = f", p = {r['p']}" if r["p"] != "—" else ""
-            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']}{ci}{p}) — "
-                         f"**{r['verdict']}**: {r['why']}.")
+            power = f", positive control {r['power check']}" if r["power check"] != "n/a" else ""
+            per = f" Per cluster: {r['per cluster']}." if r["per cluster"] != "—" else ""
+            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} prompts in {r['clusters']} "
+                         f"clusters{ci}, null {r['null']}{power}) — **{r['verdict']}**: {r['why']}.{per}")
         texts.append(f"**{name}** ({first.chapter}). *The paper:* {first['paper says']} *The toy world:* "
                      + " ".join(parts) + _control_note(snap, name))
     return texts
@@ -296,7 +362,7 @@ def _control_note(snap: Snapshot, name: str) -> str:
     """For the claims that compare rigid+object with object+object prompts: how often the model
     composes two objects at all (the control only means "no collapse" when it does)."""
     gate = ((snap.gates or {}).get("gates") or {}).get("composition")
-    if name != "suppression" or not gate or gate.get("passed"):
+    if name != "suppression" or not gate or gate_passes(gate.get("ci_low"), gate.get("required") or 0):
         return ""
     return (f" The control pairs two flexible objects, which this model draws together in only "
             f"{gate['hits']}/{gate['n']} images (composition gate): the control collapses too, so the "
@@ -330,7 +396,7 @@ def gates_figure(snap: Snapshot):
     names = list(gates)
     for i, name in enumerate(names):
         g = gates[name]
-        ok = g.get("passed") if g.get("required") is not None else g["hits"] == g["n"]
+        ok = gate_passes(g.get("ci_low"), g["required"]) if g.get("required") is not None else g["hits"] == g["n"]
         ax.errorbar(g["rate"], i, xerr=[[g["rate"] - g["ci_low"]], [g["ci_high"] - g["rate"]]], fmt="o",
                     color="tab:green" if ok else "tab:red", capsize=4)
         if g.get("required") is not None:
@@ -422,21 +488,34 @@ def judge_agreement(run) -> pd.DataFrame | None:
 
 def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
     """Record every claim's measurements and verdicts, the verdict counts and the model's step;
-    the claims table."""
+    return the snapshot's ``claims.csv`` (recomputed by `claims_csv` where the snapshot has none)."""
     from .paper import CLAIMS as WORDS
 
     if snap is None:
         return None
     claims = claims_table(snap)
+    path = snap.folder / "claims.csv"
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else claims_csv(snap)
+    if list(table.verdict) != list(claims.verdict):
+        print(f"{path} is older than this library's reading of the snapshot: rerun {COMMAND}")
     for name, group in claims.groupby("claim", sort=False):
         report.add(f"claim_{name}", f"{name} ({group.chapter.iloc[0]})", WORDS[name],
                    "; ".join(f"{r['this run']} → {r['verdict']}" for _, r in group.iterrows()))
-    counts = claims.verdict.value_counts()
-    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive", "—",
-               f"{counts.get('reproduced', 0)} / {counts.get('not reproduced', 0)} / {counts.get('inconclusive', 0)}"
-               f" of {len(claims)}")
+    counts = table.verdict.str.split(":").str[0].value_counts()
+    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / not applicable", "—",
+               " / ".join(str(counts.get(v, 0)) for v in ("reproduced", "not reproduced", "inconclusive",
+                                                          "not applicable")) + f" of {len(table)}")
     report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
-    return claims[["claim", "toy measurement", "this run", "n", "95% CI", "p", "verdict", "why"]].set_index("claim")
+    return table.set_index("claim")
+
+
+def per_cluster_table(snap: Snapshot | None) -> pd.DataFrame | None:
+    """Each claim's estimate within each cluster (concept, pair or fine-tune), and what the
+    interval becomes without the most influential cluster."""
+    if snap is None:
+        return None
+    t = claims_table(snap)
+    return t[["claim", "this run", "clusters", "per cluster", "why"]].set_index("claim")
 
 
 def claim_paragraphs(snap: Snapshot | None):

@@ -12,7 +12,7 @@ FOCUS = {
     "significant_layers": "5–10",  # DominanceBench > balanced, with significance
     "strongest_layers": "8–10",
     "peak_on_dominant": (249, 300),  # peak token ∈ dominant concept, lower-resolution layers
-    "typical_focus_score": "≈ 0.01",  # consistent with the detection threshold 0.010 (§3.8)
+    "typical_focus_score": "not reported",  # the paper gives no Focus-Score scale (0.010 is only its threshold, §3.8)
 }
 
 #: §3.2 Benchmark construction and the DvD Score (paper §2, §3.2).
@@ -20,7 +20,8 @@ BENCHMARK = {
     "balanced_median": 11.6,  # balanced control, one validation
     "balanced_mean": 20.64,  # balanced control, the set used for the attention analysis
     "sd21_vs_sd14": "SD 2.1 lower than SD 1.4 overall; many prompts still above τ",
-    "inclusion": "≥ 7 of 10 SD 1.4 images with DvD ≥ τ = 48 (all 300 DominanceBench prompts by construction)",
+    "inclusion": "≥ 7 of 10 SD 1.4 images are DvD images (all 300 DominanceBench prompts by construction)",
+    "tau": "not reported",  # the DvD-image threshold τ: the paper gives no value (48 is this book's default)
 }
 
 #: §3.5 Temporal dynamics (attention deviation over the 50 steps; qualitative in the paper).
@@ -69,7 +70,7 @@ CAUSAL = {
     "n_prompts": 50,  # object co-occurrence, scene context, style modifiers
     "n_seeds": 10,
     "trend": "DvD Score falls as training diversity rises",
-    "low_diversity": "low-diversity variants cross τ = 48 (the new concept dominates)",
+    "low_diversity": "low-diversity variants cross τ (the new concept dominates)",
     "high_diversity": "high-diversity variants and the base model compose (DvD below τ)",
 }
 
@@ -88,7 +89,8 @@ ABLATION = {
 #: The paper's claims as the toy-findings chapter states them (paper §3.2–§3.8; `dvdlib.findings`).
 CLAIMS = {
     "suppression": "A visually rigid (low-diversity) concept paired with a flexible object suppresses the "
-                   "object; two flexible concepts compose (DominanceBench DvD ≥ τ = 48, balanced mean 20.64).",
+                   "object; two flexible concepts compose (DominanceBench DvD images ≥ 7 of 10 by "
+                   "construction, balanced mean 20.64).",
     "focus_layers": "At the first step, DominanceBench prompts have a higher Focus Score than balanced "
                     "prompts, significantly in layers 5–10 (strongest 8–10).",
     "peak_token": "In the lower-resolution layers the peak token belongs to the dominant concept "
@@ -102,12 +104,17 @@ CLAIMS = {
     "multi_head": "Ablating several heads at once mitigates DvD ≈ 0.6 of the time (≈ 0.2 unchanged).",
     "detection": "The first-step Focus Score (layers 9–10, > 0.010) flags DominanceBench far more often "
                  "than balanced prompts (70.67% vs 33.67%, a 37.00-point gap).",
+    "detection_matched": "At an operating point that flags 33.67% of the balanced prompts, the detector flags "
+                         "70.67% of DominanceBench (the paper's point on the ROC curve: 0.337, 0.707).",
     "detection_auc": "The first-step Focus Score separates DominanceBench from balanced prompts over "
                      "thresholds (ROC curves per layer set; the paper gives no area).",
     "replacement": "Replacing the dominant concept by its category word lowers the median DvD "
-                   "(SD 1.4 64 → 20, SD 2.1 40 → ≈17).",
+                   "(SD 1.4 64 → 20, SD 2.1 40 → ≈17): the object comes back (the paper reports the DvD drop "
+                   "only, not the object's return).",
     "causal": "A new concept fine-tuned on low-diversity images (1 variant) dominates its prompts more "
               "than one fine-tuned on high-diversity images (10 variants): DvD falls as diversity rises.",
+    "causal_trend": "DvD falls as the training images' diversity rises, across the variants (a trend; the paper "
+                    "gives no statistic).",
     "noise_norm": "The text-conditional noise prediction is larger for DominanceBench than for balanced "
                   "prompts (memorized > DominanceBench > balanced).",
 }

@@ -52,23 +52,88 @@ def test_location_of_paired_changes():
 
 
 @pytest.mark.parametrize("args, expected", [
-    ((0.3, [0.1, 0.5]), "reproduced"),
-    ((0.3, [-0.1, 0.5]), "inconclusive"),
-    ((0.0, [-0.1, 0.1]), "not reproduced"),
-    ((-0.2, [-0.4, -0.1]), "not reproduced"),
-    ((-0.2, [-0.4, -0.1], None, -1), "reproduced"),
-    ((0.7, [0.45, 0.9], None, 1, 0.5), "inconclusive"),  # a rate against the chance level 0.5
-    ((0.8, [0.55, 0.95], None, 1, 0.5), "reproduced"),
-    ((2, None, 0.01), "reproduced"),  # no interval: the test decides
-    ((2, None, 0.2), "inconclusive"),
-    ((None, None, None), "inconclusive"),
+    (([0.1, 0.5],), "reproduced"),
+    (([-0.1, 0.5],), "inconclusive"),
+    (([-0.4, -0.1],), "not reproduced"),  # the interval excludes the null on the other side
+    (([-0.4, -0.1], 0.0, -1), "reproduced"),
+    (([0.45, 0.9], 0.5), "inconclusive"),  # a rate against a chance level of 0.5
+    (([0.55, 0.95], 0.5), "reproduced"),
+    (([0.1, 0.5], 1 / 3), "inconclusive"),
+    ((None,), "inconclusive"),  # no interval: never a verdict from a p-value
 ])
-def test_verdict_rule(args, expected):
+def test_verdict_reads_the_interval_only(args, expected):
     assert S.verdict(*args) == expected
 
 
-def test_verdict_when_the_claim_does_not_apply():
-    assert S.verdict(0.5, [0.4, 0.6], applies=False) == "inconclusive"
+def test_verdict_when_the_claim_does_not_apply_or_has_no_power():
+    assert S.verdict([0.4, 0.6], applies=False) == "inconclusive"
+    # a positive control that changed no image: whatever the interval says
+    assert S.verdict([-0.1, 0.0], power="failed") == S.NO_EFFECT == "inconclusive: the intervention has no effect in this model"
+    assert S.verdict([0.2, 0.3], power="passed") == "reproduced"
+    # a threshold on Stable Diffusion's scale applied to another model
+    assert S.verdict([-5.0, -1.0], scale_bound=True) == "not applicable"
+    with pytest.raises(ValueError):
+        S.verdict([0, 1], power="maybe")
+
+
+def _clustered():
+    """Three concepts of eight prompts each: one shows a large effect, two none at all."""
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(5.0, 0.5, 8), rng.normal(0.0, 0.5, 8), rng.normal(-0.3, 0.5, 8)]
+    return x, ["mosaic"] * 8 + ["tower"] * 8 + ["robot"] * 8
+
+
+def test_prompt_and_cluster_intervals_differ_on_clustered_data():
+    x, clusters = _clustered()
+    by_prompt, by_cluster = S.location(x, alternative="greater"), S.location(x, alternative="greater", clusters=clusters)
+    assert by_prompt["value"] == pytest.approx(by_cluster["value"])
+    assert by_prompt["ci"][0] > 0 and S.verdict(by_prompt["ci"]) == "reproduced"  # 24 "independent" prompts
+    assert by_cluster["ci"][0] < 0 < by_cluster["ci"][1] and S.verdict(by_cluster["ci"]) == "inconclusive"
+    assert by_cluster["n_clusters"] == 3 and by_cluster["n"] == 24
+    assert set(by_cluster["per_cluster"]) == {"mosaic", "tower", "robot"}
+    assert by_cluster["per_cluster"]["mosaic"] == pytest.approx(np.mean(x[:8]))
+    assert by_cluster["without"]["cluster"] == "mosaic" and by_cluster["without"]["ci"][0] < 0
+    # with three clusters, the interval's ends are the lowest and highest cluster means
+    assert by_cluster["ci"] == pytest.approx([min(by_cluster["per_cluster"].values()),
+                                              max(by_cluster["per_cluster"].values())])
+
+
+def test_difference_resamples_the_clusters_of_each_sample():
+    a, ca = _clustered()
+    b, cb = np.zeros(12), ["ball + box"] * 6 + ["box + ring"] * 6
+    d = S.difference(a, b, clusters=(ca, cb))
+    assert d["n"] == [24, 12] and d["n_clusters"] == [3, 2]
+    assert S.verdict(S.difference(a, b)["ci"]) == "reproduced" and S.verdict(d["ci"]) == "inconclusive"
+    assert S.clusters_of({"content": ["Box", "ball"], "nm_word": ["ball", "BOX"]}, pair=True) == ["ball + box"] * 2
+
+
+def test_chance_null_is_per_prompt():
+    """'tower and ball': one content token of three spells the concept, so chance is 1/3, not 1/2."""
+    hits = np.r_[np.ones(7), np.zeros(17)]  # 7 of 24 prompts (29%) peak on the concept
+    chance = np.full(24, 1 / 3)
+    r = S.chance_share(hits, chance, clusters=np.repeat(["tower", "robot", "mosaic"], 8))
+    assert r["value"] == pytest.approx(7 / 24) and r["null"] == pytest.approx(1 / 3) and r["n_clusters"] == 3
+    assert S.verdict(r["ci"], r["null"]) != "reproduced"
+    # chance differs between prompts: a two-token concept in a four-token prompt has chance 1/2
+    mixed = S.chance_share([1, 1, 0, 1], [0.5, 0.25, 0.5, 0.25])
+    assert mixed["null"] == pytest.approx(0.375) and mixed["value"] == 0.75
+    all_hit = S.chance_share(np.ones(12), np.full(12, 0.25), clusters=np.repeat(list("abcd"), 3))
+    assert all_hit["ci"] == pytest.approx([1.0, 1.0]) and S.verdict(all_hit["ci"], all_hit["null"]) == "reproduced"
+
+
+def test_placebo_is_the_null_of_an_intervention_rate():
+    effect = np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 0, 1, 1])
+    r = S.versus_placebo(effect, effect.copy(), clusters=np.repeat(list("abcd"), 3))
+    assert r["value"] == r["null"] and S.verdict(r["ci"], r["null"]) == "inconclusive"  # any head does as well
+    better = S.versus_placebo(effect, np.zeros(12), clusters=np.repeat(list("abcd"), 3))
+    assert better["null"] == 0.0 and S.verdict(better["ci"], better["null"]) == "reproduced"
+
+
+def test_gates_pass_on_the_interval_lower_bound():
+    r = S.rate(110, 120)  # 92%, above the required 90% ...
+    assert r["value"] > 0.9 and r["ci"][0] < 0.9  # ... but the interval reaches down to 85%
+    assert not S.gate_passes(r["ci"][0], 0.9) and S.gate_passes(S.rate(119, 120)["ci"][0], 0.9)
+    assert not S.gate_passes(float("nan"), 0.5) and not S.gate_passes(None, 0.5)
 
 
 # ----------------------------------------------------------------------------- Report
@@ -104,10 +169,13 @@ def write_fixture(folder: Path, chapters=("02_dvd_benchmark", "04_focus_score", 
     rows = {
         "02_dvd_benchmark": [_row("dvd_gap", "+31.0", value=31.0, n=[24, 12], ci=[18.0, 44.0], p=0.0004,
                                   test="difference")],
-        "04_focus_score": [_row("fs_significant_layers", "none", value=0, n=[24, 12], p=0.4, layers=[]),
-                           _row("fs_peak_on_concept", "14/24 (58%)", **S.rate(14, 24))],
-        "08_detection_replacement": [_row("det_gap", "12.50", value=12.5, n=[24, 12], ci=[-15.0, 40.0], p=0.2),
-                                     _row("repl_toy_run1_model", "60 → 20", value=35.0, n=24, ci=[20.0, 50.0], p=0.001),
+        "04_focus_score": [_row("fs_layers_gap", "-0.001", value=-0.001, n=[24, 12], ci=[-0.003, -0.0005],
+                                n_clusters=[3, 6]),
+                           _row("fs_peak_on_concept", "14/24 (58%)", value=14 / 24, n=24, ci=[0.40, 0.75], null=0.5,
+                                n_clusters=3, per_cluster={"tower": 0.5, "robot": 0.5, "mosaic": 0.75})],
+        "08_detection_replacement": [_row("det_gap", "12.50", value=12.5, n=[24, 12], ci=[5.0, 40.0], scale_bound=True),
+                                     _row("repl_toy_run1_model", "0.2 → 0.6", value=0.4, n=24, ci=[0.2, 0.5],
+                                          n_clusters=3, median_before=60.0),
                                      _row("repl_summary", "all")],
     }
     (folder / "results").mkdir(parents=True)
@@ -137,10 +205,12 @@ def test_claims_table_applies_the_rule(tmp_path):
     t = F.claims_table(snap)
     by = lambda name: t[t.claim == name].iloc[0]
     assert by("suppression").verdict == "reproduced" and by("suppression")["95% CI"] == "[18, 44]"
-    assert by("focus_layers").verdict == "not reproduced"  # no significant layer
-    assert by("peak_token").verdict == "inconclusive"  # 58%, interval [37%, 78%] includes 50%
-    assert by("peak_token")["95% CI"] == "[36.6%, 77.9%]"
-    assert by("detection").verdict == "inconclusive" and by("detection")["n"] == "24 vs 12"
+    assert by("focus_layers").verdict == "not reproduced"  # the interval lies below 0
+    assert by("focus_layers").clusters == "3 vs 6"
+    assert by("peak_token").verdict == "inconclusive" and by("peak_token").null == "0.5"
+    assert "mosaic: 0.75" in by("peak_token")["per cluster"]
+    assert by("detection").verdict == "not applicable" and by("detection")["n"] == "24 vs 12"
+    assert "scale-free" in by("detection").why
     assert list(t[t.claim == "replacement"].verdict) == ["reproduced"]  # the summary row is not a measurement
     causal = by("causal")
     assert causal.verdict == "inconclusive" and "chapter failed: ValueError: no dogs" in causal.why
@@ -158,6 +228,7 @@ def test_gates_table_and_paragraphs(tmp_path):
     assert len(texts) == len(F.CLAIMS) + 1 and "does not pass its quality gates" in texts[0]
     assert "draws together in only 2/120 images" in texts[1]  # suppression: the control's own failure
     assert any("**reproduced**" in t and "n = 24 vs 12" in t for t in texts)
+    assert any("Per cluster: tower: 0.5; robot: 0.5; mosaic: 0.75" in t for t in texts)
     card = F.model_table(snap)
     assert card.loc["training step", "toy model"] == 3200 and "1.41 h" in card.loc["training wall time", "toy model"]
 
@@ -241,7 +312,7 @@ def test_toy_findings_chapter_runs_on_a_fixture_snapshot(tmp_path):
     assert rows["model_step"]["this run"] == "3200" and rows["gates"]["this run"] == "no"
     assert rows["claim_suppression"]["this run"] == "+31.0 → reproduced"
     assert rows["claim_focus_layers"]["paper"].startswith("At the first step, DominanceBench")
-    assert rows["verdicts"]["this run"].startswith("2 / 1 / ")
+    assert rows["verdicts"]["this run"].startswith("2 / 1 / ")  # suppression, replacement / focus layers
     import nbformat
 
     executed = nbformat.read(root / "book" / "09_toy_findings.ipynb", as_version=4)
@@ -263,11 +334,30 @@ def test_toy_findings_chapter_without_a_snapshot_says_how_to_make_it(tmp_path):
     assert rows["verdicts"]["this run"] == "no snapshot"
 
 
-def test_why_says_when_the_effect_is_the_opposite_of_the_papers():
+def test_why_says_when_the_effect_is_the_opposite_and_when_one_cluster_drives_it():
     suppression = next(c for c in F.CLAIMS if c.name == "suppression")
-    text = F._why("not reproduced", suppression, {"value": -21.2, "ci": [-29.5, -13.7]})
-    assert "-21.2 is not above 0" in text and "opposite of the paper's effect" in text
-    assert "opposite" not in F._why("not reproduced", suppression, {"value": -1.0, "ci": [-3.0, 2.0]})
+    text = F._why("not reproduced", suppression, {"value": -21.2, "ci": [-29.5, -13.7]}, 0.0)
+    assert "[-29.5, -13.7] lies below the null 0" in text and "opposite of the paper's effect" in text
+    x, clusters = _clustered()
+    s = S.difference(x, np.zeros(12), clusters=(clusters, np.repeat(list("abcdef"), 2)))
+    s["ci"] = [0.5, 5.0]  # as if the interval excluded 0: leaving out mosaic must say it drives the verdict
+    text = F._why("reproduced", suppression, s, 0.0)
+    assert "one cluster drives it: without mosaic" in text and "which reads not reproduced" in text
+
+
+def test_claims_csv_has_the_agreed_columns_and_chapter_09_reads_it(tmp_path):
+    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    path = F.write_claims(snap)
+    import pandas as pd
+
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    assert tuple(table.columns) == F.CSV_COLUMNS
+    assert set(table.power_check) <= set(S.POWER)
+    peak = table.set_index("claim").loc["peak_token"]
+    assert peak.null == 0.5 and peak.n_prompts == 24 and peak.n_clusters == 3 and peak.verdict == "inconclusive"
+    report = Report("09_fixture", _Profile(), tmp_path / "book")
+    shown = F.add_claims(F.load_snapshot(snap.folder), report)
+    assert list(shown.verdict) == list(table.verdict)
 
 
 def test_auc_is_the_mann_whitney_area_and_matches_scikit_learn():
@@ -286,24 +376,12 @@ def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
     folder = write_fixture(tmp_path / "findings")
     path = folder / "results" / "08_detection_replacement.json"
     body = json.loads(path.read_text())
-    body["results"] = [_row("repl_toy", "0 → 0", value=0.0, n=24, ci=[0.0, 0.0], p=1.0, median_before=0.0),
+    body["results"] = [_row("repl_toy", "0 → 0", value=0.0, n=24, ci=[0.0, 0.0], median_before=0.0),
                        _row("det_auc", "0.700", **S.auc([3, 4, 5, 6], [0, 1, 2, 5]))]
     path.write_text(json.dumps(body))
     t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
     assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
     assert t.loc["detection_auc", "n"] == "4 vs 4" and t.loc["detection_auc", "verdict"] in ("reproduced", "inconclusive")
-
-
-@pytest.mark.parametrize("layers, verdict", [([13, 15, 16], "not reproduced"), ([9, 13], "reproduced")])
-def test_focus_layers_verdict_is_about_the_papers_layers(tmp_path, layers, verdict):
-    """Significant layers count only where the paper found them (5–10)."""
-    folder = write_fixture(tmp_path / "findings")
-    path = folder / "results" / "04_focus_score.json"
-    body = json.loads(path.read_text())
-    body["results"][0].update(value=len(layers), p=1e-5, layers=layers)
-    path.write_text(json.dumps(body))
-    t = F.claims_table(F.load_snapshot(folder))
-    assert t[t.claim == "focus_layers"].iloc[0].verdict == verdict
 
 
 def test_too_few_prompts_give_no_verdict(tmp_path):
@@ -317,7 +395,7 @@ def test_too_few_prompts_give_no_verdict(tmp_path):
 
 
 def test_the_contract_check_names_the_missing_claim():
-    assert F.unwritten_claims("04_focus_score", ["fs_significant_layers", "fs_peak_on_concept"]) == []
-    assert F.unwritten_claims("04_focus_score", ["fs_significant_layers"]) == ["peak_token"]
-    assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_auc", "repl_smoke"]) == []
+    assert F.unwritten_claims("04_focus_score", ["fs_layers_gap", "fs_peak_on_concept"]) == []
+    assert F.unwritten_claims("04_focus_score", ["fs_layers_gap"]) == ["peak_token"]
+    assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_matched", "det_auc", "repl_smoke"]) == []
     assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_auc", "repl_summary"]) != []

@@ -18,7 +18,7 @@ from itertools import combinations, permutations
 import numpy as np
 import pandas as pd
 
-from ..stats import rate
+from ..stats import gate_passes, rate
 from ..generate import generate
 from ..judge import is_yes
 from .world import JOINER, World
@@ -27,11 +27,12 @@ REQUIRED = {"singles": 0.90, "composition": 0.60, "conditioning": 0.95}
 
 
 def _rate(hits: int, n: int, required: float | None = None) -> dict:
-    """`dvdlib.stats.rate` (Clopper–Pearson) in gates.json's shape, with the required level."""
+    """`dvdlib.stats.rate` (Clopper–Pearson) in gates.json's shape, with the required level; it
+    passes when the interval's lower bound reaches it (`dvdlib.stats.gate_passes`)."""
     r = rate(hits, n)
     low, high = r["ci"] or (float("nan"), float("nan"))
     return {"hits": hits, "n": n, "rate": r["value"] if n else float("nan"), "ci_low": low, "ci_high": high,
-            "required": required, "passed": None if required is None else bool(n and hits / n >= required)}
+            "required": required, "passed": None if required is None else bool(n and gate_passes(low, required))}
 
 
 def presence(judge, images, concept: str, category: str) -> list[int]:

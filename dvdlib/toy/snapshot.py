@@ -103,13 +103,29 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
         log(f"[findings] {name}: {'ok' if outcome.ok else 'FAILED ' + str(outcome.error)} in {outcome.seconds:.0f} s")
         index["chapters"][name] = entry
         save()
+    _prune_figures(out, index)
+    from ..findings import load_snapshot, write_claims
+
+    log(f"[findings] claims: {write_claims(load_snapshot(out))}")
     return index
 
 
+def _prune_figures(out: Path, index: dict) -> None:
+    """Delete every PNG under ``out/figures`` that the index does not list: the snapshot holds
+    exactly the figures its chapters wrote in the run it records."""
+    listed = {(c, f) for c, e in index.get("chapters", {}).items() for f in e.get("figures", [])}
+    for png in (out / "figures").rglob("*.png") if (out / "figures").is_dir() else []:
+        if (png.parent.name, png.name) not in listed:
+            png.unlink()
+
+
 def _keep_figures(src: Path, dst: Path, out: Path, budget: int) -> list[str]:
-    """Copy a chapter's PNGs while the snapshot's figures stay under ``budget`` bytes."""
+    """Copy a chapter's PNGs (after deleting the ones an earlier run of it kept) while the
+    snapshot's figures stay under ``budget`` bytes."""
     import shutil
 
+    for old in dst.glob("*.png") if dst.is_dir() else []:
+        old.unlink()
     used = sum(p.stat().st_size for p in (out / "figures").rglob("*.png")) if (out / "figures").is_dir() else 0
     kept = []
     for png in sorted(src.glob("*.png")) if src.is_dir() else []:
