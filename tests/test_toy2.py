@@ -165,3 +165,33 @@ def test_prompt_sets(world):
 
 def json_key(image: np.ndarray) -> bytes:
     return np.round(image, 4).tobytes()
+
+
+# ---------------------------------------------------------------- world 2 as a plug-in world
+
+def test_world2_registers_and_loads_its_model_and_judge(tmp_path):
+    from dvdlib.toy.judge import JudgeConfig, save_judge
+    from dvdlib.toy.judge_training import build_judge
+    from dvdlib.worlds import get
+
+    world2 = get("toy2")
+    toy2_model.save(toy2_model.build(0, **TINY_UNET), tmp_path / "model", info={"steps": 0})
+    pipe = world2.load_model(str(tmp_path / "model"))
+    assert any(isinstance(p, toy2_model.NoSelfAttention) for p in pipe.unet.attn_processors.values())
+    cfg = JudgeConfig(renders=8, garbage=4, steps=1)
+    save_judge(build_judge(cfg, World()), tmp_path / "judge", cfg, {})
+    judge = world2.load_judge(str(tmp_path / "judge"))
+    assert judge.questions.name == "toy2" and judge.world.names == World().names
+    question = judge.questions.concept_questions("orvel castle", "landmark")[0]
+    image = World().render("orvel castle", 0).image
+    assert len(judge.ask([image], [question])[0]) == 1
+
+
+def test_world2_judge_targets_know_category_words_and_styles(world):
+    from dvdlib.toy.judge_data import _fadeable, labels
+
+    y = dict(zip(world.names, labels(world, "a picture of orvel castle and a ball")))
+    assert y["orvel castle"] == y["landmark"] == y["ball"] == 1 and y["character"] == 0
+    styled = world.render("a ring, van rell style", 0)
+    assert _fadeable(world, styled) == []  # a styled scene has no plain background to fade toward
+    assert set(_fadeable(world, world.render("a ball and a box", 0))) == {"ball", "box"}

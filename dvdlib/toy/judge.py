@@ -132,7 +132,7 @@ class ToyJudge:
     def __init__(self, net: ToyNet, world: World | None = None, questions: QuestionSet | None = None,
                  thresholds=THRESHOLDS, guard: tuple[float, float] | None = None, garbage_at: float = 0.5):
         self.net, self.world = net.eval(), world or World()
-        self.questions = questions or load_questions("toy")
+        self.questions = questions or load_questions(self.world.question_set)
         self.thresholds, self.guard, self.garbage_at = tuple(thresholds), guard, garbage_at
         if net.head.out_features != len(self.world.names) + 1:
             raise ValueError(f"the network has {net.head.out_features - 1} concept outputs, the world {len(self.world.names)}")
@@ -198,9 +198,10 @@ def save_judge(judge: ToyJudge, folder, cfg: JudgeConfig, facts: dict) -> Path:
     return folder
 
 
-def load_toy_judge(folder="toy/judge", **judge_options) -> ToyJudge:
-    """Load a judge written by `save_judge` (weights back to float32); ``judge_options`` override
-    the manifest's thresholds / guard / question set (`ToyJudge` arguments)."""
+def load_toy_judge(folder="toy/judge", world_class=World, **judge_options) -> ToyJudge:
+    """Load a judge written by `save_judge` (weights back to float32) for a world of
+    ``world_class`` (rebuilt from the manifest); ``judge_options`` override the manifest's
+    thresholds / guard / question set (`ToyJudge` arguments)."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -208,9 +209,9 @@ def load_toy_judge(folder="toy/judge", **judge_options) -> ToyJudge:
         raise FileNotFoundError(f"{folder} holds no toy judge (no {MANIFEST}); train one with "
                                 f"`dvd toy judge --out {folder}`")
     m = json.loads((folder / MANIFEST).read_text())
-    cfg, world = JudgeConfig.from_dict(m["config"]), World.from_dict(m["world"])
+    cfg, world = JudgeConfig.from_dict(m["config"]), world_class.from_dict(m["world"])
     net = ToyNet(len(world.names), cfg.channels)
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / WEIGHTS)).items()})
     options = {"thresholds": m["thresholds"], "guard": tuple(m["guard"]) if m["guard"] else None,
-               "garbage_at": m["garbage_at"], **judge_options}
+               "garbage_at": m["garbage_at"], "questions": load_questions(m["questions"]), **judge_options}
     return ToyJudge(net, world, **options)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
 from .judge import JudgeConfig
-from .world import BACKGROUND, JOINER, Captions, World
+from .world import BACKGROUND, World
 
 
 #: A sprite faded toward the background to contrast a counts as absent for a ≤ 0.3, present for
@@ -50,19 +50,19 @@ def faded_presence(contrast: float) -> float:
 def _fadeable(world: World, scene) -> list[str]:
     """The sprites of an unstyled scene (a style has no plain background to fade toward)."""
     names = list(scene.masks)
-    return [] if any(world.concept(n).role == "style" for n in names) else names
+    return [] if any(world.concept(n).kind == "style" for n in names) else names
 
 
-def _caption(captions: Captions, rng, styled: bool | None = None) -> str:
+def _caption(captions, rng, styled: bool | None = None) -> str:
     """A non-empty caption of the mix; ``styled``: with a style (True), without one (False)."""
     while True:
         caption = captions.sample(rng)
-        has_style = any(c.role == "style" for c in captions.world.parse(caption))
+        has_style = any(c.kind == "style" for c in captions.world.parse(caption))
         if caption and styled in (None, has_style):
             return caption
 
 
-def garbage_image(kind: str, captions: Captions, rng) -> np.ndarray:
+def garbage_image(kind: str, captions, rng) -> np.ndarray:
     """One garbage image [32, 32, 3] in [0, 1] of ``kind`` (`GARBAGE_KINDS`, or, only to
     evaluate, the unseen ``"uniform"`` noise, ``"washed"`` over-guided scenes and ``"plain_blend"``:
     two unstyled scenes mixed, which look like faded sprites and are *not* trained as garbage)."""
@@ -99,7 +99,7 @@ def make_data(cfg: JudgeConfig, world: World) -> tuple[np.ndarray, np.ndarray]:
     garbage): ``cfg.renders`` renders of the caption mix — a share ``cfg.fade`` of the unstyled
     ones with one sprite faded to a random contrast and `faded_presence` as its target — and
     ``cfg.garbage`` garbage images (kinds in turn), all a pure function of ``cfg.seed``."""
-    captions = Captions(world, empty=cfg.empty, single=cfg.single, held_out=cfg.held_out)
+    captions = world.captions(empty=cfg.empty, single=cfg.single, held_out=cfg.held_out)
     images, targets = [], []
     for i in range(cfg.renders):
         rng = np.random.default_rng([cfg.seed, 0, i])
@@ -143,9 +143,7 @@ def degrade(x: torch.Tensor, cfg: JudgeConfig, gen: torch.Generator) -> torch.Te
 def render_set(world: World, seed: int, per_caption: int) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Fresh renders (seeds disjoint from training) by group: ``single``, ``pair`` (the pairs of
     the world's default caption mix), ``held_out`` (its held-out pairs, both orders), ``empty``."""
-    captions = Captions(world)
-    groups = {"single": world.names, "pair": [c for c in captions.training() if JOINER in c],
-              "held_out": captions.held_out_captions(), "empty": [""]}
+    groups = {**world.evaluation_captions(), "empty": [""]}
     out = {}
     for g, caps in groups.items():
         n = per_caption if g != "pair" else max(1, per_caption // 4)
@@ -167,4 +165,4 @@ def pipeline_mush(n: int, seed: int = 0, steps: int = 10) -> np.ndarray:
 
 
 def _caption_unstyled(world: World, caption: str) -> bool:
-    return all(c.role != "style" for c in world.parse(caption))
+    return all(c.kind != "style" for c in world.parse(caption))

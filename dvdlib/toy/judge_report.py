@@ -100,10 +100,12 @@ def rescore(out="toy/judge", handcheck="toy/judge/handcheck") -> None:
     (Path(out) / "REPORT.md").write_text(report(m))
 
 
-def train_and_report(cfg: JudgeConfig, out="toy/judge", handcheck="toy/judge/handcheck", pipeline_samples: int = 32) -> dict:
-    """Train the judge, evaluate it (with and without the guard), score the hand-checked samples,
-    save the weights, ``manifest.json`` and ``REPORT.md`` in ``out``; the evaluation."""
-    judge, facts = train_judge(cfg)
+def train_and_report(cfg: JudgeConfig, out="toy/judge", handcheck="toy/judge/handcheck", pipeline_samples: int = 32,
+                     world=None) -> dict:
+    """Train the judge of ``world`` (default world 1), evaluate it (with and without the guard),
+    score the hand-checked samples, save the weights, ``manifest.json`` and ``REPORT.md`` in
+    ``out``; the evaluation."""
+    judge, facts = train_judge(cfg, world)
     start = time.time()
     facts["evaluation"] = evaluate(judge, pipeline_n=pipeline_samples)
     guarded = evaluate(ToyJudge(judge.net, judge.world, guard=GUARD), pipeline_n=pipeline_samples)

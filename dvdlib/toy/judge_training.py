@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from .judge import JudgeConfig, ToyJudge, ToyNet
 from .judge_data import (GARBAGE_KINDS, _caption_unstyled, degrade, fade, faded_presence, garbage_image, labels,
                          make_data, pipeline_mush, render_set)
-from .world import JOINER, Captions, World
+from .world import World
 
 
 def build_judge(cfg: JudgeConfig | None = None, world: World | None = None, **judge_options) -> ToyJudge:
@@ -107,7 +107,7 @@ def evaluate(judge: ToyJudge, seed: int = 12345, per_caption: int = 40, garbage_
                 key = f"{items[k][0] or '(empty)'}: {'missed' if y[k, j] else 'false'} {names[j]}"
                 confusions[key] = confusions.get(key, 0) + 1
     out["confusions"] = dict(sorted(confusions.items(), key=lambda kv: -kv[1])[:15])
-    captions = Captions(world)
+    captions = world.captions()
     out["garbage"] = {}
     for kind in (*GARBAGE_KINDS, "uniform", "washed"):
         ims = [garbage_image(kind, captions, np.random.default_rng([seed, 4, i, len(kind)])) for i in range(garbage_n)]
@@ -124,8 +124,8 @@ def evaluate(judge: ToyJudge, seed: int = 12345, per_caption: int = 40, garbage_
 def fade_curve(judge: ToyJudge, seed: int = 12345, n: int = 100, contrasts=(1.0, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2)) -> dict:
     """Per contrast: ``n`` unstyled two-concept renders with one sprite faded; the mean ``c`` of
     the faded concept, of the other one, and the share called unrecognisable."""
-    world, captions = judge.world, Captions(judge.world, held_out=())
-    pairs = [c for c in captions.training() if JOINER in c and _caption_unstyled(world, c)]
+    world = judge.world
+    pairs = [c for c in world.evaluation_captions(held_out=())["pair"] if _caption_unstyled(world, c)]
     scenes = [world.render(pairs[i % len(pairs)], np.random.default_rng([seed, 6, i])) for i in range(n)]
     column, out = {name: i for i, name in enumerate(world.names)}, {}
     for contrast in contrasts:

@@ -29,7 +29,7 @@ import hashlib
 import json
 import zlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -341,6 +341,8 @@ class World:
     """The concepts of the toy world and how scenes are drawn. Immutable; `with_variants` and
     `with_concept` return changed copies."""
 
+    #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
+    question_set: ClassVar[str] = "toy"
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     size: int = SIZE
 
@@ -380,6 +382,19 @@ class World:
         if not words:
             raise KeyError(f"{name!r} ({role}) has no category word in this world")
         return words[0]
+
+    # -- captions
+    def captions(self, **mix) -> "Captions":
+        """The training caption distribution over this world (`Captions`; ``mix`` overrides)."""
+        return Captions(self, **mix)
+
+    def evaluation_captions(self, held_out=None) -> dict[str, list[str]]:
+        """Captions a judge is evaluated on: every concept alone (``single``), every pair of
+        training with ``held_out`` (default `DEFAULT_HELD_OUT`) kept out (``pair``), and the
+        held-out pairs (``held_out``), both orders."""
+        captions = Captions(self, held_out=DEFAULT_HELD_OUT if held_out is None else tuple(held_out))
+        return {"single": self.names, "pair": [c for c in captions.training() if JOINER in c],
+                "held_out": captions.held_out_captions()}
 
     # -- changes
     def with_variants(self, **variants: int | None) -> "World":

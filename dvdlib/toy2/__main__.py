@@ -1,28 +1,51 @@
-"""``python -m dvdlib.toy2 train --out toy/run2 [--steps N]`` and ``... export --out toy/run2``."""
+"""World 2's command line (``dvd toy2 ...``, or ``python -m dvdlib.toy2 ...``).
+
+    train  --out toy/run2 [--steps N]   train or resume the model (one thread; resumable)
+    export --out toy/run2               write the EMA model (fp16) and the manifest
+    judge  --out toy/judge2             train world 2's judge on renders and report on it
+"""
+
+from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from . import train as toy2_train
 
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dvdlib.toy2", description=__doc__)
-    parser.add_argument("command", choices=["train", "export"])
-    parser.add_argument("--out", default="toy/run2")
-    parser.add_argument("--steps", type=int, default=None)
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="dvd toy2", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train or resume world 2's model")
+    train.add_argument("--out", default="toy/run2")
+    train.add_argument("--steps", type=int, default=None, help="how far to train (default: the run's config)")
+    export = sub.add_parser("export", help="export the latest checkpoint's EMA model and manifest")
+    export.add_argument("--out", default="toy/run2")
+    judge = sub.add_parser("judge", help="train world 2's judge on renders")
+    judge.add_argument("--out", default="toy/judge2")
+    judge.add_argument("--renders", type=int, default=60_000)
+    judge.add_argument("--steps", type=int, default=3_600)
     args = parser.parse_args(argv)
     if args.command == "train":
-        from pathlib import Path
+        from .train import TrainConfig, train as run_training
 
         saved = Path(args.out) / "config.json"
-        cfg = toy2_train.TrainConfig.from_dict(json.loads(saved.read_text())) if saved.is_file() else toy2_train.TrainConfig()
-        if args.steps:
-            cfg.steps = args.steps
-        toy2_train.train(args.out, cfg)
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text())) if saved.is_file() else TrainConfig()
+        cfg.steps = args.steps or cfg.steps
+        run_training(args.out, cfg)
+    elif args.command == "export":
+        from .train import export as export_model
+
+        print(json.dumps({k: v for k, v in export_model(args.out).items() if k not in ("world", "config")}, indent=2))
     else:
-        print(json.dumps({k: v for k, v in toy2_train.export(args.out).items() if k not in ("world", "config")}, indent=2))
+        from ..toy.judge import JudgeConfig
+        from ..toy.judge_report import train_and_report
+        from .world import World
+
+        cfg = JudgeConfig(renders=args.renders, garbage=args.renders // 4, steps=args.steps)
+        evaluation = train_and_report(cfg, args.out, handcheck=Path(args.out) / "handcheck", pipeline_samples=0, world=World())
+        print(json.dumps(evaluation["renders"], indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

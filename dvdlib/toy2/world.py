@@ -25,7 +25,7 @@ import itertools
 import json
 import zlib
 from dataclasses import asdict, dataclass, field, replace
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -202,6 +202,10 @@ class Scene:
 
 @dataclass(frozen=True)
 class World:
+    """World 2's concepts and how scenes are drawn (immutable; `with_variants` returns a copy)."""
+
+    #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
+    question_set: ClassVar[str] = "toy2"
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     memorized: tuple[str, ...] = MEMORIZED
     size: int = SIZE
@@ -238,6 +242,19 @@ class World:
         if role == "object":
             raise KeyError(f"{name!r} is an object: it has no category word")
         return role
+
+    def captions(self, **mix) -> "Captions":
+        """A caption distribution over this world (`Captions`; ``mix`` overrides)."""
+        return Captions(self, **mix)
+
+    def evaluation_captions(self, held_out=None) -> dict[str, list[str]]:
+        """Captions a judge is evaluated on: every concept alone (``single``), every concept pair
+        of training with ``held_out`` (default `default_held_out`) kept out (``pair``), and the
+        held-out pairs (``held_out``), both orders."""
+        held = default_held_out(self) if held_out is None else tuple(held_out)
+        pairs = Captions(self, held_out=held).sets(2)[0]
+        return {"single": [caption(self, [n]) for n in self.names], "pair": [caption(self, p) for p in pairs],
+                "held_out": [caption(self, o) for a, b in held for o in ((a, b), (b, a))]}
 
     def parse(self, text: str) -> list[Concept]:
         """The concepts a caption names, in caption order (`parse`)."""

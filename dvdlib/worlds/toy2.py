@@ -1,0 +1,59 @@
+"""Toy world 2 (`dvdlib.toy2`): a small text-to-image model built to Stable Diffusion 1.x's
+mechanics (ε-prediction, scaled-linear betas, DDIM with leading spacing, a causal text encoder
+with a fixed start state, 16 cross-attention layers × 8 heads), trained on scenes whose named
+concepts come in doses of diversity; its judge trained on renders, prompt sets, category words and
+question set. This module is where the rest of dvdlib meets it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from ..clip import TINY_CLIP
+from ..judge import load_judge as load_sd_judge
+from ..models import load as load_sd
+from ..models import prepare, torch_dtype
+from ..toy.judge import MANIFEST, load_toy_judge
+from ..toy2 import model as toy2_model
+from ..toy2 import prompts
+from ..toy2.world import World as World2
+from . import register, sd
+
+
+def load_model(name: str, *, dtype="float32", device: str = "cpu", **options):
+    """A world-2 model folder (`dvdlib.toy2.model.load`), else whatever Stable Diffusion loads."""
+    if not toy2_model.is_folder(name):
+        return load_sd(name, dtype=dtype, device=device, **options)
+    return prepare(toy2_model.load(name, dtype=torch_dtype(dtype)), dtype=dtype, device=device)
+
+
+def load_judge(name: str, **options):
+    """A world-2 judge folder (the toy judge over world 2's concepts), else Stable Diffusion's judges."""
+    if (Path(name) / MANIFEST).is_file():
+        return load_toy_judge(name, world_class=World2)
+    return load_sd_judge(name, **options)
+
+
+def command(argv: list[str]) -> int:
+    """``dvd toy2 ...``: train, export, judge (`dvdlib.toy2.__main__`)."""
+    from ..toy2.__main__ import main
+
+    return main(argv)
+
+
+WORLD = register(replace(
+    sd.WORLD,
+    name="toy2",
+    description="toy world 2, built to Stable Diffusion's mechanics (dvdlib.toy2)",
+    load_model=load_model,
+    load_judge=load_judge,
+    questions="toy2",
+    roles={"benchmark": "toy2-dominance", "control": "toy2-balanced", "balanced": "toy2-balanced",
+           "memorized": "toy2-memorized", "unselected": "toy2-unselected", "factorial": "toy2-factorial"},
+    prompt_sets={"toy2-dominance": prompts.dominance, "toy2-balanced": prompts.balanced,
+                 "toy2-memorized": prompts.memorized, "toy2-unselected": prompts.unselected,
+                 "toy2-factorial": prompts.factorial},
+    category_words=prompts.category_words,
+    clip=TINY_CLIP,
+    command=command,
+))
