@@ -167,3 +167,27 @@ def outcome_shares(table, colors=("#2ca02c", "#bdbdbd", "#c0392b")):
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def dvd_by_template(table, order=None):
+    """Per-prompt DvD Scores per template (points, the mean as a bar), one row per template,
+    coloured by category (the unselected set, the paper's ACCV version)."""
+    use_style()
+    order = order or list(dict.fromkeys(table["template"]))
+    categories = list(dict.fromkeys(table["content_type"]))
+    colors = dict(zip(categories, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(order) + 1.2))
+    for i, template in enumerate(order):
+        rows = table[table["template"] == template]
+        color = colors[rows["content_type"].iloc[0]]
+        ax.plot(rows["dvd"], np.full(len(rows), i), "o", color=color, alpha=0.45, ms=4)
+        ax.plot([rows["dvd"].mean()] * 2, [i - 0.35, i + 0.35], color="black", lw=2)
+    ax.set_yticks(range(len(order)), order, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-3, 103)
+    ax.set_xlabel("DvD Score per prompt (mean over seeds); bar: the template's mean")
+    for category, color in colors.items():
+        ax.plot([], [], "o", color=color, label=category)
+    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

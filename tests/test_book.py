@@ -277,3 +277,20 @@ def test_dvd_benchmark_chapter_runs_on_smoke(tmp_path):
     rows = {r["key"]: r for r in results["results"]}
     assert rows["balanced_median"]["paper"] == "11.6" and rows["balanced_mean"]["paper"] == "20.64"
     assert results["profile"]["judge"] == "tiny:qwen2-vl"
+
+
+def test_unselected_prompts_chapter_runs_on_smoke_with_the_authors_questions(tmp_path):
+    """Chapter 10 through papermill with profile smoke and a user's copy of the authors' release
+    (the test fixture): figures, results, no paper numbers claimed, their question set used."""
+    root = copy_book(tmp_path)
+    release = REPO / "tests" / "fixtures" / "authors_release"
+    (outcome,) = book.run_chapters("smoke", only="10_unselected_prompts", cwd=root, verbose=False,
+                                   parameters={"questions": f"authors:{release}"})
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "10_unselected_prompts"
+    assert {p.name for p in figures.glob("*.png")} == {"dvd_by_set.png", "dvd_by_template.png"}
+    results = json.loads((root / "book" / "results" / "10_unselected_prompts.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert rows["selection_gap"]["paper"].startswith("not public") and rows["selection_gap"]["test"].endswith("concepts")
+    assert results["profile"]["questions"] == f"authors:{release}"
+    assert "Question set: `authors`" in outcome.output.read_text()

@@ -42,6 +42,18 @@ def toy_balanced(world: World | None = None) -> pd.DataFrame:
     return _table(world, pairs, lambda name: "object")
 
 
+def toy_unselected(world: World | None = None) -> pd.DataFrame:
+    """The unselected set's analogue (the paper's ACCV version): every rigid concept × every
+    flexible object, both orders, never filtered by what the model draws. World 1 writes one
+    caption form ("X and Y"), so its two "templates" are the two orders; ``cluster`` is the
+    concept (the unit of inference). These are the prompts of ``toy-dominance``: world 1's benchmark
+    analogue was never filtered either."""
+    table = toy_dominance(world)
+    first = [p.startswith(c) for p, c in zip(table["prompt"], table["content"])]
+    return table.assign(object_prompt_phrase=table["nm_word"], cluster=table["content"],
+                        template_id=["concept first" if f else "object first" for f in first])
+
+
 def category_words(world=None) -> dict[str, str]:
     """The toy world's replacement words (`World.category_word`), keyed by rigid concept:
     e.g. "tower" → "landmark", "robot" → "character", "mosaic" → "style" (paper §3.8)."""

@@ -33,7 +33,9 @@ class World:
     ``load_judge(name, *, device, cache)`` → a `dvdlib.judge.Judge`;
     ``questions``: the judge's question set (`dvdlib.judge.load_questions` name or path);
     ``roles``: the prompt set of each role a chapter uses (``benchmark``, ``control``,
-    ``balanced``, optionally ``memorized``), by the names `dvdlib.bench.load_prompt_set` knows;
+    ``balanced``, optionally ``memorized``, ``unselected``, ``factorial`` and ``pilot``: a world
+    without three-concept captions names no ``factorial``/``pilot``, and chapter 11 says so), by
+    the names `dvdlib.bench.load_prompt_set` knows;
     ``prompt_sets``: the named prompt sets this world adds to those (name → table loader);
     ``category_words()`` → {concept or category: word} for the replacement test (§3.8);
     ``diversity_source`` and ``image_sources``: the training-image source of §3.1 when a chapter

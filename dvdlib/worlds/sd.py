@@ -17,7 +17,9 @@ WORLD = register(World(
     load_model=load,
     load_judge=load_judge,
     questions="paper",
-    roles={"benchmark": "dominancebench", "control": "balanced", "balanced": "balanced", "memorized": "memorized"},
+    roles={"benchmark": "dominancebench", "control": "balanced", "balanced": "balanced", "memorized": "memorized",
+           # the ACCV version's sets (dvdlib.bench): unselected prompts, the three-concept factorial and pilot
+           "unselected": "unselected", "factorial": "factorial", "pilot": "pilot"},
     category_words=lambda: dict(CATEGORY_WORDS),
     causal_prompts=load_dreambooth_prompts,
     clip=PAPER_CLIP,

@@ -16,7 +16,7 @@ from ..toy.dreambooth import NOTE, toy_images, toy_prompts
 from ..toy.handcheck import results_table
 from ..toy.judge import MANIFEST, load_toy_judge
 from ..toy.model import is_toy_folder, load_toy
-from ..toy.prompts import category_words, toy_balanced, toy_dominance
+from ..toy.prompts import category_words, toy_balanced, toy_dominance, toy_unselected
 from ..toy.renders import renders_source
 from . import register, sd
 
@@ -52,8 +52,10 @@ WORLD = register(replace(
     load_model=load_model,
     load_judge=load_judge,
     questions="toy",
-    roles={"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced"},
-    prompt_sets={"toy-dominance": toy_dominance, "toy-balanced": toy_balanced},
+    # no "factorial" or "pilot": world 1's captions name two concepts, never three
+    roles={"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced",
+           "unselected": "toy-unselected"},
+    prompt_sets={"toy-dominance": toy_dominance, "toy-balanced": toy_balanced, "toy-unselected": toy_unselected},
     category_words=category_words,
     causal_prompts=toy_prompts,
     clip=TINY_CLIP,

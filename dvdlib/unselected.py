@@ -1,0 +1,133 @@
+"""Unselected prompts (the paper's ACCV version): does dominance hold on prompts that were never
+chosen because they collapsed?
+
+DominanceBench kept the candidates whose images collapsed under SD 1.4 (paper §3.2); the
+unselected set writes DominanceBench's own concepts and objects into fixed templates and keeps
+every prompt. Comparing the two (and the balanced control) asks how much of DominanceBench's DvD
+comes from that selection. Prompts that share a concept are not independent (the concept is what
+dominates), so every interval here resamples **concepts** (a cluster bootstrap: draw concepts with
+replacement, keep all of a drawn concept's prompts), never single prompts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .dvd import per_prompt
+
+#: The prompt sets compared, by the role a world gives them, in the order tables show them.
+ROLES = ("unselected", "benchmark", "balanced")
+N_RESAMPLES = 2000
+
+
+def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
+    """The unselected, benchmark and balanced sets of ``run``'s world (at most ``n`` rows each), in
+    one table: ``set``, ``case_num`` prefixed by the set ("unselected:12"), ``cluster`` (the concept:
+    the set's own ``cluster`` column, else ``content``) and ``template`` (``template_id``, else
+    the set's name). The balanced set's ``content_type`` becomes "balanced"."""
+    tables = []
+    for role in ROLES:
+        table = run.prompts(role, n, tokenize=False)
+        table = table.assign(content_type="balanced") if role == "balanced" else table
+        tables.append(table.assign(
+            set=role, case_num=role + ":" + table["case_num"].astype(str),
+            cluster=table["cluster"] if "cluster" in table else table["content"],
+            template=table["template_id"] if "template_id" in table else role))
+    return pd.concat(tables, ignore_index=True)
+
+
+def shared_prompts(sets: pd.DataFrame, a: str = "unselected", b: str = "benchmark") -> int:
+    """How many distinct prompts of set ``a`` occur in set ``b`` too."""
+    return len(set(sets.prompt[sets.set == a]) & set(sets.prompt[sets.set == b]))
+
+
+def scores(images: pd.DataFrame, sets: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """Per model and prompt-set row: mean DvD and DvD images (`dvdlib.dvd.per_prompt`), with the
+    row's ``set``, ``cluster`` and ``template``."""
+    per = pd.concat([per_prompt(g, tau).assign(model=m) for m, g in images.groupby("model", sort=False)],
+                    ignore_index=True)
+    return per.merge(sets[["case_num", "set", "cluster", "template"]], on="case_num")
+
+
+def cluster_means(values, clusters, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Cluster-bootstrap resamples of the mean of ``values``: each resample draws as many clusters
+    as there are, with replacement, and averages every value of the drawn clusters."""
+    frame = pd.DataFrame({"v": np.asarray(values, float), "c": np.asarray(clusters)})
+    sums = frame.groupby("c").v.agg(["sum", "size"])
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(len(sums), size=(n_resamples, len(sums)))
+    return sums["sum"].to_numpy()[draws].sum(1) / sums["size"].to_numpy()[draws].sum(1)
+
+
+def _interval(resamples) -> list[float]:
+    return [float(v) for v in np.percentile(resamples, [2.5, 97.5])]
+
+
+def cluster_difference(a, a_clusters, b, b_clusters, seed: int = 0) -> dict:
+    """Mean of ``a`` minus mean of ``b`` with a 95% interval from resampling each set's clusters
+    (independently: the sets may share concepts, but not prompts), the structured fields of
+    `dvdlib.report.Report.add` (``value``, ``n`` prompts, ``clusters``, ``ci``, ``test``)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    out = {"value": None, "n": [len(a), len(b)], "clusters": [len(set(a_clusters)), len(set(b_clusters))],
+           "ci": None, "test": "difference of means, cluster bootstrap over concepts"}
+    if len(a) and len(b):
+        out["value"] = float(a.mean() - b.mean())
+        out["ci"] = _interval(cluster_means(a, a_clusters, seed=seed) - cluster_means(b, b_clusters, seed=seed + 1))
+    return out
+
+
+def cluster_rate(hits, clusters, seed: int = 0) -> dict:
+    """A share (``hits``: booleans) with a 95% cluster-bootstrap interval over concepts."""
+    hits = np.asarray(hits, bool)
+    out = {"value": None, "n": len(hits), "clusters": len(set(clusters)), "hits": int(hits.sum()), "ci": None,
+           "test": "share, cluster bootstrap over concepts"}
+    if len(hits):
+        out["value"] = float(hits.mean())
+        out["ci"] = _interval(cluster_means(hits, clusters, seed=seed))
+    return out
+
+
+def _format(d: dict, fmt: str) -> str:
+    if d["value"] is None:
+        return "—"
+    low, high = d["ci"]
+    return f"{fmt.format(d['value'])} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def rule_shares(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
+    """Per model and set: prompts, concepts, mean DvD and the share of prompts meeting the
+    inclusion rule (at least ``min_images`` DvD images), each with its 95% interval over concepts."""
+    rows = []
+    for (model, name), g in table.groupby(["model", "set"], sort=False):
+        mean = {"value": float(g.dvd.mean()), "ci": _interval(cluster_means(g.dvd, g.cluster))}
+        rows.append({"model": model, "set": name, "prompts": len(g), "concepts": g.cluster.nunique(),
+                     "mean DvD [95% CI]": _format(mean, "{:.1f}"),
+                     f"meets the rule (≥ {min_images} DvD images) [95% CI]":
+                         _format(cluster_rate(g.dvd_images >= min_images, g.cluster), "{:.0%}")})
+    return pd.DataFrame(rows).set_index(["model", "set"])
+
+
+def by_template(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
+    """Per model, set, category and template: prompts, mean and median DvD, share meeting the rule."""
+    grouped = table.groupby(["model", "set", "content_type", "template"], sort=False)
+    out = grouped.agg(prompts=("dvd", "size"), mean_dvd=("dvd", "mean"), median_dvd=("dvd", "median"))
+    out["meets_rule"] = grouped.dvd_images.apply(lambda d: (d >= min_images).mean())
+    return out.round({"mean_dvd": 1, "median_dvd": 1})
+
+
+def selection_gaps(table: pd.DataFrame, model: str) -> dict[str, dict]:
+    """Under ``model``, the two differences of mean per-prompt DvD that answer the selection-bias
+    question, each with its interval over concepts: ``benchmark − unselected`` (what selection
+    added) and ``unselected − balanced`` (whether dominance holds without selection)."""
+    rows = table[table.model == model]
+    side = {name: rows[rows.set == name] for name in ROLES}
+    return {f"{a}_minus_{b}": cluster_difference(side[a].dvd, side[a].cluster, side[b].dvd, side[b].cluster)
+            for a, b in (("benchmark", "unselected"), ("unselected", "balanced"))}
+
+
+def describe(d: dict) -> str:
+    """A difference with its interval: "+12.3 [4.5, 20.1]"."""
+    if d["value"] is None:
+        return "—"
+    return f"{d['value']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
