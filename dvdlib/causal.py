@@ -161,10 +161,13 @@ def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: p
 def causal_prompts(run, n: int | None = None) -> pd.DataFrame:
     """The prompts of the causal test: the world's (`dvdlib.worlds.World.causal_prompts`; for
     Stable Diffusion the 50 of `dvdlib.bench.load_dreambooth_prompts`), ``n`` rows taken in turn
-    from each group."""
+    from each group; ``nm_kind``, the other concept's kind (`dvdlib.dvd.question_groups`), is its
+    group's."""
     from .bench import stratified
 
     table = run.world.causal_prompts()
+    if "group" in table and "nm_kind" not in table:  # the other concept's kind is its group's (object, scene, style)
+        table = table.assign(nm_kind=table["group"])
     return stratified(table, n, by="group") if n else table
 
 

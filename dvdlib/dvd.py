@@ -6,41 +6,77 @@ The judge's answers are stored in each image's record (key ``judge:<judge>|<ques
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pandas as pd
 
-from .judge import QuestionSet, yes_counts
+from .judge import OBJECTS, QuestionSet, yes_counts
 from .metrics import dvd_score, is_dvd_image
 from .store import Store
 
 
-def _key(judge, questions: QuestionSet, content: str, obj: str) -> str:
-    return f"judge:{judge.name}|{questions.name}|{content}|{obj}"
+def _key(judge, questions: QuestionSet, content: str, obj: str, groups: tuple[str, str] | None = None) -> str:
+    """The store key of an image's answers; ``groups`` (the concept's and the object's question
+    groups) only where the kinds moved them off the category/object groups asked before."""
+    return f"judge:{judge.name}|{questions.name}|{content}|{obj}" + (f"|{groups[0]}|{groups[1]}" if groups else "")
+
+
+@lru_cache(maxsize=1)
+def concept_kinds() -> dict[str, str]:
+    """Concept (lower case) → kind, labelled by hand (``dvdlib/data/concept_kinds.csv``)."""
+    from importlib.resources import files
+
+    table = pd.read_csv(str(files("dvdlib") / "data" / "concept_kinds.csv"), comment="#", dtype=str)
+    return dict(zip(table.concept, table.kind))
+
+
+def concept_kind(concept: str, given=None) -> str:
+    """The kind of a concept (`dvdlib.judge.KINDS`): ``given`` (a prompt file's own column) when set,
+    else the hand-labelled table, else "object"."""
+    if isinstance(given, str) and given:
+        return given
+    return concept_kinds().get(str(concept).lower(), "object")
+
+
+def question_groups(row, questions: QuestionSet) -> tuple[str, str]:
+    """The question groups a prompt-set row's concept and object are asked (paper §2): the concept's
+    ``content_type`` where the set has that category (artist, landmark, character), else its kind's
+    group; the object its kind's group. A kind the set has no group for gets the object questions."""
+    def group(kind):
+        return kind if kind in questions.categories else OBJECTS
+
+    content_type = getattr(row, "content_type", None)
+    concept = content_type if content_type in questions.categories else group(
+        concept_kind(row.content, getattr(row, "content_kind", None)))
+    return concept, group(concept_kind(row.nm_word, getattr(row, "nm_kind", None)))
 
 
 def judge_images(rows: pd.DataFrame, seeds, store: Store, judge, questions: QuestionSet) -> pd.DataFrame:
     """One row per (prompt-set row, seed): the Yes counts c and n, the DvD Score, the answers.
 
     ``rows`` has DominanceBench's columns (``case_num``, ``content_type``, ``content``,
-    ``nm_word``, ``prompt``); the images are the store's. Answers already in the store are reused.
-    A ``content_type`` the question set has no category for (the balanced set's ordinary
-    concepts) is asked the object questions.
+    ``nm_word``, ``prompt``; optional ``content_kind``, ``nm_kind``); the images are the store's.
+    Answers already in the store are reused. Each concept is asked the questions of its kind
+    (`question_groups`): a time of day is not asked whether it is shown as a product.
     """
     out = []
     stored = store.records()  # every per-image record, read once
     records = stored.set_index(["prompt", "seed"]) if len(stored) else None
     for row in rows.itertuples():
-        key = _key(judge, questions, row.content, row.nm_word)
+        groups = question_groups(row, questions)
+        before = (row.content_type if row.content_type in questions.categories else OBJECTS, OBJECTS)
+        key = _key(judge, questions, row.content, row.nm_word, None if groups == before else groups)
         known = {seed: records.loc[(row.prompt, seed)].get(key) if records is not None
                  and (row.prompt, seed) in records.index else None for seed in seeds}
         missing = [seed for seed, answer in known.items() if not isinstance(answer, dict)]
         if missing:
             images = [store.image(row.prompt, seed).convert("RGB") for seed in missing]
-            category = row.content_type if row.content_type in questions.categories else "objects"
-            counts = yes_counts(judge, images, row.content, category, row.nm_word, questions)
+            counts = yes_counts(judge, images, row.content, groups[0], row.nm_word, questions, object_category=groups[1])
             for seed, count in zip(missing, counts):
                 known[seed] = {"c": count.c, "n": count.n, "answers": count.answers}
                 store.save(row.prompt, seed, **{key: known[seed]})
         out += [{"case_num": row.case_num, "content_type": row.content_type, "prompt": row.prompt,
+                 "concept_group": groups[0], "object_group": groups[1],
                  "seed": seed, "c": a["c"], "n": a["n"], "dvd": dvd_score(a["c"], a["n"]),
                  "answers": a["answers"]} for seed, a in known.items()]
     return pd.DataFrame(out)

@@ -25,6 +25,10 @@ QUESTIONS_PER_SET = 5
 #: Category names a question file may use: the paper's three ``content_type`` values and the toy
 #: world's ``style`` (its artist-like role). `load_questions(..., categories=None)` accepts any.
 KNOWN_CATEGORIES = ("artist", "landmark", "character", "style")
+#: Kinds of ordinary concepts (the control sets' concepts, `dvdlib.dvd.concept_kind`), each with
+#: its own question group where a question set has one; a kind without a group is asked the
+#: object questions.
+KINDS = ("object", "animal", "person", "building", "plant", "scene", "time", "style")
 PLACEHOLDER = "{concept}"
 #: The key of the object questions in a question file and in `QuestionSet.match`.
 OBJECTS = "objects"
@@ -157,7 +161,7 @@ def questions_from_dict(data: dict, name: str = "questions",
 AUTHORS_PREFIX = "authors:"
 
 
-def load_questions(source: str | Path = "toy", categories: Sequence[str] | None = KNOWN_CATEGORIES) -> QuestionSet:
+def load_questions(source: str | Path = "toy", categories: Sequence[str] | None = KNOWN_CATEGORIES + KINDS) -> QuestionSet:
     """Load a question set: a packaged one by name (``"toy"`` → ``dvdlib/data/questions_toy.yaml``),
     a user's YAML file by path, or ``"authors:/path/to/DominanceBench"``: the authors' own questions
     and instruction tails, read from their ``dvd_score/questions.py`` by parsing it (never running
@@ -206,10 +210,11 @@ class Counts(NamedTuple):
 
 
 def yes_counts(judge: Judge, images: Sequence, concept: str, concept_category: str, obj: str,
-               questions: QuestionSet) -> list[Counts]:
+               questions: QuestionSet, object_category: str = OBJECTS) -> list[Counts]:
     """Ask each image the five questions about ``concept`` (of ``concept_category``) and the five
-    about ``obj`` in one `Judge.ask` call; per image the Yes counts (c, n) and the answers (paper §2)."""
-    asked = questions.concept_questions(concept, concept_category) + questions.object_questions(obj)
+    about ``obj`` (of ``object_category``: the object group unless the object is of another kind)
+    in one `Judge.ask` call; per image the Yes counts (c, n) and the answers (paper §2)."""
+    asked = questions.concept_questions(concept, concept_category) + questions.group(object_category).texts(obj)
     answers = judge.ask(images, asked)
     if len(answers) != len(images) or any(len(a) != len(asked) for a in answers):
         raise RuntimeError(f"judge {judge.name!r} returned {len(answers)} answer lists for {len(images)} images "

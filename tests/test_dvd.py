@@ -65,3 +65,46 @@ def test_answers_are_stored_and_not_asked_again(run):
     again = judge_images(rows, SEEDS, store, judge, load_questions("paper"))
     assert judge.calls == 2
     pd.testing.assert_frame_equal(first, again)
+
+
+class RecordingJudge(ScriptedJudge):
+    """ScriptedJudge that keeps the questions it was asked."""
+
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def ask(self, images, questions):
+        self.asked.append(list(questions))
+        return super().ask(images, questions)
+
+
+def test_each_concept_is_asked_the_questions_of_its_kind(run):
+    from dvdlib.bench import load_balanced
+    from dvdlib.dvd import concept_kind, question_groups
+    from dvdlib.judge import KINDS
+
+    questions = load_questions("paper")
+    balanced = load_balanced(resolve=False)
+    groups = {row.prompt: question_groups(row, questions) for row in balanced.itertuples()}
+    assert groups["A lively carnival at night"] == ("scene", "time")
+    assert groups["A lonely boat on a calm lake"] == ("objects", "scene")
+    # every concept of the balanced set has a kind, and no time of day or weather is asked about products
+    assert {concept_kind(c) for c in pd.concat([balanced.content, balanced.nm_word])} <= set(KINDS)
+    night = questions.group(groups["A lively carnival at night"][1]).texts("night")
+    assert not any("product" in q for q in night)
+    weather = balanced[balanced.nm_word.map(concept_kind) == "time"]
+    assert len(weather) >= 30 and all(question_groups(r, questions)[1] == "time" for r in weather.itertuples())
+    # a category of the question set wins over the kind (DominanceBench), a prompt file's own kind over the table
+    bench_row = pd.Series({"content_type": "landmark", "content": "colosseum", "nm_word": "pouch"})
+    assert question_groups(bench_row, questions) == ("landmark", "objects")
+    style = pd.Series({"content_type": "dog", "content": "dog", "nm_word": "oil painting", "nm_kind": "style"})
+    assert question_groups(style, questions) == ("animal", "style")
+
+    rows, store = run
+    judge = RecordingJudge()
+    rows = rows.assign(nm_word=["pouch", "night"], prompt=rows.prompt)
+    images = judge_images(rows, SEEDS, store, judge, questions)
+    assert list(images.object_group) == ["objects", "objects", "time", "time"]
+    assert list(images.concept_group) == ["landmark", "landmark", "animal", "animal"]  # "dog" is an animal
+    assert judge.asked[1][5:] == questions.group("time").texts("night")

@@ -114,11 +114,12 @@ def test_yes_counts_rejects_a_judge_that_answers_short():
         yes_counts(judge, ["a"], "tower", "landmark", "ball", TOY)
 
 
-def test_the_paper_question_set_follows_spec_section_2():
-    from dvdlib.judge import load_questions
+def test_the_paper_question_set_follows_paper_section_2():
+    from dvdlib.judge import KINDS, load_questions
 
     paper = load_questions("paper")
-    assert sorted(paper.categories) == ["artist", "character", "landmark"]
+    named = {"artist", "character", "landmark"}  # DominanceBench's categories, then one group per kind of concept
+    assert named <= set(paper.categories) and set(paper.categories) - named <= set(KINDS)
     assert "stylistically" in paper.group("artist").instruction  # lenient for artists only
     for category in ("landmark", "character", "objects"):
         assert paper.group(category).instruction == "Answer only Yes or No."
