@@ -68,6 +68,11 @@ def run_chapter(source, output, profile, cwd=None, parameters=None) -> Outcome:
     source, output = Path(source), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, **(parameters or {})}
+    known = pm.inspect_notebook(str(source))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{source.name} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters are: {', '.join(known)}")
     start = time.perf_counter()
     error = None
     try:

@@ -101,9 +101,46 @@ class Run:
         return save(fig, name, self.figures)
 
 
+def _assigned(source: str) -> set[str]:
+    """The names a cell's code assigns at its top level."""
+    import ast
+
+    tree = ast.parse(source)
+    return {t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) if isinstance(t, ast.Name)}
+
+
+def injected_parameters() -> tuple[set[str], set[str]] | None:
+    """(the chapter's parameters, the names papermill injected after them), read from this
+    kernel's cell history; None outside a kernel or when papermill injected nothing."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    cells = list(shell.user_ns.get("In", [])) if shell is not None else []
+    for i in range(len(cells) - 1, 0, -1):
+        if cells[i].lstrip().startswith("# Parameters"):
+            return _assigned(cells[i - 1]), _assigned(cells[i])
+    return None
+
+
+def check_parameters() -> None:
+    """Stop a chapter given a parameter it does not have (papermill itself only warns)."""
+    found = injected_parameters()
+    if found:
+        known, given = found
+        unknown = sorted(given - known)
+        if unknown:
+            raise ValueError(f"this chapter has no parameter {', '.join(map(repr, unknown))}; "
+                             f"its parameters are: {', '.join(sorted(known))}")
+
+
 def setup(profile: str | Profile = "toy", chapter: str = "chapter", *, out_dir: str | Path = "book",
           **overrides) -> Run:
     """The `Run` of ``chapter`` under ``profile`` (a name, a YAML path or a `Profile`), with the
-    non-None ``overrides`` of profile fields applied (a chapter passes its parameters through)."""
+    non-None ``overrides`` of profile fields applied (a chapter passes its parameters through).
+    A parameter papermill injected that the chapter does not have stops it here."""
+    check_parameters()
     chosen = profile if isinstance(profile, Profile) else load_profile(profile, **overrides)
     return Run(chosen, chapter, out_dir)
