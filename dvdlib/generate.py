@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .attention import record
+from .progress import task
 from .store import Store
 from .tokens import concept_span
 
@@ -125,14 +125,12 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
     todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=want_image, attention=spec)]
-    what = "images" if want_image else f"first {until_step} step(s)" if until_step else "runs"
-    bar = tqdm(total=len(todo), disable=not progress or not todo, unit="img",
-               desc=f"{store.model}: {len(todo)} of {len(jobs)} {what} to generate ({len(jobs) - len(todo)} stored)")
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image)
-        bar.update(len(batch))
-    bar.close()
+    what = "images" if want_image else "first steps" if until_step == 1 else f"first {until_step} steps" if until_step else "runs"
+    with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image)
+            update(len(batch))
     return [Sample(p, s, store.image_path(p, s) if want_image else None,
                    store.attention(p, s, spec) if spec else {}, pipe.tokenizer) for p, s in jobs]
 
