@@ -91,7 +91,36 @@ def run_chapter(source, output, profile, cwd=None, parameters=None) -> Outcome:
         error = f"{type(exc).__name__}: {exc}"
         if not _is_executed(output):
             _write_stub(output, source, profile, error=error)
+    if _is_executed(output):
+        present_parameters(output)
     return Outcome(source.stem, source, output, error is None, time.perf_counter() - start, error)
+
+
+def this_run(parameters: dict) -> str:
+    """"This run: profile toy, n_prompts 24, ..." — the values papermill passed, for people."""
+    def value(v):
+        return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    shown = [f"{k.replace('_', ' ')} {value(v)}" for k, v in parameters.items() if k != "out_dir" and v is not None]
+    return f"**This run:** {'; '.join(shown)}."
+
+
+def present_parameters(path) -> None:
+    """Show an executed chapter's parameters once: its parameters cell collapsed (a toggle),
+    papermill's injected cell removed from the page, and one line, `this_run`, in their place."""
+    nb = nbformat.read(path, as_version=4)
+    injected = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "parameters" in tags and "hide-cell" not in tags:
+            tags.append("hide-cell")
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    if injected and not any(c.metadata.get("dvd") == "this-run" for c in nb.cells):
+        line = nbformat.v4.new_markdown_cell(this_run(nb.metadata.get("papermill", {}).get("parameters", {})))
+        line.metadata["dvd"] = "this-run"
+        nb.cells.insert(injected[0] + 1, line)
+    nbformat.write(nb, path)
 
 
 def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cwd=None,

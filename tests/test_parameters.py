@@ -35,3 +35,23 @@ def test_the_book_runner_refuses_an_unknown_parameter_before_running(tmp_path):
     with pytest.raises(ValueError, match="ch.ipynb has no parameter 'sedes'"):
         run_chapter(source, tmp_path / "out.ipynb", "smoke", cwd=tmp_path, parameters={"sedes": [1]})
     assert not (tmp_path / "out.ipynb").exists()
+
+
+def test_an_executed_chapter_shows_its_parameters_once(tmp_path):
+    from dvdlib.book import present_parameters
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = 'toy'\nseeds = None")
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell("# Parameters\nprofile = \"smoke\"\nseeds = [1, 2]\n")
+    injected.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), params, injected, nbformat.v4.new_code_cell("x = 1")]
+    nb.metadata["papermill"] = {"parameters": {"profile": "smoke", "seeds": [1, 2], "out_dir": "book"}}
+    path = tmp_path / "ch.ipynb"
+    nbformat.write(nb, path)
+    present_parameters(path)
+    present_parameters(path)  # idempotent
+    cells = nbformat.read(path, as_version=4).cells
+    assert "hide-cell" in cells[1].metadata["tags"] and "remove-cell" in cells[2].metadata["tags"]
+    lines = [c.source for c in cells if c.metadata.get("dvd") == "this-run"]
+    assert lines == ["**This run:** profile smoke; seeds 1, 2."]
