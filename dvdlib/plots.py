@@ -191,3 +191,105 @@ def dvd_by_template(table, order=None):
     ax.legend(loc="lower right", frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def unavailable(text: str):
+    """A small figure that says why there is nothing to draw (a world that cannot run a design)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(7.5, 1.2))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, textwrap.fill(text, 95), ha="center", va="center", fontsize=9, transform=ax.transAxes)
+    return fig
+
+
+def factorial_effects(effects, slot_names=None):
+    """The three-concept factorial (the paper's ACCV version): per slot's target (one panel each),
+    every effect's mean within-case contrast of presence with its 95% interval over cases; the
+    permutation p-value as stars."""
+    use_style()
+    slots = list(dict.fromkeys(effects["slot"]))
+    names = slot_names or {}
+    fig, axes = plt.subplots(1, len(slots), figsize=(2.6 * len(slots) + 0.8, 3.2), sharey=True, sharex=True)
+    for ax, slot in zip(np.atleast_1d(axes), slots):
+        rows = effects[effects["slot"] == slot].reset_index(drop=True)
+        y = np.arange(len(rows))
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.errorbar(rows["estimate"], y, xerr=[rows["estimate"] - rows["ci_low"], rows["ci_high"] - rows["estimate"]],
+                    fmt="o", color=BENCH_COLOR, ms=4, capsize=2)
+        for i, r in rows.iterrows():
+            ax.annotate(_stars(r["p"]), (r["ci_high"], i), xytext=(3, -3), textcoords="offset points", fontsize=8)
+        ax.set_yticks(y, rows["effect"])
+        ax.set_xlim(-1.05, 1.05)  # a contrast of presence lies in [-1, 1]
+        ax.set_title(f"target of slot {slot}" + (f"\n({names[slot]})" if slot in names else ""), fontsize=9)
+        ax.set_xlabel("effect on presence")
+    np.atleast_1d(axes)[0].invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def presence_and_survivors(presence, survivors, slot_names=None):
+    """Left: each slot's target's presence per condition (a heatmap, shares written in); right: per
+    condition, the share of images with 0, 1, 2 or 3 targets present (stacked bars)."""
+    use_style()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 0.38 * len(presence) + 1.6),
+                                      gridspec_kw={"width_ratios": [1, 1.4]})
+    left.imshow(presence.to_numpy(float), cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(presence.to_numpy(float)):
+        left.text(j, i, f"{v:.0%}", ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black")
+    labels = [f"slot {k}" + (f"\n{slot_names[k]}" if slot_names and k in slot_names else "")
+              for k in range(1, presence.shape[1] + 1)]
+    left.set_xticks(range(presence.shape[1]), labels, fontsize=8)
+    left.set_yticks(range(len(presence)), presence.index)
+    left.set_ylabel("condition (h1 h2 h3; 1 = named)")
+    left.set_title("target present", fontsize=10)
+    left.grid(False)
+    colors = ["#d9d9d9", "#fdae6b", "#9ecae1", "#31a354"]
+    start = np.zeros(len(survivors))
+    for n, color in zip(survivors.columns, colors):
+        right.barh(range(len(survivors)), survivors[n], left=start, color=color, label=f"{n} present")
+        start += survivors[n].to_numpy()
+    right.set_yticks(range(len(survivors)), survivors.index)
+    right.invert_yaxis()
+    right.set_xlim(0, 1)
+    right.set_xlabel("share of images")
+    right.set_title("targets present per image", fontsize=10)
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def pilot_bars(winners):
+    """The pilot (artist + landmark + character): per category, the share of images in which it is
+    present and the share in which it is the only target present."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.5, 2.8))
+    x = np.arange(len(winners))
+    ax.bar(x - 0.2, winners["present"], 0.4, color=CONTROL_COLOR, label="present")
+    ax.bar(x + 0.2, winners["alone"], 0.4, color=BENCH_COLOR, label="the only one present")
+    ax.set_xticks(x, winners.index)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of images")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def case_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], width: float = 8.0):
+    """One matched case across its conditions, compact: one row per condition, its prompt written
+    on the left, its images to the right with a caption under each (the three-concept factorial)."""
+    use_style()
+    n = max(len(images) for _, images in rows)
+    text_ratio = 2.4
+    side = width / (n + text_ratio)
+    fig, axes = plt.subplots(len(rows), n + 1, figsize=(width, (side + 0.25) * len(rows)),
+                             gridspec_kw={"width_ratios": [text_ratio] + [1] * n}, squeeze=False)
+    for line, (title, images) in zip(axes, rows):
+        for ax in line:
+            ax.set_axis_off()
+        line[0].text(0, 0.5, textwrap.fill(title, 30), fontsize=8, va="center", ha="left",
+                     transform=line[0].transAxes)
+        for ax, (image, caption) in zip(line[1:], images):
+            ax.imshow(image)
+            ax.set_title(caption, fontsize=7, y=-0.17)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.03, wspace=0.05, hspace=0.3)
+    return fig

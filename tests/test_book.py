@@ -294,3 +294,23 @@ def test_unselected_prompts_chapter_runs_on_smoke_with_the_authors_questions(tmp
     assert rows["selection_gap"]["paper"].startswith("not public") and rows["selection_gap"]["test"].endswith("concepts")
     assert results["profile"]["questions"] == f"authors:{release}"
     assert "Question set: `authors`" in outcome.output.read_text()
+
+
+def test_three_concepts_chapter_runs_on_smoke_and_says_what_world_1_cannot_run(tmp_path):
+    """Chapter 11 through papermill: under smoke it draws the factorial's figures from the authors'
+    sets; under toy (world 1, two-concept captions only) it runs and says it cannot run them."""
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="11_three_concepts", cwd=root, verbose=False,
+                                   parameters={"cases": 2, "n_pilot": 2})
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    figures = root / "book" / "figures" / "11_three_concepts"
+    assert {p.name for p in figures.glob("*.png")} == {"effects.png", "presence_and_survivors.png",
+                                                       "matched_case.png", "pilot.png"}
+    results = json.loads((root / "book" / "results" / "11_three_concepts.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert rows["own_effects"]["paper"].startswith("not public") and len(rows["own_effects"]["value"]) == 3
+    (toy,) = book.run_chapters("toy", only="11_three_concepts", cwd=root, verbose=False)
+    assert toy.ok, f"the chapter failed under toy: {toy.error}"
+    assert "two concepts, never three" in toy.output.read_text()
+    results = json.loads((root / "book" / "results" / "11_three_concepts.json").read_text())
+    assert all(r["this run"].startswith("not run") for r in results["results"])
