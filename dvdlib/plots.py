@@ -179,8 +179,8 @@ def dvd_by_template(table, order=None):
     fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(order) + 1.2))
     for i, template in enumerate(order):
         rows = table[table["template"] == template]
-        color = colors[rows["content_type"].iloc[0]]
-        ax.plot(rows["dvd"], np.full(len(rows), i), "o", color=color, alpha=0.45, ms=4)
+        for category, group in rows.groupby("content_type", sort=False):  # a template may span categories
+            ax.plot(group["dvd"], np.full(len(group), i), "o", color=colors[category], alpha=0.5, ms=4)
         ax.plot([rows["dvd"].mean()] * 2, [i - 0.35, i + 0.35], color="black", lw=2)
     ax.set_yticks(range(len(order)), order, fontsize=8)
     ax.invert_yaxis()
@@ -188,7 +188,7 @@ def dvd_by_template(table, order=None):
     ax.set_xlabel("DvD Score per prompt (mean over seeds); bar: the template's mean")
     for category, color in colors.items():
         ax.plot([], [], "o", color=color, label=category)
-    ax.legend(loc="lower right", frameon=False, fontsize=8)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(colors), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 

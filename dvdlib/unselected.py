@@ -64,16 +64,36 @@ def _interval(resamples) -> list[float]:
     return [float(v) for v in np.percentile(resamples, [2.5, 97.5])]
 
 
+def _joint_means(values, clusters, pool, draws) -> np.ndarray:
+    """Resampled means of one set when ``draws`` index concepts of ``pool`` (a concept the set lacks
+    adds nothing to it)."""
+    sums = pd.DataFrame({"v": np.asarray(values, float), "c": np.asarray(clusters)}).groupby("c").v.agg(["sum", "size"])
+    sums = sums.reindex(pool, fill_value=0)
+    return sums["sum"].to_numpy()[draws].sum(1) / np.maximum(sums["size"].to_numpy()[draws].sum(1), 1)
+
+
 def cluster_difference(a, a_clusters, b, b_clusters, seed: int = 0) -> dict:
-    """Mean of ``a`` minus mean of ``b`` with a 95% interval from resampling each set's clusters
-    (independently: the sets may share concepts, but not prompts), the structured fields of
-    `dvdlib.report.Report.add` (``value``, ``n`` prompts, ``clusters``, ``ci``, ``test``)."""
+    """Mean of ``a`` minus mean of ``b`` with a 95% cluster-bootstrap interval over concepts, and
+    the structured fields of `dvdlib.report.Report.add` (``value``, ``n`` prompts, ``clusters``,
+    ``ci``, ``test``). Sets that share concepts (DominanceBench and the unselected set are written
+    from the same ones) are resampled **jointly**: one draw of concepts, each drawn concept bringing
+    its prompts of both sets, so a concept's own level cancels. Sets with no concept in common (the
+    balanced control) are resampled independently."""
     a, b = np.asarray(a, float), np.asarray(b, float)
+    shared = set(a_clusters) & set(b_clusters)
     out = {"value": None, "n": [len(a), len(b)], "clusters": [len(set(a_clusters)), len(set(b_clusters))],
-           "ci": None, "test": "difference of means, cluster bootstrap over concepts"}
-    if len(a) and len(b):
-        out["value"] = float(a.mean() - b.mean())
-        out["ci"] = _interval(cluster_means(a, a_clusters, seed=seed) - cluster_means(b, b_clusters, seed=seed + 1))
+           "ci": None, "test": "difference of means, cluster bootstrap over concepts"
+                               + (" (drawn jointly for both sets)" if shared else "")}
+    if not (len(a) and len(b)):
+        return out
+    out["value"] = float(a.mean() - b.mean())
+    if shared:
+        pool = sorted(set(a_clusters) | set(b_clusters), key=str)
+        draws = np.random.default_rng(seed).integers(len(pool), size=(N_RESAMPLES, len(pool)))
+        resampled = _joint_means(a, a_clusters, pool, draws) - _joint_means(b, b_clusters, pool, draws)
+    else:
+        resampled = cluster_means(a, a_clusters, seed=seed) - cluster_means(b, b_clusters, seed=seed + 1)
+    out["ci"] = _interval(resampled)
     return out
 
 

@@ -102,3 +102,21 @@ def test_a_run_with_the_authors_questions_sizes_images_as_they_do(tmp_path):
     assert run.questions.name == "authors"
     size = run.judge.image_processor.size
     assert (size["shortest_edge"], size["longest_edge"]) == authors.PIXEL_LIMITS
+
+
+def test_intervals_resample_concepts_jointly_where_sets_share_them():
+    import numpy as np
+
+    from dvdlib import unselected
+
+    rng = np.random.default_rng(1)
+    concepts = np.repeat(np.arange(20), 5)
+    level = rng.normal(0, 20, 20)[concepts]  # what a concept brings to all its prompts
+    a, b = level + rng.normal(10, 5, 100), level + rng.normal(0, 5, 100)
+    joint = unselected.cluster_difference(a, concepts, b, concepts)
+    apart = unselected.cluster_difference(a, concepts, b, concepts + 100)  # no concept in common
+    assert joint["ci"][0] < 10 < joint["ci"][1] and joint["ci"][1] - joint["ci"][0] < 3
+    assert apart["ci"][1] - apart["ci"][0] > 3 * (joint["ci"][1] - joint["ci"][0])  # concepts' levels don't cancel
+    assert unselected.cluster_difference(a, concepts, a, concepts)["ci"] == [0.0, 0.0]
+    share = unselected.cluster_rate(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
+    assert share["value"] == 0.5 and share["clusters"] == 20
