@@ -348,3 +348,22 @@ def load_pilot(path=None) -> pd.DataFrame:
     _check_types(df, path, [f"target{k}_type" for k in TRIPLET_SLOTS], CONTENT_TYPES)
     check_targets(df, path, [f"target{k}" for k in TRIPLET_SLOTS])
     return df.assign(cluster=df["case_num"])
+
+
+def as_triplet_design(table: pd.DataFrame, types=CONTENT_TYPES) -> pd.DataFrame:
+    """A world's own three-slot design in the authors' factorial columns (`load_factorial`), so
+    chapter 11 runs on it unchanged: from ``target_<k>``, ``named_<k>`` (1: slot k holds a named
+    concept of ``types[k-1]``, 0: an object), ``condition``, ``case`` and ``prompt`` (the columns of
+    `dvdlib.toy2.prompts.factorial`) to ``target<k>``, ``target<k>_type``, ``target<k>_homogeneity``,
+    ``condition_case_num``, ``case_num``, ``template_id``. Checks the result as `load_factorial` does
+    (every target in its prompt)."""
+    out = pd.DataFrame({"case_num": range(1, len(table) + 1), "condition": table["condition"].astype(str),
+                        "condition_case_num": table["case"].astype(int), "prompt": table["prompt"]})
+    for k, kind in zip(TRIPLET_SLOTS, types):
+        named = table[f"named_{k}"].astype(int)
+        out[f"target{k}"] = table[f"target_{k}"]
+        out[f"target{k}_type"] = [kind if n else "object" for n in named]
+        out[f"target{k}_homogeneity"] = named.to_numpy()
+    out["template_id"] = table["template"] if "template" in table else "world"
+    check_targets(out, "the world's factorial", [f"target{k}" for k in TRIPLET_SLOTS])
+    return out.assign(case=out["condition_case_num"], cluster=out["condition_case_num"])

@@ -161,6 +161,16 @@ def peak_beside_presence(peaks: pd.DataFrame, images: pd.DataFrame) -> pd.DataFr
     return pd.concat([peak, present], axis=1).rename_axis(["condition", "slot"])
 
 
+def peaks_by_category(peaks: pd.DataFrame, rows: pd.DataFrame) -> pd.Series:
+    """The share of prompts whose first-step peak lies on each target category (artist, landmark,
+    character, object) or on no target ("none"): the pilot's attention beside its survivors."""
+    if peaks.empty:
+        return pd.Series(dtype=float, name="peak share")
+    kinds = rows.set_index("case_num").loc[peaks["case_num"]]
+    category = [kinds[f"target{k}_type"].iloc[i] if k else "none" for i, k in enumerate(peaks["peak_slot"])]
+    return pd.Series(category).value_counts(normalize=True).rename("peak share")
+
+
 def case_grid(run, rows: pd.DataFrame, images: pd.DataFrame, case, seeds: int = 4) -> list:
     """The rows of `dvdlib.plots.image_grid` for one matched ``case``: one row per condition (its
     prompt above), its first ``seeds`` images, under each which targets the judge found (✓/✗ per slot)."""

@@ -24,8 +24,8 @@ N_RESAMPLES = 2000
 def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
     """The unselected, benchmark and balanced sets of ``run``'s world (at most ``n`` rows each), in
     one table: ``set``, ``case_num`` prefixed by the set ("unselected:12"), ``cluster`` (the concept:
-    the set's own ``cluster`` column, else ``content``) and ``template`` (``template_id``, else
-    the set's name). The balanced set's ``content_type`` becomes "balanced"."""
+    the set's own ``cluster`` column, else ``content``) and ``template`` (``template_id`` or
+    ``template``, else the set's name). The balanced set's ``content_type`` becomes "balanced"."""
     tables = []
     for role in ROLES:
         table = run.prompts(role, n, tokenize=False)
@@ -33,7 +33,8 @@ def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
         tables.append(table.assign(
             set=role, case_num=role + ":" + table["case_num"].astype(str),
             cluster=table["cluster"] if "cluster" in table else table["content"],
-            template=table["template_id"] if "template_id" in table else role))
+            template=(table["template_id"] if "template_id" in table else
+                      table["template"].astype(str) if "template" in table else role)))
     return pd.concat(tables, ignore_index=True)
 
 

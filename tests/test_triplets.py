@@ -64,3 +64,17 @@ def test_pilot_winners_and_the_peak_beside_presence():
     assert on_peak == 1.0 and others == 0.25  # prompt 2 peaks on no target: left out
     beside = triplets.peak_beside_presence(peaks, images)
     assert beside.loc[("111", 2), "peak share"] == 0.5 and beside.loc[("111", 2), "present"] == 0.75
+
+
+def test_peaks_by_category_and_a_worlds_own_design_in_the_authors_columns():
+    rows = pd.DataFrame({"case_num": [1, 2, 3], "target1_type": "artist", "target2_type": "landmark",
+                         "target3_type": "character"})
+    peaks = pd.DataFrame({"case_num": [1, 2, 3], "peak_slot": [2, 2, 0]})
+    shares = triplets.peaks_by_category(peaks, rows)
+    assert shares["landmark"] == 2 / 3 and shares["none"] == 1 / 3
+    world = pd.DataFrame({"condition": ["000", "101"], "case": [1, 1], "prompt": ["a mug, a bag and a box",
+                          "mosaic style: a bag and robot"], "target_1": ["mug", "mosaic"], "target_2": ["bag", "bag"],
+                          "target_3": ["box", "robot"], "named_1": [0, 1], "named_2": [0, 0], "named_3": [0, 1]})
+    design = bench.as_triplet_design(world)
+    assert design.loc[1, ["target1_type", "target2_type", "target3_type"]].tolist() == ["artist", "object", "character"]
+    assert design.case.tolist() == [1, 1] and design.case_num.tolist() == [1, 2]
