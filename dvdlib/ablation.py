@@ -387,6 +387,80 @@ def sweep_plan(profile, layers=None, heads=None, n_prompts=None, n_memorized=Non
                      S["slice"] or layers is not None or heads is not None or seeds is not None)
 
 
+#: Where the paper finds the single-head effects (paper §3.6): the layers the hypothesis chooses.
+#: Heads of the other layers are the placebo (`versus_placebo`).
+EFFECT_LAYERS = (1, 2, 3, 4, 5, 6)
+
+
+def positive_controls(layers: list[Layer], factor: float = 0.0, steps=(1,), n_steps: int = 50) -> list[Intervention]:
+    """The power check of an ablation claim: every head of every layer ablated at ``steps`` (the
+    claim's), and over steps 1–k (k: a fifth of the schedule, at least the claim's last step)."""
+    every = tuple((layer.index, h) for layer in layers for h in range(layer.heads))
+    k = max(max(steps), n_steps // 5)
+    return [Intervention(every, factor, tuple(steps)), Intervention(every, factor, tuple(range(1, k + 1)))]
+
+
+def images_changed(sweep: Sweep, control: Intervention, min_change: int = 2) -> tuple[int, int]:
+    """(images whose pixels differ from the plain image by more than ``min_change`` of 255 anywhere,
+    images compared) for one intervention over the sweep's rows and seeds."""
+    import numpy as np
+
+    changed = total = 0
+    for prompt in sweep.prompts(sweep.rows.index):
+        for seed in sweep.seeds:
+            a = np.asarray(sweep.store().image(prompt, seed).convert("RGB"), dtype=np.int16)
+            b = np.asarray(sweep.store(control).image(prompt, seed).convert("RGB"), dtype=np.int16)
+            changed += int(np.abs(a - b).max() > min_change)
+            total += 1
+    return changed, total
+
+
+def power_check(sweep: Sweep, controls: list[Intervention]) -> tuple[str, pd.DataFrame]:
+    """Run the positive controls on the sweep's rows and seeds: ("passed" when the first — every
+    head at the claim's steps — changes at least one image, else "failed"; the table of images
+    changed per control)."""
+    sweep.run(jobs(controls, sweep.rows.index), progress=False)
+    rows = []
+    for control in controls:
+        changed, total = images_changed(sweep, control)
+        rows.append({"positive control": f"every head of every layer ({len(control.heads)}), steps "
+                                         f"{control.steps[0]}–{control.steps[-1]}", "images changed": changed,
+                     "images": total})
+    table = pd.DataFrame(rows).set_index("positive control")
+    return ("passed" if table["images changed"].iloc[0] > 0 else "failed"), table
+
+
+def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0) -> dict:
+    """An ablation claim against its placebo: per prompt with something to mitigate, whether one of
+    the interventions in the ``hypothesis`` layers mitigates it, against whether one of as many
+    interventions in the other swept layers does (same prompts and seeds; drawn with ``seed`` where
+    one side has more), with the 95% interval over concepts (`dvdlib.stats.versus_placebo`;
+    ``rows``: the prompt set, for each case's concept) and the power check. Without placebo
+    interventions (a sweep inside the hypothesis's layers) the interval is None: inconclusive."""
+    import numpy as np
+
+    from .stats import clusters_of
+    from .stats import versus_placebo as against
+
+    kept = table[~table["outcome"].isin(EXCLUDED)]
+    inside = kept["intervention"].map(lambda label: all(int(h.split(".")[0][1:]) in hypothesis for h in label.split("+")))
+    labels = {side: sorted(kept.loc[inside == side, "intervention"].unique()) for side in (True, False)}
+    k = min(len(labels[True]), len(labels[False]))
+    rng = np.random.default_rng(seed)
+    chosen = {side: set(rng.choice(labels[side], k, replace=False)) if k else set(labels[side]) for side in labels}
+    cases = list(dict.fromkeys(kept["case_num"]))
+    hit = {side: np.array([((kept.case_num == c) & kept.intervention.isin(chosen[side]) & (kept.outcome == MITIGATED)).any()
+                           for c in cases], float) for side in labels}
+    if not cases:
+        return {"value": None, "n": 0, "ci": None, "power_check": power, "test": "rate vs placebo"}
+    if not k:
+        return {"value": float(hit[True].mean()), "n": len(cases), "ci": None, "null": None, "power_check": power,
+                "test": "rate vs placebo: no placebo heads were swept (layers outside "
+                        f"{min(hypothesis)}–{max(hypothesis)})"}
+    concepts = clusters_of(rows.drop_duplicates("case_num").set_index("case_num").loc[cases])
+    return {**against(hit[True], hit[False], clusters=concepts), "power_check": power, "placebo_interventions": k}
+
+
 def memorized_set(run, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
     """The memorized control prompts of a run (its profile's ``memorized`` prompt-set role; paper
     §3.6), at most ``n``, and a sentence saying which. A world without memorized prompts (the toy
@@ -517,8 +591,8 @@ def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
     return "; ".join(f"{name}: {ranges(v)}" for name, v in strong.items()) or "none"
 
 
-__all__ = ["CORRUPTED", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
+__all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
            "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
            "judge_plan", "layer_rates", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
-           "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "rates_by_set",
-           "run_plans", "scale", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]
+           "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
+           "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]

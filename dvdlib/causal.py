@@ -6,9 +6,11 @@ concept dominates (higher DvD Score).
 - the scale a profile runs (`scale`, `recipe_for`), the training images of each variant (a folder
   of dog photos, one sub-folder per breed, `training_images`; or the world's own,
   `variant_images`), the prompts (`causal_prompts`);
-- `finetune_variants`: one fine-tune per variant (`dvdlib.finetune`), every prompt generated;
-- `trend`: the statistics (Spearman over breeds, a paired one-sided Wilcoxon test between the
-  least and the most diverse variant, the share of prompts that cross τ); `plot_by_variant`.
+- `finetune_variants`: at least three fine-tunes per variant, each with its own training seed
+  (`dvdlib.finetune`), every prompt generated; `variant_scores` judges them;
+- `trend`: the statistics with the fine-tune as the unit (Spearman over breeds with a bootstrap
+  interval over fine-tunes, the least against the most diverse variant, the share of prompts that
+  cross τ); `plot_by_variant`.
 """
 
 from __future__ import annotations
@@ -30,13 +32,19 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 #: paper §3.3's full experiment: 120 images per variant, 1 / 2 / 3 / 5 / 10 breeds, every prompt
 #: (``prompts`` None), the DreamBooth recipe (``recipe``: `Recipe` fields that differ from it).
-FULL = {"n_images": 120, "breeds": [1, 2, 3, 5, 10], "prompts": None, "recipe": {}}
+FULL = {"n_images": 120, "breeds": [1, 2, 3, 5, 10], "prompts": None, "recipe": {}, "replicates": 3}
+#: Fine-tunes per variant, each with its own training seed: the unit of the causal test's
+#: statistics. A profile may narrow the prompts, never the replicates below this.
+MIN_REPLICATES = 3
 
 
 def scale(profile) -> dict:
     """The causal experiment a profile runs: `FULL`, narrowed by the profile's ``scales.causal``
     (`dvdlib.profiles.Profile.scale`); ``recipe`` becomes a `Recipe`."""
     out = profile.scale("causal", FULL)
+    if int(out["replicates"]) < MIN_REPLICATES:
+        raise ValueError(f"profile {profile.name!r}: scales.causal.replicates = {out['replicates']}; the causal test "
+                         f"needs at least {MIN_REPLICATES} fine-tunes per variant (its statistics' unit)")
     out["recipe"] = Recipe(**out["recipe"])
     return out
 
@@ -135,27 +143,50 @@ def training_grid(training: dict[int, list], n_images: int, per_variant: int) ->
             for k, shown in training.items()]
 
 
-def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: pd.DataFrame) -> dict:
-    """Fine-tune the run's model on each variant's images (stored, resumable), generate every
-    prompt with every seed from each fine-tune and from the base model; per variant (0: the base)
-    the run store of its images."""
+def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: pd.DataFrame,
+                      replicates: int = MIN_REPLICATES) -> dict:
+    """Fine-tune the run's model ``replicates`` times on each variant's images, each with its own
+    training seed (``recipe.seed`` + 0, 1, …; stored, resumable), generate every prompt with every
+    seed from each fine-tune and from the base model; the run store of its images per
+    (breeds, replicate), (0, 0) for the base model."""
+    import dataclasses
+
     from .generate import generate
     from .store import Store, model_key
 
     P, base = run.profile, run.pipe
     base_key = model_key(P.model)
-    runs = {0: run.store()}  # 0 breeds: the base model, never fine-tuned
-    klass = class_images(base, recipe, runs[0], batch_size=P.batch_size) if recipe.prior_preservation else None
+    runs = {(0, 0): run.store()}  # 0 breeds: the base model, never fine-tuned
+    klass = class_images(base, recipe, runs[0, 0], batch_size=P.batch_size) if recipe.prior_preservation else None
     for k, shown in training.items():
         pictures = [im for _, im in shown]
-        folder = finetune_dir(P.store, base_key, recipe, images_digest(pictures))
-        finetune(base, pictures, recipe, folder, class_images=klass)
-        runs[k] = Store(P.store, finetuned_key(base_key, folder), P.sampler())
-        tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
-        generate(tuned, prompts.prompt, P.seeds, store=runs[k], batch_size=P.batch_size)
-        del tuned
-    generate(base, prompts.prompt, P.seeds, store=runs[0], batch_size=P.batch_size)
+        for r in range(replicates):
+            seeded = dataclasses.replace(recipe, seed=recipe.seed + r)
+            folder = finetune_dir(P.store, base_key, seeded, images_digest(pictures))
+            finetune(base, pictures, seeded, folder, class_images=klass)
+            runs[k, r] = Store(P.store, finetuned_key(base_key, folder), P.sampler())
+            tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
+            generate(tuned, prompts.prompt, P.seeds, store=runs[k, r], batch_size=P.batch_size)
+            del tuned
+    generate(base, prompts.prompt, P.seeds, store=runs[0, 0], batch_size=P.batch_size)
     return runs
+
+
+def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0) -> pd.DataFrame:
+    """Judge every fine-tune's (and the base model's) images; per (fine-tune, prompt) the DvD Score
+    (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``, ``finetune`` (its label) and ``group``."""
+    from . import dvd
+
+    P, tables = run.profile, []
+    for (k, r), store in runs.items():
+        images = dvd.judge_images(prompts, P.seeds, store, run.judge, run.questions)
+        tables.append(dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r)))
+    return pd.concat(tables, ignore_index=True).merge(prompts[["case_num", "group"]], on="case_num")
+
+
+def finetune_label(breeds: int, replicate: int) -> str:
+    """"base", "1 breed #0": one fine-tune, the unit of the causal statistics."""
+    return "base" if breeds == 0 else f"{variant_name(breeds)} #{replicate}"
 
 
 def causal_prompts(run, n: int | None = None) -> pd.DataFrame:
@@ -178,39 +209,69 @@ def crossing_table(scores: pd.DataFrame, taus) -> pd.DataFrame:
     return table
 
 
-def trend(scores: pd.DataFrame, tau: float = 48.0) -> dict:
-    """The causal test's statistics on per-prompt DvD Scores of the fine-tuned variants.
+def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
+    """The causal test's statistics, with the **fine-tune** as the unit.
 
-    ``scores``: columns ``breeds`` (≥ 1), ``prompt``, ``dvd`` (mean over seeds). Returns
-    Spearman's ρ between breeds and DvD over all (variant, prompt) pairs with its one-sided p
-    (H1: ρ < 0, DvD falls as diversity rises), the paired one-sided Wilcoxon signed-rank test of
-    the least against the most diverse variant over prompts (H1: least > most; ``differences``:
-    per prompt, least − most), and per variant
-    the mean DvD and the share of prompts whose mean DvD reaches τ. When every score is equal
-    (or every pair tied), ρ is NaN and the p-values are 1: no evidence of a trend.
+    ``scores``: columns ``breeds`` (≥ 1 for the fine-tunes), ``prompt``, ``dvd`` (mean over seeds)
+    and ``finetune`` (one label per fine-tune; without it each variant is one fine-tune). Each
+    fine-tune's mean DvD over the prompts is one observation. Returns Spearman's ρ between breeds
+    and those means with its one-sided p (H1: ρ < 0, DvD falls as diversity rises, descriptive) and
+    a 95% interval from a bootstrap of the fine-tunes within each variant (``spearman_ci``); the
+    least against the most diverse variant (``paired``: `dvdlib.stats.difference` of their
+    fine-tunes' means, interval over fine-tunes; ``differences``: per prompt, least − most, the
+    replicates averaged, with the paired Wilcoxon p as a description); per variant the mean DvD and
+    the share of prompts (replicates averaged) whose mean DvD reaches τ; ``per_finetune``. When
+    every score is equal ρ is NaN and the p-values are 1: no evidence of a trend.
     """
-    from scipy import stats
+    from scipy import stats as sps
 
+    from .stats import cluster_interval, difference
+
+    scores = scores if "finetune" in scores else scores.assign(finetune=scores["breeds"].map(lambda k: finetune_label(k, 0)))
     tuned = scores[scores["breeds"] >= 1]
     if tuned["breeds"].nunique() < 2:
         raise ValueError("the trend needs at least two fine-tuned variants (breed counts)")
-    if tuned["dvd"].nunique() > 1:
-        rho, p_rho = stats.spearmanr(tuned["breeds"], tuned["dvd"], alternative="less")
+    units = tuned.groupby(["breeds", "finetune"], sort=True).dvd.mean().reset_index()
+    rho_of = lambda k, v: sps.spearmanr(k, v).statistic if np.ptp(v) > 0 else float("nan")
+    if units["dvd"].nunique() > 1:
+        rho, p_rho = sps.spearmanr(units["breeds"], units["dvd"], alternative="less")
     else:  # every score equal: ρ is undefined, and there is no evidence of a trend
         rho, p_rho = float("nan"), 1.0
-    lo, hi = tuned["breeds"].min(), tuned["breeds"].max()
-    wide = tuned.pivot_table(index="prompt", columns="breeds", values="dvd").dropna()
-    diff = wide[lo] - wide[hi]
-    if (diff != 0).any():
-        w = stats.wilcoxon(wide[lo], wide[hi], alternative="greater")
-        statistic, p_w = float(w.statistic), float(w.pvalue)
-    else:  # every prompt tied: no evidence either way
-        statistic, p_w = float("nan"), 1.0
-    per_variant = scores.groupby("breeds").dvd.agg(mean="mean", crossing=lambda s: float((s >= tau).mean()))
-    return {"spearman_rho": float(rho), "spearman_p": float(p_rho),
-            "least_breeds": int(lo), "most_breeds": int(hi), "paired_prompts": int(len(wide)),
-            "mean_difference": float(diff.mean()), "differences": diff, "wilcoxon_statistic": statistic, "wilcoxon_p": p_w,
-            "per_variant": per_variant}
+    variants = sorted(units["breeds"].unique())
+    samples = [(units.dvd[units.breeds == k].to_numpy(), units.finetune[units.breeds == k].to_numpy()) for k in variants]
+    sizes = [len(x) for x, _ in samples]
+    ci = None
+    if min(sizes) >= 2 and units["dvd"].nunique() > 1:
+        ci = cluster_interval(samples, lambda *a: rho_of(np.repeat(variants, [len(x) for x in a]), np.concatenate(a)), seed)
+    lo, hi = variants[0], variants[-1]
+    by_prompt = tuned.groupby(["breeds", "prompt"]).dvd.mean().unstack(0)
+    diff = (by_prompt[lo] - by_prompt[hi]).dropna()
+    w_p = float(sps.wilcoxon(diff, alternative="greater").pvalue) if (diff != 0).any() else 1.0
+    least, most = (units[units.breeds == k] for k in (lo, hi))
+    paired = difference(least.dvd, most.dvd, alternative="greater", seed=seed,
+                        clusters=(least.finetune.tolist(), most.finetune.tolist()))
+    averaged = scores.groupby(["breeds", "prompt"]).dvd.mean().reset_index()
+    per_variant = averaged.groupby("breeds").dvd.agg(mean="mean", crossing=lambda s: float((s >= tau).mean()))
+    return {"spearman_rho": float(rho), "spearman_p": float(p_rho), "spearman_ci": ci, "n_finetunes": len(units),
+            "least_breeds": int(lo), "most_breeds": int(hi), "paired_prompts": int(len(diff)),
+            "mean_difference": paired["value"], "paired": paired, "differences": diff, "wilcoxon_p": w_p,
+            "per_variant": per_variant, "per_finetune": units}
+
+
+def rho_text(t: dict) -> str:
+    """`trend`'s Spearman ρ in words: value, interval over fine-tunes, one-sided p."""
+    if t["spearman_rho"] != t["spearman_rho"]:
+        return "ρ undefined (every DvD Score equal), no trend"
+    ci = t["spearman_ci"]
+    return f"ρ = {t['spearman_rho']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "") + f", p = {t['spearman_p']:.3g}"
+
+
+def paired_text(t: dict) -> str:
+    """`trend`'s least-vs-most contrast in words."""
+    d = t["paired"]
+    ci = f" [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]" if d["ci"] else ""
+    return (f"{d['value']:+.1f}{ci} over {d['n'][0]} vs {d['n'][1]} fine-tunes; per prompt (replicates averaged) "
+            f"Wilcoxon p = {t['wilcoxon_p']:.3g} over {t['paired_prompts']} prompts")
 
 
 def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | None = None):
@@ -229,6 +290,10 @@ def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | Non
         ax.plot(i + jitter, v, ".", color=plots.CONTROL_COLOR if b == 0 else plots.BENCH_COLOR, alpha=0.4, ms=4)
         se = v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
         ax.errorbar(i, v.mean(), yerr=se, fmt="o", color="black", capsize=4, zorder=3)
+        if "finetune" in scores and b > 0:  # each fine-tune's mean: the unit of the statistics
+            means = scores[scores["breeds"] == b].groupby("finetune").dvd.mean()
+            ax.plot(np.full(len(means), i + 0.28), means, "D", color=plots.BENCH_COLOR, mfc="white", ms=6,
+                    label="one fine-tune's mean" if i == 1 else None)
     ax.axhline(tau, color="0.4", ls="--", lw=1)
     ax.set_xlim(-0.6, len(order) - 0.4)
     ax.text(-0.55, tau + 1, f"τ = {tau:g}", va="bottom", ha="left", fontsize=8, color="0.3")
@@ -237,5 +302,7 @@ def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | Non
     each = f"{n_images} training images in every variant" if n_images else "the same training images in number"
     ax.set_xlabel(f"breeds the new concept was fine-tuned on ({each})")
     ax.set_ylabel("DvD Score per prompt\n(mean over seeds; black: mean ± s.e.)")
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="upper right", frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

@@ -127,25 +127,62 @@ def roc(bench_scores, control_scores):
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thresholds}), float(roc_auc_score(y, s))
 
 
-def roc_figure(curves: dict, marks: dict | None = None):
+#: The paper's operating point on the ROC (paper §3.8): 33.67% of the balanced prompts flagged,
+#: 70.67% of DominanceBench.
+PAPER_POINT = (0.3367, 0.7067)
+
+
+def roc_figure(curves: dict, marks: dict | None = None, matched: dict | None = None, threshold: float | None = None,
+               n: tuple[int, int] | None = None):
     """One ROC curve per layer set (``{label: (table, auc)}``); ``marks`` ({label: (fpr, tpr)})
-    places the operating points of a threshold on their curves."""
+    places the operating points of ``threshold`` (the paper's, on Stable Diffusion's scale) as
+    circles, ``matched`` those of the threshold that flags the paper's share of the control as
+    squares; the paper's own point (0.337, 0.707) is a black star. ``n``: benchmark and control rows."""
     import matplotlib.pyplot as plt
 
     from .plots import use_style
 
     use_style()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = plt.subplots(figsize=(6.2, 4.4))
     for label, (table, auc) in curves.items():
         line, = ax.plot(table["fpr"], table["tpr"], label=f"layers {label} (AUC {auc:.2f})")
         if marks and label in marks:
-            ax.plot(*marks[label], "o", color=line.get_color(), ms=6)
+            ax.plot(*marks[label], "o", color=line.get_color(), ms=7, mfc="white", mew=1.5)
+        if matched and label in matched:
+            ax.plot(*matched[label], "s", color=line.get_color(), ms=6)
+    ax.plot(*PAPER_POINT, "*", color="black", ms=13, label="paper: layers 9–10 > 0.010 (0.337, 0.707)")
+    if marks:
+        ax.plot([], [], "o", color="0.3", mfc="white", mew=1.5, label=f"this run at threshold {threshold}")
+    if matched:
+        ax.plot([], [], "s", color="0.3", label="this run at the paper's control rate")
     ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1)
+    title = f" ({n[0]} benchmark vs {n[1]} control rows)" if n else ""
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="control prompts flagged (false-positive rate)",
-           ylabel="benchmark prompts flagged (true-positive rate)")
-    ax.legend(loc="lower right", frameon=False, fontsize=8)
+           ylabel="benchmark prompts flagged\n(true-positive rate)")
+    ax.set_title("ROC of the first-step detector" + title, fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def matched_threshold(control_scores, rate: float = PAPER_POINT[0]) -> float:
+    """The threshold whose "score > threshold" flags ``rate`` of the control scores (as near as
+    their ties allow): the scale-free operating point the paper's control rate fixes."""
+    import numpy as np
+
+    return float(np.quantile(np.asarray(control_scores, float), 1 - rate))
+
+
+def matched_gap(bench_scores, control_scores, clusters, rate: float = PAPER_POINT[0]) -> dict:
+    """Flagged benchmark rows − flagged control rows (percentage points) at `matched_threshold`,
+    with the cluster interval of `dvdlib.stats.difference`; ``threshold`` added."""
+    import numpy as np
+
+    from .stats import difference
+
+    t = matched_threshold(control_scores, rate)
+    gap = difference(100.0 * (np.asarray(bench_scores) > t), 100.0 * (np.asarray(control_scores) > t), clusters=clusters)
+    return {**gap, "threshold": t}
 
 
 def grid_table(grid, layer_sets):
@@ -158,16 +195,19 @@ def grid_table(grid, layer_sets):
 
 def roc_curves(bench_pp, control_pp, bench_prompts, control_prompts, layer_sets, combine: str, threshold: float):
     """Per layer set (by its label), the ROC of the detector's score (`roc`) and the operating
-    point of ``threshold`` as (false-positive rate, true-positive rate): (curves, marks)."""
+    point of ``threshold`` as (false-positive rate, true-positive rate), and that of the threshold
+    flagging the paper's share of the control (`matched_threshold`): (curves, marks, matched)."""
     from .report import ranges
 
-    curves, marks = {}, {}
+    curves, marks, matched = {}, {}, {}
     for layers in layer_sets:
         b = combined_scores(bench_pp, layers, combine).loc[bench_prompts]
         c = combined_scores(control_pp, layers, combine).loc[control_prompts]
         curves[ranges(layers)] = roc(b.values, c.values)
         marks[ranges(layers)] = ((c > threshold).mean(), (b > threshold).mean())
-    return curves, marks
+        t = matched_threshold(c.values)
+        matched[ranges(layers)] = ((c > t).mean(), (b > t).mean())
+    return curves, marks, matched
 
 
 def areas(curves: dict):

@@ -119,14 +119,31 @@ def inclusion_sensitivity(images: pd.DataFrame, taus, min_images: int, sets=("be
 
 
 def image_row(judged: pd.DataFrame, store: Store, prompt: str) -> list:
-    """(image, "seed s: c=… n=…") for each judged image of ``prompt``: a row of `dvdlib.plots.image_grid`."""
-    return [(store.image(prompt, r.seed), f"seed {r.seed}: c={r.c} n={r.n}") for r in judged.itertuples()]
+    """(image, "seed s / c=… n=…") for each judged image of ``prompt``: a row of `dvdlib.plots.image_grid`."""
+    return [(store.image(prompt, r.seed), f"seed {r.seed}\nc={r.c} n={r.n}") for r in judged.itertuples()]
 
 
-def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, model: str, n: int) -> list:
-    """The ``n`` benchmark prompts with the highest DvD Score under ``model``, each with its images
-    and the judge's counts: the rows of the collapse grid."""
-    top = scores[(scores.model == model) & scores.case_num.str.startswith("benchmark")].nlargest(n, "dvd")
+def distinct_pairs(table: pd.DataFrame, n: int, by: str = "dvd") -> pd.DataFrame:
+    """The ``n`` rows with the highest ``by``, one per distinct pair (both word orders of a pair are
+    one pair: the higher-scoring order is kept) and drawn across concepts in turn (the best pair of
+    each concept, then the second best of each ...), so no one concept fills a figure."""
+    pair = [" + ".join(sorted((str(c).lower(), str(o).lower()))) for c, o in zip(table["content"], table["nm_word"])]
+    best = table.assign(_pair=pair).sort_values(by, ascending=False, kind="stable").drop_duplicates("_pair")
+    best = best.assign(_rank=best.groupby(best["content"].str.lower()).cumcount())
+    return best.sort_values(["_rank", by], ascending=[True, False], kind="stable").head(n).drop(columns=["_pair", "_rank"])
+
+
+def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, model: str, n: int,
+                  rows: pd.DataFrame | None = None) -> list:
+    """The benchmark prompts with the highest DvD Score under ``model``, one per distinct pair and
+    across concepts (`distinct_pairs`; ``rows`` gives each case's ``content`` and ``nm_word``), each
+    with its images and the judge's counts: the rows of the collapse grid."""
+    bench = scores[(scores.model == model) & scores.case_num.str.startswith("benchmark")]
+    if rows is not None:
+        bench = bench.merge(rows[["case_num", "content", "nm_word"]], on="case_num")
+        top = distinct_pairs(bench, n)
+    else:
+        top = bench.nlargest(n, "dvd")
     return [(f'"{case.prompt}" — DvD {case.dvd:.0f}',
              image_row(images[(images.model == model) & (images.case_num == case.case_num)], store, case.prompt))
             for case in top.itertuples()]
@@ -136,3 +153,17 @@ def judge_stores(rows: pd.DataFrame, seeds, stores: dict, judge, questions: Ques
     """`judge_images` of every store in ``stores`` (value of ``by`` → store), one table with column ``by``."""
     return pd.concat([judge_images(rows, seeds, store, judge, questions).assign(**{by: k}) for k, store in stores.items()],
                      ignore_index=True)
+
+
+def benchmark_gap(scores: pd.DataFrame, rows: pd.DataFrame, sets=("benchmark", "balanced")) -> dict:
+    """Mean per-prompt DvD of the first set minus the second's (``case_num`` prefixed by the set's
+    name, as in chapter 02) with its 95% interval over clusters (`dvdlib.stats.difference`): a
+    benchmark prompt's concept, a control pair with both word orders; ``rows`` gives each case's
+    ``content`` and ``nm_word``."""
+    from .stats import clusters_of, difference
+
+    cases = rows.drop_duplicates("case_num").set_index("case_num")
+    a, b = (scores[scores.case_num.str.startswith(s)] for s in sets)
+    return difference(a.dvd, b.dvd, clusters=(clusters_of(cases.loc[a.case_num]),
+                                              clusters_of(cases.loc[b.case_num], pair=True)))
+

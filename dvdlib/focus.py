@@ -68,7 +68,9 @@ def peak_on_concept(samples, tokenizer, spans: dict[str, list[int]], layers=SEMA
 
     Token shares are averaged over the prompt's seeds and over ``layers`` (open; the paper's
     "lower-resolution semantic layers", default 8–10) before taking the peak. ``spans`` maps a
-    prompt to the positions of its dominant concept (`dvdlib.tokens.concept_span`).
+    prompt to the positions of its dominant concept (`dvdlib.tokens.concept_span`). ``chance``: the
+    share of the prompt's content tokens that spell the concept, what a peak drawn at random would
+    hit (the claim's null, per prompt).
     """
     by_prompt: dict[str, list] = {}
     for sample in samples:
@@ -79,8 +81,26 @@ def peak_on_concept(samples, tokenizer, spans: dict[str, list[int]], layers=SEMA
         words = dict(zip(positions, token_strings(tokenizer, prompt)))
         peak = peak_token(np.mean(shares, axis=0), positions)
         rows.append({"prompt": prompt, "peak": peak, "peak_token": words[peak],
-                     "on_concept": peak in spans[prompt]})
+                     "on_concept": peak in spans[prompt],
+                     "chance": len(set(spans[prompt]) & set(positions)) / len(positions)})
     return pd.DataFrame(rows)
+
+
+def layers_mean(table: pd.DataFrame, layers) -> pd.Series:
+    """Per prompt, the mean of its per-prompt Focus Scores over ``layers`` (e.g. the paper's 5–10)."""
+    return table[table["layer"].isin(list(layers))].groupby("prompt", sort=False)["focus"].mean()
+
+
+def layers_gap(bench_pp: pd.DataFrame, control_pp: pd.DataFrame, bench_rows: pd.DataFrame, control_rows: pd.DataFrame,
+               layers) -> dict:
+    """Per prompt the mean Focus Score over ``layers`` (`layers_mean`), benchmark minus control,
+    with its 95% interval over clusters (`dvdlib.stats.difference`: a benchmark prompt's concept,
+    a control pair with both word orders)."""
+    from .stats import clusters_of, difference
+
+    bench_rows, control_rows = bench_rows.drop_duplicates("prompt"), control_rows.drop_duplicates("prompt")
+    return difference(layers_mean(bench_pp, layers).loc[bench_rows.prompt], layers_mean(control_pp, layers).loc[control_rows.prompt],
+                      clusters=(clusters_of(bench_rows), clusters_of(control_rows, pair=True)))
 
 
 def first_step_scores(run, prompts, reduce: str = "mean") -> pd.DataFrame:

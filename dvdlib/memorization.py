@@ -88,26 +88,51 @@ def order_tests(scores: dict[str, np.ndarray], correction: str = "bh") -> pd.Dat
 
 # --- figures ---------------------------------------------------------------------------------------
 
-def plot_distributions(scores: dict[str, np.ndarray], ylabel: str):
-    """Per-prompt scores of each set (box + points), in the expected order."""
+def plot_distributions(scores: dict[str, np.ndarray], ylabel: str, clusters: dict[str, list] | None = None):
+    """Per-prompt scores of each set (an outline box and the points), in the expected order, n
+    under each set's name; with ``clusters`` (set → one label per prompt, `prompt_clusters`) the
+    points are coloured by concept, so a set split by one concept shows it."""
     import matplotlib.pyplot as plt
 
-    from .plots import BENCH_COLOR, CONTROL_COLOR, use_style
+    from .plots import use_style
 
     use_style()
-    colors = ["0.35", BENCH_COLOR, CONTROL_COLOR][-len(scores):] if len(scores) <= 3 else None
-    fig, ax = plt.subplots(figsize=(1.8 * len(scores) + 2, 3.6))
-    parts = ax.boxplot([np.asarray(v) for v in scores.values()], patch_artist=True, showfliers=False,
-                       medianprops={"color": "black"})
-    for i, (box, values) in enumerate(zip(parts["boxes"], scores.values())):
-        color = colors[i] if colors else None
-        box.set(facecolor=color, alpha=0.5)
-        jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(values))
-        ax.plot(i + 1 + jitter, values, ".", color=color, alpha=0.6, ms=4)
-    ax.set_xticks(range(1, len(scores) + 1), list(scores))
+    fig, ax = plt.subplots(figsize=(min(1.8 * len(scores) + 3.2, 8.0), 3.6))
+    ax.boxplot([np.asarray(v) for v in scores.values()], showfliers=False, medianprops={"color": "black"},
+               boxprops={"color": "0.5"}, whiskerprops={"color": "0.5"}, capprops={"color": "0.5"})
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    seen = {}
+    for i, (name, values) in enumerate(scores.items()):
+        labels = np.asarray(clusters[name]) if clusters and name in clusters else np.full(len(values), name)
+        jitter = np.random.default_rng(i).uniform(-0.15, 0.15, len(values))
+        for label in dict.fromkeys(labels):
+            pick = labels == label
+            many = len(set(labels)) > 8  # one colour per concept only where a legend can name them
+            color = "0.35" if many else seen.setdefault(label, palette[len(seen) % len(palette)])
+            ax.plot(i + 1 + jitter[pick], np.asarray(values)[pick], "o", color=color, alpha=0.7, ms=4,
+                    label=None if many or label in ax.get_legend_handles_labels()[1] else label)
+    ax.set_xticks(range(1, len(scores) + 1), [f"{name}\n(n = {len(v)})" for name, v in scores.items()])
     ax.set_ylabel(ylabel)
+    if ax.get_legend_handles_labels()[1]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8, title="concept / pair",
+                  title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def prompt_clusters(run, norms: dict[str, pd.DataFrame], first: int) -> dict[str, list[str]]:
+    """Per set, the cluster of each prompt in `scores_by_set`'s order: a benchmark prompt's
+    concept, a balanced pair with both word orders, a memorized prompt itself."""
+    from .stats import clusters_of
+
+    P, out = run.profile, {}
+    for role in ("benchmark", "balanced"):
+        name = P.prompt_sets[role]
+        if name in norms:
+            rows = run.prompts(role, tokenize=False).drop_duplicates("prompt").set_index("prompt")
+            prompts = per_prompt(norms[name], first)["prompt"]
+            out[name] = clusters_of(rows.loc[prompts], pair=role == "balanced")
+    return out
 
 
 def plot_per_step(tables: dict[str, pd.DataFrame], first: int | None = None):

@@ -83,12 +83,14 @@ def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: st
     return fig
 
 
-def dvd_by_category(table, order=None):
-    """Per-prompt DvD Scores by category (box + points), one colour per model (paper §3.2)."""
+def dvd_by_category(table, order=None, tau: float | None = None, paper: dict | None = None):
+    """Per-prompt DvD Scores by category (box + points), one colour per model (paper §3.2), n per
+    category under its name; ``tau``: the DvD-image threshold (dashed); ``paper``: category →
+    (value, label) of the paper's number, drawn as a black diamond."""
     use_style()
     order = order or list(dict.fromkeys(table["content_type"]))
     models = list(dict.fromkeys(table["model"]))
-    fig, ax = plt.subplots(figsize=(2.2 * len(order) + 2, 3.8))
+    fig, ax = plt.subplots(figsize=(min(1.6 * len(order) + 2.4, 8.0), 3.6))
     width = 0.8 / len(models)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for m, model in enumerate(models):
@@ -100,29 +102,41 @@ def dvd_by_category(table, order=None):
             box.set(facecolor=colors[m % len(colors)], alpha=0.5)
         for i, v in enumerate(values):
             ax.plot(np.full(len(v), i + offset), v, ".", color=colors[m % len(colors)], alpha=0.6, ms=4)
-        ax.plot([], [], color=colors[m % len(colors)], lw=6, alpha=0.5, label=model)
-    ax.set_xticks(range(len(order)), order)
+        ax.plot([], [], color=colors[m % len(colors)], lw=6, alpha=0.5, label=Path(str(model)).name or str(model))
+    if tau is not None:
+        ax.axhline(tau, color="0.3", ls="--", lw=1, label=f"τ = {tau:g} (this book's default)")
+    for i, c in enumerate(order):
+        if paper and c in paper:
+            ax.plot(i, paper[c][0], "D", color="black", ms=7, zorder=5)
+            ax.annotate(paper[c][1], (i, paper[c][0]), xytext=(8, 0), textcoords="offset points", fontsize=8, va="center")
+    counts = table.groupby("content_type")["dvd"].size()
+    ax.set_xticks(range(len(order)), [f"{c}\n(n = {counts.get(c, 0) // max(len(models), 1)})" for c in order])
     ax.set_ylim(-3, 103)
     ax.set_ylabel("DvD Score per prompt\n(mean over seeds)")
-    ax.legend(loc="upper right", frameon=False, fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]]):
-    """One row per prompt (its text above, wrapped to the row's width), its images with a caption
-    under each."""
+#: At most this many images per row of `image_grid`: the grid stays legible at the book's width.
+GRID_COLUMNS = 6
+
+
+def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], columns: int = GRID_COLUMNS):
+    """One row per prompt (its text above, wrapped to the row's width), its first ``columns``
+    images (at most 6) with a caption under each; about 8 inches wide, so that the captions stay
+    readable at the book's width (about 800 px)."""
     use_style()
-    n = max(len(images) for _, images in rows)
-    width = max(1.9 * n, 4.0)
-    fig = plt.figure(figsize=(width, 2.5 * len(rows)), layout="constrained")
+    n = min(max(len(images) for _, images in rows), columns, GRID_COLUMNS)
+    width = 1.35 * n + 0.2
+    fig = plt.figure(figsize=(width, 1.95 * len(rows)), layout="constrained")
     for sub, (title, images) in zip(np.atleast_1d(fig.subfigures(len(rows), 1)), rows):
-        sub.suptitle(textwrap.fill(title, int(width * 13)), fontsize=9, x=0.01, ha="left")
-        for ax, image in zip(np.atleast_1d(sub.subplots(1, n)), images + [None] * n):
+        sub.suptitle(textwrap.fill(title, int(width * 10)), fontsize=10, x=0.01, ha="left")
+        for ax, image in zip(np.atleast_1d(sub.subplots(1, n)), (images + [None] * n)[:n]):
             ax.set_axis_off()
             if image is not None:
                 ax.imshow(image[0])
-                ax.set_title(image[1], fontsize=8, y=-0.16)
+                ax.set_title(image[1], fontsize=9, y=-0.3)
     return fig
 
 

@@ -1,9 +1,16 @@
 """Replacement validation (paper §3.8): replace the dominant concept's words in a prompt by its
 category word ("Van Gogh" → "artist", "Colosseum" → "landmark", "Spider-Man" → "character"),
-regenerate with the same seeds, judge again, and compare the DvD Scores pair by pair.
+regenerate with the same seeds, judge again, and measure whether **the object comes back**: its
+Yes count n before → after, paired per prompt and seed, and the share of images where it is
+present (`object_return`, the headline). The DvD Scores before and after are reported beside it
+for the paper's comparison; after replacement the concept questions are asked about the word the
+prompt now holds, the category word (asking about the removed concept would make c, and with it
+DvD, fall by construction).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,10 +48,15 @@ def category_word(content: str, content_type: str, words: dict[str, str] | None 
                      "Pass words={concept or category: word}.")
 
 
-def replaced(rows: pd.DataFrame, words: dict[str, str] | None = None, judge_concept: str = "original") -> pd.DataFrame:
+#: An object is present in an image when at least this many of its five questions are answered Yes.
+PRESENT_AT = 3
+
+
+def replaced(rows: pd.DataFrame, words: dict[str, str] | None = None, judge_concept: str = "word") -> pd.DataFrame:
     """The rows (DominanceBench columns) with ``prompt`` rewritten, ``original_prompt`` and
     ``word`` added. ``judge_concept`` (open): the concept the judge is asked about afterwards —
-    ``"original"`` (is the dominant concept still there? default) or ``"word"`` (the category word)."""
+    ``"word"`` (the category word the prompt now holds, default) or ``"original"`` (the removed
+    concept: c then falls by construction)."""
     if judge_concept not in ("original", "word"):
         raise ValueError(f"judge_concept must be 'original' or 'word', got {judge_concept!r}")
     out = rows.copy()
@@ -114,69 +126,129 @@ def validate(run, rows: pd.DataFrame, after_rows: pd.DataFrame, tau: float = 48.
     return pd.concat(pairs, ignore_index=True), pd.concat(judged, ignore_index=True)
 
 
-def tests_by_model(pairs: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
-    """Per model, `paired_test` of its DvD pairs and the judge's mean object Yes count before and after."""
-    tests = pd.DataFrame({name: paired_test(g.dvd_before, g.dvd_after) for name, g in pairs.groupby("model", sort=False)}).T
-    tests["object Yes before"] = judged[judged.when == "before"].groupby("model").n.mean()
-    tests["object Yes after"] = judged[judged.when == "after"].groupby("model").n.mean()
-    return tests
+def object_return(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per model, prompt-set row and seed: the object's Yes count ``n`` before and after
+    replacement and whether it is present (``n ≥ present_at``) in each image, paired by seed."""
+    keys = ["model", "case_num", "seed"]
+    wide = judged[judged.when == "before"][keys + ["n"]].merge(
+        judged[judged.when == "after"][keys + ["n"]], on=keys, suffixes=("_before", "_after"), validate="one_to_one")
+    return wide.assign(present_before=wide.n_before >= present_at, present_after=wide.n_after >= present_at)
 
 
-def example_rows(pairs: pd.DataFrame, judged: pd.DataFrame, store, model: str, n: int) -> list:
-    """Rows of `dvdlib.plots.image_grid`: the ``n`` prompts whose DvD fell most under ``model``,
-    each before and after replacement with its images and the judge's counts."""
-    from .dvd import image_row
+def tests_by_model(pairs: pd.DataFrame, judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per model: the object's return (share of images with the object present and its mean Yes
+    count, before → after, paired per prompt and seed; the headline) and, beside it, `paired_test`
+    of the per-prompt DvD Scores."""
+    back = object_return(judged, present_at).groupby("model", sort=False)
+    tests = pd.DataFrame({"images": back.size(), "object present before": back.present_before.mean(),
+                          "object present after": back.present_after.mean(),
+                          "object Yes before": back.n_before.mean(), "object Yes after": back.n_after.mean()})
+    dvd = pd.DataFrame({name: paired_test(g.dvd_before, g.dvd_after) for name, g in pairs.groupby("model", sort=False)}).T
+    return tests.join(dvd[["pairs", "median_before", "median_after", "p"]].rename(columns={"p": "DvD Wilcoxon p"}))
 
-    shown = pairs[pairs.model == model].assign(drop=lambda d: d.dvd_before - d.dvd_after).nlargest(n, "drop")
+
+def per_prompt_return(judged: pd.DataFrame, rows: pd.DataFrame, model: str, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per prompt-set row under ``model``: the share of its seeds with the object present before
+    and after, the change, and its concept (``content``), for the claim's interval over concepts."""
+    back = object_return(judged[judged.model == model], present_at)
+    table = back.groupby("case_num", sort=False)[["present_before", "present_after"]].mean()
+    table["change"] = table.present_after - table.present_before
+    return table.join(rows.drop_duplicates("case_num").set_index("case_num")[["content", "nm_word", "prompt"]])
+
+
+def returns_by_model(judged: pd.DataFrame, rows: pd.DataFrame, present_at: int = PRESENT_AT) -> dict[str, pd.DataFrame]:
+    """`per_prompt_return` of every model judged, by model."""
+    return {m: per_prompt_return(judged, rows, m, present_at) for m in dict.fromkeys(judged.model)}
+
+
+def peak_outside(run, rows: pd.DataFrame, layers) -> pd.DataFrame:
+    """The rows whose first-step peak token (shares averaged over seeds and ``layers``, the
+    detector's) is not one of the replaced concept's tokens: replacing the concept's words leaves
+    the token that took the attention in place (read from the store where chapter 08 recorded it)."""
+    from .focus import peak_on_concept
+    from .generate import generate
+
+    P, pipe = run.profile, run.pipe
+    samples = generate(pipe, rows.prompt.unique(), P.seeds, store=run.store(), batch_size=P.batch_size,
+                       attention={"layers": "all", "steps": [1]}, until_step=1)
+    peaks = peak_on_concept(samples, pipe.tokenizer, dict(zip(rows.prompt, rows.content_span)), layers=layers)
+    out = rows.merge(peaks, on="prompt")
+    return out[~out.on_concept][["case_num", "content", "nm_word", "prompt", "peak_token"]]
+
+
+def example_rows(per_prompt: pd.DataFrame, judged: pd.DataFrame, store, model: str, n: int) -> list:
+    """Rows of `dvdlib.plots.image_grid`: ``n`` prompts where the object came back most (one per
+    distinct pair, across concepts: `dvdlib.dvd.distinct_pairs`), each before and after
+    replacement with its images and the judge's counts (c about the word in the prompt)."""
+    from .dvd import distinct_pairs, image_row
+
+    shown = distinct_pairs(per_prompt.reset_index(), n, by="change")
     rows = []
     for pair in shown.itertuples():
-        for when, prompt, score in (("before", pair.prompt, pair.dvd_before), ("after", pair.replaced, pair.dvd_after)):
+        for when in ("before", "after"):
             mine = judged[(judged.model == model) & (judged.when == when) & (judged.case_num == pair.case_num)]
-            rows.append((f'{when}: "{prompt}" — DvD {score:.0f}', image_row(mine, store, prompt)))
+            share = pair.present_before if when == "before" else pair.present_after
+            rows.append((f'{when}: "{mine.prompt.iloc[0]}" — object present in {share:.0%} of seeds',
+                         image_row(mine, store, mine.prompt.iloc[0])))
     return rows
 
 
-def add_model_results(report, tests: pd.DataFrame, pairs: pd.DataFrame, paper_values: dict) -> str:
-    """One results row per model (``repl_<model key>``: median DvD before → after, the paired
-    test); returns the all-models summary line."""
-    from .stats import location
+def add_model_results(report, tests: pd.DataFrame, per_model: dict[str, pd.DataFrame], paper_values: dict) -> str:
+    """One results row per model (``repl_<model key>``): the object's return (share of images with
+    the object present, before → after; the claim: the per-prompt change, 95% interval over
+    concepts) with the DvD medians beside it; returns the all-models summary line."""
+    from .stats import clusters_of, location
     from .store import model_key
 
     summary = []
     for name, t in tests.iterrows():
         before_after = paper_values.get(name)
-        ours = f"{t.median_before:.0f} → {t.median_after:.0f} (Wilcoxon p = {t.p:.3g}, {int(t.pairs)} pairs)"
-        g = pairs[pairs.model == name]
-        report.add(f"repl_{model_key(name)}", f"median DvD, concept → category word: {name}",
-                   " → ".join(before_after) if before_after else "— (not in the paper)", ours, glue=False,
-                   median_before=t.median_before,
-                   **location(g.dvd_before - g.dvd_after, alternative="greater", statistic="median"))
+        g = per_model[name]
+        ours = (f"object present in {t['object present before']:.0%} → {t['object present after']:.0%} of "
+                f"{int(t.images)} images (Yes count {t['object Yes before']:.1f} → {t['object Yes after']:.1f} of 5); "
+                f"median DvD {t.median_before:.0f} → {t.median_after:.0f}")
+        report.add(f"repl_{model_key(name)}", f"object's return, concept → category word: {name}",
+                   ("DvD " + " → ".join(before_after) + "; the object's return not reported") if before_after
+                   else "— (not in the paper)", ours, glue=False, median_before=t.median_before,
+                   **location(g.change, alternative="greater", clusters=clusters_of(g)))
         summary.append(f"{name}: {ours}")
     return "; ".join(summary)
 
 
-def pairs_figure(pairs: pd.DataFrame):
-    """Per model (column ``model``), each prompt's DvD before and after replacement (a line per
-    prompt) with the medians (black)."""
+def pairs_figure(pairs: pd.DataFrame, per_model: dict[str, pd.DataFrame], tau: float | None = None,
+                 paper_values: dict | None = None):
+    """Per model (column ``model``), each prompt before → after replacement (a line per prompt,
+    the median in black): left, the share of its seeds with the object present (the headline);
+    right, its DvD Score (concept questions about the word in the prompt), τ dashed and the
+    paper's medians as diamonds where the paper has the model."""
     import matplotlib.pyplot as plt
 
     from .plots import BENCH_COLOR, CONTROL_COLOR, use_style
 
     use_style()
     models = list(dict.fromkeys(pairs["model"]))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.2 * len(models), 3.6), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], models):
-        rows = pairs[pairs["model"] == model]
-        for b, a in zip(rows["dvd_before"], rows["dvd_after"]):
-            ax.plot([0, 1], [b, a], "-", color="0.6", alpha=0.5, lw=1)
-        ax.plot(np.zeros(len(rows)), rows["dvd_before"], ".", color=BENCH_COLOR, ms=5)
-        ax.plot(np.ones(len(rows)), rows["dvd_after"], ".", color=CONTROL_COLOR, ms=5)
-        ax.plot([0, 1], [rows["dvd_before"].median(), rows["dvd_after"].median()], "k-o", lw=2, label="median")
-        ax.set_xticks([0, 1], ["concept", "category word"])
-        ax.set_xlim(-0.3, 1.3)
-        ax.set_ylim(-3, 103)
-        ax.set_title(model, fontsize=9)
-    axes[0][0].set_ylabel("DvD Score per prompt\n(mean over seeds)")
-    axes[0][0].legend(loc="upper right", frameon=False, fontsize=8)
+    fig, axes = plt.subplots(len(models), 2, figsize=(7.0, 3.3 * len(models)), squeeze=False)
+    for (left, right), model in zip(axes, models):
+        rows, back = pairs[pairs["model"] == model], per_model[model]
+        for ax, (b, a), label in ((left, (back.present_before, back.present_after), "object present (share of seeds)"),
+                                  (right, (rows.dvd_before, rows.dvd_after), "DvD Score (mean over seeds)")):
+            scale = 1.0 if ax is left else 100.0
+            for x, y in zip(b, a):
+                ax.plot([0, 1], [x, y], "-", color="0.6", alpha=0.5, lw=1)
+            ax.plot(np.zeros(len(b)), b, ".", color=BENCH_COLOR, ms=5)
+            ax.plot(np.ones(len(a)), a, ".", color=CONTROL_COLOR, ms=5)
+            ax.plot([0, 1], [np.median(b), np.median(a)], "k-o", lw=2, label="median")
+            ax.set_xticks([0, 1], ["concept", "category word"])
+            ax.set_xlim(-0.3, 1.3)
+            ax.set_ylim(-0.03 * scale, 1.03 * scale)
+            ax.set_ylabel(label)
+            ax.set_title(f"{Path(str(model)).name or model} (n = {len(b)} prompts)", fontsize=9)
+        if tau is not None:
+            right.axhline(tau, color="0.3", ls="--", lw=1, label=f"τ = {tau:g}")
+        paper = (paper_values or {}).get(model)
+        if paper:
+            values = [float(str(v).lstrip("≈")) for v in paper]
+            right.plot([0, 1], values, "D", color="black", mfc="white", ms=7, label="paper's medians")
+        right.legend(loc="upper right", frameon=False, fontsize=8)
     fig.tight_layout()
     return fig

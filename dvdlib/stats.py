@@ -253,6 +253,15 @@ def clusters_of(rows, pair: bool = False) -> list[str]:
     return [str(c).lower() for c in rows["content"]]
 
 
+def interval_text(result: dict, fmt: str = "{:+.4g}") -> str:
+    """"+0.0123 [+0.0051, +0.0190]": a result's estimate with its 95% interval (none: the estimate alone)."""
+    if result.get("value") is None:
+        return "—"
+    text = fmt.format(result["value"])
+    ci = result.get("ci")
+    return text + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else "")
+
+
 # ------------------------------------------------------------------------------ the verdict rule
 
 

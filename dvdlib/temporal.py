@@ -225,9 +225,11 @@ def example_labels(row, dominant_layers, dominated_layers) -> dict[str, str]:
 
 # --- figures ---------------------------------------------------------------------------------------
 
-def plot_curves(sets: dict[str, pd.DataFrame], role_layers=None):
-    """Mean deviation per step (count-down labels, first step on the left), one panel per role,
-    one line per prompt set (``sets`` maps a name to its `deviation_table`)."""
+def plot_curves(sets: dict[str, pd.DataFrame], role_layers=None, boundaries=PAPER_BOUNDARIES):
+    """Mean deviation per step, one panel per role, one line per prompt set (``sets`` maps a name
+    to its `deviation_table`). Steps are labelled as in `plot_changes`: the paper's count-down
+    (50 = the first step, on the left), this schedule's steps scaled onto it, the paper's interval
+    boundaries marked."""
     import matplotlib.pyplot as plt
 
     from .plots import BENCH_COLOR, CONTROL_COLOR, use_style
@@ -235,16 +237,20 @@ def plot_curves(sets: dict[str, pd.DataFrame], role_layers=None):
     use_style()
     role_layers = role_layers or ROLE_LAYERS
     colors = [BENCH_COLOR, CONTROL_COLOR, "0.4"]
-    fig, axes = plt.subplots(1, len(role_layers), figsize=(5 * len(role_layers), 3.4), sharey=False)
+    fig, axes = plt.subplots(1, len(role_layers), figsize=(4 * len(role_layers), 3.2), sharey=False)
     for ax, (role, layers) in zip(np.atleast_1d(axes), role_layers.items()):
         for color, (name, table) in zip(colors, sets.items()):
             c = curves(table[table.role == role])
-            ax.plot(c["label"], c["mean"], color=color, label=name)
-            ax.fill_between(c["label"], c["mean"] - c["sem"], c["mean"] + c["sem"], color=color, alpha=0.2)
+            x = c["label"] * PAPER_STEPS / c["label"].max()  # this schedule's count-down on the paper's 50 steps
+            ax.plot(x, c["mean"], color=color, label=name)
+            ax.fill_between(x, c["mean"] - c["sem"], c["mean"] + c["sem"], color=color, alpha=0.2)
         ax.axhline(0, color="black", lw=0.6)
+        for b in boundaries[1:-1]:
+            ax.axvline(b, color="0.6", lw=0.6, ls=":")
+        ax.set_xticks(list(boundaries))
         ax.invert_xaxis()
-        ax.set_title(f"{role} token, layer{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))}")
-        ax.set_xlabel("step (count-down: first step on the left)")
+        ax.set_title(f"{role} token, layer{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))}", fontsize=10)
+        ax.set_xlabel("step, paper's count-down (50 = first)")
         ax.set_ylabel("attention deviation\n(mean over prompts ± s.e.)")
     np.atleast_1d(axes)[0].legend(frameon=False)
     fig.tight_layout()
@@ -260,7 +266,7 @@ def plot_changes(summaries: dict[str, pd.DataFrame]):
     use_style()
     colors = [BENCH_COLOR, CONTROL_COLOR, "0.4"]
     roles = list(dict.fromkeys(r for s in summaries.values() for r in s["role"]))
-    fig, axes = plt.subplots(1, len(roles), figsize=(5 * len(roles), 3.4))
+    fig, axes = plt.subplots(1, len(roles), figsize=(4 * len(roles), 3.2))
     width = 0.8 / len(summaries)
     for ax, role in zip(np.atleast_1d(axes), roles):
         for k, (color, (name, table)) in enumerate(zip(colors, summaries.items())):
@@ -270,7 +276,7 @@ def plot_changes(summaries: dict[str, pd.DataFrame]):
             ax.set_xticks(np.arange(len(t)), [str(i) for i in t["interval"]])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(f"{role} token")
-        ax.set_xlabel("step interval (paper's labels)")
+        ax.set_xlabel("interval, paper's count-down (50 = first)")
         ax.set_ylabel("change of attention deviation")
     np.atleast_1d(axes)[0].legend(frameon=False)
     fig.tight_layout()
@@ -278,8 +284,8 @@ def plot_changes(summaries: dict[str, pd.DataFrame]):
 
 
 def plot_example(image, table: pd.DataFrame, names: dict[str, str], title: str = ""):
-    """The worked example: its image, then the per-step attention (share of the span) of the
-    dominant and the dominated token (``table``: one case and seed of `deviation_table`)."""
+    """The worked example: its image, then the per-step attention deviation (the quantity the
+    chapter tests) of the dominant and the dominated token (``table``: one case and seed of `deviation_table`)."""
     import matplotlib.pyplot as plt
 
     from .plots import BENCH_COLOR, CONTROL_COLOR, use_style
@@ -291,10 +297,12 @@ def plot_example(image, table: pd.DataFrame, names: dict[str, str], title: str =
     left.set_title("image")
     for role, color in (("dominant", BENCH_COLOR), ("dominated", CONTROL_COLOR)):
         t = table[table.role == role].sort_values("step")
-        right.plot(t["label"], t["share"], color=color, marker=".", label=names[role])
+        right.plot(t["label"] * PAPER_STEPS / t["label"].max(), t["deviation"], color=color, marker=".", label=names[role])
+    right.axhline(0, color="black", lw=0.6)
+    right.set_xticks(list(PAPER_BOUNDARIES))
     right.invert_xaxis()
-    right.set_xlabel("step (count-down: first step on the left)")
-    right.set_ylabel("attention share of the token")
+    right.set_xlabel("step, paper's count-down (50 = first)")
+    right.set_ylabel("attention deviation of the token")
     right.legend(frameon=False, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

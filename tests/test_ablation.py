@@ -243,6 +243,43 @@ def test_sweep_stores_each_intervention_apart_and_resumes(pipe, tmp_path, monkey
     assert again.cost(plan)["to_generate"] == 0
 
 
+def test_an_ablation_claim_against_its_placebo_and_its_power():
+    import pandas as pd
+
+    from dvdlib import stats as S
+
+    # four collapsed prompts of two concepts; heads of layer 3 (the hypothesis's) and layer 12 (placebo)
+    outcome = {(1, "L3.H0"): "mitigated", (1, "L12.H0"): "unchanged", (2, "L3.H0"): "mitigated",
+               (2, "L12.H0"): "mitigated", (3, "L3.H0"): "mitigated", (3, "L12.H0"): "unchanged",
+               (4, "L3.H0"): "mitigated", (4, "L12.H0"): "unchanged", (5, "L3.H0"): "not collapsed",
+               (5, "L12.H0"): "not collapsed"}
+    table = pd.DataFrame([{"case_num": c, "intervention": i, "outcome": o} for (c, i), o in outcome.items()])
+    rows = pd.DataFrame({"case_num": [1, 2, 3, 4, 5], "content": ["tower", "tower", "robot", "robot", "robot"]})
+    claim = ablation.versus_placebo(table, "passed", rows)
+    assert claim["value"] == 1.0 and claim["null"] == 0.25 and claim["n"] == 4 and claim["n_clusters"] == 2
+    assert claim["power_check"] == "passed"
+    # a positive control that changed no image: whatever the rates, no verdict about heads
+    dead = ablation.versus_placebo(table, "failed", rows)
+    assert S.verdict(dead["ci"], dead["null"], power=dead["power_check"]) == S.NO_EFFECT
+    # a sweep inside the hypothesis's layers has no placebo: no interval
+    inside = ablation.versus_placebo(table[table.intervention == "L3.H0"], "passed", rows)
+    assert inside["ci"] is None and S.verdict(inside["ci"], inside["null"]) == "inconclusive"
+
+
+def test_positive_control_counts_changed_images(tmp_path):
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    rows = pd.DataFrame({"case_num": [1], "prompt": ["tower and ball"]})
+    sweep = ablation.Sweep(None, rows, [1, 2], root=tmp_path, model="fake", sampler={"steps": 1})
+    every = ablation.Intervention(((1, 0), (2, 0)))
+    for seed, shift in ((1, 0), (2, 40)):
+        sweep.store().save("tower and ball", seed, image=Image.fromarray(np.full((4, 4, 3), 100, np.uint8)))
+        sweep.store(every).save("tower and ball", seed, image=Image.fromarray(np.full((4, 4, 3), 100 + shift, np.uint8)))
+    assert ablation.images_changed(sweep, every) == (1, 2)
+
+
 def test_peak_and_texts():
     rates = pd.DataFrame({"layer": [1, 3, 6], "rate": [0.2, 0.5, 0.5]})
     assert ablation.peak_layer(rates) == 3  # the first of a tie
@@ -297,7 +334,9 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
     assert unwritten_claims("06_head_ablation", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
     assert set(rows) == {"require_baseline", "swept", "single_dvd", "single_mem", "peak_dvd", "peak_mem",
-                         "effect_layers", "multi_dvd", "multi_mem", "pairs_dvd"}
+                         "effect_layers", "multi_dvd", "multi_mem", "pairs_dvd", "power_check"}
+    assert rows["single_dvd"]["power_check"] in ("passed", "failed")
+    assert rows["power_check"]["this run"].startswith(rows["single_dvd"]["power_check"])
     assert rows["single_dvd"]["paper"] == "145/300 (48%)" and rows["single_mem"]["paper"] == "392/500 (78%)"
     assert rows["peak_dvd"]["paper"] == str(paper.ABLATION["dvd_peak_layer"]) == "3"
     assert rows["peak_mem"]["paper"] == "6"
@@ -310,4 +349,5 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
     assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
     # one store per intervention beside the plain one: 6 single heads + 3 layers (the layer-1 pair
     # is layer 1's multi-head ablation, stored once)
-    assert len(list((root / "store" / "smoke").glob("*/settings.json"))) == 1 + 6 + 3
+    # is layer 1's multi-head ablation, stored once) + the two positive controls
+    assert len(list((root / "store" / "smoke").glob("*/settings.json"))) == 1 + 6 + 3 + 2

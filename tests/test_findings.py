@@ -263,7 +263,7 @@ def test_make_snapshot_keeps_what_is_done_for_the_same_model(tmp_path):
     toy = (REPO / "dvdlib" / "profiles" / "toy.yaml").read_text().replace("model: toy/run1/model", "model: models/m")
     profile.write_text(toy)
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell('profile = "smoke"\nout_dir = "book"', metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell('profile = "smoke"\nout_dir = "book"\nsweep_layers = None', metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(TINY_CHAPTER_CODE)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     (root / "chapters").mkdir()

@@ -241,21 +241,34 @@ def test_training_images_need_a_folder_for_real_models():
         causal.variant_images(paper_run, None, [1], 4)
 
 
-def test_trend_against_hand_computed_values():
-    scores = pd.DataFrame({"breeds": [0, 0, 0, 1, 1, 1, 10, 10, 10], "prompt": list("abc") * 3,
-                           "dvd": [5, 5, 5, 80, 60, 50, 20, 30, 10]})
+def test_trend_uses_the_fine_tune_as_its_unit():
+    # three fine-tunes of each of two variants, two prompts each; the base model is not in the trend
+    means = {("1 breed #0", 1): 60, ("1 breed #1", 1): 50, ("1 breed #2", 1): 70,
+             ("10 breeds #0", 10): 20, ("10 breeds #1", 10): 10, ("10 breeds #2", 10): 30}
+    rows = [{"breeds": k, "finetune": f, "prompt": p, "dvd": m + d} for (f, k), m in means.items()
+            for p, d in (("a", -5), ("b", 5))]
+    scores = pd.DataFrame(rows + [{"breeds": 0, "finetune": "base", "prompt": p, "dvd": 5} for p in "ab"])
     t = causal.trend(scores, tau=48)
-    # Spearman over the fine-tuned variants: breed ranks (2,2,2,5,5,5), DvD ranks (6,5,4,2,3,1)
+    assert t["n_finetunes"] == 6  # the unit: six fine-tunes, not twelve (variant, prompt) pairs
+    # Spearman over the fine-tunes' means: breed ranks (2,2,2,5,5,5), mean ranks (5,4,6,2,1,3)
     assert t["spearman_rho"] == pytest.approx(-13.5 / np.sqrt(13.5 * 17.5))
-    # paired differences 60, 30, 40 all positive: exact one-sided Wilcoxon p = 1 / 2³
-    assert t["wilcoxon_p"] == pytest.approx(1 / 8) and t["wilcoxon_statistic"] == 6
-    assert t["mean_difference"] == pytest.approx(130 / 3)
+    paired = t["paired"]
+    assert paired["value"] == pytest.approx(40.0) and paired["n"] == [3, 3] and paired["n_clusters"] == [3, 3]
+    assert 20.0 <= paired["ci"][0] <= 40.0 <= paired["ci"][1] <= 60.0  # resampled fine-tunes: 50–70 vs 10–30
+    assert t["spearman_ci"][1] < 0  # every resample of the fine-tunes keeps the order
     assert t["per_variant"]["crossing"].to_dict() == {0: 0.0, 1: 1.0, 10: 0.0}
-    assert t["per_variant"]["mean"][1] == pytest.approx(190 / 3)
     flat = causal.trend(scores.assign(dvd=0.0))  # no variation: no trend, no warning
     assert np.isnan(flat["spearman_rho"]) and flat["spearman_p"] == 1.0 and flat["wilcoxon_p"] == 1.0
     with pytest.raises(ValueError, match="two fine-tuned"):
         causal.trend(scores[scores.breeds <= 1])
+
+
+def test_a_profile_cannot_narrow_the_replicates(tmp_path):
+    assert causal.scale(load_profile("smoke"))["replicates"] >= causal.MIN_REPLICATES
+    path = tmp_path / "few.yaml"
+    path.write_text((files("dvdlib.profiles") / "paper.yaml").read_text() + "scales: {causal: {replicates: 1}}\n")
+    with pytest.raises(ValueError, match="at least 3 fine-tunes per variant"):
+        causal.scale(load_profile(str(path)))
 
 
 def test_causal_chapter_runs_on_smoke(tmp_path):
@@ -273,11 +286,12 @@ def test_causal_chapter_runs_on_smoke(tmp_path):
     # every key a toy-findings claim reads from this chapter is written by it
     assert unwritten_claims("03_diversity_causal", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}
-    assert set(rows) == {"n_images", "variants", "n_prompts", "n_seeds", "dvd_by_variant", "spearman",
+    assert set(rows) == {"n_images", "variants", "n_prompts", "n_seeds", "replicates", "dvd_by_variant", "spearman",
                          "paired", "low_crossing", "high_crossing"}
+    assert rows["paired"]["n"] == [3, 3] and rows["spearman"]["n"] == 6  # three fine-tunes per variant
     assert rows["n_images"]["paper"] == "120" and rows["n_prompts"]["paper"] == "50"
     assert rows["spearman"]["paper"] == paper.CAUSAL["trend"]
     assert rows["dvd_by_variant"]["this run"].startswith("base: ")  # base model, then each variant
     assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
-    # the fine-tunes went to the run store, one per variant (1 and 2 breeds under smoke)
-    assert len(list((root / "store" / "finetune" / "smoke").glob("*/unet"))) == 2
+    # the fine-tunes went to the run store, three per variant (1 and 2 breeds under smoke)
+    assert len(list((root / "store" / "finetune" / "smoke").glob("*/unet"))) == 6

@@ -62,3 +62,15 @@ def test_peak_on_concept_averages_seeds_and_layers(tok):
     assert peaks.peak[0] == pouch and bool(peaks.on_concept[0])
     only_nine = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[9])
     assert only_nine.peak[0] == mug and not only_nine.on_concept[0]
+
+
+def test_peak_token_chance_is_per_prompt(tok):
+    """A peak drawn at random hits the concept with the share of the prompt's content tokens that
+    spell it: 1 of the 5 content tokens of "a mug and a pouch" (not one half)."""
+    positions = content_positions(tok, PROMPT)
+    pouch = positions[4]
+    samples = [Sample(PROMPT, 1, None, {"share/L8/S1": shares(tok, pouch, 0.6)})]
+    peaks = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[8])
+    assert len(positions) == 5 and peaks.chance[0] == pytest.approx(1 / 5)
+    two = focus.peak_on_concept(samples, tok, {PROMPT: positions[3:5]}, layers=[8])  # "a pouch": two tokens
+    assert two.chance[0] == pytest.approx(2 / 5)

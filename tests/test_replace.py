@@ -32,6 +32,30 @@ def test_category_words_paper_and_toy():
         r.category_word("mug", "object")
 
 
+def test_replacement_is_scored_on_the_objects_return():
+    """Hand-made answers: two prompts × two seeds; the object comes back in 3 of 4 images."""
+    import pandas as pd
+
+    judged = pd.DataFrame([
+        {"model": "m", "case_num": c, "seed": s, "when": w, "n": n, "c": 5, "prompt": f"{w} {c}"}
+        for c, s, w, n in [(1, 1, "before", 0), (1, 1, "after", 5), (1, 2, "before", 1), (1, 2, "after", 3),
+                           (2, 1, "before", 0), (2, 1, "after", 4), (2, 2, "before", 4), (2, 2, "after", 2)]])
+    back = r.object_return(judged)
+    assert back.present_before.tolist() == [False, False, False, True]  # n ≥ 3 of 5
+    assert back.present_after.tolist() == [True, True, True, False]  # paired by prompt and seed
+    rows = pd.DataFrame({"case_num": [1, 2], "content": ["tower", "robot"], "nm_word": ["ball", "box"],
+                         "prompt": ["tower and ball", "robot and box"]})
+    per = r.per_prompt_return(judged, rows, "m")
+    assert per.change.tolist() == [1.0, 0.0] and per.content.tolist() == ["tower", "robot"]
+    pairs = pd.DataFrame({"model": "m", "case_num": [1, 2], "dvd_before": [90.0, 40.0], "dvd_after": [0.0, 20.0]})
+    t = r.tests_by_model(pairs, judged).loc["m"]
+    assert t["object present before"] == 0.25 and t["object present after"] == 0.75 and t.images == 4
+    assert t["object Yes before"] == 1.25 and t["object Yes after"] == 3.5 and t.median_before == 65.0
+    # the concept questions after replacement ask about the word in the prompt, by default
+    table = pd.DataFrame({"content": ["van gogh"], "content_type": ["artist"], "prompt": ["Van Gogh Mug"]})
+    assert r.replaced(table).content.tolist() == ["artist"]
+
+
 def test_replaced_rows():
     rows = pd.DataFrame({"case_num": [1, 2], "content_type": ["artist", "character"], "content": ["Van Gogh", "Spider-Man"],
                          "nm_word": ["notebook", "hoodie"], "prompt": ["Van Gogh Notebook", "Spider-Man hoodie"]})
@@ -84,7 +108,7 @@ def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
     (outcome,) = book.run_chapters("smoke", only="08_detection_replacement", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "08_detection_replacement"
-    assert {p.name for p in figures.glob("*.png")} == {"roc.png", "dvd_before_after.png", "replacement_examples.png"}
+    assert {p.name for p in figures.glob("*.png")} == {"roc.png", "object_return.png", "replacement_examples.png"}
     results = json.loads((root / "book" / "results" / "08_detection_replacement.json").read_text())
     # every key a toy-findings claim reads from this chapter is written by it
     assert unwritten_claims("08_detection_replacement", [r["key"] for r in results["results"]]) == []
@@ -97,5 +121,7 @@ def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
         assert 0 <= float(rows[key]["this run"]) <= 100
     assert float(rows["det_gap"]["this run"]) == pytest.approx(
         float(rows["det_bench_rate"]["this run"]) - float(rows["det_control_rate"]["this run"]), abs=0.011)
-    assert rows["repl_summary"]["paper"] == "SD 1.4: 64 → 20; SD 2.1: 40 → ≈17"
-    assert rows["repl_summary"]["this run"].startswith("smoke: ") and "6 pairs" in rows["repl_summary"]["this run"]
+    assert rows["repl_summary"]["paper"].startswith("DvD SD 1.4: 64 → 20; SD 2.1: 40 → ≈17")
+    assert rows["repl_summary"]["this run"].startswith("smoke: object present in ")
+    assert rows["det_gap"]["scale_bound"] is True and rows["det_matched"]["n_clusters"]  # random weights: not SD's scale
+    assert "repl_peak_outside" in rows

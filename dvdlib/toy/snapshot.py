@@ -91,6 +91,7 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
             log(f"[findings] {name}: done for this model, kept")
             continue
         log(f"[findings] {name}: running with profile {profile} …")
+        shutil.rmtree(rel / "figures" / name, ignore_errors=True)  # only what this run of the chapter writes
         outcome = book.run_chapter(source, rel / f"{name}.ipynb", profile, cwd=root,
                                    parameters={**(parameters or {}), "out_dir": str(rel)})
         entry = {"ok": outcome.ok, "seconds": round(outcome.seconds, 1), "error": outcome.error,
