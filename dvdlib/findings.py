@@ -73,7 +73,7 @@ class Claim:
     chapter: str
     key: str
     direction: int = 1
-    null: float = 0.0
+    null: float | None = 0.0  # None: the row must bring its own (chance per prompt, a placebo's rate)
     measure: str = ""
     note: str = ""
     requires: tuple | None = None
@@ -89,7 +89,7 @@ CLAIMS = (
     Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts"),
     Claim("focus_layers", "04_focus_score", "fs_layers_gap",
           measure="mean Focus Score over the paper's layers 5–10, rigid+object − object+object prompts"),
-    Claim("peak_token", "04_focus_score", "fs_peak_on_concept",
+    Claim("peak_token", "04_focus_score", "fs_peak_on_concept", null=None,
           measure="share of prompts whose peak token spells the rigid concept",
           note="null: chance per prompt, the share of the prompt's content tokens that spell the concept"),
     Claim("dominated_falls", "05_temporal_dynamics", "dominated_first", direction=-1,
@@ -97,10 +97,11 @@ CLAIMS = (
     Claim("dominated_below", "05_temporal_dynamics", "claim", direction=-1,
           measure="mean of (object − rigid concept) change over the first interval, per prompt"),
     Claim("single_head", "06_head_ablation", "single_dvd",
-          measure="collapsed prompts mitigated by at least one single head, against a placebo",
+          measure="collapsed prompts mitigated by at least one single head, against a placebo", null=None,
           note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED),
     Claim("multi_head", "06_head_ablation", "multi_dvd",
-          measure="collapsed prompts mitigated by ablating a whole layer, against a placebo", empty=_COLLAPSED),
+          measure="collapsed prompts mitigated by ablating a whole layer, against a placebo", null=None,
+          empty=_COLLAPSED),
     Claim("detection", "08_detection_replacement", "det_gap",
           measure="flagged rigid+object rows − flagged object+object rows at the paper's threshold 0.010 "
                   "(percentage points)", note="the threshold is on Stable Diffusion's Focus-Score scale"),
@@ -304,6 +305,8 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
                "mitigate anything in this model" + note
     if value is None:
         return claim.empty + note
+    if null is None:
+        return f"no null was measured ({s.get('test') or 'no placebo or chance level'}): no verdict" + note
     if ci is None:
         clusters = s.get("n_clusters")
         few = clusters is not None and min(np.atleast_1d(clusters)) < 2
@@ -507,6 +510,22 @@ def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
                                                           "not applicable")) + f" of {len(table)}")
     report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
     return table.set_index("claim")
+
+
+def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
+    """Each claim's verdict under the earlier rule (``earlier_rule.csv`` in the snapshot: estimate,
+    interval, verdict, and what changed in the measurement) beside its verdict now; None where the
+    snapshot keeps no earlier reading."""
+    if snap is None or not (snap.folder / "earlier_rule.csv").is_file():
+        return None
+    earlier = pd.read_csv(snap.folder / "earlier_rule.csv", comment="#", keep_default_na=False, dtype=str)
+    now = claims_table(snap).groupby("claim", sort=False).agg(
+        {"this run": "first", "95% CI": "first", "clusters": "first", "verdict": "first"}).add_prefix("now: ")
+    table = earlier.set_index("claim")[["earlier estimate", "earlier 95% CI", "earlier verdict"]].join(now, how="outer")
+    table["moved"] = [("—" if e == n else f"{e} → {n}") for e, n in zip(table["earlier verdict"], table["now: verdict"])]
+    table["what changed in the measurement"] = earlier.set_index("claim")["what changed in the measurement"]
+    order = [c.name for c in CLAIMS]
+    return table.loc[[c for c in order if c in table.index]]
 
 
 def per_cluster_table(snap: Snapshot | None) -> pd.DataFrame | None:
