@@ -228,9 +228,10 @@ def add_results(report, effects: pd.DataFrame, survivors: pd.DataFrame, winners:
     mean_present = (survivors * np.arange(4)).sum(axis=1)
     report.add("survivors", "mean targets present per image (of 3): no named concept (000) vs all named (111)",
                NOT_PUBLIC, f"000: {mean_present.get('000', float('nan')):.2f}; 111: {mean_present.get('111', float('nan')):.2f}")
-    top = winners["present"].idxmax()
+    top = winners["present"].idxmax() if len(winners) and winners["present"].max() > 0 else None
     report.add("pilot_winner", "pilot: the category present most often (present; the only one present)", NOT_PUBLIC,
-               f"{top} ({winners.loc[top, 'present']:.0%}; {winners.loc[top, 'alone']:.0%})")
+               f"{top} ({winners.loc[top, 'present']:.0%}; {winners.loc[top, 'alone']:.0%})" if top
+               else "none (no category present in any image)")
     on_peak, others = peak_target_presence(peaks, images)
     report.add("peak_presence", "target present: the one holding the first-step peak vs the others", NOT_PUBLIC,
                f"{on_peak:.0%} vs {others:.0%}")
