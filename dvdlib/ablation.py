@@ -567,6 +567,18 @@ def outcome_table(single_out, multi_out, pair_out, reading: str, pair_layer: int
     return table
 
 
+def paper_mitigated(table: pd.DataFrame) -> pd.Series:
+    """The paper's mitigated share for each row of `outcome_table` it reports (paper §3.6)."""
+    from .paper import ABLATION as A
+
+    k, n = A["single_head_dvd"]
+    km, nm = A["single_head_memorized"]
+    known = {("DvD", "single"): k / n, ("memorized", "single"): km / nm, ("DvD", "multi"): 0.6,
+             ("memorized", "multi"): 0.8, ("DvD", "pairs"): 0.0055}
+    return pd.Series({row: value for row in table.index for (s, kind), value in known.items()
+                      if row.startswith(f"{s}:") and kind in row})
+
+
 def plain_vs_ablated_rows(table: pd.DataFrame, sweep: Sweep, factor: float, steps, n: int) -> list:
     """Rows of `dvdlib.plots.image_grid`: ``n`` prompts (the most telling outcome first), each
     with two seeds plain and ablated by its single head."""
@@ -593,6 +605,6 @@ def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
 
 __all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
            "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
-           "judge_plan", "layer_rates", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
+           "judge_plan", "layer_rates", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
            "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
            "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]

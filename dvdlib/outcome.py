@@ -7,7 +7,7 @@ rules. This module fixes them, every threshold a named parameter with a document
 **DominanceBench prompts** (`DvDRule`, from the judge's Yes counts of paper §2: ``c`` of the five
 concept questions, ``n`` of the five object questions; per prompt, the means over its seeds):
 
-1. *unchanged* — still collapsed: mean DvD ≥ τ (default 48, the benchmark's own threshold);
+1. *unchanged* — still collapsed: mean DvD ≥ τ (this book's default 48; the paper uses a τ but gives no value);
 2. *mitigated* — both concepts present: mean c ≥ ``concept_min`` and mean n ≥ ``object_min``
    (default 3 of 5 each, a majority of the questions);
 3. *corrupted* — anything else (the dominant concept gone too, or nothing recognisable).

@@ -32,11 +32,13 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), highlight=(8, 9, 10)):
-    """Per-layer Focus Score distributions of two prompt sets, with the corrected test's stars."""
+def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), highlight=(5, 6, 7, 8, 9, 10)):
+    """Per-layer Focus Score distributions of two prompt sets (n prompts each in the legend), with
+    the corrected test's stars; shaded, the paper's significant layers 5–10."""
     use_style()
     layers = sorted(bench["layer"].unique())
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    labels = [f"{name} (n = {data['prompt'].nunique()})" for name, data in zip(labels, (bench, control))]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     for offset, data, color, label in ((-0.2, bench, BENCH_COLOR, labels[0]), (0.2, control, CONTROL_COLOR, labels[1])):
         values = [data.loc[data["layer"] == layer, "focus"].to_numpy() for layer in layers]
         parts = ax.boxplot(values, positions=np.arange(len(layers)) + offset, widths=0.35, patch_artist=True,
@@ -50,9 +52,9 @@ def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), 
         p = tests.set_index("layer").loc[layer, "p_adjusted"]
         ax.text(i, 0.97, _stars(p), ha="center", va="top", transform=ax.get_xaxis_transform())
     ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_xlabel("cross-attention layer (forward order; shaded: paper's layers 8–10)")
+    ax.set_xlabel("cross-attention layer (forward order; shaded: the paper's significant layers 5–10)")
     ax.set_ylabel("Focus Score at step 1\n(per prompt, mean over seeds)")
-    ax.legend(loc="upper left", frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=2, frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -162,12 +164,14 @@ def ablation_by_layer(rates: dict, peaks: dict | None = None):
     return fig
 
 
-def outcome_shares(table, colors=("#2ca02c", "#bdbdbd", "#c0392b")):
-    """Stacked horizontal bars: one row per setting (index), columns mitigated / unchanged / corrupted."""
+def outcome_shares(table, colors=("#2ca02c", "#bdbdbd", "#c0392b"), n=None, paper=None):
+    """Stacked horizontal bars: one row per setting (index), columns mitigated / unchanged / corrupted;
+    ``n`` (per row) goes into the row's label, ``paper`` (row → the paper's mitigated share) is
+    drawn as a black diamond."""
     use_style()
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(table) + 1.2))
     left = np.zeros(len(table))
-    labels = list(table.index)
+    labels = [f"{name} (n = {int(n[name])})" if n is not None else name for name in table.index]
     for column, color in zip(table.columns, colors):
         values = table[column].fillna(0).to_numpy(dtype=float)
         ax.barh(labels, values, left=left, color=color, label=column)
@@ -175,10 +179,14 @@ def outcome_shares(table, colors=("#2ca02c", "#bdbdbd", "#c0392b")):
             if v >= 0.06:
                 ax.text(x + v / 2, y, f"{v:.0%}", ha="center", va="center", fontsize=8)
         left += values
+    for y, name in enumerate(table.index):
+        if paper is not None and name in paper and paper[name] == paper[name]:
+            ax.plot(paper[name], y, "D", color="black", ms=7, label="paper: mitigated" if y == min(
+                i for i, k in enumerate(table.index) if k in paper) else None)
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.set_xlabel("share of prompts (or of prompt × intervention pairs, as labelled)")
-    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns), frameon=False)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(table.columns) + 1, frameon=False)
     fig.tight_layout()
     return fig
 
