@@ -14,17 +14,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import stats
 from .dvd import per_prompt
 
 #: The prompt sets compared, by the role a world gives them, in the order tables show them.
 ROLES = ("unselected", "benchmark", "balanced")
-N_RESAMPLES = 2000
 
 
 def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
     """The unselected, benchmark and balanced sets of ``run``'s world (at most ``n`` rows each), in
-    one table: ``set``, ``case_num`` prefixed by the set ("unselected:12"), ``cluster`` (the concept:
-    the set's own ``cluster`` column, else ``content``) and ``template`` (``template_id`` or
+    one table: ``set``, ``case_num`` prefixed by the set ("unselected:12"), ``cluster`` (the set's
+    own ``cluster`` column, else the concept, `dvdlib.stats.clusters_of`: for the balanced control
+    the pair, both word orders together) and ``template`` (``template_id`` or
     ``template``, else the set's name). The balanced set's ``content_type`` becomes "balanced"."""
     tables = []
     for role in ROLES:
@@ -32,7 +33,7 @@ def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
         table = table.assign(content_type="balanced") if role == "balanced" else table
         tables.append(table.assign(
             set=role, case_num=role + ":" + table["case_num"].astype(str),
-            cluster=table["cluster"] if "cluster" in table else table["content"],
+            cluster=table["cluster"] if "cluster" in table else stats.clusters_of(table, pair=role == "balanced"),
             template=(table["template_id"] if "template_id" in table else
                       table["template"].astype(str) if "template" in table else role)))
     return pd.concat(tables, ignore_index=True)
@@ -51,20 +52,6 @@ def scores(images: pd.DataFrame, sets: pd.DataFrame, tau: float) -> pd.DataFrame
     return per.merge(sets[["case_num", "set", "cluster", "template"]], on="case_num")
 
 
-def cluster_means(values, clusters, n_resamples: int = N_RESAMPLES, seed: int = 0) -> np.ndarray:
-    """Cluster-bootstrap resamples of the mean of ``values``: each resample draws as many clusters
-    as there are, with replacement, and averages every value of the drawn clusters."""
-    frame = pd.DataFrame({"v": np.asarray(values, float), "c": np.asarray(clusters)})
-    sums = frame.groupby("c").v.agg(["sum", "size"])
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(len(sums), size=(n_resamples, len(sums)))
-    return sums["sum"].to_numpy()[draws].sum(1) / sums["size"].to_numpy()[draws].sum(1)
-
-
-def _interval(resamples) -> list[float]:
-    return [float(v) for v in np.percentile(resamples, [2.5, 97.5])]
-
-
 def _joint_means(values, clusters, pool, draws) -> np.ndarray:
     """Resampled means of one set when ``draws`` index concepts of ``pool`` (a concept the set lacks
     adds nothing to it)."""
@@ -79,41 +66,42 @@ def cluster_difference(a, a_clusters, b, b_clusters, seed: int = 0) -> dict:
     ``ci``, ``test``). Sets that share concepts (DominanceBench and the unselected set are written
     from the same ones) are resampled **jointly**: one draw of concepts, each drawn concept bringing
     its prompts of both sets, so a concept's own level cancels. Sets with no concept in common (the
-    balanced control) are resampled independently."""
+    balanced control) are resampled independently (`dvdlib.stats.difference` with clusters)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     shared = set(a_clusters) & set(b_clusters)
-    out = {"value": None, "n": [len(a), len(b)], "clusters": [len(set(a_clusters)), len(set(b_clusters))],
-           "ci": None, "test": "difference of means, cluster bootstrap over concepts"
-                               + (" (drawn jointly for both sets)" if shared else "")}
-    if not (len(a) and len(b)):
-        return out
-    out["value"] = float(a.mean() - b.mean())
-    if shared:
+    counts = {"clusters": [len(set(a_clusters)), len(set(b_clusters))]}
+    if not shared:
+        out = stats.difference(a, b, clusters=(list(a_clusters), list(b_clusters)))
+        return {**out, **counts, "test": "difference of means, cluster bootstrap over concepts"}
+    out = {"value": None, "n": [len(a), len(b)], **counts, "ci": None,
+           "test": "difference of means, cluster bootstrap over concepts (drawn jointly for both sets)"}
+    if len(a) and len(b):
+        out["value"] = float(a.mean() - b.mean())
         pool = sorted(set(a_clusters) | set(b_clusters), key=str)
-        draws = np.random.default_rng(seed).integers(len(pool), size=(N_RESAMPLES, len(pool)))
+        draws = np.random.default_rng(seed).integers(len(pool), size=(stats.N_RESAMPLES, len(pool)))
         resampled = _joint_means(a, a_clusters, pool, draws) - _joint_means(b, b_clusters, pool, draws)
-    else:
-        resampled = cluster_means(a, a_clusters, seed=seed) - cluster_means(b, b_clusters, seed=seed + 1)
-    out["ci"] = _interval(resampled)
+        out["ci"] = [float(v) for v in np.percentile(resampled, [2.5, 97.5])]
     return out
 
 
-def cluster_rate(hits, clusters, seed: int = 0) -> dict:
-    """A share (``hits``: booleans) with a 95% cluster-bootstrap interval over concepts."""
-    hits = np.asarray(hits, bool)
-    out = {"value": None, "n": len(hits), "clusters": len(set(clusters)), "hits": int(hits.sum()), "ci": None,
-           "test": "share, cluster bootstrap over concepts"}
-    if len(hits):
-        out["value"] = float(hits.mean())
-        out["ci"] = _interval(cluster_means(hits, clusters, seed=seed))
+def cluster_mean(values, clusters) -> dict:
+    """A mean (of scores, or of booleans: a share) with its 95% cluster-bootstrap interval over
+    concepts (`dvdlib.stats.cluster_interval`; None with a single concept)."""
+    values = np.asarray(values, float)
+    out = {"value": None, "n": len(values), "clusters": len(set(clusters)), "ci": None,
+           "test": "mean, cluster bootstrap over concepts"}
+    if len(values):
+        out["value"] = float(values.mean())
+        labels = np.asarray([str(c) for c in clusters])  # stats.cluster_interval matches labels as text
+        out["ci"] = stats.cluster_interval([(values, labels)], np.mean)
     return out
 
 
 def _format(d: dict, fmt: str) -> str:
     if d["value"] is None:
         return "—"
-    low, high = d["ci"]
-    return f"{fmt.format(d['value'])} [{fmt.format(low)}, {fmt.format(high)}]"
+    text = fmt.format(d["value"])
+    return text + (f" [{fmt.format(d['ci'][0])}, {fmt.format(d['ci'][1])}]" if d.get("ci") else "")
 
 
 def rule_shares(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
@@ -121,11 +109,10 @@ def rule_shares(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
     inclusion rule (at least ``min_images`` DvD images), each with its 95% interval over concepts."""
     rows = []
     for (model, name), g in table.groupby(["model", "set"], sort=False):
-        mean = {"value": float(g.dvd.mean()), "ci": _interval(cluster_means(g.dvd, g.cluster))}
         rows.append({"model": model, "set": name, "prompts": len(g), "concepts": g.cluster.nunique(),
-                     "mean DvD [95% CI]": _format(mean, "{:.1f}"),
+                     "mean DvD [95% CI]": _format(cluster_mean(g.dvd, g.cluster), "{:.1f}"),
                      f"meets the rule (≥ {min_images} DvD images) [95% CI]":
-                         _format(cluster_rate(g.dvd_images >= min_images, g.cluster), "{:.0%}")})
+                         _format(cluster_mean(g.dvd_images >= min_images, g.cluster), "{:.0%}")})
     return pd.DataFrame(rows).set_index(["model", "set"])
 
 
@@ -148,7 +135,5 @@ def selection_gaps(table: pd.DataFrame, model: str) -> dict[str, dict]:
 
 
 def describe(d: dict) -> str:
-    """A difference with its interval: "+12.3 [4.5, 20.1]"."""
-    if d["value"] is None:
-        return "—"
-    return f"{d['value']:+.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]"
+    """A difference with its interval: "+12.3 [+4.5, +20.1]"."""
+    return _format(d, "{:+.1f}")

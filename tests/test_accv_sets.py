@@ -118,5 +118,5 @@ def test_intervals_resample_concepts_jointly_where_sets_share_them():
     assert joint["ci"][0] < 10 < joint["ci"][1] and joint["ci"][1] - joint["ci"][0] < 3
     assert apart["ci"][1] - apart["ci"][0] > 3 * (joint["ci"][1] - joint["ci"][0])  # concepts' levels don't cancel
     assert unselected.cluster_difference(a, concepts, a, concepts)["ci"] == [0.0, 0.0]
-    share = unselected.cluster_rate(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
-    assert share["value"] == 0.5 and share["clusters"] == 20
+    share = unselected.cluster_mean(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
+    assert share["value"] == 0.5 and share["clusters"] == 20 and share["ci"][0] < 0.5 < share["ci"][1]

@@ -46,7 +46,8 @@ def test_no_core_module_asks_which_world_it_runs(path):
 def test_profiles_name_their_world_and_take_its_sets():
     assert [load_profile(n).world for n in ("paper", "smoke", "toy")] == ["sd", "smoke", "toy"]
     toy = load_profile("toy")
-    assert toy.prompt_sets == {"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced"}
+    assert toy.prompt_sets == {"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced",
+                               "unselected": "toy-unselected"}  # world 1 has no three-concept sets
     assert toy.questions == "toy" and load_profile("smoke").questions == "paper"
     assert load_profile("smoke").prompt_sets["memorized"] == "memorized"
 
