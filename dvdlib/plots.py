@@ -301,10 +301,10 @@ def case_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], width: floa
     on the left, its images to the right with a caption under each (the three-concept factorial)."""
     use_style()
     n = max(len(images) for _, images in rows)
-    text_ratio = 2.4
-    side = width / (n + text_ratio)
-    fig, axes = plt.subplots(len(rows), n + 1, figsize=(width, (side + 0.25) * len(rows)),
-                             gridspec_kw={"width_ratios": [text_ratio] + [1] * n}, squeeze=False)
+    text = 2.0  # inches of prompt text on the left (30 characters a line)
+    side = min(1.6, (width - text) / n)  # an image's side in inches
+    fig, axes = plt.subplots(len(rows), n + 1, figsize=(text + side * n, (side + 0.25) * len(rows)),
+                             gridspec_kw={"width_ratios": [text] + [side] * n}, squeeze=False)
     for line, (title, images) in zip(axes, rows):
         for ax in line:
             ax.set_axis_off()
