@@ -22,7 +22,7 @@ from .metrics import peak_token
 from .tokens import concept_span, content_positions, token_strings
 
 #: The columns of a design, whatever its world (an empty design keeps them).
-DESIGN_COLUMNS = ("case_num", "condition", "case", "prompt",
+TABLE_COLUMNS = ("case_num", "condition", "case", "prompt",
                   *(f"target{k}{part}" for k in TRIPLET_SLOTS for part in ("", "_type", "_homogeneity")))
 IMAGE_COLUMNS = ("case_num", "condition", "case", "prompt", "seed",
                  *(f"{what}_{k}" for what in ("yes", "present") for k in TRIPLET_SLOTS))
@@ -36,7 +36,7 @@ def design(run, role: str, cases: int | None = None) -> tuple[pd.DataFrame, str 
     if role not in run.profile.prompt_sets:
         why = (f"the world `{run.world.name}` has no `{role}` prompt set: its captions name two concepts, "
                "never three, so a model trained on them says nothing about three")
-        return pd.DataFrame(columns=list(DESIGN_COLUMNS)), why
+        return pd.DataFrame(columns=list(TABLE_COLUMNS)), why
     table = run.prompts(role, tokenize=False)
     if "condition" not in table:
         table = table.assign(condition="111", case=table["case_num"],
