@@ -61,8 +61,8 @@ def test_replaced_rows():
                          "nm_word": ["notebook", "hoodie"], "prompt": ["Van Gogh Notebook", "Spider-Man hoodie"]})
     out = r.replaced(rows)
     assert out.prompt.tolist() == ["artist Notebook", "character hoodie"]
-    assert out.original_prompt.tolist() == rows.prompt.tolist() and out.content.tolist() == rows.content.tolist()
-    assert r.replaced(rows, judge_concept="word").content.tolist() == ["artist", "character"]
+    assert out.original_prompt.tolist() == rows.prompt.tolist() and out.content.tolist() == ["artist", "character"]
+    assert r.replaced(rows, judge_concept="original").content.tolist() == rows.content.tolist()
     with pytest.raises(ValueError, match="judge_concept"):
         r.replaced(rows, judge_concept="both")
 
