@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .bench import TRIPLET_SLOTS
+from .bench import TRIPLET_SLOTS, as_triplet_design
 from .factorial import presence
 from .judge import OBJECTS, QUESTIONS_PER_SET
 from .metrics import peak_token
@@ -34,10 +34,13 @@ def design(run, role: str, cases: int | None = None) -> tuple[pd.DataFrame, str 
     eight conditions of each); the pilot its first ``cases`` prompts. The pilot gets condition
     "111" and its own row as the case."""
     if role not in run.profile.prompt_sets:
-        why = (f"the world `{run.world.name}` has no `{role}` prompt set: its captions name two concepts, "
-               "never three, so a model trained on them says nothing about three")
+        why = (f"the world `{run.world.name}` gives no `{role}` prompt set: a world whose captions never name "
+               "three concepts (world 1 of the toy profile writes two per caption) has nothing to run it on, "
+               "and a model trained on two says nothing about three")
         return pd.DataFrame(columns=list(TABLE_COLUMNS)), why
     table = run.prompts(role, tokenize=False)
+    if "target_1" in table:  # a world's own three-slot columns (`dvdlib.bench.as_triplet_design`)
+        table = as_triplet_design(table)
     if "condition" not in table:
         table = table.assign(condition="111", case=table["case_num"],
                              **{f"target{k}_homogeneity": 1 for k in TRIPLET_SLOTS})
@@ -231,6 +234,7 @@ def add_results(report, effects: pd.DataFrame, survivors: pd.DataFrame, winners:
     top = winners["present"].idxmax() if len(winners) and winners["present"].max() > 0 else None
     report.add("pilot_winner", "pilot: the category present most often (present; the only one present)", NOT_PUBLIC,
                f"{top} ({winners.loc[top, 'present']:.0%}; {winners.loc[top, 'alone']:.0%})" if top
+               else "not run: this world has no pilot set" if winners.empty
                else "none (no category present in any image)")
     on_peak, others = peak_target_presence(peaks, images)
     report.add("peak_presence", "target present: the one holding the first-step peak vs the others", NOT_PUBLIC,

@@ -12,7 +12,7 @@ from dvdlib.store import Store
 
 def test_a_world_without_three_concept_prompts_gets_an_empty_design_and_the_reason():
     rows, why = triplets.design(dvdlib.setup("toy", "x"), "factorial", 3)
-    assert rows.empty and "two concepts" in why
+    assert rows.empty and "no `factorial` prompt set" in why and "two per caption" in why
     assert triplets.presence_by_condition(triplets.judge_presence(rows, [1], None, None, None)).empty
 
 
@@ -78,3 +78,8 @@ def test_peaks_by_category_and_a_worlds_own_design_in_the_authors_columns():
     design = bench.as_triplet_design(world)
     assert design.loc[1, ["target1_type", "target2_type", "target3_type"]].tolist() == ["artist", "object", "character"]
     assert design.case.tolist() == [1, 1] and design.case_num.tolist() == [1, 2]
+
+
+def test_a_worlds_own_three_slot_columns_are_read_as_the_authors():
+    rows, why = triplets.design(dvdlib.setup("toy", "x", world="toy2"), "factorial", 2)
+    assert why is None and len(rows) == 16 and {"target1_type", "target2_homogeneity"} <= set(rows.columns)
