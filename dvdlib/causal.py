@@ -218,7 +218,8 @@ def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
     and those means with its one-sided p (H1: ρ < 0, DvD falls as diversity rises, descriptive) and
     a 95% interval from a bootstrap of the fine-tunes within each variant (``spearman_ci``); the
     least against the most diverse variant (``paired``: `dvdlib.stats.difference` of their
-    fine-tunes' means, interval over fine-tunes; ``differences``: per prompt, least − most, the
+    fine-tunes' means, interval over fine-tunes, ``n`` the prompts and ``n_clusters`` the fine-tunes
+    of each; ``differences``: per prompt, least − most, the
     replicates averaged, with the paired Wilcoxon p as a description); per variant the mean DvD and
     the share of prompts (replicates averaged) whose mean DvD reaches τ; ``per_finetune``. When
     every score is equal ρ is NaN and the p-values are 1: no evidence of a trend.
@@ -250,6 +251,7 @@ def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
     least, most = (units[units.breeds == k] for k in (lo, hi))
     paired = difference(least.dvd, most.dvd, alternative="greater", seed=seed,
                         clusters=(least.finetune.tolist(), most.finetune.tolist()))
+    paired["n"] = [int(tuned[tuned.breeds == k].prompt.nunique()) for k in (lo, hi)]  # prompts; the units are n_clusters
     averaged = scores.groupby(["breeds", "prompt"]).dvd.mean().reset_index()
     per_variant = averaged.groupby("breeds").dvd.agg(mean="mean", crossing=lambda s: float((s >= tau).mean()))
     return {"spearman_rho": float(rho), "spearman_p": float(p_rho), "spearman_ci": ci, "n_finetunes": len(units),
@@ -270,7 +272,7 @@ def paired_text(t: dict) -> str:
     """`trend`'s least-vs-most contrast in words."""
     d = t["paired"]
     ci = f" [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}]" if d["ci"] else ""
-    return (f"{d['value']:+.1f}{ci} over {d['n'][0]} vs {d['n'][1]} fine-tunes; per prompt (replicates averaged) "
+    return (f"{d['value']:+.1f}{ci} over {d['n_clusters'][0]} vs {d['n_clusters'][1]} fine-tunes; per prompt (replicates averaged) "
             f"Wilcoxon p = {t['wilcoxon_p']:.3g} over {t['paired_prompts']} prompts")
 
 

@@ -196,10 +196,11 @@ def gates_passed(snap: Snapshot) -> bool | None:
 
 
 def _reads(claim: Claim, key: str) -> bool:
-    """Whether ``claim`` reads the results row ``key`` (a ``*`` key: every row it prefixes but its summary)."""
+    """Whether ``claim`` reads the results row ``key`` (a ``*`` key: every row it prefixes but its
+    summary and its peak-token listing)."""
     if claim.key.endswith("*"):
         prefix = claim.key[:-1]
-        return key.startswith(prefix) and key != prefix + "summary"
+        return key.startswith(prefix) and key not in (prefix + "summary", prefix + "peak_outside")
     return key == claim.key
 
 

@@ -253,7 +253,7 @@ def test_trend_uses_the_fine_tune_as_its_unit():
     # Spearman over the fine-tunes' means: breed ranks (2,2,2,5,5,5), mean ranks (5,4,6,2,1,3)
     assert t["spearman_rho"] == pytest.approx(-13.5 / np.sqrt(13.5 * 17.5))
     paired = t["paired"]
-    assert paired["value"] == pytest.approx(40.0) and paired["n"] == [3, 3] and paired["n_clusters"] == [3, 3]
+    assert paired["value"] == pytest.approx(40.0) and paired["n"] == [2, 2] and paired["n_clusters"] == [3, 3]
     assert 20.0 <= paired["ci"][0] <= 40.0 <= paired["ci"][1] <= 60.0  # resampled fine-tunes: 50–70 vs 10–30
     assert t["spearman_ci"][1] < 0  # every resample of the fine-tunes keeps the order
     assert t["per_variant"]["crossing"].to_dict() == {0: 0.0, 1: 1.0, 10: 0.0}
@@ -288,7 +288,7 @@ def test_causal_chapter_runs_on_smoke(tmp_path):
     rows = {r["key"]: r for r in results["results"]}
     assert set(rows) == {"n_images", "variants", "n_prompts", "n_seeds", "replicates", "dvd_by_variant", "spearman",
                          "paired", "low_crossing", "high_crossing"}
-    assert rows["paired"]["n"] == [3, 3] and rows["spearman"]["n"] == 6  # three fine-tunes per variant
+    assert rows["paired"]["n_clusters"] == [3, 3] and rows["spearman"]["n"] == 6  # three fine-tunes per variant
     assert rows["n_images"]["paper"] == "120" and rows["n_prompts"]["paper"] == "50"
     assert rows["spearman"]["paper"] == paper.CAUSAL["trend"]
     assert rows["dvd_by_variant"]["this run"].startswith("base: ")  # base model, then each variant
