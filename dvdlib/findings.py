@@ -355,8 +355,10 @@ def paragraphs(snap: Snapshot) -> list[str]:
             ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "—" else ""
             power = f", positive control {r['power check']}" if r["power check"] != "n/a" else ""
             per = f" Per cluster: {r['per cluster']}." if r["per cluster"] != "—" else ""
-            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} prompts in {r['clusters']} "
-                         f"clusters{ci}, null {r['null']}{power}) — **{r['verdict']}**: {r['why']}.{per}")
+            clusters = f" in {r['clusters']} clusters" if r["clusters"] != "—" else ""
+            null = f", null {r['null']}" if r["null"] not in ("?", "—") else ", no null measured"
+            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} prompts{clusters}{ci}{null}{power}) "
+                         f"— **{r['verdict']}**: {r['why']}.{per}")
         texts.append(f"**{name}** ({first.chapter}). *The paper:* {first['paper says']} *The toy world:* "
                      + " ".join(parts) + _control_note(snap, name))
     return texts
