@@ -83,6 +83,13 @@ def listing(values, fmt: str = "{:.1f}", name=str) -> str:
     return "; ".join(f"{name(k)}: {fmt.format(v)}" for k, v in values.items())
 
 
+def counts(values) -> str:
+    """How many of each value, for prose: "2 artist, 2 landmark, 2 character" (first-seen order)."""
+    import pandas as pd
+
+    return ", ".join(f"{n} {value}" for value, n in pd.Series(list(values)).value_counts(sort=False).items())
+
+
 def percent(x, digits: int = 0, missing: str = "—") -> str:
     """A share as a percentage: "93%" (``digits`` decimals: "93.4%"), or ``missing`` where there
     is none (None or NaN). The one percent formatter of the book's tables and reports."""

@@ -4,8 +4,8 @@
 
 Per page: every Markdown table rendered (no raw "| --- |" rows in the text), math typeset
 (MathJax output present wherever the source has math, no raw ``\\(`` or ``$$``), every image
-loaded (naturalWidth > 0), no Python reprs in the text (numpy scalars, dicts, lists of
-numbers), no horizontal overflow (neither the page nor a code block cut off at book width). A
+loaded (naturalWidth > 0), no Python reprs in the prose or the outputs (numpy scalars, dicts,
+lists of numbers; code cells themselves are not prose), no horizontal overflow (neither the page nor a code block cut off at book width). A
 screenshot of each page is written. Exit status 1 and one line per problem when anything fails.
 
 Chromium and ChromeDriver come from Debian's packages (``chromium``, ``chromium-driver``;
@@ -34,7 +34,10 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "-
 
 CHECKS_JS = """
 const main = document.querySelector('main') || document.body;
-const text = main.innerText;
+const prose = main.cloneNode(true);  // what a reader reads: prose and outputs, not the code itself
+prose.querySelectorAll('.cell_input, .cell .highlight:not(.output *)').forEach(e => e.remove());
+document.body.appendChild(prose); prose.style.position = 'absolute'; prose.style.left = '-99999px';
+const text = prose.innerText; prose.remove();
 const images = [...document.images].filter(i => !i.closest('.headerbtn, .navbar-brand'))
   .map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0}));
 const mathSource = document.querySelectorAll('.math, span.math, div.math').length;
