@@ -551,8 +551,9 @@ def paper_peaks(rates: dict) -> dict[str, int]:
 
 def pairs_note(pairs: list[Job], layer: int, sweep: Sweep) -> str:
     """How many head pairs and (prompt, pair) combinations a pairwise plan holds, and its cost."""
+    cost = sweep.cost(pairs, baseline=False)
     return (f"pairwise ablation: {len(pairs)} head pairs of layer {layer}, {sum(len(j.cases) for j in pairs)} "
-            f"(prompt, pair) combinations; cost {sweep.cost(pairs, baseline=False)}")
+            f"(prompt, pair) combinations; {cost['generations']:,} generations, {cost['stored']:,} of them stored")
 
 
 def outcome_table(single_out, multi_out, pair_out, reading: str, pair_layer: int) -> pd.DataFrame:
