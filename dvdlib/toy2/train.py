@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -193,29 +192,10 @@ def export(out, folder=None) -> dict:
 
 
 def _manifest(out: Path, cfg: TrainConfig, state: dict, pipe) -> dict:
-    import diffusers
-    import transformers
-
-    losses = base._read_csv(out / "loss.csv")
-    recent = [float(r["loss"]) for r in losses if int(r["step"]) > state["step"] - 500]
-    evals = [r for r in base._read_csv(out / "eval.csv") if int(r["step"]) == state["step"]]
+    """World 1's manifest (`dvdlib.toy.train`) with world 2's model description and first timestep."""
     pipe.scheduler.set_timesteps(25)
-    return {
-        "model": "dvdlib toy world 2: UNet2DConditionModel (SD 1.x block layout, 16 cross-attention layers, "
-                 "8 heads each) on 32×32 scenes, frozen causal all-MiniLM-L6-v2 text encoder, ε-prediction, "
-                 "scaled-linear betas, DDIM leading spacing",
-        "steps": state["step"], "seed": cfg.seed, "config": asdict(cfg),
-        "world": cfg.world().to_dict(), "captions": cfg.captions().to_dict(),
-        "first_timestep_at_25_steps": int(pipe.scheduler.timesteps[0]),
-        "data_hash": state["data_hash"], "wall_time_s": round(state["wall"], 1),
-        "s_per_step": round(state["wall"] / max(state["step"], 1), 3),
-        "final_loss": round(float(np.mean(recent)), 6) if recent else None,
-        "final_loss_steps": "mean of loss.csv over the last 500 steps",
-        "conditioning": [{k: (float(v) if k != "t" else int(v)) for k, v in r.items() if k != "step"} for r in evals],
-        "unet_parameters": sum(p.numel() for p in pipe.unet.parameters()),
-        "weights": "model/unet/diffusion_pytorch_model.safetensors (EMA, float16)",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "diffusers": diffusers.__version__, "transformers": transformers.__version__,
-                     "numpy": np.__version__},
-        "threads": cfg.threads,
-    }
+    return {**base._manifest(out, cfg, state, pipe),
+            "model": "dvdlib toy world 2: UNet2DConditionModel (SD 1.x block layout, 16 cross-attention layers, "
+                     "8 heads each) on 32×32 scenes, frozen causal all-MiniLM-L6-v2 text encoder, ε-prediction, "
+                     "scaled-linear betas, DDIM leading spacing",
+            "first_timestep_at_25_steps": int(pipe.scheduler.timesteps[0])}

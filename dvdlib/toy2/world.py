@@ -29,7 +29,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..toy.world import _bright, _distinct_hues, _draw_building, _draw_figure, _draw_object, _hsv, apply_style
+from ..toy.world import _bright, _distinct_hues, _draw_building, _draw_figure, _draw_object, _hsv, _style_params, apply_style
 
 SIZE = 32
 BACKGROUND = (0.10, 0.10, 0.12)
@@ -144,15 +144,6 @@ def _figure_params(rng) -> dict:
     return {"head": int(rng.integers(4, 6)), "round": bool(rng.random() < 0.5), "body_w": int(rng.integers(5, 9)),
             "body_h": int(rng.integers(4, 6)), "leg_h": int(rng.integers(2, 4)), "antenna": bool(rng.random() < 0.5),
             "head_c": head, "body_c": body, "eye_c": eyes, "leg_c": legs}
-
-
-def _style_params(rng) -> dict:
-    h = rng.random()
-    bg = _hsv(h, rng.uniform(0.35, 0.8), rng.uniform(0.7, 0.95))
-    bg2 = _hsv(h + rng.uniform(-0.12, 0.12), rng.uniform(0.3, 0.9), rng.uniform(0.5, 0.7))
-    tones = [_hsv(t, rng.uniform(0.5, 1.0), v) for t, v in zip(_distinct_hues(rng, 3), (0.12, 0.25, 0.38))]
-    return {"bg": bg, "bg2": bg2, "tones": tones, "texture": str(rng.choice(["grid", "checker", "stripes", "dots"])),
-            "tile": int(rng.integers(2, 5))}
 
 
 def appearance(concept: Concept, rng) -> dict:
