@@ -27,18 +27,19 @@ or memorized, an ablation then "mitigates" what was never there.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Callable, Iterable, Sequence
 
 import pandas as pd
-from tqdm import tqdm
 
 from . import dvd, outcome
-from .attention import intervene
-from .generate import generate
+from .attention import intervene_each
+from .generate import generate, pipeline_call
 from .layers import Layer, select
 from .outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, OUTCOMES, UNCHANGED, DvDRule, MemorizedRule
+from .progress import task
 from .report import percent as as_percent
 from .store import Store
 
@@ -184,15 +185,46 @@ class Sweep:
         stored = sum(self.store(iv).has(p, s) for iv, p in wanted for s in self.seeds)
         return {"generations": total, "stored": stored, "to_generate": total - stored}
 
+    def missing(self, plan: Sequence[Job]) -> list[tuple[Intervention, str, int]]:
+        """The (intervention, prompt, seed) images a plan needs that are not stored, ordered by
+        prompt and seed so that one batch holds different interventions of the same start."""
+        wanted = self._wanted(plan)
+        order = {p: i for i, p in enumerate(dict.fromkeys(p for _, p, _ in wanted))}
+        todo = [w for w in wanted if not self.store(w[0]).has(w[1], w[2])]
+        return sorted(todo, key=lambda w: (order[w[1]], self.seeds.index(w[2])))
+
+    def _wanted(self, plan: Sequence[Job]) -> list[tuple[Intervention, str, int]]:
+        """Every distinct (intervention, prompt, seed) of a plan, in plan order."""
+        return list(dict.fromkeys((job.intervention, p, s) for job in plan for p in self.prompts(job.cases)
+                                  for s in self.seeds))
+
     def run(self, plan: Sequence[Job], baseline: bool = True, progress: bool = True) -> None:
-        """Generate every image the plan needs (and the plain ones), skipping what is stored."""
+        """Generate every image the plan needs (and the plain ones), skipping what is stored.
+
+        Interventions are batched: one pipeline call holds up to ``batch_size`` (intervention,
+        prompt, seed) images, each with its own head factors (`dvdlib.attention.intervene_each`),
+        so B interventions of one prompt and seed cost about one batch of B images; each image is
+        stored under its own intervention, as one intervention at a time would store it."""
         if baseline:
             generate(self.pipe, self.prompts(self.rows.index), self.seeds, store=self.store(),
                      batch_size=self.batch_size, progress=False)
-        for job in tqdm(plan, disable=not progress, unit="intervention", desc="ablation"):
-            with intervene(self.pipe, job.intervention.factors, steps=job.intervention.steps):
-                generate(self.pipe, self.prompts(job.cases), self.seeds, store=self.store(job.intervention),
-                         batch_size=self.batch_size, progress=False)
+        todo = self.missing(plan)
+        stored = len(self._wanted(plan)) - len(todo)
+        with task(len(todo), "ablated images", stored=stored, show=progress, unit="img") as update:
+            for start in range(0, len(todo), self.batch_size):
+                batch = todo[start:start + self.batch_size]
+                self._generate_ablated(batch)
+                update(len(batch))
+
+    def _generate_ablated(self, batch: list[tuple[Intervention, str, int]]) -> None:
+        """One pipeline call for ``batch``, each image under its own intervention, each stored."""
+        started = time.perf_counter()
+        call = pipeline_call(self.pipe, [(p, s) for _, p, s in batch], self.sampler)
+        with intervene_each(self.pipe, [(iv.factors, iv.steps) for iv, _, _ in batch]):
+            images = self.pipe(**call).images
+        seconds = (time.perf_counter() - started) / len(batch)
+        for image, (iv, prompt, seed) in zip(images, batch):
+            self.store(iv).save(prompt, seed, image=image, seconds=seconds, batch_size=len(batch))
 
     # --- judging ------------------------------------------------------------------------------
 

@@ -133,12 +133,44 @@ class HeadScaling:
             vector[head] = factor
         return vector
 
+    def factors_for(self, layer: Layer, step: int | None, device, batch: int, guided: bool) -> torch.Tensor | None:
+        """The factors of this scaling at (layer, step): [heads] (one for the whole batch), or None."""
+        return self.vector(layer, step, device)
+
+
+class HeadScalingEach:
+    """One `HeadScaling` per image of a pipeline call (None: that image is not scaled), so that
+    different interventions share one batch (paper §3.6's sweep, batched).
+
+    An image's factors apply to both halves of classifier-free guidance, as `HeadScaling`'s do.
+    """
+
+    def __init__(self, scalings: list[HeadScaling | None]):
+        if not scalings:
+            raise ValueError("give one scaling (or None) per image of the pipeline call")
+        self.scalings = list(scalings)
+
+    def factors_for(self, layer: Layer, step: int | None, device, batch: int, guided: bool) -> torch.Tensor | None:
+        """[batch, heads] factors at (layer, step), or None when no image is scaled there. ``batch``
+        is the UNet's: the images, or twice that under classifier-free guidance."""
+        vectors = [None if s is None else s.vector(layer, step, device) for s in self.scalings]
+        if all(v is None for v in vectors):
+            return None
+        n = len(self.scalings)
+        if batch not in (n, 2 * n) or (batch == 2 * n and not guided):
+            raise ValueError(f"{n} per-image head scalings for a UNet batch of {batch}: give one scaling per "
+                             "image of the pipeline call (num_images_per_prompt=1)")
+        ones = torch.ones(layer.heads, device=device)
+        per_image = torch.stack([ones if v is None else v for v in vectors])
+        return torch.cat([per_image, per_image]) if batch == 2 * n else per_image
+
 
 def attention_probs(attn, hidden_states, context, attention_mask=None, head_factors=None):
     """Cross-attention of a diffusers `Attention` computed explicitly, as the stock processor does.
 
     Returns (probabilities [batch, heads, pixels, tokens] in float32, layer output). Logits are
-    multiplied by ``head_factors`` [heads] before the mask and the softmax.
+    multiplied by ``head_factors`` — [heads], or [batch, heads] per sample — before the mask and
+    the softmax.
     """
     if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
         raise NotImplementedError("explicit attention supports the SD cross-attention layout only")
@@ -152,7 +184,7 @@ def attention_probs(attn, hidden_states, context, attention_mask=None, head_fact
         query, key = attn.norm_q(query), attn.norm_k(key)
     logits = (query.float() @ key.float().transpose(-1, -2)) * attn.scale
     if head_factors is not None:
-        logits = logits * head_factors.view(1, -1, 1, 1)
+        logits = logits * per_sample(head_factors, batch)
     if attention_mask is not None:
         mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
         logits = logits + mask.view(batch, attn.heads, -1, mask.shape[-1]).float()
@@ -162,6 +194,16 @@ def attention_probs(attn, hidden_states, context, attention_mask=None, head_fact
     if attn.residual_connection:
         out = out + hidden_states
     return probs, out / attn.rescale_output_factor
+
+
+def per_sample(head_factors: torch.Tensor, batch: int) -> torch.Tensor:
+    """Head factors [heads] or [batch, heads] as [batch or 1, heads, 1, 1], to multiply logits."""
+    if head_factors.ndim == 1:
+        return head_factors.view(1, -1, 1, 1)
+    if head_factors.ndim != 2 or head_factors.shape[0] != batch:
+        raise ValueError(f"head factors of shape {tuple(head_factors.shape)} for a batch of {batch}: "
+                         "give [heads] or [batch, heads]")
+    return head_factors[:, :, None, None]
 
 
 class ControlledProcessor:
@@ -174,7 +216,7 @@ class ControlledProcessor:
                  *args, **kwargs):
         control, step = self.control, self.control.step
         recordings = [r for r in control.recordings if r.wants(self.layer.index, step)]
-        factors = control.head_factors(self.layer, step, hidden_states.device)
+        factors = control.head_factors(self.layer, step, hidden_states.device, hidden_states.shape[0])
         if not recordings and factors is None:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
@@ -226,9 +268,18 @@ class _Control:
             if recording.wants_step(self.step):
                 recording.steps_seen.add(self.step)
 
-    def head_factors(self, layer: Layer, step, device):
-        vectors = [v for s in self.scalings if (v := s.vector(layer, step, device)) is not None]
-        return torch.stack(vectors).prod(dim=0) if vectors else None
+    def head_factors(self, layer: Layer, step, device, batch: int):
+        """The product of the open scalings' factors at (layer, step): [heads] when every scaling
+        is one for the whole batch, [batch, heads] when one is per image; None when none acts."""
+        found = [f for s in self.scalings if (f := s.factors_for(layer, step, device, batch, self.guided)) is not None]
+        if not found:
+            return None
+        if all(f.ndim == 1 for f in found):
+            return torch.stack(found).prod(dim=0)
+        product = torch.ones(batch, layer.heads, device=device)
+        for f in found:
+            product = product * f
+        return product
 
 
 @contextmanager
@@ -294,9 +345,30 @@ def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
     ``heads`` maps (layer, head) to a factor: ``{(3, 5): 0.0}`` makes head 5 of layer 3 uniform at
     the first step (the paper's default ablation).
     """
+    _check_heads(pipe, heads)
+    with _attached(pipe, "scalings", HeadScaling(heads, steps)) as scaling:
+        yield scaling
+
+
+@contextmanager
+def intervene_each(pipe, per_image: list[tuple[dict[tuple[int, int], float], object] | None]):
+    """One intervention per image of the next pipeline calls (paper §3.6, batched): ``per_image``
+    holds, for each image in call order, ``(heads, steps)`` as `intervene` takes them, or None for
+    an image left alone. Equal, within float tolerance, to one `intervene` per image."""
+    scalings = []
+    for item in per_image:
+        if item is not None:
+            heads, steps = item
+            _check_heads(pipe, heads)
+            item = HeadScaling(heads, steps)
+        scalings.append(item)
+    with _attached(pipe, "scalings", HeadScalingEach(scalings)) as scaling:
+        yield scaling
+
+
+def _check_heads(pipe, heads) -> None:
+    """Raise for a (layer, head) the pipeline does not have."""
     layers = {layer.index: layer for layer in registry(pipe)}
     for layer, head in heads:
         if layer not in layers or not 0 <= head < layers[layer].heads:
             raise ValueError(f"no head {head} in layer {layer}: see dvdlib.layers.registry(pipe)")
-    with _attached(pipe, "scalings", HeadScaling(heads, steps)) as scaling:
-        yield scaling

@@ -135,16 +135,23 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
                    store.attention(p, s, spec) if spec else {}, pipe.tokenizer) for p, s in jobs]
 
 
-def _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image):
-    from .noise_norm import record_noise_norms
-
-    started, sampler = time.perf_counter(), store.settings
+def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_step: int | None = None) -> dict:
+    """The keyword arguments of one pipeline call for ``batch`` [(prompt, seed), ...] under the
+    ``sampler`` settings (resolution, steps, guidance, eta): the seeds' own initial latents."""
     side = sampler["resolution"]
     call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], side),
                 height=side, width=side, num_inference_steps=sampler["steps"],
                 guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="pil" if want_image else "latent")
     if until_step:
         call["callback_on_step_end"] = stop_after(until_step)
+    return call
+
+
+def _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image):
+    from .noise_norm import record_noise_norms
+
+    started = time.perf_counter()
+    call = pipeline_call(pipe, batch, store.settings, want_image, until_step)
     with ExitStack() as recordings:
         recording = recordings.enter_context(record(pipe, **attention)) if attention else None
         norms = recordings.enter_context(record_noise_norms(pipe)) if noise_norms else None
