@@ -5,6 +5,13 @@
 runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, writes
 the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
 exits non-zero when a chapter failed or the build failed (the book is still built in the first case).
+
+    dvd plan [CHAPTER ...] [--profile toy] [-p KEY VALUE ...] [--gpus 8] [--costs FILE]
+    dvd prefetch CHAPTER ... [--profile toy] [-p KEY VALUE ...] [--shard i/N]
+
+``plan`` prints what chapters compute (generations, images, UNet evaluations, judge calls) and,
+from measured costs, GPU-hours on 1 and N GPUs (`dvdlib.plan`); ``prefetch`` computes it into the
+run store, this process's shard of it (`dvdlib.prefetch`; under ``accelerate launch -m dvdlib``).
 """
 
 from __future__ import annotations
@@ -73,6 +80,40 @@ def _check(args) -> int:
     return 0
 
 
+def _params(args) -> dict:
+    return {k: _value(v) for k, v in (args.param or [])}
+
+
+def _plan(args) -> int:
+    from dvdlib import plan as planning
+    from dvdlib.book import chapter_sources
+
+    try:
+        chapters = args.chapters or [s.stem for s in chapter_sources() if s.stem in planning.CHAPTERS]
+        from dvdlib.prefetch import plans_for
+
+        plans = plans_for(chapters, args.profile, _params(args))
+        costs = planning.load_costs(args.costs)
+    except ValueError as exc:
+        print(f"dvd plan: {exc}", file=sys.stderr)
+        return 2
+    print(planning.cost_table(plans, costs, args.gpus, args.costs))
+    return 0
+
+
+def _prefetch(args) -> int:
+    from dvdlib.prefetch import prefetch
+
+    try:
+        summary = prefetch(args.chapters, args.profile, _params(args), shard=args.shard)
+    except ValueError as exc:
+        print(f"dvd prefetch: {exc}", file=sys.stderr)
+        return 2
+    print(f"[shard {summary['shard']}/{summary['shards']}] done: {summary['computed']:,} computed, "
+          f"{summary['items'] - summary['computed']:,} were stored")
+    return 0
+
+
 def _world_command(name: str):
     """The ``dvd <world> ...`` command line of the world ``name`` (`dvdlib.worlds.World.command`), if any."""
     from dvdlib import worlds
@@ -100,6 +141,22 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
     p.add_argument("--layers", nargs="*", type=int, default=[9, 10], help="detector layers (default 9 10)")
     p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
+    p = sub.add_parser("plan", help="what chapters compute under a profile, and its GPU-hours from measured costs")
+    p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, stems or numbers (default: all)")
+    p.add_argument("--profile", default="toy", help="profile name or YAML path (default toy)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="chapter parameter, e.g. -p n_prompts 30 (given to each chapter that has it)")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs to price the run on besides one (default 8)")
+    p.add_argument("--costs", default="benchmarks/results/gpu.json",
+                   help="measured costs (written by benchmarks/gpu.sh; default benchmarks/results/gpu.json)")
+    p = sub.add_parser("prefetch", help="compute chapters' work into the run store (sharded under accelerate "
+                       "launch -m dvdlib prefetch, or --shard i/N)")
+    p.add_argument("chapters", nargs="+", metavar="CHAPTER", help="chapter names, stems or numbers")
+    p.add_argument("--profile", default="toy", help="profile name or YAML path (default toy)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="chapter parameter, e.g. -p n_prompts 30 (given to each chapter that has it)")
+    p.add_argument("--shard", metavar="i/N", help="compute shard i of N (from 0), e.g. "
+                   "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT; default: accelerate's process, else all")
     sub.add_parser("toy", help="a world's own commands, e.g. the toy world's: train, export, sample, render, "
                    "findings (dvd toy --help)", add_help=False)
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -111,6 +168,10 @@ def main(argv=None) -> int:
         return _book(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "prefetch":
+        return _prefetch(args)
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2
 

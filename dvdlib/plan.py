@@ -1,0 +1,571 @@
+"""What a chapter computes, as data: its work items under a profile, before anything runs.
+
+A `Work` is one unit the run store keeps: one generation of (model, sampler, intervention,
+prompt, seed, recording), or one judge answer set of (image, questions). Its ``key`` is the
+store's own: the file the store checks (``<model>/<settings hash>/<prompt hash>/<seed>.png`` or
+``.attn-<spec hash>.npz``), or the record and the answer key the chapter reads
+(``...<seed>.json#judge:...``). `plan(chapter, profile, params)` lists a chapter's work with the
+parameters the chapter itself reads (its parameters cell's defaults, then ``params``), built by
+the same library calls the chapter makes, so the plan and the chapter cannot drift; `Plan.todo`
+keeps what the store lacks. `counts` gives UNet evaluations (steps × 2 under classifier-free
+guidance, paper §2's sampler), images and judge calls; `dvdlib.prefetch` computes a plan.
+
+Work a plan cannot know before part of it has run (chapter 06's pairs of heads depend on the
+single-head outcomes, chapter 08's ``validate_on="flagged"`` on the detector, chapters 01 and 03
+on data and fine-tunes) is left out and named in `Plan.not_counted`: never guessed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+from .store import digest, model_key, slug
+
+#: Work kinds: a generation (image, attention or noise norms) or a judge's answers about one image.
+GENERATE, JUDGE = "generate", "judge"
+
+
+@dataclass(frozen=True)
+class Work:
+    """One unit of stored work (generation or judge answers), keyed as `dvdlib.store.Store` keys it.
+
+    ``options``: JSON of the `dvdlib.generate.generate` options (``attention``, ``until_step``,
+    ``noise_norms``, ``images``); ``intervention``: JSON of an `dvdlib.ablation.Intervention`'s
+    key (paper §3.6) or ""; for judge work, ``answers`` is the record key, ``asks`` the library
+    function that asks ("dvd": `dvdlib.dvd.judge_images`, "presence":
+    `dvdlib.triplets.judge_presence`), ``row`` the prompt-set row as JSON and ``questions`` how
+    many questions the image is asked."""
+
+    kind: str
+    model: str
+    store: str
+    settings: str
+    prompt: str
+    seed: int
+    options: str = "{}"
+    intervention: str = ""
+    answers: str = ""
+    asks: str = ""
+    row: str = ""
+    questions: int = 0
+    #: the stored file's ending after ``<seed>``: ".png", ".attn-<spec hash>.npz" (set when built)
+    artifact: str = field(default="", compare=False)
+    #: what the image's UNet runs cost: steps run × (2 under classifier-free guidance)
+    unet_evals: int = field(default=0, compare=False)
+
+    @cached_property
+    def spec(self) -> dict | None:
+        """The recording spec that keys the stored attention (`dvdlib.generate.recording_spec`)."""
+        from .generate import recording_spec
+
+        o = json.loads(self.options)
+        holder = SimpleNamespace(settings=json.loads(self.settings))
+        return recording_spec(holder, o.get("attention"), o.get("until_step"), o.get("noise_norms", False))
+
+    @cached_property
+    def wants_image(self) -> bool:
+        o = json.loads(self.options)
+        return o.get("images", True) and o.get("until_step") is None
+
+    @property
+    def base(self) -> str:
+        """``<model>/<settings hash>/<prompt hash>/<seed>``: where the store keeps this (prompt, seed)."""
+        return f"{self.store}/{digest(self.prompt)}/{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """The store's key of this work: the file `Store.has` checks last, or record#answer-key."""
+        if self.kind == JUDGE:
+            return f"{self.base}.json#{self.answers}"
+        return f"{self.base}{self.artifact}"
+
+    @property
+    def shard_key(self) -> str:
+        """What places this work in a shard: its store and prompt. Every seed and recording of a
+        prompt lands in one shard, so the judge asks all its seeds in one call (as the chapters
+        do) about images the same process made: no shard waits on another."""
+        return f"{self.store}/{digest(self.prompt)}"
+
+    def files(self) -> list[str]:
+        """The store files a generation writes (image, attention), store-relative."""
+        if self.kind == JUDGE:
+            return [f"{self.base}.json"]
+        out = [f"{self.base}.png"] if self.wants_image else []
+        return out + ([f"{self.base}.attn-{digest(self.spec)}.npz"] if self.spec else [])
+
+    def done(self, root: str | Path) -> bool:
+        """Whether the store under ``root`` already holds this work."""
+        root = Path(root)
+        if self.kind == GENERATE:
+            return all((root / f).exists() for f in self.files())
+        record = root / f"{self.base}.json"
+        if not record.exists():
+            return False
+        return isinstance(json.loads(record.read_text()).get(self.answers), dict)
+
+
+@dataclass
+class Plan:
+    """A chapter's work under a profile (``items``, without repeats) and what it leaves uncounted."""
+
+    chapter: str
+    profile: object
+    items: list[Work]
+    not_counted: list[str] = field(default_factory=list)
+    #: the chapter's `dvdlib.run.Run` (what `dvdlib.prefetch` loads models and the judge from)
+    run: object = field(default=None, repr=False)
+
+    def todo(self) -> list[Work]:
+        """The work the store lacks."""
+        return [w for w in self.items if not w.done(self.profile.store)]
+
+    def counts(self) -> dict:
+        """UNet evaluations, images (generations) and judge calls (image × question) of the plan."""
+        gens = [w for w in self.items if w.kind == GENERATE]
+        return {"unet_evals": sum(w.unet_evals for w in gens), "generations": len(gens),
+                "images": sum(w.wants_image for w in gens),
+                "judge_calls": sum(w.questions for w in self.items if w.kind == JUDGE)}
+
+
+# --- building work ----------------------------------------------------------------------------------
+
+
+class PlanRun:
+    """What a plan function reads of a chapter's run: its `dvdlib.run.Run` (profile, world,
+    stores, questions, prompt sets), never loading a model: prompt sets are read untokenized."""
+
+    def __init__(self, run, params: dict):
+        self.run, self.params, self.profile, self.world = run, params, run.profile, run.world
+        self.items: dict[str, Work] = {}
+        self.not_counted: list[str] = []
+        self._keys: dict = {}
+
+    def prompts(self, role: str, n: int | None = None, tokenize: bool = True):
+        return self.run.prompts(role, n, tokenize=False)
+
+    @cached_property
+    def questions(self):
+        return self.run.questions
+
+    @cached_property
+    def judge_name(self) -> str:
+        """The name the profile's judge stores its answers under (a toy judge's own, from its manifest)."""
+        from .toy.judge import MANIFEST
+
+        manifest = Path(self.profile.judge) / MANIFEST
+        return json.loads(manifest.read_text()).get("judge", self.profile.judge) if manifest.is_file() else self.profile.judge
+
+    def _store(self, model: str, intervention: dict | None):
+        if model not in self._keys:
+            self._keys[model] = model_key(model)
+        key = self._keys[model]
+        settings = self.profile.sampler(model)
+        if intervention is not None:
+            settings = {**settings, "intervention": intervention}
+        return f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
+
+    def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
+                 until_step: int | None = None, noise_norms: bool = False, images: bool = True,
+                 intervention: dict | None = None) -> None:
+        """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store."""
+        from .generate import _jsonable
+
+        P, model = self.profile, model or self.profile.model
+        store, settings = self._store(model, intervention)
+        options = {"attention": {k: _jsonable(v) for k, v in attention.items()} if attention else None,
+                   "until_step": until_step, "noise_norms": noise_norms, "images": images}
+        steps = min(until_step or P.steps, P.steps)
+        evals = steps * (2 if P.guidance > 1 else 1)
+        options = json.dumps(options, sort_keys=True)
+        iv = json.dumps(intervention, sort_keys=True) if intervention else ""
+        first = Work(GENERATE, model, store, settings, "", 0, options, iv)
+        artifact = f".attn-{digest(first.spec)}.npz" if first.spec else ".png"
+        for prompt in dict.fromkeys(prompts):
+            for seed in seeds:
+                self._add(Work(GENERATE, model, store, settings, prompt, int(seed), options, iv, artifact=artifact,
+                               unet_evals=evals))
+
+    def judge_dvd(self, rows, seeds, *, model: str | None = None, intervention: dict | None = None) -> None:
+        """The work of `dvdlib.dvd.judge_images`: ten questions per (row, seed), paper §2."""
+        from .dvd import OBJECTS, _key, question_groups
+        from .judge import QUESTIONS_PER_SET
+
+        Q, model = self.questions, model or self.profile.model
+        store, settings = self._store(model, intervention)
+        judge = SimpleNamespace(name=self.judge_name)
+        for row in rows.itertuples():
+            groups = question_groups(row, Q)
+            before = (row.content_type if row.content_type in Q.categories else OBJECTS, OBJECTS)
+            key = _key(judge, Q, row.content, row.nm_word, None if groups == before else groups)
+            self._judge(model, store, settings, row.prompt, seeds, key, "dvd", row._asdict(), 2 * QUESTIONS_PER_SET,
+                        intervention)
+
+    def judge_presence(self, rows, seeds, *, model: str | None = None) -> None:
+        """The work of `dvdlib.triplets.judge_presence`: five questions per target and (row, seed)."""
+        from .judge import QUESTIONS_PER_SET
+        from .triplets import TRIPLET_SLOTS, _key
+
+        model = model or self.profile.model
+        store, settings = self._store(model, None)
+        judge = SimpleNamespace(name=self.judge_name)
+        for row in rows.to_dict("records"):
+            for k in TRIPLET_SLOTS:
+                key = _key(judge, self.questions, row[f"target{k}"], row[f"target{k}_type"])
+                self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
+
+    def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention):
+        row = json.dumps({k: _plain(v) for k, v in row.items() if k != "Index"}, sort_keys=True, default=str)
+        for seed in seeds:
+            self._add(Work(JUDGE, model, store, settings, prompt, int(seed),
+                           intervention=json.dumps(intervention, sort_keys=True) if intervention else "",
+                           answers=key, asks=asks, row=row, questions=questions))
+
+    def _add(self, work: Work) -> None:
+        self.items.setdefault(work.key, work)
+
+    def skip(self, what: str) -> None:
+        """Name work this plan does not count (it depends on results, data or training)."""
+        self.not_counted.append(what)
+
+
+def _plain(value):
+    """A prompt-set cell as plain JSON (numpy scalars, tuples)."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
+        return value.item()
+    return list(value) if isinstance(value, tuple) else value
+
+
+# --- chapters -----------------------------------------------------------------------------------------
+
+#: chapter stem → plan function(PlanRun); a chapter missing here has no plan yet.
+CHAPTERS: dict[str, Callable] = {}
+
+
+def chapter(name: str):
+    def register(fn):
+        CHAPTERS[name] = fn
+        return fn
+    return register
+
+
+@chapter("01_training_diversity")
+def _training_diversity(r: PlanRun) -> None:
+    r.skip("chapter 01 (paper §3.1) embeds training images you provide; without them (image_source "
+           "'generated') its generations come from a concept table read at run time: not counted")
+
+
+@chapter("02_dvd_benchmark")
+def _dvd_benchmark(r: PlanRun) -> None:
+    """Paper §2, §3.2: the benchmark and the balanced set, every seed, each model compared, judged."""
+    import pandas as pd
+
+    P = r.profile
+    benchmark = r.prompts("benchmark", P.n_prompts)
+    balanced = r.prompts("balanced", P.n_prompts).assign(content_type="balanced")
+    rows = pd.concat([benchmark.assign(set="benchmark"), balanced.assign(set="balanced")], ignore_index=True)
+    rows["case_num"] = rows["set"] + ":" + rows["case_num"].astype(str)
+    _generate_and_judge(r, rows, r.params.get("models") or P.models)
+
+
+def _generate_and_judge(r: PlanRun, rows, models) -> None:
+    """The work of `dvdlib.dvd.generate_and_judge`."""
+    for model in models:
+        r.generate(rows.prompt.unique(), r.profile.seeds, model=model)
+        r.judge_dvd(rows, r.profile.seeds, model=model)
+
+
+@chapter("03_diversity_causal")
+def _diversity_causal(r: PlanRun) -> None:
+    r.skip("chapter 03 (paper §3.3) generates with models it fine-tunes first (DreamBooth): not counted")
+
+
+FIRST_STEP = {"layers": "all", "steps": [1]}
+
+
+@chapter("04_focus_score")
+def _focus_score(r: PlanRun) -> None:
+    """Paper §3.4: the first step of every benchmark and control prompt, and one full example."""
+    from . import bench
+
+    P, p = r.profile, r.params
+    all_benchmark = r.prompts("benchmark")
+    r.generate(bench.stratified(all_benchmark, P.n_prompts).prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
+    r.generate(r.prompts("control", P.n_prompts).prompt, P.seeds, attention=FIRST_STEP, until_step=1)
+    row = bench.case(all_benchmark, p["example_case"])
+    r.generate([row.prompt], P.seeds[:1], attention={"layers": p["peak_layers"], "steps": [1], "maps": True})
+
+
+@chapter("05_temporal_dynamics")
+def _temporal_dynamics(r: PlanRun) -> None:
+    """Paper §3.5: every step of the tracked layers for the benchmark and balanced sets."""
+    from . import bench, temporal
+
+    P, p = r.profile, r.params
+    options = temporal.record_options({"dominant": tuple(p["dominant_layers"]), "dominated": tuple(p["dominated_layers"])})
+    all_benchmark = r.prompts("benchmark")
+    for rows in (bench.stratified(all_benchmark, P.n_prompts), r.prompts("balanced", P.n_prompts)):
+        r.generate(rows.prompt.unique(), P.seeds, attention=options)
+    row, _ = temporal.find_example(all_benchmark, p["example_content"], p["example_object"])
+    r.generate([row.prompt], P.seeds[:1], attention=options)
+
+
+@chapter("06_head_ablation")
+def _head_ablation(r: PlanRun) -> None:
+    """Paper §3.6: plain, single-head and multi-head ablations of every row and seed, judged
+    (DvD) or compared across seeds (memorized), and the positive controls."""
+    from . import ablation
+
+    P, p = r.profile, r.params
+    sweep = ablation.sweep_plan(P, p["sweep_layers"], p["sweep_heads"], p["n_prompts"], p["n_memorized"], p["sweep_seeds"])
+    layers = unet_layers(r)
+    steps = p["ablate_steps"]
+    single = ablation.single_head(layers, sweep.layers, sweep.heads, p["factor"], steps)
+    multi = ablation.multi_head(layers, sweep.layers, p["multi_head_reading"], p["factor"], steps)
+    benchmark = r.prompts("benchmark", sweep.n_prompts)
+    memorized, _ = ablation.memorized_set(r, sweep.n_memorized)
+    sets = {"DvD": benchmark, **({"memorized": memorized} if memorized is not None else {})}
+    controls = ablation.positive_controls(layers, p["factor"], steps, P.steps)
+    for name, rows in sets.items():
+        rows = rows.drop_duplicates("case_num")
+        for iv in [None, *single, *multi, *(controls if name == "DvD" else [])]:
+            key = None if iv is None else iv.key()
+            r.generate(rows.prompt.unique(), sweep.seeds, intervention=key)
+            if name == "DvD" and (iv is None or iv not in controls):
+                r.judge_dvd(rows, sweep.seeds, intervention=key)
+    r.skip(f"chapter 06: pairs of non-mitigating layer-{p['pair_layer']} heads (paper §3.6) depend on the "
+           "single-head outcomes: not counted")
+    if str(p["similarity"]).startswith("clip:"):
+        r.skip("chapter 06: CLIP embeddings of the memorized images (similarity 'clip:...'): not counted")
+
+
+@chapter("07_memorization")
+def _memorization(r: PlanRun) -> None:
+    """Paper §3.7: noise-prediction norms of the memorized, benchmark and balanced prompts."""
+    from . import memorization
+
+    for prompts in memorization.prompt_sets(r, r.params["n_memorized"]).values():
+        r.generate(prompts, r.profile.seeds, noise_norms=True, until_step=r.params["curve_steps"], images=False)
+
+
+@chapter("08_detection_replacement")
+def _detection_replacement(r: PlanRun) -> None:
+    """Paper §3.8: first steps of the benchmark and balanced sets; every benchmark row generated
+    and judged before and after its concept is replaced, with each model compared."""
+    from . import bench, replace
+
+    P, p = r.profile, r.params
+    benchmark = bench.stratified(r.prompts("benchmark"), P.n_prompts)
+    balanced = r.prompts("balanced", P.n_prompts)
+    for rows in (benchmark, balanced):
+        r.generate(rows.prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
+    if p["validate_on"] != "all":
+        r.skip("chapter 08: the rows the detector flags (validate_on='flagged') are known only after it runs: "
+               "the replacement is not counted")
+        return
+    rows = replace.rows_to_replace(benchmark, "all")
+    after = replace.replaced(rows, r.world.category_words(), p["judge_concept"])
+    for model in p.get("models") or P.models:
+        r.generate(list(dict.fromkeys([*rows.prompt, *after.prompt])), P.seeds, model=model)
+        r.judge_dvd(rows, P.seeds, model=model)
+        r.judge_dvd(after, P.seeds, model=model)
+
+
+@chapter("09_toy_findings")
+def _toy_findings(r: PlanRun) -> None:
+    """Chapter 09 reads a committed snapshot: no work."""
+
+
+@chapter("10_unselected_prompts")
+def _unselected(r: PlanRun) -> None:
+    """ACCV version: the unselected, benchmark and balanced sets, every model, judged."""
+    from . import unselected
+
+    _generate_and_judge(r, unselected.prompt_sets(r, r.profile.n_prompts), r.params.get("models") or r.profile.models)
+
+
+@chapter("11_three_concepts")
+def _three_concepts(r: PlanRun) -> None:
+    """ACCV version: the factorial and the pilot generated, each target's presence judged, and the
+    first step of each prompt recorded for its peak slot."""
+    from . import triplets
+
+    P, p = r.profile, r.params
+    for role, n in (("factorial", p["cases"] or P.n_prompts // 2), ("pilot", p["n_pilot"] or P.n_prompts)):
+        rows, _ = triplets.design(r, role, n)
+        if rows.empty:
+            continue
+        r.generate(rows["prompt"].unique(), P.seeds)
+        r.judge_presence(rows, P.seeds)
+        r.generate(rows["prompt"].unique(), P.seeds, attention={"layers": list(p["peak_layers"]), "steps": [1]}, until_step=1)
+
+
+def unet_layers(r: PlanRun):
+    """The cross-attention layers (`dvdlib.layers`) of the profile's model, built on the meta
+    device from its UNet config: the packaged SD 1.4 / 2.1 configs, a folder's own, else the
+    world's model loaded (the small ones)."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    from .layers import cross_attention_layers, registry
+    from .models import SD14, SD21, resolve_id, unet_config
+
+    P, model = r.profile, r.profile.model
+    known = {SD14: "sd1.4", SD21: "sd2.1", "random:sd1.4": "sd1.4", "random:sd2.1": "sd2.1"}
+    name = model if model.startswith("random:") else resolve_id(model) if not Path(model).exists() else model
+    config = None
+    if name in known:
+        config = unet_config(known[name])
+    elif (Path(model) / "unet" / "config.json").is_file():
+        config = json.loads((Path(model) / "unet" / "config.json").read_text())
+    if config is None:
+        return registry(r.run.pipe, P.resolution_of(model))
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(config)
+    return cross_attention_layers(unet, P.resolution_of(model))
+
+
+# --- parameters and the entry point ---------------------------------------------------------------------
+
+
+def chapter_parameters(source: str | Path) -> dict:
+    """A chapter's parameters with their defaults, read from its ``parameters`` cell."""
+    import papermill as pm
+
+    out = {}
+    for name, info in pm.inspect_notebook(str(source)).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = info["default"]
+    return out
+
+
+def chapter_source(name: str, chapters_dir: str | Path = "chapters") -> Path:
+    """The chapter notebook ``name`` names (file, stem or number prefix, as `dvd book --only`)."""
+    from .book import chapter_sources
+
+    found = chapter_sources(chapters_dir, only=[name])
+    if len(found) != 1:
+        raise ValueError(f"{name!r} names {len(found)} chapters ({', '.join(s.stem for s in found)}): give one")
+    return found[0]
+
+
+def plan(name: str, profile: str = "toy", params: dict | None = None, chapters_dir: str | Path = "chapters") -> Plan:
+    """The `Plan` of chapter ``name`` (``"02"``, ``"02_dvd_benchmark"``) under ``profile`` with the
+    chapter parameters ``params`` (others keep the chapter's defaults; unknown ones are an error)."""
+    from .profiles import Profile, load_profile
+    from .run import Run
+
+    source = chapter_source(name, chapters_dir)
+    if source.stem not in CHAPTERS:
+        raise ValueError(f"chapter {source.stem} has no plan (planned: {', '.join(CHAPTERS)})")
+    defaults = chapter_parameters(source)
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"{source.stem} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters are: {', '.join(defaults)}")
+    values = {**defaults, **params, "profile": profile}
+    fields = set(Profile.__dataclass_fields__) - {"name", "models"}
+    overrides = {k: v for k, v in values.items() if k in fields}
+    run = Run(load_profile(profile, **overrides), source.stem, out_dir=values.get("out_dir", "book"))
+    r = PlanRun(run, values)
+    CHAPTERS[source.stem](r)
+    return Plan(source.stem, run.profile, list(r.items.values()), r.not_counted, run)
+
+
+# --- cost ---------------------------------------------------------------------------------------------
+
+#: Where the GPU benchmark writes its measurements (``benchmarks/gpu.sh``; key ``costs``).
+COSTS_FILE = "benchmarks/results/gpu.json"
+
+
+def load_costs(path: str | Path = COSTS_FILE) -> dict | None:
+    """The measured costs (``costs`` of the GPU benchmark's result: seconds per image per model,
+    seconds per judge question), or None when no measurement exists at ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    costs = data.get("costs", data)
+    if "generation" not in costs or "judge" not in costs:
+        raise ValueError(f"{path}: expected a 'costs' object with 'generation' and 'judge' (from benchmarks/gpu.sh)")
+    return costs
+
+
+def _measured(costs: dict, model: str) -> dict | None:
+    """The generation measurement of ``model``: its own id, else the random-weight model of its
+    architecture (same cost: SD 1.4 → ``random:sd1.4``, SD 2.1 → ``random:sd2.1``)."""
+    from .models import SD14, SD21, resolve_id
+
+    gen = costs["generation"]
+    if model in gen:
+        return gen[model]
+    name = resolve_id(model) if not Path(model).exists() else model
+    return gen.get(name) or gen.get({SD14: "random:sd1.4", SD21: "random:sd2.1"}.get(name, ""))
+
+
+def seconds(p: Plan, costs: dict | None) -> tuple[float | None, list[str]]:
+    """GPU-seconds of a plan on one GPU from measured costs, and what could not be priced.
+
+    A generation costs the measured seconds per image scaled to its UNet evaluations (steps run ×
+    2 under guidance, against the benchmark's steps × 2) and to its pixels (resolution², against
+    the benchmark's): where a chapter's sampler differs from the benchmark's (first steps only,
+    another resolution) the cost is scaled, not measured; decoding and model loading are not
+    counted. A judge call costs the measured seconds per question."""
+    if costs is None:
+        return None, ["no measurement (run benchmarks/gpu.sh)"]
+    total, missing = 0.0, set()
+    for w in p.items:
+        if w.kind == JUDGE:
+            total += w.questions * costs["judge"]["seconds_per_question"]
+            continue
+        m = _measured(costs, w.model)
+        if m is None:
+            missing.add(w.model)
+            continue
+        resolution = json.loads(w.settings)["resolution"]
+        total += m["seconds_per_image"] * w.unet_evals / (2 * m["steps"]) * (resolution / m["resolution"]) ** 2
+    return (None if missing else total), [f"no measurement for {m}" for m in sorted(missing)]
+
+
+def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str = COSTS_FILE) -> str:
+    """A Markdown table of the plans: generations, images, UNet evaluations, judge calls and GPU-hours
+    on 1 and ``gpus`` GPUs (shards of equal size assumed), a total row, then what is not counted."""
+    head = (f"| chapter | generations | images | UNet evaluations | judge calls | GPU-hours, 1 GPU "
+            f"| GPU-hours, {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|")
+    lines, notes, totals, total_s = [head], [], dict.fromkeys(("generations", "images", "unet_evals", "judge_calls"), 0), 0.0
+    for p in plans:
+        c = p.counts()
+        for k in totals:
+            totals[k] += c[k]
+        s, missing = seconds(p, costs) if p.items else (0.0, [])
+        total_s = None if s is None or total_s is None else total_s + s
+        hours = lambda x: "unknown" if x is None else f"{x / 3600:,.1f}"  # noqa: E731
+        lines.append(f"| {p.chapter} | {c['generations']:,} | {c['images']:,} | {c['unet_evals']:,} | "
+                     f"{c['judge_calls']:,} | {hours(s)} | {hours(None if s is None else s / gpus)} |")
+        notes += [f"- {p.chapter}: {m}" for m in p.not_counted] + [f"- {p.chapter}: {m}" for m in missing if costs]
+    hours = lambda x: "unknown" if x is None else f"{x / 3600:,.1f}"  # noqa: E731
+    lines.append(f"| **all** | {totals['generations']:,} | {totals['images']:,} | {totals['unet_evals']:,} | "
+                 f"{totals['judge_calls']:,} | {hours(total_s)} | {hours(None if total_s is None else total_s / gpus)} |")
+    profile = plans[0].profile if plans else None
+    out = "\n".join(lines)
+    if profile is not None:
+        out = f"Profile `{profile.name}` ({profile.description}).\n\n" + out
+    if costs is None:
+        out += (f"\n\nGPU-hours unknown: no measurement at {source} (run benchmarks/gpu.sh on the GPU, "
+                "or pass --costs FILE); the counts above need none.")
+    else:
+        out += (f"\n\nFrom measured costs on {costs.get('device', 'the benchmark device')} ({source}): seconds per "
+                "image scaled by UNet evaluations and resolution² where a chapter's sampler differs from the "
+                f"benchmark's; seconds per judge question × questions. {gpus} GPUs: the 1-GPU hours / {gpus} "
+                "(shards by hash are near equal); model loading and image decoding not counted.")
+    if notes:
+        out += "\n\nNot counted (known only at run time):\n" + "\n".join(notes)
+    return out
