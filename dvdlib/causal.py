@@ -131,14 +131,26 @@ def variants_text(breeds, n_images: int) -> str:
     return ", ".join(f"{k} × {n_images // k}" for k in breeds)
 
 
-def variant_name(breeds: int) -> str:
-    """"base" (0 breeds: the model before fine-tuning), "1 breed", "3 breeds"."""
-    return "base" if breeds == 0 else f"{breeds} breed{'s' if breeds > 1 else ''}"
+def unit_word(run, images=None) -> str:
+    """What a variant's images are spread over, in the reader's words: "breed" for dog photos
+    (paper §3.3), else the world's own word (`dvdlib.worlds.World.training_images_unit`: "variant"
+    for a toy world's fixed appearances)."""
+    return "breed" if images else run.world.training_images_unit
 
 
-def training_grid(training: dict[int, list], n_images: int, per_variant: int) -> list:
+def variant_name(breeds: int, unit: str = "breed") -> str:
+    """"base" (0 breeds: the model before fine-tuning), "1 breed", "3 breeds" (or ``unit``s)."""
+    return "base" if breeds == 0 else f"{breeds} {unit}{'s' if breeds > 1 else ''}"
+
+
+def named(values: pd.Series, unit: str = "breed") -> pd.Series:
+    """``values`` indexed by breed count, re-indexed by `variant_name` ("base", "3 variants")."""
+    return values.rename(index=lambda k: variant_name(k, unit))
+
+
+def training_grid(training: dict[int, list], n_images: int, per_variant: int, unit: str = "breed") -> list:
     """Rows of `dvdlib.plots.image_grid`: ``per_variant`` images of each variant, evenly spread."""
-    return [(f"{variant_name(k)} × {n_images // k} images",
+    return [(f"{variant_name(k, unit)} × {n_images // k} images",
              [(im, b) for b, im in shown[::max(1, len(shown) // per_variant)][:per_variant]])
             for k, shown in training.items()]
 
@@ -276,15 +288,16 @@ def paired_text(t: dict) -> str:
             f"Wilcoxon p = {t['wilcoxon_p']:.3g} over {t['paired_prompts']} prompts")
 
 
-def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | None = None):
-    """Per-prompt DvD per variant (base model = 0 breeds), mean ± s.e. and the points, with τ."""
+def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | None = None, unit: str = "breed"):
+    """Per-prompt DvD per variant (base model = 0 breeds), mean ± s.e. and the points, with τ;
+    ``unit``: what a variant's images are spread over (`unit_word`: dog breeds, a toy world's variants)."""
     import matplotlib.pyplot as plt
 
     from . import plots
 
     plots.use_style()
     order = sorted(scores["breeds"].unique())
-    labels = ["base" if b == 0 else f"{b} breed{'s' if b > 1 else ''}" for b in order]
+    labels = [variant_name(b, unit) for b in order]
     fig, ax = plt.subplots(figsize=(1.3 * len(order) + 2.5, 3.6))
     for i, b in enumerate(order):
         v = scores.loc[scores["breeds"] == b, "dvd"].to_numpy()
@@ -302,7 +315,7 @@ def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | Non
     ax.set_xticks(range(len(order)), labels)
     ax.set_ylim(-3, 103)
     each = f"{n_images} training images in every variant" if n_images else "the same training images in number"
-    ax.set_xlabel(f"breeds the new concept was fine-tuned on ({each})")
+    ax.set_xlabel(f"{unit}s the new concept was fine-tuned on ({each})")
     ax.set_ylabel("DvD Score per prompt\n(mean over seeds; black: mean ± s.e.)")
     if ax.get_legend_handles_labels()[1]:
         ax.legend(loc="upper right", frameon=False, fontsize=8)

@@ -64,24 +64,32 @@ def _upsample(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img)
 
 
-def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: str = ""):
-    """The image, then one panel per named attention map [side, side] drawn over it.
+#: Colour map of attention maps: perceptually uniform, readable in grey (not jet).
+ATTENTION_CMAP = "magma"
 
-    Each map is scaled from its own minimum to its maximum (the panel title gives the range).
-    """
+
+def attention_overlay(image: Image.Image, maps: dict[str, np.ndarray], title: str = "",
+                      label: str = "share of the pixel's attention on the word's tokens"):
+    """The image, then one panel per named attention map [side, side] (paper §3.4's figure),
+    upsampled to the image's size, all on **one** colour scale from 0 to the largest value of any
+    map, with a colour bar saying what the value is (``label``), so the maps compare; each panel's
+    title gives its own maximum."""
     use_style()
-    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.6 * (len(maps) + 1), 2.9))
+    fig, axes = plt.subplots(1, len(maps) + 1, figsize=(2.3 * (len(maps) + 1) + 0.9, 2.9),
+                             layout="constrained")
     axes[0].imshow(image)
-    axes[0].set_title("image")
-    for ax, (label, grid) in zip(axes[1:], maps.items()):
-        heat = _upsample(grid, image.size)
-        ax.imshow(image)
-        ax.imshow(heat, cmap="jet", alpha=0.5, vmin=heat.min(), vmax=heat.max())
-        ax.set_title(f"{label}\n{grid.min():.3f}–{grid.max():.3f}", fontsize=9)
+    axes[0].set_title("image", fontsize=10)
+    top = max(float(np.max(grid)) for grid in maps.values()) or 1.0
+    shown = None
+    for ax, (word, grid) in zip(axes[1:], maps.items()):
+        shown = ax.imshow(_upsample(grid, image.size), cmap=ATTENTION_CMAP, vmin=0.0, vmax=top)
+        ax.set_title(textwrap.fill(f'"{word}" (max {float(np.max(grid)):.2f})', 26), fontsize=10)
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(title)
-    fig.tight_layout()
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=list(axes[1:]), shrink=0.85, pad=0.02)
+        bar.set_label(textwrap.fill(label, 28), fontsize=9)
+    fig.suptitle(textwrap.fill(title, 95), fontsize=10)
     return fig
 
 
@@ -138,7 +146,7 @@ def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], columns: i
             ax.set_axis_off()
             if image is not None:
                 ax.imshow(image[0])
-                ax.set_title(image[1], fontsize=9, y=-0.3)
+                ax.text(0.5, -0.04, image[1], fontsize=9, ha="center", va="top", transform=ax.transAxes)
     return fig
 
 

@@ -176,20 +176,26 @@ def peak_outside(run, rows: pd.DataFrame, layers) -> pd.DataFrame:
     return out[~out.on_concept][["case_num", "content", "nm_word", "prompt", "peak_token"]]
 
 
-def example_rows(per_prompt: pd.DataFrame, judged: pd.DataFrame, store, model: str, n: int) -> list:
+def example_rows(per_prompt: pd.DataFrame, judged: pd.DataFrame, store, model: str, n: int,
+                 present_at: int = PRESENT_AT) -> list:
     """Rows of `dvdlib.plots.image_grid`: ``n`` prompts where the object came back most (one per
     distinct pair, across concepts: `dvdlib.dvd.distinct_pairs`), each before and after
-    replacement with its images and the judge's counts (c about the word in the prompt)."""
+    replacement with its first seeds' images (as many as a grid row shows) and the judge's counts
+    (c about the word in the prompt); the row's title counts the object's presence over the seeds
+    shown, and over all seeds when there are more."""
     from .dvd import distinct_pairs, image_row
+    from .plots import GRID_COLUMNS
 
     shown = distinct_pairs(per_prompt.reset_index(), n, by="change")
     rows = []
     for pair in shown.itertuples():
         for when in ("before", "after"):
             mine = judged[(judged.model == model) & (judged.when == when) & (judged.case_num == pair.case_num)]
-            share = pair.present_before if when == "before" else pair.present_after
-            rows.append((f'{when}: "{mine.prompt.iloc[0]}" — object present in {share:.0%} of seeds',
-                         image_row(mine, store, mine.prompt.iloc[0])))
+            seen = mine.head(GRID_COLUMNS)
+            text = f"object present in {int((seen.n >= present_at).sum())} of {len(seen)} seeds"
+            if len(mine) > len(seen):
+                text += f" shown ({int((mine.n >= present_at).sum())} of all {len(mine)})"
+            rows.append((f'{when}: "{mine.prompt.iloc[0]}" — {text}', image_row(seen, store, mine.prompt.iloc[0])))
     return rows
 
 

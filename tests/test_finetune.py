@@ -239,6 +239,12 @@ def test_training_images_need_a_folder_for_real_models():
     assert [len(v) for v in causal.variant_images(smoke, None, [1, 2], 4).values()] == [4, 4]
     with pytest.raises(ValueError, match="-p images"):
         causal.variant_images(paper_run, None, [1], 4)
+    # the figures name what a variant's images are spread over: dog breeds, or a toy world's variants
+    assert causal.unit_word(paper_run, "/data/dogs") == "breed" and causal.unit_word(smoke, None) == "variant"
+    assert causal.unit_word(smoke, "/data/dogs") == "breed"
+    assert [causal.variant_name(k, "variant") for k in (0, 1, 3)] == ["base", "1 variant", "3 variants"]
+    assert causal.training_grid({3: [("variant 0", im) for im in range(3)]}, 12, 2, "variant")[0][0] == "3 variants × 4 images"
+    assert causal.named(pd.Series([1.0, 2.0], index=[0, 10]), "variant").index.tolist() == ["base", "10 variants"]
 
 
 def test_trend_uses_the_fine_tune_as_its_unit():

@@ -74,3 +74,19 @@ def test_peak_token_chance_is_per_prompt(tok):
     assert len(positions) == 5 and peaks.chance[0] == pytest.approx(1 / 5)
     two = focus.peak_on_concept(samples, tok, {PROMPT: positions[3:5]}, layers=[8])  # "a pouch": two tokens
     assert two.chance[0] == pytest.approx(2 / 5)
+
+
+def test_example_maps_share_one_perceptual_scale_and_a_labelled_colour_bar():
+    """Chapter 04's maps: a perceptual colour map (not jet), one scale from 0 for every map, and a
+    colour bar that says what the value is."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from dvdlib import plots
+
+    fig = plots.attention_overlay(Image.new("RGB", (32, 32)), {"tower": np.full((4, 4), 0.5), "ball": np.full((4, 4), 0.1)})
+    maps = [im for ax in fig.axes[1:3] for im in ax.get_images()]
+    assert [im.get_cmap().name for im in maps] == ["magma", "magma"]
+    assert all(im.get_clim() == (0.0, 0.5) for im in maps)  # one scale: the ball's map is darker
+    assert "attention" in fig.axes[-1].get_ylabel()
+    plt.close(fig)

@@ -56,6 +56,26 @@ def test_replacement_is_scored_on_the_objects_return():
     assert r.replaced(table).content.tolist() == ["artist"]
 
 
+def test_example_rows_count_the_seeds_they_show():
+    """Ten seeds judged, a grid row shows six: the title counts the six shown and says the total."""
+    from PIL import Image
+
+    class Store:
+        def image(self, prompt, seed):
+            return Image.new("RGB", (4, 4))
+
+    ns = {"before": [0] * 8 + [4, 4], "after": [5, 5, 0, 5, 0, 0, 5, 5, 5, 5]}
+    judged = pd.DataFrame([{"model": "m", "case_num": 1, "seed": s, "when": w, "n": ns[w][s], "c": 5,
+                            "prompt": f"{w} prompt"} for w in ns for s in range(10)])
+    per = pd.DataFrame({"case_num": [1], "content": ["tower"], "nm_word": ["ball"], "change": [0.6]}).set_index("case_num")
+    (before, images_before), (after, images_after) = r.example_rows(per, judged, Store(), "m", 1)
+    assert len(images_before) == len(images_after) == 6
+    assert before.endswith("object present in 0 of 6 seeds shown (2 of all 10)")
+    assert after.endswith("object present in 3 of 6 seeds shown (7 of all 10)")
+    few = r.example_rows(per, judged[judged.seed < 4], Store(), "m", 1)
+    assert few[1][0].endswith("object present in 3 of 4 seeds") and len(few[1][1]) == 4
+
+
 def test_replaced_rows():
     rows = pd.DataFrame({"case_num": [1, 2], "content_type": ["artist", "character"], "content": ["Van Gogh", "Spider-Man"],
                          "nm_word": ["notebook", "hoodie"], "prompt": ["Van Gogh Notebook", "Spider-Man hoodie"]})

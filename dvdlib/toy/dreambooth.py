@@ -15,6 +15,8 @@ from .world import JOINER, Concept, World
 TOY_POOL = 3303
 #: What chapter 03 tells the reader about these images.
 NOTE = "toy-world renders of a new figure, \"dvddog\", whose fixed appearances stand in for breeds — **not dog photos**"
+#: What the toy images of a variant are spread over (the figure's fixed appearances), in chapter 03's labels.
+UNIT = "variant"
 
 
 def toy_concept(n_breeds: int) -> Concept:

@@ -44,7 +44,8 @@ class World:
     ``clip``: the CLIP image encoder of §3.1 when a chapter names none;
     ``training_images(n_breeds, n_images, seed, size)`` → [(variant, PIL image)]: the causal
     test's images (§3.3) when a chapter gives no folder (None: a folder is required), described
-    to the reader by ``training_images_note``;
+    to the reader by ``training_images_note``, what they are spread over named by
+    ``training_images_unit`` ("breed": dog breeds; a toy world's "variant": a fixed appearance);
     ``causal_prompts()`` → the causal test's prompts (§3.3), DominanceBench's columns plus ``group``;
     ``judge_check(judge)`` → how a judge of this world agrees with people (a table), or None;
     ``command(argv)`` → exit status: the world's own command line, ``dvd <name> ...``.
@@ -64,6 +65,7 @@ class World:
     image_sources: Mapping[str, Callable] = field(default_factory=dict)
     training_images: Callable | None = None
     training_images_note: str = ""
+    training_images_unit: str = "breed"
     judge_check: Callable | None = None
     command: Callable | None = None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..clip import TINY_CLIP
-from ..toy.dreambooth import NOTE, toy_images
+from ..toy.dreambooth import NOTE, UNIT, toy_images
 from . import register, sd
 
 WORLD = register(replace(
@@ -18,4 +18,5 @@ WORLD = register(replace(
     clip=TINY_CLIP,
     training_images=toy_images,
     training_images_note=NOTE,
+    training_images_unit=UNIT,
 ))
