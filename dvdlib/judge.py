@@ -235,14 +235,22 @@ def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path 
     ``"tiny:qwen2-vl"`` (random weights, saved under ``cache``, default a temporary folder);
     ``pixel_limits`` (min, max) set its image processor's (`QuestionSet.pixel_limits`). A world
     may bring its own judges (`dvdlib.worlds.World.load_judge`)."""
+    import os
+    import shutil
     import tempfile
 
     from .vqa import QwenJudge, build_tiny_qwen2_vl
 
     if name == SMOKE_JUDGE:
         folder = Path(cache or tempfile.mkdtemp(prefix="dvd-judge-")) / "tiny-qwen2-vl"
-        if not folder.is_dir():
-            build_tiny_qwen2_vl(folder)
+        if not folder.is_dir():  # built aside and renamed: processes sharing a store never see half of it
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            aside = Path(tempfile.mkdtemp(prefix=".tiny-qwen2-vl.", dir=folder.parent))
+            build_tiny_qwen2_vl(aside)
+            try:
+                os.replace(aside, folder)
+            except OSError:  # another process renamed its copy first
+                shutil.rmtree(aside, ignore_errors=True)
         judge = QwenJudge(folder, dtype=dtype, device=device, pixel_limits=pixel_limits)
         judge.name = SMOKE_JUDGE
         return judge

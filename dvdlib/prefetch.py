@@ -45,9 +45,18 @@ def process_shard(shard: str | None = None):
     """(index, count, accelerate state or None): ``shard`` when given, else accelerate's process."""
     if shard is not None:
         return (*parse_shard(shard), None)
+    import os
+
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # without CUDA, processes torchrun started (accelerate launch --multi_gpu) join over gloo
+    state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+                         or not torch.cuda.is_available())
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if state.num_processes != launched:
+        raise RuntimeError(f"{launched} processes were launched but accelerate sees {state.num_processes}: "
+                           "they would compute the same work; pass --shard i/N instead")
     return state.process_index, state.num_processes, state
 
 
