@@ -195,3 +195,37 @@ def test_world2_judge_targets_know_category_words_and_styles(world):
     styled = world.render("a ring, van rell style", 0)
     assert _fadeable(world, styled) == []  # a styled scene has no plain background to fade toward
     assert set(_fadeable(world, world.render("a ball and a box", 0))) == {"ball", "box"}
+
+
+def test_world2_judge_report_names_its_world_and_counts_its_concepts():
+    """The committed judges' REPORT.md files regenerate from their manifests: world 2's names world 2
+    and its 21 concepts (not "the toy world", "all ten concepts"); world 1's is unchanged."""
+    import json
+    from pathlib import Path
+
+    from dvdlib.toy.judge_report import report
+
+    root = Path(__file__).resolve().parents[1] / "toy"
+    m2 = json.loads((root / "judge2" / "manifest.json").read_text())
+    text = report(m2, World(), "toy/judge2/handcheck")
+    assert text.startswith("# Toy world 2's judge") and "`dvd toy2 judge`" in text
+    assert "all 21 concepts right" in text and "ten concepts" not in text and "the toy world" not in text
+    assert "random_pipeline" not in text  # world 2's judge was not evaluated on random pipelines
+    assert text == (root / "judge2" / "REPORT.md").read_text()
+    m1 = json.loads((root / "judge" / "manifest.json").read_text())
+    assert "all ten concepts right" in report(m1) and report(m1) == (root / "judge" / "REPORT.md").read_text()
+
+
+def test_the_committed_run_s_data_stream_is_unchanged():
+    """Code changes must not move toy/run2's data: its stream, rebuilt from its config, hashes to
+    the hash its export recorded (a resumed or warm-started run trains on the same scenes)."""
+    import json
+    from pathlib import Path
+
+    from dvdlib.toy2.world import SceneStream
+
+    run = Path(__file__).resolve().parents[1] / "toy" / "run2"
+    cfg = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    info = json.loads((run / "model" / toy2_model.MARKER).read_text())
+    assert SceneStream(cfg.captions(), cfg.seed).data_hash() == info["data_hash"]
+    assert info["data_hash"].startswith("aef194ed12764b21")

@@ -343,6 +343,9 @@ class World:
 
     #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
     question_set: ClassVar[str] = "toy"
+    #: The world's plug-in name (``dvd <name> ...``, `dvdlib.worlds`) and its name in prose.
+    name: ClassVar[str] = "toy"
+    title: ClassVar[str] = "the toy world"
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     size: int = SIZE
 

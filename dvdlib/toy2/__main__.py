@@ -3,6 +3,7 @@
     train  --out toy/run2 [--steps N]   train or resume the model (one thread; resumable)
     export --out toy/run2               write the EMA model (fp16) and the manifest
     judge  --out toy/judge2             train world 2's judge on renders and report on it
+    judge  --out toy/judge2 --report-only   rewrite its REPORT.md from the stored numbers (no training)
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def main(argv=None) -> int:
     judge.add_argument("--out", default="toy/judge2")
     judge.add_argument("--renders", type=int, default=60_000)
     judge.add_argument("--steps", type=int, default=3_600)
+    judge.add_argument("--handcheck", default=None, help="folder of hand-labelled samples (default: OUT/handcheck)")
+    judge.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and "
+                       "rewrite manifest.json's hand-check results and REPORT.md (no training)")
     args = parser.parse_args(argv)
     if args.command == "train":
         from .train import TrainConfig, train as run_training
@@ -38,11 +42,15 @@ def main(argv=None) -> int:
         print(json.dumps({k: v for k, v in export_model(args.out).items() if k not in ("world", "config")}, indent=2))
     else:
         from ..toy.judge import JudgeConfig
-        from ..toy.judge_report import train_and_report
+        from ..toy.judge_report import rescore, train_and_report
         from .world import World
 
+        handcheck = args.handcheck or (Path(args.out) / "handcheck").as_posix()
+        if args.report_only:
+            rescore(args.out, handcheck, world=World())
+            return 0
         cfg = JudgeConfig(renders=args.renders, garbage=args.renders // 4, steps=args.steps)
-        evaluation = train_and_report(cfg, args.out, handcheck=Path(args.out) / "handcheck", pipeline_samples=0, world=World())
+        evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0, world=World())
         print(json.dumps(evaluation["renders"], indent=2))
     return 0
 

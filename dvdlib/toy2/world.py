@@ -197,6 +197,9 @@ class World:
 
     #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
     question_set: ClassVar[str] = "toy2"
+    #: The world's plug-in name (``dvd <name> ...``, `dvdlib.worlds`) and its name in prose.
+    name: ClassVar[str] = "toy2"
+    title: ClassVar[str] = "toy world 2"
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     memorized: tuple[str, ...] = MEMORIZED
     size: int = SIZE
