@@ -41,7 +41,11 @@ class Recording:
     Images are in the order the pipeline was called (conditional branch only by default).
     """
 
-    def __init__(self, layers: list[Layer], steps, heads="mean", maps=False, shares=True, branch="cond"):
+    def __init__(self, layers: list[Layer], steps, heads="mean", maps=False, shares=True, branch="cond",
+                 softmax="text"):
+        if softmax not in ("text", "joint"):
+            raise ValueError(f"softmax must be 'text' (over the text keys only) or 'joint' (the slice of a joint "
+                             f"softmax), got {softmax!r}")
         if heads not in ("mean", "each"):
             raise ValueError(f"heads must be 'mean' or 'each', got {heads!r}")
         if branch not in ("cond", "uncond", "both"):
@@ -49,7 +53,7 @@ class Recording:
         if not (maps or shares):
             raise ValueError("nothing to record: ask for shares and/or maps")
         self.layers = {layer.index: layer for layer in layers}
-        self.steps, self.heads, self.branch = _steps(steps), heads, branch
+        self.steps, self.heads, self.branch, self.softmax = _steps(steps), heads, branch, softmax
         self.keep_maps, self.keep_shares = maps, shares
         self._shares, self._maps = defaultdict(list), defaultdict(list)
         self.calls: Counter = Counter()  # layer index -> recorded calls
@@ -212,11 +216,16 @@ class ControlledProcessor:
     def __init__(self, layer: Layer, stock, control: "_Control"):
         self.layer, self.stock, self.control = layer, stock, control
 
+    def asked(self, hidden_states) -> tuple[list[Recording], torch.Tensor | None]:
+        """The recordings that want this call and the head factors that act on it (or None)."""
+        control, step = self.control, self.control.step
+        recordings = [r for r in control.recordings if r.wants(self.layer.index, step)]
+        return recordings, control.head_factors(self.layer, step, hidden_states.device, hidden_states.shape[0])
+
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
                  *args, **kwargs):
         control, step = self.control, self.control.step
-        recordings = [r for r in control.recordings if r.wants(self.layer.index, step)]
-        factors = control.head_factors(self.layer, step, hidden_states.device, hidden_states.shape[0])
+        recordings, factors = self.asked(hidden_states)
         if not recordings and factors is None:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
@@ -226,18 +235,20 @@ class ControlledProcessor:
         return out
 
 
-def unet_call(pipe, args, kwargs) -> tuple[int | None, bool, object]:
-    """What a UNet call of a pipeline is: (step, guided, timestep). The step is the timestep's
+def unet_call(pipe, args, kwargs, timestep_scale: float = 1.0) -> tuple[int | None, bool, object]:
+    """What a denoiser call of a pipeline is: (step, guided, timestep). The step is the timestep's
     position in the scheduler's schedule (1 = the first denoising step; None outside it); the batch
-    is guided when the pipeline uses classifier-free guidance and the input is two identical halves."""
-    sample = kwargs.get("sample", args[0] if args else None)
+    is guided when the pipeline uses classifier-free guidance and the input is two identical halves.
+    ``timestep_scale``: what the pipeline divided the scheduler's timestep by before the call."""
+    sample = kwargs.get("sample", kwargs.get("hidden_states", args[0] if args else None))
     half = sample.shape[0] // 2
     guided = _pipeline_guides(pipe) and sample.shape[0] % 2 == 0 and torch.equal(sample[:half], sample[half:])
     t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
     timesteps = getattr(pipe.scheduler, "timesteps", None)
     step = None
     if t is not None and timesteps is not None:
-        hits = (timesteps.to(torch.as_tensor(t).device) == torch.as_tensor(t).flatten()[0]).nonzero()
+        first = torch.as_tensor(t).flatten()[0].float() * timestep_scale
+        hits = torch.isclose(timesteps.to(first.device).float(), first, rtol=1e-5, atol=1e-3).nonzero()
         if len(hits):
             step = int(hits[0]) + 1
     return step, guided, t
@@ -254,8 +265,8 @@ def _pipeline_guides(pipe) -> bool:
 class _Control:
     """State shared by the processors of one UNet: the current step, open recordings, scalings."""
 
-    def __init__(self, pipe, layers: list[Layer]):
-        self.pipe, self.layers = pipe, layers
+    def __init__(self, pipe, layers: list[Layer], timestep_scale: float = 1.0):
+        self.pipe, self.layers, self.timestep_scale = pipe, layers, timestep_scale
         self.step: int | None = None
         self.guided = False
         self.recordings: list[Recording] = []
@@ -263,7 +274,7 @@ class _Control:
 
     def on_unet_call(self, module, args, kwargs):
         """Forward pre-hook: the step and whether the batch is guided (`unet_call`)."""
-        self.step, self.guided, _ = unet_call(self.pipe, args, kwargs)
+        self.step, self.guided, _ = unet_call(self.pipe, args, kwargs, self.timestep_scale)
         for recording in self.recordings:
             if recording.wants_step(self.step):
                 recording.steps_seen.add(self.step)
@@ -284,8 +295,12 @@ class _Control:
 
 @contextmanager
 def _controlled(pipe):
-    """Install `ControlledProcessor` on every cross-attention layer (once, for nested contexts)."""
-    unet = pipe.unet
+    """Install the adapter's processor (`ControlledProcessor` or a subclass) on every layer of the
+    registry (once, for nested contexts)."""
+    from .adapters import of
+
+    adapter = of(pipe)
+    unet = adapter.denoiser(pipe)
     control = getattr(unet, "_dvd_control", None)
     if control is not None:
         yield control
@@ -294,10 +309,10 @@ def _controlled(pipe):
     if not layers:
         raise RuntimeError(f"{type(unet).__name__} has no cross-attention layers to hook")
     original = unet.attn_processors
-    control = _Control(pipe, layers)
+    control = _Control(pipe, layers, adapter.timestep_scale(pipe))
     processors = dict(original)
     for layer in layers:
-        processors[layer.processor_name] = ControlledProcessor(layer, original[layer.processor_name], control)
+        processors[layer.processor_name] = adapter.processor(layer, original[layer.processor_name], control)
     unet.set_attn_processor(processors)
     hook = unet.register_forward_pre_hook(control.on_unet_call, with_kwargs=True)
     unet._dvd_control = control
@@ -324,15 +339,17 @@ def _attached(pipe, kind: str, item):
 
 
 @contextmanager
-def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond"):
+def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond", softmax="text"):
     """Record cross-attention while the block runs: ``with record(pipe, layers=[8, 9, 10]) as rec:``.
 
     ``layers``: paper numbers (1–16 in SD) or "all"; ``steps``: 1-based denoising steps or "all";
     ``heads``: "mean" (head-averaged) or "each"; ``maps``: also keep spatial maps (memory grows
     with the pixels); ``branch``: "cond" (the prompt's branch of classifier-free guidance),
-    "uncond" or "both".
+    "uncond" or "both"; ``softmax``: under joint attention (SD3), a token's share from a softmax
+    over the text keys only ("text", the default) or the slice of the joint softmax ("joint";
+    `dvdlib.adapters.joint`); the same thing under cross-attention.
     """
-    recording = Recording(select(registry(pipe), layers), steps, heads, maps, shares, branch)
+    recording = Recording(select(registry(pipe), layers), steps, heads, maps, shares, branch, softmax)
     with _attached(pipe, "recordings", recording):
         yield recording
     recording.check()

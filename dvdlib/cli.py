@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="smoke", help="profile giving model, sampler, device (default smoke)")
     p.add_argument("--model", help="override the profile's model (Hub id or folder)")
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
-    p.add_argument("--layers", nargs="*", type=int, default=[9, 10], help="detector layers (default 9 10)")
+    p.add_argument("--layers", nargs="*", type=int, help="detector layers (default 9 10; another family's: "
+                   "the blocks at their depth)")
     p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
     p = sub.add_parser("plan", help="what chapters compute under a profile, and its GPU-hours from measured costs")
     p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, stems or numbers (default: all)")

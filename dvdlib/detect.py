@@ -13,7 +13,7 @@ from .focus import focus_table
 from .generate import generate
 from .layers import registry
 from .store import Store
-from .tokens import concept_span
+from .tokens import concept_span, sequence_tokenizer
 
 #: The paper's best configuration (paper §3.8): layers 9 and 10, threshold 0.010.
 LAYERS, THRESHOLD = (9, 10), 0.010
@@ -38,8 +38,10 @@ class Check:
     peak_token: dict[int, str]
     concepts: dict[str, list[int]]
     flagged: bool
+    layers: tuple[int, ...] = LAYERS
 
-    def report(self, layers=LAYERS, threshold: float = THRESHOLD) -> str:
+    def report(self, layers=None, threshold: float = THRESHOLD) -> str:
+        layers = layers or self.layers
         lines = [f"prompt: {self.prompt!r}"]
         lines += [f"  {name!r} → token positions {span}" for name, span in self.concepts.items()]
         lines.append("layer  Focus Score  peak token")
@@ -50,18 +52,30 @@ class Check:
         return "\n".join(lines)
 
 
-def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,), layers=LAYERS,
+def detector_layers(pipe) -> tuple[int, ...]:
+    """The detector's layers for ``pipe``: the paper's 9 and 10 where the registry has SD's 16
+    layers, else the blocks its family's adapter puts at their depth (`dvdlib.adapters`)."""
+    from .adapters import of
+
+    layers = registry(pipe)
+    return LAYERS if len(layers) == 16 else of(pipe).semantic_layers(layers)
+
+
+def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,), layers=None,
                   threshold: float = THRESHOLD) -> Check:
     """One step-1 pass per seed (no full generation; sampler settings from ``store``): per-layer
-    Focus Score (mean over seeds), the most frequent peak token, and the detector's verdict.
-    ``concepts`` are located in the prompt (an error names a missing one)."""
-    spans = {c: concept_span(pipe.tokenizer, prompt, c) for c in concepts}
+    Focus Score (mean over seeds), the most frequent peak token, and the detector's verdict on
+    ``layers`` (None: `detector_layers`). ``concepts`` are located in the prompt (an error names
+    a missing one)."""
+    layers = tuple(layers or detector_layers(pipe))
+    tokenizer = sequence_tokenizer(pipe)
+    spans = {c: concept_span(tokenizer, prompt, c) for c in concepts}
     samples = generate(pipe, [prompt], seeds, store=store, attention={"layers": "all", "steps": [1]},
                        until_step=1, progress=False)
-    table = focus_table(samples, pipe.tokenizer, [layer.index for layer in registry(pipe)])
+    table = focus_table(samples, tokenizer, [layer.index for layer in registry(pipe)])
     focus = table.groupby("layer")["focus"].mean().to_dict()
     peak = table.groupby("layer")["peak_token"].agg(lambda s: s.mode().iloc[0]).to_dict()
-    return Check(prompt, focus, peak, spans, flags(focus, layers, threshold))
+    return Check(prompt, focus, peak, spans, flags(focus, layers, threshold), layers)
 
 
 # ------------------------------------------------------------------ the detector over prompt sets

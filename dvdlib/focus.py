@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .metrics import adjusted_p, focus_score, peak_token
-from .tokens import content_positions, token_strings
+from .tokens import content_positions, sequence_tokenizer, token_strings
 
 #: Lower-resolution semantic layers of SD 1.x where the paper reads the peak token (paper §3.4).
 SEMANTIC_LAYERS = (8, 9, 10)
@@ -111,4 +111,4 @@ def first_step_scores(run, prompts, reduce: str = "mean") -> pd.DataFrame:
     P, pipe = run.profile, run.pipe
     samples = generate(pipe, prompts, P.seeds, store=run.store(), batch_size=P.batch_size,
                        attention={"layers": "all", "steps": [1]}, until_step=1)
-    return per_prompt(focus_table(samples, pipe.tokenizer, run.layers), reduce)
+    return per_prompt(focus_table(samples, sequence_tokenizer(pipe), run.layers), reduce)

@@ -8,6 +8,7 @@ what is stored.
 
 from __future__ import annotations
 
+import inspect
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -19,19 +20,22 @@ import torch
 from .attention import record
 from .progress import task
 from .store import Store
-from .tokens import concept_span
+from .tokens import concept_span, sequence_tokenizer
 
 #: The ten seeds of the authors' release: random.Random(42).randint(1, 10000), ten times.
 PAPER_SEEDS = (1825, 410, 4507, 4013, 3658, 2287, 1680, 8936, 1425, 9675)
 
 
 def initial_latents(pipe, seeds, resolution: int) -> torch.Tensor:
-    """Initial noise [len(seeds), C, r/8, r/8], one CPU generator per seed, on the pipeline's device."""
-    side = resolution // pipe.vae_scale_factor
-    shape = (1, pipe.unet.config.in_channels, side, side)
+    """Initial noise [len(seeds), C, r/8, r/8] (the shape of the pipeline's family), one CPU generator
+    per seed, on the pipeline's device."""
+    from .adapters import of
+
+    adapter = of(pipe)
+    shape = adapter.latent_shape(pipe, resolution)
     noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)), dtype=torch.float32)
              for s in seeds]
-    return torch.cat(noise).to(device=pipe.device, dtype=pipe.unet.dtype)
+    return torch.cat(noise).to(device=pipe.device, dtype=adapter.denoiser(pipe).dtype)
 
 
 @dataclass
@@ -132,7 +136,7 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
             _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image)
             update(len(batch))
     return [Sample(p, s, store.image_path(p, s) if want_image else None,
-                   store.attention(p, s, spec) if spec else {}, pipe.tokenizer) for p, s in jobs]
+                   store.attention(p, s, spec) if spec else {}, sequence_tokenizer(pipe)) for p, s in jobs]
 
 
 def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_step: int | None = None) -> dict:
@@ -142,6 +146,8 @@ def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_ste
     call = dict(prompt=[p for p, _ in batch], latents=initial_latents(pipe, [s for _, s in batch], side),
                 height=side, width=side, num_inference_steps=sampler["steps"],
                 guidance_scale=sampler["guidance"], eta=sampler["eta"], output_type="pil" if want_image else "latent")
+    if "eta" not in inspect.signature(type(pipe).__call__).parameters:
+        del call["eta"]  # a flow-matching sampler (SD3) has no eta
     if until_step:
         call["callback_on_step_end"] = stop_after(until_step)
     return call

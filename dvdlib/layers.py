@@ -73,8 +73,11 @@ def cross_attention_layers(unet, resolution: int | None = None, vae_scale_factor
 
 
 def registry(pipe, resolution: int | None = None) -> list[Layer]:
-    """The layer registry of a pipeline, at ``resolution`` pixels (default: its native size)."""
-    return cross_attention_layers(pipe.unet, resolution, pipe.vae_scale_factor)
+    """The layer registry of a pipeline, at ``resolution`` pixels (default: its native size), from
+    its family's adapter (`dvdlib.adapters`: SD's cross-attention layers, SD3's joint blocks, ...)."""
+    from .adapters import of
+
+    return of(pipe).layers(pipe, resolution)
 
 
 def select(layers: list[Layer], which="all") -> list[Layer]:

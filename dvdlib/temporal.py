@@ -196,7 +196,9 @@ def deviations(run, sets: dict[str, pd.DataFrame], role_layers, span_reduce: str
     options, store = record_options(role_layers), run.store()
     generated = {name: generate(pipe, rows.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size,
                                 attention=options) for name, rows in sets.items()}
-    return {name: deviation_table(generated[name], rows, pipe.tokenizer, P.steps, role_layers, span_reduce)
+    from .tokens import sequence_tokenizer
+
+    return {name: deviation_table(generated[name], rows, sequence_tokenizer(pipe), P.steps, role_layers, span_reduce)
             for name, rows in sets.items()}
 
 

@@ -133,3 +133,67 @@ def concept_span(tokenizer, prompt: str, concept: str) -> list[int]:
             f"of {tokenizer.model_max_length} tokens, so the model never sees it. Shorten the "
             "prompt or move the concept forward.")
     return [i for i, s, e in tokens if s < end and e > start]
+
+
+class JointSequence:
+    """The text sequence a joint-attention model's image tokens attend to, read as one tokenizer
+    (SD3: 77 CLIP positions, then the T5 tokens): ``parts`` are (tokenizer, length) laid end to
+    end, each padded to its length. `content_positions`, `concept_span` and `token_strings` work on
+    it as on one tokenizer; a concept's span holds its tokens in every part."""
+
+    def __init__(self, parts):
+        self.parts = [(tokenizer, int(length)) for tokenizer, length in parts]
+        self.model_max_length = sum(length for _, length in self.parts)
+
+    def __call__(self, prompt: str, truncation=True, max_length=None, return_offsets_mapping=True,
+                 return_special_tokens_mask=True, **_):
+        offsets, special = [], []
+        for tokenizer, length in self.parts:
+            enc = tokenizer(prompt, truncation=True, max_length=length, return_offsets_mapping=True,
+                            return_special_tokens_mask=True)
+            found = [tuple(o) for o in enc["offset_mapping"]][:length]
+            offsets += found + [(0, 0)] * (length - len(found))
+            special += list(enc["special_tokens_mask"])[:length] + [1] * (length - len(found))
+        return {"offset_mapping": offsets, "special_tokens_mask": special}
+
+    def part_of(self, position: int) -> int:
+        """Which part (0: the first tokenizer's) a position of the joint sequence belongs to."""
+        start = 0
+        for i, (_, length) in enumerate(self.parts):
+            if position < start + length:
+                return i
+            start += length
+        raise IndexError(f"position {position} beyond the sequence of {self.model_max_length}")
+
+
+def sequence_tokenizer(pipe):
+    """The tokenizer whose positions are those of the text sequence ``pipe``'s attention sees
+    (SD, SDXL: the CLIP tokenizer; SD3: CLIP then T5, `JointSequence`), from its adapter."""
+    from .adapters import of
+
+    return of(pipe).sequence_tokenizer(pipe)
+
+
+#: Words of the tiny T5 tokenizer's vocabulary (the tests' and the book's example prompts).
+TINY_T5_WORDS = ("a photo of the and with in on an neuschwanstein castle coaster van gogh starry night notebook cat "
+                 "dog mug tower ball robot pouch carry all spider man s").split()
+
+
+def tiny_t5_tokenizer(max_length: int = 256):
+    """A small word-level stand-in for T5's SentencePiece tokenizer, built offline: lower-cased
+    words and punctuation, ``</s>`` appended, ``<pad>`` padding, unknown words ``<unk>`` (one token
+    each, with offsets). The real T5 tokenizer splits words into pieces; its spans are not tested
+    offline."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for word in [*TINY_T5_WORDS, *"!\"'(),-.:;?"]:
+        vocab.setdefault(word, len(vocab))
+    tok = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                                   model_max_length=max_length)

@@ -1,0 +1,111 @@
+"""Model adapters: what the book's definitions mean in one architecture family (paper §3.4–§3.6).
+
+The paper studies Stable Diffusion 1.4's 16 cross-attention layers. Another family keeps the
+questions but changes what answers them: which modules are the "layers" (in forward order), how
+a concept's words map into the sequence the attention sees, how attention is recorded and how a
+head is scaled. One module per family holds those answers:
+
+- `sd`: Stable Diffusion 1.x / 2.x (and the book's own SD-layout models): UNet cross-attention;
+- `sdxl`: SDXL: the same UNet cross-attention (70 layers), two CLIP tokenizers at the same positions;
+- `sd3`: Stable Diffusion 3: joint attention over [image tokens, CLIP tokens, T5 tokens].
+
+`of(pipe)` finds a pipeline's adapter; `dvdlib.record`, `dvdlib.intervene`, `dvdlib.registry`
+and `dvdlib.tokens.sequence_tokenizer` dispatch to it. A family not covered: subclass `Adapter`
+in a new module and add it to `ADAPTERS` (the book's page "Forking a chapter for a new model").
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+
+class Adapter:
+    """One architecture family: its registry, tokenizers, processors and tiny test pipeline."""
+
+    #: short name of the family ("sd", "sdxl", "sd3")
+    family = ""
+    #: the diffusers pipeline classes of the family (class names)
+    pipelines: tuple[str, ...] = ()
+    #: the pipeline attribute that holds the denoiser ("unet" or "transformer")
+    denoiser_name = "unet"
+    #: what one "layer" and one "head" are in this family (shown by the chapters)
+    layer_meaning = ""
+    head_meaning = ""
+    #: what stands for the paper's "lower-resolution semantic layers" 8–10 of SD 1.4
+    semantic_meaning = ""
+
+    def matches(self, pipe) -> bool:
+        return type(pipe).__name__ in self.pipelines
+
+    def denoiser(self, pipe):
+        """The module whose forward pass is one denoising step (UNet or transformer)."""
+        return getattr(pipe, self.denoiser_name)
+
+    def layers(self, pipe, resolution: int | None = None) -> list:
+        """The attention layers the book reads, in forward order, numbered from 1."""
+        raise NotImplementedError
+
+    def semantic_layers(self, layers: list) -> tuple[int, ...]:
+        """The layer numbers that stand for SD 1.4's layers 8–10 in this family."""
+        raise NotImplementedError
+
+    def processor(self, layer, stock, control):
+        """The processor that records / scales ``layer`` (and hands other calls to ``stock``)."""
+        raise NotImplementedError
+
+    def sequence_tokenizer(self, pipe):
+        """A tokenizer whose positions are those of the text sequence the attention sees
+        (`dvdlib.tokens` reads concept spans and content positions through it)."""
+        return pipe.tokenizer
+
+    def tokenizers(self, pipe) -> dict:
+        """Every tokenizer of the pipeline by name (for the span checks)."""
+        return {"tokenizer": pipe.tokenizer}
+
+    def timestep_scale(self, pipe) -> float:
+        """The factor from the timestep the denoiser gets to the scheduler's timesteps."""
+        return 1.0
+
+    def latent_shape(self, pipe, resolution: int) -> tuple[int, ...]:
+        """The shape of one image's initial noise at ``resolution`` pixels."""
+        side = resolution // pipe.vae_scale_factor
+        return (1, self.denoiser(pipe).config.in_channels, side, side)
+
+    def build_tiny(self):
+        """A tiny random-weight pipeline of the family, built offline (for the tests)."""
+        raise NotImplementedError
+
+    def describe(self, pipe, resolution: int | None = None) -> str:
+        """Which of the book's definitions change in this family (Markdown, for the chapters)."""
+        layers = self.layers(pipe, resolution)
+        semantic = ", ".join(map(str, self.semantic_layers(layers)))
+        return (f"**Model family: {self.family}.** {len(layers)} {self.layer_meaning}. A *head* is "
+                f"{self.head_meaning} The paper's lower-resolution semantic layers (SD 1.4's 8–10) are "
+                f"here {self.semantic_meaning}: layers {semantic}.")
+
+
+#: The adapter modules, most specific first (the SD module matches any UNet pipeline last).
+MODULES = ("sdxl", "sd3", "sd")
+
+
+def adapters() -> list[Adapter]:
+    return [import_module(f"{__name__}.{name}").ADAPTER for name in MODULES]
+
+
+def of(pipe) -> Adapter:
+    """The adapter of a pipeline (by its class; any other pipeline with a UNet is read as SD's)."""
+    found = [a for a in adapters() if a.matches(pipe)]
+    if found:
+        return found[0]
+    if hasattr(pipe, "unet"):
+        return by_family("sd")
+    raise ValueError(f"no adapter for {type(pipe).__name__}: dvdlib knows {[a.family for a in adapters()]}; "
+                     "see the book's page 'Forking a chapter for a new model' to write one")
+
+
+def by_family(family: str) -> Adapter:
+    """The adapter of a family name ("sd", "sdxl", "sd3")."""
+    for adapter in adapters():
+        if adapter.family == family:
+            return adapter
+    raise ValueError(f"unknown model family {family!r}; known: {[a.family for a in adapters()]}")

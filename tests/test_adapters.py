@@ -1,0 +1,223 @@
+"""Model adapters (dvdlib.adapters): SDXL's 70 cross-attention layers and SD3's joint blocks, with
+tiny random-weight pipelines built offline (`dvdlib.load("tiny:sdxl")`, `"tiny:sd3"`)."""
+import numpy as np
+import pytest
+import torch
+from accelerate import init_empty_weights
+
+import dvdlib
+from dvdlib import adapters, models
+from dvdlib.adapters.joint import attend, text_shares
+from dvdlib.adapters.sd3 import relative_depth, sd3_attention
+from dvdlib.attention import intervene_each
+from dvdlib.generate import initial_latents
+from dvdlib.layers import cross_attention_layers, registry
+from dvdlib.tokens import JointSequence, concept_span, content_positions, sequence_tokenizer, tiny_t5_tokenizer
+
+PROMPTS = ["Neuschwanstein Castle Coaster", "van gogh starry night notebook"]
+
+
+@pytest.fixture(scope="module")
+def sdxl():
+    return models.load("tiny:sdxl")
+
+
+@pytest.fixture(scope="module")
+def sd3():
+    return models.load("tiny:sd3")
+
+
+def run(pipe, steps=2, **kwargs):
+    latents = initial_latents(pipe, [1825, 410], 128)
+    return pipe(PROMPTS, latents=latents, num_inference_steps=steps, guidance_scale=5.0, height=128, width=128,
+                output_type="np", **kwargs).images
+
+
+# --- registry counts against the real configs -----------------------------------------------------
+
+def test_sdxl_base_has_70_cross_attention_layers():
+    from diffusers import UNet2DConditionModel
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel(**models.unet_config("sdxl"))
+    layers = cross_attention_layers(unet, 1024)
+    assert len(layers) == 70
+    # down 1: 2 × 2 at 64², down 2: 2 × 10 at 32², mid: 10 at 32², up 0: 3 × 10 at 32², up 1: 3 × 2 at 64²
+    assert [layer.block for layer in layers] == ["down"] * 24 + ["mid"] * 10 + ["up"] * 36
+    assert [layer.size for layer in layers[:4]] == [64] * 4 and layers[4].size == 32 and layers[-1].size == 64
+    assert adapters.by_family("sdxl").semantic_layers(layers) == tuple(range(35, 65))
+
+
+def test_sd3_medium_has_24_joint_blocks():
+    from diffusers import SD3Transformer2DModel
+
+    from dvdlib.models import _config
+
+    with init_empty_weights():
+        transformer = SD3Transformer2DModel(**_config("sd3_transformer"))
+
+    class Pipe:  # registry needs the transformer and the VAE factor only
+        vae_scale_factor = 8
+
+    Pipe.transformer = transformer
+    layers = adapters.by_family("sd3").layers(Pipe(), 1024)
+    assert len(layers) == 24 and {layer.heads for layer in layers} == {24} and layers[0].size == 64
+    assert relative_depth(24) == (11, 12, 13, 14, 15) and relative_depth(16) == (8, 9, 10)
+
+
+def test_tiny_pipelines_and_their_adapters(sdxl, sd3):
+    assert adapters.of(sdxl).family == "sdxl" and adapters.of(sd3).family == "sd3"
+    assert adapters.of(models.load("smoke")).family == "sd"
+    assert len(registry(sdxl)) == 17 and len(registry(sd3)) == 4
+    assert [layer.block for layer in registry(sd3)] == ["joint"] * 4
+    with pytest.raises(ValueError, match="unknown model family 'flux'"):
+        models.load("tiny:flux")
+    for pipe in (sdxl, sd3):
+        text = adapters.of(pipe).describe(pipe)
+        assert "head" in text and "8–10" in text
+
+
+# --- recording leaves the output as the stock processors make it ----------------------------------
+
+@pytest.mark.parametrize("name", ["sdxl", "sd3"])
+def test_recording_leaves_images_unchanged(name, sdxl, sd3):
+    pipe = {"sdxl": sdxl, "sd3": sd3}[name]
+    plain = run(pipe)
+    np.testing.assert_array_equal(run(pipe), plain)  # the reference is deterministic
+    with dvdlib.record(pipe, layers="all", steps="all", heads="each", maps=True) as rec:
+        recorded = run(pipe)
+    np.testing.assert_allclose(recorded, plain, atol=1e-4, rtol=0)
+    n = len(registry(pipe))
+    assert rec.keys() == [(layer, step) for layer in range(1, n + 1) for step in (1, 2)]
+    tokens = sequence_tokenizer(pipe).model_max_length
+    share = rec.share(2, 1)
+    assert share.shape == (2, registry(pipe)[1].heads, tokens)
+    np.testing.assert_allclose(share.sum(-1), 1.0, atol=1e-5)  # default: over the text keys only
+    assert rec.map(2, 1).shape[1:] == (registry(pipe, 128)[1].size,) * 2 + (tokens,)
+
+
+def test_sd3_explicit_block_equals_the_stock_processor(sd3):
+    for layer in registry(sd3):
+        attn = layer.module
+        torch.manual_seed(layer.index)
+        hidden, context = torch.randn(2, 64, 32), torch.randn(2, 333, 32)
+        with torch.no_grad():
+            stock = attn.processor(attn, hidden, context)
+            block, out = sd3_attention(attn, hidden, context, chunk=24)  # chunks that straddle image and text
+        for a, b in zip(out, stock):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert block.shape == (2, attn.heads, 64, 333)
+
+
+def test_joint_share_definitions(sd3):
+    with dvdlib.record(sd3, layers=[3], steps=[1], heads="each", softmax="joint") as joint, \
+            dvdlib.record(sd3, layers=[3], steps=[1], heads="each") as text:
+        run(sd3, steps=1)
+    j, t = joint.share(3, 1), text.share(3, 1)
+    assert (j.sum(-1) < 1 - 1e-3).all()  # the joint softmax also spends attention on image keys
+    np.testing.assert_allclose(t.sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="softmax must be"):
+        dvdlib.record(sd3, softmax="image").__enter__()
+    with pytest.raises(ValueError, match="share must be"):
+        text_shares(torch.ones(1, 1, 1, 2), "image")
+
+
+def test_attend_chunks_equal_one_chunk():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, 50, 8), torch.randn(2, 3, 50, 8), torch.randn(2, 3, 50, 8)
+    factors = torch.tensor([0.0, 1.0, 2.0])
+    whole, block = attend(q, k, v, 8 ** -0.5, slice(0, 40), slice(40, 50), factors, chunk=50)
+    parts, block7 = attend(q, k, v, 8 ** -0.5, slice(0, 40), slice(40, 50), factors, chunk=7)
+    torch.testing.assert_close(parts, whole)
+    torch.testing.assert_close(block7, block)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    plain, _ = attend(q, k, v, 8 ** -0.5, slice(0, 40), slice(40, 50), chunk=13)
+    torch.testing.assert_close(plain, ref, atol=1e-5, rtol=1e-4)
+    # factor 0 on head 0: the image queries' logits over the text keys are 0 (uniform among them)
+    np.testing.assert_allclose(text_shares(block, "text")[:, 0].numpy(), 0.1, rtol=1e-5)
+
+
+# --- spans on each tokenizer ------------------------------------------------------------------------
+
+def test_sdxl_spans_agree_on_both_tokenizers(sdxl):
+    tokenizers = adapters.of(sdxl).tokenizers(sdxl)
+    assert set(tokenizers) == {"tokenizer", "tokenizer_2"}
+    for concept in ("neuschwanstein castle", "coaster"):
+        spans = {name: concept_span(t, PROMPTS[0], concept) for name, t in tokenizers.items()}
+        assert spans["tokenizer"] == spans["tokenizer_2"]
+    assert sequence_tokenizer(sdxl) is sdxl.tokenizer
+    assert concept_span(sdxl.tokenizer, PROMPTS[0], "coaster") == [6]
+
+
+def test_sd3_joint_sequence_spans(sd3):
+    sequence = sequence_tokenizer(sd3)
+    assert isinstance(sequence, JointSequence) and sequence.model_max_length == 77 + 256
+    # CLIP BPE splits "neuschwanstein" into 4 pieces at positions 1–5; the tiny T5 has it as one word
+    assert concept_span(sd3.tokenizer, PROMPTS[0], "neuschwanstein castle") == [1, 2, 3, 4, 5]
+    assert concept_span(sd3.tokenizer_3, PROMPTS[0], "neuschwanstein castle") == [0, 1]
+    assert concept_span(sequence, PROMPTS[0], "neuschwanstein castle") == [1, 2, 3, 4, 5, 77, 78]
+    assert concept_span(sequence, PROMPTS[0], "coaster") == [6, 79]
+    assert content_positions(sequence, PROMPTS[0]) == [1, 2, 3, 4, 5, 6, 77, 78, 79]
+    assert [sequence.part_of(p) for p in (0, 76, 77, 332)] == [0, 0, 1, 1]
+
+
+def test_tiny_t5_tokenizer():
+    t5 = tiny_t5_tokenizer()
+    enc = t5("Van Gogh's mug, unknownword", return_offsets_mapping=True, return_special_tokens_mask=True)
+    assert t5.convert_ids_to_tokens(enc["input_ids"])[-1] == "</s>" and enc["special_tokens_mask"][-1] == 1
+    assert "<unk>" in t5.convert_ids_to_tokens(enc["input_ids"])  # an unknown word is one <unk> with offsets
+    assert concept_span(t5, "Van Gogh's mug, unknownword", "unknownword") == [6]
+    assert concept_span(t5, "Van Gogh's mug", "van gogh") == [0, 1]
+
+
+# --- ablation changes only the chosen heads ---------------------------------------------------------
+
+def test_sd3_ablation_changes_only_the_chosen_head(sd3):
+    with dvdlib.record(sd3, layers="all", steps=[1], heads="each", branch="both") as base:
+        plain = run(sd3)
+    with dvdlib.record(sd3, layers="all", steps=[1], heads="each", branch="both") as rec:
+        with dvdlib.intervene(sd3, {(2, 1): 0.0}):
+            ablated = run(sd3)
+    shares = rec.share(2, 1)
+    np.testing.assert_allclose(shares[:, 1], 1 / 333, rtol=1e-5)  # uniform over the text keys, both halves
+    np.testing.assert_allclose(shares[:, [0, 2, 3]], base.share(2, 1)[:, [0, 2, 3]], atol=1e-6)
+    np.testing.assert_allclose(rec.share(1, 1), base.share(1, 1), atol=1e-6)  # the block before it
+    assert np.abs(rec.share(3, 1) - base.share(3, 1)).max() > 1e-6  # the block after it sees the change
+    assert np.abs(ablated - plain).max() > 1e-4
+
+
+def test_sdxl_ablation_changes_only_the_chosen_head(sdxl):
+    with dvdlib.record(sdxl, layers="all", steps=[1], heads="each") as base:
+        run(sdxl, steps=1)
+    with dvdlib.record(sdxl, layers="all", steps=[1], heads="each") as rec, dvdlib.intervene(sdxl, {(9, 0): 0.0}):
+        run(sdxl, steps=1)
+    np.testing.assert_allclose(rec.share(9, 1)[:, 0], 1 / 77, rtol=1e-5)
+    np.testing.assert_allclose(rec.share(9, 1)[:, 1], base.share(9, 1)[:, 1], atol=1e-6)
+    for layer in range(1, 9):
+        np.testing.assert_allclose(rec.share(layer, 1), base.share(layer, 1), atol=1e-6)
+
+
+def test_sd3_per_image_factors_equal_one_at_a_time(sd3):
+    with intervene_each(sd3, [({(2, 1): 0.0}, (1,)), None]):
+        batched = run(sd3)
+    with dvdlib.intervene(sd3, {(2, 1): 0.0}):
+        first = run(sd3)[0]
+    second = run(sd3)[1]
+    np.testing.assert_allclose(batched, np.stack([first, second]), atol=1e-4)
+
+
+# --- dvd check ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["tiny:sd3", "tiny:sdxl"])
+def test_dvd_check_on_a_tiny_model(model, tmp_path, monkeypatch, capsys):
+    from dvdlib.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "Neuschwanstein Castle Coaster", "--concepts", "neuschwanstein castle", "coaster",
+                 "--model", model]) == 0
+    out = capsys.readouterr().out
+    n = len(registry(models.load(model)))
+    assert "layer  Focus Score  peak token" in out and out.count("← detector") >= 1
+    assert len([line for line in out.splitlines() if line[:5].strip().isdigit()]) == n
+    if model == "tiny:sd3":
+        assert "token positions [1, 2, 3, 4, 5, 77, 78]" in out and "(layers 2," in out
