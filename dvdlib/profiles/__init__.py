@@ -44,6 +44,8 @@ class Profile:
     #: how much of a large procedure this profile runs, by procedure (``ablation``, ``causal``);
     #: a procedure not named runs at the paper's full scale
     scales: dict[str, dict] = field(default_factory=dict)
+    #: the sampler's name: "DDIM" (the paper's, every UNet model) or "flow-matching Euler" (SD3 keeps its own)
+    scheduler: str = "DDIM"
 
     def resolution_of(self, model: str) -> int:
         """The image side to generate ``model`` at (its native size where the profile says)."""
@@ -52,7 +54,7 @@ class Profile:
     def sampler(self, model: str | None = None) -> dict:
         """The generation settings that, with the model, key the run store."""
         return {"resolution": self.resolution_of(model or self.model), "steps": self.steps, "guidance": self.guidance,
-                "eta": self.eta, "dtype": self.dtype, "sampler": "DDIM", "negative_prompt": ""}
+                "eta": self.eta, "dtype": self.dtype, "sampler": self.scheduler, "negative_prompt": ""}
 
     def scale(self, procedure: str, full: dict) -> dict:
         """How much of a large procedure this profile runs: ``full`` narrowed by its
@@ -68,7 +70,7 @@ class Profile:
         """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter)."""
         judge = f"`{self.judge}`" if uses_judge else f"none used in this chapter (profile's judge: `{self.judge}`)"
         rows = [("profile", f"`{self.name}` — {self.description}"), ("model", f"`{self.model}`"),
-                ("judge", judge), ("sampler", f"DDIM {self.steps} steps, guidance {self.guidance}, "
+                ("judge", judge), ("sampler", f"{self.scheduler} {self.steps} steps, guidance {self.guidance}, "
                  f"eta {self.eta}, {self.resolution_of(self.model)}², {self.dtype} on {self.device}"),
                 ("seeds", ", ".join(map(str, self.seeds))), ("prompts per set", str(self.n_prompts))]
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
