@@ -540,20 +540,22 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
     on 1 and ``gpus`` GPUs (shards of equal size assumed), a total row, then what is not counted."""
     head = (f"| chapter | generations | images | UNet evaluations | judge calls | GPU-hours, 1 GPU "
             f"| GPU-hours, {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|")
-    lines, notes, totals, total_s = [head], [], dict.fromkeys(("generations", "images", "unet_evals", "judge_calls"), 0), 0.0
-    for p in plans:
+    def hours(x):
+        return "unknown" if x is None else f"{x / 3600:,.1f}"
+
+    def line(name, p, s):
         c = p.counts()
-        for k in totals:
-            totals[k] += c[k]
+        shown = ("not counted", "not counted") if not p.items and p.not_counted else (hours(s), hours(None if s is None else s / gpus))
+        return (f"| {name} | {c['generations']:,} | {c['images']:,} | {c['unet_evals']:,} | {c['judge_calls']:,} | "
+                f"{shown[0]} | {shown[1]} |")
+
+    lines, notes = [head], []
+    for p in plans:
         s, missing = seconds(p, costs) if p.items else (0.0, [])
-        total_s = None if s is None or total_s is None else total_s + s
-        hours = lambda x: "unknown" if x is None else f"{x / 3600:,.1f}"  # noqa: E731
-        lines.append(f"| {p.chapter} | {c['generations']:,} | {c['images']:,} | {c['unet_evals']:,} | "
-                     f"{c['judge_calls']:,} | {hours(s)} | {hours(None if s is None else s / gpus)} |")
+        lines.append(line(p.chapter, p, s))
         notes += [f"- {p.chapter}: {m}" for m in p.not_counted] + [f"- {p.chapter}: {m}" for m in missing if costs]
-    hours = lambda x: "unknown" if x is None else f"{x / 3600:,.1f}"  # noqa: E731
-    lines.append(f"| **all** | {totals['generations']:,} | {totals['images']:,} | {totals['unet_evals']:,} | "
-                 f"{totals['judge_calls']:,} | {hours(total_s)} | {hours(None if total_s is None else total_s / gpus)} |")
+    union = Plan("all", None, list({w.key: w for p in plans for w in p.items}.values()))
+    lines.append(line("**all** (shared work once)", union, seconds(union, costs)[0] if union.items else 0.0))
     profile = plans[0].profile if plans else None
     out = "\n".join(lines)
     if profile is not None:
