@@ -47,7 +47,7 @@ def time_generation(pipe, attention, args) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="random:sd1.4")
     parser.add_argument("--device", default="cpu")
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--out", default="benchmarks/results/recording_overhead.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     pipe = dvdlib.load(args.model, dtype=args.dtype, device=args.device)
@@ -72,10 +72,10 @@ def main() -> None:
              "target": f"≤ {TARGETS[name]}×" if name in TARGETS else "",
              "met": (min(t) / plain <= TARGETS[name]) if name in TARGETS else None}
             for name, t in times.items()]
-    write_result(args.out, "recording_overhead.py", args, title="Attention-recording overhead",
-                 device=device_name(args.device),
-                 model=f"{args.model}, {args.dtype}, {args.resolution}², {args.steps} DDIM steps, batch {len(PROMPTS)} (+CFG)",
-                 rows=rows, targets={k: f"≤ {v}×" for k, v in TARGETS.items()}, repeats=args.repeats, all_seconds=times)
+    return write_result(args.out, "recording_overhead.py", args, title="Attention-recording overhead",
+                        device=device_name(args.device),
+                        model=f"{args.model}, {args.dtype}, {args.resolution}², {args.steps} DDIM steps, batch {len(PROMPTS)} (+CFG)",
+                        rows=rows, targets={k: f"≤ {v}×" for k, v in TARGETS.items()}, repeats=args.repeats, all_seconds=times)
 
 
 if __name__ == "__main__":

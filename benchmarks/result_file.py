@@ -19,13 +19,14 @@ def device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def write_result(out: str, script: str, args, **fields) -> None:
-    """Write ``fields`` (title, device, model, rows, targets, ...) with the time and the command."""
+def write_result(out: str, script: str, args, **fields) -> dict:
+    """Write ``fields`` (title, device, model, rows, targets, ...) with the time and the command; return them."""
     options = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
                        for k, v in vars(args).items() if k != "out" and v is not None)
     result = {**fields, "when": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": f"python benchmarks/{script} {options}"}
     atomic_write(Path(out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))
     for row in fields["rows"]:
-        print(f"{row['setting']:48s} {row['seconds']:8.3f} s  {row['ratio']:.3f}×  {row['target']}")
+        print("  ".join(f"{key} {value}" for key, value in row.items() if value not in (None, "")))
     print(f"written to {out}")
+    return result

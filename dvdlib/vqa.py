@@ -21,6 +21,7 @@ the answers against ``generate`` on those pixel inputs.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -51,7 +52,8 @@ class QwenJudge:
     """Yes/no answers from a Qwen2-VL or Qwen2.5-VL checkpoint (paper §2; the authors' release), a `Judge`.
 
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
-    ``preprocessor_config.json``). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
+    ``preprocessor_config.json``), or ``"random:qwen2-vl-2b"``: the released judge's architecture
+    with random weights (`build_random_qwen2_vl`, for speed measurements). ``dtype``: torch dtype, its name or "auto" (the checkpoint's);
     None gives float32 on the CPU and bfloat16 elsewhere. ``batch_size``: (image, question) pairs
     per ``generate`` call (1: one call per question). ``pixel_limits``: (min, max) pixels of the
     image processor's resize (None: the checkpoint's; the authors' are `dvdlib.authors.PIXEL_LIMITS`).
@@ -72,13 +74,17 @@ class QwenJudge:
         if dtype is None:
             dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16
         dtype = getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+        limits = dict(zip(("min_pixels", "max_pixels"), pixel_limits)) if pixel_limits else {}
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
-            limits = dict(zip(("min_pixels", "max_pixels"), pixel_limits)) if pixel_limits else {}
-            self.image_processor = AutoImageProcessor.from_pretrained(model, local_files_only=local_files_only,
-                                                                      **limits)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                model, dtype=dtype, local_files_only=local_files_only).to(self.device).eval()
+            if self.name.startswith("random:"):
+                self.tokenizer, self.image_processor, self.model = build_random_qwen2_vl(
+                    self.name.split(":", 1)[1], dtype=dtype, device=self.device, **limits)
+            else:
+                self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
+                self.image_processor = AutoImageProcessor.from_pretrained(
+                    model, local_files_only=local_files_only, **limits)
+                self.model = AutoModelForImageTextToText.from_pretrained(
+                    model, dtype=dtype, local_files_only=local_files_only).to(self.device).eval()
         except (OSError, ValueError) as e:
             local = _looks_local(model)
             why = (f"no folder {self.name}" if local and not Path(model).is_dir()
@@ -158,16 +164,10 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
     the real judge's architecture, files and loading path, not its knowledge."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
                               Qwen2VLForConditionalGeneration)
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     folder = Path(folder)
-    special = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
-    tokenizer = Qwen2Tokenizer(vocab={c: i for i, c in enumerate(bytes_to_unicode().values())}, merges=[])
-    tokenizer.add_special_tokens({"additional_special_tokens": special})
-    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
-    ids = dict(zip(special, tokenizer.convert_tokens_to_ids(special)))
+    tokenizer, ids, tokens = _byte_tokenizer()
     heads, std = 4, 0.2
     text = dict(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads // 2,
@@ -175,8 +175,6 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
                                  "mrope_section": _mrope_section(hidden_size // heads)},
                 bos_token_id=tokenizer.pad_token_id, eos_token_id=ids["<|im_end|>"],
                 pad_token_id=tokenizer.pad_token_id, initializer_range=std)
-    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     if family == "qwen2_vl":
         vision = dict(depth=1, embed_dim=32, hidden_size=hidden_size, num_heads=2, mlp_ratio=2)
         config_class, model_class = Qwen2VLConfig, Qwen2VLForConditionalGeneration
@@ -193,6 +191,54 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
     tokenizer.save_pretrained(folder)
     Qwen2VLImageProcessorPil().save_pretrained(folder)
     return folder
+
+
+#: Released judges whose architecture ships with dvdlib (``dvdlib/configs``), for ``random:<name>``.
+RANDOM_ARCHITECTURES = {"qwen2-vl-2b": "qwen2_vl_2b"}
+
+
+def build_random_qwen2_vl(name: str = "qwen2-vl-2b", *, dtype=torch.bfloat16, device="cpu", seed: int = 0,
+                          **pixel_limits):
+    """(tokenizer, image processor, model): a released judge's architecture (``name`` in
+    `RANDOM_ARCHITECTURES`, e.g. Qwen2-VL-2B-Instruct's 2.2 B parameters) with random weights,
+    built on ``device``, for speed measurements offline (speed does not depend on the weights).
+    The tokenizer is byte-level (`build_tiny_qwen2_vl`'s), so a question takes about 4× the tokens
+    of Qwen's BPE: the text part of the prompt is longer than the real judge's, the image part
+    (≈ 324 tokens for 512² under the default pixel limits) the same."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    if name not in RANDOM_ARCHITECTURES:
+        raise ValueError(f"no shipped architecture {name!r}; known: {', '.join(RANDOM_ARCHITECTURES)}")
+    architecture = json.loads((Path(__file__).parent / "configs" / f"{RANDOM_ARCHITECTURES[name]}.json")
+                              .read_text(encoding="utf-8"))
+    tokenizer, ids, tokens = _byte_tokenizer()
+    text = {**architecture["text_config"], "bos_token_id": tokenizer.pad_token_id,
+            "eos_token_id": ids["<|im_end|>"], "pad_token_id": tokenizer.pad_token_id}
+    config = Qwen2VLConfig(text_config=text, vision_config=architecture["vision_config"],
+                           tie_word_embeddings=architecture["tie_word_embeddings"], **tokens)
+    dtype = torch.bfloat16 if dtype == "auto" else dtype
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
+    return tokenizer, Qwen2VLImageProcessorPil(**pixel_limits), model
+
+
+def _byte_tokenizer():
+    """A byte-level Qwen2 tokenizer (the 256 byte symbols, no merges) with Qwen's special tokens and
+    chat template: (tokenizer, {special token: id}, the model config's image/video token ids)."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
+
+    special = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    tokenizer = Qwen2Tokenizer(vocab={c: i for i, c in enumerate(bytes_to_unicode().values())}, merges=[])
+    tokenizer.add_special_tokens({"additional_special_tokens": special})
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    tokenizer.padding_side = "left"
+    ids = dict(zip(special, tokenizer.convert_tokens_to_ids(special)))
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    return tokenizer, ids, tokens
 
 
 def _looks_local(model: str | Path) -> bool:
