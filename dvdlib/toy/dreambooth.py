@@ -30,8 +30,16 @@ def toy_images(n_breeds: int, n_images: int, seed: int = 0, size: int | None = N
     Variant ``i`` is the same appearance in every variant set, so the sets nest like breeds.
     ``size`` resizes (nearest) the 32² renders, e.g. to the smoke model's 128².
     """
+    return variant_renders(World().with_concept(toy_concept(n_breeds)), n_breeds, n_images, seed, size)
+
+
+def variant_renders(world, n_breeds: int, n_images: int, seed: int = 0,
+                    size: int | None = None) -> list[tuple[str, Image.Image]]:
+    """(variant, image) renders of ``world``'s concept "dvddog" (one with ``n_breeds`` fixed
+    appearances), ``n_images / n_breeds`` per appearance, render ``i`` drawn with seed
+    ``[seed, i]`` until every appearance has its share; sorted by variant (paper §3.3's variants).
+    Any toy world whose ``render`` gives a scene with ``variants`` (worlds 1 and 2)."""
     k = per_breed(n_images, n_breeds)
-    world = World().with_concept(toy_concept(n_breeds))
     out, count, i = [], [0] * n_breeds, 0
     while len(out) < n_images:
         scene = world.render(TOKEN, [seed, i])

@@ -10,7 +10,9 @@ nm_word, prompt``), so every chapter runs on them unchanged.
 - **unselected** (paper §3.9's analogue): every named concept with every object, through every
   pair template, never filtered by what the model draws;
 - **factorial** (paper §3.10's analogue): three slots — artist, landmark, character — each a
-  named concept (1) or an object (0), 2×2×2 conditions over matched cases.
+  named concept (1) or an object (0), 2×2×2 conditions over matched cases;
+- **pilot** (the ACCV version's three-concept pilot): a named artist, landmark and character in
+  every caption, in the authors' pilot columns.
 
 Extra columns: ``cluster`` (the unit of inference: the named concept, or the category word, or
 the object pair), ``dose`` (the named concept's number of appearances), ``held_out``.
@@ -107,6 +109,29 @@ def factorial(world: World | None = None, cases: int = 8) -> pd.DataFrame:
                          **{f"named_{k + 1}": b for k, b in enumerate(bits)},
                          "prompt": caption(world, order, 0)})
     return pd.DataFrame(rows)
+
+
+def pilot(world: World | None = None) -> pd.DataFrame:
+    """The three-concept pilot: every caption names a named artist (slot 1), landmark (slot 2) and
+    character (slot 3), in the authors' pilot columns (`dvdlib.bench.load_pilot`). Row ``i`` =
+    16·z + 4·y + x takes the artist of dose index x, the landmark y and the character (x + y + z)
+    mod 4, so every block of 16 rows is a Latin square (each named concept 4 times, each pair of
+    roles' concepts together once) and the 64 rows hold every combination once. The landmark and
+    the character alternate order, the style's two forms alternate, the pair template cycles.
+    ``cluster``: the row (as the authors' pilot)."""
+    world = world or World()
+    artists, landmarks, characters = (NAMED[r] for r in ("artist", "landmark", "character"))
+    rows = []
+    for i in range(len(artists) * len(landmarks) * len(characters)):
+        x, y, z = i % 4, i // 4 % 4, i // 16
+        targets = (artists[x], landmarks[y], characters[(x + y + z) % 4])
+        sprites = targets[1:] if i % 2 == 0 else targets[:0:-1]
+        template, form = i // 4 % len(PAIR_TEMPLATES), i // 2 % len(STYLE_TEMPLATES)
+        slots = {f"target{k}{part}": value for k, kind, name in zip((1, 2, 3), ("artist", "landmark", "character"), targets)
+                 for part, value in (("_type", kind), ("", name))}
+        rows.append({"case_num": i + 1, "prompt": caption(world, [*sprites, targets[0]], template, form), **slots,
+                     "carrier": "", "template_id": f"pair {template}, style {form}"})
+    return pd.DataFrame(rows).assign(cluster=lambda d: d["case_num"])
 
 
 def category_words(world: World | None = None) -> dict[str, str]:

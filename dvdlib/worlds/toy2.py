@@ -1,21 +1,27 @@
 """Toy world 2 (`dvdlib.toy2`): a small text-to-image model built to Stable Diffusion 1.x's
 mechanics (ε-prediction, scaled-linear betas, DDIM with leading spacing, a causal text encoder
 with a fixed start state, 16 cross-attention layers × 8 heads), trained on scenes whose named
-concepts come in doses of diversity; its judge trained on renders, prompt sets, category words and
-question set. This module is where the rest of dvdlib meets it."""
+concepts come in doses of diversity; its judge trained on renders, prompt sets (the three-concept
+pilot among them), category words, question set, renders as training images (§3.1) and a new
+figure, "dvddog", for the causal test (§3.3). This module is where the rest of dvdlib meets it."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from ..clip import TINY_CLIP
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
+from ..toy.dreambooth import UNIT
 from ..toy.judge import MANIFEST, load_toy_judge
+from ..toy.renders import renders_source
+from ..toy2 import causal
 from ..toy2 import model as toy2_model
 from ..toy2 import prompts
+from ..toy2.world import BACKGROUND, draw
 from ..toy2.world import World as World2
 from . import register, sd
 
@@ -49,11 +55,20 @@ WORLD = register(replace(
     load_judge=load_judge,
     questions="toy2",
     roles={"benchmark": "toy2-dominance", "control": "toy2-balanced", "balanced": "toy2-balanced",
-           "memorized": "toy2-memorized", "unselected": "toy2-unselected", "factorial": "toy2-factorial"},
+           "memorized": "toy2-memorized", "unselected": "toy2-unselected", "factorial": "toy2-factorial",
+           "pilot": "toy2-pilot"},
     prompt_sets={"toy2-dominance": prompts.dominance, "toy2-balanced": prompts.balanced,
                  "toy2-memorized": prompts.memorized, "toy2-unselected": prompts.unselected,
-                 "toy2-factorial": prompts.factorial},
+                 "toy2-factorial": prompts.factorial, "toy2-pilot": prompts.pilot},
     category_words=prompts.category_words,
+    causal_prompts=causal.prompts,
     clip=TINY_CLIP,
+    diversity_source="toy2",
+    # its own folder: world 2's objects share world 1's names but not their drawing
+    image_sources={"toy2": partial(renders_source, world=World2(), folder="toy2_renders", draw=draw,
+                                   background=BACKGROUND)},
+    training_images=causal.images,
+    training_images_note=causal.NOTE,
+    training_images_unit=UNIT,
     command=command,
 ))
