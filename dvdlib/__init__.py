@@ -13,7 +13,10 @@ test and DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention
 category-word replacement, §3.8); `profiles` and `worlds` (what a run studies: Stable Diffusion,
 the smoke model, the toy world), `run` (`setup`: one chapter's models, stores, judge and report),
 `stats` (intervals, tests, the verdict rule), `plots`, `report` and `paper` (paper vs this run),
-`book` (the runner) and `findings` (the toy world's claims read back from its snapshot).
+`book` (the runner) and `findings` (the toy world's claims read back from its snapshot); `adapters`
+(one module per model family: layer registry, the token sequence the attention sees, recording and
+head scaling), `plan` (each chapter's work as data, keyed as the store keys it) and `prefetch`
+(computing plans into the store, sharded over processes).
 """
 
 import os
