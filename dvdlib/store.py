@@ -76,8 +76,8 @@ class Store:
     """Images, records and attention of one model under one set of generation settings."""
 
     def __init__(self, root: str | Path, model: str, settings: dict):
-        self.model, self.settings = model, dict(settings)
-        self.path = Path(root) / slug(model) / digest({"model": model, **self.settings})
+        self.root, self.model, self.settings = Path(root), model, dict(settings)
+        self.path = self.root / slug(model) / digest({"model": model, **self.settings})
         self.path.mkdir(parents=True, exist_ok=True)
         info = self.path / "settings.json"
         if not info.exists():

@@ -209,7 +209,7 @@ def test_store_folder_is_keyed_by_model_and_settings(tmp_path):
     assert a.path != Store(tmp_path, "smoke", {**SETTINGS, "steps": 50}).path
     assert a.path != Store(tmp_path, "smoke", {**SETTINGS, "guidance": 1.0}).path
     assert a.path != Store(tmp_path, "random:sd1.4", SETTINGS).path
-    assert a.path.parent == tmp_path / "smoke"
+    assert a.path.parent == tmp_path / "smoke" and a.root == tmp_path  # the root every store of a run shares
     assert a.path.name == digest({"model": "smoke", **SETTINGS})
     sd = Store(tmp_path, "CompVis/stable-diffusion-v1-4", SETTINGS)
     assert sd.path.parent == tmp_path / "CompVis_stable-diffusion-v1-4"

@@ -78,7 +78,7 @@ def measure_gates(pipe, judge, store: Store, seeds, world: World | None = None, 
     differ = [images_differ(pixels[a, s], pixels[b, s]) for a, b in itertools.combinations(prompts["singles"], 2)
               for s in seeds]
     control = prompts["singles"][:control_prompts]
-    ablated = Store(store.path.parent.parent, store.model, {**store.settings, "intervention": "all heads, step 1"})
+    ablated = Store(store.root, store.model, {**store.settings, "intervention": "all heads, step 1"})
     with intervene(pipe, everything_ablated(pipe), steps=(1,)):
         generate(pipe, control, seeds, store=ablated, batch_size=batch_size, progress=False)
     changed = [images_differ(pixels[p, s], np.asarray(ablated.image(p, s).convert("RGB"), np.float32) / 255)
