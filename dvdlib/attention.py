@@ -269,12 +269,15 @@ class _Control:
         self.pipe, self.layers, self.timestep_scale = pipe, layers, timestep_scale
         self.step: int | None = None
         self.guided = False
+        self.text_length: int | None = None  # text tokens of the current call (FLUX's single-stream blocks)
         self.recordings: list[Recording] = []
         self.scalings: list[HeadScaling] = []
 
     def on_unet_call(self, module, args, kwargs):
         """Forward pre-hook: the step and whether the batch is guided (`unet_call`)."""
         self.step, self.guided, _ = unet_call(self.pipe, args, kwargs, self.timestep_scale)
+        context = kwargs.get("encoder_hidden_states")
+        self.text_length = None if context is None else context.shape[1]
         for recording in self.recordings:
             if recording.wants_step(self.step):
                 recording.steps_seen.add(self.step)

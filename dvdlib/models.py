@@ -128,7 +128,8 @@ def resolve_id(name: str) -> str:
 def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",
          local_files_only: bool | None = None) -> StableDiffusionPipeline:
     """Load a pipeline by Hub id, local folder, ``"smoke"``, ``"random:sd1.4"``/``"random:sd2.1"`` or
-    ``"tiny:sdxl"``/``"tiny:sd3"`` (a tiny random-weight pipeline of that family, `dvdlib.adapters`).
+    ``"tiny:sdxl"``/``"tiny:sd3"``/``"tiny:flux"`` (a tiny random-weight pipeline of that family,
+    `dvdlib.adapters`).
 
     The scheduler is replaced by DDIM built from the model's own scheduler config (the authors' release), the
     safety checker is off. Raises `ModelUnavailable` with instructions when the weights are not
@@ -190,7 +191,7 @@ def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool |
             pipe = DiffusionPipeline.from_pretrained(model_id, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelUnavailable(_unavailable_message(model_id, error)) from error
-    if hasattr(pipe, "unet"):  # the paper's sampler; flow-matching models (SD3) keep their own
+    if hasattr(pipe, "unet"):  # the paper's sampler; flow-matching models (SD3, FLUX) keep their own
         pipe.scheduler = ddim(pipe.scheduler.config)
     return pipe
 
@@ -210,5 +211,5 @@ def _unavailable_message(model_id: str, error: Exception) -> str:
         f"or pass the local folder instead of the id (papermill: `-p model /path/to/folder`). "
         f"Known ids: SD 1.4 = {SD14}, SD 2.1 = {SD21}, SDXL base 1.0 = {SDXL}, SD3 medium = {SD3}, "
         f"FLUX.1-schnell = {FLUX_SCHNELL}. Without weights, use profile 'smoke' (or a tiny random model: "
-        f"'tiny:sdxl', 'tiny:sd3')."
+        f"'tiny:sdxl', 'tiny:sd3', 'tiny:flux')."
     )

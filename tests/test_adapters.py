@@ -1,5 +1,6 @@
-"""Model adapters (dvdlib.adapters): SDXL's 70 cross-attention layers and SD3's joint blocks, with
-tiny random-weight pipelines built offline (`dvdlib.load("tiny:sdxl")`, `"tiny:sd3"`)."""
+"""Model adapters (dvdlib.adapters): SDXL's 70 cross-attention layers, SD3's joint blocks and FLUX's
+double- and single-stream blocks, with tiny random-weight pipelines built offline
+(`dvdlib.load("tiny:sdxl")`, `"tiny:sd3"`, `"tiny:flux"`)."""
 import numpy as np
 import pytest
 import torch
@@ -7,6 +8,7 @@ from accelerate import init_empty_weights
 
 import dvdlib
 from dvdlib import adapters, models
+from dvdlib.adapters.flux import T5_LENGTH, flux_attention
 from dvdlib.adapters.joint import attend, text_shares
 from dvdlib.adapters.sd3 import relative_depth, sd3_attention
 from dvdlib.attention import intervene_each
@@ -25,6 +27,11 @@ def sdxl():
 @pytest.fixture(scope="module")
 def sd3():
     return models.load("tiny:sd3")
+
+
+@pytest.fixture(scope="module")
+def flux():
+    return models.load("tiny:flux")
 
 
 def run(pipe, steps=2, **kwargs):
@@ -65,23 +72,46 @@ def test_sd3_medium_has_24_joint_blocks():
     assert relative_depth(24) == (11, 12, 13, 14, 15) and relative_depth(16) == (8, 9, 10)
 
 
-def test_tiny_pipelines_and_their_adapters(sdxl, sd3):
+def test_flux1_has_19_double_and_38_single_stream_blocks():
+    from diffusers import FluxTransformer2DModel
+
+    from dvdlib.models import _config
+
+    with init_empty_weights():
+        transformer = FluxTransformer2DModel(**_config("flux1_schnell_transformer"))
+
+    class Pipe:  # registry needs the transformer, the VAE factor and the default size only
+        vae_scale_factor, default_sample_size = 8, 128
+
+    Pipe.transformer = transformer
+    layers = adapters.by_family("flux").layers(Pipe(), 1024)
+    assert [layer.block for layer in layers] == ["double"] * 19 + ["single"] * 38
+    assert [layer.index for layer in layers] == list(range(1, 58))
+    assert layers[19].name == "single_transformer_blocks.0.attn" and layers[19].block_index == 0
+    assert {layer.heads for layer in layers} == {24} and layers[0].size == 64  # 1024 px: 64² packed tokens
+    assert adapters.by_family("flux").layers(Pipe())[0].size == 64  # the pipeline's default size is 1024
+    assert adapters.by_family("flux").semantic_layers(layers) == tuple(range(25, 36))  # single-stream 6–16
+
+
+def test_tiny_pipelines_and_their_adapters(sdxl, sd3, flux):
     assert adapters.of(sdxl).family == "sdxl" and adapters.of(sd3).family == "sd3"
+    assert adapters.of(flux).family == "flux"
     assert adapters.of(models.load("smoke")).family == "sd"
-    assert len(registry(sdxl)) == 17 and len(registry(sd3)) == 4
+    assert len(registry(sdxl)) == 17 and len(registry(sd3)) == 4 and len(registry(flux)) == 6
     assert [layer.block for layer in registry(sd3)] == ["joint"] * 4
-    with pytest.raises(ValueError, match="unknown model family 'flux'"):
-        models.load("tiny:flux")
-    for pipe in (sdxl, sd3):
+    assert [layer.block for layer in registry(flux)] == ["double"] * 2 + ["single"] * 4
+    with pytest.raises(ValueError, match="unknown model family 'sd4'"):
+        models.load("tiny:sd4")
+    for pipe in (sdxl, sd3, flux):
         text = adapters.of(pipe).describe(pipe)
         assert "head" in text and "8–10" in text
 
 
 # --- recording leaves the output as the stock processors make it ----------------------------------
 
-@pytest.mark.parametrize("name", ["sdxl", "sd3"])
-def test_recording_leaves_images_unchanged(name, sdxl, sd3):
-    pipe = {"sdxl": sdxl, "sd3": sd3}[name]
+@pytest.mark.parametrize("name", ["sdxl", "sd3", "flux"])
+def test_recording_leaves_images_unchanged(name, sdxl, sd3, flux):
+    pipe = {"sdxl": sdxl, "sd3": sd3, "flux": flux}[name]
     plain = run(pipe)
     np.testing.assert_array_equal(run(pipe), plain)  # the reference is deterministic
     with dvdlib.record(pipe, layers="all", steps="all", heads="each", maps=True) as rec:
@@ -107,6 +137,33 @@ def test_sd3_explicit_block_equals_the_stock_processor(sd3):
         for a, b in zip(out, stock):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
         assert block.shape == (2, attn.heads, 64, 333)
+
+
+def test_flux_explicit_blocks_equal_the_stock_processor(flux):
+    from diffusers.models.transformers.transformer_flux import FluxPosEmbed
+
+    torch.manual_seed(0)
+    text, image = 12, 64
+    ids = torch.cat([torch.zeros(text, 3), torch.stack(torch.meshgrid(torch.zeros(1), torch.arange(8.0),
+                                                                       torch.arange(8.0), indexing="ij"), -1).view(-1, 3)])
+    rotary = FluxPosEmbed(theta=10000, axes_dim=[2, 2, 4])(ids)
+    for layer in registry(flux):
+        attn = layer.module
+        hidden, context = torch.randn(2, image, 32), torch.randn(2, text, 32)
+        with torch.no_grad():
+            if layer.block == "double":
+                stock = attn.processor(attn, hidden, context, None, rotary)
+                block, out = flux_attention(attn, hidden, context, image_rotary_emb=rotary, chunk=24)
+            else:  # one stream of [text; image]
+                joined = torch.cat([context, hidden], 1)
+                stock = (attn.processor(attn, joined, None, None, rotary),)
+                block, out = flux_attention(attn, joined, image_rotary_emb=rotary, text_length=text, chunk=24)
+                out = (out,)
+        for a, b in zip(out, stock, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+        assert block.shape == (2, attn.heads, image, text)
+    with pytest.raises(ValueError, match="needs text_length"):
+        flux_attention(registry(flux)[-1].module, torch.randn(1, 76, 32), image_rotary_emb=rotary)
 
 
 def test_joint_share_definitions(sd3):
@@ -161,6 +218,17 @@ def test_sd3_joint_sequence_spans(sd3):
     assert [sequence.part_of(p) for p in (0, 76, 77, 332)] == [0, 0, 1, 1]
 
 
+def test_flux_spans_on_the_t5_sequence(flux):
+    sequence = sequence_tokenizer(flux)
+    assert isinstance(sequence, JointSequence) and sequence.model_max_length == T5_LENGTH == 512
+    assert set(adapters.of(flux).tokenizers(flux)) == {"tokenizer", "tokenizer_2"}
+    # only T5's tokens reach the attention: the word-level T5 has "neuschwanstein" as one word
+    assert concept_span(sequence, PROMPTS[0], "neuschwanstein castle") == [0, 1]
+    assert concept_span(sequence, PROMPTS[0], "coaster") == [2]
+    assert content_positions(sequence, PROMPTS[1]) == [0, 1, 2, 3, 4]
+    assert concept_span(sequence, PROMPTS[1], "starry night") == concept_span(flux.tokenizer_2, PROMPTS[1], "starry night")
+
+
 def test_tiny_t5_tokenizer():
     t5 = tiny_t5_tokenizer()
     enc = t5("Van Gogh's mug, unknownword", return_offsets_mapping=True, return_special_tokens_mask=True)
@@ -186,6 +254,21 @@ def test_sd3_ablation_changes_only_the_chosen_head(sd3):
     assert np.abs(ablated - plain).max() > 1e-4
 
 
+@pytest.mark.parametrize("layer", [2, 4])  # a double-stream block, a single-stream block
+def test_flux_ablation_changes_only_the_chosen_head(layer, flux):
+    with dvdlib.record(flux, layers="all", steps=[1], heads="each") as base:
+        plain = run(flux, steps=1)
+    with dvdlib.record(flux, layers="all", steps=[1], heads="each") as rec, dvdlib.intervene(flux, {(layer, 2): 0.0}):
+        ablated = run(flux, steps=1)
+    shares = rec.share(layer, 1)
+    np.testing.assert_allclose(shares[:, 2], 1 / T5_LENGTH, rtol=1e-5)  # uniform over the T5 keys
+    np.testing.assert_allclose(shares[:, [0, 1, 3]], base.share(layer, 1)[:, [0, 1, 3]], atol=1e-6)
+    for before in range(1, layer):
+        np.testing.assert_allclose(rec.share(before, 1), base.share(before, 1), atol=1e-6)
+    assert np.abs(rec.share(layer + 1, 1) - base.share(layer + 1, 1)).max() > 1e-6
+    assert np.abs(ablated - plain).max() > 1e-4
+
+
 def test_sdxl_ablation_changes_only_the_chosen_head(sdxl):
     with dvdlib.record(sdxl, layers="all", steps=[1], heads="each") as base:
         run(sdxl, steps=1)
@@ -208,7 +291,7 @@ def test_sd3_per_image_factors_equal_one_at_a_time(sd3):
 
 # --- dvd check ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("model", ["tiny:sd3", "tiny:sdxl"])
+@pytest.mark.parametrize("model", ["tiny:sd3", "tiny:sdxl", "tiny:flux"])
 def test_dvd_check_on_a_tiny_model(model, tmp_path, monkeypatch, capsys):
     from dvdlib.cli import main
 
@@ -221,3 +304,5 @@ def test_dvd_check_on_a_tiny_model(model, tmp_path, monkeypatch, capsys):
     assert len([line for line in out.splitlines() if line[:5].strip().isdigit()]) == n
     if model == "tiny:sd3":
         assert "token positions [1, 2, 3, 4, 5, 77, 78]" in out and "(layers 2," in out
+    if model == "tiny:flux":  # the T5 sequence alone; of 6 blocks, block 3 sits at SD 1.4's depth 8–10 of 16
+        assert "token positions [0, 1]" in out and "(layers 3," in out and relative_depth(6) == (3,)

@@ -7,7 +7,8 @@ head is scaled. One module per family holds those answers:
 
 - `sd`: Stable Diffusion 1.x / 2.x (and the book's own SD-layout models): UNet cross-attention;
 - `sdxl`: SDXL: the same UNet cross-attention (70 layers), two CLIP tokenizers at the same positions;
-- `sd3`: Stable Diffusion 3: joint attention over [image tokens, CLIP tokens, T5 tokens].
+- `sd3`: Stable Diffusion 3: joint attention over [image tokens, CLIP tokens, T5 tokens];
+- `flux`: FLUX.1: double-stream (joint) then single-stream blocks over [T5 tokens; image tokens].
 
 `of(pipe)` finds a pipeline's adapter; `dvdlib.record`, `dvdlib.intervene`, `dvdlib.registry`
 and `dvdlib.tokens.sequence_tokenizer` dispatch to it. A family not covered: subclass `Adapter`
@@ -85,7 +86,7 @@ class Adapter:
 
 
 #: The adapter modules, most specific first (the SD module matches any UNet pipeline last).
-MODULES = ("sdxl", "sd3", "sd")
+MODULES = ("sdxl", "sd3", "flux", "sd")
 
 
 def adapters() -> list[Adapter]:
