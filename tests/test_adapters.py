@@ -10,7 +10,8 @@ import dvdlib
 from dvdlib import adapters, models
 from dvdlib.adapters.flux import T5_LENGTH, flux_attention
 from dvdlib.adapters.joint import attend, text_shares
-from dvdlib.adapters.sd3 import relative_depth, sd3_attention
+from dvdlib.adapters import relative_depth
+from dvdlib.adapters.sd3 import sd3_attention
 from dvdlib.attention import intervene_each
 from dvdlib.generate import initial_latents
 from dvdlib.layers import cross_attention_layers, registry
@@ -306,3 +307,53 @@ def test_dvd_check_on_a_tiny_model(model, tmp_path, monkeypatch, capsys):
         assert "token positions [1, 2, 3, 4, 5, 77, 78]" in out and "(layers 2," in out
     if model == "tiny:flux":  # the T5 sequence alone; of 6 blocks, block 3 sits at SD 1.4's depth 8–10 of 16
         assert "token positions [0, 1]" in out and "(layers 3," in out and relative_depth(6) == (3,)
+
+
+# --- the chapters on each family (papermill) ---------------------------------------------------------
+
+def outputs_text(notebook) -> str:
+    """Every Markdown and text output of an executed notebook, joined."""
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    return "\n".join("".join(o.get("data", {}).get(kind, o.get("text", "")))
+                     for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])
+                     for kind in ("text/markdown", "text/plain"))
+
+
+def test_paper_layers_read_on_each_family(sdxl, sd3, flux):
+    smoke = models.load("smoke")
+    assert adapters.paper_layers(smoke, [8, 9, 10]) == [8, 9, 10] and adapters.paper_layers(smoke, [7]) == [7]
+    assert adapters.paper_layers(sdxl, [8, 9, 10]) == list(adapters.of(sdxl).semantic_layers(registry(sdxl)))
+    assert adapters.paper_layers(sd3, [9, 10]) == [2] and adapters.paper_layers(flux, [5, 6, 7, 8, 9, 10]) == [2, 3]
+    # a short registry has no block at SD 1.4's depth 7 by the ceiling rule: the block whose range holds it
+    assert adapters.paper_layers(flux, [7]) == [3]
+    with pytest.raises(ValueError, match="SD 1.4 has layers 1–16"):
+        adapters.paper_layers(flux, [17])
+    note = adapters.describe(flux, 128, peak_layers=[8, 9, 10])
+    assert "peak layers: SD 1.4's 8–10 → layers 3" in note and "T5" in note
+
+
+@pytest.mark.parametrize("model", ["tiny:sdxl", "tiny:sd3", "tiny:flux"])
+def test_focus_score_chapter_runs_on_each_family(model, tmp_path):
+    """Chapter 04 through papermill, profile smoke with ``-p model tiny:...``: it runs, says which
+    definitions changed, and reads the paper's layers 5–10 and 8–10 on this model's blocks."""
+    import json
+
+    from dvdlib import book
+    from test_book import copy_book
+
+    root = copy_book(tmp_path)
+    (outcome,) = book.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False, jobs=1, threads=1,
+                                   parameters={"model": model})
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    pipe = models.load(model)
+    text = outputs_text(root / "book" / "04_focus_score.ipynb")
+    assert f"**Model family: {adapters.of(pipe).family}.**" in text
+    results = {r["key"]: r for r in json.loads((root / "book" / "results" / "04_focus_score.json").read_text())["results"]}
+    gap = adapters.paper_layers(pipe, range(5, 11))
+    from dvdlib.report import ranges
+
+    assert f"over layers {ranges(gap)}," in results["fs_layers_gap"]["quantity"]
+    semantic = ranges(adapters.of(pipe).semantic_layers(registry(pipe)))
+    assert f"layers {semantic} (the paper" in results["fs_median"]["quantity"]

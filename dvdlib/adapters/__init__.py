@@ -17,13 +17,17 @@ in a new module and add it to `ADAPTERS` (the book's page "Forking a chapter for
 
 from __future__ import annotations
 
+import math
 from importlib import import_module
+
+#: SD 1.4's cross-attention layers (paper §3.4), and its lower-resolution semantic layers among them.
+PAPER_LAYERS, PAPER_SEMANTIC = 16, (8, 9, 10)
 
 
 class Adapter:
     """One architecture family: its registry, tokenizers, processors and tiny test pipeline."""
 
-    #: short name of the family ("sd", "sdxl", "sd3")
+    #: short name of the family ("sd", "sdxl", "sd3", "flux")
     family = ""
     #: the diffusers pipeline classes of the family (class names)
     pipelines: tuple[str, ...] = ()
@@ -76,13 +80,39 @@ class Adapter:
         """A tiny random-weight pipeline of the family, built offline (for the tests)."""
         raise NotImplementedError
 
-    def describe(self, pipe, resolution: int | None = None) -> str:
-        """Which of the book's definitions change in this family (Markdown, for the chapters)."""
+    def paper_layers(self, layers: list, numbers) -> tuple[int, ...]:
+        """SD 1.4's layer numbers (paper §3.4–§3.8) read on this registry: the same numbers where it
+        has SD's 16 layers; else layers 8–10 (any of them) stand for `semantic_layers`, and any
+        other number p for the layers at its relative depth (`relative_depth`; the one layer
+        whose depth range holds p when a short registry has none there)."""
+        numbers = [int(n) for n in numbers]
+        bad = [n for n in numbers if not 1 <= n <= PAPER_LAYERS]
+        if bad:
+            raise ValueError(f"SD 1.4 has layers 1–{PAPER_LAYERS}, not {bad}: give the paper's layer numbers")
+        if len(layers) == PAPER_LAYERS:
+            return tuple(numbers)
+        found: set[int] = set()
+        for n in numbers:
+            found |= set(self.semantic_layers(layers) if n in PAPER_SEMANTIC else
+                         relative_depth(len(layers), (n, n)) or (math.ceil(n * len(layers) / PAPER_LAYERS),))
+        return tuple(sorted(found))
+
+    def describe(self, pipe, resolution: int | None = None, **chosen) -> str:
+        """Which of the book's definitions change in this family (Markdown, for the chapters);
+        ``chosen`` names the chapter's layer choices in SD 1.4's numbers (``peak=[8, 9, 10]``) and
+        says which layers of this model read them (`paper_layers`)."""
         layers = self.layers(pipe, resolution)
         semantic = ", ".join(map(str, self.semantic_layers(layers)))
-        return (f"**Model family: {self.family}.** {len(layers)} {self.layer_meaning}. A *head* is "
+        text = (f"**Model family: {self.family}.** {len(layers)} {self.layer_meaning}. A *head* is "
                 f"{self.head_meaning} The paper's lower-resolution semantic layers (SD 1.4's 8–10) are "
                 f"here {self.semantic_meaning}: layers {semantic}.")
+        if chosen:
+            from ..report import ranges
+
+            read = "; ".join(f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → layers "
+                             f"{ranges(self.paper_layers(layers, numbers))}" for name, numbers in chosen.items())
+            text += f" This chapter's layer choices, in the paper's numbering, are read here as: {read}."
+        return text
 
 
 #: The adapter modules, most specific first (the SD module matches any UNet pipeline last).
@@ -102,6 +132,24 @@ def of(pipe) -> Adapter:
         return by_family("sd")
     raise ValueError(f"no adapter for {type(pipe).__name__}: dvdlib knows {[a.family for a in adapters()]}; "
                      "see the book's page 'Forking a chapter for a new model' to write one")
+
+
+def relative_depth(n: int, paper=(8, 10), of: int = PAPER_LAYERS) -> tuple[int, ...]:
+    """Layers 1..n at the relative depth of the paper's layers ``paper`` out of ``of`` (SD 1.4's
+    8–10 of 16): layer i when ⌈i·of/n⌉ falls in that range (each layer stands for one of SD's)."""
+    return tuple(i for i in range(1, n + 1) if paper[0] <= math.ceil(i * of / n - 1e-9) <= paper[1])
+
+
+def paper_layers(pipe, numbers, resolution: int | None = None) -> list[int]:
+    """SD 1.4's layer numbers read on ``pipe``'s registry (`Adapter.paper_layers`): unchanged on a
+    16-layer model, the adapter's equivalent blocks elsewhere (paper §3.4–§3.8)."""
+    adapter = of(pipe)
+    return list(adapter.paper_layers(adapter.layers(pipe, resolution), numbers))
+
+
+def describe(pipe, resolution: int | None = None, **chosen) -> str:
+    """The model-family note a chapter shows (`Adapter.describe`)."""
+    return of(pipe).describe(pipe, resolution, **chosen)
 
 
 def by_family(family: str) -> Adapter:

@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from . import Adapter
+from . import Adapter, relative_depth
 from .joint import CHUNK, JointProcessor, attend
-from .sd3 import relative_depth
 
 #: The T5 length diffusers' FluxPipeline pads to by default (its ``max_sequence_length``).
 T5_LENGTH = 512

@@ -9,11 +9,9 @@ its image→text block (image queries over the 77 + 256 text keys; `dvdlib.adapt
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from . import Adapter
+from . import Adapter, relative_depth
 from .joint import CHUNK, JointProcessor, attend, split_heads
 
 #: CLIP positions of the joint text sequence, and the pipeline's default T5 length.
@@ -86,12 +84,6 @@ class SD3Adapter(Adapter):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             return _build_tiny()
-
-
-def relative_depth(n: int, paper=(8, 10), of: int = 16) -> tuple[int, ...]:
-    """Layers 1..n at the relative depth of the paper's layers ``paper`` out of ``of`` (SD 1.4's
-    8–10 of 16): layer i when ⌈i·of/n⌉ falls in that range."""
-    return tuple(i for i in range(1, n + 1) if paper[0] <= math.ceil(i * of / n - 1e-9) <= paper[1])
 
 
 def _build_tiny():
