@@ -167,11 +167,12 @@ def peak_outside(run, rows: pd.DataFrame, layers) -> pd.DataFrame:
     the token that took the attention in place (read from the store where chapter 08 recorded it)."""
     from .focus import peak_on_concept
     from .generate import generate
+    from .tokens import sequence_tokenizer
 
     P, pipe = run.profile, run.pipe
     samples = generate(pipe, rows.prompt.unique(), P.seeds, store=run.store(), batch_size=P.batch_size,
                        attention={"layers": "all", "steps": [1]}, until_step=1)
-    peaks = peak_on_concept(samples, pipe.tokenizer, dict(zip(rows.prompt, rows.content_span)), layers=layers)
+    peaks = peak_on_concept(samples, sequence_tokenizer(pipe), dict(zip(rows.prompt, rows.content_span)), layers=layers)
     out = rows.merge(peaks, on="prompt")
     return out[~out.on_concept][["case_num", "content", "nm_word", "prompt", "peak_token"]]
 

@@ -147,6 +147,13 @@ def paper_layers(pipe, numbers, resolution: int | None = None) -> list[int]:
     return list(adapter.paper_layers(adapter.layers(pipe, resolution), numbers))
 
 
+def paper_layer_sets(pipe, sets, resolution: int | None = None) -> list[list[int]]:
+    """`paper_layers` of each set of SD 1.4's layer numbers (paper §3.8's detector grid), sets
+    that land on the same layers of ``pipe`` kept once, in order."""
+    found = {tuple(paper_layers(pipe, numbers, resolution)): None for numbers in sets}
+    return [list(layers) for layers in found]
+
+
 def describe(pipe, resolution: int | None = None, **chosen) -> str:
     """The model-family note a chapter shows (`Adapter.describe`)."""
     return of(pipe).describe(pipe, resolution, **chosen)
