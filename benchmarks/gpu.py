@@ -11,7 +11,10 @@ Sections (``--only`` picks some):
 - ``judge``: the judge batched vs one ``generate`` call per question (`judge_batching.py`):
   Qwen2-VL-2B's architecture, bf16, 20 images of 512² × 10 questions, 5 new tokens forced;
 - ``throughput``: images/s for batch 1…32 (`throughput.py`): SD 1.4 at 512², SD 2.1 at 768², fp16,
-  50 steps, classifier-free guidance, VAE decode.
+  50 steps, classifier-free guidance, VAE decode;
+- ``joint``: recording one block at one step vs a plain step on the tiny SD3, SDXL and FLUX models,
+  and the peak memory of the chunked joint-attention recompute at 4,096 × 4,608 in fp16
+  (`joint_recording.py --memory`; the CPU size leaves the memory out: it needs CUDA).
 Each writes its own result file; ``gpu.json`` then gathers the per-image and per-question costs
 that `dvd plan` multiplies by a chapter's counts.
 """
@@ -24,6 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
+import joint_recording
 import judge_batching
 import recording_overhead
 import throughput
@@ -38,16 +42,19 @@ SIZES = {
                   "--repeats", "2"],
         "throughput": ["--model", "random:sd1.4:512", "random:sd2.1:768", "--device", "cuda", "--dtype", "float16",
                        "--steps", "50", "--batches", "1", "2", "4", "8", "16", "32"],
+        "joint": ["--models", "tiny:sd3", "tiny:sdxl", "tiny:flux", "--device", "cuda", "--repeats", "10", "--memory"],
     },
     "cpu": {
         "recording": ["--model", "smoke", "--resolution", "64", "--steps", "2", "--repeats", "1", "--threads", "1"],
         "judge": ["--model", "tiny", "--images", "2", "--resolution", "56", "--batch-sizes", "10", "20",
                   "--min-new-tokens", "2", "--repeats", "1"],
         "throughput": ["--model", "smoke:64", "--steps", "2", "--batches", "1", "2", "--threads", "1"],
+        "joint": ["--models", "tiny:sd3", "--resolution", "64", "--repeats", "1", "--threads", "1"],
     },
 }
-SECTIONS = {"throughput": throughput, "recording": recording_overhead, "judge": judge_batching}
-FILES = {"throughput": "throughput.json", "recording": "recording_overhead.json", "judge": "judge_batching.json"}
+SECTIONS = {"throughput": throughput, "recording": recording_overhead, "judge": judge_batching, "joint": joint_recording}
+FILES = {"throughput": "throughput.json", "recording": "recording_overhead.json", "judge": "judge_batching.json",
+         "joint": "joint_recording.json"}
 
 
 def costs(throughput_result: dict, judge_result: dict | None) -> dict:

@@ -21,8 +21,9 @@ def device_name(device: str) -> str:
 
 def write_result(out: str, script: str, args, **fields) -> dict:
     """Write ``fields`` (title, device, model, rows, targets, ...) with the time and the command; return them."""
-    options = " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                       for k, v in vars(args).items() if k != "out" and v is not None)
+    options = " ".join(f"--{k.replace('_', '-')}" + ("" if v is True else
+                                                     f" {' '.join(map(str, v)) if isinstance(v, list) else v}")
+                       for k, v in vars(args).items() if k != "out" and v is not None and v is not False)
     result = {**fields, "when": datetime.datetime.now().isoformat(timespec="seconds"),
               "command": f"python benchmarks/{script} {options}"}
     atomic_write(Path(out), lambda p: p.write_text(json.dumps(result, indent=1, ensure_ascii=False)))

@@ -297,9 +297,10 @@ class _Control:
 
 
 @contextmanager
-def _controlled(pipe):
+def _controlled(pipe, layers: list[Layer] | None = None):
     """Install the adapter's processor (`ControlledProcessor` or a subclass) on every layer of the
-    registry (once, for nested contexts)."""
+    registry (``layers``: the registry when the caller has it; once, for nested contexts). Only
+    the registry's modules are touched, set and restored one by one (no walk over the model)."""
     from .adapters import of
 
     adapter = of(pipe)
@@ -308,32 +309,33 @@ def _controlled(pipe):
     if control is not None:
         yield control
         return
-    layers = registry(pipe)
+    layers = registry(pipe) if layers is None else layers
     if not layers:
         raise RuntimeError(f"{type(unet).__name__} has no cross-attention layers to hook")
-    original = unet.attn_processors
+    original = [layer.module.processor for layer in layers]
     control = _Control(pipe, layers, adapter.timestep_scale(pipe))
-    processors = dict(original)
-    for layer in layers:
-        processors[layer.processor_name] = adapter.processor(layer, original[layer.processor_name], control)
-    unet.set_attn_processor(processors)
-    hook = unet.register_forward_pre_hook(control.on_unet_call, with_kwargs=True)
-    unet._dvd_control = control
+    hook = None
     try:
-        hooked = sum(isinstance(p, ControlledProcessor) for p in unet.attn_processors.values())
+        for layer, stock in zip(layers, original):
+            layer.module.set_processor(adapter.processor(layer, stock, control))
+        hooked = sum(isinstance(layer.module.processor, ControlledProcessor) for layer in layers)
         if hooked != len(layers):
             raise RuntimeError(f"hooked {hooked} attention processors, expected {len(layers)} cross-attention layers")
+        hook = unet.register_forward_pre_hook(control.on_unet_call, with_kwargs=True)
+        unet._dvd_control = control
         yield control
     finally:
-        hook.remove()
-        del unet._dvd_control
-        unet.set_attn_processor(original)
+        if hook is not None:
+            hook.remove()
+            del unet._dvd_control
+        for layer, stock in zip(layers, original):
+            layer.module.set_processor(stock)
 
 
 @contextmanager
-def _attached(pipe, kind: str, item):
+def _attached(pipe, kind: str, item, layers: list[Layer] | None = None):
     """Keep ``item`` in the control's ``kind`` list ("recordings" or "scalings") while open."""
-    with _controlled(pipe) as control:
+    with _controlled(pipe, layers) as control:
         getattr(control, kind).append(item)
         try:
             yield item
@@ -352,8 +354,9 @@ def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True
     over the text keys only ("text", the default) or the slice of the joint softmax ("joint";
     `dvdlib.adapters.joint`); the same thing under cross-attention.
     """
-    recording = Recording(select(registry(pipe), layers), steps, heads, maps, shares, branch, softmax)
-    with _attached(pipe, "recordings", recording):
+    every = registry(pipe)
+    recording = Recording(select(every, layers), steps, heads, maps, shares, branch, softmax)
+    with _attached(pipe, "recordings", recording, every):
         yield recording
     recording.check()
 
@@ -365,8 +368,8 @@ def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
     ``heads`` maps (layer, head) to a factor: ``{(3, 5): 0.0}`` makes head 5 of layer 3 uniform at
     the first step (the paper's default ablation).
     """
-    _check_heads(pipe, heads)
-    with _attached(pipe, "scalings", HeadScaling(heads, steps)) as scaling:
+    every = _check_heads(pipe, heads)
+    with _attached(pipe, "scalings", HeadScaling(heads, steps), every) as scaling:
         yield scaling
 
 
@@ -375,20 +378,22 @@ def intervene_each(pipe, per_image: list[tuple[dict[tuple[int, int], float], obj
     """One intervention per image of the next pipeline calls (paper §3.6, batched): ``per_image``
     holds, for each image in call order, ``(heads, steps)`` as `intervene` takes them, or None for
     an image left alone. Equal, within float tolerance, to one `intervene` per image."""
-    scalings = []
+    scalings, every = [], registry(pipe)
     for item in per_image:
         if item is not None:
             heads, steps = item
-            _check_heads(pipe, heads)
+            _check_heads(pipe, heads, every)
             item = HeadScaling(heads, steps)
         scalings.append(item)
-    with _attached(pipe, "scalings", HeadScalingEach(scalings)) as scaling:
+    with _attached(pipe, "scalings", HeadScalingEach(scalings), every) as scaling:
         yield scaling
 
 
-def _check_heads(pipe, heads) -> None:
-    """Raise for a (layer, head) the pipeline does not have."""
-    layers = {layer.index: layer for layer in registry(pipe)}
+def _check_heads(pipe, heads, every: list[Layer] | None = None) -> list[Layer]:
+    """Raise for a (layer, head) the pipeline does not have; return its registry."""
+    every = registry(pipe) if every is None else every
+    layers = {layer.index: layer for layer in every}
     for layer, head in heads:
         if layer not in layers or not 0 <= head < layers[layer].heads:
             raise ValueError(f"no head {head} in layer {layer}: see dvdlib.layers.registry(pipe)")
+    return every

@@ -23,16 +23,16 @@ from __future__ import annotations
 import torch
 
 from . import Adapter, relative_depth
-from .joint import CHUNK, JointProcessor, attend
+from .joint import CHUNK, JointInputs, JointProcessor, explicit
 
 #: The T5 length diffusers' FluxPipeline pads to by default (its ``max_sequence_length``).
 T5_LENGTH = 512
 
 
-def flux_attention(attn, hidden_states, encoder_hidden_states=None, head_factors=None, image_rotary_emb=None,
-                   text_length: int | None = None, chunk: int = CHUNK):
-    """One FLUX attention computed explicitly: (image→text block of the softmax, the outputs the
-    stock `FluxAttnProcessor` returns). A double-stream block gets the text as
+def flux_inputs(attn, hidden_states, encoder_hidden_states=None, image_rotary_emb=None,
+                text_length: int | None = None) -> JointInputs:
+    """What one FLUX attention computes on (`JointInputs`): [text; image] projected, normalised and
+    rotated as the stock `FluxAttnProcessor` does. A double-stream block gets the text as
     ``encoder_hidden_states``; a single-stream block gets [text; image] as ``hidden_states`` and
     needs ``text_length`` (how many of its tokens are text)."""
     if getattr(attn, "fused_projections", False):
@@ -54,26 +54,35 @@ def flux_attention(attn, hidden_states, encoder_hidden_states=None, head_factors
 
         q = apply_rotary_emb(q, image_rotary_emb, sequence_dim=1)
         k = apply_rotary_emb(k, image_rotary_emb, sequence_dim=1)
-    total = q.shape[1]
-    out, block = attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn.head_dim ** -0.5,
-                        slice(text_length, total), slice(0, text_length), head_factors, chunk)
-    out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)
-    if not double:
-        return block, out
-    text, image = out[:, :text_length], out[:, text_length:]
-    return block, (attn.to_out[1](attn.to_out[0](image)), attn.to_add_out(text))
+
+    def finish(out):
+        out = out.transpose(1, 2).flatten(2, 3).to(q.dtype)
+        if not double:
+            return out
+        text, image = out[:, :text_length], out[:, text_length:]
+        return attn.to_out[1](attn.to_out[0](image)), attn.to_add_out(text)
+
+    return JointInputs(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), slice(text_length, q.shape[1]),
+                       slice(0, text_length), attn.head_dim ** -0.5, finish)
+
+
+def flux_attention(attn, hidden_states, encoder_hidden_states=None, head_factors=None, image_rotary_emb=None,
+                   text_length: int | None = None, chunk: int = CHUNK):
+    """One FLUX attention computed explicitly (`flux_inputs`): (image→text block of the softmax, the
+    outputs the stock `FluxAttnProcessor` returns)."""
+    return explicit(flux_inputs(attn, hidden_states, encoder_hidden_states, image_rotary_emb, text_length),
+                    head_factors, chunk)
 
 
 class FluxProcessor(JointProcessor):
     """`JointProcessor` for a FLUX block: hands the rotary embeddings (a positional argument of the
-    stock call) and, in a single-stream block, the current call's text length to `flux_attention`."""
+    stock call) and, in a single-stream block, the current call's text length to `flux_inputs`."""
 
     def __init__(self, layer, stock, control):
-        super().__init__(layer, stock, control, self._explicit)
+        super().__init__(layer, stock, control, self._inputs)
 
-    def _explicit(self, attn, hidden_states, encoder_hidden_states, factors, image_rotary_emb=None, **_):
-        return flux_attention(attn, hidden_states, encoder_hidden_states, factors, image_rotary_emb,
-                              self.control.text_length)
+    def _inputs(self, attn, hidden_states, encoder_hidden_states, image_rotary_emb=None, **_):
+        return flux_inputs(attn, hidden_states, encoder_hidden_states, image_rotary_emb, self.control.text_length)
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None,
                  **kwargs):

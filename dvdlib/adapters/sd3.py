@@ -12,15 +12,15 @@ from __future__ import annotations
 import torch
 
 from . import Adapter, relative_depth
-from .joint import CHUNK, JointProcessor, attend, split_heads
+from .joint import CHUNK, JointInputs, JointProcessor, explicit, split_heads
 
 #: CLIP positions of the joint text sequence, and the pipeline's default T5 length.
 CLIP_LENGTH, T5_LENGTH = 77, 256
 
 
-def sd3_attention(attn, hidden_states, encoder_hidden_states, head_factors=None, chunk: int = CHUNK, **_):
-    """One SD3 joint attention computed explicitly: (image→text block of the joint softmax,
-    (image output, text output) as the stock `JointAttnProcessor2_0` returns them)."""
+def sd3_inputs(attn, hidden_states, encoder_hidden_states, *_, **__) -> JointInputs:
+    """What one SD3 joint attention computes on (`JointInputs`): [image; CLIP ‖ T5 text] as the stock
+    `JointAttnProcessor2_0` projects and normalises them."""
     if encoder_hidden_states is None:
         raise NotImplementedError("explicit attention of a block without text tokens (SD3.5's second attention)")
     heads, batch = attn.heads, hidden_states.shape[0]
@@ -31,13 +31,22 @@ def sd3_attention(attn, hidden_states, encoder_hidden_states, head_factors=None,
     if attn.norm_added_q is not None:
         cq, ck = attn.norm_added_q(cq), attn.norm_added_k(ck)
     n, t = q.shape[2], cq.shape[2]
-    out, block = attend(torch.cat([q, cq], 2), torch.cat([k, ck], 2), torch.cat([v, cv], 2), attn.scale,
-                        slice(0, n), slice(n, n + t), head_factors, chunk)
-    out = out.transpose(1, 2).reshape(batch, -1, heads * q.shape[-1]).to(q.dtype)
-    image, text = out[:, :n], out[:, n:]
-    if not attn.context_pre_only:
-        text = attn.to_add_out(text)
-    return block, (attn.to_out[1](attn.to_out[0](image)), text)
+
+    def finish(out):
+        out = out.transpose(1, 2).reshape(batch, -1, heads * q.shape[-1]).to(q.dtype)
+        image, text = out[:, :n], out[:, n:]
+        if not attn.context_pre_only:
+            text = attn.to_add_out(text)
+        return attn.to_out[1](attn.to_out[0](image)), text
+
+    return JointInputs(torch.cat([q, cq], 2), torch.cat([k, ck], 2), torch.cat([v, cv], 2), slice(0, n),
+                       slice(n, n + t), attn.scale, finish)
+
+
+def sd3_attention(attn, hidden_states, encoder_hidden_states, head_factors=None, chunk: int = CHUNK, **_):
+    """One SD3 joint attention computed explicitly: (image→text block of the joint softmax,
+    (image output, text output) as the stock `JointAttnProcessor2_0` returns them)."""
+    return explicit(sd3_inputs(attn, hidden_states, encoder_hidden_states), head_factors, chunk)
 
 
 class SD3Adapter(Adapter):
@@ -64,7 +73,7 @@ class SD3Adapter(Adapter):
         return relative_depth(len(layers))
 
     def processor(self, layer, stock, control):
-        return JointProcessor(layer, stock, control, sd3_attention)
+        return JointProcessor(layer, stock, control, sd3_inputs)
 
     def tokenizers(self, pipe) -> dict:
         names = ("tokenizer", "tokenizer_2", "tokenizer_3")
