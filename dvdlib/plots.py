@@ -150,24 +150,36 @@ def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], columns: i
     return fig
 
 
-def ablation_by_layer(rates: dict, peaks: dict | None = None):
+def ablation_by_layer(rates: dict, peaks: dict | None = None, highlight=(1, 2, 3, 4, 5, 6)):
     """Head ablation (paper §3.6): per layer, the share of prompts that at least one of its heads
-    mitigates, one line per prompt set; ``peaks`` marks the paper's peak layer of each set."""
+    mitigates, one line per prompt set (n prompts in the legend); ``peaks`` marks the paper's peak
+    layer of each set; shaded, the paper's layers 1–6 (``highlight``), where it finds the
+    effects: swept layers outside them are the placebo."""
     use_style()
     fig, ax = plt.subplots(figsize=(8, 3.4))
     colors = [BENCH_COLOR, CONTROL_COLOR, "#7f7f7f", "#2ca02c"]
+    layers = sorted({int(layer) for table in rates.values() for layer in table["layer"]})
+    inside = [i for i in layers if i in highlight]
+    if inside:
+        ax.axvspan(min(inside) - 0.5, max(inside) + 0.5, color="0.9", zorder=0)
+        ax.text((min(inside) + max(inside)) / 2, 0.93, "paper's layers 1–6", color="0.4", fontsize=8, ha="center",
+                va="center", transform=ax.get_xaxis_transform())
+    outside = [i for i in layers if i not in highlight]
+    if outside:
+        ax.text((min(outside) + max(outside)) / 2, 0.93, "placebo: outside 1–6", color="0.4", fontsize=8,
+                ha="center", va="center", transform=ax.get_xaxis_transform())
     for (label, table), color in zip(rates.items(), colors):
-        ax.plot(table["layer"], table["rate"], "o-", color=color, label=label)
+        n = int(table["prompts"].max()) if "prompts" in table and len(table) else None
+        ax.plot(table["layer"], table["rate"], "o-", color=color, label=f"{label} (n = {n} prompts)" if n else label)
         if peaks and label in peaks:
             ax.axvline(peaks[label], color=color, ls=":", lw=1.2)
             ax.text(peaks[label], 1.02, f"paper's peak: {peaks[label]}", color=color, fontsize=8, ha="center",
                     transform=ax.get_xaxis_transform())
-    layers = sorted({int(layer) for table in rates.values() for layer in table["layer"]})
     ax.set_xticks(layers)
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("cross-attention layer of the ablated head (forward order)")
     ax.set_ylabel("prompts mitigated by\nat least one head of the layer")
-    ax.legend(loc="upper right", frameon=False)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9)
     fig.tight_layout()
     return fig
 
