@@ -419,6 +419,16 @@ def sweep_plan(profile, layers=None, heads=None, n_prompts=None, n_memorized=Non
                      S["slice"] or layers is not None or heads is not None or seeds is not None)
 
 
+def on_model(plan: SweepPlan, pipe, resolution: int | None = None) -> SweepPlan:
+    """``plan`` with its layers (SD 1.4's numbers, or "all") read on ``pipe``'s registry
+    (`dvdlib.adapters.paper_layers`: unchanged on a 16-layer model; paper §3.6's layers elsewhere)."""
+    from dataclasses import replace
+
+    from .adapters import paper_layers
+
+    return plan if plan.layers == "all" else replace(plan, layers=paper_layers(pipe, plan.layers, resolution))
+
+
 #: Where the paper finds the single-head effects (paper §3.6): the layers the hypothesis chooses.
 #: Heads of the other layers are the placebo (`versus_placebo`).
 EFFECT_LAYERS = (1, 2, 3, 4, 5, 6)
@@ -638,6 +648,6 @@ def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
 
 __all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
            "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
-           "judge_plan", "layer_rates", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
+           "judge_plan", "layer_rates", "on_model", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
            "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
            "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]

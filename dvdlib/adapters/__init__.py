@@ -109,7 +109,8 @@ class Adapter:
         if chosen:
             from ..report import ranges
 
-            read = "; ".join(f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → layers "
+            read = "; ".join(f"{name.replace('_', ' ')}: all" if numbers == "all" else
+                             f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → layers "
                              f"{ranges(self.paper_layers(layers, numbers))}" for name, numbers in chosen.items())
             text += f" This chapter's layer choices, in the paper's numbering, are read here as: {read}."
         return text
