@@ -219,22 +219,21 @@ class DreamBooth:
         write the fine-tuned UNet to ``out_dir/unet`` with ``loss.csv`` and ``finetune.json``,
         then delete the checkpoint (UNet + AdamW state: ~10 GB for SD 1.4) unless ``keep_checkpoint``.
         ``stop_after``: stop (checkpointed) after that many steps in total, for interrupted runs."""
-        from tqdm import tqdm
+        from .progress import task
 
         out = Path(out_dir)
         last = out / "checkpoints" / "last.pt"
         if last.exists():
             self.load_checkpoint(last)
         end = min(self.recipe.steps, stop_after or self.recipe.steps)
-        # a few updates, not one per step: an executed chapter keeps every update in its output
-        bar = tqdm(total=end, initial=self.step, disable=not progress, desc="DreamBooth", unit="step", mininterval=15)
-        while self.step < end:
-            self.train_step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{self.losses[-1]:.4f}", refresh=False)
-            if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
-                self.save_checkpoint(last)
-        bar.close()
+        # a live bar in a terminal; in an executed chapter one line when the run ends
+        with task(end - self.step, "DreamBooth steps", stored=self.step, show=progress, unit="step",
+                  mininterval=15, kept="resumed from the checkpoint") as update:
+            while self.step < end:
+                self.train_step()
+                update(1, loss=f"{self.losses[-1]:.4f}")
+                if self.step % self.recipe.checkpoint_every == 0 or self.step == end:
+                    self.save_checkpoint(last)
         if self.step >= self.recipe.steps:
             self._export(out)
             if not keep_checkpoint:
