@@ -1,12 +1,14 @@
 # make book   - create .venv if needed, run every chapter with PROFILE (default toy: the trained
 #               toy world, about 20 min on 2 cores; smoke: the random-weight pipeline check) through
-#               papermill into book/, build the HTML with warnings as errors, print where it is
+#               papermill into book/, JOBS chapters at a time (default one per core), build the
+#               HTML with warnings as errors, print where it is
 # make test   - create .venv if needed, run the tests
 # make lock   - rewrite requirements-lock.txt from the current .venv
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= toy
+JOBS    ?=
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.dvd-installed
 
@@ -28,7 +30,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 book: $(STAMP)
-	$(BIN)/dvd book --profile $(PROFILE)
+	$(BIN)/dvd book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
 
 lock:
 	{ echo "# Exact versions for the tests and the book (CI, make test, make book)."; \
@@ -40,4 +42,4 @@ lock:
 	mv requirements-lock.txt.tmp requirements-lock.txt
 
 clean:
-	rm -rf _build book/*.ipynb book/status.md book/benchmarks.md book/_build_info.md
+	rm -rf _build book/*.ipynb book/status.md book/benchmarks.md book/_build_info.md book/_run.json

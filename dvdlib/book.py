@@ -21,9 +21,11 @@ from pathlib import Path
 
 import nbformat
 
+from .store import atomic_write
+
 KERNEL = "python3"
 BENCHMARK_COMMAND = "python benchmarks/recording_overhead.py"
-GENERATED = ("status.md", "benchmarks.md", "_build_info.md")
+GENERATED = ("status.md", "benchmarks.md", "_build_info.md", "_run.json")
 
 
 @dataclass
@@ -61,39 +63,46 @@ def chapter_sources(chapters_dir="chapters", only=None, cwd=None) -> list[Path]:
     return sorted(picked)
 
 
-def run_chapter(source, output, profile, cwd=None, parameters=None) -> Outcome:
-    """Execute one chapter with papermill; a raising chapter still leaves its executed notebook."""
-    import papermill as pm
-
+def run_chapter(source, output, profile, cwd=None, parameters=None, threads: int | None = None) -> Outcome:
+    """Execute one chapter with papermill in its own process (``threads``: the kernel's torch /
+    BLAS threads; None keeps this environment's); a raising chapter still leaves its executed
+    notebook."""
     source, output = Path(source), Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     params = {"profile": profile, **(parameters or {})}
-    known = pm.inspect_notebook(str(source))
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(f"{source.name} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"its parameters are: {', '.join(known)}")
+    check_parameters(source, params)
+    env = dict(os.environ)
+    if threads:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+    cmd = [sys.executable, "-m", "papermill", str(source), str(output), "-y", json.dumps(params),
+           "-k", KERNEL, "--cwd", str(cwd or os.getcwd()), "--no-progress-bar", "--log-level", "ERROR"]
+    output.unlink(missing_ok=True)  # a kernel that never starts must not leave the last run's page
     start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
     error = None
-    try:
-        pm.execute_notebook(
-            str(source),
-            str(output),
-            parameters=params,
-            kernel_name=KERNEL,
-            cwd=str(cwd or os.getcwd()),
-            progress_bar=False,
-        )
-    except pm.PapermillExecutionError as exc:
-        error = f"{exc.ename}: {exc.evalue}"
-        _unglue(output)
-    except Exception as exc:  # kernel did not start, bad notebook, ...: record it, go on
-        error = f"{type(exc).__name__}: {exc}"
-        if not _is_executed(output):
+    if done.returncode != 0:
+        if _is_executed(output):
+            error = _error_of(nbformat.read(output, as_version=4)) or "CellExecutionError: the chapter did not finish"
+            _unglue(output)
+        else:  # kernel did not start, bad notebook, ...: record it, go on
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            error = f"papermill failed (exit {done.returncode}): {lines[-1] if lines else 'no message'}"
             _write_stub(output, source, profile, error=error)
     if _is_executed(output):
         present_parameters(output)
-    return Outcome(source.stem, source, output, error is None, time.perf_counter() - start, error)
+    return Outcome(source.stem, source, output, error is None, seconds, error)
+
+
+def check_parameters(source, parameters: dict) -> None:
+    """A ``ValueError`` listing the chapter's parameters when ``parameters`` names one it lacks."""
+    import papermill as pm
+
+    known = pm.inspect_notebook(str(source))
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise ValueError(f"{Path(source).name} has no parameter {', '.join(map(repr, unknown))}; "
+                         f"its parameters are: {', '.join(known)}")
 
 
 def this_run(parameters: dict) -> str:
@@ -123,23 +132,110 @@ def present_parameters(path) -> None:
     nbformat.write(nb, path)
 
 
+def cores() -> int:
+    """CPU cores this process may use (its affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def previous_seconds(profile, out_dir="book", cwd=None) -> dict[str, float]:
+    """Per chapter, how long its last run with ``profile`` took (the executed notebooks that
+    the status page reads; chapters that failed or ran with another profile are left out)."""
+    root = Path(cwd or os.getcwd())
+    out = {}
+    for path in sorted((root / out_dir).glob("*.ipynb")):
+        try:
+            info = chapter_info(path)
+        except Exception:  # an unreadable notebook gives no estimate
+            continue
+        if info["outcome"] == "ok" and info["profile"] == profile and info["seconds"]:
+            out[info["name"]] = float(info["seconds"])
+    return out
+
+
+def schedule(sources, seconds: dict[str, float]) -> list[Path]:
+    """The order to start chapters in: those never timed first (any may be long), then the
+    longest first by their last run's time, so no long chapter starts last."""
+    unknown = [s for s in sources if s.stem not in seconds]
+    known = sorted((s for s in sources if s.stem in seconds), key=lambda s: -seconds[s.stem])
+    return unknown + known
+
+
+#: The environment variables that set a kernel's torch / BLAS threads (torch reads them at start).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cwd=None,
-                 parameters=None, verbose=True) -> list[Outcome]:
-    """Execute ``chapters/*.ipynb`` (or ``only`` some) with ``profile`` into ``out_dir``; one
-    chapter failing does not stop the others. Returns one :class:`Outcome` per chapter run."""
+                 parameters=None, verbose=True, jobs: int | None = None,
+                 threads: int | None = None) -> list[Outcome]:
+    """Execute ``chapters/*.ipynb`` (or ``only`` some) with ``profile`` into ``out_dir``, ``jobs``
+    chapters at a time (default: one per core), each kernel with ``threads`` torch threads
+    (default: cores / jobs, so the machine is not oversubscribed). Chapters start longest first
+    (`schedule`, from their last run's times). One chapter failing does not stop the others.
+    Returns one :class:`Outcome` per chapter, in name order, and writes the run's wall time
+    (`write_run_record`) for the status page.
+
+    Chapters are independent: none reads another's outputs (chapter 09 reads the committed
+    ``toy/findings``), and work they share goes through the run store, whose files are written
+    atomically (`dvdlib.store`), so two chapters may compute the same image at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     root = Path(cwd or os.getcwd()).resolve()
-    outcomes = []
-    for source in chapter_sources(chapters_dir, only, root):
-        output = root / out_dir / source.name
+    sources = chapter_sources(chapters_dir, only, root)
+    jobs = max(1, min(jobs or cores(), len(sources) or 1))
+    threads = threads or max(1, cores() // jobs)
+    for source in sources:  # a wrong -p stops the run before any chapter starts
+        check_parameters(source, {"profile": profile, **(parameters or {})})
+    order = schedule(sources, previous_seconds(profile, out_dir, root))
+    started = time.perf_counter()
+    outcomes = {}
+
+    def one(source):
         if verbose:
-            print(f"[dvd] {source.relative_to(root)} (profile {profile}) -> "
-                  f"{output.relative_to(root)}", file=sys.stderr, flush=True)
-        outcome = run_chapter(source, output, profile, cwd=root, parameters=parameters)
-        if verbose:
-            status = "ok" if outcome.ok else f"FAILED ({outcome.error.splitlines()[0]})"
-            print(f"[dvd]   {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
-        outcomes.append(outcome)
-    return outcomes
+            print(f"[dvd] start {source.relative_to(root)} (profile {profile}, {threads} thread(s)) -> "
+                  f"{out_dir}/{source.name}", file=sys.stderr, flush=True)
+        return run_chapter(source, root / out_dir / source.name, profile, cwd=root, parameters=parameters,
+                           threads=threads)
+
+    # each chapter is its own papermill process; the pool starts them in `order`, `jobs` at a time
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(one, s): s for s in order}
+        for future in as_completed(futures):
+            outcome = outcomes[futures[future]] = future.result()
+            if verbose:
+                status = "ok" if outcome.ok else f"FAILED ({outcome.error.splitlines()[0]})"
+                print(f"[dvd]   {outcome.name}: {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - started
+    write_run_record(out_dir, root, profile=profile, jobs=jobs, threads=threads, wall_seconds=wall,
+                     chapters={o.name: round(o.seconds, 1) for o in outcomes.values()})
+    if verbose:
+        print(f"[dvd] {len(outcomes)} chapter(s) in {wall:.1f} s wall ({jobs} at a time, "
+              f"{threads} thread(s) each)", file=sys.stderr, flush=True)
+    return [outcomes[s] for s in sources]
+
+
+RUN_RECORD = "_run.json"
+
+
+def write_run_record(out_dir="book", cwd=None, **record) -> Path:
+    """Write ``book/_run.json``: the last `run_chapters` call (profile, jobs, threads, wall
+    seconds, per-chapter seconds), for the status page."""
+    root = Path(cwd or os.getcwd())
+    record["when"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return atomic_write(root / out_dir / RUN_RECORD,
+                        lambda p: p.write_text(json.dumps(record, indent=1), encoding="utf-8"))
+
+
+def read_run_record(out_dir="book", cwd=None) -> dict | None:
+    """The last run's record (`write_run_record`), or None."""
+    path = Path(cwd or os.getcwd()) / out_dir / RUN_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _is_executed(path: Path) -> bool:
@@ -338,10 +434,22 @@ def write_status_page(out_dir="book", cwd=None) -> Path:
         lines += ["", f"{len(chapters)} chapter(s): "
                   f"{sum(c['outcome'] == 'ok' for c in chapters)} ok, {len(failed)} failed, "
                   f"{sum(c['outcome'] == 'not run' for c in chapters)} not run.", ""]
+        lines += _run_lines(read_run_record(out_dir, root))
     status = out / "status.md"
     status.write_text("\n".join(lines), encoding="utf-8")
     _write_build_info(out / "_build_info.md", chapters)
     return status
+
+
+def _run_lines(record: dict | None) -> list[str]:
+    """The last `dvd book` run in words: its wall time beside the sum of its chapters' times."""
+    if not record or not record.get("chapters"):
+        return []
+    times = record["chapters"]
+    return [f"The last `dvd book` run (profile {_esc(record.get('profile'))}, {_when(record.get('when'))}) "
+            f"ran {len(times)} chapter(s), {record.get('jobs')} at a time with {record.get('threads')} "
+            f"thread(s) each: **{_duration(record.get('wall_seconds'))} wall time** for "
+            f"{_duration(sum(times.values()))} of chapter run time.", ""]
 
 
 def _profile_note(profile: str) -> str:
@@ -399,7 +507,7 @@ def render_benchmarks(out_dir="book", cwd=None) -> Path:
             lines += [f"## {_esc(f.name)}", "", f"Could not read this file: {_esc(exc)}", ""]
             continue
         lines += [f"## {_esc(data.get('title') or f.stem)}", ""]
-        facts = [f"{k}: {_esc(data[k])}" for k in ("device", "model", "when") if data.get(k)]
+        facts = [f"{k}: {_esc(data[k])}" for k in ("device", "model", "notes", "when") if data.get(k)]
         lines += ["; ".join(facts + [f"from `{f.relative_to(root).as_posix()}`"]) + ".", ""]
         if data.get("command"):
             lines += ["```bash", str(data["command"]), "```", ""]

@@ -1,8 +1,9 @@
 """The ``dvd`` command.
 
-    dvd book [--profile toy] [--only NAME ...] [-p KEY VALUE ...] [--no-build]
+    dvd book [--profile toy] [--only NAME ...] [-p KEY VALUE ...] [--jobs N] [--no-build]
 
-runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, writes
+runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, ``--jobs``
+at a time (default one per core, longest first, torch threads = cores / jobs), writes
 the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
 exits non-zero when a chapter failed or the build failed (the book is still built in the first case).
 
@@ -31,6 +32,17 @@ def _value(text: str):
         return text
 
 
+def _positive(text: str) -> int:
+    """An argument that must be a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}")
+    return value
+
+
 def _book(args) -> int:
     from dvdlib import book
 
@@ -39,7 +51,8 @@ def _book(args) -> int:
         return 2
     params = {k: _value(v) for k, v in (args.param or [])}
     try:
-        outcomes = book.run_chapters(args.profile, only=args.only, parameters=params)
+        outcomes = book.run_chapters(args.profile, only=args.only, parameters=params, jobs=args.jobs,
+                                     threads=args.threads)
     except ValueError as exc:
         print(f"dvd book: {exc}", file=sys.stderr)
         return 2
@@ -132,6 +145,9 @@ def main(argv=None) -> int:
                    help="run only this chapter (file name, stem or number prefix); repeatable")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
+    p.add_argument("--jobs", type=_positive, metavar="N", help="chapters run at once (default: one per core; "
+                   "the longest start first, by their last run's times)")
+    p.add_argument("--threads", type=_positive, metavar="T", help="torch threads per chapter (default: cores / jobs)")
     p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
     p = sub.add_parser("check", help="first-step collapse risk of one prompt (paper §3.8), no full generation")
     p.add_argument("prompt")

@@ -4,7 +4,9 @@ One folder per (model, settings): ``root/<model>/<settings hash>/settings.json``
 folder per prompt (``<prompt hash>/``) holding per seed the image (``<seed>.png``), its record
 (``<seed>.json``) and the attention recorded for it under a given recording spec
 (``<seed>.attn-<spec hash>.npz``). Every file is written to a temporary name and renamed, so an
-interrupted run leaves no half-written file and a rerun recomputes only what is missing.
+interrupted run leaves no half-written file and a rerun recomputes only what is missing; a record
+is updated under a lock (``.<seed>.lock``), so processes sharing a store (chapters run at once)
+never drop each other's fields.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,25 @@ def atomic_write(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+@contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing) while the block runs, so a
+    read-modify-write of a record by one process never drops another's fields (POSIX
+    ``flock``; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: chapters run one at a time there
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 #: The files that make a model's weights (what `model_key` hashes).
@@ -105,9 +127,10 @@ class Store:
         if attention is not None:
             atomic_write(self.attention_path(prompt, seed, spec), lambda p: np.savez(p, **attention))
         base = self._base(prompt, seed).with_suffix(".json")
-        old = json.loads(base.read_text()) if base.exists() else {}
-        new = {**old, **record, "prompt": prompt, "seed": seed}
-        atomic_write(base, lambda p: p.write_text(json.dumps(new, ensure_ascii=False, indent=1)))
+        with _locked(base.with_name(f".{seed}.lock")):  # two processes adding fields keep both
+            old = json.loads(base.read_text()) if base.exists() else {}
+            new = {**old, **record, "prompt": prompt, "seed": seed}
+            atomic_write(base, lambda p: p.write_text(json.dumps(new, ensure_ascii=False, indent=1)))
 
     def image(self, prompt: str, seed: int) -> Image.Image:
         return Image.open(self.image_path(prompt, seed))

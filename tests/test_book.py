@@ -81,11 +81,12 @@ def fixture_run(tmp_path_factory):
                  after=UNGLUED)
     make_chapter(root / "chapters" / "02_tiny.ipynb", "A tiny chapter", [FIGURE, GLUE],
                  after="The answer is {glue:text}`answer`.")
+    # every hand-written page (they link to each other), as in the real toc
+    pages = sorted(p.stem for p in (REPO / "book").glob("*.md") if not p.stem.startswith("_")
+                   and p.stem not in ("index", "status", "benchmarks"))
     toc = {"format": "jb-book", "root": "book/index", "parts": [
         {"caption": "Chapters", "chapters": [{"file": "book/01_fails"}, {"file": "book/02_tiny"}]},
-        {"caption": "About this run", "chapters": [{"file": f"book/{p}"} for p in
-                                                   ("status", "benchmarks", "reproduce",
-                                                    "bibliography")]}]}
+        {"caption": "About this run", "chapters": [{"file": f"book/{p}"} for p in ("status", "benchmarks", *pages)]}]}
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     (root / "benchmarks" / "results").mkdir(parents=True)
     (root / "benchmarks" / "results" / "recording_overhead.json").write_text(json.dumps({
@@ -233,7 +234,7 @@ def test_generated_files_are_ignored_by_git():
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     paths = ["book/04_focus_score.ipynb", "book/status.md", "book/benchmarks.md",
-             "book/_build_info.md", "book/figures/x.png", "book/results/x.json", "_build/x",
+             "book/_build_info.md", "book/_run.json", "book/figures/x.png", "book/results/x.json", "_build/x",
              "store/x", ".venv/x"]
     done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
     assert sorted(done.stdout.split()) == sorted(paths)

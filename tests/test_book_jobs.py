@@ -1,0 +1,109 @@
+"""Chapters run at once (`dvd book --jobs`): the schedule, the threads a kernel gets, the run's
+wall time on the status page, processes sharing a store, and the same results as one at a time."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from dvdlib import book
+from dvdlib.store import Store
+
+from test_book import REPO, copy_book, make_chapter
+
+
+def test_schedule_starts_untimed_chapters_then_the_longest():
+    sources = [Path(f"chapters/{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d")]
+    order = book.schedule(sources, {"01_a": 10.0, "03_c": 400.0, "04_d": 90.0})
+    assert [s.stem for s in order] == ["02_b", "03_c", "04_d", "01_a"]
+
+
+THREADS = 'import os, torch\nprint("threads", os.environ["OMP_NUM_THREADS"], torch.get_num_threads())'
+
+
+@pytest.fixture(scope="module")
+def two_at_once(tmp_path_factory):
+    """Two fixture chapters, each sleeping a second, run two at a time with two threads each."""
+    root = copy_book(tmp_path_factory.mktemp("jobs_book"), chapters=False)
+    for name in ("01_one", "02_two"):
+        make_chapter(root / "chapters" / f"{name}.ipynb", name, ["import time\ntime.sleep(1.5)", THREADS])
+    outcomes = book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=2)
+    return root, outcomes
+
+
+def test_chapters_run_at_once_with_the_threads_asked(two_at_once):
+    root, outcomes = two_at_once
+    assert [o.name for o in outcomes] == ["01_one", "02_two"] and all(o.ok for o in outcomes)
+    spans = []
+    for o in outcomes:
+        nb = nbformat.read(o.output, as_version=4)
+        printed = "".join(out.get("text", "") for c in nb.cells for out in c.get("outputs", []))
+        assert "threads 2 2" in printed  # the variable reached the kernel, and torch read it
+        spans.append((nb.metadata.papermill.start_time, nb.metadata.papermill.end_time))
+    (a0, a1), (b0, b1) = sorted(spans)
+    assert b0 < a1, f"the second chapter started only after the first ended: {spans}"
+
+
+def test_status_page_adds_the_wall_time_of_the_run(two_at_once):
+    root, outcomes = two_at_once
+    record = book.read_run_record(cwd=root)
+    assert record["jobs"] == 2 and record["threads"] == 2 and set(record["chapters"]) == {"01_one", "02_two"}
+    assert record["wall_seconds"] < sum(record["chapters"].values())  # they overlapped
+    status = book.write_status_page(cwd=root).read_text()
+    assert "wall time" in status and "2 at a time with 2 thread(s) each" in status
+    # the next run's schedule reads these times: both are known now
+    assert set(book.previous_seconds("smoke", cwd=root)) == {"01_one", "02_two"}
+    assert book.previous_seconds("toy", cwd=root) == {}
+
+
+def test_a_wrong_parameter_stops_before_any_chapter_starts(tmp_path):
+    root = copy_book(tmp_path, chapters=False)
+    make_chapter(root / "chapters" / "01_one.ipynb", "one", ['open("ran", "w").write("yes")'])
+    with pytest.raises(ValueError, match="no parameter 'sedes'"):
+        book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, parameters={"sedes": [1]})
+    assert not (root / "ran").exists()
+
+
+def _add_fields(args):
+    root, worker = args
+    store = Store(root, "m", {"steps": 1})
+    for i in range(40):
+        store.save("a prompt", 1, **{f"w{worker}_{i}": i})
+
+
+def test_processes_sharing_a_store_keep_every_field(tmp_path):
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_add_fields, [(tmp_path, w) for w in range(4)])
+    record = Store(tmp_path, "m", {"steps": 1}).records().iloc[0].to_dict()
+    assert {f"w{w}_{i}" for w in range(4) for i in range(40)} <= set(record)
+
+
+def results_of(out: Path) -> dict:
+    """Every chapter's results JSON in ``out``, without the profile's store folder."""
+    found = {}
+    for path in sorted((out / "results").glob("*.json")):
+        body = json.loads(path.read_text())
+        body["profile"].pop("store")
+        found[path.stem] = body
+    return found
+
+
+def test_two_smoke_chapters_at_once_give_the_results_of_one_at_a_time(tmp_path):
+    """Chapters 03 and 04 on smoke, each time into a fresh store: one at a time, then both at
+    once (one thread each both times, so only the concurrency differs)."""
+    root = copy_book(tmp_path)
+    only = ["03_diversity_causal", "04_focus_score"]
+    runs = {}
+    for jobs in (1, 2):
+        out = f"book_jobs{jobs}"
+        outcomes = book.run_chapters("smoke", out_dir=out, only=only, cwd=root, verbose=False, jobs=jobs,
+                                     threads=1, parameters={"store": f"store_jobs{jobs}", "out_dir": out})
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        runs[jobs] = results_of(root / out)
+    assert set(runs[1]) == set(only)
+    assert runs[1] == runs[2]
+    assert book.read_run_record(f"book_jobs2", root)["jobs"] == 2
