@@ -140,6 +140,20 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_jobs(profile, parameters=None) -> int:
+    """Chapters at once when not told: one per core on a CPU; one at a time on an accelerator
+    (chapters at once would each hold their models in its memory)."""
+    device = (parameters or {}).get("device")
+    if device is None:
+        try:
+            from dvdlib.profiles import load_profile
+
+            device = load_profile(profile).device
+        except Exception:  # an unknown profile: the chapters' own errors say why
+            device = "cpu"
+    return cores() if str(device) == "cpu" else 1
+
+
 def previous_seconds(profile, out_dir="book", cwd=None) -> dict[str, float]:
     """Per chapter, how long its last run with ``profile`` took (the executed notebooks that
     the status page reads; chapters that failed or ran with another profile are left out)."""
@@ -171,7 +185,7 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
                  parameters=None, verbose=True, jobs: int | None = None,
                  threads: int | None = None) -> list[Outcome]:
     """Execute ``chapters/*.ipynb`` (or ``only`` some) with ``profile`` into ``out_dir``, ``jobs``
-    chapters at a time (default: one per core), each kernel with ``threads`` torch threads
+    chapters at a time (default: one per core on a CPU, one on an accelerator; `default_jobs`), each kernel with ``threads`` torch threads
     (default: cores / jobs, so the machine is not oversubscribed). Chapters start longest first
     (`schedule`, from their last run's times). One chapter failing does not stop the others.
     Returns one :class:`Outcome` per chapter, in name order, and writes the run's wall time
@@ -185,7 +199,7 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
 
     root = Path(cwd or os.getcwd()).resolve()
     sources = chapter_sources(chapters_dir, only, root)
-    jobs = max(1, min(jobs or cores(), len(sources) or 1))
+    jobs = max(1, min(jobs or default_jobs(profile, parameters), len(sources) or 1))
     threads = threads or max(1, cores() // jobs)
     for source in sources:  # a wrong -p stops the run before any chapter starts
         check_parameters(source, {"profile": profile, **(parameters or {})})

@@ -3,7 +3,7 @@
     dvd book [--profile toy] [--only NAME ...] [-p KEY VALUE ...] [--jobs N] [--no-build]
 
 runs every chapter (or ``--only`` some) with the profile through papermill into ``book/``, ``--jobs``
-at a time (default one per core, longest first, torch threads = cores / jobs), writes
+at a time (default one per core on a CPU, one on a GPU; longest first; torch threads = cores / jobs), writes
 the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
 exits non-zero when a chapter failed or the build failed (the book is still built in the first case).
 
@@ -145,8 +145,8 @@ def main(argv=None) -> int:
                    help="run only this chapter (file name, stem or number prefix); repeatable")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="extra chapter parameter, e.g. -p model /path/to/stable-diffusion-v1-4")
-    p.add_argument("--jobs", type=_positive, metavar="N", help="chapters run at once (default: one per core; "
-                   "the longest start first, by their last run's times)")
+    p.add_argument("--jobs", type=_positive, metavar="N", help="chapters run at once (default: one per core on a CPU, "
+                   "one on a GPU; the longest start first, by their last run's times)")
     p.add_argument("--threads", type=_positive, metavar="T", help="torch threads per chapter (default: cores / jobs)")
     p.add_argument("--no-build", action="store_true", help="run the chapters, skip jupyter-book")
     p = sub.add_parser("check", help="first-step collapse risk of one prompt (paper §3.8), no full generation")

@@ -107,3 +107,11 @@ def test_two_smoke_chapters_at_once_give_the_results_of_one_at_a_time(tmp_path):
     assert set(runs[1]) == set(only)
     assert runs[1] == runs[2]
     assert book.read_run_record(f"book_jobs2", root)["jobs"] == 2
+
+
+def test_one_chapter_at_a_time_on_an_accelerator_unless_told(monkeypatch):
+    monkeypatch.setattr(book, "cores", lambda: 8)
+    assert book.default_jobs("smoke") == 8
+    assert book.default_jobs("paper") == 1  # SD and the judge on one GPU, once
+    assert book.default_jobs("smoke", {"device": "cuda"}) == 1
+    assert book.default_jobs("paper", {"device": "cpu"}) == 8
