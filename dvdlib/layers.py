@@ -20,7 +20,7 @@ class Layer:
 
     index: int
     name: str  # dotted module name, e.g. "up_blocks.1.attentions.0.transformer_blocks.0.attn2"
-    block: str  # "down", "mid" or "up"
+    block: str  # "down", "mid" or "up" (UNets); "joint" (SD3); "double" or "single" (FLUX)
     block_index: int  # position of the block among the down (or up) blocks
     size: int  # side of the square spatial grid at the registry's resolution
     heads: int
