@@ -9,7 +9,7 @@ Sections (``--only`` picks some):
 - ``recording``: what attention recording costs (`recording_overhead.py`): plain vs step-1 and
   all-step recording, SD 1.4, 512², fp16, 50 DDIM steps;
 - ``judge``: the judge batched vs one ``generate`` call per question (`judge_batching.py`):
-  Qwen2-VL-2B's architecture, bf16, 20 images of 512² × 10 questions, 5 new tokens forced;
+  Qwen2-VL-2B's architecture, bf16, 10 images of 512² × 10 questions, 5 new tokens forced;
 - ``throughput``: images/s for batch 1…32 (`throughput.py`): SD 1.4 at 512², SD 2.1 at 768², fp16,
   50 steps, classifier-free guidance, VAE decode;
 - ``joint``: recording one block at one step vs a plain step on the tiny SD3, SDXL and FLUX models,
@@ -37,7 +37,7 @@ SIZES = {
     "gpu": {
         "recording": ["--model", "random:sd1.4", "--device", "cuda", "--dtype", "float16", "--resolution", "512",
                       "--steps", "50", "--repeats", "3"],
-        "judge": ["--model", "random:qwen2-vl-2b", "--device", "cuda", "--dtype", "bfloat16", "--images", "20",
+        "judge": ["--model", "random:qwen2-vl-2b", "--device", "cuda", "--dtype", "bfloat16", "--images", "10",
                   "--resolution", "512", "--batch-sizes", "10", "20", "40", "--min-new-tokens", "5",
                   "--repeats", "2"],
         "throughput": ["--model", "random:sd1.4:512", "random:sd2.1:768", "--device", "cuda", "--dtype", "float16",

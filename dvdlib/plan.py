@@ -155,11 +155,8 @@ class PlanRun:
 
     @cached_property
     def judge_name(self) -> str:
-        """The name the profile's judge stores its answers under (a toy judge's own, from its manifest)."""
-        from .toy.judge import MANIFEST
-
-        manifest = Path(self.profile.judge) / MANIFEST
-        return json.loads(manifest.read_text()).get("judge", self.profile.judge) if manifest.is_file() else self.profile.judge
+        """The name the profile's judge stores its answers under (its world's `judge_name`)."""
+        return self.world.judge_name(self.profile.judge)
 
     def _store(self, model: str, intervention: dict | None):
         if model not in self._keys:

@@ -198,6 +198,12 @@ def save_judge(judge: ToyJudge, folder, cfg: JudgeConfig, facts: dict) -> Path:
     return folder
 
 
+def stored_name(judge: str) -> str:
+    """The name a toy judge folder's answers are stored under (its manifest's), else ``judge`` itself."""
+    manifest = Path(judge) / MANIFEST
+    return json.loads(manifest.read_text())["judge"] if manifest.is_file() else judge
+
+
 def load_toy_judge(folder="toy/judge", world_class=World, **judge_options) -> ToyJudge:
     """Load a judge written by `save_judge` (weights back to float32) for a world of
     ``world_class`` (rebuilt from the manifest); ``judge_options`` override the manifest's

@@ -48,6 +48,8 @@ class World:
     ``training_images_unit`` ("breed": dog breeds; a toy world's "variant": a fixed appearance);
     ``causal_prompts()`` → the causal test's prompts (§3.3), DominanceBench's columns plus ``group``;
     ``judge_check(judge)`` → how a judge of this world agrees with people (a table), or None;
+    ``judge_name(judge)`` → the name a judge stores its answers under, read without loading it
+    (`dvdlib.plan` keys judge work by it; the profile's judge string where the judge keeps it);
     ``command(argv)`` → exit status: the world's own command line, ``dvd <name> ...``.
     """
 
@@ -67,6 +69,7 @@ class World:
     training_images_note: str = ""
     training_images_unit: str = "breed"
     judge_check: Callable | None = None
+    judge_name: Callable[[str], str] = str
     command: Callable | None = None
 
 

@@ -14,7 +14,7 @@ from ..models import load as load_sd
 from ..models import prepare, torch_dtype
 from ..toy.dreambooth import NOTE, UNIT, toy_images, toy_prompts
 from ..toy.handcheck import results_table
-from ..toy.judge import MANIFEST, load_toy_judge
+from ..toy.judge import MANIFEST, load_toy_judge, stored_name
 from ..toy.model import is_toy_folder, load_toy
 from ..toy.prompts import category_words, toy_balanced, toy_dominance, toy_unselected
 from ..toy.renders import renders_source
@@ -51,6 +51,7 @@ WORLD = register(replace(
     description="the book's own trained toy world (dvdlib.toy)",
     load_model=load_model,
     load_judge=load_judge,
+    judge_name=stored_name,
     questions="toy",
     # no "factorial" or "pilot": world 1's captions name two concepts, never three
     roles={"benchmark": "toy-dominance", "control": "toy-balanced", "balanced": "toy-balanced",

@@ -16,7 +16,7 @@ from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
 from ..toy.dreambooth import UNIT
-from ..toy.judge import MANIFEST, load_toy_judge
+from ..toy.judge import MANIFEST, load_toy_judge, stored_name
 from ..toy.renders import renders_source
 from ..toy2 import causal
 from ..toy2 import model as toy2_model
@@ -53,6 +53,7 @@ WORLD = register(replace(
     description="toy world 2, built to Stable Diffusion's mechanics (dvdlib.toy2)",
     load_model=load_model,
     load_judge=load_judge,
+    judge_name=stored_name,
     questions="toy2",
     roles={"benchmark": "toy2-dominance", "control": "toy2-balanced", "balanced": "toy2-balanced",
            "memorized": "toy2-memorized", "unselected": "toy2-unselected", "factorial": "toy2-factorial",
