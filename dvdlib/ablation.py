@@ -622,11 +622,23 @@ def paper_mitigated(table: pd.DataFrame) -> pd.Series:
                       if row.startswith(f"{s}:") and kind in row})
 
 
+def shown_pairs(table: pd.DataFrame, rows: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Up to ``n`` rows of ``table`` (in its order) for a figure: one per (concept, object) pair,
+    whichever word order (both orders draw near-identical images), a concept repeated only once
+    every concept has a row. ``rows``: the prompt set (``content``, ``nm_word``) by ``case_num``."""
+    pair = table.case_num.map(lambda c: frozenset((rows.at[c, "content"], rows.at[c, "nm_word"])))
+    content = table.case_num.map(lambda c: rows.at[c, "content"])
+    distinct = table[~pair.duplicated()]
+    first = ~content[distinct.index].duplicated()
+    return pd.concat([distinct[first], distinct[~first]]).head(n)
+
+
 def plain_vs_ablated_rows(table: pd.DataFrame, sweep: Sweep, factor: float, steps, n: int) -> list:
-    """Rows of `dvdlib.plots.image_grid`: ``n`` prompts (the most telling outcome first), each
-    with two seeds plain and ablated by its single head."""
+    """Rows of `dvdlib.plots.image_grid`: ``n`` distinct pairs across concepts (`shown_pairs`; the
+    most telling outcome first), each with two seeds plain and ablated by its single head."""
     table = table.assign(rank=table.outcome.map({o: i for i, o in enumerate(OUTCOMES)}).fillna(len(OUTCOMES)))
-    shown = table.sort_values(["rank", "dvd"], kind="stable").drop_duplicates("case_num").head(n)
+    ordered = table.sort_values(["rank", "dvd"], kind="stable").drop_duplicates("case_num")
+    shown = shown_pairs(ordered, sweep.rows, n)
     grid = []
     for r in shown.itertuples():
         iv = Intervention((r.heads,), factor, steps)
@@ -650,4 +662,4 @@ __all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Jo
            "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
            "judge_plan", "layer_rates", "on_model", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
            "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
-           "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "single_head", "sweep_plan", "sweeps_for"]
+           "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "shown_pairs", "single_head", "sweep_plan", "sweeps_for"]

@@ -351,3 +351,16 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
     # is layer 1's multi-head ablation, stored once)
     # is layer 1's multi-head ablation, stored once) + the two positive controls
     assert len(list((root / "store" / "smoke").glob("*/settings.json"))) == 1 + 6 + 3 + 2
+
+
+def test_shown_pairs_one_row_per_pair_across_concepts():
+    """A figure's rows: both word orders of a pair count once; every concept before any repeats."""
+    from dvdlib.ablation import shown_pairs
+
+    rows = pd.DataFrame({"case_num": [1, 2, 3, 4, 5], "content": ["tower", "tower", "tower", "mosaic", "robot"],
+                         "nm_word": ["ball", "ball", "box", "cup", "ball"],
+                         "prompt": ["tower and ball", "ball and tower", "tower and box", "mosaic cup", "robot ball"]}
+                        ).set_index("case_num", drop=False)
+    ordered = rows.reset_index(drop=True)[["case_num", "prompt"]]  # already in the figure's order
+    assert list(shown_pairs(ordered, rows, 3).case_num) == [1, 4, 5]
+    assert list(shown_pairs(ordered, rows, 5).case_num) == [1, 4, 5, 3]  # case 2 repeats case 1's pair
