@@ -16,6 +16,8 @@ The paper embeds LAION images; LAION cannot be downloaded here, so the images co
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +213,7 @@ def figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | None = N
     use_style()
     found = list(dict.fromkeys(per_concept["category"]))
     order = [c for c in (order or []) if c in found] + [c for c in found if c not in (order or [])]
-    fig, ax = plt.subplots(figsize=(1.5 * len(order) + 2, 3.6))
+    fig, ax = plt.subplots(figsize=(min(1.5 * len(order) + 2, 8), 3.6))  # ≤ 8 in: legible at book width
     values = [per_concept.loc[per_concept["category"] == c, "diversity"].to_numpy() for c in order]
     parts = ax.boxplot(values, positions=range(len(order)), widths=0.5, patch_artist=True, showfliers=False,
                        medianprops={"color": "black"})
@@ -223,7 +225,7 @@ def figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | None = N
     if marked:
         ax.plot(*zip(*marked), "D", color=BENCH_COLOR, ms=7, label="paper's median (LAION, CLIP ViT-L/14)")
         ax.legend(loc="upper left", frameon=False, fontsize=8)
-    ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 5 else 0)
+    ax.set_xticks(range(len(order)), [textwrap.fill(c, 14) for c in order], fontsize=8 if len(order) > 5 else None)
     ax.set_ylabel("mean pairwise cosine distance\nper concept (higher = more diverse)")
     fig.tight_layout()
     return fig

@@ -29,6 +29,13 @@ def digest(value) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write) -> Path:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
     path = Path(path)
@@ -37,6 +44,7 @@ def atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode any new file gets
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -287,3 +287,17 @@ def test_sample_accessors():
     assert sample.share(9).shape == (3,) and sample.map(7, 2).shape == (2, 2, 3)
     with pytest.raises(KeyError):
         sample.share(9, 2)
+
+
+def test_atomic_write_gives_a_new_file_the_usual_mode(tmp_path):
+    """Files written through the store are readable by others as any new file is (not mkstemp's 0600)."""
+    import os
+
+    from dvdlib.store import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -286,7 +286,7 @@ def test_world2_renders_are_chapter_01s_image_source(tmp_path):
     profile = SimpleNamespace(store=str(tmp_path), seeds=[1, 2])
     table, where = world2.image_sources[world2.diversity_source](profile, centred=True)
     assert len(table) == 2 * len(World().names) and "toy world 2" in where
-    assert {"object", "landmark (rigid)", "artist (category word)"} <= set(table.category)
+    assert {"object (toy sprite)", "landmark (rigid)", "artist (category word)"} <= set(table.category)
     assert all("toy2_renders" in p for p in table.path)
     first = table[table.concept == "orvel castle"].path.tolist()
     assert np.array_equal(*(np.asarray(Image.open(p)) for p in first))  # one appearance, drawn centred

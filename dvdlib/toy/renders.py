@@ -36,8 +36,8 @@ def toy_render(world, name: str, seed: int, centred: bool = True, draw=draw, bac
 def toy_renders(folder: str | Path, seeds, world=None, names=None, centred: bool = True, **drawing) -> pd.DataFrame:
     """A source table of toy-world images (`toy_render`): each concept (``names``, default all)
     alone, one image per seed, saved as PNG under ``folder/<centred|placed>/<concept>/<seed>.png``
-    (kept between runs). Category: "object", or the role marked rigid or category word:
-    "landmark (rigid)" (tower), "landmark (category word)" (landmark) — never a bare paper
+    (kept between runs). Category: "object (toy sprite)", or the role marked rigid or category
+    word: "landmark (rigid)" (tower), "landmark (category word)" (landmark) — never a bare paper
     category, so that no toy number sits beside a LAION one by name. ``drawing``: `toy_render`'s
     ``draw`` and ``background``."""
     world = world or World()
@@ -45,7 +45,7 @@ def toy_renders(folder: str | Path, seeds, world=None, names=None, centred: bool
     for name in names or world.names:
         concept = world.concept(name)
         kind = "rigid" if concept.rigid else "category word"
-        category = concept.role if concept.role == "object" else f"{concept.role} ({kind})"
+        category = "object (toy sprite)" if concept.role == "object" else f"{concept.role} ({kind})"
         for seed in seeds:
             file = Path(folder) / ("centred" if centred else "placed") / name / f"{seed}.png"
             if not file.exists():
