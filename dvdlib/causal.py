@@ -314,7 +314,7 @@ def plot_by_variant(scores: pd.DataFrame, tau: float = 48.0, n_images: int | Non
     ax.text(-0.55, tau + 1, f"τ = {tau:g}", va="bottom", ha="left", fontsize=8, color="0.3")
     ax.set_xticks(range(len(order)), labels)
     ax.set_ylim(-3, 103)
-    each = f"{n_images} training images in every variant" if n_images else "the same training images in number"
+    each = f"{n_images} training images per fine-tune" if n_images else "the same training images in number"
     ax.set_xlabel(f"{unit}s the new concept was fine-tuned on ({each})")
     ax.set_ylabel("DvD Score per prompt\n(mean over seeds; black: mean ± s.e.)")
     if ax.get_legend_handles_labels()[1]:
