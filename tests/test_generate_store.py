@@ -73,7 +73,8 @@ def files(store: Store) -> dict[str, int]:
 
 
 def hidden(store: Store) -> list[Path]:
-    return [p for p in store.path.rglob(".*")]
+    """Temporary files left behind (a record's lock, ``.<seed>.lock``, stays by design)."""
+    return [p for p in store.path.rglob(".*") if p.suffix != ".lock"]
 
 
 # initial latents ------------------------------------------------------------------------------------
