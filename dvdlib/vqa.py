@@ -164,6 +164,7 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
     the real judge's architecture, files and loading path, not its knowledge."""
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
                               Qwen2VLForConditionalGeneration)
+    from safetensors.torch import save_model
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     folder = Path(folder)
@@ -187,7 +188,13 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64
     config = config_class(text_config=text, vision_config={**vision, "initializer_range": std},
                           initializer_range=std, **tokens)
     torch.manual_seed(seed)
-    model_class(config).save_pretrained(folder)
+    model = model_class(config)
+    # written by hand, not by `save_pretrained`, which writes no weights on a torch.distributed rank
+    # other than 0 (the processes of `dvd prefetch` share a store and any of them may build this)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    model.generation_config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(folder)
     Qwen2VLImageProcessorPil().save_pretrained(folder)
     return folder
