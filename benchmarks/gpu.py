@@ -62,8 +62,8 @@ def costs(throughput_result: dict, judge_result: dict | None) -> dict:
     gathered = dict(throughput_result["costs"])
     if judge_result:
         largest = max(judge_result["rows"], key=lambda r: r["ratio"])
-        gathered["judge"] = {"model": judge_result["command"].split("--model ")[1].split()[0],
-                             "described": judge_result["model"], "setting": largest["setting"],
+        gathered["judge"] = {"model": judge_result["judge"], "described": judge_result["model"],
+                             "setting": largest["setting"],
                              "seconds_per_question": judge_result["seconds_per_question"]}
     return gathered
 

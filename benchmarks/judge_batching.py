@@ -114,7 +114,8 @@ def main(argv=None) -> dict:
                         model=f"{what}, {judge.model.dtype}, {args.images} images of {args.resolution}² "
                               f"× {len(QUESTIONS)} questions, ≤ {judge.max_new_tokens} new tokens",
                         rows=rows, targets={"batched vs one call per question": f"≥ {TARGET:g}×"},
-                 answers_agree=round(agreement, 3), seconds_per_question=round(best / (len(images) * len(QUESTIONS)), 5),
+                        judge=args.model, answers_agree=round(agreement, 3),
+                        seconds_per_question=round(best / (len(images) * len(QUESTIONS)), 5),
                         repeats=args.repeats, all_seconds=times)
 
 

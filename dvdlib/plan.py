@@ -217,7 +217,9 @@ class PlanRun:
                 self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
 
     def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention):
-        row = json.dumps({k: _plain(v) for k, v in row.items() if k != "Index"}, sort_keys=True, default=str)
+        from .generate import _jsonable
+
+        row = json.dumps({k: _jsonable(v) for k, v in row.items() if k != "Index"}, sort_keys=True, default=str)
         for seed in seeds:
             self._add(Work(JUDGE, model, store, settings, prompt, int(seed),
                            intervention=json.dumps(intervention, sort_keys=True) if intervention else "",
@@ -229,13 +231,6 @@ class PlanRun:
     def skip(self, what: str) -> None:
         """Name work this plan does not count (it depends on results, data or training)."""
         self.not_counted.append(what)
-
-
-def _plain(value):
-    """A prompt-set cell as plain JSON (numpy scalars, tuples)."""
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
-        return value.item()
-    return list(value) if isinstance(value, tuple) else value
 
 
 # --- chapters -----------------------------------------------------------------------------------------
