@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def stored(root: Path) -> dict[str, int]:
     """Store files a computation writes (images, attention, records) → mtime; judge weights left out."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))
             if p.is_file() and "judges" not in p.relative_to(root).parts and p.suffix in (".png", ".npz", ".json")
-            and p.name != "settings.json"}
+            and p.name != "settings.json" and not p.name.startswith(".")}  # hidden: temporaries, locks
 
 
 def keys(root: Path) -> set[str]:
@@ -150,8 +151,12 @@ def test_two_processes_one_killed_then_rerun_equal_one_process(tmp_path, monkeyp
     survived = stored(store)
     pf.prefetch(["02"], "smoke", {"store": str(tmp_path / "one")}, shard="0/1", log=lambda *_: None)
     assert keys(store) == keys(tmp_path / "one")
-    # no half-written file (atomic writes' temporaries; the record locks, `.<seed>.lock`, stay by design)
-    assert not [p for p in store.rglob(".*") if p.is_file() and "judges" not in p.parts and p.suffix != ".lock"]
+    # no half-written file under a record's name: a worker killed mid-write can leave only its hidden
+    # temporary (`.<name>.<random><suffix>`, never read), and the rerun wrote that record in full
+    for p in store.rglob(".*"):
+        if p.is_file() and "judges" not in p.parts and p.suffix != ".lock":  # record locks stay by design
+            target = re.fullmatch(r"\.(.+\.(?:png|npz|json))\.\w+\.(?:png|npz|json)", p.name)
+            assert target and (p.parent / target[1]).is_file(), p
     for f in survived:
         if f.endswith(".png"):  # batches differ between 1 and 2 processes: float sums may move a pixel by one level
             a, b = (np.asarray(Image.open(r / f), dtype=int) for r in (store, tmp_path / "one"))
