@@ -105,7 +105,8 @@ def write_costs(results: dict, seconds: dict, args) -> dict:
     device = "cuda" if args.size == "gpu" else "cpu"
     written = write_result(str(Path(args.out_dir) / "gpu.json"), "gpu.py", args,
                            title="What one image and one judge question cost (used by dvd plan)",
-                           device=device_name(device), model=f"--size {args.size}; seconds per section {seconds}",
+                           device=device_name(device), model=f"--size {args.size}; seconds per section: "
+                           + ", ".join(f"{name} {s:g} s" for name, s in seconds.items()),
                            rows=rows, costs=gathered)
     print(json.dumps(gathered, indent=1))
     return written

@@ -559,7 +559,8 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
         out += (f"\n\nFrom measured costs on {costs.get('device', 'the benchmark device')} ({source}): seconds per "
                 "image scaled by UNet evaluations and resolution² where a chapter's sampler differs from the "
                 f"benchmark's; seconds per judge question × questions. {gpus} GPUs: the 1-GPU hours / {gpus} "
-                "(shards by hash are near equal); model loading and image decoding not counted.")
+                "(shards by hash are near equal); the measured seconds per image include its VAE decode; model "
+                "loading not counted.")
     if notes:
         out += "\n\nNot counted (known only at run time):\n" + "\n".join(notes)
     return out
