@@ -558,3 +558,34 @@ def show_figures(snap: Snapshot | None) -> None:
         display(Markdown(f"**{chapter}** — `{png.name}`"), Image(filename=str(png)))
     if not shown:
         print("The snapshot kept no figures.")
+
+
+def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
+    """Where toy world 2 (`dvdlib.toy2`) stands: its committed export's training step and
+    conditioning check, and its quality gates as `dvd toy2 gates` recorded them in the manifest
+    (each guidance scale measured at that step). Prints one paragraph; returns the gates table."""
+    manifest = Path(run_dir) / "manifest.json"
+    if not manifest.is_file():
+        print(f"No world-2 model is committed ({manifest} is missing).")
+        return None
+    m = json.loads(manifest.read_text())
+    check = min(m.get("conditioning") or [{}], key=lambda r: r.get("t", math.inf))
+    text = (f"World 2's committed model is at training step {m['steps']:,} of {m['config']['steps']:,} "
+            f"({m['wall_time_s'] / 3600:.1f} h of one CPU core); a wrong caption costs "
+            f"{_num(check.get('wrong_over_right'))}× the right one's ε loss at t = {check.get('t', '?')}.")
+    gates = m.get("gates") or []
+    if not gates:
+        print(text + " Its quality gates have not been measured at this step (dvd toy2 gates).")
+        return None
+    rows = [{"guidance": g["guidance"], "gate": g["gate"], "hits": int(g["hits"]), "n": int(g["n"]),
+             "rate": percent(g["rate"], 1), "95% CI": _interval(g["ci_low"], g["ci_high"], as_percent=True),
+             "required": f"≥ {g['required']:.0%}", "result": "pass" if g["passed"] else "FAIL"} for g in gates]
+    table = pd.DataFrame(rows).set_index(["guidance", "gate"])
+    every = {g: all(r["result"] == "pass" for r in rows if r["guidance"] == g) for g in dict.fromkeys(table.index.get_level_values(0))}
+    seeds = sorted({int(g["seeds"]) for g in gates})
+    print(text + f" Its gates at that step ({'/'.join(map(str, seeds))} seed(s) per prompt, guidance "
+          f"{', '.join(f'{g:g}' for g in every)}): "
+          + ("every gate passes at guidance " + ", ".join(f"{g:g}" for g, ok in every.items() if ok)
+             if any(every.values()) else "no guidance scale passes every gate")
+          + ". This page reads world 1 until world 2 passes them.")
+    return table

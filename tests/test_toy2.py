@@ -290,3 +290,50 @@ def test_world2_renders_are_chapter_01s_image_source(tmp_path):
     assert all("toy2_renders" in p for p in table.path)
     first = table[table.concept == "orvel castle"].path.tolist()
     assert np.array_equal(*(np.asarray(Image.open(p)) for p in first))  # one appearance, drawn centred
+
+
+def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(tmp_path, monkeypatch):
+    """`dvd toy2 gates` on an untrained tiny model with one seed: every gate counted over its full
+    prompt set (21 singles, 30 ordered object pairs, 20 triples, 21·20/2 single-prompt pairs, 21
+    ablated singles), the untrained model fails the singles gate, and the rows land in the CSV and
+    in the manifest beside the model (its step)."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dvdlib.toy2.__main__ import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    run = tmp_path / "run"
+    toy2_model.save(toy2_model.build(0, **TINY_UNET), run / "model", info={"steps": 7})
+    (run / "manifest.json").write_text(json.dumps({"steps": 7}))
+    csv = run / "gates.csv"
+    main(["gates", "--model", str(run / "model"), "--seeds", "1", "--guidance", "3", "--steps", "2",
+          "--store", str(tmp_path / "store"), "--csv", str(csv)])
+    table = pd.read_csv(csv).set_index("gate")
+    assert table["n"].to_dict() == {"singles": 21, "two_objects": 30, "three_objects": 20, "conditioning": 210,
+                                    "positive_control": 21}
+    assert (table["model_step"] == 7).all() and (table["guidance"] == 3.0).all() and (table["steps"] == 2).all()
+    assert not table.loc["singles", "passed"]
+    assert [r["gate"] for r in json.loads((run / "manifest.json").read_text())["gates"]] == list(table.index)
+
+
+def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, capsys):
+    import json
+
+    from dvdlib import findings
+
+    manifest = {"steps": 1600, "config": {"steps": 30000}, "wall_time_s": 7200.0,
+                "conditioning": [{"t": 500, "wrong_over_right": 1.6}, {"t": 200, "wrong_over_right": 1.95}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert findings.world2_status(tmp_path) is None
+    assert "step 1,600 of 30,000 (2.0 h" in capsys.readouterr().out
+    row = {"model_step": 1600, "seeds": 2, "steps": 25, "required": 0.9}
+    manifest["gates"] = [{**row, "guidance": g, "gate": "singles", "hits": h, "n": 42, "rate": h / 42,
+                          "ci_low": lo, "ci_high": 1.0, "passed": lo >= 0.9} for g, h, lo in ((3.0, 4, 0.03), (5.0, 42, 0.92))]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    table = findings.world2_status(tmp_path)
+    said = capsys.readouterr().out
+    assert "1.95× the right one's ε loss at t = 200" in said and "every gate passes at guidance 5" in said
+    assert table.loc[(3.0, "singles"), "result"] == "FAIL" and table.loc[(5.0, "singles"), "95% CI"] == "[92.0%, 100.0%]"

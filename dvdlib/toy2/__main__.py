@@ -4,6 +4,7 @@
     export --out toy/run2               write the EMA model (fp16) and the manifest
     judge  --out toy/judge2             train world 2's judge on renders and report on it
     judge  --out toy/judge2 --report-only   rewrite its REPORT.md from the stored numbers (no training)
+    gates  --guidance 1.5 3 5 --seeds 5 --csv toy/run2/gates.csv   the quality gates per guidance scale
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ def main(argv=None) -> int:
     judge.add_argument("--handcheck", default=None, help="folder of hand-labelled samples (default: OUT/handcheck)")
     judge.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and "
                        "rewrite manifest.json's hand-check results and REPORT.md (no training)")
+    gates = sub.add_parser("gates", help="measure world 2's quality gates (profile toy2's model, judge and sampler)")
+    gates.add_argument("--model", default=None, help="model folder (default: the profile's)")
+    gates.add_argument("--guidance", nargs="+", type=float, default=None, help="guidance scales (default: the profile's)")
+    gates.add_argument("--seeds", type=int, default=None, help="the profile's first N seeds (default: all)")
+    gates.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
+    gates.add_argument("--store", default=None, help="run store (default: the profile's)")
+    gates.add_argument("--csv", default=None, help="append the rates here (one row per guidance scale and gate)")
     args = parser.parse_args(argv)
+    if args.command == "gates":
+        _gates(args)
+        return 0
     if args.command == "train":
         from .train import TrainConfig, train as run_training
 
@@ -53,6 +64,42 @@ def main(argv=None) -> int:
         evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0, world=World())
         print(json.dumps(evaluation["renders"], indent=2))
     return 0
+
+
+def _gates(args) -> None:
+    """Measure the gates (`dvdlib.toy2.gates`) at each guidance scale; print them, append to ``--csv``."""
+    import pandas as pd
+
+    from .. import setup
+    from ..store import atomic_write
+    from .gates import measure_gates
+    from .model import MARKER
+
+    rows = []
+    base = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps)
+    seeds = base.profile.seeds[:args.seeds] if args.seeds else base.profile.seeds
+    for guidance in args.guidance or [base.profile.guidance]:
+        run = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps, seeds=seeds,
+                    guidance=guidance)
+        table = measure_gates(run.pipe, run.judge, run.store(), seeds, batch_size=run.profile.batch_size)
+        step = json.loads((Path(run.profile.model) / MARKER).read_text()).get("steps")
+        rows += [{"model_step": step, "guidance": guidance, "seeds": len(seeds), "steps": run.profile.steps, "gate": gate,
+                  **table.loc[gate].to_dict()} for gate in table.index]
+        print(f"guidance {guidance}: " + ", ".join(
+            f"{g} {int(table.loc[g, 'hits'])}/{int(table.loc[g, 'n'])} ≥ {table.loc[g, 'ci_low']:.0%}"
+            f" ({'pass' if table.loc[g, 'passed'] else 'FAIL'})" for g in table.index), flush=True)
+    if args.csv:
+        path = Path(args.csv)
+        table = pd.concat([pd.read_csv(path) if path.is_file() else None, pd.DataFrame(rows)], ignore_index=True)
+        atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"appended to {path}")
+    manifest = Path(run.profile.model).parent / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("steps") == step:
+        data = json.loads(manifest.read_text())
+        data["gates"] = data.get("gates", []) + [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
+                                                 for r in rows]
+        atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+        print(f"recorded in {manifest} (the model's step)")
 
 
 if __name__ == "__main__":
