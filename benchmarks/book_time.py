@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
                     else "whole book (chapters + HTML)"
                 rows.append({"setting": f"{profile}, --jobs {jobs} × {t['threads']} thread(s): {part_name}{failed}",
                              "seconds": round(seconds, 1), "ratio": round(first[part] / seconds, 2),
-                             "target": target, "met": (seconds <= limit) if target else None})
+                             "target": target, "met": (t["rc"] == 0 and seconds <= limit) if target else None})
             slowest = sorted(t["per_chapter"].items(), key=lambda kv: -kv[1])[:3]
             print(f"{profile} --jobs {jobs}: slowest chapters " + ", ".join(f"{k} {v:.0f} s" for k, v in slowest))
     notes = (f"from a fresh copy of the book with an empty store; load average (1 min) "
