@@ -53,7 +53,8 @@ def test_plan_keys_are_the_store_keys_and_the_chapter_then_computes_nothing(tmp_
     assert stored(store) == before  # no file written or rewritten: the chapter found everything
 
 
-@pytest.mark.parametrize("chapter", ["04_focus_score", "07_memorization"])
+@pytest.mark.parametrize("chapter", ["04_focus_score", "05_temporal_dynamics", "07_memorization",
+                                     "08_detection_replacement", "10_unselected_prompts", "11_three_concepts"])
 def test_other_chapters_find_their_plan_stored(chapter, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     params = {"store": str(tmp_path / "store")}
