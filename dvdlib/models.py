@@ -196,6 +196,31 @@ def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool |
     return pipe
 
 
+FLOW_MATCHING = "flow-matching Euler"
+FLOW_MATCHING_PIPELINES = ("StableDiffusion3", "Flux")
+
+
+def sampler_of(name: str) -> str | None:
+    """The sampler `load` gives ``name`` without loading it: "DDIM" (every UNet pipeline, the
+    paper's) or `FLOW_MATCHING` (SD3 and FLUX keep their own), read from a tiny family name or the
+    pipeline class in ``model_index.json`` (a local folder, or the hub cache); None when unknown."""
+    if name.startswith("tiny:"):
+        return FLOW_MATCHING if name.split(":", 1)[1] in ("sd3", "flux") else "DDIM"
+    index = Path(name) / "model_index.json"
+    if not index.is_file():
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(name, "model_index.json") if name.count("/") == 1 else None
+        except ValueError:  # not a hub id either
+            cached = None
+        index = Path(cached) if isinstance(cached, str) else None
+    if index is None:
+        return None
+    cls = json.loads(index.read_text()).get("_class_name", "")
+    return FLOW_MATCHING if cls.startswith(FLOW_MATCHING_PIPELINES) else "DDIM"
+
+
 def _unavailable_message(model_id: str, error: Exception) -> str:
     layout = "model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/"
     if Path(model_id).exists():

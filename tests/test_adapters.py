@@ -358,6 +358,7 @@ def test_focus_score_chapter_runs_on_each_family(model, tmp_path):
     pipe = models.load(model)
     text = outputs_text(root / "book" / "04_focus_score.ipynb")
     assert f"**Model family: {adapters.of(pipe).family}.**" in text
+    assert f"| sampler | {'DDIM' if model == 'tiny:sdxl' else 'flow-matching Euler'} 10 steps" in text  # the card
     results = {r["key"]: r for r in json.loads((root / "book" / "results" / "04_focus_score.json").read_text())["results"]}
     gap = adapters.paper_layers(pipe, range(5, 11))
     from dvdlib.report import ranges

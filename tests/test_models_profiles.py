@@ -1,6 +1,7 @@
 """Model loading (the authors' release) and profiles as data: dvdlib.models,
 dvdlib.profiles. Offline: no Hub; the smoke model and local folders only."""
 import dataclasses
+import json
 import random
 
 import numpy as np
@@ -170,6 +171,22 @@ def test_profile_overrides():
     assert both.models == ["/data/sd14", "/data/sd21"]
     with pytest.raises(dataclasses.FrozenInstanceError):
         paper.steps = 1
+
+
+def test_another_family_s_model_brings_its_sampler_to_the_card_and_the_store_keys(tmp_path):
+    """`-p model` with a flow-matching model (SD3, FLUX) under a DDIM profile: the card and the
+    store settings name the sampler the model keeps, read from the family name or model_index.json."""
+    assert load_profile("smoke").scheduler == "DDIM"
+    assert load_profile("smoke", model="tiny:sd3").scheduler == "flow-matching Euler"
+    assert load_profile("smoke", model="tiny:flux").sampler("tiny:flux")["sampler"] == "flow-matching Euler"
+    assert "flow-matching Euler 10 steps" in load_profile("smoke", model="tiny:flux").card()
+    assert load_profile("sd3", model="tiny:sdxl").scheduler == "DDIM"
+    for cls, sampler in (("FluxPipeline", "flow-matching Euler"), ("StableDiffusionPipeline", "DDIM")):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / "model_index.json").write_text(json.dumps({"_class_name": cls}))
+        assert load_profile("paper", model=str(tmp_path / cls)).scheduler == sampler
+    assert load_profile("sd3", model="/nowhere/a-model").scheduler == "flow-matching Euler"  # unknown: the profile's
+    assert load_profile("smoke", model="tiny:sd3", scheduler="DDIM").scheduler == "DDIM"  # said outright: kept
 
 
 def test_profile_errors(tmp_path):

@@ -99,6 +99,10 @@ def load_profile(name: str = "smoke", **overrides) -> Profile:
     changes = {k: v for k, v in overrides.items() if v is not None}
     if "model" in changes and "models" not in changes:
         changes["models"] = [changes["model"]]
+    if "model" in changes and "scheduler" not in changes:  # another family's model brings its own sampler
+        from ..models import sampler_of
+
+        changes["scheduler"] = sampler_of(changes["model"]) or profile.scheduler
     return with_world_defaults(replace(profile, **changes))
 
 
