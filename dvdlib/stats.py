@@ -74,7 +74,8 @@ def _labels(x, clusters) -> np.ndarray:
 
 
 def _groups(x: np.ndarray, labels: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
-    names = [str(name) for name in dict.fromkeys(labels)]
+    labels = np.asarray(labels).astype(str)  # any label type; named as text
+    names = list(dict.fromkeys(labels))
     return names, [x[labels == name] for name in names]
 
 
@@ -108,8 +109,8 @@ def _cluster_fields(samples, statistic, seed, per_cluster_of: int = 0) -> dict:
     """``n_clusters``, ``per_cluster`` (the statistic within each cluster of sample
     ``per_cluster_of``, the other samples whole) and ``without`` (estimate and interval without the
     cluster whose removal moves the estimate most)."""
-    labels = [np.asarray(c) for _, c in samples]
-    names = [str(name) for name in dict.fromkeys(labels[per_cluster_of])]
+    labels = [np.asarray(c).astype(str) for _, c in samples]  # any label type; named as text
+    names = list(dict.fromkeys(labels[per_cluster_of]))
     full = float(statistic(*(np.asarray(x, float) for x, _ in samples)))
 
     def restricted(keep):

@@ -399,3 +399,16 @@ def test_the_contract_check_names_the_missing_claim():
     assert F.unwritten_claims("04_focus_score", ["fs_layers_gap"]) == ["peak_token"]
     assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_matched", "det_auc", "repl_smoke"]) == []
     assert F.unwritten_claims("08_detection_replacement", ["det_gap", "det_auc", "repl_summary"]) != []
+
+
+def test_numeric_cluster_labels_name_their_clusters_as_text():
+    """Fine-tune indices or seeds as cluster labels: the same clusters as their text spelling."""
+    x, names = _clustered()
+    numbers = [{"mosaic": 0, "tower": 1, "robot": 2}[n] for n in names]
+    by_text = S.location(x, alternative="greater", clusters=[str(n) for n in numbers])
+    by_number = S.location(x, alternative="greater", clusters=numbers)
+    assert by_number["per_cluster"] == by_text["per_cluster"] and set(by_number["per_cluster"]) == {"0", "1", "2"}
+    assert by_number["per_cluster"]["0"] == pytest.approx(np.mean(x[:8]))
+    assert by_number["without"]["cluster"] == "0" and by_number["ci"] == by_text["ci"]
+    mean = lambda v: float(np.mean(v))  # noqa: E731
+    assert S.cluster_interval([(x, numbers)], mean) == S.cluster_interval([(x, [str(n) for n in numbers])], mean)
