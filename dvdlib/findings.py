@@ -443,7 +443,8 @@ def introduce(snap: Snapshot | None, run, folder, book_profile: str) -> None:
     if snap is None:  # the prose below still quotes these keys
         report.add("model_step", "toy model: training step", "—", "no snapshot")
         report.add("gates", "every quality gate passes", "—", "no snapshot")
-        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / not applicable", "—", "no snapshot")
+        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / not applicable", "—",
+                   "no snapshot")
         report.save()
         return
     display(run.card(note=f"\n\n**This page reads `{folder}`**; the rest of this book was run with the "
@@ -581,10 +582,11 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
              "rate": percent(g["rate"], 1), "95% CI": _interval(g["ci_low"], g["ci_high"], as_percent=True),
              "required": f"≥ {g['required']:.0%}", "result": "pass" if g["passed"] else "FAIL"} for g in gates]
     table = pd.DataFrame(rows).set_index(["guidance", "gate"])
-    every = {g: all(r["result"] == "pass" for r in rows if r["guidance"] == g) for g in dict.fromkeys(table.index.get_level_values(0))}
+    scales = dict.fromkeys(r["guidance"] for r in rows)
+    every = {g: all(r["result"] == "pass" for r in rows if r["guidance"] == g) for g in scales}
     seeds = sorted({int(g["seeds"]) for g in gates})
-    print(text + f" Its gates at that step ({'/'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per prompt, guidance "
-          f"{', '.join(f'{g:g}' for g in every)}): "
+    print(text + f" Its gates at that step ({'/'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per "
+          f"prompt, guidance {', '.join(f'{g:g}' for g in every)}): "
           + ("every gate passes at guidance " + ", ".join(f"{g:g}" for g, ok in every.items() if ok)
              if any(every.values()) else "no guidance scale passes every gate")
           + ". This page reads world 1 until world 2 passes them.")

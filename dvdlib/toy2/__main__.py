@@ -31,7 +31,8 @@ def main(argv=None) -> int:
                        "rewrite manifest.json's hand-check results and REPORT.md (no training)")
     gates = sub.add_parser("gates", help="measure world 2's quality gates (profile toy2's model, judge and sampler)")
     gates.add_argument("--model", default=None, help="model folder (default: the profile's)")
-    gates.add_argument("--guidance", nargs="+", type=float, default=None, help="guidance scales (default: the profile's)")
+    gates.add_argument("--guidance", nargs="+", type=float, default=None,
+                       help="guidance scales (default: the profile's)")
     gates.add_argument("--seeds", type=int, default=None, help="the profile's first N seeds (default: all)")
     gates.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
     gates.add_argument("--store", default=None, help="run store (default: the profile's)")
@@ -83,8 +84,8 @@ def _gates(args) -> None:
                     guidance=guidance)
         table = measure_gates(run.pipe, run.judge, run.store(), seeds, batch_size=run.profile.batch_size)
         step = json.loads((Path(run.profile.model) / MARKER).read_text()).get("steps")
-        rows += [{"model_step": step, "guidance": guidance, "seeds": len(seeds), "steps": run.profile.steps, "gate": gate,
-                  **table.loc[gate].to_dict()} for gate in table.index]
+        rows += [{"model_step": step, "guidance": guidance, "seeds": len(seeds), "steps": run.profile.steps,
+                  "gate": gate, **table.loc[gate].to_dict()} for gate in table.index]
         print(f"guidance {guidance}: " + ", ".join(
             f"{g} {int(table.loc[g, 'hits'])}/{int(table.loc[g, 'n'])} ≥ {table.loc[g, 'ci_low']:.0%}"
             f" ({'pass' if table.loc[g, 'passed'] else 'FAIL'})" for g in table.index), flush=True)
