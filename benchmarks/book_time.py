@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
     if args.note:
         notes += f"; {args.note}"
     targets = {f"{p} {TARGETS[p][0]}": f"≤ {TARGETS[p][1]:.0f} s" for p in TARGETS}
-    return write_result(args.out, "book_time.py", args, title="Time to build the book", device=f"CPU ({platform.processor() or platform.machine()}, {cores()} cores)",
+    device = f"CPU ({platform.processor() or platform.machine()}, {cores()} cores)"
+    return write_result(args.out, "book_time.py", args, title="Time to build the book", device=device,
                         model=", ".join(f"profile {p}" for p in args.profiles), notes=notes,
                         rows=rows, targets=targets)
 

@@ -17,7 +17,6 @@ The paper embeds LAION images; LAION cannot be downloaded here, so the images co
 from __future__ import annotations
 
 import textwrap
-
 from pathlib import Path
 
 import numpy as np

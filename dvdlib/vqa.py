@@ -54,9 +54,10 @@ class QwenJudge:
     ``model``: Hub id or local folder (``config.json``, weights, tokenizer files,
     ``preprocessor_config.json``), or ``"random:qwen2-vl-2b"``: the released judge's architecture
     with random weights (`build_random_qwen2_vl`, for speed measurements). ``dtype``: torch dtype,
-    its name or "auto" (the checkpoint's); None gives float32 on the CPU and bfloat16 elsewhere. ``batch_size``: (image, question) pairs
-    per ``generate`` call (1: one call per question). ``pixel_limits``: (min, max) pixels of the
-    image processor's resize (None: the checkpoint's; the authors' are `dvdlib.authors.PIXEL_LIMITS`).
+    its name or "auto" (the checkpoint's); None gives float32 on the CPU and bfloat16 elsewhere.
+    ``batch_size``: (image, question) pairs per ``generate`` call (1: one call per question).
+    ``pixel_limits``: (min, max) pixels of the image processor's resize (None: the checkpoint's; the
+    authors' are `dvdlib.authors.PIXEL_LIMITS`).
     ``local_files_only``: never reach the Hub.
     A checkpoint that cannot be loaded (offline, no such folder) raises one `OSError` naming it and
     saying how to pass a folder.

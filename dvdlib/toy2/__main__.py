@@ -72,18 +72,19 @@ def _gates(args) -> None:
     import pandas as pd
 
     from .. import setup
+    from ..generate import _jsonable
     from ..store import atomic_write
     from .gates import measure_gates
     from .model import MARKER
 
     rows = []
-    base = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps)
-    seeds = base.profile.seeds[:args.seeds] if args.seeds else base.profile.seeds
-    for guidance in args.guidance or [base.profile.guidance]:
-        run = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps, seeds=seeds,
-                    guidance=guidance)
-        table = measure_gates(run.pipe, run.judge, run.store(), seeds, batch_size=run.profile.batch_size)
-        step = json.loads((Path(run.profile.model) / MARKER).read_text()).get("steps")
+    run = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps)
+    seeds = run.profile.seeds[:args.seeds] if args.seeds else run.profile.seeds
+    step = json.loads((Path(run.profile.model) / MARKER).read_text()).get("steps")
+    for guidance in args.guidance or [run.profile.guidance]:
+        # one model and judge; the guidance scale is the store's (`dvdlib.generate` samples with it)
+        store = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps, guidance=guidance).store()
+        table = measure_gates(run.pipe, run.judge, store, seeds, batch_size=run.profile.batch_size)
         rows += [{"model_step": step, "guidance": guidance, "seeds": len(seeds), "steps": run.profile.steps,
                   "gate": gate, **table.loc[gate].to_dict()} for gate in table.index]
         print(f"guidance {guidance}: " + ", ".join(
@@ -95,10 +96,9 @@ def _gates(args) -> None:
         atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
         print(f"appended to {path}")
     manifest = Path(run.profile.model).parent / "manifest.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("steps") == step:
-        data = json.loads(manifest.read_text())
-        data["gates"] = data.get("gates", []) + [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()}
-                                                 for r in rows]
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    if manifest.is_file() and data.get("steps") == step:
+        data["gates"] = data.get("gates", []) + [{k: _jsonable(v) for k, v in r.items()} for r in rows]
         atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         print(f"recorded in {manifest} (the model's step)")
 
