@@ -574,6 +574,11 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
     text = (f"World 2's committed model is at training step {m['steps']:,} of {m['config']['steps']:,} "
             f"({m['wall_time_s'] / 3600:.1f} h of one CPU core); a wrong caption costs "
             f"{_num(check.get('wrong_over_right'))}× the right one's ε loss at t = {check.get('t', '?')}.")
+    shares = (m.get("start_token_share") or {}).get("layers")
+    if shares:
+        low, high = (min(shares, key=lambda r: r["start_share"]), max(shares, key=lambda r: r["start_share"]))
+        text += (f" At step 1 the start token takes {percent(low['start_share'], 0)} (layer {low['layer']}) to "
+                 f"{percent(high['start_share'], 0)} (layer {high['layer']}) of a layer's cross-attention.")
     gates = m.get("gates") or []
     if not gates:
         print(text + " Its quality gates have not been measured at this step (dvd toy2 gates).")

@@ -14,7 +14,7 @@ from dvdlib.toy2 import prompts
 from dvdlib.toy2.train import TrainConfig, export, train
 from dvdlib.toy2.world import Captions, World, caption, default_held_out, parse
 
-TINY_UNET = {"block_out_channels": [8, 16, 16, 16]}
+TINY_UNET = {"block_out_channels": [8, 16, 16]}
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +120,27 @@ def test_sd_shape_at_toy_scale():
     layers = registry(pipe)
     assert len(layers) == 16 and all(layer.heads == 8 for layer in layers)
     sizes = {layer.index: layer.size for layer in layers}
-    assert sizes[7] == 4 and all(sizes[i] == 8 for i in (5, 6, 8, 9, 10))
-    assert sizes[1] == sizes[16] == 32
+    assert all(sizes[i] == 4 for i in range(5, 11))  # layers 7-10 on 4² grids
+    assert sizes[1] == sizes[2] == sizes[14] == sizes[16] == 16 and sizes[3] == sizes[13] == 8
     silent = [n for n, p in pipe.unet.attn_processors.items() if isinstance(p, toy2_model.NoSelfAttention)]
     assert len(silent) == 5 and all(".attn1." in n for n in silent)
+
+
+def test_latents_are_centred_and_of_unit_spread_as_sd_s(tmp_path):
+    """The identity "VAE" normalises as SD's scaling factor does: training scenes become latents of
+    mean ≈ 0 and spread ≈ 1, decoding gives the scene back; a model saved without normalisation
+    loads with its own (the attempt before it)."""
+    from dvdlib.toy2.world import SceneStream
+
+    vae = toy2_model.latent_vae()
+    x = torch.from_numpy(SceneStream(TrainConfig().captions(), seed=3).batch(0, 256)[0])
+    z = vae.encode(x).latent_dist.mode() * vae.config.scaling_factor
+    assert abs(float(z.mean())) < 0.1 and abs(float(z.std()) - 1) < 0.05
+    assert torch.allclose(vae.decode(z / vae.config.scaling_factor).sample, x, atol=1e-6)
+    plain = toy2_model.assemble(toy2_model.unet(0, **TINY_UNET), vae=toy2_model.latent_vae(None, 1.0))
+    toy2_model.save(plain, tmp_path / "m", dtype=torch.float32)
+    vae = toy2_model.load(tmp_path / "m").vae
+    assert vae.config.shift_factor is None and vae.config.scaling_factor == 1.0
 
 
 def test_save_and_load_give_the_same_images(pipe, tmp_path):
@@ -316,7 +333,11 @@ def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(
                                     "positive_control": 21}
     assert (table["model_step"] == 7).all() and (table["guidance"] == 3.0).all() and (table["steps"] == 2).all()
     assert not table.loc["singles", "passed"]
-    assert [r["gate"] for r in json.loads((run / "manifest.json").read_text())["gates"]] == list(table.index)
+    recorded = json.loads((run / "manifest.json").read_text())
+    assert [r["gate"] for r in recorded["gates"]] == list(table.index)
+    shares = recorded["start_token_share"]
+    assert shares["model_step"] == 7 and [r["layer"] for r in shares["layers"]] == list(range(1, 17))
+    assert all(0 < r["start_share"] < 1 for r in shares["layers"])
 
 
 def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, capsys):
@@ -336,4 +357,8 @@ def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, ca
     table = findings.world2_status(tmp_path)
     said = capsys.readouterr().out
     assert "1.95× the right one's ε loss at t = 200" in said and "every gate passes at guidance 5" in said
+    manifest["start_token_share"] = {"layers": [{"layer": 1, "start_share": 0.61}, {"layer": 7, "start_share": 0.08}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    findings.world2_status(tmp_path)
+    assert "the start token takes 8% (layer 7) to 61% (layer 1)" in capsys.readouterr().out
     assert table.loc[(3.0, "singles"), "result"] == "FAIL" and table.loc[(5.0, "singles"), "95% CI"] == "[92.0%, 100.0%]"

@@ -80,7 +80,12 @@ def text_encoder():
 
 class SpaceToDepthVAE(ModelMixin, ConfigMixin):
     """A parameter-free stand-in for SD's VAE: ``encode`` folds each 2×2 pixel block into
-    channels (3 → 12, side / 2), ``decode`` unfolds them. Lossless and deterministic."""
+    channels (3 → 12, side / 2), ``decode`` unfolds them. Lossless and deterministic.
+
+    ``shift_factor`` (None: 0) is subtracted in ``encode`` and added back in ``decode``, so that
+    with ``scaling_factor`` the latents are centred and of unit spread, as SD's VAE latents are
+    after its 0.18215. It is applied here, not by the pipeline: `StableDiffusionPipeline` applies
+    only the scaling factor."""
 
     config_name = "config.json"
 
@@ -100,12 +105,12 @@ class SpaceToDepthVAE(ModelMixin, ConfigMixin):
         return cls.from_config(cls.load_config(folder, local_files_only=True))
 
     def encode(self, x: torch.Tensor, return_dict: bool = True):
-        latents = F.pixel_unshuffle(x, self.config.factor)
+        latents = F.pixel_unshuffle(x - (self.config.shift_factor or 0.0), self.config.factor)
         dist = DiagonalGaussianDistribution(torch.cat([latents, torch.zeros_like(latents)], 1), deterministic=True)
         return AutoencoderKLOutput(latent_dist=dist) if return_dict else (dist,)
 
     def decode(self, z: torch.Tensor, return_dict: bool = True, generator=None):
-        image = F.pixel_shuffle(z, self.config.factor)
+        image = F.pixel_shuffle(z, self.config.factor) + (self.config.shift_factor or 0.0)
         return DecoderOutput(sample=image) if return_dict else (image,)
 
     def forward(self, sample: torch.Tensor, return_dict: bool = True):

@@ -261,7 +261,11 @@ class Run:
         info = json.loads((folder / self.model.MARKER).read_text())
         if info.get("seed") != self.cfg.seed:
             raise ValueError(f"{folder} was trained with seed {info.get('seed')}, not {self.cfg.seed}")
-        exported = self.model.load(folder).unet.float().state_dict()
+        loaded = self.model.load(folder)
+        if dict(loaded.vae.config) != dict(self.pipe.vae.config):
+            raise ValueError(f"{folder} was trained with another latent normalisation ({dict(loaded.vae.config)}); "
+                             "use another --out folder")
+        exported = loaded.unet.float().state_dict()
         self.unet.load_state_dict(exported)
         self.ema.load_state_dict(exported)
         manifest = json.loads((self.out / "manifest.json").read_text())

@@ -4,7 +4,8 @@
     export --out toy/run2               write the EMA model (fp16) and the manifest
     judge  --out toy/judge2             train world 2's judge on renders and report on it
     judge  --out toy/judge2 --report-only   rewrite its REPORT.md from the stored numbers (no training)
-    gates  --guidance 1.5 3 5 --seeds 5 --csv toy/run2/gates.csv   the quality gates per guidance scale
+    gates  --guidance 1.5 3 5 --seeds 5 --csv toy/run2/gates.csv   the quality gates per guidance scale,
+           and the start token's share of cross-attention per layer at step 1
 """
 
 from __future__ import annotations
@@ -68,14 +69,18 @@ def main(argv=None) -> int:
 
 
 def _gates(args) -> None:
-    """Measure the gates (`dvdlib.toy2.gates`) at each guidance scale; print them, append to ``--csv``."""
+    """Measure the gates (`dvdlib.toy2.gates`) at each guidance scale; print them, append to ``--csv``;
+    measure the start token's share per layer at step 1 (`dvdlib.toy2.mechanisms`); record both in
+    the manifest when it describes the model's step."""
     import pandas as pd
 
     from .. import setup
     from ..generate import _jsonable
     from ..store import atomic_write
-    from .gates import measure_gates
+    from .gates import gate_prompts, measure_gates
+    from .mechanisms import start_token_share
     from .model import MARKER
+    from .world import World
 
     rows = []
     run = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps)
@@ -90,6 +95,9 @@ def _gates(args) -> None:
         print(f"guidance {guidance}: " + ", ".join(
             f"{g} {int(table.loc[g, 'hits'])}/{int(table.loc[g, 'n'])} ≥ {table.loc[g, 'ci_low']:.0%}"
             f" ({'pass' if table.loc[g, 'passed'] else 'FAIL'})" for g in table.index), flush=True)
+    shares = start_token_share(run.pipe, gate_prompts(World())["singles"], seeds, run.profile.steps, run.profile.guidance)
+    print("start token's share of cross-attention at step 1, per layer: "
+          + ", ".join(f"{r.layer} {r.start_share:.0%}" for r in shares.itertuples()), flush=True)
     if args.csv:
         path = Path(args.csv)
         table = pd.concat([pd.read_csv(path) if path.is_file() else None, pd.DataFrame(rows)], ignore_index=True)
@@ -99,6 +107,8 @@ def _gates(args) -> None:
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     if manifest.is_file() and data.get("steps") == step:
         data["gates"] = data.get("gates", []) + [{k: _jsonable(v) for k, v in r.items()} for r in rows]
+        data["start_token_share"] = {"model_step": step, "step": 1, "prompts": "the singles gate's", "seeds": len(seeds),
+                                     "layers": shares.round(4).to_dict("records")}
         atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         print(f"recorded in {manifest} (the model's step)")
 

@@ -4,15 +4,22 @@
   state depends only on the tokens before it, as in CLIP), so the start token ``[CLS]`` has the
   same state in every prompt; prompts are padded to `MAX_TOKENS` with the end-of-text token
   ``[SEP]`` and no attention mask, as SD 1.x pads with CLIP's end token.
-- "VAE": identity (`SpaceToDepthVAE` with factor 1): the UNet works on the 32×32 RGB image, so
-  its cross-attention grids are SD's divided by two: layers 1–2 and 14–16 at 32², 3–4 and 11–13
-  at 16², 5–6 and 8–10 at 8², the middle layer 7 at 4².
-- UNet: `UNet2DConditionModel` in SD 1.x's block layout (two layers per block, 16
-  cross-attention layers, 8 heads in every layer). At 32² the self-attention of each block is
-  switched off (`NoSelfAttention`: it adds nothing), the one place where 1,024-token
-  self-attention would multiply the training cost on a CPU (measured: `toy/run2/candidates.csv`);
-  every other block has self-attention before cross-attention, as in SD. The text reaches the
-  image only through the 16 cross-attention layers.
+- "VAE": `SpaceToDepthVAE`, 2×2 space-to-depth (32×32×3 → 16×16×12, lossless), with SD's latent
+  normalisation: the scene in [−1, 1] is centred and scaled to unit spread (`LATENT_SHIFT`,
+  `LATENT_SCALE`, measured on the training scenes as SD's 0.18215 was on its latents). Without it
+  the scenes (mean −0.42, spread 0.51) kept a quarter of SD's signal-to-noise ratio at every
+  timestep and a dark-ground offset that the sampler's zero-mean noise lacks.
+- UNet: `UNet2DConditionModel` with SD 1.x's 16 cross-attention layers in SD's order (two per
+  down block, one in the middle, three per up block) and 8 heads in every layer, on grids 16²
+  (layers 1–2, 14–16), 8² (3–4, 11–13) and 4² (5–10). SD's attention-free lowest block pair
+  (`DownBlock2D`/`UpBlock2D`) is left out, so that layers 7–10 sit on 4² grids rather than 2².
+  At 16² the self-attention is switched off (`NoSelfAttention`): 256-token self-attention there
+  doubles the cost of a training step on a CPU; every other block has self-attention before
+  cross-attention, as in SD. The text reaches the image only through the 16 cross-attention
+  layers. The size was measured (`toy/run2/candidates.csv`): the first attempt, on the 32×32
+  image with layers 8–10 at 8², took 4.4 s a step and drew shapeless blobs after 2,400 steps;
+  this one takes 1.0 s, so the ten-hour budget buys four times the steps, and it samples 3.8×
+  faster.
 - Scheduler: SD 1.x's — ε-prediction, scaled-linear betas 0.00085 → 0.012 over 1000 steps,
   DDIM with ``leading`` spacing and ``steps_offset`` 1 (first step t = 981 at 50 steps, 961 at 25).
 """
@@ -28,14 +35,18 @@ from ..toy.model import SpaceToDepthVAE, is_saved, minilm_folder, quiet, save_pi
 
 #: Text positions the UNet sees: [CLS], the caption's WordPiece tokens, [SEP] padding to 24.
 MAX_TOKENS = 24
+#: Mean and spread of the training scenes' pixels in [−1, 1] (4,096 scenes of the default
+#: caption mix, stream seed 1: −0.4198 and 0.5100); the "VAE" latents are (x − shift)·scale.
+LATENT_SHIFT = -0.42
+LATENT_SCALE = 1.96
 #: Marker file of a saved world-2 pipeline folder.
 MARKER = "toy2.json"
 
 UNET_CONFIG = {
-    "sample_size": 32, "in_channels": 3, "out_channels": 3,
-    "block_out_channels": [32, 64, 64, 64], "layers_per_block": 2, "norm_num_groups": 8,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "sample_size": 16, "in_channels": 12, "out_channels": 12,
+    "block_out_channels": [32, 64, 64], "layers_per_block": 2, "norm_num_groups": 8,
+    "down_block_types": ["CrossAttnDownBlock2D"] * 3,
+    "up_block_types": ["CrossAttnUpBlock2D"] * 3,
     "attention_head_dim": 8,  # diffusers reads this as the number of heads: 8 in every layer, as SD 1.x
     "cross_attention_dim": 384,
 }
@@ -49,14 +60,14 @@ SCHEDULER_CONFIG = {  # SD 1.x's scheduler_config.json
 
 class NoSelfAttention:
     """Attention processor that contributes nothing (the block's residual passes unchanged):
-    world 2's blocks at 32² have no self-attention. Installed by `build` and `load`."""
+    world 2's blocks at 16² have no self-attention. Installed by `build` and `load`."""
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         return torch.zeros_like(hidden_states)
 
 
 def without_top_self_attention(unet_model: UNet2DConditionModel) -> UNet2DConditionModel:
-    """Install `NoSelfAttention` on the self-attention (``attn1``) of the 32² blocks."""
+    """Install `NoSelfAttention` on the self-attention (``attn1``) of the top (16²) blocks."""
     top = ("down_blocks.0.", f"up_blocks.{len(unet_model.up_blocks) - 1}.")
     processors = {name: NoSelfAttention() if name.endswith("attn1.processor") and name.startswith(top) else proc
                   for name, proc in unet_model.attn_processors.items()}
@@ -94,14 +105,14 @@ def scheduler() -> DDIMScheduler:
     return DDIMScheduler(**SCHEDULER_CONFIG)
 
 
-def identity_vae() -> SpaceToDepthVAE:
-    return SpaceToDepthVAE(in_channels=3, factor=1, latent_channels=3, block_out_channels=(3,))
+def latent_vae(shift: float | None = LATENT_SHIFT, scale: float = LATENT_SCALE) -> SpaceToDepthVAE:
+    return SpaceToDepthVAE(scaling_factor=scale, shift_factor=shift)
 
 
-def assemble(unet_model: UNet2DConditionModel, encoder=None, tok=None) -> StableDiffusionPipeline:
+def assemble(unet_model: UNet2DConditionModel, encoder=None, tok=None, vae=None) -> StableDiffusionPipeline:
     with quiet():
         pipe = StableDiffusionPipeline(
-            vae=identity_vae(), text_encoder=encoder if encoder is not None else text_encoder(),
+            vae=vae if vae is not None else latent_vae(), text_encoder=encoder if encoder is not None else text_encoder(),
             tokenizer=tok if tok is not None else tokenizer(), unet=unet_model, scheduler=scheduler(),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
@@ -126,11 +137,12 @@ def is_folder(path) -> bool:
 
 def load(folder, dtype: torch.dtype | str = torch.float32, device: str = "cpu") -> StableDiffusionPipeline:
     """Load a folder written by `save`: its UNet, with the causal MiniLM encoder (from the
-    package), tokenizer, identity VAE and scheduler built as `build` builds them."""
+    package), tokenizer and scheduler built as `build` builds them, and the "VAE" it was trained
+    with (its saved normalisation)."""
     folder = saved_folder(folder, MARKER, "world-2 model", "train one with `dvd toy2 train --out ...`")
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with quiet():
         unet_model = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True).to(dtype)
     without_top_self_attention(unet_model)
-    pipe = assemble(unet_model)
+    pipe = assemble(unet_model, vae=SpaceToDepthVAE.from_pretrained(folder / "vae"))
     return pipe.to(device)
