@@ -184,21 +184,22 @@ def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: p
     return runs
 
 
-def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0) -> pd.DataFrame:
+def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0, unit: str = "breed") -> pd.DataFrame:
     """Judge every fine-tune's (and the base model's) images; per (fine-tune, prompt) the DvD Score
-    (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``, ``finetune`` (its label) and ``group``."""
+    (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``, ``finetune`` (its label, in ``unit``s)
+    and ``group``."""
     from . import dvd
 
     P, tables = run.profile, []
     for (k, r), store in runs.items():
         images = dvd.judge_images(prompts, P.seeds, store, run.judge, run.questions)
-        tables.append(dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r)))
+        tables.append(dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r, unit)))
     return pd.concat(tables, ignore_index=True).merge(prompts[["case_num", "group"]], on="case_num")
 
 
-def finetune_label(breeds: int, replicate: int) -> str:
-    """"base", "1 breed #0": one fine-tune, the unit of the causal statistics."""
-    return "base" if breeds == 0 else f"{variant_name(breeds)} #{replicate}"
+def finetune_label(breeds: int, replicate: int, unit: str = "breed") -> str:
+    """"base", "1 breed #0" (or ``unit``): one fine-tune, the unit of the causal statistics."""
+    return "base" if breeds == 0 else f"{variant_name(breeds, unit)} #{replicate}"
 
 
 def causal_prompts(run, n: int | None = None) -> pd.DataFrame:
