@@ -32,16 +32,20 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 #: paper §3.3's full experiment: 120 images per variant, 1 / 2 / 3 / 5 / 10 breeds, every prompt
 #: (``prompts`` None), the DreamBooth recipe (``recipe``: `Recipe` fields that differ from it).
-FULL = {"n_images": 120, "breeds": [1, 2, 3, 5, 10], "prompts": None, "recipe": {}, "replicates": 3}
+#: ``seeds``: how many of the profile's seeds each prompt is generated with (None: all of them).
+FULL = {"n_images": 120, "breeds": [1, 2, 3, 5, 10], "prompts": None, "recipe": {}, "replicates": 3, "seeds": None}
 #: Fine-tunes per variant, each with its own training seed: the unit of the causal test's
 #: statistics. A profile may narrow the prompts, never the replicates below this.
 MIN_REPLICATES = 3
 
 
-def scale(profile) -> dict:
+def scale(profile, seeds_given: bool = False) -> dict:
     """The causal experiment a profile runs: `FULL`, narrowed by the profile's ``scales.causal``
-    (`dvdlib.profiles.Profile.scale`); ``recipe`` becomes a `Recipe`."""
+    (`dvdlib.profiles.Profile.scale`); ``recipe`` becomes a `Recipe`, ``seeds`` the list of seeds
+    (every seed of the profile when the reader gave them, ``seeds_given``)."""
     out = profile.scale("causal", FULL)
+    count = None if seeds_given else out["seeds"]
+    out["seeds"] = list(profile.seeds[:int(count)] if count else profile.seeds)
     if int(out["replicates"]) < MIN_REPLICATES:
         raise ValueError(f"profile {profile.name!r}: scales.causal.replicates = {out['replicates']}; the causal test "
                          f"needs at least {MIN_REPLICATES} fine-tunes per variant (its statistics' unit)")
@@ -156,17 +160,18 @@ def training_grid(training: dict[int, list], n_images: int, per_variant: int, un
 
 
 def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: pd.DataFrame,
-                      replicates: int = MIN_REPLICATES) -> dict:
+                      replicates: int = MIN_REPLICATES, seeds=None) -> dict:
     """Fine-tune the run's model ``replicates`` times on each variant's images, each with its own
     training seed (``recipe.seed`` + 0, 1, …; stored, resumable), generate every prompt with every
-    seed from each fine-tune and from the base model; the run store of its images per
-    (breeds, replicate), (0, 0) for the base model."""
+    seed (``seeds``; default the profile's) from each fine-tune and from the base model; the run
+    store of its images per (breeds, replicate), (0, 0) for the base model."""
     import dataclasses
 
     from .generate import generate
     from .store import Store, model_key
 
     P, base = run.profile, run.pipe
+    seeds = seeds or P.seeds
     base_key = model_key(P.model)
     runs = {(0, 0): run.store()}  # 0 breeds: the base model, never fine-tuned
     klass = class_images(base, recipe, runs[0, 0], batch_size=P.batch_size) if recipe.prior_preservation else None
@@ -178,21 +183,22 @@ def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: p
             finetune(base, pictures, seeded, folder, class_images=klass)
             runs[k, r] = Store(P.store, finetuned_key(base_key, folder), P.sampler())
             tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
-            generate(tuned, prompts.prompt, P.seeds, store=runs[k, r], batch_size=P.batch_size)
+            generate(tuned, prompts.prompt, seeds, store=runs[k, r], batch_size=P.batch_size)
             del tuned
-    generate(base, prompts.prompt, P.seeds, store=runs[0, 0], batch_size=P.batch_size)
+    generate(base, prompts.prompt, seeds, store=runs[0, 0], batch_size=P.batch_size)
     return runs
 
 
-def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0, unit: str = "breed") -> pd.DataFrame:
-    """Judge every fine-tune's (and the base model's) images; per (fine-tune, prompt) the DvD Score
-    (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``, ``finetune`` (its label, in ``unit``s)
-    and ``group``."""
+def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0, unit: str = "breed",
+                   seeds=None) -> pd.DataFrame:
+    """Judge every fine-tune's (and the base model's) images of ``seeds`` (default the profile's);
+    per (fine-tune, prompt) the DvD Score (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``,
+    ``finetune`` (its label, in ``unit``s) and ``group``."""
     from . import dvd
 
     P, tables = run.profile, []
     for (k, r), store in runs.items():
-        images = dvd.judge_images(prompts, P.seeds, store, run.judge, run.questions)
+        images = dvd.judge_images(prompts, seeds or P.seeds, store, run.judge, run.questions)
         tables.append(dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r, unit)))
     return pd.concat(tables, ignore_index=True).merge(prompts[["case_num", "group"]], on="case_num")
 

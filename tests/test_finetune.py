@@ -225,6 +225,9 @@ def test_a_profile_narrows_the_experiment(tmp_path):
                     + "scales: {causal: {breeds: [1, 10], recipe: {lr: 1.0e-5}}}\n")
     mine = causal.scale(load_profile(str(path)))
     assert mine["breeds"] == [1, 10] and mine["n_images"] == 120 and mine["recipe"].lr == 1e-5
+    assert mine["seeds"] == load_profile("paper").seeds  # every seed unless narrowed
+    toy = load_profile("toy")
+    assert causal.scale(toy)["seeds"] == toy.seeds[:5] and causal.scale(toy, seeds_given=True)["seeds"] == toy.seeds
     path.write_text(path.read_text().replace("breeds:", "breedz:"))
     with pytest.raises(ValueError, match="breedz"):
         causal.scale(load_profile(str(path)))
