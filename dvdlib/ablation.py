@@ -27,6 +27,7 @@ or memorized, an ablation then "mitigates" what was never there.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from itertools import combinations
@@ -206,8 +207,7 @@ class Sweep:
         so B interventions of one prompt and seed cost about one batch of B images; each image is
         stored under its own intervention, as one intervention at a time would store it."""
         if baseline:
-            generate(self.pipe, self.prompts(self.rows.index), self.seeds, store=self.store(),
-                     batch_size=self.batch_size, progress=False)
+            self._plain()
         todo = self.missing(plan)
         stored = len(self._wanted(plan)) - len(todo)
         with task(len(todo), "ablated images", stored=stored, show=progress, unit="img") as update:
@@ -215,6 +215,12 @@ class Sweep:
                 batch = todo[start:start + self.batch_size]
                 self._generate_ablated(batch)
                 update(len(batch))
+
+    def _plain(self) -> None:
+        """Generate the plain images that are not stored."""
+        prompts, store = self.prompts(self.rows.index), self.store()
+        if not all(store.has(p, s) for p in prompts for s in self.seeds):
+            generate(self.pipe, prompts, self.seeds, store=store, batch_size=self.batch_size, progress=False)
 
     def _generate_ablated(self, batch: list[tuple[Intervention, str, int]]) -> None:
         """One pipeline call for ``batch``, each image under its own intervention, each stored."""
@@ -241,21 +247,40 @@ class Sweep:
         """One row per (DominanceBench row, intervention): mean c, n, DvD and the outcome
         (`dvdlib.outcome.dvd_outcome`); with ``require_baseline``, rows whose plain images are not
         collapsed are *not collapsed*."""
-        def judged(job):
-            cases = self.rows.index if job is None else list(job.cases)
+        def judged(job, cases):
             store = self.store(None if job is None else job.intervention)
             images = dvd.judge_images(self.rows.loc[cases].reset_index(drop=True), self.seeds, store, judge, questions)
-            return outcome.dvd_outcomes(images, rule)
+            return outcome.dvd_outcomes(images, rule).set_index("case_num")
 
-        base = judged(None).set_index("case_num")
+        base = judged(None, list(self.rows.index))
+        self.baseline = base.reset_index()
         out = []
         for job in plan:
-            for r in judged(job).itertuples():
-                collapsed = base.at[r.case_num, "outcome"] == UNCHANGED or not require_baseline
-                out.append(self._row(job, r.case_num, r.outcome if collapsed else NOT_COLLAPSED,
-                                     c=r.c, n=r.n, dvd=r.dvd, dvd_before=base.at[r.case_num, "dvd"]))
-        self.baseline = base.reset_index()
+            counted = [c for c in job.cases if not require_baseline or base.at[c, "outcome"] == UNCHANGED]
+            after = judged(job, counted) if counted else None
+            for case in job.cases:
+                r = after.loc[case] if case in counted else None  # not collapsed: never ablated (`mitigable`)
+                out.append(self._row(job, case, NOT_COLLAPSED if r is None else r.outcome,
+                                     c=math.nan if r is None else r.c, n=math.nan if r is None else r.n,
+                                     dvd=math.nan if r is None else r.dvd, dvd_before=base.at[case, "dvd"]))
         return _table(out)
+
+    def mitigable(self, judge, questions, rule: DvDRule = DvDRule()) -> list:
+        """The rows whose plain images are collapsed (generated and judged here): the only ones an
+        ablation can mitigate, and so the only ones `run_plans` ablates when the baseline is required."""
+        self._plain()
+        images = dvd.judge_images(self.rows.reset_index(drop=True), self.seeds, self.store(), judge, questions)
+        base = outcome.dvd_outcomes(images, rule)
+        return list(base.loc[base["outcome"] == UNCHANGED, "case_num"])
+
+    def reproduced(self, rule: MemorizedRule = MemorizedRule(), similarity: str | Callable = "pixels") -> list:
+        """The memorized prompts whose plain images reproduce one image (the only ones to ablate)."""
+        self._plain()
+        embed = outcome.embedding(similarity)
+        store = self.store()
+        return [case for case, p in self.rows["prompt"].items()
+                if outcome.mean_pairwise_similarity([store.image(p, s).convert("RGB") for s in self.seeds], embed)
+                >= rule.threshold]
 
     def judge_memorized(self, plan: Sequence[Job], rule: MemorizedRule = MemorizedRule(),
                         similarity: str | Callable = "pixels", require_baseline: bool = True) -> pd.DataFrame:
@@ -281,6 +306,10 @@ class Sweep:
         out = []
         for job in plan:
             for case in job.cases:
+                if require_baseline and before[case] < rule.threshold:  # never ablated (`reproduced`)
+                    out.append(self._row(job, case, NOT_MEMORIZED, similarity_before=before[case],
+                                         similarity=math.nan, spread=math.nan))
+                    continue
                 after, spread = similarity_of(job.intervention, self.rows.at[case, "prompt"])
                 result = outcome.memorized_outcome(before[case] if require_baseline else None, after, spread, rule)
                 out.append(self._row(job, case, result, similarity_before=before[case], similarity=after,
@@ -542,11 +571,24 @@ def cost_table(sweeps: dict[str, Sweep], plans) -> pd.DataFrame:
                            for name, by_plan in plans.items() for plan, jobs in by_plan.items()])
 
 
-def run_plans(sweeps: dict[str, Sweep], plans) -> None:
-    """Generate every plan of every set (resumable: only what is missing)."""
+def run_plans(sweeps: dict[str, Sweep], plans, judge=None, questions=None, dvd_rule=DvDRule(),
+              mem_rule=MemorizedRule(), similarity: str | Callable = "pixels", require_baseline: bool = True) -> None:
+    """Generate every plan of every set (resumable: only what is missing). With ``require_baseline``
+    (and a ``judge``), only the rows with something to mitigate are ablated — collapsed
+    (`Sweep.mitigable`) or reproduced (`Sweep.reproduced`) before any ablation; the others are
+    *not collapsed* / *not memorized* whatever an ablation would do, so their images are not made."""
     for name, s in sweeps.items():
+        keep = None
+        if require_baseline and judge is not None:
+            keep = set(s.mitigable(judge, questions, dvd_rule) if name == "DvD" else s.reproduced(mem_rule, similarity))
         for plan in plans[name].values():
-            s.run(plan)
+            s.run(plan if keep is None else narrowed(plan, keep))
+
+
+def narrowed(plan: Sequence[Job], cases) -> list[Job]:
+    """The plan's jobs on those of their rows that are among ``cases`` (jobs left with none dropped)."""
+    out = [Job(job.intervention, tuple(c for c in job.cases if c in cases)) for job in plan]
+    return [job for job in out if job.cases]
 
 
 def judge_plan(sweeps: dict[str, Sweep], plans, plan: str, judge, questions, dvd_rule, mem_rule, similarity: str,
@@ -636,6 +678,7 @@ def shown_pairs(table: pd.DataFrame, rows: pd.DataFrame, n: int) -> pd.DataFrame
 def plain_vs_ablated_rows(table: pd.DataFrame, sweep: Sweep, factor: float, steps, n: int) -> list:
     """Rows of `dvdlib.plots.image_grid`: ``n`` distinct pairs across concepts (`shown_pairs`; the
     most telling outcome first), each with two seeds plain and ablated by its single head."""
+    table = table[~table.outcome.isin(EXCLUDED)]  # ablated images exist only for rows with something to mitigate
     table = table.assign(rank=table.outcome.map({o: i for i, o in enumerate(OUTCOMES)}).fillna(len(OUTCOMES)))
     ordered = table.sort_values(["rank", "dvd"], kind="stable").drop_duplicates("case_num")
     shown = shown_pairs(ordered, sweep.rows, n)
@@ -660,6 +703,6 @@ def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
 
 __all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
            "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
-           "judge_plan", "layer_rates", "on_model", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
+           "judge_plan", "layer_rates", "narrowed", "on_model", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
            "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
            "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "shown_pairs", "single_head", "sweep_plan", "sweeps_for"]

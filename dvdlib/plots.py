@@ -132,11 +132,16 @@ def dvd_by_category(table, order=None, tau: float | None = None, paper: dict | N
 GRID_COLUMNS = 6
 
 
-def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], columns: int = GRID_COLUMNS):
+def image_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], columns: int = GRID_COLUMNS,
+               empty: str = "no images to show"):
     """One row per prompt (its text above, wrapped to the row's width), its first ``columns``
     images (at most 6) with a caption under each; about 8 inches wide, so that the captions stay
-    readable at the book's width (about 800 px)."""
+    readable at the book's width (about 800 px). Without rows, a strip that says ``empty``."""
     use_style()
+    if not rows:
+        fig = plt.figure(figsize=(8, 0.6))
+        fig.text(0.5, 0.5, empty, ha="center", va="center", fontsize=11, color="0.3")
+        return fig
     n = min(max(len(images) for _, images in rows), columns, GRID_COLUMNS)
     width = 1.35 * n + 0.2
     fig = plt.figure(figsize=(width, 1.95 * len(rows)), layout="constrained")

@@ -160,7 +160,7 @@ def test_judge_dvd_against_the_plain_generation(tmp_path):
         [2, "L1.H0", 1, NOT_COLLAPSED],  # collapsed only after the ablation: nothing was there to mitigate
         [3, "L1.H0", 1, NOT_COLLAPSED],
         [1, "L3.H1", 3, CORRUPTED]]      # c 0.5, DvD (0 + 20)/2 = 10: the landmark is gone too
-    assert table["dvd"].tolist() == [20.0, 100.0, 100.0, 10.0]
+    np.testing.assert_array_equal(table["dvd"], [20.0, np.nan, np.nan, 10.0])  # rows not collapsed are not judged
     assert table["dvd_before"].tolist() == [90.0, 16.0, 16.0, 90.0]
     assert sweep.baseline["outcome"].tolist() == [UNCHANGED, CORRUPTED, CORRUPTED]
     assert ablation.mitigated_count(table) == (1, 1)
@@ -193,13 +193,30 @@ def test_judge_memorized_against_the_plain_generation(tmp_path):
     table = sweep.judge_memorized(plan)
     assert table["outcome"].tolist() == [MITIGATED, NOT_MEMORIZED, UNCHANGED, CORRUPTED]
     np.testing.assert_allclose(table["similarity_before"], [1, 0, 1, 1], atol=1e-12)
-    np.testing.assert_allclose(table["similarity"], [0, 0, 1, 0], atol=1e-12)
+    np.testing.assert_allclose(table["similarity"], [0, np.nan, 1, 0], atol=1e-12)  # not reproduced: not judged
     assert ablation.mitigated_count(table) == (1, 1)
     assert ablation.layer_rates(table)["rate"].tolist() == [1.0]
     # counting every prompt: the one that never reproduced now counts as "mitigated"
     every = sweep.judge_memorized(plan, require_baseline=False)
     assert every["outcome"].tolist() == [MITIGATED, MITIGATED, UNCHANGED, CORRUPTED]
     assert ablation.mitigated_count(every) == (2, 2)
+
+
+def test_only_rows_with_something_to_mitigate_are_ablated(tmp_path, monkeypatch):
+    """With the baseline required, `run_plans` judges the plain images first and ablates only the
+    collapsed rows (`Sweep.mitigable`); without it, every row."""
+    sweep = Sweep(None, BENCH, SEEDS, root=tmp_path, model="fake", sampler=SAMPLER)
+    fill(sweep, None, {"Colosseum Carry-all Pouch": [(5, 0), (5, 1)], "Van Gogh Mug": [(2, 2), (1, 3)]})
+    a, b = Intervention(((1, 0),)), Intervention(((3, 1),))
+    assert sweep.mitigable(ScriptedJudge(), load_questions("paper")) == [1]
+    assert ablation.narrowed([Job(a, (1, 2, 3)), Job(b, (2, 3))], {1}) == [Job(a, (1,))]
+    ran = []
+    monkeypatch.setattr(Sweep, "run", lambda self, plan, **kw: ran.append(plan))
+    plans = {"DvD": {"single-head": [Job(a, (1, 2, 3)), Job(b, (2,))]}}
+    ablation.run_plans({"DvD": sweep}, plans, judge=ScriptedJudge(), questions=load_questions("paper"))
+    ablation.run_plans({"DvD": sweep}, plans, judge=ScriptedJudge(), questions=load_questions("paper"),
+                       require_baseline=False)
+    assert ran == [[Job(a, (1,))], plans["DvD"]["single-head"]]
 
 
 def test_sweep_rejects_bad_prompt_sets(tmp_path):

@@ -22,3 +22,9 @@ def test_ablation_by_layer_marks_the_papers_layers_and_the_placebo():
     fig = plots.ablation_by_layer(inside)
     assert "placebo: outside 1–6" not in [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)
+
+
+def test_an_empty_image_grid_says_why():
+    fig = plots.image_grid([], empty="no prompt was collapsed before ablation")
+    assert [t.get_text() for t in fig.texts] == ["no prompt was collapsed before ablation"]
+    plt.close(fig)
