@@ -247,17 +247,12 @@ class Sweep:
         """One row per (DominanceBench row, intervention): mean c, n, DvD and the outcome
         (`dvdlib.outcome.dvd_outcome`); with ``require_baseline``, rows whose plain images are not
         collapsed are *not collapsed*."""
-        def judged(job, cases):
-            store = self.store(None if job is None else job.intervention)
-            images = dvd.judge_images(self.rows.loc[cases].reset_index(drop=True), self.seeds, store, judge, questions)
-            return outcome.dvd_outcomes(images, rule).set_index("case_num")
-
-        base = judged(None, list(self.rows.index))
+        base = self._judged(None, list(self.rows.index), judge, questions, rule)
         self.baseline = base.reset_index()
         out = []
         for job in plan:
             counted = [c for c in job.cases if not require_baseline or base.at[c, "outcome"] == UNCHANGED]
-            after = judged(job, counted) if counted else None
+            after = self._judged(job.intervention, counted, judge, questions, rule) if counted else None
             for case in job.cases:
                 r = after.loc[case] if case in counted else None  # not collapsed: never ablated (`mitigable`)
                 out.append(self._row(job, case, NOT_COLLAPSED if r is None else r.outcome,
@@ -265,22 +260,31 @@ class Sweep:
                                      dvd=math.nan if r is None else r.dvd, dvd_before=base.at[case, "dvd"]))
         return _table(out)
 
+    def _judged(self, intervention: Intervention | None, cases: list, judge, questions, rule: DvDRule) -> pd.DataFrame:
+        """The DvD outcomes of some rows' images under an intervention (None: plain), by ``case_num``."""
+        images = dvd.judge_images(self.rows.loc[cases].reset_index(drop=True), self.seeds, self.store(intervention),
+                                  judge, questions)
+        return outcome.dvd_outcomes(images, rule).set_index("case_num")
+
     def mitigable(self, judge, questions, rule: DvDRule = DvDRule()) -> list:
         """The rows whose plain images are collapsed (generated and judged here): the only ones an
         ablation can mitigate, and so the only ones `run_plans` ablates when the baseline is required."""
         self._plain()
-        images = dvd.judge_images(self.rows.reset_index(drop=True), self.seeds, self.store(), judge, questions)
-        base = outcome.dvd_outcomes(images, rule)
-        return list(base.loc[base["outcome"] == UNCHANGED, "case_num"])
+        base = self._judged(None, list(self.rows.index), judge, questions, rule)
+        return list(base.index[base["outcome"] == UNCHANGED])
 
     def reproduced(self, rule: MemorizedRule = MemorizedRule(), similarity: str | Callable = "pixels") -> list:
         """The memorized prompts whose plain images reproduce one image (the only ones to ablate)."""
         self._plain()
         embed = outcome.embedding(similarity)
-        store = self.store()
-        return [case for case, p in self.rows["prompt"].items()
-                if outcome.mean_pairwise_similarity([store.image(p, s).convert("RGB") for s in self.seeds], embed)
-                >= rule.threshold]
+        return [case for case, p in self.rows["prompt"].items() if self._similarity(None, p, embed)[0] >= rule.threshold]
+
+    def _similarity(self, intervention: Intervention | None, prompt: str, embed) -> tuple[float, float]:
+        """(mean pairwise similarity across seeds, pixel spread) of a prompt's images under an
+        intervention (None: plain)."""
+        store = self.store(intervention)
+        shown = [store.image(prompt, s).convert("RGB") for s in self.seeds]
+        return outcome.mean_pairwise_similarity(shown, embed), outcome.pixel_spread(shown)
 
     def judge_memorized(self, plan: Sequence[Job], rule: MemorizedRule = MemorizedRule(),
                         similarity: str | Callable = "pixels", require_baseline: bool = True) -> pd.DataFrame:
@@ -291,14 +295,9 @@ class Sweep:
         embed = outcome.embedding(similarity)
         cache: dict = {}
 
-        def images(iv, prompt):
-            store = self.store(iv)
-            return [store.image(prompt, s).convert("RGB") for s in self.seeds]
-
         def similarity_of(iv, prompt):
             if (iv, prompt) not in cache:
-                shown = images(iv, prompt)
-                cache[iv, prompt] = (outcome.mean_pairwise_similarity(shown, embed), outcome.pixel_spread(shown))
+                cache[iv, prompt] = self._similarity(iv, prompt, embed)
             return cache[iv, prompt]
 
         before = {case: similarity_of(None, p)[0] for case, p in self.rows["prompt"].items()}
