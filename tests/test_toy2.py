@@ -141,6 +141,9 @@ def test_latents_are_centred_and_of_unit_spread_as_sd_s(tmp_path):
     toy2_model.save(plain, tmp_path / "m", dtype=torch.float32)
     vae = toy2_model.load(tmp_path / "m").vae
     assert vae.config.shift_factor is None and vae.config.scaling_factor == 1.0
+    toy2_model.save(plain, tmp_path / "run" / "model", dtype=torch.float32, info={"steps": 2, "seed": 0})
+    with pytest.raises(ValueError, match="another latent normalisation"):  # no warm start across normalisations
+        train(tmp_path / "run", TrainConfig(steps=4, batch_size=2, unet=TINY_UNET), progress=False)
 
 
 def test_save_and_load_give_the_same_images(pipe, tmp_path):

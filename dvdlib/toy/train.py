@@ -262,9 +262,10 @@ class Run:
         if info.get("seed") != self.cfg.seed:
             raise ValueError(f"{folder} was trained with seed {info.get('seed')}, not {self.cfg.seed}")
         loaded = self.model.load(folder)
-        if dict(loaded.vae.config) != dict(self.pipe.vae.config):
-            raise ValueError(f"{folder} was trained with another latent normalisation ({dict(loaded.vae.config)}); "
-                             "use another --out folder")
+        normalisation = [(vae.config.scaling_factor, vae.config.shift_factor) for vae in (loaded.vae, self.pipe.vae)]
+        if normalisation[0] != normalisation[1]:
+            raise ValueError(f"{folder} was trained with another latent normalisation (scale, shift "
+                             f"{normalisation[0]}, not {normalisation[1]}); use another --out folder")
         exported = loaded.unet.float().state_dict()
         self.unet.load_state_dict(exported)
         self.ema.load_state_dict(exported)
