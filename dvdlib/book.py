@@ -177,6 +177,26 @@ def schedule(sources, seconds: dict[str, float]) -> list[Path]:
     return unknown + known
 
 
+#: Chapters that read work another chapter computes, and those chapters: a reader starts after
+#: them (when both run), so the work is done once. Chapter 05's runs record attention over the
+#: whole schedule and keep their images and noise-prediction norms (`dvdlib.generate`): chapter
+#: 02's DvD images, chapter 06's baseline and chapter 07's norms of the same prompts; chapter 08's
+#: detector reads chapter 04's first steps; chapter 10 reads chapter 02's images and answers.
+READS_FROM = {
+    "02_dvd_benchmark": ("05_temporal_dynamics",),
+    "06_head_ablation": ("05_temporal_dynamics",),
+    "07_memorization": ("05_temporal_dynamics",),
+    "08_detection_replacement": ("04_focus_score",),
+    "10_unselected_prompts": ("02_dvd_benchmark",),
+}
+
+
+def waits_for(order) -> dict[str, set[str]]:
+    """Per chapter of ``order``, the chapters of the same run it must start after (`READS_FROM`)."""
+    names = {s.stem for s in order}
+    return {s.stem: set(READS_FROM.get(s.stem, ())) & names for s in order}
+
+
 #: The environment variables that set a kernel's torch / BLAS threads (torch reads them at start).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -187,15 +207,16 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
     """Execute ``chapters/*.ipynb`` (or ``only`` some) with ``profile`` into ``out_dir``, ``jobs``
     chapters at a time (default: one per core on a CPU, one on an accelerator; `default_jobs`), each kernel with ``threads`` torch threads
     (default: cores / jobs, so the machine is not oversubscribed). Chapters start longest first
-    (`schedule`, from their last run's times). One chapter failing does not stop the others.
+    (`schedule`, from their last run's times), each once the chapters whose work it reads have
+    ended (`READS_FROM`). One chapter failing does not stop the others.
     Returns one :class:`Outcome` per chapter, in name order, and writes the run's wall time
     (`write_run_record`) for the status page.
 
     Chapters are independent: none reads another's outputs (chapter 09 reads the committed
     ``toy/findings``), and work they share goes through the run store, whose files are written
-    atomically (`dvdlib.store`), so two chapters may compute the same image at once.
+    atomically (`dvdlib.store`); any chapter also runs alone, computing what the store lacks.
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     root = Path(cwd or os.getcwd()).resolve()
     sources = chapter_sources(chapters_dir, only, root)
@@ -214,14 +235,24 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
         return run_chapter(source, root / out_dir / source.name, profile, cwd=root, parameters=parameters,
                            threads=threads)
 
-    # each chapter is its own papermill process; the pool starts them in `order`, `jobs` at a time
+    # each chapter is its own papermill process, `jobs` at a time: the first in `order` whose
+    # producers have ended starts when a place is free
+    waiting, pending, running = waits_for(order), list(order), {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(one, s): s for s in order}
-        for future in as_completed(futures):
-            outcome = outcomes[futures[future]] = future.result()
-            if verbose:
-                status = "ok" if outcome.ok else f"FAILED ({outcome.error.splitlines()[0]})"
-                print(f"[dvd]   {outcome.name}: {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
+        while pending or running:
+            for source in [s for s in pending if not waiting[s.stem]][:jobs - len(running)]:
+                pending.remove(source)
+                running[pool.submit(one, source)] = source
+            if not running:
+                raise ValueError(f"READS_FROM has a cycle among {[s.stem for s in pending]}")
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = outcomes[running.pop(future)] = future.result()
+                for needs in waiting.values():
+                    needs.discard(outcome.name)
+                if verbose:
+                    status = "ok" if outcome.ok else f"FAILED ({outcome.error.splitlines()[0]})"
+                    print(f"[dvd]   {outcome.name}: {status} in {outcome.seconds:.1f} s", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
     write_run_record(out_dir, root, profile=profile, jobs=jobs, threads=threads, wall_seconds=wall,
                      chapters={o.name: round(o.seconds, 1) for o in outcomes.values()})

@@ -4,6 +4,11 @@ A seed always means the same initial latents: they are drawn one seed at a time 
 ``torch.Generator``, so they are bitwise identical across batch sizes and devices. Every image,
 record and attention recording goes to the `Store` as soon as its batch finishes; a rerun skips
 what is stored.
+
+Chapters share work through the store: a generation that runs the whole schedule keeps its image
+and, under classifier-free guidance, its noise-prediction norms, whatever it was asked to record,
+so a chapter that needs only those (the DvD images of paper §2, the norms of §3.7) reads them from
+any earlier whole run of the same prompt and seed (one of §3.5's recording runs, for example).
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def _jsonable(value):
 def recording_spec(store: Store, attention: dict | None, until_step: int | None = None,
                    noise_norms: bool = False) -> dict | None:
     """What keys a stored recording: the `record` options (or the noise-norm measure), the
-    resolution and where the run stopped."""
+    resolution and where the run stopped (None: the whole schedule)."""
     if noise_norms and attention:
         raise ValueError("record attention and noise-prediction norms in separate generations")
     if noise_norms:
@@ -111,9 +116,14 @@ def recording_spec(store: Store, attention: dict | None, until_step: int | None 
     return {**options, "resolution": store.settings["resolution"], "until_step": until_step}
 
 
+def records_norms(pipe, store: Store, until_step: int | None) -> bool:
+    """Whether a generation records the noise-prediction norms whether asked or not: a whole run
+    with classifier-free guidance of a UNet pipeline (the norms cost no extra UNet call)."""
+    return until_step is None and store.settings["guidance"] > 1 and getattr(pipe, "unet", None) is not None
+
+
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
-             noise_norms: bool = False, until_step: int | None = None, images: bool = True,
-             progress: bool = True) -> list[Sample]:
+             noise_norms: bool = False, until_step: int | None = None, progress: bool = True) -> list[Sample]:
     """Generate every prompt × seed (the authors' sampler), returning one `Sample` per pair in that order.
 
     The sampler settings (``resolution``, ``steps``, ``guidance``, ``eta``) are the store's, so
@@ -122,20 +132,23 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     "all", "steps": [1]}``), or ``noise_norms``, the text-conditional noise-prediction norm per
     step (`dvdlib.noise_norm`, paper §3.7; in ``Sample.attention["noise_norm"]``). ``until_step``:
     stop the denoising after that step (enough for first-step attention, paper §3.4; the schedule
-    is still the one of ``steps``); ``images=False`` or ``until_step`` keeps no image.
+    is still the one of ``steps``) and keep no image. A whole run keeps its image and its norms
+    (`records_norms`) for other chapters, and never replaces an image already stored.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
-    want_image = images and until_step is None
+    if until_step is not None and until_step >= store.settings["steps"]:
+        until_step = None  # the whole schedule, stored as such
+    whole = until_step is None
     spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
-    todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=want_image, attention=spec)]
-    what = "images" if want_image else "first steps" if until_step == 1 else f"first {until_step} steps" if until_step else "runs"
+    todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=whole, attention=spec)]
+    what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
     with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image)
+            _generate_batch(pipe, batch, store, attention, spec, until_step)
             update(len(batch))
-    return [Sample(p, s, store.image_path(p, s) if want_image else None,
+    return [Sample(p, s, store.image_path(p, s) if whole else None,
                    store.attention(p, s, spec) if spec else {}, sequence_tokenizer(pipe)) for p, s in jobs]
 
 
@@ -153,22 +166,23 @@ def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_ste
     return call
 
 
-def _generate_batch(pipe, batch, store, attention, noise_norms, spec, until_step, want_image):
+def _generate_batch(pipe, batch, store, attention, spec, until_step):
     from .noise_norm import record_noise_norms
 
     started = time.perf_counter()
-    call = pipeline_call(pipe, batch, store.settings, want_image, until_step)
+    whole = until_step is None
+    call = pipeline_call(pipe, batch, store.settings, whole, until_step)
+    norm_spec = recording_spec(store, None, until_step, noise_norms=True)
     with ExitStack() as recordings:
         recording = recordings.enter_context(record(pipe, **attention)) if attention else None
-        norms = recordings.enter_context(record_noise_norms(pipe)) if noise_norms else None
+        norms = (recordings.enter_context(record_noise_norms(pipe))
+                 if spec == norm_spec or records_norms(pipe, store, until_step) else None)
         images = pipe(**call).images
-    if recording is not None:
-        recorded = recording.per_image()
-    elif norms is not None:
-        recorded = [{"noise_norm": row} for row in norms.per_image()]
-    else:
-        recorded = [None] * len(batch)
     seconds = (time.perf_counter() - started) / len(batch)
+    attended = recording.per_image() if recording is not None else [None] * len(batch)
+    normed = norms.per_image() if norms is not None else [None] * len(batch)
     for i, (prompt, seed) in enumerate(batch):
-        store.save(prompt, seed, image=images[i] if want_image else None, attention=recorded[i], spec=spec,
+        kept = [(spec, attended[i]), (norm_spec, None if normed[i] is None else {"noise_norm": normed[i]})]
+        image = images[i] if whole and not store.image_path(prompt, seed).exists() else None
+        store.save(prompt, seed, image=image, recordings=[(s, r) for s, r in kept if r is not None],
                    seconds=seconds, batch_size=len(batch))

@@ -36,15 +36,16 @@ def first_steps(n_steps: int, paper_first: int = PAPER_FIRST_STEPS, paper_steps:
 def noise_norms(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, until_step: int | None = None,
                 progress: bool = True) -> pd.DataFrame:
     """Noise-prediction norm per (prompt, seed, step), with the store's sampler: a `dvdlib.generate`
-    run that records the norms (`dvdlib.noise_norm`) to ``until_step`` (None: the whole schedule)
-    and keeps no image; stored as it is made, a rerun computes only what is missing.
+    run that records the norms (`dvdlib.noise_norm`) to ``until_step`` (None: the whole schedule);
+    stored as it is made, a rerun computes only what is missing, and a whole run reads the norms
+    any earlier whole run of the same prompt and seed kept (`dvdlib.generate.records_norms`).
     Columns: prompt, seed, step (1 = first), norm.
     """
     if store.settings["guidance"] <= 1:
         raise ValueError(f"guidance {store.settings['guidance']} ≤ 1 runs no unconditional branch: the "
                          "noise-prediction norm needs classifier-free guidance")
     samples = generate(pipe, list(dict.fromkeys(prompts)), seeds, store=store, batch_size=batch_size,
-                       noise_norms=True, until_step=until_step, images=False, progress=progress)
+                       noise_norms=True, until_step=until_step, progress=progress)
     return pd.DataFrame([{"prompt": s.prompt, "seed": s.seed, "step": i + 1, "norm": float(v)}
                          for s in samples for i, v in enumerate(s.attention["noise_norm"])])
 

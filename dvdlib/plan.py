@@ -36,7 +36,7 @@ class Work:
     """One unit of stored work (generation or judge answers), keyed as `dvdlib.store.Store` keys it.
 
     ``options``: JSON of the `dvdlib.generate.generate` options (``attention``, ``until_step``,
-    ``noise_norms``, ``images``); ``intervention``: JSON of an `dvdlib.ablation.Intervention`'s
+    ``noise_norms``); ``intervention``: JSON of an `dvdlib.ablation.Intervention`'s
     key (paper §3.6) or ""; for judge work, ``answers`` is the record key, ``asks`` the library
     function that asks ("dvd": `dvdlib.dvd.judge_images`, "presence":
     `dvdlib.triplets.judge_presence`), ``row`` the prompt-set row as JSON and ``questions`` how
@@ -70,8 +70,7 @@ class Work:
 
     @cached_property
     def wants_image(self) -> bool:
-        o = json.loads(self.options)
-        return o.get("images", True) and o.get("until_step") is None
+        return json.loads(self.options).get("until_step") is None
 
     @property
     def base(self) -> str:
@@ -168,15 +167,17 @@ class PlanRun:
         return f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
 
     def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
-                 until_step: int | None = None, noise_norms: bool = False, images: bool = True,
+                 until_step: int | None = None, noise_norms: bool = False,
                  intervention: dict | None = None) -> None:
         """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store."""
         from .generate import _jsonable
 
         P, model = self.profile, model or self.profile.model
         store, settings = self._store(model, intervention)
+        if until_step is not None and until_step >= P.steps:
+            until_step = None  # the whole schedule, as `generate` stores it
         options = {"attention": {k: _jsonable(v) for k, v in attention.items()} if attention else None,
-                   "until_step": until_step, "noise_norms": noise_norms, "images": images}
+                   "until_step": until_step, "noise_norms": noise_norms}
         steps = min(until_step or P.steps, P.steps)
         evals = steps * (2 if P.guidance > 1 else 1)
         options = json.dumps(options, sort_keys=True)
@@ -342,7 +343,7 @@ def _memorization(r: PlanRun) -> None:
     from . import memorization
 
     for prompts in memorization.prompt_sets(r, r.params["n_memorized"]).values():
-        r.generate(prompts, r.profile.seeds, noise_norms=True, until_step=r.params["curve_steps"], images=False)
+        r.generate(prompts, r.profile.seeds, noise_norms=True, until_step=r.params["curve_steps"])
 
 
 @chapter("08_detection_replacement")

@@ -117,7 +117,8 @@ def _generate(todo, log, index, count) -> None:
         groups = defaultdict(lambda: defaultdict(list))  # (settings, options, iv) → prompt → seeds
         for w, _ in works:
             groups[w.settings, w.options, w.intervention][w.prompt].append(w.seed)
-        for (settings, options, iv), seeds_of in groups.items():
+        # whole runs that record attention first: they keep the images and norms others read
+        for (settings, options, iv), seeds_of in sorted(groups.items(), key=lambda g: _records_less(g[0][1])):
             settings, options = json.loads(settings), json.loads(options)
             by_seeds = defaultdict(list)
             for prompt, seeds in seeds_of.items():
@@ -137,6 +138,13 @@ def _generate(todo, log, index, count) -> None:
                     + (" (ablated)" if iv else ""))
         if model != P.model:
             del pipe
+
+
+def _records_less(options: str) -> tuple[bool, bool]:
+    """Sort key of a generation's options: whole runs recording attention first, then other whole
+    runs, then runs stopped early (`dvdlib.generate`: a whole run keeps its image and norms)."""
+    o = json.loads(options)
+    return o.get("until_step") is not None, not o.get("attention")
 
 
 def _judge(todo, mine, log, index, count) -> None:

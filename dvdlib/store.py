@@ -128,12 +128,13 @@ class Store:
             attention is None or self.attention_path(prompt, seed, attention).exists())
 
     def save(self, prompt: str, seed: int, *, image: Image.Image | None = None,
-             attention: dict[str, np.ndarray] | None = None, spec: dict | None = None, **record) -> None:
-        """Save what one generation produced; the record (JSON) is written last."""
+             recordings=(), **record) -> None:
+        """Save what one generation produced: its image, its ``recordings`` [(spec, arrays), ...]
+        and last its record (JSON)."""
         if image is not None:
             atomic_write(self.image_path(prompt, seed), lambda p: image.save(p, format="PNG"))
-        if attention is not None:
-            atomic_write(self.attention_path(prompt, seed, spec), lambda p: np.savez(p, **attention))
+        for spec, arrays in recordings:
+            atomic_write(self.attention_path(prompt, seed, spec), lambda p, a=arrays: np.savez(p, **a))
         base = self._base(prompt, seed).with_suffix(".json")
         with _locked(base.with_name(f".{seed}.lock")):  # two processes adding fields keep both
             old = json.loads(base.read_text()) if base.exists() else {}

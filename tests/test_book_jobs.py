@@ -22,6 +22,26 @@ def test_schedule_starts_untimed_chapters_then_the_longest():
     assert [s.stem for s in order] == ["02_b", "03_c", "04_d", "01_a"]
 
 
+def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeypatch):
+    """With two places free, the reader still waits for its producer; the other chapter does not."""
+    root = copy_book(tmp_path, chapters=False)
+    for name in ("01_reader", "02_producer", "03_other"):
+        make_chapter(root / "chapters" / f"{name}.ipynb", name, ["import time\ntime.sleep(1.5)"])
+    monkeypatch.setattr(book, "READS_FROM", {"01_reader": ("02_producer", "09_not_in_this_run")})
+    outcomes = book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=1)
+    assert all(o.ok for o in outcomes)
+    span = {o.name: (nb.metadata.papermill.start_time, nb.metadata.papermill.end_time)
+            for o in outcomes for nb in [nbformat.read(o.output, as_version=4)]}
+    assert span["01_reader"][0] >= span["02_producer"][1]
+    assert span["03_other"][0] < span["02_producer"][1]  # it took the free place meanwhile
+
+
+def test_the_books_readers_wait_for_chapters_that_exist():
+    chapters = {p.stem for p in (REPO / "chapters").glob("*.ipynb")}
+    assert {r for r, producers in book.READS_FROM.items() for p in (r, *producers)} <= chapters
+    assert all(p in chapters for producers in book.READS_FROM.values() for p in producers)
+
+
 THREADS = 'import os, torch\nprint("threads", os.environ["OMP_NUM_THREADS"], torch.get_num_threads())'
 
 

@@ -252,7 +252,7 @@ def test_save_and_records(tmp_path):
     image = Image.fromarray(np.arange(12 * 12 * 3, dtype=np.uint8).reshape(12, 12, 3))
     spec = {"layers": [1], "steps": [1], "resolution": RES}
     prompt = "Hokusai \"Great Wave\" Café tote bag — 富士山"
-    store.save(prompt, 1825, image=image, attention={"share/L1/S1": np.full(77, 1 / 77)}, spec=spec,
+    store.save(prompt, 1825, image=image, recordings=[(spec, {"share/L1/S1": np.full(77, 1 / 77)})],
                seconds=0.5, batch_size=2)
     store.save(prompt, 1825, judged=True)  # a later record is merged into the first
     store.save("a red mug", 410, seconds=0.25, batch_size=1)
@@ -302,3 +302,48 @@ def test_atomic_write_gives_a_new_file_the_usual_mode(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_whole_run_keeps_what_other_chapters_read(pipe, tmp_path):
+    """Chapters share work through the store: a whole run recording attention keeps its image and
+    its noise-prediction norms, so a plain request and a norms request compute nothing, and read
+    the norms a norms-only run of their own would have made."""
+    from dvdlib.memorization import noise_norms
+
+    prompts, seeds = ["Colosseum Mug", "a red mug"], [1825, 410]
+    store = Store(tmp_path / "shared", "smoke", SETTINGS)
+    gen(pipe, store, prompts, seeds, attention=ATTENTION)
+    with counting(pipe) as calls:
+        plain = gen(pipe, store, prompts, seeds)
+        shared = noise_norms(pipe, prompts, seeds, store=store, batch_size=4, progress=False)
+    assert calls == [] and all(s.image.exists() for s in plain)
+    alone = noise_norms(pipe, prompts, seeds, store=Store(tmp_path / "alone", "smoke", SETTINGS), batch_size=4,
+                        progress=False)
+    assert len(shared) == len(prompts) * len(seeds) * STEPS
+    np.testing.assert_allclose(shared.norm, alone.norm, rtol=1e-4)
+    # what stops early keeps neither, and the norms' key names the whole schedule
+    assert recording_spec(store, None, None, noise_norms=True)["until_step"] is None
+    first = Store(tmp_path / "first", "smoke", SETTINGS)
+    gen(pipe, first, prompts[:1], seeds[:1], attention=ATTENTION, until_step=1)
+    assert not first.has(prompts[0], seeds[0]) and not first.has(
+        prompts[0], seeds[0], image=False, attention=recording_spec(first, None, None, noise_norms=True))
+
+
+def test_a_later_run_never_replaces_a_stored_image(pipe, tmp_path):
+    """The image a chapter judged stays the image on disk when another chapter reruns the prompt
+    to record attention (a new batch may round a pixel differently)."""
+    store = Store(tmp_path, "smoke", SETTINGS)
+    (sample,) = gen(pipe, store, ["Colosseum Mug"], [1825])
+    marked = np.asarray(store.image("Colosseum Mug", 1825)).copy()
+    marked[0, 0] = 255 - marked[0, 0]
+    from PIL import Image
+    Image.fromarray(marked).save(sample.image)
+    gen(pipe, store, ["Colosseum Mug"], [1825], attention=ATTENTION)
+    np.testing.assert_array_equal(np.asarray(store.image("Colosseum Mug", 1825)), marked)
+
+
+def test_until_step_at_the_schedules_end_is_the_whole_run(pipe, tmp_path):
+    store = Store(tmp_path, "smoke", SETTINGS)
+    (sample,) = gen(pipe, store, ["a red mug"], [410], attention=ATTENTION, until_step=STEPS)
+    assert sample.image is not None and sample.image.exists()
+    assert store.has("a red mug", 410, attention=recording_spec(store, ATTENTION))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from PIL import Image
 from dvdlib import plan as planning
 from dvdlib import prefetch as pf
 from dvdlib.book import run_chapter
+from dvdlib.generate import recording_spec
+from dvdlib.store import digest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +48,9 @@ def test_plan_keys_are_the_store_keys_and_the_chapter_then_computes_nothing(tmp_
     assert len(p.todo()) == len(p.items)
     pf.prefetch(["02_dvd_benchmark"], "smoke", params, shard="0/1", log=lambda *_: None)
     assert p.todo() == []
-    assert keys(store) == {w.key for w in p.items}  # exactly the plan's keys, nothing else
+    # exactly the plan's keys and, beside each whole run, the noise-prediction norms it keeps for chapter 07
+    norms = f".attn-{digest(recording_spec(SimpleNamespace(settings=json.loads(p.items[0].settings)), None, None, True))}.npz"
+    assert keys(store) == {w.key for w in p.items} | {w.key.replace(".png", norms) for w in p.items if w.key.endswith(".png")}
     before = stored(store)
     out = run_chapter(ROOT / "chapters/02_dvd_benchmark.ipynb", tmp_path / "02.ipynb", "smoke", cwd=ROOT,
                       parameters={**params, "out_dir": str(tmp_path / "book")})
