@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
                 if seconds is None:
                     continue
                 first.setdefault(part, seconds)
-                target = f"≤ {limit:.0f} s" if part == what and limit and not args.only and not args.no_build else ""
+                target = f"≤ {limit:.0f} s" if part == what and limit and not args.only else ""
                 failed = "" if t["rc"] == 0 else f" (exit {t['rc']})"
                 part_name = (f"chapters {', '.join(args.only)}" if args.only else "chapters") if part == "chapters" \
                     else "whole book (chapters + HTML)"
