@@ -546,15 +546,28 @@ def memorized_set(run, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
 
 def sweeps_for(run, benchmark: pd.DataFrame, memorized: pd.DataFrame | None, seeds) -> dict[str, Sweep]:
     """A `Sweep` of the run's model per set: ``"DvD"`` (the benchmark) and, where the world has
-    them, ``"memorized"``."""
+    them, ``"memorized"``. Memorization is judged by the similarity of a prompt's images across
+    seeds, so the memorized sweep takes at least two seeds (the profile's first two when
+    ``seeds`` has one)."""
     from .store import model_key
 
     P = run.profile
     common = dict(root=P.store, model=model_key(P.model), sampler=P.sampler(), batch_size=P.batch_size)
     sweeps = {"DvD": Sweep(run.pipe, benchmark, seeds, **common)}
     if memorized is not None:
-        sweeps["memorized"] = Sweep(run.pipe, memorized, seeds, **common)
+        sweeps["memorized"] = Sweep(run.pipe, memorized, memorized_seeds(seeds, P.seeds), **common)
     return sweeps
+
+
+def memorized_seeds(seeds, profile_seeds) -> list:
+    """The seeds of the memorized sweep: ``seeds``, or the profile's first two when ``seeds`` has
+    fewer than two (similarity across seeds needs a pair)."""
+    seeds = list(seeds)
+    if len(seeds) >= 2:
+        return seeds
+    if len(profile_seeds) < 2:
+        raise ValueError("the memorized sweep compares images across seeds: give the profile at least two seeds")
+    return list(dict.fromkeys(seeds + list(profile_seeds)))[:2]
 
 
 def plans_for(sweeps: dict[str, Sweep], single, multi) -> dict[str, dict[str, list[Job]]]:

@@ -381,3 +381,10 @@ def test_shown_pairs_one_row_per_pair_across_concepts():
     ordered = rows.reset_index(drop=True)[["case_num", "prompt"]]  # already in the figure's order
     assert list(shown_pairs(ordered, rows, 3).case_num) == [1, 4, 5]
     assert list(shown_pairs(ordered, rows, 5).case_num) == [1, 4, 5, 3]  # case 2 repeats case 1's pair
+
+
+def test_the_memorized_sweep_takes_two_seeds_when_the_plan_has_one():
+    assert ablation.memorized_seeds([410], [1825, 410, 4507]) == [410, 1825]
+    assert ablation.memorized_seeds([5, 6, 7], [1, 2]) == [5, 6, 7]
+    with pytest.raises(ValueError, match="at least two seeds"):
+        ablation.memorized_seeds([1], [1])

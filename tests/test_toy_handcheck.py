@@ -1,5 +1,7 @@
 """The hand-checked sample of generated images: labels → truth, file round trip,
 and the judge's agreement counted by hand."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,6 +89,21 @@ def test_degrade_shifts_colours_within_bounds_and_is_off_at_zero():
     assert torch.equal(on, degrade(x, JudgeConfig(), torch.Generator().manual_seed(1)))
     change = (on - x).abs().mean((1, 2, 3))
     assert change.min() > 0 and change.max() < 0.4
+
+
+def test_background_lift_touches_only_the_plain_ground_within_its_bounds():
+    from dvdlib.toy.world import BACKGROUND
+
+    x = torch.tensor(BACKGROUND).view(1, 3, 1, 1).repeat(16, 1, 8, 8)
+    x[:, :, 2:5, 2:5] = torch.tensor([0.9, 0.2, 0.3]).view(1, 3, 1, 1)  # a sprite
+    plain = JudgeConfig(colour_jitter=0.0, saturation=0.0, blur=0.0, stretch=0.0, fringe=0.0, background=0.3)
+    lifted = degrade(x, plain, torch.Generator().manual_seed(0))
+    assert torch.allclose(lifted[:, :, 2:5, 2:5], x[:, :, 2:5, 2:5], atol=1e-6)  # the sprite is untouched
+    lift = (lifted - x)[:, :, 0, 0]  # one ground pixel per image: [16, 3]
+    assert torch.allclose((lifted - x)[:, :, 6:, 6:], lift[:, :, None, None].expand(16, 3, 2, 2), atol=1e-6)  # one lift per image
+    assert lift.min() >= -0.1 - 1e-6 and lift.max() <= 0.4 + 1e-6 and lift.mean(1).max() > 0.15
+    off = dataclasses.replace(plain, background=0.0)
+    assert torch.allclose(degrade(x, off, torch.Generator().manual_seed(0)), x, atol=1e-6)
 
 
 def test_the_command_writes_a_shuffled_sample_to_label(tmp_path):

@@ -72,6 +72,7 @@ class JudgeConfig:
     blur: float = 0.5  # max weight of a 3×3 box blur mixed in
     stretch: float = 0.12  # max change of scale along each axis (nearest-pixel resampling)
     fringe: float = 0.5  # max amplitude of random colour on edge pixels (up to half of them per image)
+    background: float = 0.0  # max brightness lift of the plain background in a degraded render (tint: a third)
     degraded: float = 0.5  # share of the renders of a batch degraded (the rest stay exact)
     fade: float = 0.25  # share of unstyled renders with one sprite faded (soft target)
     empty: float = 0.1

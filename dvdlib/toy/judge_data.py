@@ -122,8 +122,16 @@ def degrade(x: torch.Tensor, cfg: JudgeConfig, gen: torch.Generator) -> torch.Te
     (up to ``cfg.stretch``, so a sprite gains or loses a pixel row or column), each channel's gain
     and the brightness shifted (up to ``cfg.colour_jitter``), the saturation scaled (up to
     ``cfg.saturation``), edges fringed with random colour (up to ``cfg.fringe``, on up to half the
-    edge pixels) and a 3×3 box blur mixed in (up to ``cfg.blur``)."""
+    edge pixels) and a 3×3 box blur mixed in (up to ``cfg.blur``). With ``cfg.background`` > 0 the
+    plain background is first lifted by a brightness up to ``cfg.background`` and tinted per
+    channel by up to a third of it: a sampler whose last step keeps some signal (SD's
+    scaled-linear schedule) cannot reach a uniformly dark ground and draws it lighter and tinted."""
     u = lambda *shape: torch.rand(len(x), *shape, generator=gen) * 2 - 1  # noqa: E731  uniform in [-1, 1]
+    if cfg.background > 0:
+        ground = torch.tensor(BACKGROUND, dtype=x.dtype).view(1, 3, 1, 1)
+        plain = ((x - ground).abs().amax(1, keepdim=True) < 1.5 / 255).to(x.dtype)
+        lift = cfg.background * ((u(1, 1, 1) + 1) / 2 + u(3, 1, 1) / 3)
+        x = (x + plain * lift).clamp(0, 1)
     theta = torch.zeros(len(x), 2, 3)
     theta[:, 0, 0], theta[:, 1, 1] = 1 + cfg.stretch * u(), 1 + cfg.stretch * u()
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)

@@ -27,6 +27,9 @@ def main(argv=None) -> int:
     judge.add_argument("--out", default="toy/judge2")
     judge.add_argument("--renders", type=int, default=60_000)
     judge.add_argument("--steps", type=int, default=3_600)
+    judge.add_argument("--background", type=float, default=0.3,
+                       help="max lift of the plain background in degraded renders (default 0.3: the 95th percentile "
+                            "of what the step-14000 model drew at guidance 3)")
     judge.add_argument("--handcheck", default=None, help="folder of hand-labelled samples (default: OUT/handcheck)")
     judge.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and "
                        "rewrite manifest.json's hand-check results and REPORT.md (no training)")
@@ -62,7 +65,7 @@ def main(argv=None) -> int:
         if args.report_only:
             rescore(args.out, handcheck, world=World())
             return 0
-        cfg = JudgeConfig(renders=args.renders, garbage=args.renders // 4, steps=args.steps)
+        cfg = JudgeConfig(renders=args.renders, garbage=args.renders // 4, steps=args.steps, background=args.background)
         evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0, world=World())
         print(json.dumps(evaluation["renders"], indent=2))
     return 0
