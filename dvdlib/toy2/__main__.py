@@ -4,6 +4,7 @@
     export --out toy/run2               write the EMA model (fp16) and the manifest
     judge  --out toy/judge2             train world 2's judge on renders and report on it
     judge  --out toy/judge2 --report-only   rewrite its REPORT.md from the stored numbers (no training)
+    handcheck --out toy/judge2/handcheck/step14000   a shuffled sample of generations to label by hand
     gates  --guidance 1.5 3 5 --seeds 5 --csv toy/run2/gates.csv   the quality gates per guidance scale,
            and the start token's share of cross-attention per layer at step 1
 """
@@ -33,6 +34,13 @@ def main(argv=None) -> int:
     judge.add_argument("--handcheck", default=None, help="folder of hand-labelled samples (default: OUT/handcheck)")
     judge.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and "
                        "rewrite manifest.json's hand-check results and REPORT.md (no training)")
+    hand = sub.add_parser("handcheck", help="a shuffled sample of generated images to label by hand (the judge's check)")
+    hand.add_argument("--out", required=True, help="sample folder (sheet.png, labels.csv, contact.png)")
+    hand.add_argument("--model", default="toy/run2/model")
+    hand.add_argument("--prompts", nargs="+", default=None, help="default: the singles gate's prompts")
+    hand.add_argument("--seeds", nargs="+", type=int, default=[1825, 410])
+    hand.add_argument("--guidance", type=float, default=3.0)
+    hand.add_argument("--shuffle", type=int, default=0, help="seed of the shuffled order")
     gates = sub.add_parser("gates", help="measure world 2's quality gates (profile toy2's model, judge and sampler)")
     gates.add_argument("--model", default=None, help="model folder (default: the profile's)")
     gates.add_argument("--guidance", nargs="+", type=float, default=None,
@@ -44,6 +52,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "gates":
         _gates(args)
+        return 0
+    if args.command == "handcheck":
+        _handcheck(args)
         return 0
     if args.command == "train":
         from .train import TrainConfig, train as run_training
@@ -69,6 +80,25 @@ def main(argv=None) -> int:
         evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0, world=World())
         print(json.dumps(evaluation["renders"], indent=2))
     return 0
+
+
+def _handcheck(args) -> None:
+    """World 1's hand-check sample (`dvdlib.toy.handcheck`) of world 2's model, shuffled so that
+    it is labelled blind to the prompts."""
+    import numpy as np
+
+    from ..toy.handcheck import make_sample, save_sample
+    from .gates import gate_prompts
+    from .model import MARKER, load
+    from .world import World
+
+    prompts = args.prompts or gate_prompts(World())["singles"]
+    step = json.loads((Path(args.model) / MARKER).read_text()).get("steps")
+    images, rows = make_sample(load(args.model), prompts, args.seeds, args.guidance, model_step=step)
+    order = np.random.default_rng(args.shuffle).permutation(len(rows))
+    save_sample(args.out, images[order], rows.iloc[order].reset_index(drop=True))
+    print(f"wrote {len(rows)} images to {args.out}: label them from contact.png in labels.csv (column label), "
+          "without looking at the prompts first")
 
 
 def _gates(args) -> None:
