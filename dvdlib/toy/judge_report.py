@@ -49,7 +49,10 @@ def report(m: dict, world=None, handcheck: str = "toy/judge/handcheck") -> str:
         f"images, {m['train_wall_s'] / 60:.1f} min on {m['config']['threads']} CPU thread(s). Questions 1–5 of a set "
         f"are Yes when the concept's presence probability reaches {', '.join(map(str, m['thresholds']))} "
         f"respectively; an image is unrecognisable when its garbage probability is ≥ {m['garbage_at']} "
-        f"(undecided-band guard: {m['guard'] or 'off'}).",
+        f"(undecided-band guard: {m['guard'] or 'off'})."
+        + (f" A share {m['config']['degraded']} of the renders is drawn as a generator draws them, the plain ground lifted by up to "
+           f"{m['config']['background']} in brightness and tinted: a model sampled with SD's schedule draws the "
+           f"ground lighter than the world's." if m['config'].get('background') else ""),
         f"## Fresh renders (new seeds)\n\n`exact`: all {_WORDS.get(n, n)} concepts right (presence question) and not rejected; "
         "`c = 5`: present concepts passing every threshold; `c = 0`: absent concepts passing none. "
         "`held_out`: the pairs the diffusion model never sees (the judge does see them).\n\n" + _table(
