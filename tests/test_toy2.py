@@ -115,6 +115,27 @@ def test_sd_sampler_and_objective():
     assert int(scheduler.timesteps[0]) == 961
 
 
+def test_min_snr_weights_by_hand():
+    from dvdlib.toy.train import min_snr_weights
+
+    scheduler = toy2_model.scheduler()
+    t = torch.tensor([10, 300, 999])
+    abar = scheduler.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    expected = torch.minimum(snr, torch.tensor(5.0)) / snr  # ε target: capped SNR over SNR
+    assert torch.allclose(min_snr_weights(scheduler, t, 5.0), expected)
+    assert min_snr_weights(scheduler, t, 5.0)[0] < 0.1 and torch.allclose(min_snr_weights(scheduler, t[1:], 5.0), torch.ones(2))
+
+
+def test_min_snr_training_changes_the_step_and_plain_training_does_not_read_it(tmp_path):
+    small = dict(steps=1, batch_size=4, checkpoint_every=1, log_every=1, eval_images=4, eval_timesteps=[500], unet=TINY_UNET)
+    runs = {name: train(tmp_path / name, TrainConfig(**small, **extra), progress=False)
+            for name, extra in {"plain": {}, "none": {"min_snr_gamma": None}, "snr": {"min_snr_gamma": 1.0}}.items()}
+    ema = {n: torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=False)["ema"] for n in runs}
+    assert all(torch.equal(ema["plain"][k], ema["none"][k]) for k in ema["plain"])
+    assert not all(torch.equal(ema["plain"][k], ema["snr"][k]) for k in ema["plain"])
+
+
 def test_sd_shape_at_toy_scale():
     pipe = toy2_model.build(0)  # the real size
     layers = registry(pipe)

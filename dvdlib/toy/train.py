@@ -124,6 +124,17 @@ def noisy_batch(pipe, images: torch.Tensor, generator: torch.Generator, timestep
     return noisy, timesteps, pipe.scheduler.get_velocity(latents, noise, timesteps) if kind == "v_prediction" else noise
 
 
+def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Per-sample loss weights of Min-SNR-γ (Hang et al., 2023): the signal-to-noise ratio capped
+    at ``gamma``, over the SNR for an ε target and over SNR + 1 for a v target, so the
+    low-noise timesteps, whose loss is easy and large in number, stop dominating the gradient."""
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(scheduler, timesteps)
+    capped = torch.clamp(snr, max=gamma)
+    return capped / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else capped / snr
+
+
 def _wrong_captions(captions: list[str]) -> list[str]:
     """Each caption swapped for the next different one in the list (a mismatched condition)."""
     out = []
@@ -283,7 +294,12 @@ class Run:
         g = torch.Generator().manual_seed(step_seed(cfg.seed, self.step))
         noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g)
         pred = self.unet(noisy, t, encoder_hidden_states=self.text(caps)).sample
-        loss = F.mse_loss(pred, target)
+        gamma = getattr(cfg, "min_snr_gamma", None)
+        if gamma:
+            per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+            loss = (per_sample * min_snr_weights(self.pipe.scheduler, t, gamma)).mean()
+        else:
+            loss = F.mse_loss(pred, target)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)

@@ -42,6 +42,7 @@ class TrainConfig:
     variants: dict = field(default_factory=dict)
     held_out: list = field(default_factory=lambda: [list(p) for p in default_held_out()])
     unet: dict = field(default_factory=dict)
+    min_snr_gamma: float | None = None  # None: SD's plain ε MSE; γ: Min-SNR-γ loss weights (`dvdlib.toy.train.min_snr_weights`)
     eval_images: int = 96
     eval_timesteps: list = field(default_factory=lambda: [200, 500, 800])
     checkpoint_every: int = 400
