@@ -22,6 +22,13 @@ def test_schedule_starts_untimed_chapters_then_the_longest():
     assert [s.stem for s in order] == ["02_b", "03_c", "04_d", "01_a"]
 
 
+def test_a_fresh_clone_starts_the_chapters_known_to_be_long_first():
+    sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
+    order = [s.stem for s in book.schedule(sources, {})]
+    assert order[:3] == list(book.LONG_CHAPTERS) and sorted(order) == [s.stem for s in sources]
+    assert [s.stem for s in book.schedule(sources, {"11_three_concepts": 5.0})][-1] == "11_three_concepts"
+
+
 def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeypatch):
     """With two places free, the reader still waits for its producer; the other chapter does not."""
     root = copy_book(tmp_path, chapters=False)
