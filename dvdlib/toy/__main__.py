@@ -145,15 +145,12 @@ def _gates(args) -> None:
 def _handcheck(args) -> None:
     import torch
 
-    from .handcheck import make_sample, save_sample
+    from .handcheck import save_blind_sample
     from .model import load_toy
 
     torch.set_num_threads(args.threads)
-    images, rows = make_sample(load_toy(args.model), args.prompts, args.seeds, args.guidance, model_step=_step(args.model))
-    order = np.random.default_rng(args.shuffle).permutation(len(rows))  # labelled blind to the prompt order
-    save_sample(args.out, images[order], rows.iloc[order].reset_index(drop=True))
-    print(f"wrote {len(rows)} images to {args.out}: label them from contact.png in labels.csv (column label), "
-          "without looking at the prompts first")
+    print(save_blind_sample(args.out, load_toy(args.model), args.prompts, args.seeds, args.guidance,
+                            model_step=_step(args.model), shuffle=args.shuffle))
 
 
 def _judge(args) -> None:

@@ -61,6 +61,17 @@ def save_sample(folder, images: np.ndarray, rows: pd.DataFrame) -> None:
     contact_sheet(images).save(folder / "contact.png")
 
 
+def save_blind_sample(folder, pipe, prompts, seeds, guidance: float, model_step: int | None = None,
+                      shuffle: int = 0) -> str:
+    """`make_sample`, shuffled by seed ``shuffle`` so that a person labels it blind to the prompt
+    order, saved to ``folder`` (`save_sample`); returns what to do next."""
+    images, rows = make_sample(pipe, prompts, seeds, guidance, model_step=model_step)
+    order = np.random.default_rng(shuffle).permutation(len(rows))
+    save_sample(folder, images[order], rows.iloc[order].reset_index(drop=True))
+    return (f"wrote {len(rows)} images to {folder}: label them from contact.png in labels.csv (column label), "
+            "without looking at the prompts first")
+
+
 def contact_sheet(images: np.ndarray, scale: int = 5) -> Image.Image:
     """The images enlarged (nearest neighbour) with their index above each, for labelling."""
     side, pad = 32 * scale, 14

@@ -83,22 +83,22 @@ def main(argv=None) -> int:
 
 
 def _handcheck(args) -> None:
-    """World 1's hand-check sample (`dvdlib.toy.handcheck`) of world 2's model, shuffled so that
-    it is labelled blind to the prompts."""
-    import numpy as np
-
-    from ..toy.handcheck import make_sample, save_sample
+    """World 1's blind hand-check sample (`dvdlib.toy.handcheck`) of world 2's model."""
+    from ..toy.handcheck import save_blind_sample
     from .gates import gate_prompts
-    from .model import MARKER, load
+    from .model import load
     from .world import World
 
     prompts = args.prompts or gate_prompts(World())["singles"]
-    step = json.loads((Path(args.model) / MARKER).read_text()).get("steps")
-    images, rows = make_sample(load(args.model), prompts, args.seeds, args.guidance, model_step=step)
-    order = np.random.default_rng(args.shuffle).permutation(len(rows))
-    save_sample(args.out, images[order], rows.iloc[order].reset_index(drop=True))
-    print(f"wrote {len(rows)} images to {args.out}: label them from contact.png in labels.csv (column label), "
-          "without looking at the prompts first")
+    print(save_blind_sample(args.out, load(args.model), prompts, args.seeds, args.guidance,
+                            model_step=_model_step(args.model), shuffle=args.shuffle))
+
+
+def _model_step(folder) -> int | None:
+    """The training step a world-2 model folder was exported at (its marker file)."""
+    from .model import MARKER
+
+    return json.loads((Path(folder) / MARKER).read_text()).get("steps")
 
 
 def _gates(args) -> None:
@@ -112,13 +112,12 @@ def _gates(args) -> None:
     from ..store import atomic_write
     from .gates import gate_prompts, measure_gates
     from .mechanisms import start_token_share
-    from .model import MARKER
     from .world import World
 
     rows = []
     run = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps)
     seeds = run.profile.seeds[:args.seeds] if args.seeds else run.profile.seeds
-    step = json.loads((Path(run.profile.model) / MARKER).read_text()).get("steps")
+    step = _model_step(run.profile.model)
     for guidance in args.guidance or [run.profile.guidance]:
         # one model and judge; the guidance scale is the store's (`dvdlib.generate` samples with it)
         store = setup("toy2", "gates", model=args.model, store=args.store, steps=args.steps, guidance=guidance).store()

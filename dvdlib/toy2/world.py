@@ -29,10 +29,9 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..toy.world import _bright, _distinct_hues, _draw_building, _draw_figure, _draw_object, _hsv, _style_params, apply_style
+from ..toy.world import BACKGROUND, _bright, _distinct_hues, _draw_building, _draw_figure, _draw_object, _hsv, _style_params, apply_style
 
 SIZE = 32
-BACKGROUND = (0.10, 0.10, 0.12)
 OBJECT_KINDS = ("ball", "box", "ring", "bar", "kite", "cross")
 ROLE_OF_KIND = {"building": "landmark", "figure": "character", "style": "artist"}
 ROLES = ("object", "landmark", "character", "artist")

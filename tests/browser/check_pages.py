@@ -103,12 +103,12 @@ def check(html: Path, screenshots: Path | None) -> dict[str, list[str]]:
     pages = sorted(p for p in html.rglob("*.html") if "_static" not in p.parts and p.name not in ("genindex.html", "search.html"))
     if not pages:
         raise SystemExit(f"no pages under {html}: build the book first (make book PROFILE=smoke)")
-    out = {}
-    for page in [p for p in pages if redirect_target(p)]:  # a redirect is not read: check where it points
-        pages.remove(page)
-        target = (page.parent / redirect_target(page)).resolve()
-        out[str(page.relative_to(html))] = [] if target.is_file() else [f"redirects to a missing page: {target}"]
-    browser = driver()
+    out, redirects = {}, {p: redirect_target(p) for p in pages}
+    for page, to in redirects.items():  # a redirect is not read: check where it points
+        if to:
+            target = (page.parent / to).resolve()
+            out[str(page.relative_to(html))] = [] if target.is_file() else [f"redirects to a missing page: {target}"]
+    pages, browser = [p for p in pages if not redirects[p]], driver()
     try:
         for page in pages:
             browser.get(page.resolve().as_uri())
