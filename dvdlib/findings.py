@@ -579,6 +579,12 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
         low, high = (min(shares, key=lambda r: r["start_share"]), max(shares, key=lambda r: r["start_share"]))
         text += (f" At step 1 the start token takes {percent(low['start_share'], 0)} (layer {low['layer']}) to "
                  f"{percent(high['start_share'], 0)} (layer {high['layer']}) of a layer's cross-attention.")
+    leftover = (m.get("first_step_leftover") or {}).get("concepts")
+    if leftover:
+        n = sum(r["seeds"] for r in leftover)
+        text += (f" Started from the faint copy of their scene that training shows at the first timestep, rather "
+                 f"than from noise, {sum(r['from_leftover'] for r in leftover)} of {n} single-concept images are "
+                 f"recognised, against {sum(r['from_noise'] for r in leftover)} from noise.")
     gates = m.get("gates") or []
     if not gates:
         print(text + " Its quality gates have not been measured at this step (dvd toy2 gates).")

@@ -136,6 +136,37 @@ def test_min_snr_training_changes_the_step_and_plain_training_does_not_read_it(t
     assert not all(torch.equal(ema["plain"][k], ema["snr"][k]) for k in ema["plain"])
 
 
+def test_offset_noise_moves_each_channel_by_one_shared_draw_and_is_the_target(pipe):
+    from dvdlib.toy.train import noisy_batch
+
+    images = torch.zeros(256, 3, 32, 32)
+    t = torch.full((256,), 999)
+    plain = noisy_batch(pipe, images, torch.Generator().manual_seed(3), t)
+    offset = noisy_batch(pipe, images, torch.Generator().manual_seed(3), t, noise_offset=0.5)
+    shift = offset[2] - plain[2]
+    assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift), atol=1e-6)  # one draw per image and channel
+    spread = shift.mean(dim=(2, 3)).std()
+    assert 0.45 < spread < 0.55  # σ = 0.5, over 256 × 12 draws
+    assert torch.equal(noisy_batch(pipe, images, torch.Generator().manual_seed(3), t, noise_offset=0.0)[2], plain[2])
+    abar = pipe.scheduler.alphas_cumprod[999]
+    latents = pipe.vae.encode(images).latent_dist.mode() * pipe.vae.config.scaling_factor
+    assert torch.allclose(offset[0], abar.sqrt() * latents + (1 - abar).sqrt() * offset[2], atol=1e-5)  # ε target = the noise added
+
+
+def test_the_leftover_start_is_the_scene_the_first_timestep_leaves_under_the_seed_s_noise(pipe, world):
+    from dvdlib.generate import initial_latents
+    from dvdlib.toy2.mechanisms import first_timestep, leftover_start
+
+    seeds = [1825, 410]
+    start = leftover_start(pipe, world, "orvel castle", seeds, 25)
+    abar = pipe.scheduler.alphas_cumprod[first_timestep(pipe, 25)]
+    assert first_timestep(pipe, 25) == 961 and 0.07 < abar.sqrt() < 0.09
+    clean = (start - (1 - abar).sqrt() * initial_latents(pipe, seeds, 32)) / abar.sqrt()
+    scenes = pipe.vae.decode(clean / pipe.vae.config.scaling_factor).sample.permute(0, 2, 3, 1) / 2 + 0.5
+    for scene, seed in zip(scenes, seeds):
+        assert torch.allclose(scene, torch.from_numpy(world.render("orvel castle", seed=seed).image), atol=1e-4)
+
+
 def test_sd_shape_at_toy_scale():
     pipe = toy2_model.build(0)  # the real size
     layers = registry(pipe)
@@ -362,6 +393,10 @@ def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(
     shares = recorded["start_token_share"]
     assert shares["model_step"] == 7 and [r["layer"] for r in shares["layers"]] == list(range(1, 17))
     assert all(0 < r["start_share"] < 1 for r in shares["layers"])
+    leftover = recorded["first_step_leftover"]
+    assert leftover["model_step"] == 7 and leftover["guidance"] == 3.0 and leftover["steps"] == 2
+    assert [r["concept"] for r in leftover["concepts"]] == World().names
+    assert all(0 <= r[k] <= r["seeds"] == 1 for r in leftover["concepts"] for k in ("from_noise", "from_leftover"))
 
 
 def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, capsys):
@@ -385,4 +420,9 @@ def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, ca
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     findings.world2_status(tmp_path)
     assert "the start token takes 8% (layer 7) to 61% (layer 1)" in capsys.readouterr().out
+    manifest["first_step_leftover"] = {"concepts": [{"concept": "ball", "from_noise": 1, "from_leftover": 2, "seeds": 2},
+                                                    {"concept": "van rell", "from_noise": 0, "from_leftover": 2, "seeds": 2}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    findings.world2_status(tmp_path)
+    assert "4 of 4 single-concept images are recognised, against 1 from noise" in capsys.readouterr().out
     assert table.loc[(3.0, "singles"), "result"] == "FAIL" and table.loc[(5.0, "singles"), "95% CI"] == "[92.0%, 100.0%]"

@@ -108,15 +108,20 @@ def embedding_table(pipe, captions: list[str]) -> tuple[dict[str, int], torch.Te
     return {c: i for i, c in enumerate(captions)}, states.float()
 
 
-def noisy_batch(pipe, images: torch.Tensor, generator: torch.Generator, timesteps=None):
+def noisy_batch(pipe, images: torch.Tensor, generator: torch.Generator, timesteps=None, noise_offset: float = 0.0):
     """(noisy latents, timesteps, target) for clean images [-1, 1]; noise from ``generator``. The
     target is what the pipeline's scheduler says the UNet predicts: the velocity v (world 1's
-    ``v_prediction``) or the noise ε (world 2's ``epsilon``, SD 1.x's objective)."""
+    ``v_prediction``) or the noise ε (world 2's ``epsilon``, SD 1.x's objective). ``noise_offset``
+    σ adds σ·N(0, 1) per image and channel to the noise ("offset noise", diffusers'
+    ``--noise_offset``): the first step's overall colour then carries no signal, so the model must
+    take it from the caption."""
     latents = pipe.vae.encode(images).latent_dist.mode() * pipe.vae.config.scaling_factor
     n = latents.shape[0]
     if timesteps is None:
         timesteps = torch.randint(0, pipe.scheduler.config.num_train_timesteps, (n,), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
+    if noise_offset:
+        noise = noise + noise_offset * torch.randn((n, latents.shape[1], 1, 1), generator=generator)
     noisy = pipe.scheduler.add_noise(latents, noise, timesteps)
     kind = pipe.scheduler.config.prediction_type
     if kind not in ("v_prediction", "epsilon"):
@@ -292,7 +297,8 @@ class Run:
         cfg = self.cfg
         images, caps = self.stream.batch(self.step * cfg.batch_size, cfg.batch_size)
         g = torch.Generator().manual_seed(step_seed(cfg.seed, self.step))
-        noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g)
+        noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g,
+                                       noise_offset=getattr(cfg, "noise_offset", 0.0))
         pred = self.unet(noisy, t, encoder_hidden_states=self.text(caps)).sample
         gamma = getattr(cfg, "min_snr_gamma", None)
         if gamma:

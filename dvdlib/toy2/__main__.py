@@ -103,15 +103,16 @@ def _model_step(folder) -> int | None:
 
 def _gates(args) -> None:
     """Measure the gates (`dvdlib.toy2.gates`) at each guidance scale; print them, append to ``--csv``;
-    measure the start token's share per layer at step 1 (`dvdlib.toy2.mechanisms`); record both in
-    the manifest when it describes the model's step."""
+    measure the start token's share per layer at step 1 and what the first step reads
+    (`dvdlib.toy2.mechanisms`, at the first guidance scale); record them in the manifest when it
+    describes the model's step."""
     import pandas as pd
 
     from .. import setup
     from ..generate import _jsonable
     from ..store import atomic_write
     from .gates import gate_prompts, measure_gates
-    from .mechanisms import start_token_share
+    from .mechanisms import first_step_leftover, start_token_share
     from .world import World
 
     rows = []
@@ -130,6 +131,11 @@ def _gates(args) -> None:
     shares = start_token_share(run.pipe, gate_prompts(World())["singles"], seeds, run.profile.steps, run.profile.guidance)
     print("start token's share of cross-attention at step 1, per layer: "
           + ", ".join(f"{r.layer} {r.start_share:.0%}" for r in shares.itertuples()), flush=True)
+    first_guidance = (args.guidance or [run.profile.guidance])[0]
+    leftover = first_step_leftover(run.pipe, run.judge, World(), seeds, run.profile.steps, first_guidance)
+    print(f"singles recognised at guidance {first_guidance:g} starting from noise {leftover.from_noise.sum()}, "
+          f"from the first step's leftover of their scene {leftover.from_leftover.sum()} (of {len(seeds) * len(leftover)})",
+          flush=True)
     if args.csv:
         path = Path(args.csv)
         table = pd.concat([pd.read_csv(path) if path.is_file() else None, pd.DataFrame(rows)], ignore_index=True)
@@ -141,6 +147,9 @@ def _gates(args) -> None:
         data["gates"] = data.get("gates", []) + [{k: _jsonable(v) for k, v in r.items()} for r in rows]
         data["start_token_share"] = {"model_step": step, "step": 1, "prompts": "the singles gate's", "seeds": len(seeds),
                                      "layers": shares.round(4).to_dict("records")}
+        data["first_step_leftover"] = {"model_step": step, "guidance": first_guidance, "steps": run.profile.steps,
+                                       "concepts": [{k: _jsonable(v) for k, v in r.items()}
+                                                    for r in leftover.to_dict("records")]}
         atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         print(f"recorded in {manifest} (the model's step)")
 

@@ -3,7 +3,10 @@
 - the first denoising step's timestep (SD 1.x: 981 at 50 steps);
 - the start token's share of cross-attention per layer at step 1 (in SD it takes most of the
   mass, a prompt-independent sink: the reason the Focus Score keeps only content positions,
-  paper §3.4).
+  paper §3.4);
+- what the first step reads: SD's schedule leaves √ᾱ ≈ 0.08 of the image at its first timestep, so
+  in training the first step always sees a faint copy of the scene; sampling starts from pure
+  noise. `first_step_leftover` compares the two starts.
 """
 
 from __future__ import annotations
@@ -36,3 +39,37 @@ def start_token_share(pipe, prompts, seeds, steps: int, guidance: float, resolut
         start = recording.share(layer, 1)[:, 0]
         rows.append({"layer": layer, "start_share": float(np.mean(start)), "sd": float(np.std(start))})
     return pd.DataFrame(rows)
+
+
+
+def leftover_start(pipe, world, prompt: str, seeds, steps: int) -> torch.Tensor:
+    """What training shows the UNet at the first timestep T for ``prompt``: its render z₀ (one
+    per seed, rendered with that seed) noised with the seed's initial noise ε,
+    √ᾱ_T·z₀ + √(1 − ᾱ_T)·ε. Sampling starts from ε alone."""
+    noise = initial_latents(pipe, seeds, world.size)
+    scenes = torch.from_numpy(np.stack([world.render(prompt, seed=int(s)).image for s in seeds])).permute(0, 3, 1, 2)
+    clean = pipe.vae.encode(scenes * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
+    return pipe.scheduler.add_noise(clean, noise, torch.tensor([first_timestep(pipe, steps)]))
+
+
+@torch.no_grad()
+def first_step_leftover(pipe, judge, world, seeds, steps: int, guidance: float, present_at: int = 3) -> pd.DataFrame:
+    """Per single-concept prompt: how many of ``seeds`` the judge recognises when sampling starts,
+    as the book samples, from the seed's noise ε (``from_noise``), and when it starts from the
+    `leftover_start` made with that same ε (``from_leftover``). A model that takes its concept
+    from the caption draws it from both; one that reads it from the faint copy of the scene draws
+    it only from the second."""
+    from ..toy.gates import presence
+    from .gates import gate_prompts
+
+    rows = []
+    for prompt, name in zip(gate_prompts(world)["singles"], world.names):
+        row = {"concept": name}
+        starts = {"from_noise": initial_latents(pipe, seeds, world.size),
+                  "from_leftover": leftover_start(pipe, world, prompt, seeds, steps)}
+        for start, latents in starts.items():
+            images = pipe([prompt] * len(seeds), latents=latents, height=world.size, width=world.size,
+                          num_inference_steps=steps, guidance_scale=guidance, eta=0.0, output_type="pil").images
+            row[start] = sum(c >= present_at for c in presence(judge, images, name, world.concept(name).role))
+        rows.append(row)
+    return pd.DataFrame(rows).assign(seeds=len(seeds))
