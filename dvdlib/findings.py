@@ -579,6 +579,14 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
         low, high = (min(shares, key=lambda r: r["start_share"]), max(shares, key=lambda r: r["start_share"]))
         text += (f" At step 1 the start token takes {percent(low['start_share'], 0)} (layer {low['layer']}) to "
                  f"{percent(high['start_share'], 0)} (layer {high['layer']}) of a layer's cross-attention.")
+    advantage = pd.DataFrame(m.get("name_advantage") or [])
+    if not advantage.empty and (advantage.t == 500).any():
+        by_dose = advantage[advantage.t == 500].groupby("appearances").category_over_name.mean()
+        text += (" At t = 500 a named concept's scenes cost "
+                 + ", ".join(f"{_num(v)}× (drawn {int(a)} way{'s' if a > 1 else ''})" for a, v in by_dose.items())
+                 + " more ε loss under its category word than under its name (mean over roles)"
+                 + (": the fewer its appearances in training, the more the model learned it apart from its category."
+                    if by_dose.is_monotonic_decreasing else "."))
     leftover = (m.get("first_step_leftover") or {}).get("concepts")
     if leftover:
         n = sum(r["seeds"] for r in leftover)

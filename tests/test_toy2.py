@@ -167,6 +167,22 @@ def test_the_leftover_start_is_the_scene_the_first_timestep_leaves_under_the_see
         assert torch.allclose(scene, torch.from_numpy(world.render("orvel castle", seed=seed).image), atol=1e-4)
 
 
+def test_name_advantage_is_the_category_word_s_loss_over_the_name_s(pipe, world):
+    from dvdlib.toy.train import noisy_batch
+    from dvdlib.toy2.mechanisms import name_advantage
+
+    table = name_advantage(pipe, world, timesteps=(500,), images=4)
+    assert len(table) == 12 and set(table.appearances) == {1, 2, 4, 8}
+    row = table.set_index("concept").loc["robo kip"]
+    assert row.role == "character" and row.appearances == 2
+    scenes = torch.from_numpy(np.stack([world.render("robo kip", seed=i).image for i in range(4)])).permute(0, 3, 1, 2)
+    noisy, ts, target = noisy_batch(pipe, scenes * 2 - 1, torch.Generator().manual_seed(500), torch.full((4,), 500))
+    with torch.no_grad():
+        loss = {text: float(((pipe.unet(noisy, ts, encoder_hidden_states=pipe.encode_prompt([text] * 4, "cpu", 1, False)[0])
+                              .sample - target) ** 2).mean()) for text in ("robo kip", "a character")}
+    assert row.category_over_name == pytest.approx(loss["a character"] / loss["robo kip"], rel=1e-5)
+
+
 def test_sd_shape_at_toy_scale():
     pipe = toy2_model.build(0)  # the real size
     layers = registry(pipe)
@@ -218,6 +234,7 @@ def test_training_resumes_bitwise(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     manifest = export(tmp_path / "once")
     assert manifest["steps"] == 4 and manifest["first_timestep_at_25_steps"] == 961
+    assert len(manifest["name_advantage"]) == 12 * 3 and all(r["category_over_name"] > 0 for r in manifest["name_advantage"])
 
 
 def test_prompt_sets(world):
@@ -425,4 +442,10 @@ def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, ca
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     findings.world2_status(tmp_path)
     assert "4 of 4 single-concept images are recognised, against 1 from noise" in capsys.readouterr().out
+    manifest["name_advantage"] = [{"concept": c, "appearances": a, "t": 500, "category_over_name": r}
+                                  for c, a, r in (("orvel castle", 1, 1.9), ("van rell", 1, 6.1), ("dunmor tower", 2, 1.6))]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    findings.world2_status(tmp_path)
+    said = capsys.readouterr().out
+    assert "cost 4× (drawn 1 way), 1.6× (drawn 2 ways) more ε loss" in said and "the fewer its appearances" in said
     assert table.loc[(3.0, "singles"), "result"] == "FAIL" and table.loc[(5.0, "singles"), "95% CI"] == "[92.0%, 100.0%]"

@@ -6,7 +6,9 @@
   paper §3.4);
 - what the first step reads: SD's schedule leaves √ᾱ ≈ 0.08 of the image at its first timestep, so
   in training the first step always sees a faint copy of the scene; sampling starts from pure
-  noise. `first_step_leftover` compares the two starts.
+  noise. `first_step_leftover` compares the two starts;
+- how much a named concept's name tells the model beyond its category word (`name_advantage`),
+  per dose of appearances: the diversity the world varies, seen in the trained model's loss.
 """
 
 from __future__ import annotations
@@ -73,3 +75,31 @@ def first_step_leftover(pipe, judge, world, seeds, steps: int, guidance: float, 
             row[start] = sum(c >= present_at for c in presence(judge, images, name, world.concept(name).role))
         rows.append(row)
     return pd.DataFrame(rows).assign(seeds=len(seeds))
+
+
+@torch.no_grad()
+def name_advantage(pipe, world, timesteps=(800, 500, 200), images: int = 48, seed: int = 0) -> pd.DataFrame:
+    """Per named concept and timestep: the ε loss on ``images`` renders of the concept alone with
+    its category word as the caption ("a landmark") over the loss with its name ("orvel castle"),
+    same scenes and noise. 1 means the name adds nothing the category word does not; a concept
+    learned apart from its category costs more under the category word."""
+    from ..toy.train import noisy_batch
+    from .world import caption
+
+    def states(text: str) -> torch.Tensor:
+        return pipe.encode_prompt([text], torch.device("cpu"), 1, False)[0].expand(images, -1, -1)
+
+    rows = []
+    for concept in world.concepts:
+        if not concept.rigid:
+            continue
+        named, category = caption(world, [concept.name]), caption(world, [world.category_word(concept.name)])
+        scenes = torch.from_numpy(np.stack([world.render(named, seed=i).image for i in range(images)])).permute(0, 3, 1, 2)
+        for t in timesteps:
+            noisy, ts, target = noisy_batch(pipe, scenes * 2 - 1, torch.Generator().manual_seed(seed + int(t)),
+                                            torch.full((images,), int(t)))
+            loss = {text: float(((pipe.unet(noisy, ts, encoder_hidden_states=states(text)).sample - target) ** 2).mean())
+                    for text in (named, category)}
+            rows.append({"concept": concept.name, "role": concept.role, "appearances": concept.variants, "t": int(t),
+                         "category_over_name": loss[category] / loss[named]})
+    return pd.DataFrame(rows)

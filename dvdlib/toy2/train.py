@@ -111,11 +111,17 @@ def export(out, folder=None) -> dict:
 
 
 def _manifest(out: Path, cfg: TrainConfig, state: dict, pipe) -> dict:
-    """World 1's manifest (`dvdlib.toy.train`) with world 2's model description and first timestep."""
+    """World 1's manifest (`dvdlib.toy.train`) with world 2's model description, first timestep and
+    each named concept's advantage over its category word (`dvdlib.toy2.mechanisms.name_advantage`)."""
+    from .mechanisms import name_advantage
+
     pipe.scheduler.set_timesteps(25)
+    advantage = name_advantage(pipe, cfg.world())
     return {**base._manifest(out, cfg, state, pipe),
             "model": "dvdlib toy world 2: UNet2DConditionModel (SD 1.x's 16 cross-attention layers, 8 heads "
                      "each, grids 16²/8²/4²) on 2×2 space-to-depth 32×32 scenes normalised as SD's latents, "
                      "frozen causal all-MiniLM-L6-v2 text encoder, ε-prediction, scaled-linear betas, "
                      "DDIM leading spacing",
-            "first_timestep_at_25_steps": int(pipe.scheduler.timesteps[0])}
+            "first_timestep_at_25_steps": int(pipe.scheduler.timesteps[0]),
+            "name_advantage": [{**r, "category_over_name": round(r["category_over_name"], 4)}
+                               for r in advantage.to_dict("records")]}
