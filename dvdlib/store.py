@@ -29,11 +29,16 @@ def digest(value) -> str:
     return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: Read once, when the module is imported: setting the umask to read it, as `_read_umask` must,
+#: would let a file another thread creates meanwhile get mode 0666.
+_UMASK = _read_umask()
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -44,7 +49,7 @@ def atomic_write(path: Path, write) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode any new file gets
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the mode any new file gets
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

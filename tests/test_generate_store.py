@@ -290,18 +290,19 @@ def test_sample_accessors():
         sample.share(9, 2)
 
 
-def test_atomic_write_gives_a_new_file_the_usual_mode(tmp_path):
-    """Files written through the store are readable by others as any new file is (not mkstemp's 0600)."""
+def test_atomic_write_gives_a_new_file_the_usual_mode_without_touching_the_umask(tmp_path, monkeypatch):
+    """Files written through the store are readable by others as any new file is (not mkstemp's
+    0600), and writing never sets the umask (another thread's new file would get mode 0666)."""
     import os
 
-    from dvdlib.store import atomic_write
+    from dvdlib import store
 
-    mask = os.umask(0o022)
-    try:
-        path = atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
-    finally:
-        os.umask(mask)
-    assert path.stat().st_mode & 0o777 == 0o644
+    def no_umask(mask):
+        raise AssertionError("atomic_write set the umask")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    path = store.atomic_write(tmp_path / "a.json", lambda p: p.write_text("{}"))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~store._UMASK
 
 
 def test_a_whole_run_keeps_what_other_chapters_read(pipe, tmp_path):
