@@ -206,6 +206,24 @@ def waits_for(order) -> dict[str, set[str]]:
     return {s.stem: set(READS_FROM.get(s.stem, ())) & names for s in order}
 
 
+def producers_first(sources) -> list[Path]:
+    """``sources`` in their order, except that each comes after the chapters among them whose work
+    it reads (`READS_FROM`): the order to run chapters one at a time."""
+    by_name, seen, order = {s.stem: s for s in sources}, set(), []
+
+    def visit(source):
+        if source.stem not in seen:
+            seen.add(source.stem)
+            for producer in READS_FROM.get(source.stem, ()):
+                if producer in by_name:
+                    visit(by_name[producer])
+            order.append(source)
+
+    for source in sources:
+        visit(source)
+    return order
+
+
 #: The environment variables that set a kernel's torch / BLAS threads (torch reads them at start).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 

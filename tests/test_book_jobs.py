@@ -29,6 +29,17 @@ def test_a_fresh_clone_starts_the_chapters_known_to_be_long_first():
     assert [s.stem for s in book.schedule(sources, {"11_three_concepts": 5.0})][-1] == "11_three_concepts"
 
 
+def test_one_at_a_time_each_chapter_runs_after_the_chapters_whose_work_it_reads():
+    sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
+    order = [s.stem for s in book.producers_first(sources)]
+    assert sorted(order) == [s.stem for s in sources]
+    for reader, producers in book.READS_FROM.items():
+        assert all(order.index(p) < order.index(reader) for p in producers)
+    assert order.index("01_training_diversity") == 0  # otherwise the given order
+    some = [Path(f"chapters/{n}.ipynb") for n in ("02_dvd_benchmark", "03_diversity_causal", "10_unselected_prompts")]
+    assert [s.stem for s in book.producers_first(some)] == ["02_dvd_benchmark", "03_diversity_causal", "10_unselected_prompts"]
+
+
 def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeypatch):
     """With two places free, the reader still waits for its producer; the other chapter does not."""
     root = copy_book(tmp_path, chapters=False)

@@ -81,7 +81,7 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
         _write_json(out / "gates.json", {**_gates_json(table, P.seeds), "model_hash": card["hash"]})
         save()
 
-    sources = book.chapter_sources(only=list(chapters), cwd=root)
+    sources = book.producers_first(book.chapter_sources(only=list(chapters), cwd=root))
     rel = Path(scratch).resolve()
     for source in sources:
         name = source.stem
