@@ -38,6 +38,25 @@ def test_named_concepts_draw_exactly_their_dose_of_appearances(world):
             assert drawn == set(range(concept.variants)), name
 
 
+def test_shared_identity_keeps_a_name_s_identity_and_varies_the_rest(world):
+    from dvdlib.toy2.world import IDENTITY, variant_appearance
+
+    shared = World(shared_identity=True)
+    assert World.from_dict(shared.to_dict()) == shared and "shared_identity" not in world.to_dict()
+    for name in ("vasko gate", "lady fenn", "sofi oum"):  # 8 appearances each
+        concept = shared.concept(name)
+        looks = [variant_appearance(concept, i, True) for i in range(8)]
+        unrelated = [variant_appearance(concept, i) for i in range(8)]
+        assert all(np.array_equal(np.asarray(looks[0][k]), np.asarray(unrelated[0][k])) for k in looks[0])
+        kept = IDENTITY[concept.kind]
+        assert all(np.array_equal(np.asarray(a[k]), np.asarray(looks[0][k])) for a in looks for k in kept)
+        assert len({str(np.asarray(u[kept[-1]]).round(3)) for u in unrelated}) == 8  # by default they differ
+        varied = [k for k in looks[0] if k not in kept]
+        assert all(len({str(np.asarray(a[k]).round(3)) for a in looks}) > 1 for k in varied if k in ("win", "eye_c", "bg2"))
+    scenes = {shared.render("vasko gate", seed=s).variants["vasko gate"] for s in range(40)}
+    assert len(scenes) == 8
+
+
 def test_category_words_are_drawn_fresh_every_time(world):
     for word in ("landmark", "character", "artist"):
         images = {json_key(world.render(caption(world, [word]), seed).image) for seed in range(30)}

@@ -8,7 +8,9 @@ Concepts (`default_concepts`):
   style over the whole scene) — each with four **rigid named concepts** of 1, 2, 4 and 8 fixed
   appearances (the dose of diversity), and a flexible **category word** (``landmark``,
   ``character``, ``artist``) drawn fresh every time. A named concept and its category word differ
-  only in diversity; a category word beside an object isolates diversity from kind;
+  only in diversity; a category word beside an object isolates diversity from kind. A named
+  concept's appearances are unrelated draws, or (``World(shared_identity=True)``) variations of
+  one identity;
 - four **memorized** captions, each always drawn as one exact scene (the paper's memorized set).
 
 Captions use templates ("a picture of orvel castle and a ball", "lady fenn, a kite and a box, van
@@ -151,9 +153,21 @@ def appearance(concept: Concept, rng) -> dict:
     return {"building": _building_params, "figure": _figure_params, "style": _style_params}[concept.kind](rng)
 
 
-def variant_appearance(concept: Concept, index: int) -> dict:
-    """The ``index``-th fixed appearance of a named concept (a pure function of name and index)."""
-    return appearance(concept, np.random.default_rng([_key(concept.name), index]))
+#: What every appearance of a named concept keeps when the world's appearances share an identity:
+#: a building's roof and its wall and roof colours, a figure's head shape and its head and body
+#: colours, a style's texture and main colour. Sizes, details and the other colours vary.
+IDENTITY = {"building": ("roof", "wall", "roof_c"), "figure": ("round", "head_c", "body_c"), "style": ("texture", "bg")}
+
+
+def variant_appearance(concept: Concept, index: int, shared_identity: bool = False) -> dict:
+    """The ``index``-th fixed appearance of a named concept (a pure function of name and index).
+    Unrelated draws by default; with ``shared_identity`` every appearance keeps the `IDENTITY`
+    attributes of the first, as photographs of one landmark share its shape and colours."""
+    own = appearance(concept, np.random.default_rng([_key(concept.name), index]))
+    if not shared_identity:
+        return own
+    first = appearance(concept, np.random.default_rng([_key(concept.name), 0]))
+    return {**own, **{k: first[k] for k in IDENTITY[concept.kind]}}
 
 
 def draw(concept: Concept, params: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -202,6 +216,8 @@ class World:
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     memorized: tuple[str, ...] = MEMORIZED
     size: int = SIZE
+    #: Whether a named concept's appearances share an identity (`variant_appearance`).
+    shared_identity: bool = False
 
     def __post_init__(self):
         names = [c.name for c in self.concepts]
@@ -262,7 +278,7 @@ class World:
         if concept.variants is None:
             return appearance(concept, rng), None
         index = int(rng.integers(concept.variants))
-        return variant_appearance(concept, index), index
+        return variant_appearance(concept, index, self.shared_identity), index
 
     def render(self, caption: str, seed=0) -> Scene:
         """Render a caption (any `Captions` caption, or a memorized one) with ``seed``."""
@@ -297,12 +313,13 @@ class World:
         return Scene(caption, np.clip(image, 0.0, 1.0).astype(np.float32), masks, variants)
 
     def to_dict(self) -> dict:
-        return {"size": self.size, "concepts": [asdict(c) for c in self.concepts], "memorized": list(self.memorized)}
+        data = {"size": self.size, "concepts": [asdict(c) for c in self.concepts], "memorized": list(self.memorized)}
+        return {**data, "shared_identity": True} if self.shared_identity else data
 
     @classmethod
     def from_dict(cls, data: dict) -> "World":
         return cls(concepts=tuple(Concept(**c) for c in data["concepts"]), memorized=tuple(data["memorized"]),
-                   size=data.get("size", SIZE))
+                   size=data.get("size", SIZE), shared_identity=data.get("shared_identity", False))
 
 
 def _memorized_content(world: World, caption: str) -> list[Concept]:
