@@ -55,6 +55,7 @@ def test_shared_identity_keeps_a_name_s_identity_and_varies_the_rest(world):
         assert all(len({str(np.asarray(a[k]).round(3)) for a in looks}) > 1 for k in varied if k in ("win", "eye_c", "bg2"))
     scenes = {shared.render("vasko gate", seed=s).variants["vasko gate"] for s in range(40)}
     assert len(scenes) == 8
+    assert TrainConfig(shared_identity=True).world().shared_identity and not TrainConfig().world().shared_identity
 
 
 def test_category_words_are_drawn_fresh_every_time(world):

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     judge.add_argument("--background", type=float, default=0.3,
                        help="max lift of the plain background in degraded renders (default 0.3: the 95th percentile "
                             "of what the step-14000 model drew at guidance 3)")
+    judge.add_argument("--shared-identity", action="store_true",
+                       help="the world whose named concepts' appearances share an identity (World(shared_identity=True))")
     judge.add_argument("--handcheck", default=None, help="folder of hand-labelled samples (default: OUT/handcheck)")
     judge.add_argument("--report-only", action="store_true", help="only rescore the hand-checked samples and "
                        "rewrite manifest.json's hand-check results and REPORT.md (no training)")
@@ -77,7 +79,8 @@ def main(argv=None) -> int:
             rescore(args.out, handcheck, world=World())
             return 0
         cfg = JudgeConfig(renders=args.renders, garbage=args.renders // 4, steps=args.steps, background=args.background)
-        evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0, world=World())
+        evaluation = train_and_report(cfg, args.out, handcheck=handcheck, pipeline_samples=0,
+                                      world=World(shared_identity=args.shared_identity))
         print(json.dumps(evaluation["renders"], indent=2))
     return 0
 

@@ -40,6 +40,7 @@ class TrainConfig:
     named_with_object: float = 0.25
     objects_only: float = 3.0
     variants: dict = field(default_factory=dict)
+    shared_identity: bool = False  # the world's named concepts: unrelated appearances, or one identity (`World`)
     held_out: list = field(default_factory=lambda: [list(p) for p in default_held_out()])
     unet: dict = field(default_factory=dict)
     min_snr_gamma: float | None = None  # None: SD's plain ε MSE; γ: Min-SNR-γ loss weights (`dvdlib.toy.train.min_snr_weights`)
@@ -58,7 +59,7 @@ class TrainConfig:
         return cls(**data)
 
     def world(self) -> World:
-        return World().with_variants(**self.variants)
+        return World(shared_identity=self.shared_identity).with_variants(**self.variants)
 
     def captions(self) -> Captions:
         return Captions(self.world(), empty=self.empty, memorized=self.memorized, single=self.single, pair=self.pair,
