@@ -409,9 +409,10 @@ def export(out, folder=None, config=TrainConfig, model=toy_model, describe=None)
     cfg = config.from_dict(state["config"])
     pipe = model.build(cfg.seed, **cfg.unet)
     pipe.unet.load_state_dict(state["ema"])
-    manifest = (describe or _manifest)(out, cfg, state, pipe)
     folder = Path(folder) if folder else out / "model"
+    # saved before the manifest's measurements run the pipeline (its tokenizer keeps its last call's settings)
     model.save(pipe, folder, info={"steps": state["step"], "seed": cfg.seed, "data_hash": state["data_hash"]})
+    manifest = (describe or _manifest)(out, cfg, state, pipe)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
