@@ -582,9 +582,9 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
     advantage = pd.DataFrame(m.get("name_advantage") or [])
     if not advantage.empty and (advantage.t == 500).any():
         by_dose = advantage[advantage.t == 500].groupby("appearances").category_over_name.mean()
-        text += (" At t = 500 a named concept's scenes cost "
+        text += (" At t = 500 a named concept's scenes cost, under its category word, "
                  + ", ".join(f"{_num(v)}× (drawn {int(a)} way{'s' if a > 1 else ''})" for a, v in by_dose.items())
-                 + " more ε loss under its category word than under its name (mean over roles)"
+                 + " the ε loss they cost under its name (mean over roles)"
                  + (": the fewer its appearances in training, the more the model learned it apart from its category."
                     if by_dose.is_monotonic_decreasing else "."))
     leftover = (m.get("first_step_leftover") or {}).get("concepts")

@@ -467,5 +467,5 @@ def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, ca
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     findings.world2_status(tmp_path)
     said = capsys.readouterr().out
-    assert "cost 4× (drawn 1 way), 1.6× (drawn 2 ways) more ε loss" in said and "the fewer its appearances" in said
+    assert "under its category word, 4× (drawn 1 way), 1.6× (drawn 2 ways) the ε loss they cost under its name" in said and "the fewer its appearances" in said
     assert table.loc[(3.0, "singles"), "result"] == "FAIL" and table.loc[(5.0, "singles"), "95% CI"] == "[92.0%, 100.0%]"
