@@ -43,14 +43,17 @@ def start_token_share(pipe, prompts, seeds, steps: int, guidance: float, resolut
     return pd.DataFrame(rows)
 
 
+def renders(world, prompt: str, seeds) -> torch.Tensor:
+    """The prompt's training scenes, one per seed, as images [n, 3, H, W] in [0, 1]."""
+    return torch.from_numpy(np.stack([world.render(prompt, seed=int(s)).image for s in seeds])).permute(0, 3, 1, 2)
+
 
 def leftover_start(pipe, world, prompt: str, seeds, steps: int) -> torch.Tensor:
     """What training shows the UNet at the first timestep T for ``prompt``: its render z₀ (one
     per seed, rendered with that seed) noised with the seed's initial noise ε,
     √ᾱ_T·z₀ + √(1 − ᾱ_T)·ε. Sampling starts from ε alone."""
     noise = initial_latents(pipe, seeds, world.size)
-    scenes = torch.from_numpy(np.stack([world.render(prompt, seed=int(s)).image for s in seeds])).permute(0, 3, 1, 2)
-    clean = pipe.vae.encode(scenes * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
+    clean = pipe.vae.encode(renders(world, prompt, seeds) * 2 - 1).latent_dist.mode() * pipe.vae.config.scaling_factor
     return pipe.scheduler.add_noise(clean, noise, torch.tensor([first_timestep(pipe, steps)]))
 
 
@@ -94,7 +97,7 @@ def name_advantage(pipe, world, timesteps=(800, 500, 200), images: int = 48, see
         if not concept.rigid:
             continue
         named, category = caption(world, [concept.name]), caption(world, [world.category_word(concept.name)])
-        scenes = torch.from_numpy(np.stack([world.render(named, seed=i).image for i in range(images)])).permute(0, 3, 1, 2)
+        scenes = renders(world, named, range(images))
         for t in timesteps:
             noisy, ts, target = noisy_batch(pipe, scenes * 2 - 1, torch.Generator().manual_seed(seed + int(t)),
                                             torch.full((images,), int(t)))
