@@ -97,12 +97,12 @@ def name_advantage(pipe, world, timesteps=(800, 500, 200), images: int = 48, see
         if not concept.rigid:
             continue
         named, category = caption(world, [concept.name]), caption(world, [world.category_word(concept.name)])
-        scenes = renders(world, named, range(images))
+        scenes, conditions = renders(world, named, range(images)), {text: states(text) for text in (named, category)}
         for t in timesteps:
             noisy, ts, target = noisy_batch(pipe, scenes * 2 - 1, torch.Generator().manual_seed(seed + int(t)),
                                             torch.full((images,), int(t)))
-            loss = {text: float(((pipe.unet(noisy, ts, encoder_hidden_states=states(text)).sample - target) ** 2).mean())
-                    for text in (named, category)}
+            loss = {text: float(((pipe.unet(noisy, ts, encoder_hidden_states=cond).sample - target) ** 2).mean())
+                    for text, cond in conditions.items()}
             rows.append({"concept": concept.name, "role": concept.role, "appearances": concept.variants, "t": int(t),
                          "category_over_name": loss[category] / loss[named]})
     return pd.DataFrame(rows)
