@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
 from dvdlib.layers import registry
 from dvdlib.toy2 import model as toy2_model
@@ -147,13 +148,31 @@ def test_min_snr_weights_by_hand():
     assert min_snr_weights(scheduler, t, 5.0)[0] < 0.1 and torch.allclose(min_snr_weights(scheduler, t[1:], 5.0), torch.ones(2))
 
 
-def test_min_snr_training_changes_the_step_and_plain_training_does_not_read_it(tmp_path):
+def test_high_noise_weights_by_hand_are_the_v_objective_capped():
+    from dvdlib.toy.train import high_noise_weights
+
+    scheduler = toy2_model.scheduler()
+    t = torch.tensor([10, 500, 961])
+    abar = scheduler.alphas_cumprod[t]
+    assert torch.allclose(high_noise_weights(scheduler, t, 1e9), 1 / abar)  # v̂ − v = (ε̂ − ε)/√ᾱ
+    weights = high_noise_weights(scheduler, t, 10.0)
+    assert abs(weights[0] - 1) < 0.01 and abs(weights[1] - 3.62) < 0.01 and weights[2] == 10.0
+    v_scheduler = DDPMScheduler(prediction_type="v_prediction")
+    with pytest.raises(ValueError, match="ε target"):
+        high_noise_weights(v_scheduler, t, 10.0)
+
+
+def test_loss_weighting_changes_the_step_and_plain_training_does_not_read_it(tmp_path):
     small = dict(steps=1, batch_size=4, checkpoint_every=1, log_every=1, eval_images=4, eval_timesteps=[500], unet=TINY_UNET)
     runs = {name: train(tmp_path / name, TrainConfig(**small, **extra), progress=False)
-            for name, extra in {"plain": {}, "none": {"min_snr_gamma": None}, "snr": {"min_snr_gamma": 1.0}}.items()}
+            for name, extra in {"plain": {}, "none": {"min_snr_gamma": None, "high_noise_cap": None},
+                                "snr": {"min_snr_gamma": 1.0}, "high": {"high_noise_cap": 10.0}}.items()}
     ema = {n: torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=False)["ema"] for n in runs}
     assert all(torch.equal(ema["plain"][k], ema["none"][k]) for k in ema["plain"])
-    assert not all(torch.equal(ema["plain"][k], ema["snr"][k]) for k in ema["plain"])
+    for weighted in ("snr", "high"):
+        assert not all(torch.equal(ema["plain"][k], ema[weighted][k]) for k in ema["plain"])
+    with pytest.raises(ValueError, match="choose one loss weighting"):
+        train(tmp_path / "both", TrainConfig(**small, min_snr_gamma=1.0, high_noise_cap=10.0), progress=False)
 
 
 def test_offset_noise_moves_each_channel_by_one_shared_draw_and_is_the_target(pipe):

@@ -140,6 +140,30 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return capped / (snr + 1) if scheduler.config.prediction_type == "v_prediction" else capped / snr
 
 
+def high_noise_weights(scheduler, timesteps: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample weights of an ε loss: 1 + 1/SNR, capped at ``cap``. Uncapped, this is the
+    v-objective (Salimans & Ho, 2022), since v̂ − v = (ε̂ − ε)/√ᾱ; the target stays ε. Plain ε loss
+    sees the image through ᾱ/(1 − ᾱ) = 0.007 at SD's first steps, so what the caption says there is
+    learnt slowly; these weights count the noise-dominated steps up to ``cap`` times more."""
+    from diffusers.training_utils import compute_snr
+
+    if scheduler.config.prediction_type != "epsilon":
+        raise ValueError("high-noise weights are for an ε target; this scheduler predicts "
+                         f"{scheduler.config.prediction_type!r}")
+    return torch.clamp(1 + 1 / compute_snr(scheduler, timesteps), max=cap)
+
+
+def loss_weights(cfg, scheduler, timesteps: torch.Tensor) -> torch.Tensor | None:
+    """Per-sample loss weights the run's config asks for (Min-SNR-γ or high-noise), or None for
+    SD's plain MSE. World 1's config has neither option."""
+    gamma, cap = getattr(cfg, "min_snr_gamma", None), getattr(cfg, "high_noise_cap", None)
+    if gamma and cap:
+        raise ValueError("choose one loss weighting: min_snr_gamma or high_noise_cap, not both")
+    if gamma:
+        return min_snr_weights(scheduler, timesteps, gamma)
+    return high_noise_weights(scheduler, timesteps, cap) if cap else None
+
+
 def _wrong_captions(captions: list[str]) -> list[str]:
     """Each caption swapped for the next different one in the list (a mismatched condition)."""
     out = []
@@ -300,12 +324,11 @@ class Run:
         noisy, t, target = noisy_batch(self.pipe, torch.from_numpy(images), g,
                                        noise_offset=getattr(cfg, "noise_offset", 0.0))
         pred = self.unet(noisy, t, encoder_hidden_states=self.text(caps)).sample
-        gamma = getattr(cfg, "min_snr_gamma", None)
-        if gamma:
-            per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-            loss = (per_sample * min_snr_weights(self.pipe.scheduler, t, gamma)).mean()
-        else:
+        weights = loss_weights(cfg, self.pipe.scheduler, t)
+        if weights is None:
             loss = F.mse_loss(pred, target)
+        else:
+            loss = (F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.unet.parameters(), cfg.grad_clip)

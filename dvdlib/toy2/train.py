@@ -44,6 +44,7 @@ class TrainConfig:
     held_out: list = field(default_factory=lambda: [list(p) for p in default_held_out()])
     unet: dict = field(default_factory=dict)
     min_snr_gamma: float | None = None  # None: SD's plain ε MSE; γ: Min-SNR-γ loss weights (`dvdlib.toy.train.min_snr_weights`)
+    high_noise_cap: float | None = None  # None: SD's plain ε MSE; c: weights min(1 + 1/SNR, c) (`dvdlib.toy.train.high_noise_weights`)
     noise_offset: float = 0.0  # 0: SD 1.x's noise; σ: offset noise (`dvdlib.toy.train.noisy_batch`)
     eval_images: int = 96
     eval_timesteps: list = field(default_factory=lambda: [200, 500, 800])
