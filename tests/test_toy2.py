@@ -172,7 +172,7 @@ def test_loss_weighting_changes_the_step_and_plain_training_does_not_read_it(tmp
     for weighted in ("snr", "high"):
         assert not all(torch.equal(ema["plain"][k], ema[weighted][k]) for k in ema["plain"])
     with pytest.raises(ValueError, match="choose one loss weighting"):
-        train(tmp_path / "both", TrainConfig(**small, min_snr_gamma=1.0, high_noise_cap=10.0), progress=False)
+        TrainConfig(**small, min_snr_gamma=1.0, high_noise_cap=10.0)
 
 
 def test_offset_noise_moves_each_channel_by_one_shared_draw_and_is_the_target(pipe):

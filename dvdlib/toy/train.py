@@ -157,8 +157,6 @@ def loss_weights(cfg, scheduler, timesteps: torch.Tensor) -> torch.Tensor | None
     """Per-sample loss weights the run's config asks for (Min-SNR-γ or high-noise), or None for
     SD's plain MSE. World 1's config has neither option."""
     gamma, cap = getattr(cfg, "min_snr_gamma", None), getattr(cfg, "high_noise_cap", None)
-    if gamma and cap:
-        raise ValueError("choose one loss weighting: min_snr_gamma or high_noise_cap, not both")
     if gamma:
         return min_snr_weights(scheduler, timesteps, gamma)
     return high_noise_weights(scheduler, timesteps, cap) if cap else None

@@ -52,6 +52,10 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 1
 
+    def __post_init__(self):
+        if self.min_snr_gamma and self.high_noise_cap:
+            raise ValueError("choose one loss weighting: min_snr_gamma or high_noise_cap, not both")
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         unknown = set(data) - {f.name for f in fields(cls)}
