@@ -25,7 +25,7 @@ def test_schedule_starts_untimed_chapters_then_the_longest():
 def test_a_fresh_clone_starts_the_chapters_known_to_be_long_first():
     sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
     order = [s.stem for s in book.schedule(sources, {})]
-    assert order[:3] == list(book.LONG_CHAPTERS) and sorted(order) == [s.stem for s in sources]
+    assert order[:len(book.LONG_CHAPTERS)] == list(book.LONG_CHAPTERS) and sorted(order) == [s.stem for s in sources]
     assert [s.stem for s in book.schedule(sources, {"11_three_concepts": 5.0})][-1] == "11_three_concepts"
 
 
