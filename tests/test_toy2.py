@@ -435,7 +435,8 @@ def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     run = tmp_path / "run"
     toy2_model.save(toy2_model.build(0, **TINY_UNET), run / "model", info={"steps": 7})
-    (run / "manifest.json").write_text(json.dumps({"steps": 7}))
+    earlier = [{"guidance": g, "gate": "singles", "seeds": 9} for g in (3.0, 5.0)]
+    (run / "manifest.json").write_text(json.dumps({"steps": 7, "gates": earlier}))
     csv = run / "gates.csv"
     main(["gates", "--model", str(run / "model"), "--seeds", "1", "--guidance", "3", "--steps", "2",
           "--store", str(tmp_path / "store"), "--csv", str(csv)])
@@ -445,7 +446,8 @@ def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(
     assert (table["model_step"] == 7).all() and (table["guidance"] == 3.0).all() and (table["steps"] == 2).all()
     assert not table.loc["singles", "passed"]
     recorded = json.loads((run / "manifest.json").read_text())
-    assert [r["gate"] for r in recorded["gates"]] == list(table.index)
+    assert recorded["gates"][0] == earlier[1]  # another guidance scale's rows are kept, this one's replaced
+    assert [r["gate"] for r in recorded["gates"][1:]] == list(table.index)
     shares = recorded["start_token_share"]
     assert shares["model_step"] == 7 and [r["layer"] for r in shares["layers"]] == list(range(1, 17))
     assert all(0 < r["start_share"] < 1 for r in shares["layers"])

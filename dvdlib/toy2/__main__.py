@@ -147,7 +147,9 @@ def _gates(args) -> None:
     manifest = Path(run.profile.model).parent / "manifest.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     if manifest.is_file() and data.get("steps") == step:
-        data["gates"] = data.get("gates", []) + [{k: _jsonable(v) for k, v in r.items()} for r in rows]
+        measured = {r["guidance"] for r in rows}  # a new measurement replaces the rows of its guidance scales
+        data["gates"] = ([g for g in data.get("gates", []) if g["guidance"] not in measured]
+                         + [{k: _jsonable(v) for k, v in r.items()} for r in rows])
         data["start_token_share"] = {"model_step": step, "step": 1, "prompts": "the singles gate's", "seeds": len(seeds),
                                      "layers": shares.round(4).to_dict("records")}
         data["first_step_leftover"] = {"model_step": step, "guidance": first_guidance, "steps": run.profile.steps,
