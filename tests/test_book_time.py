@@ -34,4 +34,4 @@ def test_rows_compare_jobs_against_the_targets(tmp_path, monkeypatch):
     assert rows["smoke, --jobs 1 × 2 thread(s): whole book (chapters + HTML)"]["met"] is False  # 230 s > 180 s
     assert rows["smoke, --jobs 2 × 1 thread(s): chapters"]["target"] == ""  # the smoke target is the whole book
     result = json.loads(out.read_text())
-    assert result["targets"] == {"smoke book": "≤ 180 s", "toy chapters": "≤ 900 s"} and "loaded" in result["notes"]
+    assert result["targets"] == {"smoke book": "≤ 180 s", "toy chapters": "≤ 900 s", "toy2 chapters": "≤ 900 s"} and "loaded" in result["notes"]
