@@ -24,7 +24,7 @@ import torch
 
 from .attention import record
 from .progress import task
-from .store import Store
+from .store import Store, plain
 from .tokens import concept_span, sequence_tokenizer
 
 #: The ten seeds of the authors' release: random.Random(42).randint(1, 10000), ten times.
@@ -93,15 +93,6 @@ def stop_after(step: int):
     return callback
 
 
-def _jsonable(value):
-    """Recording options as plain JSON (ranges, tuples and numpy integers become lists / ints)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (range, list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def recording_spec(store: Store, attention: dict | None, until_step: int | None = None,
                    noise_norms: bool = False) -> dict | None:
     """What keys a stored recording: the `record` options (or the noise-norm measure), the
@@ -112,7 +103,7 @@ def recording_spec(store: Store, attention: dict | None, until_step: int | None 
         return {"measure": "noise_prediction_norm", "resolution": store.settings["resolution"], "until_step": until_step}
     if not attention:
         return None
-    options = {k: _jsonable(v) for k, v in attention.items()}
+    options = plain(attention)
     return {**options, "resolution": store.settings["resolution"], "until_step": until_step}
 
 

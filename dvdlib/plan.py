@@ -25,7 +25,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
-from .store import digest, model_key, slug
+from .store import digest, model_key, plain, slug
 
 #: Work kinds: a generation (image, attention or noise norms) or a judge's answers about one image.
 GENERATE, JUDGE = "generate", "judge"
@@ -170,13 +170,11 @@ class PlanRun:
                  until_step: int | None = None, noise_norms: bool = False,
                  intervention: dict | None = None) -> None:
         """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store."""
-        from .generate import _jsonable
-
         P, model = self.profile, model or self.profile.model
         store, settings = self._store(model, intervention)
         if until_step is not None and until_step >= P.steps:
             until_step = None  # the whole schedule, as `generate` stores it
-        options = {"attention": {k: _jsonable(v) for k, v in attention.items()} if attention else None,
+        options = {"attention": plain(attention) if attention else None,
                    "until_step": until_step, "noise_norms": noise_norms}
         steps = min(until_step or P.steps, P.steps)
         evals = steps * (2 if P.guidance > 1 else 1)
@@ -218,9 +216,7 @@ class PlanRun:
                 self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
 
     def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention):
-        from .generate import _jsonable
-
-        row = json.dumps({k: _jsonable(v) for k, v in row.items() if k != "Index"}, sort_keys=True, default=str)
+        row = json.dumps(plain({k: v for k, v in row.items() if k != "Index"}), sort_keys=True, default=str)
         for seed in seeds:
             self._add(Work(JUDGE, model, store, settings, prompt, int(seed),
                            intervention=json.dumps(intervention, sort_keys=True) if intervention else "",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .store import atomic_write
+from .store import atomic_write, plain
 
 
 class Report:
@@ -32,7 +32,7 @@ class Report:
         from the results JSON; the printed table shows ``ours`` only."""
         self.rows = [r for r in self.rows if r["key"] != key]
         row = {"key": key, "quantity": quantity, "paper": str(paper), "this run": str(ours)}
-        row.update({name: _plain(v) for name, v in numbers.items() if v is not None})
+        row.update({name: plain(v) for name, v in numbers.items() if v is not None})
         self.rows.append(row)
         if glue:
             from myst_nb import glue as myst_glue
@@ -47,24 +47,6 @@ class Report:
         """Write the results JSON (with the profile that produced them)."""
         body = {"chapter": self.chapter, "profile": self.profile.asdict(), "results": self.rows}
         return atomic_write(self.path, lambda p: p.write_text(json.dumps(body, indent=1, ensure_ascii=False)))
-
-
-def _plain(value):
-    """A structured number as plain JSON (numpy scalars and arrays, tuples → floats, ints, lists);
-    NaN becomes None."""
-    import numpy as np
-
-    if isinstance(value, (list, tuple, np.ndarray, pd.Series)):
-        return [_plain(v) for v in list(value)]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(float(value)) else float(value)
-    return value
 
 
 def ranges(numbers) -> str:

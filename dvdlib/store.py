@@ -24,6 +24,25 @@ import pandas as pd
 from PIL import Image
 
 
+def plain(value):
+    """A value as plain JSON: numpy scalars and arrays, tuples, ranges and pandas Series become
+    Python numbers and lists, dict keys strings, NaN None (what settings, recording specs,
+    manifests and result files hold)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, range, np.ndarray, pd.Series)):
+        return [plain(v) for v in list(value)]
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    return value
+
+
 def digest(value) -> str:
     """A short stable hash of a JSON-able value (settings, prompts, recording specs)."""
     return hashlib.sha1(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:12]

@@ -11,7 +11,7 @@ import torch
 
 from dvdlib import models
 from dvdlib.generate import Sample, generate, initial_latents, recording_spec
-from dvdlib.store import Store, atomic_write, digest
+from dvdlib.store import Store, atomic_write, digest, plain
 
 STEPS = 3
 RES = 128
@@ -203,6 +203,25 @@ def test_until_step_is_part_of_the_attention_key(pipe, tmp_path):
 
 
 # the store ---------------------------------------------------------------------------------------------
+
+def test_plain_turns_numpy_and_pandas_values_into_json():
+    value = {"layers": range(7, 9), 3: (np.int64(2), np.float32(0.5)), "on": np.bool_(True),
+             "gap": float("nan"), "s": pd.Series([1, 2]), "a": np.array([[1], [2]]), "name": "tower"}
+    assert plain(value) == {"layers": [7, 8], "3": [2, 0.5], "on": True, "gap": None, "s": [1, 2],
+                            "a": [[1], [2]], "name": "tower"}
+    assert json.dumps(plain(value))  # no numpy type is left
+
+
+@pytest.mark.parametrize("attention, until_step, key", [
+    ({"layers": "all", "steps": [1]}, 1, "57ca80152b0d"),
+    ({"layers": [np.int64(8), np.int64(9)], "steps": range(1, 4), "maps": True}, None, "6c7eb16807bf"),
+    ({"layers": (7, 8, 9, 10), "steps": [1], "heads": np.array([0, 3])}, 1, "c447b42f0de9"),
+])
+def test_recording_keys_do_not_change_between_versions(attention, until_step, key):
+    # the keys that stores written by earlier versions hold: a change here orphans their recordings
+    store = type("S", (), {"settings": {"resolution": 512}})()
+    assert digest(recording_spec(store, attention, until_step)) == key
+
 
 def test_store_folder_is_keyed_by_model_and_settings(tmp_path):
     a = Store(tmp_path, "smoke", SETTINGS)

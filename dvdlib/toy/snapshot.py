@@ -5,12 +5,12 @@ with the toy profile and keep their small outputs in ``toy/findings/`` (read bac
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..findings import SNAPSHOT, model_card
+from ..store import atomic_write, plain
 
 #: The chapters a snapshot runs with the toy profile (01's LAION/CLIP experiment has no toy claim).
 CHAPTERS = ("02", "03", "04", "05", "06", "07", "08")
@@ -19,8 +19,6 @@ PNG_BUDGET = 1_500_000  # bytes of figures a snapshot may keep (the folder stays
 
 
 def _write_json(path: Path, body) -> None:
-    from ..store import atomic_write
-
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: p.write_text(json.dumps(body, indent=1, ensure_ascii=False)))
 
@@ -28,8 +26,7 @@ def _write_json(path: Path, body) -> None:
 def _gates_json(table: pd.DataFrame, seeds) -> dict:
     rows = {}
     for name, r in table.iterrows():
-        row = {k: (None if isinstance(v, float) and math.isnan(v) else
-                   (v.item() if hasattr(v, "item") else v)) for k, v in r.items()}
+        row = plain(r.to_dict())
         rows[name] = {**row, "hits": int(row["hits"]), "n": int(row["n"])}
     return {"seeds": list(seeds), "gates": rows}
 

@@ -112,8 +112,7 @@ def _gates(args) -> None:
     import pandas as pd
 
     from .. import setup
-    from ..generate import _jsonable
-    from ..store import atomic_write
+    from ..store import atomic_write, plain
     from .gates import gate_prompts, measure_gates
     from .mechanisms import first_step_leftover, start_token_share
     from .world import World
@@ -149,12 +148,11 @@ def _gates(args) -> None:
     if manifest.is_file() and data.get("steps") == step:
         measured = {r["guidance"] for r in rows}  # a new measurement replaces the rows of its guidance scales
         data["gates"] = ([g for g in data.get("gates", []) if g["guidance"] not in measured]
-                         + [{k: _jsonable(v) for k, v in r.items()} for r in rows])
+                         + [plain(r) for r in rows])
         data["start_token_share"] = {"model_step": step, "step": 1, "prompts": "the singles gate's", "seeds": len(seeds),
                                      "layers": shares.round(4).to_dict("records")}
         data["first_step_leftover"] = {"model_step": step, "guidance": first_guidance, "steps": run.profile.steps,
-                                       "concepts": [{k: _jsonable(v) for k, v in r.items()}
-                                                    for r in leftover.to_dict("records")]}
+                                       "concepts": plain(leftover.to_dict("records"))}
         atomic_write(manifest, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
         print(f"recorded in {manifest} (the model's step)")
 
