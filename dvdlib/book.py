@@ -446,11 +446,12 @@ def _toc_docs(root: Path) -> set[str]:
 # ----------------------------------------------------------------------------------- writing
 
 
-def _esc(text) -> str:
-    """Escape text for a Markdown table cell (one line, punctuation backslash-escaped)."""
+def _esc(text, limit: int | None = 300) -> str:
+    """Escape text for Markdown on one line (punctuation backslash-escaped), cut to ``limit``
+    characters (a table cell's; None: whole)."""
     text = " ".join(str(text).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
+    if limit and len(text) > limit:
+        text = text[:limit - 3] + "..."
     return "".join("\\" + c if c in "\\`*_{}[]()<>#+-.!|$~&:" else c for c in text)
 
 
@@ -580,7 +581,7 @@ def render_benchmarks(out_dir="book", cwd=None) -> Path:
             lines += [f"## {_esc(f.name)}", "", f"Could not read this file: {_esc(exc)}", ""]
             continue
         lines += [f"## {_esc(data.get('title') or f.stem)}", ""]
-        facts = [f"{k}: {_esc(data[k])}" for k in ("device", "model", "notes", "when") if data.get(k)]
+        facts = [f"{k}: {_esc(data[k], limit=None)}" for k in ("device", "model", "notes", "when") if data.get(k)]
         lines += ["; ".join(facts + [f"from `{f.relative_to(root).as_posix()}`"]) + ".", ""]
         if data.get("command"):
             lines += ["```bash", str(data["command"]), "```", ""]
@@ -607,7 +608,9 @@ def _cell(v) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}"
+        if abs(v) >= 100:
+            return f"{v:.1f}"
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) >= 0.01 or v == 0 else f"{v:.2g}"
     return _esc(v)
 
 

@@ -196,17 +196,20 @@ def test_benchmarks_page(tmp_path):
         "targets": {"step-1 recording": "<= 1.05x"}, "when": "2025-01-01T00:00:00Z"}))
     page = book.render_benchmarks(cwd=tmp_path).read_text()
     assert "# Benchmarks" in page and "## Recording overhead" in page
-    assert "| setting | seconds | ratio |" in page and "1.020" in page
+    assert "| setting | seconds | ratio |" in page and "| step\\-1 recording | 1.02 | 1.02 |" in page
     assert "Targets" in page
     # the benchmark script's own result folder is read too (its rows say whether a target was met)
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "benchmarks" / "results" / "recording_overhead.json").write_text(json.dumps({
         "title": "Attention-recording overhead", "device": "CPU", "command": "python x.py",
+        "notes": "a long note " * 40 + "that ends here",
         "rows": [{"setting": "step-1", "seconds": 2.0, "ratio": 1.01, "target": "≤ 1.05×",
-                  "met": True}]}))
+                  "met": True}, {"setting": "one question", "seconds": 0.0093, "ratio": 383.25}]}))
     page = book.render_benchmarks(cwd=tmp_path).read_text()
     assert "## Recording overhead" in page and "## Attention\\-recording overhead" in page
-    assert "| step\\-1 | 2.000 | 1.010 | ≤ 1\\.05× | yes |" in page
+    assert "| step\\-1 | 2 | 1.01 | ≤ 1\\.05× | yes |" in page  # numbers without trailing zeros
+    assert "| one question | 0.0093 | 383.2 |" in page
+    assert "that ends here" in page  # notes are prose, never cut like a table cell
 
 
 def test_cli_refuses_outside_the_repository_and_unknown_chapters(tmp_path, monkeypatch, capsys):

@@ -5,7 +5,7 @@
 Per page: every Markdown table rendered (no raw "| --- |" rows in the text), math typeset
 (MathJax output present wherever the source has math, no raw ``\\(`` or ``$$``), every image
 loaded (naturalWidth > 0), no Python reprs in the prose or the outputs (numpy scalars, dicts,
-lists of numbers; code cells themselves are not prose), no horizontal overflow (neither the page nor a code block cut off at book width). A
+lists of numbers; code cells themselves are not prose), no command-line option turned into a dash, no table cell cut off with "...", no horizontal overflow (neither the page, nor a code block, nor a table cut off at book width). A
 screenshot of each page is written. Exit status 1 and one line per problem when anything fails.
 
 Chromium and ChromeDriver come from Debian's packages (``chromium``, ``chromium-driver``;
@@ -20,11 +20,13 @@ import re
 import sys
 from pathlib import Path
 
-#: Text a rendered page never shows: raw Markdown tables, raw math, Python reprs.
+#: Text a rendered page never shows: raw Markdown tables, raw math, Python reprs, a command-line
+#: option whose "--" became a dash ("–jobs": Sphinx's smart quotes at work on text outside code).
 PATTERNS = {
     "raw table": re.compile(r"^\s*\|.*\|\s*$|\|\s*:?-{3,}:?\s*\||\|\s*—\s*\|", re.M),
     "raw math": re.compile(r"\\\(|\\\)|\\\[|\$\$|\\frac|\\mathrm|\\dfrac"),
     "python repr": re.compile(r"np\.(?:int|float|bool)\d*\(|array\(\[|\{'[^']*': |\[np\.|dtype="),
+    "option's -- turned into a dash": re.compile(r"(?:^|[\s(])[–—][a-z]{2,}", re.M),
 }
 #: Book width the pages are checked at (CSS pixels).
 WIDTH, HEIGHT = 1280, 900
@@ -45,7 +47,13 @@ const mathOut = document.querySelectorAll('mjx-container, .katex').length;
 const pre = [...main.querySelectorAll('pre')].filter(p => p.scrollWidth > p.clientWidth + 1)
   .map(p => p.innerText.split('\\n').find(l => l.length > 0) || '');
 const overflow = document.documentElement.scrollWidth > window.innerWidth + 1;
-return {text, images, mathSource, mathOut, pre, overflow};
+const scrolls = e => { for (; e && e !== main; e = e.parentElement) {
+  if (e.scrollWidth > e.clientWidth + 1 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)) return true; }
+  return false; };
+const wideTables = [...main.querySelectorAll('table')].filter(scrolls)
+  .map(t => t.innerText.trim().split('\\n')[0].slice(0, 80));
+const cut = [...main.querySelectorAll('td, th')].map(c => c.innerText.trim()).filter(t => t.endsWith('...'));
+return {text, images, mathSource, mathOut, pre, overflow, cut, wideTables};
 """
 
 
@@ -81,6 +89,8 @@ def problems(page: dict) -> list[str]:
     if page["mathSource"] and page["mathOut"] < page["mathSource"]:
         found.append(f"math not typeset: {page['mathSource'] - page['mathOut']} of {page['mathSource']} formulas")
     found += [f"code line cut off at book width: {line[:80]!r}" for line in page["pre"]]
+    found += [f"table cell cut off (pandas' column width): {cell[-80:]!r}" for cell in page.get("cut", [])]
+    found += [f"table scrolls sideways at book width: {first!r}" for first in page.get("wideTables", [])]
     if page["overflow"]:
         found.append("the page scrolls sideways at book width")
     return found
