@@ -200,11 +200,12 @@ def matched_gap(bench_scores, control_scores, clusters, rate: float = PAPER_POIN
 
 
 def grid_table(grid, layer_sets):
-    """`detection_grid` as one table: layer sets (rows, in the given order) × thresholds."""
+    """`detection_grid` as one table: a row per (layer set, in the given order; threshold), the
+    benchmark's and the control's share flagged and their gap."""
     from .report import ranges
 
-    return grid.pivot(index="layers", columns="threshold", values=["benchmark", "control", "gap"]).loc[
-        [ranges(s) for s in layer_sets]].round(1)
+    table = grid.set_index(["layers", "threshold"])[["benchmark", "control", "gap"]].round(1)
+    return table.loc[[ranges(s) for s in layer_sets]]
 
 
 def roc_curves(bench_pp, control_pp, bench_prompts, control_prompts, layer_sets, combine: str, threshold: float):

@@ -165,9 +165,15 @@ def model_table(snap: Snapshot) -> pd.DataFrame:
     wall = m.get("wall_time_s")
     rows = {"model folder": m.get("path"), "training step": m.get("step"),
             "training wall time": f"{wall / 3600:.2f} h ({wall:.0f} s)" if wall else "unknown",
-            "training data hash": m.get("data_hash"), "model hash (SHA-256)": m.get("hash"),
+            "training data hash": _short(m.get("data_hash")), "model hash (SHA-256)": _short(m.get("hash")),
             "final training loss": m.get("final_loss"), "profile of the chapters": snap.index.get("profile")}
     return pd.Series(rows, name="toy model").to_frame()
+
+
+def _short(digest: str | None) -> str:
+    """A hash's first 16 hex digits, enough to tell models apart (the whole one is in the
+    snapshot's ``snapshot.json``)."""
+    return f"{digest[:16]}…" if digest else "unknown"
 
 
 def gates_table(snap: Snapshot) -> pd.DataFrame:
@@ -376,7 +382,7 @@ def _control_note(snap: Snapshot, name: str) -> str:
 
 
 def _num(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or (isinstance(x, float) and math.isnan(x)):  # not measured
         return "?"
     return f"{x:.3g}"
 
@@ -459,10 +465,15 @@ def introduce(snap: Snapshot | None, run, folder, book_profile: str) -> None:
 
 
 def chapters_table(snap: Snapshot | None) -> pd.DataFrame | None:
-    """Per chapter of the snapshot: whether it ran, how long, with which parameters, its error."""
+    """Per chapter of the snapshot: whether it ran, how long, with which parameters (beyond the
+    profile's), its error."""
     if snap is None:
         return None
-    return pd.DataFrame(snap.index.get("chapters", {})).T.reindex(columns=["ok", "seconds", "parameters", "error"])
+    rows = {name: {"ran": "yes" if c.get("ok") else "no", "seconds": c.get("seconds"),
+                   "parameters": "; ".join(f"{k} = {v}" for k, v in (c.get("parameters") or {}).items())
+                   or "the profile's", "error": c.get("error") or ""}
+            for name, c in snap.index.get("chapters", {}).items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def add_gates(snap: Snapshot | None, run) -> pd.DataFrame | None:
@@ -513,7 +524,22 @@ def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
                " / ".join(str(counts.get(v, 0)) for v in ("reproduced", "not reproduced", "inconclusive",
                                                           "not applicable")) + f" of {len(table)}")
     report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
-    return table.set_index("claim")
+    return _for_people(table.set_index("claim"))
+
+
+def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
+    """``claims.csv``'s table as a reader reads it: the interval in one cell, numbers to three
+    digits, column names in words."""
+    out = pd.DataFrame({"verdict": claims["verdict"], "estimate": claims["estimate"].map(_num),
+                        "95% CI": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
+                        "null": claims["null"].map(_num), "prompts": claims["n_prompts"].map(_count),
+                        "clusters": claims["n_clusters"].map(_count), "power check": claims["power_check"]},
+                       index=claims.index)
+    return out.fillna("—")
+
+
+def _count(n) -> str:
+    return "—" if pd.isna(n) else f"{int(n)}"
 
 
 def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
@@ -526,8 +552,11 @@ def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
     now = claims_table(snap).groupby("claim", sort=False).agg(
         {"this run": "first", "95% CI": "first", "clusters": "first", "verdict": "first"}).add_prefix("now: ")
     table = earlier.set_index("claim")[["earlier estimate", "earlier 95% CI", "earlier verdict"]].join(now, how="outer")
-    table["moved"] = [("—" if e == n else f"{e} → {n}") for e, n in zip(table["earlier verdict"], table["now: verdict"])]
+    table["verdict: earlier → now"] = [e if e == n else f"{e} → {n}"
+                                       for e, n in zip(table["earlier verdict"], table["now: verdict"])]
     table["what changed in the measurement"] = earlier.set_index("claim")["what changed in the measurement"]
+    # both verdicts are in the column above; the clusters are in the table of clusters
+    table = table.drop(columns=["earlier verdict", "now: verdict", "now: clusters"])
     order = [c.name for c in CLAIMS]
     return table.loc[[c for c in order if c in table.index]]
 

@@ -78,3 +78,17 @@ def percent(x, digits: int = 0, missing: str = "—") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return missing
     return f"{x:.{digits}%}"
+
+
+def number(x: float) -> str:
+    """A number as a reader reads it: three significant digits (0.022, 25.4), four from 100 (404.1,
+    100), thousands grouped from 1,000 (18,319), an exponent only below 0.0001 (2.00e-06). The
+    book's tables show every float this way (`dvdlib.setup`)."""
+    a = abs(x)
+    if a == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    if a >= 1000:
+        return f"{x:,.0f}"
+    if a >= 100:
+        return f"{x:.4g}"
+    return f"{x:.3g}" if a >= 1e-4 else f"{x:.2e}"

@@ -17,8 +17,10 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+import pandas as pd
+
 from .profiles import Profile, load_profile, with_world_defaults
-from .report import Report
+from .report import Report, number
 from .store import Store, model_key
 from .worlds import World, get
 
@@ -142,7 +144,11 @@ def setup(profile: str | Profile = "toy", chapter: str = "chapter", *, out_dir: 
           **overrides) -> Run:
     """The `Run` of ``chapter`` under ``profile`` (a name, a YAML path or a `Profile`), with the
     non-None ``overrides`` of profile fields applied (a chapter passes its parameters through).
-    A parameter papermill injected that the chapter does not have stops it here."""
+    A parameter papermill injected that the chapter does not have stops it here. Tables the
+    chapter displays show every cell whole (pandas cuts text at 50 characters by default, which
+    hid verdicts' reasons and p-values behind "..."), and every float as `report.number` writes it."""
     check_parameters()
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.float_format", number)  # 0.579, not 0.579167; 0.022, not 2.201e-02
     chosen = profile if isinstance(profile, Profile) else load_profile(profile, **overrides)
     return Run(chosen, chapter, out_dir)

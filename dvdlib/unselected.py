@@ -117,11 +117,14 @@ def rule_shares(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
 
 
 def by_template(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
-    """Per model, set, category and template: prompts, mean and median DvD, share meeting the rule."""
-    grouped = table.groupby(["model", "set", "content_type", "template"], sort=False)
-    out = grouped.agg(prompts=("dvd", "size"), mean_dvd=("dvd", "mean"), median_dvd=("dvd", "median"))
-    out["meets_rule"] = grouped.dvd_images.apply(lambda d: (d >= min_images).mean())
-    return out.round({"mean_dvd": 1, "median_dvd": 1})
+    """Per model (when several are compared), set, category and template: prompts, mean and
+    median DvD, share meeting the rule."""
+    keys = (["model"] if table.model.nunique() > 1 else []) + ["set", "content_type", "template"]
+    grouped = table.groupby(keys, sort=False)
+    out = grouped.agg(**{"prompts": ("dvd", "size"), "mean DvD": ("dvd", "mean"), "median DvD": ("dvd", "median")})
+    out["share meeting the rule"] = grouped.dvd_images.apply(lambda d: (d >= min_images).mean())
+    return out.round({"mean DvD": 1, "median DvD": 1, "share meeting the rule": 2}).rename_axis(
+        index={"content_type": "category"})
 
 
 def selection_gaps(table: pd.DataFrame, model: str) -> dict[str, dict]:

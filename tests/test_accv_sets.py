@@ -120,3 +120,18 @@ def test_intervals_resample_concepts_jointly_where_sets_share_them():
     assert unselected.cluster_difference(a, concepts, a, concepts)["ci"] == [0.0, 0.0]
     share = unselected.cluster_mean(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
     assert share["value"] == 0.5 and share["clusters"] == 20 and share["ci"][0] < 0.5 < share["ci"][1]
+
+
+def test_by_template_counts_and_shares_per_template_by_hand():
+    from dvdlib.unselected import by_template
+
+    table = pd.DataFrame({"model": "m", "set": "unselected", "content_type": "landmark",
+                          "template": ["concept first", "concept first", "object first"],
+                          "dvd": [10.0, 30.0, 0.0], "dvd_images": [1, 8, 0]})
+    out = by_template(table, min_images=7)
+    assert out.index.names == ["set", "category", "template"]  # one model: no model level
+    first = out.loc[("unselected", "landmark", "concept first")]
+    assert first.prompts == 2 and first["mean DvD"] == 20.0 and first["median DvD"] == 20.0
+    assert first["share meeting the rule"] == 0.5  # one of two prompts has ≥ 7 DvD images
+    two = by_template(pd.concat([table, table.assign(model="n")]), min_images=7)
+    assert two.index.names == ["model", "set", "category", "template"] and len(two) == 4

@@ -231,6 +231,11 @@ def test_gates_table_and_paragraphs(tmp_path):
     assert any("Per cluster: tower: 0.5; robot: 0.5; mosaic: 0.75" in t for t in texts)
     card = F.model_table(snap)
     assert card.loc["training step", "toy model"] == 3200 and "1.41 h" in card.loc["training wall time", "toy model"]
+    assert card.loc["model hash (SHA-256)", "toy model"] == "ab" * 8 + "…"  # short enough for book width
+    ran = F.chapters_table(snap)  # words for people, not Python's True / None / {}
+    assert ran.loc["03_diversity_causal"].to_dict() == {"ran": "no", "seconds": 12.0, "parameters": "the profile's",
+                                                        "error": "ValueError: no dogs"}
+    assert ran.loc["02_dvd_benchmark", "ran"] == "yes" and ran.loc["02_dvd_benchmark", "error"] == ""
 
 
 def test_missing_snapshot_says_how_to_make_it(tmp_path):

@@ -94,6 +94,19 @@ def test_setup_gives_a_chapter_what_it_needs(tmp_path):
     assert [name for name, _ in run.pipes()] == ["smoke"]
 
 
+def test_tables_after_setup_show_every_cell_whole(tmp_path):
+    import pandas as pd
+
+    reason = "the 95% interval [-0.973, -0.491] lies below the null 0, over 9 fine-tunes; p = 0.0112"
+    with pd.option_context("display.max_colwidth", 50):  # pandas' default, restored afterwards
+        assert reason not in pd.DataFrame({"verdict": [reason]})._repr_html_()
+        setup("smoke", "x", out_dir=tmp_path, store=str(tmp_path / "store"))
+        assert reason in pd.DataFrame({"verdict": [reason]})._repr_html_()
+        html = pd.DataFrame({"mean": [0.022012, 18319.0], "p": [2e-06, 0.1875]})._repr_html_()
+        assert all(f"<td>{v}</td>" in html for v in ("0.022", "18,319", "2.00e-06", "0.188"))
+    pd.reset_option("display.float_format")
+
+
 def test_words_at_the_surface(tmp_path):
     import dvdlib
 
@@ -108,3 +121,12 @@ def test_words_at_the_surface(tmp_path):
     assert sample.word_map("colosseum", layers=[8]).shape == sample.map(8).shape[:2]
     with pytest.raises(Exception, match="'teapot' not found"):
         sample.word_share("teapot", layer=7)
+
+
+@pytest.mark.parametrize("x, text", [(0.022012, "0.022"), (25.4167, "25.4"), (2.0, "2"), (404.12, "404.1"), (100.0, "100"),
+                                     (18319.0, "18,319"), (-0.0446612, "-0.0447"), (2e-06, "2.00e-06"),
+                                     (0.0, "0"), (float("nan"), "nan")])
+def test_numbers_as_a_reader_reads_them(x, text):
+    from dvdlib.report import number
+
+    assert number(x) == text
