@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .report import percent
+from .report import number, percent
 from .stats import MIN_N, gate_passes, verdict
 
 SNAPSHOT = "toy/findings"
@@ -382,9 +382,9 @@ def _control_note(snap: Snapshot, name: str) -> str:
 
 
 def _num(x) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):  # not measured
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "?"
-    return f"{x:.3g}"
+    return number(x)
 
 
 def _interval(low, high, as_percent: bool = False) -> str:
