@@ -394,7 +394,7 @@ def _interval(low, high, as_percent: bool = False) -> str:
 
 
 def _n(n) -> str:
-    if n is None:
+    if n is None or (isinstance(n, float) and math.isnan(n)):  # not measured (NaN: read from claims.csv)
         return "—"
     return " vs ".join(str(int(x)) for x in n) if isinstance(n, (list, tuple)) else str(int(n))
 
@@ -532,14 +532,10 @@ def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
     digits, column names in words."""
     out = pd.DataFrame({"verdict": claims["verdict"], "estimate": claims["estimate"].map(_num),
                         "95% CI": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
-                        "null": claims["null"].map(_num), "prompts": claims["n_prompts"].map(_count),
-                        "clusters": claims["n_clusters"].map(_count), "power check": claims["power_check"]},
+                        "null": claims["null"].map(_num), "prompts": claims["n_prompts"].map(_n),
+                        "clusters": claims["n_clusters"].map(_n), "power check": claims["power_check"]},
                        index=claims.index)
     return out.fillna("—")
-
-
-def _count(n) -> str:
-    return "—" if pd.isna(n) else f"{int(n)}"
 
 
 def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
@@ -550,13 +546,12 @@ def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
         return None
     earlier = pd.read_csv(snap.folder / "earlier_rule.csv", comment="#", keep_default_na=False, dtype=str)
     now = claims_table(snap).groupby("claim", sort=False).agg(
-        {"this run": "first", "95% CI": "first", "clusters": "first", "verdict": "first"}).add_prefix("now: ")
+        {"this run": "first", "95% CI": "first", "verdict": "first"}).add_prefix("now: ")
     table = earlier.set_index("claim")[["earlier estimate", "earlier 95% CI", "earlier verdict"]].join(now, how="outer")
     table["verdict: earlier → now"] = [e if e == n else f"{e} → {n}"
                                        for e, n in zip(table["earlier verdict"], table["now: verdict"])]
     table["what changed in the measurement"] = earlier.set_index("claim")["what changed in the measurement"]
-    # both verdicts are in the column above; the clusters are in the table of clusters
-    table = table.drop(columns=["earlier verdict", "now: verdict", "now: clusters"])
+    table = table.drop(columns=["earlier verdict", "now: verdict"])  # both are in the column above
     order = [c.name for c in CLAIMS]
     return table.loc[[c for c in order if c in table.index]]
 
