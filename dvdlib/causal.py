@@ -8,7 +8,7 @@ concept dominates (higher DvD Score).
   `variant_images`), the prompts (`causal_prompts`);
 - `finetune_variants`: at least three fine-tunes per variant, each with its own training seed
   (`dvdlib.finetune`), every prompt generated; `variant_scores` judges them;
-- `trend`: the statistics with the fine-tune as the unit (Spearman over breeds with a bootstrap
+- `trend`: the statistics with the fine-tune as the unit (Spearman over breeds with Fisher's z
   interval over fine-tunes, the least against the most diverse variant, the share of prompts that
   cross τ); `plot_by_variant`.
 """
@@ -235,7 +235,7 @@ def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
     and ``finetune`` (one label per fine-tune; without it each variant is one fine-tune). Each
     fine-tune's mean DvD over the prompts is one observation. Returns Spearman's ρ between breeds
     and those means with its one-sided p (H1: ρ < 0, DvD falls as diversity rises, descriptive) and
-    a 95% interval from a bootstrap of the fine-tunes within each variant (``spearman_ci``); the
+    its 95% interval over fine-tunes (``spearman``: `dvdlib.stats.spearman`; ``spearman_ci``); the
     least against the most diverse variant (``paired``: `dvdlib.stats.difference` of their
     fine-tunes' means, interval over fine-tunes, ``n`` the prompts and ``n_clusters`` the fine-tunes
     of each; ``differences``: per prompt, least − most, the
@@ -245,24 +245,19 @@ def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
     """
     from scipy import stats as sps
 
-    from .stats import cluster_interval, difference
+    from .stats import difference, spearman
 
     scores = scores if "finetune" in scores else scores.assign(finetune=scores["breeds"].map(lambda k: finetune_label(k, 0)))
     tuned = scores[scores["breeds"] >= 1]
     if tuned["breeds"].nunique() < 2:
         raise ValueError("the trend needs at least two fine-tuned variants (breed counts)")
     units = tuned.groupby(["breeds", "finetune"], sort=True).dvd.mean().reset_index()
-    rho_of = lambda k, v: sps.spearmanr(k, v).statistic if np.ptp(v) > 0 else float("nan")
     if units["dvd"].nunique() > 1:
         rho, p_rho = sps.spearmanr(units["breeds"], units["dvd"], alternative="less")
     else:  # every score equal: ρ is undefined, and there is no evidence of a trend
         rho, p_rho = float("nan"), 1.0
     variants = sorted(units["breeds"].unique())
-    samples = [(units.dvd[units.breeds == k].to_numpy(), units.finetune[units.breeds == k].to_numpy()) for k in variants]
-    sizes = [len(x) for x, _ in samples]
-    ci = None
-    if min(sizes) >= 2 and units["dvd"].nunique() > 1:
-        ci = cluster_interval(samples, lambda *a: rho_of(np.repeat(variants, [len(x) for x in a]), np.concatenate(a)), seed)
+    rank = spearman(units["breeds"], units["dvd"], labels=units["finetune"])
     lo, hi = variants[0], variants[-1]
     by_prompt = tuned.groupby(["breeds", "prompt"]).dvd.mean().unstack(0)
     diff = (by_prompt[lo] - by_prompt[hi]).dropna()
@@ -273,7 +268,8 @@ def trend(scores: pd.DataFrame, tau: float = 48.0, seed: int = 0) -> dict:
     paired["n"] = [int(tuned[tuned.breeds == k].prompt.nunique()) for k in (lo, hi)]  # prompts; the units are n_clusters
     averaged = scores.groupby(["breeds", "prompt"]).dvd.mean().reset_index()
     per_variant = averaged.groupby("breeds").dvd.agg(mean="mean", crossing=lambda s: float((s >= tau).mean()))
-    return {"spearman_rho": float(rho), "spearman_p": float(p_rho), "spearman_ci": ci, "n_finetunes": len(units),
+    return {"spearman_rho": float(rho), "spearman_p": float(p_rho), "spearman_ci": rank["ci"], "spearman": rank,
+            "n_finetunes": len(units),
             "least_breeds": int(lo), "most_breeds": int(hi), "paired_prompts": int(len(diff)),
             "mean_difference": paired["value"], "paired": paired, "differences": diff, "wilcoxon_p": w_p,
             "per_variant": per_variant, "per_finetune": units}

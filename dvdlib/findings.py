@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .report import number, percent
-from .stats import MIN_N, gate_passes, verdict
+from .stats import MIN_N, UNDERPOWERED, gate_passes, verdict
 
 SNAPSHOT = "toy/findings"
 COMMAND = "dvd toy findings --out toy/findings"
@@ -78,6 +78,8 @@ class Claim:
     note: str = ""
     requires: tuple | None = None
     empty: str = "nothing to measure in this run (n = 0)"
+    unit: str = "concepts"  # what a cluster is, for "underpowered (n concepts)"
+    paper_effect: str = ""  # the paper's effect in the claim's units, where it gives one
 
 
 #: The layers where the paper finds DominanceBench's Focus Score significantly higher (paper §3.4).
@@ -86,28 +88,33 @@ PAPER_FOCUS_LAYERS = frozenset(range(5, 11))
 _COLLAPSED = "no rigid+object prompt is collapsed before ablation (mean DvD ≥ τ), so no head has anything to mitigate (n = 0)"
 
 CLAIMS = (
-    Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts"),
+    Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts",
+          paper_effect="≥ 49.4 (DominanceBench ≥ 70 by construction, balanced 20.64)"),
     Claim("focus_layers", "04_focus_score", "fs_layers_gap",
           measure="mean Focus Score over the paper's layers 5–10, rigid+object − object+object prompts"),
     Claim("peak_token", "04_focus_score", "fs_peak_on_concept", null=None,
           measure="share of prompts whose peak token spells the rigid concept",
-          note="null: chance per prompt, the share of the prompt's content tokens that spell the concept"),
+          note="null: chance per prompt, the share of the prompt's content tokens that spell the concept",
+          paper_effect="share 0.83 (249/300; chance not reported)"),
     Claim("dominated_falls", "05_temporal_dynamics", "dominated_first", direction=-1,
           measure="mean change of the object token's deviation over the first interval"),
     Claim("dominated_below", "05_temporal_dynamics", "claim", direction=-1,
           measure="mean of (object − rigid concept) change over the first interval, per prompt"),
     Claim("single_head", "06_head_ablation", "single_dvd",
           measure="collapsed prompts mitigated by at least one single head, against a placebo", null=None,
-          note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED),
+          note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED,
+          paper_effect="rate 0.48 (145/300; no placebo)"),
     Claim("multi_head", "06_head_ablation", "multi_dvd",
           measure="collapsed prompts mitigated by ablating a whole layer, against a placebo", null=None,
-          empty=_COLLAPSED),
+          empty=_COLLAPSED, paper_effect="rate ≈ 0.6 (no placebo)"),
     Claim("detection", "08_detection_replacement", "det_gap",
           measure="flagged rigid+object rows − flagged object+object rows at the paper's threshold 0.010 "
-                  "(percentage points)", note="the threshold is on Stable Diffusion's Focus-Score scale"),
+                  "(percentage points)", note="the threshold is on Stable Diffusion's Focus-Score scale",
+          paper_effect="37.0 points (70.67% vs 33.67%)"),
     Claim("detection_matched", "08_detection_replacement", "det_matched",
           measure="flagged rigid+object rows − flagged object+object rows at the threshold that flags the "
-                  "paper's 33.67% of the control (percentage points)"),
+                  "paper's 33.67% of the control (percentage points)",
+          paper_effect="37.0 points (70.67% vs 33.67%)"),
     Claim("detection_auc", "08_detection_replacement", "det_auc", null=0.5,
           measure="area under the ROC curve of the detector's score, rigid+object vs object+object rows",
           note="no threshold; no effect = 0.5"),
@@ -117,9 +124,10 @@ CLAIMS = (
           requires=("median_before", 48.0, "the median DvD before replacement is below τ = 48: there is no "
                                            "collapse for the category word to relieve")),
     Claim("causal", "03_diversity_causal", "paired",
-          measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)"),
+          measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)", unit="fine-tunes"),
     Claim("causal_trend", "03_diversity_causal", "spearman", direction=-1,
-          measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)"),
+          measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)",
+          unit="fine-tunes"),
     Claim("noise_norm", "07_memorization", "bench_over_balanced",
           measure="mean noise-prediction norm, rigid+object − object+object",
           note="the memorized set of the paper's order does not exist in the toy world"),
@@ -184,7 +192,7 @@ def gates_table(snap: Snapshot) -> pd.DataFrame:
     rows = []
     for name, g in snap.gates["gates"].items():
         required = g.get("required")
-        result = ("pass" if gate_passes(g.get("ci_low"), required) else "FAIL") if required is not None else (
+        result = ("pass" if gate_passes(g.get("rate"), required) else "FAIL") if required is not None else (
             "pass" if g.get("n") and g["hits"] == g["n"] else "see rate")
         rows.append({"gate": name, "hits": g["hits"], "n": g["n"], "rate": percent(g["rate"], 1),
                      "95% CI": _interval(g.get("ci_low"), g.get("ci_high"), as_percent=True),
@@ -223,21 +231,25 @@ def unwritten_claims(chapter: str, keys) -> list[str]:
 
 #: The structured fields of a results row that a claim reads (`dvdlib.report.Report.add`).
 STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before", "null", "n_clusters",
-              "per_cluster", "without", "power_check", "scale_bound")
-#: The columns of ``claims.csv`` (`write_claims`), one row per measurement.
-CSV_COLUMNS = ("claim", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "n_clusters", "power_check")
+              "per_cluster", "loo", "method", "detectable", "spread", "power_check", "control", "scale_bound")
+#: The columns of ``claims.csv`` (`write_claims`), one row per measurement: ``clusters_a`` and
+#: ``clusters_b`` the clusters per side (b empty for a one-sample design), ``detectable`` the smallest
+#: effect the rule finds with 80% power at those counts and spread (`dvdlib.stats.detectable`).
+CSV_COLUMNS = ("claim", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "clusters_a", "clusters_b",
+               "method", "detectable", "paper_effect", "power_check", "control_rate", "control_ci_low",
+               "control_ci_high")
 
 
 def claims_table(snap: Snapshot) -> pd.DataFrame:
     """One row per (claim, measurement): the paper's words, the toy measurement, n (prompts and
-    clusters), null, 95% interval, power check and the verdict by `dvdlib.stats.verdict`, with
-    ``why`` (how the verdict follows, and when one cluster drives it) and ``per cluster``."""
+    clusters), null, 95% interval, detectable effect, power check and the verdict by
+    `dvdlib.stats.verdict`, with ``why`` (how the verdict follows) and ``per cluster``."""
     from .paper import CLAIMS as WORDS
 
     out = []
     for claim in CLAIMS:
         base = {"claim": claim.name, "paper says": WORDS[claim.name], "chapter": claim.chapter,
-                "toy measurement": claim.measure}
+                "toy measurement": claim.measure, "paper_effect": claim.paper_effect or None}
         chapter = snap.index.get("chapters", {}).get(claim.chapter)
         rows = _rows_for(snap, claim)
         if not rows:
@@ -256,22 +268,34 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
             if not unmet and n is not None and min(np.atleast_1d(n)) < MIN_N:
                 unmet, reason = True, f"only {_n(n)} prompt(s) measured: too few for a verdict (fewer than {MIN_N})"
             v = verdict(s["ci"], null, claim.direction, power=power, applies=not unmet and s["value"] is not None,
-                        scale_bound=bool(s["scale_bound"]))
+                        scale_bound=bool(s["scale_bound"]), n_clusters=s["n_clusters"], loo=s["loo"], unit=claim.unit)
             why = _why(v, claim, s, null) if not unmet or v != "inconclusive" else reason
             ci = s.get("ci") or [None, None]
+            sides = list(np.atleast_1d(s["n_clusters"])) if s["n_clusters"] is not None else []
+            control = s.get("control") or {}
+            control_ci = control.get("ci") or [None, None]
             out.append({**base, "toy measurement": claim.measure + (
                 f" ({row['quantity'].split(':')[-1].strip()})" if claim.key.endswith("*") else ""),
                 "this run": row.get("this run"), "n": _n(n), "clusters": _n(s["n_clusters"]),
                 "null": _num(null), "95% CI": _interval(*ci, as_percent=s.get("test") == "rate"),
                 "power check": power, "verdict": v, "why": why, "per cluster": _per_cluster(s["per_cluster"]),
                 "estimate": s["value"], "ci_low": ci[0], "ci_high": ci[1], "null_value": null,
-                "n_prompts": _total(n), "n_clusters": _total(s["n_clusters"])})
+                "n_prompts": _total(n), "clusters_a": sides[0] if sides else None,
+                "clusters_b": sides[1] if len(sides) > 1 else None, "method": s.get("method"),
+                "detectable": s.get("detectable"), "needed": _needed(v, s, null), "control_rate": control.get("value"),
+                "control_ci_low": control_ci[0], "control_ci_high": control_ci[1]})
     return pd.DataFrame(out)
 
 
+#: Each claim's unit, for the sentences that count clusters.
+CLAIM_UNIT = {c.name: c.unit for c in CLAIMS}
+#: The verdicts in the order the chapter counts them (the text before a ":" or "(").
+VERDICTS = ("reproduced", "not reproduced", "inconclusive", "underpowered", "not applicable")
+
 _EMPTY = {"this run": "—", "n": "—", "clusters": "—", "null": "—", "95% CI": "—", "power check": "n/a",
           "per cluster": "—", "estimate": None, "ci_low": None, "ci_high": None, "null_value": None,
-          "n_prompts": None, "n_clusters": None}
+          "n_prompts": None, "clusters_a": None, "clusters_b": None, "method": None, "detectable": None,
+          "needed": None, "control_rate": None, "control_ci_low": None, "control_ci_high": None}
 
 
 def claims_csv(snap: Snapshot) -> pd.DataFrame:
@@ -298,7 +322,7 @@ def _per_cluster(per: dict | None) -> str:
 
 
 def _why(v: str, claim: Claim, s: dict, null: float) -> str:
-    from .stats import NO_EFFECT, NOT_APPLICABLE
+    from .stats import MIN_CLUSTERS, NO_EFFECT, NOT_APPLICABLE, RESTS_ON
 
     side = "above" if claim.direction == 1 else "below"
     other = "below" if claim.direction == 1 else "above"
@@ -308,36 +332,55 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
         return "the measurement applies a threshold on Stable Diffusion's scale to another model; read the " \
                "scale-free rows (the area under the ROC curve, the operating point matched to the paper's control rate)" + note
     if v == NO_EFFECT:
-        return "the positive control (every head of every layer ablated) changed no image, so no ablation can " \
-               "mitigate anything in this model" + note
+        control = s.get("control") or {}
+        what = control.get("what") or "the positive control"
+        rate = f" ({_rate(control)})" if control.get("value") is not None else ""
+        return (f"{what} did not bring the dominated concept back measurably{rate}, so a null for fewer heads "
+                "cannot count" + note)
     if value is None:
         return claim.empty + note
     if null is None:
         return f"no null was measured ({s.get('test') or 'no placebo or chance level'}): no verdict" + note
+    if v.startswith(UNDERPOWERED):
+        return (f"{_n(s['n_clusters'])} {claim.unit}: a verdict needs at least {MIN_CLUSTERS} on each side, so that "
+                f"it survives leaving any one out; the estimate is {_num(value)}" + note)
     if ci is None:
-        clusters = s.get("n_clusters")
-        few = clusters is not None and min(np.atleast_1d(clusters)) < 2
-        return ("one cluster only: no interval over clusters" if few else "no interval") + note
+        return "no interval" + note
     interval = _interval(*ci)
-    if v == "reproduced":
-        text = f"the 95% interval {interval} lies {side} the null {_num(null)}"
+    detect = s.get("detectable")
+    power = (f"; with this spread the rule finds an effect of ±{_num(detect)} from the null with 80% power"
+             if detect is not None else "")
+    if v.startswith(RESTS_ON):
+        loo = s["loo"]["low"] if ci[0] > null else s["loo"]["high"]
+        text = (f"the 95% interval {interval} excludes the null {_num(null)}, but without {loo['cluster']} it is "
+                f"{_interval(*loo['ci'])} (estimate {_num(loo['value'])}): the verdict does not survive leaving one "
+                f"{claim.unit[:-1]} out")
+    elif v == "reproduced":
+        text = f"the 95% interval {interval} lies {side} the null {_num(null)}, with any one {claim.unit[:-1]} left out too"
     elif v == "not reproduced":
-        text = f"the 95% interval {interval} lies {other} the null {_num(null)}: the opposite of the paper's effect"
+        text = (f"the 95% interval {interval} lies {other} the null {_num(null)}, with any one {claim.unit[:-1]} left "
+                "out too: the opposite of the paper's effect")
     else:
         text = f"the 95% interval {interval} includes the null {_num(null)}"
-    return text + _driver(v, claim, s, null) + note
+    return text + power + note
 
 
-def _driver(v: str, claim: Claim, s: dict, null: float) -> str:
-    """When leaving out one cluster changes the verdict: say which cluster drives it."""
-    without = s.get("without")
-    if not without or without.get("ci") is None or v not in ("reproduced", "not reproduced"):
-        return ""
-    alone = verdict(without["ci"], null, claim.direction)
-    if alone == v:
-        return ""
-    return (f"; one cluster drives it: without {without['cluster']} the estimate is {_num(without['value'])}, "
-            f"interval {_interval(*without['ci'])}, which reads {alone}")
+def _needed(v: str, s: dict, null) -> int | None:
+    """For a claim the rule does not decide: how many clusters (on its smaller side) would find an
+    effect of this run's size with 80% power at this run's spread (`dvdlib.stats.clusters_needed`)."""
+    from .stats import clusters_needed
+
+    if v in ("reproduced", "not reproduced") or s.get("value") is None or null is None or not s.get("spread") \
+            or s.get("n_clusters") is None:
+        return None
+    return clusters_needed(s["value"] - null, tuple(np.atleast_1d(s["n_clusters"])), tuple(s["spread"]))
+
+
+def _rate(control: dict) -> str:
+    """A positive control's rate with its interval, "3/12 (25%, 95% CI [5.5%, 57.2%])"."""
+    ci = control.get("ci") or [None, None]
+    return (f"{control.get('hits')}/{control.get('n')} collapsed rows, {percent(control['value'], 0)}, "
+            f"95% CI {_interval(*ci, as_percent=True)}")
 
 
 def paragraphs(snap: Snapshot) -> list[str]:
@@ -360,11 +403,20 @@ def paragraphs(snap: Snapshot) -> list[str]:
                 continue
             ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "—" else ""
             power = f", positive control {r['power check']}" if r["power check"] != "n/a" else ""
+            if r["power check"] != "n/a" and r["control_rate"] is not None and r["control_rate"] == r["control_rate"]:
+                power += (f" ({percent(r['control_rate'], 0)} of the collapsed rows brought back, 95% CI "
+                          f"{_interval(r['control_ci_low'], r['control_ci_high'], as_percent=True)})")
             per = f" Per cluster: {r['per cluster']}." if r["per cluster"] != "—" else ""
             clusters = f" in {r['clusters']} clusters" if r["clusters"] != "—" else ""
             null = f", null {r['null']}" if r["null"] not in ("?", "—") else ", no null measured"
+            paper = f" The paper's effect: {r['paper_effect']}." if r["paper_effect"] else ""
+            if r["needed"] is not None and r["needed"] == r["needed"]:
+                paper += (f" With this spread, {int(r['needed'])} {CLAIM_UNIT[name]} would find an effect of this "
+                          "run's size with 80% power.")
+            elif not r["verdict"].startswith(("reproduced", "not reproduced", "not applicable")) and r["this run"] != "—":
+                paper += " No number of clusters would find an effect of this run's size (it is 0 or too small)."
             parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} prompts{clusters}{ci}{null}{power}) "
-                         f"— **{r['verdict']}**: {r['why']}.{per}")
+                         f"— **{r['verdict']}**: {r['why']}.{per}{paper}")
         texts.append(f"**{name}** ({first.chapter}). *The paper:* {first['paper says']} *The toy world:* "
                      + " ".join(parts) + _control_note(snap, name))
     return texts
@@ -374,7 +426,7 @@ def _control_note(snap: Snapshot, name: str) -> str:
     """For the claims that compare rigid+object with object+object prompts: how often the model
     composes two objects at all (the control only means "no collapse" when it does)."""
     gate = ((snap.gates or {}).get("gates") or {}).get("composition")
-    if name != "suppression" or not gate or gate_passes(gate.get("ci_low"), gate.get("required") or 0):
+    if name != "suppression" or not gate or gate_passes(gate.get("rate"), gate.get("required") or 0):
         return ""
     return (f" The control pairs two flexible objects, which this model draws together in only "
             f"{gate['hits']}/{gate['n']} images (composition gate): the control collapses too, so the "
@@ -408,7 +460,7 @@ def gates_figure(snap: Snapshot):
     names = list(gates)
     for i, name in enumerate(names):
         g = gates[name]
-        ok = gate_passes(g.get("ci_low"), g["required"]) if g.get("required") is not None else g["hits"] == g["n"]
+        ok = gate_passes(g.get("rate"), g["required"]) if g.get("required") is not None else g["hits"] == g["n"]
         ax.errorbar(g["rate"], i, xerr=[[g["rate"] - g["ci_low"]], [g["ci_high"] - g["rate"]]], fmt="o",
                     color="tab:green" if ok else "tab:red", capsize=4)
         if g.get("required") is not None:
@@ -449,8 +501,8 @@ def introduce(snap: Snapshot | None, run, folder, book_profile: str) -> None:
     if snap is None:  # the prose below still quotes these keys
         report.add("model_step", "toy model: training step", "—", "no snapshot")
         report.add("gates", "every quality gate passes", "—", "no snapshot")
-        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / not applicable", "—",
-                   "no snapshot")
+        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / underpowered / not "
+                   "applicable", "—", "no snapshot")
         report.save()
         return
     display(run.card(note=f"\n\n**This page reads `{folder}`**; the rest of this book was run with the "
@@ -519,23 +571,29 @@ def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
     for name, group in claims.groupby("claim", sort=False):
         report.add(f"claim_{name}", f"{name} ({group.chapter.iloc[0]})", WORDS[name],
                    "; ".join(f"{r['this run']} → {r['verdict']}" for _, r in group.iterrows()))
-    counts = table.verdict.str.split(":").str[0].value_counts()
-    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / not applicable", "—",
-               " / ".join(str(counts.get(v, 0)) for v in ("reproduced", "not reproduced", "inconclusive",
-                                                          "not applicable")) + f" of {len(table)}")
+    counts = table.verdict.str.split(r"[:(]").str[0].str.strip().value_counts()
+    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / underpowered / not applicable",
+               "—", " / ".join(str(counts.get(v, 0)) for v in VERDICTS) + f" of {len(table)}")
     report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
     return _for_people(table.set_index("claim"))
 
 
 def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
     """``claims.csv``'s table as a reader reads it: the interval in one cell, numbers to three
-    digits, column names in words."""
+    digits, clusters per side, column names in words."""
+    sides = [_n([a] if b != b or b is None else [a, b]) if a == a and a is not None else "—"
+             for a, b in zip(claims["clusters_a"], claims["clusters_b"])]
     out = pd.DataFrame({"verdict": claims["verdict"], "estimate": claims["estimate"].map(_num),
                         "95% CI": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
                         "null": claims["null"].map(_num), "prompts": claims["n_prompts"].map(_n),
-                        "clusters": claims["n_clusters"].map(_n), "power check": claims["power_check"]},
-                       index=claims.index)
+                        "clusters": sides, "detectable (80% power)": claims["detectable"].map(_detect),
+                        "power check": claims["power_check"]}, index=claims.index)
     return out.fillna("—")
+
+
+def _detect(x) -> str:
+    """A detectable effect, or "—" where the rule cannot decide (too few clusters, no spread)."""
+    return "—" if x is None or x != x else f"±{_num(x)}"
 
 
 def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
@@ -623,7 +681,7 @@ def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
         return None
     rows = [{"guidance": g["guidance"], "gate": g["gate"], "hits": int(g["hits"]), "n": int(g["n"]),
              "rate": percent(g["rate"], 1), "95% CI": _interval(g["ci_low"], g["ci_high"], as_percent=True),
-             "required": f"≥ {g['required']:.0%}", "result": "pass" if g["passed"] else "FAIL"} for g in gates]
+             "required": f"≥ {g['required']:.0%}", "result": "pass" if gate_passes(g["rate"], g["required"]) else "FAIL"} for g in gates]
     table = pd.DataFrame(rows).set_index(["guidance", "gate"])
     scales = dict.fromkeys(r["guidance"] for r in rows)
     every = {g: all(r["result"] == "pass" for r in rows if r["guidance"] == g) for g in scales}

@@ -8,7 +8,8 @@
 
 A concept counts as present when the judge answers Yes to at least ``present_at`` of its five
 graded questions (open choice; default 3, i.e. presence probability ≥ 0.7). Rates come with
-Clopper–Pearson 95% intervals.
+Clopper–Pearson 95% intervals, printed beside them; a gate passes when its rate reaches the
+required level (`dvdlib.stats.gate_passes`).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ REQUIRED = {"singles": 0.90, "composition": 0.60, "conditioning": 0.95}
 
 def _rate(hits: int, n: int, required: float | None = None) -> dict:
     """`dvdlib.stats.rate` (Clopper–Pearson) in gates.json's shape, with the required level; it
-    passes when the interval's lower bound reaches it (`dvdlib.stats.gate_passes`)."""
+    passes when the rate reaches it (`dvdlib.stats.gate_passes`; the interval is shown beside it)."""
     r = rate(hits, n)
     low, high = r["ci"] or (float("nan"), float("nan"))
     return {"hits": hits, "n": n, "rate": r["value"] if n else float("nan"), "ci_low": low, "ci_high": high,
-            "required": required, "passed": None if required is None else bool(n and gate_passes(low, required))}
+            "required": required, "passed": None if required is None else bool(n and gate_passes(r["value"], required))}
 
 
 def presence(judge, images, concept: str, category: str) -> list[int]:

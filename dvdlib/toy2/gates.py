@@ -8,8 +8,8 @@
 - **positive control**: ablating every head of every cross-attention layer at the first step
   changes the image (≥ 90%): head ablation (paper §3.6) has the power to change something here.
 
-A gate passes when the **lower bound** of its 95% Clopper–Pearson interval reaches the required
-level, not its point estimate. Presence and "images differ" are world 1's definitions
+A gate passes when its rate reaches the required level (`dvdlib.stats.gate_passes`, the book's one
+gate rule), its 95% Clopper–Pearson interval printed beside it. Presence and "images differ" are world 1's definitions
 (`dvdlib.toy.gates`).
 """
 
@@ -23,7 +23,7 @@ import pandas as pd
 from ..attention import intervene
 from ..generate import generate
 from ..layers import registry
-from ..stats import rate
+from ..stats import gate_passes, rate
 from ..store import Store
 from ..toy.gates import images_differ, presence
 from .world import World, caption
@@ -33,11 +33,11 @@ REQUIRED = {"singles": 0.90, "two_objects": 0.60, "three_objects": 0.40, "condit
 
 
 def gate(hits: int, n: int, required: float) -> dict:
-    """A gate's rate, its 95% interval, and whether the interval's lower bound reaches ``required``."""
+    """A gate's rate, its 95% interval, and whether the rate reaches ``required``."""
     r = rate(hits, n)
     low, high = r["ci"] or (float("nan"), float("nan"))
     return {"hits": hits, "n": n, "rate": r["value"] if n else float("nan"), "ci_low": low, "ci_high": high,
-            "required": required, "passed": bool(n and low >= required)}
+            "required": required, "passed": bool(n and gate_passes(r["value"], required))}
 
 
 def gate_prompts(world: World) -> dict[str, list[str]]:
