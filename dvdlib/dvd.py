@@ -6,6 +6,7 @@ The judge's answers are stored in each image's record (key ``judge:<judge>|<ques
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 
 import pandas as pd
@@ -15,10 +16,13 @@ from .metrics import dvd_score, is_dvd_image
 from .store import Store
 
 
-def _key(judge, questions: QuestionSet, content: str, obj: str, groups: tuple[str, str] | None = None) -> str:
-    """The store key of an image's answers; ``groups`` (the concept's and the object's question
-    groups) only where the kinds moved them off the category/object groups asked before."""
-    return f"judge:{judge.name}|{questions.name}|{content}|{obj}" + (f"|{groups[0]}|{groups[1]}" if groups else "")
+def _key(judge, questions: QuestionSet, content: str, obj: str, groups: tuple[str, str]) -> str:
+    """The store key of an image's answers: the judge, the set, the two concepts and a digest of
+    the ten questions asked (``groups``: the concept's and the object's question groups), so that
+    answers to reworded questions are never read back as answers to the new ones."""
+    asked = questions.group(groups[0]).texts(content) + questions.group(groups[1]).texts(obj)
+    digest = hashlib.sha256("\n".join(asked).encode()).hexdigest()[:12]
+    return f"judge:{judge.name}|{questions.name}|{content}|{obj}|{digest}"
 
 
 @lru_cache(maxsize=1)
@@ -64,8 +68,7 @@ def judge_images(rows: pd.DataFrame, seeds, store: Store, judge, questions: Ques
     records = stored.set_index(["prompt", "seed"]) if len(stored) else None
     for row in rows.itertuples():
         groups = question_groups(row, questions)
-        before = (row.content_type if row.content_type in questions.categories else OBJECTS, OBJECTS)
-        key = _key(judge, questions, row.content, row.nm_word, None if groups == before else groups)
+        key = _key(judge, questions, row.content, row.nm_word, groups)
         known = {seed: records.loc[(row.prompt, seed)].get(key) if records is not None
                  and (row.prompt, seed) in records.index else None for seed in seeds}
         missing = [seed for seed, answer in known.items() if not isinstance(answer, dict)]

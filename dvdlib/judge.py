@@ -5,13 +5,16 @@ every image (how calls are batched is the judge's business) and the raw answers 
 verbatim, one list per image. `is_yes` reads an answer as the authors' release does. A `QuestionSet` (YAML,
 `load_questions`) holds five question templates per concept category and five for objects, each
 set with its instruction; `yes_counts` asks an image's ten questions and returns the Yes counts
-``c`` and ``n`` that `dvdlib.metrics.dvd_score` turns into a DvD Score.
+``c`` and ``n`` that `dvdlib.metrics.dvd_score` turns into a DvD Score. A set with ``fill: english``
+(the book's) writes each concept in good English (`noun_phrase`); the others put it in as given.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
@@ -28,10 +31,52 @@ KNOWN_CATEGORIES = ("artist", "landmark", "character", "style")
 #: Kinds of ordinary concepts (the control sets' concepts, `dvdlib.dvd.concept_kind`), each with
 #: its own question group where a question set has one; a kind without a group is asked the
 #: object questions.
-KINDS = ("object", "animal", "person", "building", "plant", "scene", "time", "style")
+KINDS = ("object", "thing", "animal", "person", "building", "plant", "scene", "time", "style")
 PLACEHOLDER = "{concept}"
 #: The key of the object questions in a question file and in `QuestionSet.match`.
 OBJECTS = "objects"
+#: How ``{concept}`` is filled in: ``verbatim`` (the concept as given, as the authors' scorer does) or
+#: ``english`` (its noun phrase, `noun_phrase`). A question file names it in ``fill``.
+FILLS = ("verbatim", "english")
+#: The kinds of noun of ``concept_nouns.csv``: count (takes "a"/"an"), mass (no article: paint, fog),
+#: plural (no article, plural questions: books, the Alps), name (a proper name: Tokyo, the Kremlin).
+NOUNS = ("count", "mass", "plural", "name")
+
+
+@lru_cache(maxsize=1)
+def concept_nouns() -> dict[tuple[str, str], tuple[str, str]]:
+    """(concept in lower case, question group or "") → (noun, written form), labelled by hand
+    (``dvdlib/data/concept_nouns.csv``); a concept not listed is a countable noun written as given."""
+    path = Path(str(files("dvdlib") / "data" / "concept_nouns.csv"))
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
+    table = {}
+    for row in csv.DictReader(lines):
+        if row["noun"] not in NOUNS:
+            raise ValueError(f"{path.name}: {row['concept']!r}: noun must be one of {NOUNS}, got {row['noun']!r}")
+        table[row["concept"], row["kind"] or ""] = (row["noun"], row["written"] or row["concept"])
+    return table
+
+
+def noun_phrase(concept: str, group: str = "") -> tuple[str, bool]:
+    """The words that stand for ``concept`` in an English question, article included, and whether it
+    is plural: "a mug", "an apron", "paint", "Tokyo", "the Alps" (plural). ``group``: the question
+    group asking, for a concept written differently there (`concept_nouns`)."""
+    key = str(concept).strip().lower()
+    table = concept_nouns()
+    noun, written = table.get((key, group)) or table.get((key, "")) or ("count", str(concept).strip())
+    if noun == "count" and not re.match(r"(a|an|the) ", written, re.I):
+        written = f"{'an' if written[:1].lower() in 'aeiou' else 'a'} {written}"
+    return written, noun == "plural"
+
+
+def _strip_article(phrase: str) -> str:
+    return re.sub(r"^(a|an) ", "", phrase, flags=re.I)
+
+
+@lru_cache(maxsize=1)
+def _concept_of_phrase() -> dict[str, str]:
+    """Written form (lower case, without "a"/"an") → concept: `noun_phrase` read backwards."""
+    return {_strip_article(written).lower(): concept for (concept, _), (_, written) in concept_nouns().items()}
 
 
 @runtime_checkable
@@ -59,23 +104,59 @@ def is_yes(answer: str) -> bool:
 
 @dataclass(frozen=True)
 class QuestionGroup:
-    """Five question templates with ``{concept}`` and the instruction appended to each (paper §2)."""
+    """Five question templates with ``{concept}`` and the instruction appended to each (paper §2).
+
+    With ``english``, ``{concept}`` (and an "a"/"an" before it) becomes the concept's noun phrase
+    (`noun_phrase`: "an apron", "paint", "Tokyo") and a plural concept is asked the ``plural``
+    templates (the same five questions with plural verbs); else the concept is put in as given."""
 
     instruction: str
     templates: tuple[str, ...]
+    name: str = ""
+    plural: tuple[str, ...] = ()
+    english: bool = False
 
     def texts(self, concept: str) -> list[str]:
         """The five full questions about ``concept``, instruction included."""
-        return [f"{t.replace(PLACEHOLDER, concept)} {self.instruction}".strip() for t in self.templates]
+        if not self.english:
+            return [f"{t.replace(PLACEHOLDER, concept)} {self.instruction}".strip() for t in self.templates]
+        phrase, plural = noun_phrase(concept, self.name)
+        if plural and not self.plural:
+            raise ValueError(f"question group {self.name!r} has no plural questions for {concept!r}")
+        return [f"{_fill(t, phrase)} {self.instruction}".strip() for t in (self.plural if plural else self.templates)]
 
     def match(self, question: str) -> tuple[int, str] | None:
-        """(index of the template, concept) if ``question`` is one of this group's questions."""
-        for i, t in enumerate(self.templates):
-            head, tail = (re.escape(part) for part in t.split(PLACEHOLDER))
-            m = re.fullmatch(rf"{head}(.+?){tail}(?:\s+{re.escape(self.instruction)})?", question.strip(), re.I | re.S)
-            if m:
-                return i, m.group(1).strip()
-        return None
+        """(index of the template, concept) if ``question`` is one of this group's questions (where
+        an english set's singular and plural forms both fit, the shorter noun phrase)."""
+        found = []
+        for templates in (self.templates, self.plural if self.english else ()):
+            for i, t in enumerate(templates):
+                head, tail = (re.escape(part) for part in t.split(PLACEHOLDER))
+                if self.english:
+                    head = re.sub(r"(^|\\ )an?\\ $", r"\1", head)  # the article is part of the noun phrase
+                m = re.fullmatch(rf"{head}(.+?){tail}(?:\s+{re.escape(self.instruction)})?", question.strip(), re.I | re.S)
+                if m and not self.english:
+                    return i, m.group(1).strip()
+                if m:
+                    found.append((i, _strip_article(m.group(1).strip())))
+        if not found:
+            return None
+        i, phrase = min(found, key=lambda f: len(f[1]))
+        return i, _concept_of_phrase().get(phrase.lower(), phrase)
+
+
+def _fill(template: str, phrase: str) -> str:
+    """``template`` with its ``{concept}`` (with any "a"/"an" before it) replaced by ``phrase``; "the
+    {concept}" keeps one "the" and drops "a"/"an"; capitalised at the start of the question."""
+    head, tail = template.split(PLACEHOLDER)
+    article = re.search(r"(^|\s)(a|an|the) $", head, re.I)
+    if article:
+        head = head[: article.start(2)]
+        if article.group(2).lower() == "the" and not re.match(r"the ", phrase, re.I) and not phrase[:1].isupper():
+            phrase = f"the {_strip_article(phrase)}"
+    if not head:
+        phrase = phrase[:1].upper() + phrase[1:]
+    return head + phrase + tail
 
 
 @dataclass(frozen=True)
@@ -109,21 +190,17 @@ class QuestionSet:
         return self.objects.texts(obj)
 
     def match(self, question: str) -> tuple[str, int, str] | None:
-        """(category or "objects", template index, concept) of a question of this set, else None."""
-        for category, group in [*self.categories.items(), (OBJECTS, self.objects)]:
+        """(category or "objects", template index, concept) of a question of this set, else None; a
+        question two groups share (the thing group's object questions) is the object group's."""
+        for category, group in [(OBJECTS, self.objects), *self.categories.items()]:
             found = group.match(question)
             if found:
                 return (category, *found)
         return None
 
 
-def _group(where: str, data) -> QuestionGroup:
-    """Validate one group of a question file (five templates, each with one ``{concept}``)."""
-    if not isinstance(data, dict) or set(data) != {"instruction", "questions"}:
-        raise ValueError(f"{where}: expected exactly the keys 'instruction' and 'questions', got {data!r}")
-    instruction, questions = data["instruction"], data["questions"]
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError(f"{where}: 'instruction' must be a non-empty string")
+def _templates(where: str, questions) -> tuple[str, ...]:
+    """Validate five question templates, each with one ``{concept}``."""
     if not isinstance(questions, list) or len(questions) != QUESTIONS_PER_SET:
         n = len(questions) if isinstance(questions, list) else type(questions).__name__
         raise ValueError(f"{where}: expected {QUESTIONS_PER_SET} questions, got {n}")
@@ -134,7 +211,20 @@ def _group(where: str, data) -> QuestionGroup:
             raise ValueError(f"{where}, question {i}: the only placeholder allowed is {PLACEHOLDER}: {q!r}")
     if len(set(questions)) != len(questions):
         raise ValueError(f"{where}: duplicate questions")
-    return QuestionGroup(instruction.strip(), tuple(q.strip() for q in questions))
+    return tuple(q.strip() for q in questions)
+
+
+def _group(where: str, data, name: str = "", english: bool = False) -> QuestionGroup:
+    """Validate one group of a question file (five templates, each with one ``{concept}``; optionally
+    ``plural``: the same five for a plural concept, used where the set's fill is english)."""
+    if not isinstance(data, dict) or not {"instruction", "questions"} <= set(data) <= {"instruction", "questions", "plural"}:
+        raise ValueError(f"{where}: expected the keys 'instruction' and 'questions' (and optionally 'plural'), got {data!r}")
+    instruction = data["instruction"]
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"{where}: 'instruction' must be a non-empty string")
+    templates = _templates(where, data["questions"])
+    plural = _templates(f"{where}, plural", data["plural"]) if "plural" in data else ()
+    return QuestionGroup(instruction.strip(), templates, name, plural, english)
 
 
 def questions_from_dict(data: dict, name: str = "questions",
@@ -142,9 +232,9 @@ def questions_from_dict(data: dict, name: str = "questions",
     """Validate a parsed question file (see `load_questions`) and build the `QuestionSet`."""
     if not isinstance(data, dict):
         raise ValueError(f"{name}: a question file is a mapping, got {type(data).__name__}")
-    unknown = set(data) - {"name", "description", "categories", OBJECTS}
+    unknown = set(data) - {"name", "description", "fill", "categories", OBJECTS}
     if unknown:
-        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; allowed: name, description, categories, {OBJECTS}")
+        raise ValueError(f"{name}: unknown keys {sorted(unknown)}; allowed: name, description, fill, categories, {OBJECTS}")
     if not isinstance(data.get("categories"), dict) or not data["categories"]:
         raise ValueError(f"{name}: 'categories' must map at least one category to its questions")
     if OBJECTS not in data:
@@ -152,9 +242,12 @@ def questions_from_dict(data: dict, name: str = "questions",
     bad = [c for c in data["categories"] if categories is not None and c not in categories]
     if bad:
         raise ValueError(f"{name}: unknown category {bad[0]!r}; known: {list(categories)}")
-    name = str(data.get("name", name))
-    groups = {str(c): _group(f"{name}: category {c!r}", g) for c, g in data["categories"].items()}
-    return QuestionSet(name, groups, _group(f"{name}: {OBJECTS}", data[OBJECTS]))
+    fill = data.get("fill", "verbatim")
+    if fill not in FILLS:
+        raise ValueError(f"{name}: 'fill' must be one of {FILLS}, got {fill!r}")
+    name, english = str(data.get("name", name)), fill == "english"
+    groups = {str(c): _group(f"{name}: category {c!r}", g, str(c), english) for c, g in data["categories"].items()}
+    return QuestionSet(name, groups, _group(f"{name}: {OBJECTS}", data[OBJECTS], OBJECTS, english))
 
 
 #: ``-p questions authors:/path/to/DominanceBench``: the authors' own question set (`dvdlib.authors`).
@@ -168,13 +261,15 @@ def load_questions(source: str | Path = "toy", categories: Sequence[str] | None 
     it), with their answer rule and their processor's pixel limits (`dvdlib.authors`). Schema (paper §2)::
 
         name: toy
+        fill: verbatim      # or english: {concept} becomes its noun phrase (`noun_phrase`)
         categories:
           landmark: {instruction: "Answer only Yes or No.", questions: [five with {concept}]}
           ...
         objects: {instruction: "Answer only Yes or No.", questions: [five with {concept}]}
 
-    Errors name the file, the group and the question: wrong number of questions, a missing or
-    extra placeholder, a category outside ``categories`` (None: any name).
+    A group may add ``plural: [five]``, its questions for a plural concept (english fill). Errors
+    name the file, the group and the question: wrong number of questions, a missing or extra
+    placeholder, a category outside ``categories`` (None: any name).
     """
     if str(source).startswith(AUTHORS_PREFIX):
         from . import authors

@@ -220,15 +220,28 @@ def test_toy_findings_chapter_without_a_snapshot_says_how_to_make_it(tmp_path):
     assert rows["verdicts"]["this run"] == "no snapshot"
 
 
-def test_why_says_when_the_effect_is_the_opposite_and_when_one_cluster_drives_it():
+def _clustered():
+    """Three concepts of eight prompts each: one shows a large effect, two none at all."""
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(5.0, 0.5, 8), rng.normal(0.0, 0.5, 8), rng.normal(-0.3, 0.5, 8)]
+    return x, ["mosaic"] * 8 + ["tower"] * 8 + ["robot"] * 8
+
+
+def test_why_says_when_the_effect_is_the_opposite_rests_on_one_cluster_or_is_underpowered():
     suppression = next(c for c in F.CLAIMS if c.name == "suppression")
     text = F._why("not reproduced", suppression, {"value": -21.2, "ci": [-29.5, -13.7]}, 0.0)
     assert "[-29.5, -13.7] lies below the null 0" in text and "opposite of the paper's effect" in text
+    loo = {"low": {"cluster": "mosaic", "value": 0.2, "ci": [-0.4, 0.8]}, "high": {"cluster": "tower", "value": 3.0,
+                                                                                  "ci": [1.0, 5.0]}}
+    s = {"value": 2.0, "ci": [0.5, 3.5], "n_clusters": [4, 6], "loo": loo}
+    v = S.verdict(s["ci"], 0.0, 1, n_clusters=s["n_clusters"], loo=loo)
+    assert v == "inconclusive: rests on mosaic"
+    text = F._why(v, suppression, s, 0.0)
+    assert "without mosaic it is [-0.4, 0.8]" in text and "does not survive leaving one concept out" in text
     x, clusters = _clustered()
-    s = S.difference(x, np.zeros(12), clusters=(clusters, np.repeat(list("abcdef"), 2)))
-    s["ci"] = [0.5, 5.0]  # as if the interval excluded 0: leaving out mosaic must say it drives the verdict
-    text = F._why("reproduced", suppression, s, 0.0)
-    assert "one cluster drives it: without mosaic" in text and "which reads not reproduced" in text
+    under = S.difference(x, np.zeros(12), clusters=(clusters, np.repeat(list("ab"), 6)))
+    v = S.decide(under)
+    assert v == "underpowered (2 concepts)" and "at least 3 on each side" in F._why(v, suppression, under, 0.0)
 
 
 def test_claims_csv_has_the_agreed_columns_and_chapter_09_reads_it(tmp_path):
@@ -240,7 +253,8 @@ def test_claims_csv_has_the_agreed_columns_and_chapter_09_reads_it(tmp_path):
     assert tuple(table.columns) == F.CSV_COLUMNS
     assert set(table.power_check) <= set(S.POWER)
     peak = table.set_index("claim").loc["peak_token"]
-    assert peak.null == 0.5 and peak.n_prompts == 24 and peak.n_clusters == 3 and peak.verdict == "inconclusive"
+    assert peak.null == 0.5 and peak.n_prompts == 24 and peak.clusters_a == 3 and np.isnan(peak.clusters_b)
+    assert peak.verdict.split(":")[0] == "inconclusive"
     report = Report("09_fixture", _Profile(), tmp_path / "book")
     shown = F.add_claims(F.load_snapshot(snap.folder), report)
     assert list(shown.verdict) == list(table.verdict)
@@ -267,7 +281,8 @@ def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
     path.write_text(json.dumps(body))
     t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
     assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
-    assert t.loc["detection_auc", "n"] == "4 vs 4" and t.loc["detection_auc", "verdict"] in ("reproduced", "inconclusive")
+    assert t.loc["detection_auc", "n"] == "4 vs 4"
+    assert t.loc["detection_auc", "verdict"].split(":")[0] in ("reproduced", "inconclusive")
 
 
 def test_too_few_prompts_give_no_verdict(tmp_path):
@@ -295,6 +310,5 @@ def test_numeric_cluster_labels_name_their_clusters_as_text():
     by_number = S.location(x, alternative="greater", clusters=numbers)
     assert by_number["per_cluster"] == by_text["per_cluster"] and set(by_number["per_cluster"]) == {"0", "1", "2"}
     assert by_number["per_cluster"]["0"] == pytest.approx(np.mean(x[:8]))
-    assert by_number["without"]["cluster"] == "0" and by_number["ci"] == by_text["ci"]
-    mean = lambda v: float(np.mean(v))  # noqa: E731
-    assert S.cluster_interval([(x, numbers)], mean) == S.cluster_interval([(x, [str(n) for n in numbers])], mean)
+    assert by_number["loo"] == by_text["loo"] and by_number["ci"] == by_text["ci"]
+    assert {by_number["loo"]["low"]["cluster"], by_number["loo"]["high"]["cluster"]} <= {"0", "1", "2"}

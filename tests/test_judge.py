@@ -124,7 +124,7 @@ def test_the_paper_question_set_follows_paper_section_2():
     for category in ("landmark", "character", "objects"):
         assert paper.group(category).instruction == "Answer only Yes or No."
     asked = paper.concept_questions("van gogh", "artist") + paper.object_questions("notebook")
-    assert len(asked) == 10 and all("van gogh" in q for q in asked[:5]) and all("notebook" in q for q in asked[5:])
+    assert len(asked) == 10 and all("Van Gogh" in q for q in asked[:5]) and all("notebook" in q for q in asked[5:])
     assert paper.match(asked[7]) == ("objects", 2, "notebook")
 
 
