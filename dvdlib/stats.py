@@ -302,10 +302,17 @@ def _wilcoxon(x: np.ndarray, alternative: str) -> float:
     return float(stats.wilcoxon(x, alternative=alternative, method="exact" if exact else "approx").pvalue)
 
 
+def _within(ci, bounds) -> list | None:
+    """An interval cut to the values a quantity can take (a share: [0, 1]); a t interval over few
+    clusters can reach past them, and no verdict against a null inside them changes."""
+    return None if ci is None or bounds is None else [min(max(v, bounds[0]), bounds[1]) for v in ci]
+
+
 def _shifted(result: dict, base: float) -> dict:
-    """``result`` (about an excess over a per-prompt baseline) moved onto the rate's scale."""
+    """``result`` (about an excess over a per-prompt baseline) moved onto the rate's scale, its
+    intervals cut to [0, 1]."""
     move = lambda v: None if v is None else v + base
-    pair = lambda ci: None if ci is None else [move(v) for v in ci]
+    pair = lambda ci: None if ci is None else _within([move(v) for v in ci], (0.0, 1.0))
     out = {**result, "value": move(result["value"]), "ci": pair(result["ci"]), "null": base,
            "per_cluster": {k: v + base for k, v in (result.get("per_cluster") or {}).items()}}
     if result.get("loo"):
@@ -430,13 +437,16 @@ def spearman(x, y, labels=None) -> dict:
     return out
 
 
-def cluster_mean(values, clusters) -> dict:
+def cluster_mean(values, clusters, bounds: tuple | None = None) -> dict:
     """A mean (of scores, or of booleans: a share) over concepts, each concept weighing the same,
-    with its t interval over the concepts' means (`one_sample`)."""
+    with its t interval over the concepts' means (`one_sample`), cut to ``bounds`` (e.g. (0, 1) for
+    a share, (0, 100) for a DvD Score) where given."""
     values = np.asarray(values, float)
     out = {"value": None, "n": len(values), "ci": None, "test": "mean over cluster means"}
     if len(values):
         out.update(one_sample(values, clusters))
+        if bounds is not None:
+            out["ci"] = _within(out["ci"], bounds)
     return out
 
 

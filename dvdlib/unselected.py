@@ -1,15 +1,27 @@
 """Unselected prompts (the paper's ACCV version): does dominance hold on prompts that were never
 chosen because they collapsed?
 
-DominanceBench kept the candidates whose images collapsed under SD 1.4 (paper §3.2); the
-unselected set writes DominanceBench's own concepts and objects into fixed templates and keeps
-every prompt. Comparing the two (and the balanced control) asks how much of DominanceBench's DvD
-comes from that selection. Prompts that share a concept are not independent (the concept is what
-dominates), so every interval here resamples **concepts** (a cluster bootstrap: draw concepts with
-replacement, keep all of a drawn concept's prompts), never single prompts.
+DominanceBench kept the candidates whose images collapsed under SD 1.4 on the ten seeds of the
+authors' release (paper §2, §3.2: at least 7 of 10 DvD images); the unselected set writes
+DominanceBench's own concepts and objects into fixed templates and keeps every prompt. Comparing
+the two (and the balanced control) asks how much of DominanceBench's DvD comes from that selection.
+Scored again on the seeds that selected it, DominanceBench keeps the luck of those seeds too
+(regression to the mean), so it is also scored on **fresh seeds** (`fresh_seeds`) that selected
+nothing: selection seeds − fresh seeds is the selection effect, and benchmark − unselected on the
+fresh seeds is the comparison free of it.
+
+Prompts that share a concept are not independent (the concept is what dominates), so the unit of
+every interval here is the **concept** (`dvdlib.stats`: t intervals over cluster means). Two sets
+written from the same concepts are **paired by concept**: each concept's mean on one side minus its
+mean on the other, then the mean of those differences with its Student-t interval over concepts
+(`paired_by_concept`); sets with no concept in common (the balanced control, whose unit is its pair
+of concepts) are two independent samples of cluster means (`dvdlib.stats.difference`, Welch's t).
 """
 
 from __future__ import annotations
+
+import math
+import random
 
 import numpy as np
 import pandas as pd
@@ -19,21 +31,63 @@ from .dvd import per_prompt
 
 #: The prompt sets compared, by the role a world gives them, in the order tables show them.
 ROLES = ("unselected", "benchmark", "balanced")
+#: The two seed sets: the profile's seeds (the ones that selected DominanceBench under ``paper``)
+#: and the fresh seeds that selected nothing; the ``seeds`` column of `scores`.
+SELECTION, FRESH = "selection", "fresh"
+#: The recipe of the default fresh seeds: ``random.Random(FRESH_RECIPE).randint(1, 10000)`` in turn,
+#: skipping the selection seeds and repeats. The paper's ten seeds are the same draws from
+#: ``random.Random(42)`` (paper §2); 43 is the next generator. Its first ten draws are
+#: 632, 4688, 2359, 7579, 6061, 1578, 7426, 9811, 8164, 9978.
+FRESH_RECIPE = 43
+
+
+def fresh_seeds(selection, seeds=None) -> list[int]:
+    """Seeds that did not select DominanceBench: ``seeds`` when given (an error when one of them is
+    a selection seed), else as many as ``selection`` drawn by `FRESH_RECIPE`.
+
+    The **selection seeds** are the profile's seeds: under ``paper`` (and ``smoke``, the first two
+    of them) the ten seeds of the authors' release, 1825, 410, 4507, 4013, 3658, 2287, 1680, 8936,
+    1425, 9675 (paper §2), the seeds on which SD 1.4's images decided which candidates entered
+    DominanceBench (paper §3.2). Under ``toy`` they are the same ten, but the toy benchmark was never
+    filtered on them, so there the selection effect is a placebo (expected 0)."""
+    selection = [int(s) for s in selection]
+    if seeds is None:
+        draw, out = random.Random(FRESH_RECIPE), []
+        while len(out) < len(selection):
+            s = draw.randint(1, 10000)
+            if s not in selection and s not in out:
+                out.append(s)
+        return out
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"fresh seeds must be distinct and at least one, got {seeds}")
+    shared = sorted(set(seeds) & set(selection))
+    if shared:
+        raise ValueError(f"fresh seeds {shared} are selection seeds (the profile's {selection}): "
+                         "fresh seeds must be seeds that did not select the benchmark")
+    return seeds
+
+
+def min_images(n_images: int, min_share: float) -> int:
+    """The inclusion rule's count: at least ``min_share`` of ``n_images`` (7 of 10, paper §3.2)."""
+    return math.ceil(round(min_share * n_images, 9))
 
 
 def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
     """The unselected, benchmark and balanced sets of ``run``'s world (at most ``n`` rows each), in
     one table: ``set``, ``case_num`` prefixed by the set ("unselected:12"), ``cluster`` (the set's
     own ``cluster`` column, else the concept, `dvdlib.stats.clusters_of`: for the balanced control
-    the pair, both word orders together) and ``template`` (``template_id`` or
-    ``template``, else the set's name). The balanced set's ``content_type`` becomes "balanced"."""
+    the pair, both word orders together; lower case, so that one concept is one label in every set)
+    and ``template`` (``template_id`` or ``template``, else the set's name). The balanced set's
+    ``content_type`` becomes "balanced"."""
     tables = []
     for role in ROLES:
         table = run.prompts(role, n, tokenize=False)
         table = table.assign(content_type="balanced") if role == "balanced" else table
+        cluster = (table["cluster"].astype(str).str.lower() if "cluster" in table else
+                   stats.clusters_of(table, pair=role == "balanced"))
         tables.append(table.assign(
-            set=role, case_num=role + ":" + table["case_num"].astype(str),
-            cluster=table["cluster"] if "cluster" in table else stats.clusters_of(table, pair=role == "balanced"),
+            set=role, case_num=role + ":" + table["case_num"].astype(str), cluster=cluster,
             template=(table["template_id"] if "template_id" in table else
                       table["template"].astype(str) if "template" in table else role)))
     return pd.concat(tables, ignore_index=True)
@@ -44,76 +98,168 @@ def shared_prompts(sets: pd.DataFrame, a: str = "unselected", b: str = "benchmar
     return len(set(sets.prompt[sets.set == a]) & set(sets.prompt[sets.set == b]))
 
 
+def identical(sets: pd.DataFrame, a: str = "unselected", b: str = "benchmark") -> bool:
+    """Whether sets ``a`` and ``b`` are the same prompts (the toy world's: its benchmark analogue was
+    never filtered either), so that comparing them on the same seeds gives 0 by construction."""
+    pa, pb = set(sets.prompt[sets.set == a]), set(sets.prompt[sets.set == b])
+    return bool(pa) and pa == pb
+
+
+def generate_and_judge(run, sets: pd.DataFrame, models, fresh) -> pd.DataFrame:
+    """`dvdlib.dvd.generate_and_judge` of every set on the profile's seeds (``seeds`` "selection"),
+    and of the benchmark set on the ``fresh`` seeds too ("fresh"), one model at a time: one
+    judged-image table with ``model`` and ``seeds`` columns. Images and answers are the store's
+    (keyed by prompt and seed), so nothing is made twice."""
+    from .dvd import judge_images
+    from .generate import generate
+
+    P, judged = run.profile, []
+    benchmark = sets[sets.set == "benchmark"]
+    for name, pipe in run.pipes(models):
+        store = run.store(name)
+        generate(pipe, sets.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size)
+        generate(pipe, benchmark.prompt.unique(), fresh, store=store, batch_size=P.batch_size)
+        judged += [judge_images(sets, P.seeds, store, run.judge, run.questions).assign(model=name, seeds=SELECTION),
+                   judge_images(benchmark, fresh, store, run.judge, run.questions).assign(model=name, seeds=FRESH)]
+        del pipe
+    return pd.concat(judged, ignore_index=True)
+
+
+#: How each (set, seeds) is named in figures, in the order tables and figures show them.
+GROUPS = {("unselected", SELECTION): "unselected", ("benchmark", SELECTION): "benchmark, selection seeds",
+          ("benchmark", FRESH): "benchmark, fresh seeds", ("balanced", SELECTION): "balanced"}
+
+
 def scores(images: pd.DataFrame, sets: pd.DataFrame, tau: float) -> pd.DataFrame:
-    """Per model and prompt-set row: mean DvD and DvD images (`dvdlib.dvd.per_prompt`), with the
-    row's ``set``, ``cluster`` and ``template``."""
-    per = pd.concat([per_prompt(g, tau).assign(model=m) for m, g in images.groupby("model", sort=False)],
-                    ignore_index=True)
-    return per.merge(sets[["case_num", "set", "cluster", "template"]], on="case_num")
+    """Per model, seed set and prompt-set row: mean DvD and DvD images (`dvdlib.dvd.per_prompt`),
+    with the row's ``set``, ``cluster`` and ``template``, the ``seeds`` it was scored on and its
+    ``group`` (`GROUPS`). Images without a ``seeds`` column count as the selection seeds."""
+    images = images if "seeds" in images else images.assign(seeds=SELECTION)
+    per = pd.concat([per_prompt(g, tau).assign(model=m, seeds=s)
+                     for (m, s), g in images.groupby(["model", "seeds"], sort=False)], ignore_index=True)
+    out = per.merge(sets[["case_num", "set", "cluster", "template"]], on="case_num")
+    return out.assign(group=[GROUPS.get((a, s), f"{a}, {s} seeds") for a, s in zip(out.set, out.seeds)])
 
 
-def _joint_means(values, clusters, pool, draws) -> np.ndarray:
-    """Resampled means of one set when ``draws`` index concepts of ``pool`` (a concept the set lacks
-    adds nothing to it)."""
-    sums = pd.DataFrame({"v": np.asarray(values, float), "c": np.asarray(clusters)}).groupby("c").v.agg(["sum", "size"])
-    sums = sums.reindex(pool, fill_value=0)
-    return sums["sum"].to_numpy()[draws].sum(1) / np.maximum(sums["size"].to_numpy()[draws].sum(1), 1)
+# ------------------------------------------------------------------------------ comparisons
 
 
-def cluster_difference(a, a_clusters, b, b_clusters, seed: int = 0) -> dict:
-    """Mean of ``a`` minus mean of ``b`` with a 95% cluster-bootstrap interval over concepts, and
-    the structured fields of `dvdlib.report.Report.add` (``value``, ``n`` prompts, ``clusters``,
-    ``ci``, ``test``). Sets that share concepts (DominanceBench and the unselected set are written
-    from the same ones) are resampled **jointly**: one draw of concepts, each drawn concept bringing
-    its prompts of both sets, so a concept's own level cancels. Sets with no concept in common (the
-    balanced control) are resampled independently (`dvdlib.stats.difference` with clusters)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    shared = set(a_clusters) & set(b_clusters)
-    counts = {"clusters": [len(set(a_clusters)), len(set(b_clusters))]}
-    if not shared:
-        out = stats.difference(a, b, clusters=(list(a_clusters), list(b_clusters)))
-        return {**out, **counts, "test": "difference of means, cluster bootstrap over concepts"}
-    out = {"value": None, "n": [len(a), len(b)], **counts, "ci": None,
-           "test": "difference of means, cluster bootstrap over concepts (drawn jointly for both sets)"}
-    if len(a) and len(b):
-        out["value"] = float(a.mean() - b.mean())
-        pool = sorted(set(a_clusters) | set(b_clusters), key=str)
-        draws = np.random.default_rng(seed).integers(len(pool), size=(stats.N_RESAMPLES, len(pool)))
-        resampled = _joint_means(a, a_clusters, pool, draws) - _joint_means(b, b_clusters, pool, draws)
-        out["ci"] = [float(v) for v in np.percentile(resampled, [2.5, 97.5])]
-    return out
+def per_concept_differences(a, a_clusters, b, b_clusters) -> tuple[pd.Series, int]:
+    """Each concept of both sides: the mean of its ``a`` values minus the mean of its ``b`` values
+    (a Series, concept → difference, in ``a``'s order), and how many concepts only one side has
+    (left out: a concept is compared with itself, never with another)."""
+    mean = lambda v, c: pd.Series(np.asarray(v, float)).groupby(np.asarray([str(x) for x in c]), sort=False).mean()
+    ma, mb = mean(a, a_clusters), mean(b, b_clusters)
+    shared = [c for c in ma.index if c in mb.index]
+    return (ma[shared] - mb[shared]).rename("difference"), len(set(ma.index) ^ set(mb.index))
 
 
-def cluster_mean(values, clusters) -> dict:
-    """A mean (of scores, or of booleans: a share) with its 95% cluster-bootstrap interval over
-    concepts (`dvdlib.stats.cluster_interval`; None with a single concept)."""
-    values = np.asarray(values, float)
-    out = {"value": None, "n": len(values), "clusters": len(set(clusters)), "ci": None,
-           "test": "mean, cluster bootstrap over concepts"}
-    if len(values):
-        out["value"] = float(values.mean())
-        labels = np.asarray([str(c) for c in clusters])  # stats.cluster_interval matches labels as text
-        out["ci"] = stats.cluster_interval([(values, labels)], np.mean)
-    return out
+def paired_by_concept(a, a_clusters, b, b_clusters, alternative: str = "greater") -> dict:
+    """Mean of ``a`` minus mean of ``b`` where the two sides share concepts: the per-concept
+    differences (`per_concept_differences`), then their mean with its Student-t 95% interval over
+    concepts (`dvdlib.stats.location`); a concept's own level cancels. Fields of
+    `dvdlib.report.Report.add`: ``value``, ``ci``, ``n_clusters`` (concepts compared), ``method``,
+    ``loo``, ``detectable``, ``per_cluster``, ``n`` (prompts per side), ``concepts_left_out``,
+    ``test``; the Wilcoxon p over concepts (``alternative``) is descriptive only."""
+    diffs, left_out = per_concept_differences(a, a_clusters, b, b_clusters)
+    out = stats.location(diffs.to_numpy(), alternative=alternative, clusters=list(diffs.index))
+    return {**out, "n": [len(a), len(b)], "concepts_left_out": left_out,
+            "test": "mean of per-concept differences (paired by concept), Student t over concepts"}
 
 
-def _format(d: dict, fmt: str) -> str:
-    if d["value"] is None:
-        return "—"
-    text = fmt.format(d["value"])
-    return text + (f" [{fmt.format(d['ci'][0])}, {fmt.format(d['ci'][1])}]" if d.get("ci") else "")
+def independent(a, a_clusters, b, b_clusters, alternative: str = "greater") -> dict:
+    """Mean of ``a`` minus mean of ``b`` for sets with no concept in common: each side's cluster
+    means, Welch's t interval (`dvdlib.stats.difference` with clusters)."""
+    out = stats.difference(np.asarray(a, float), np.asarray(b, float), alternative=alternative,
+                           clusters=(list(a_clusters), list(b_clusters)))
+    return {**out, "test": "difference of cluster means (independent sets), Welch t over concepts "
+                           "(the balanced control's clusters: pairs of concepts)"}
 
 
-def rule_shares(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
-    """Per model and set: prompts, concepts, mean DvD and the share of prompts meeting the
-    inclusion rule (at least ``min_images`` DvD images), each with its 95% interval over concepts."""
+def compare(a: pd.DataFrame, b: pd.DataFrame, alternative: str = "greater") -> dict:
+    """``a``'s mean DvD minus ``b``'s (rows of `scores`): `paired_by_concept` when they share a
+    concept, else `independent`."""
+    if set(a.cluster) & set(b.cluster):
+        return paired_by_concept(a.dvd, a.cluster, b.dvd, b.cluster, alternative)
+    return independent(a.dvd, a.cluster, b.dvd, b.cluster, alternative)
+
+
+#: The comparisons of `selection_gaps`: key → (quantity, short name, (set, seeds) of a, (set, seeds) of b).
+COMPARISONS = {
+    "selection_effect": ("benchmark mean DvD, selection seeds − fresh seeds (the selection effect)",
+                         "selection effect: benchmark, selection − fresh seeds", ("benchmark", SELECTION), ("benchmark", FRESH)),
+    "selection_gap": ("mean DvD, benchmark on fresh seeds − unselected", "benchmark (fresh seeds) − unselected",
+                      ("benchmark", FRESH), ("unselected", SELECTION)),
+    "selection_gap_selection_seeds": ("mean DvD, benchmark on selection seeds − unselected",
+                                      "benchmark (selection seeds) − unselected",
+                                      ("benchmark", SELECTION), ("unselected", SELECTION)),
+    "unselected_vs_balanced": ("mean DvD, unselected − balanced", "unselected − balanced",
+                               ("unselected", SELECTION), ("balanced", SELECTION)),
+}
+#: The comparisons that set the benchmark against the unselected set (none where they are the same prompts).
+VERSUS_UNSELECTED = ("selection_gap", "selection_gap_selection_seeds")
+
+
+def selection_gaps(table: pd.DataFrame, model: str, same_prompts: bool = False) -> dict[str, dict]:
+    """Under ``model``, the differences of mean DvD that answer the selection-bias question, each
+    with its 95% interval over concepts (`COMPARISONS`; `compare`): the **selection effect**
+    (DominanceBench on the seeds that selected it − on fresh seeds: regression to the mean, paired
+    by prompt and so by concept), **benchmark − unselected** on fresh seeds (what selecting
+    collapsed prompts added, the headline) and on the selection seeds (that, plus the selection
+    effect), and **unselected − balanced** (whether dominance holds without selection). With
+    ``same_prompts`` (`identical` sets) the benchmark − unselected comparisons are left out."""
+    rows = table[table.model == model]
+    side = lambda key: rows[(rows.set == key[0]) & (rows.seeds == key[1])]
+    return {key: compare(side(a), side(b)) for key, (_, _, a, b) in COMPARISONS.items()
+            if not (same_prompts and key in VERSUS_UNSELECTED)}
+
+
+def describe(d: dict) -> str:
+    """A difference with its interval: "+12.3 [+4.5, +20.1]"."""
+    return stats.interval_text(d, "{:+.1f}")
+
+
+def gap_table(gaps: dict[str, dict]) -> pd.DataFrame:
+    """The comparisons of `selection_gaps` as a table: estimate [95% CI], the concepts compared
+    (paired; with those only one side has, left out) or the clusters per side (independent), the
+    smallest effect the rule would find with 80% power, and how the interval was made."""
     rows = []
-    for (model, name), g in table.groupby(["model", "set"], sort=False):
-        rows.append({"model": model, "set": name, "prompts": len(g), "concepts": g.cluster.nunique(),
-                     "mean DvD [95% CI]": _format(cluster_mean(g.dvd, g.cluster), "{:.1f}"),
-                     f"meets the rule (≥ {min_images} DvD images) [95% CI]":
-                         _format(cluster_mean(g.dvd_images >= min_images, g.cluster), "{:.0%}")})
-    return pd.DataFrame(rows).set_index(["model", "set"])
+    for key, d in gaps.items():
+        k, paired = d.get("n_clusters"), "concepts_left_out" in d
+        if paired:
+            count = f"{k} paired" + (f" ({d['concepts_left_out']} on one side only, left out)" if d["concepts_left_out"] else "")
+        else:
+            count = " vs ".join(map(str, k)) if isinstance(k, (list, tuple)) else str(k)
+        rows.append({"comparison": COMPARISONS[key][1], "mean DvD difference [95% CI]": describe(d), "concepts": count,
+                     "detectable (80% power)": "—" if d.get("detectable") is None else f"{d['detectable']:.1f}",
+                     "interval": "per-concept differences, Student t" if paired else "cluster means, Welch t"})
+    return pd.DataFrame(rows).set_index("comparison")
+
+
+# ------------------------------------------------------------------------------ tables and figures
+
+
+def rule_shares(table: pd.DataFrame, min_share: float) -> pd.DataFrame:
+    """Per model, set and seed set: prompts, concepts, mean DvD and the share of prompts meeting the
+    inclusion rule (at least ``min_share`` of their images DvD images), each a mean over concepts
+    with its 95% t interval over them (`dvdlib.stats.cluster_mean`)."""
+    rows = []
+    for (model, name, seeds), g in table.groupby(["model", "set", "seeds"], sort=False):
+        need = g.images.map(lambda n: min_images(n, min_share))
+        rows.append({"model": model, "set": name, "seeds": seeds, "prompts": len(g), "concepts": g.cluster.nunique(),
+                     "mean DvD over concepts [95% CI]": stats.interval_text(stats.cluster_mean(g.dvd, g.cluster, (0, 100)), "{:.1f}"),
+                     "rule": f"≥ {need.iloc[0]} of {g.images.iloc[0]}",
+                     "meets the rule, share over concepts [95% CI]":
+                         stats.interval_text(stats.cluster_mean(g.dvd_images >= need, g.cluster, (0, 1)), "{:.0%}")})
+    return _in_order(pd.DataFrame(rows)).set_index(["model", "set", "seeds"])
+
+
+def _in_order(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (with ``model``, ``set``, ``seeds``) by model (first seen first), then as `GROUPS`."""
+    rank = {key: i for i, key in enumerate(GROUPS)}
+    models = {m: i for i, m in enumerate(dict.fromkeys(rows.model))}
+    key = [(models[m], rank.get((a, s), len(rank))) for m, a, s in zip(rows.model, rows.set, rows.seeds)]
+    return rows.iloc[sorted(range(len(rows)), key=key.__getitem__)]
 
 
 def by_template(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
@@ -127,16 +273,30 @@ def by_template(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
         index={"content_type": "category"})
 
 
-def selection_gaps(table: pd.DataFrame, model: str) -> dict[str, dict]:
-    """Under ``model``, the two differences of mean per-prompt DvD that answer the selection-bias
-    question, each with its interval over concepts: ``benchmark − unselected`` (what selection
-    added) and ``unselected − balanced`` (whether dominance holds without selection)."""
-    rows = table[table.model == model]
-    side = {name: rows[rows.set == name] for name in ROLES}
-    return {f"{a}_minus_{b}": cluster_difference(side[a].dvd, side[a].cluster, side[b].dvd, side[b].cluster)
-            for a, b in (("benchmark", "unselected"), ("unselected", "balanced"))}
+def category_labels(table: pd.DataFrame, order, by: str = "group") -> list[str]:
+    """Each category's axis label with its prompt count per ``by`` value present in it (in the
+    table's order): "landmark\\n(n = 8 each)", "balanced\\n(n = 12)", "artist\\n(n = 2 / 3)"; the
+    counts are the prompts per set, as the prompt-set table counts them."""
+    groups = list(dict.fromkeys(table[by]))
+    labels = []
+    for c in order:
+        counts = [int(((table.content_type == c) & (table[by] == g)).sum()) for g in groups]
+        counts = [k for k in counts if k]
+        text = (f"n = {counts[0]} each" if len(counts) > 1 and len(set(counts)) == 1 else
+                "n = " + " / ".join(map(str, counts)) if counts else "n = 0")
+        labels.append(f"{c}\n({text})")
+    return labels
 
 
-def describe(d: dict) -> str:
-    """A difference with its interval: "+12.3 [+4.5, +20.1]"."""
-    return _format(d, "{:+.1f}")
+def category_figure(table: pd.DataFrame, order, title: str):
+    """Per-prompt DvD by category (`dvdlib.plots.dvd_by_category`), one colour per ``group`` of one
+    model's `scores` (a set on a seed set), each category labelled with its prompts per group."""
+    from . import plots
+
+    table = _in_order(table)
+    fig = plots.dvd_by_category(table.assign(model=table.group), order=order)
+    ax = fig.axes[0]
+    ax.set_xticks(range(len(order)), category_labels(table, order))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

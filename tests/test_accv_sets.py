@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dvdlib import authors, bench, judge
+from dvdlib import authors, bench, judge, stats
 from dvdlib.bench import PromptSetError
 from dvdlib.tokens import clip_tokenizer
 
@@ -104,7 +104,7 @@ def test_a_run_with_the_authors_questions_sizes_images_as_they_do(tmp_path):
     assert (size["shortest_edge"], size["longest_edge"]) == authors.PIXEL_LIMITS
 
 
-def test_intervals_resample_concepts_jointly_where_sets_share_them():
+def test_sets_sharing_concepts_are_paired_by_concept_and_the_concept_level_cancels():
     import numpy as np
 
     from dvdlib import unselected
@@ -113,13 +113,98 @@ def test_intervals_resample_concepts_jointly_where_sets_share_them():
     concepts = np.repeat(np.arange(20), 5)
     level = rng.normal(0, 20, 20)[concepts]  # what a concept brings to all its prompts
     a, b = level + rng.normal(10, 5, 100), level + rng.normal(0, 5, 100)
-    joint = unselected.cluster_difference(a, concepts, b, concepts)
-    apart = unselected.cluster_difference(a, concepts, b, concepts + 100)  # no concept in common
-    assert joint["ci"][0] < 10 < joint["ci"][1] and joint["ci"][1] - joint["ci"][0] < 3
-    assert apart["ci"][1] - apart["ci"][0] > 3 * (joint["ci"][1] - joint["ci"][0])  # concepts' levels don't cancel
-    assert unselected.cluster_difference(a, concepts, a, concepts)["ci"] == [0.0, 0.0]
-    share = unselected.cluster_mean(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
-    assert share["value"] == 0.5 and share["clusters"] == 20 and share["ci"][0] < 0.5 < share["ci"][1]
+    paired = unselected.paired_by_concept(a, concepts, b, concepts)
+    apart = unselected.independent(a, concepts, b, concepts + 100)  # no concept in common
+    assert paired["ci"][0] < 10 < paired["ci"][1] and paired["ci"][1] - paired["ci"][0] < 3
+    assert apart["ci"][1] - apart["ci"][0] > 3 * (paired["ci"][1] - paired["ci"][0])  # concepts' levels don't cancel
+    assert paired["n_clusters"] == 20 and apart["n_clusters"] == [20, 20]
+    for d in (paired, apart):
+        assert {"value", "ci", "n_clusters", "method", "loo", "detectable"} <= set(d) and "over concepts" in d["test"]
+    assert unselected.paired_by_concept(a, concepts, a, concepts)["ci"] == [0.0, 0.0]
+    share = stats.cluster_mean(np.r_[np.ones(50), np.zeros(50)] > 0, concepts)
+    assert share["value"] == 0.5 and share["n_clusters"] == 20 and share["ci"][0] < 0.5 < share["ci"][1]
+
+
+def test_the_paired_reduction_by_hand():
+    """Concept means per side, their differences over the concepts both sides have, then Student's t
+    over those differences (2 degrees of freedom: t = 4.302653)."""
+    from dvdlib import unselected
+
+    a = [10, 20, 40, 0, 30, 99]                      # x: 15, y: 40, v: 15, z: 99 (a only)
+    a_concepts = ["x", "x", "y", "v", "v", "z"]
+    b = [5, 20, 30, 3, 7]                            # x: 5, y: 25, v: 3, w: 7 (b only)
+    b_concepts = ["x", "y", "y", "v", "w"]
+    diffs, left_out = unselected.per_concept_differences(a, a_concepts, b, b_concepts)
+    assert diffs.to_dict() == {"x": 10.0, "y": 15.0, "v": 12.0} and left_out == 2
+    d = unselected.paired_by_concept(a, a_concepts, b, b_concepts)
+    mean, sd = 37 / 3, (((10 - 37 / 3) ** 2 + (15 - 37 / 3) ** 2 + (12 - 37 / 3) ** 2) / 2) ** 0.5
+    half = 4.302653 * sd / 3 ** 0.5                  # sd = 2.516611, half = 6.2517
+    assert d["value"] == pytest.approx(12.3333, abs=1e-4) and d["n_clusters"] == 3
+    assert d["ci"] == pytest.approx([mean - half, mean + half], abs=1e-4)
+    assert d["ci"] == pytest.approx([6.0816, 18.5850], abs=1e-3)
+    assert d["n"] == [6, 5] and d["concepts_left_out"] == 2
+    assert d["value"] != pytest.approx(sum(a[:5]) / 5 - sum(b[:4]) / 4)  # not the pooled prompts' difference
+
+
+def test_fresh_seeds_are_disjoint_from_the_selection_seeds():
+    import random
+
+    from dvdlib import unselected
+    from dvdlib.profiles import load_profile
+
+    for name in ("paper", "smoke", "toy"):
+        selection = load_profile(name).seeds
+        fresh = unselected.fresh_seeds(selection)
+        assert len(fresh) == len(selection) and len(set(fresh)) == len(fresh)
+        assert not set(fresh) & set(selection)
+    draws = random.Random(unselected.FRESH_RECIPE)
+    assert unselected.fresh_seeds(load_profile("paper").seeds) == [draws.randint(1, 10000) for _ in range(10)]
+    assert unselected.fresh_seeds([632, 1]) == [4688, 2359]  # a selection seed the recipe draws is skipped
+    assert unselected.fresh_seeds([1825], [5, 6]) == [5, 6]
+    with pytest.raises(ValueError, match=r"\[1825\] are selection seeds"):
+        unselected.fresh_seeds([1825, 410], [7, 1825])
+
+
+def _scores(same: bool):
+    """A `scores` table by hand: three concepts, two prompts each, benchmark on both seed sets."""
+    from dvdlib import unselected
+
+    rows = []
+    for c, (sel, fresh, unsel, bal) in {"x": (60, 40, 30, 10), "y": (50, 42, 20, 12), "z": (70, 38, 25, 8)}.items():
+        for k in range(2):
+            rows += [{"set": "benchmark", "seeds": unselected.SELECTION, "cluster": c, "dvd": sel + k},
+                     {"set": "benchmark", "seeds": unselected.FRESH, "cluster": c, "dvd": fresh + k},
+                     {"set": "unselected", "seeds": unselected.SELECTION, "cluster": c, "dvd": (sel if same else unsel) + k},
+                     {"set": "balanced", "seeds": unselected.SELECTION, "cluster": f"{c} + pair", "dvd": bal + k}]
+    return pd.DataFrame(rows).assign(model="m")
+
+
+def test_selection_gaps_headline_on_fresh_seeds_and_the_selection_effect_paired():
+    from dvdlib import unselected
+
+    gaps = unselected.selection_gaps(_scores(same=False), "m")
+    assert set(gaps) == set(unselected.COMPARISONS)
+    assert gaps["selection_effect"]["value"] == pytest.approx(((60 - 40) + (50 - 42) + (70 - 38)) / 3)
+    assert gaps["selection_gap"]["value"] == pytest.approx(((40 - 30) + (42 - 20) + (38 - 25)) / 3)  # fresh seeds
+    assert gaps["selection_gap_selection_seeds"]["value"] == pytest.approx(((60 - 30) + (50 - 20) + (70 - 25)) / 3)
+    assert gaps["selection_gap_selection_seeds"]["value"] == pytest.approx(
+        gaps["selection_gap"]["value"] + gaps["selection_effect"]["value"])
+    assert gaps["unselected_vs_balanced"]["method"].startswith("Welch")  # no concept in common: independent
+    assert gaps["selection_effect"]["n_clusters"] == 3 and gaps["selection_effect"]["method"].startswith("Student")
+    same = unselected.selection_gaps(_scores(same=True), "m", same_prompts=True)
+    assert set(same) == {"selection_effect", "unselected_vs_balanced"}  # no +0.0 [+0.0, +0.0] comparison
+    table = unselected.gap_table(gaps)
+    assert table.loc["benchmark (fresh seeds) − unselected", "concepts"] == "3 paired"
+
+
+def test_category_labels_count_the_prompts_of_each_set():
+    from dvdlib import unselected
+
+    table = pd.DataFrame({"content_type": ["landmark"] * 24 + ["artist"] * 5 + ["balanced"] * 12,
+                          "group": ["unselected"] * 8 + ["benchmark, selection seeds"] * 8 + ["benchmark, fresh seeds"] * 8
+                          + ["unselected"] * 2 + ["benchmark, selection seeds"] * 3 + ["balanced"] * 12})
+    assert unselected.category_labels(table, ["landmark", "artist", "balanced"]) == [
+        "landmark\n(n = 8 each)", "artist\n(n = 2 / 3)", "balanced\n(n = 12)"]
 
 
 def test_by_template_counts_and_shares_per_template_by_hand():
