@@ -251,8 +251,8 @@ def unavailable(text: str):
 
 def factorial_effects(effects, slot_names=None):
     """The three-concept factorial (the paper's ACCV version): per slot's target (one panel each),
-    every effect's mean within-case contrast of presence with its 95% interval over cases; the
-    permutation p-value as stars."""
+    every effect's mean within-case contrast of presence with its 95% interval over the crossed
+    concept clusters (`dvdlib.factorial.crossed_mean`); its two-sided p-value as stars."""
     use_style()
     slots = list(dict.fromkeys(effects["slot"]))
     names = slot_names or {}

@@ -302,17 +302,17 @@ def _wilcoxon(x: np.ndarray, alternative: str) -> float:
     return float(stats.wilcoxon(x, alternative=alternative, method="exact" if exact else "approx").pvalue)
 
 
-def _within(ci, bounds) -> list | None:
+def within(ci, bounds) -> list | None:
     """An interval cut to the values a quantity can take (a share: [0, 1]); a t interval over few
     clusters can reach past them, and no verdict against a null inside them changes."""
     return None if ci is None or bounds is None else [min(max(v, bounds[0]), bounds[1]) for v in ci]
 
 
-def _shifted(result: dict, base: float) -> dict:
+def shifted(result: dict, base: float) -> dict:
     """``result`` (about an excess over a per-prompt baseline) moved onto the rate's scale, its
     intervals cut to [0, 1]."""
     move = lambda v: None if v is None else v + base
-    pair = lambda ci: None if ci is None else _within([move(v) for v in ci], (0.0, 1.0))
+    pair = lambda ci: None if ci is None else within([move(v) for v in ci], (0.0, 1.0))
     out = {**result, "value": move(result["value"]), "ci": pair(result["ci"]), "null": base,
            "per_cluster": {k: v + base for k, v in (result.get("per_cluster") or {}).items()}}
     if result.get("loo"):
@@ -331,7 +331,7 @@ def chance_share(hits, chance, clusters=None, seed: int = 0) -> dict:
     if len(hits) == 0:
         return {"value": None, "n": 0, "ci": None, "null": None, "test": "share vs chance"}
     excess = location(hits - chance, seed=seed, clusters=clusters)
-    out = _shifted(excess, float(chance.mean()))
+    out = shifted(excess, float(chance.mean()))
     out.pop("p", None)
     return {**out, "hits": int(hits.sum()), "share": float(hits.mean()),
             "test": "share vs chance per prompt" + (" (cluster means)" if clusters is not None else "")}
@@ -446,7 +446,7 @@ def cluster_mean(values, clusters, bounds: tuple | None = None) -> dict:
     if len(values):
         out.update(one_sample(values, clusters))
         if bounds is not None:
-            out["ci"] = _within(out["ci"], bounds)
+            out["ci"] = within(out["ci"], bounds)
     return out
 
 

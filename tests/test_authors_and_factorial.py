@@ -78,15 +78,16 @@ def test_interaction_is_half_the_difference_of_simple_effects():
     assert c[(1, "h1")] == pytest.approx(0.5)
 
 
-def test_effects_interval_and_permutation_test_use_cases_as_units():
+def test_effects_interval_and_t_test_without_clusters_use_cases_as_units():
     rng = np.random.default_rng(3)
     table = _design({(2, 2): 0.3}, cases=12, noise=0.05, rng=rng)
     table["present_2"] += rng.normal(0, 0.1, len(table))  # image-level noise within cases
-    out = factorial.effects(table, n_boot=500, n_perm=2000).set_index(["slot", "effect"])
+    out = factorial.effects(table).set_index(["slot", "effect"])
     own = out.loc[(2, "h2")]
-    assert own["n_cases"] == 12 and own["ci_low"] > 0 and own["p"] < 0.01
+    assert own["n_cases"] == 12 and own["n_clusters"] == 12 and own["ci_low"] > 0 and own["p"] < 0.01
     null = out.loc[(2, "h1")]  # same noisy target, no effect of slot 1
     assert null["ci_low"] < 0 < null["ci_high"] and null["p"] > 0.05
+    assert len(out) == 3 * len(factorial.EFFECTS) and (2, "h1×h2×h3") in out.index
 
 
 def test_incomplete_cases_and_missing_columns_are_errors():

@@ -1,7 +1,9 @@
 """Three concepts (dvdlib.triplets): designs by world, each target's presence from its five
 questions (stored, never asked twice), the pilot's winners, the first-step peak beside presence."""
 
+import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 import dvdlib
@@ -22,6 +24,9 @@ def test_factorial_cases_keep_all_eight_conditions_and_the_pilot_is_all_named():
     assert why is None and len(rows) == 16 and rows.groupby("case").condition.nunique().eq(8).all()
     pilot, _ = triplets.design(run, "pilot", 3)
     assert len(pilot) == 3 and (pilot.condition == "111").all()
+    assert len(triplets.design(run, "factorial", None)[0]) == 240  # None: every case
+    assert len(triplets.design(run, "factorial", 0)[0]) == 8  # 0 (half of one prompt) is one case, not "no limit"
+    assert len(triplets.design(run, "pilot", 0)[0]) == 1
 
 
 class Keyword:
@@ -60,8 +65,9 @@ def test_pilot_winners_and_the_peak_beside_presence():
     winners = triplets.pilot_winners(images, rows)
     assert winners.loc["landmark", "present"] == 0.75 and winners.loc["landmark", "alone"] == 0.5
     peaks = pd.DataFrame({"case_num": [1, 2], "condition": "111", "peak_slot": [2, 0]})
-    on_peak, others = triplets.peak_target_presence(peaks, images)
-    assert on_peak == 1.0 and others == 0.25  # prompt 2 peaks on no target: left out
+    peak = triplets.peak_presence(peaks, images, rows)  # rows without target names: prompts independent
+    assert peak["the peak's target"]["value"] == 1.0 and peak["the other targets"]["value"] == 0.25
+    assert peak["difference"]["n"] == 1  # prompt 2 peaks on no target: left out
     beside = triplets.peak_beside_presence(peaks, images)
     assert beside.loc[("111", 2), "peak share"] == 0.5 and beside.loc[("111", 2), "present"] == 0.75
 
@@ -83,3 +89,50 @@ def test_peaks_by_category_and_a_worlds_own_design_in_the_authors_columns():
 def test_a_worlds_own_three_slot_columns_are_read_as_the_authors():
     rows, why = triplets.design(dvdlib.setup("toy", "x", world="toy2"), "factorial", 2)
     assert why is None and len(rows) == 16 and {"target1_type", "target2_homogeneity"} <= set(rows.columns)
+
+
+def _pilot():
+    """Four pilot prompts (artist, landmark, character) in two templates that fix the mention order."""
+    return pd.DataFrame({
+        "case_num": [1, 2, 3, 4], "condition": "111", "case": [1, 2, 3, 4],
+        "prompt": ["a poster combining Monet painting style, Big Ben, and Goku",
+                   "a poster combining Vermeer painting style, Petra, and Thor",
+                   "a mural where Hulk visits Kremlin, painted like Titian",
+                   "a mural where Woody visits Taj Mahal, painted like Raphael"],
+        "target1": ["monet", "vermeer", "titian", "raphael"], "target2": ["big ben", "petra", "kremlin", "taj mahal"],
+        "target3": ["goku", "thor", "hulk", "woody"], "template_id": ["t1", "t1", "t4", "t4"],
+        **{f"target{k}_type": kind for k, kind in zip((1, 2, 3), ("artist", "landmark", "character"))},
+        **{f"target{k}_homogeneity": 1 for k in (1, 2, 3)}})
+
+
+def test_mention_order_reads_each_prompts_own_order():
+    rows = _pilot()
+    # only the artist is present: mentioned first in template t1, third in t4
+    images = pd.DataFrame({"case_num": [1, 2, 3, 4], "condition": "111", "present_1": [1, 1, 1, 1],
+                           "present_2": [0, 0, 0, 0], "present_3": [0, 0, 0, 0]})
+    order = triplets.mention_order(images, rows)
+    assert order[("first", "present")]["value"] == 0.5 and order[("third", "alone")]["value"] == 0.5
+    assert order[("second", "present")]["value"] == 0.0
+    assert order[("first", "present")]["categories"] == {"artist": 2, "character": 2}
+    assert order[("first − third", "present")]["value"] == 0.0  # +1 in t1, −1 in t4
+    pilot = triplets.pilot_intervals(images, rows)
+    assert pilot[("artist", "alone")]["value"] == 1.0 and pilot[("landmark", "present")]["value"] == 0.0
+    # every concept once: the template is the only factor with shared clusters (2 of them)
+    assert pilot[("artist", "present")]["clusters"] == {"template": 2}
+
+
+def test_survivors_and_presence_intervals_per_condition():
+    rows = bench.load_factorial()
+    rows = rows[rows.case <= 4]
+    rng = np.random.default_rng(0)
+    images = rows[["case_num", "condition", "case", "prompt"]].assign(
+        **{f"present_{k}": rng.random(len(rows)) < 0.5 for k in (1, 2, 3)})
+    survivors = triplets.survivor_intervals(images, rows)
+    n = images.set_index("condition")[["present_1", "present_2", "present_3"]].sum(axis=1)
+    assert survivors["111"]["value"] == pytest.approx(n.loc["111"].mean())
+    within = n.loc["111"].to_numpy() - n.loc["000"].to_numpy()  # cases in the same order
+    assert survivors["111 − 000"]["value"] == pytest.approx(within.mean()) and survivors["111 − 000"]["n"] == 4
+    presence = triplets.presence_intervals(images, rows)
+    assert presence[("010", "slot 2")]["value"] == pytest.approx(images[images.condition == "010"].present_2.mean())
+    grid = triplets.interval_grid(presence)
+    assert grid.shape == (8, 3) and grid.loc["010", "slot 2"].count("[") == 1
