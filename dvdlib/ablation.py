@@ -10,6 +10,13 @@ list of `Job`\\ s, each one intervention applied to some prompt-set rows:
 - `pair_jobs`: pairs of the heads of one layer (default layer 1) that did *not* mitigate a
   prompt on their own, for that prompt.
 
+A claim about ablated heads comes with a **positive control** of the same kind (`Suppression`,
+`control_jobs`, `power_check`): each collapsed row's dominant concept's tokens suppressed in every
+cross-attention layer at the claim's steps, judged by the same judge and DvD rule on the same rows
+and seeds. It must bring the dominated concept back in a measurable share of the collapsed rows;
+otherwise no ablation of fewer heads could be seen to mitigate anything, and the claim is
+inconclusive (`dvdlib.stats.verdict`).
+
 `Sweep` runs a plan: each intervention's images live in their own run store, keyed by the
 sampler settings *plus* the intervention (``settings["intervention"]``), so an intervened image
 never collides with a plain one and each (prompt, seed, intervention) image is generated once;
@@ -36,7 +43,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from . import dvd, outcome
-from .attention import intervene_each
+from .attention import intervene_each, suppress_tokens_each
 from .generate import generate, pipeline_call
 from .layers import Layer, select
 from .outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, OUTCOMES, UNCHANGED, DvDRule, MemorizedRule
@@ -89,6 +96,47 @@ class Intervention:
     def key(self) -> dict:
         """What keys this intervention's run store (JSON)."""
         return {"heads": [list(h) for h in self.heads], "factor": self.factor, "steps": list(self.steps)}
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """The positive control of a head ablation (paper §3.6): the tokens that spell ``concept`` (a
+    row's dominant concept) suppressed in every cross-attention layer at ``steps``
+    (`dvdlib.attention.suppress_tokens`: their logits get log(1 − ``strength``), −inf at strength 1,
+    the other tokens renormalised; conditional branch only)."""
+
+    concept: str
+    strength: float = 1.0
+    steps: tuple[int, ...] = (1,)
+
+    def __post_init__(self):
+        steps = tuple(sorted({int(s) for s in self.steps}))
+        if not steps or steps[0] < 1:
+            raise ValueError(f"steps are numbered from 1 (the first denoising step); got {self.steps}")
+        if not 0.0 <= float(self.strength) <= 1.0:
+            raise ValueError(f"strength must lie in [0, 1], got {self.strength}")
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "strength", float(self.strength))
+
+    #: no head is ablated, no layer singled out (the outcome tables' ``heads`` and ``layer``)
+    heads = ()
+    layers = ()
+
+    @property
+    def label(self) -> str:
+        return f"suppress {self.concept!r}"
+
+    def key(self) -> dict:
+        """What keys this control's run store (JSON; no ``heads``: never a head ablation's store)."""
+        return {"suppress": self.concept, "layers": "all", "strength": self.strength, "steps": list(self.steps)}
+
+
+def from_key(key: dict) -> "Intervention | Suppression":
+    """The intervention a run store's ``settings["intervention"]`` names (`Intervention.key`,
+    `Suppression.key`)."""
+    if "suppress" in key:
+        return Suppression(key["suppress"], key["strength"], tuple(key["steps"]))
+    return Intervention(tuple(map(tuple, key["heads"])), key["factor"], tuple(key["steps"]))
 
 
 @dataclass(frozen=True)
@@ -164,6 +212,7 @@ class Sweep:
         self.pipe, self.rows, self.seeds = pipe, rows.set_index("case_num", drop=False), [int(s) for s in seeds]
         self.root, self.model, self.sampler, self.batch_size = root, model, dict(sampler), batch_size
         self._stores: dict = {}
+        self._tokenizer = None
 
     def store(self, intervention: Intervention | None = None) -> Store:
         """The run store of an intervention (None: the plain generation)."""
@@ -222,11 +271,30 @@ class Sweep:
         if not all(store.has(p, s) for p in prompts for s in self.seeds):
             generate(self.pipe, prompts, self.seeds, store=store, batch_size=self.batch_size, progress=False)
 
-    def _generate_ablated(self, batch: list[tuple[Intervention, str, int]]) -> None:
-        """One pipeline call for ``batch``, each image under its own intervention, each stored."""
+    def positions(self, control: Suppression, prompt: str) -> list[int]:
+        """The text positions of ``control``'s concept in ``prompt`` (`dvdlib.tokens.concept_span`
+        with the pipeline's sequence tokenizer; a concept not in the prompt raises)."""
+        from .tokens import concept_span, sequence_tokenizer
+
+        if self._tokenizer is None:
+            self._tokenizer = sequence_tokenizer(self.pipe)
+        return concept_span(self._tokenizer, prompt, control.concept)
+
+    def _generate_ablated(self, batch: list[tuple[Intervention | Suppression, str, int]]) -> None:
+        """One pipeline call for ``batch``, each image under its own intervention (head ablation or
+        token suppression), each stored."""
+        from contextlib import ExitStack
+
         started = time.perf_counter()
         call = pipeline_call(self.pipe, [(p, s) for _, p, s in batch], self.sampler)
-        with intervene_each(self.pipe, [(iv.factors, iv.steps) for iv, _, _ in batch]):
+        heads = [(iv.factors, iv.steps) if isinstance(iv, Intervention) else None for iv, _, _ in batch]
+        tokens = [(self.positions(iv, p), iv.steps, iv.strength) if isinstance(iv, Suppression) else None
+                  for iv, p, _ in batch]
+        with ExitStack() as stack:
+            if any(h is not None for h in heads):
+                stack.enter_context(intervene_each(self.pipe, heads))
+            if any(t is not None for t in tokens):
+                stack.enter_context(suppress_tokens_each(self.pipe, tokens))
             images = self.pipe(**call).images
         seconds = (time.perf_counter() - started) / len(batch)
         for image, (iv, prompt, seed) in zip(images, batch):
@@ -462,51 +530,136 @@ def on_model(plan: SweepPlan, pipe, resolution: int | None = None) -> SweepPlan:
 EFFECT_LAYERS = (1, 2, 3, 4, 5, 6)
 
 
-def positive_controls(layers: list[Layer], factor: float = 0.0, steps=(1,), n_steps: int = 50) -> list[Intervention]:
-    """The power check of an ablation claim: every head of every layer ablated at ``steps`` (the
-    claim's), and over steps 1–k (k: a fifth of the schedule, at least the claim's last step)."""
-    every = tuple((layer.index, h) for layer in layers for h in range(layer.heads))
+#: The positive control passes when the lower bound of its mitigated share's exact 95% interval
+#: lies above this (`power_check`).
+CONTROL_MIN_LOWER = 0.0
+
+
+def control_jobs(rows: pd.DataFrame, steps=(1,), n_steps: int = 50, strength: float = 1.0) -> list[list[Job]]:
+    """The positive controls of an ablation claim (paper §3.6), one job per dominant concept
+    (``content``) over its rows: first at ``steps`` (the claim's; it decides, `power_check`), then
+    over steps 1–k (k: a fifth of the schedule, at least the claim's last step; a diagnostic, left
+    out when it equals the first)."""
+    if "content" not in rows.columns:
+        raise ValueError("the positive control suppresses each row's dominant concept: the rows need a 'content' column")
+    rows = rows.drop_duplicates("case_num")
+    steps = tuple(sorted({int(s) for s in steps}))
     k = max(max(steps), n_steps // 5)
-    return [Intervention(every, factor, tuple(steps)), Intervention(every, factor, tuple(range(1, k + 1)))]
+    out = []
+    for these in dict.fromkeys([steps, tuple(range(1, k + 1))]):
+        out.append([Job(Suppression(concept, strength, these), tuple(group["case_num"]))
+                    for concept, group in rows.groupby("content", sort=False)])
+    return out
 
 
-def images_changed(sweep: Sweep, control: Intervention, min_change: int = 2) -> tuple[int, int]:
+def control_what(plan: Sequence[Job]) -> str:
+    """What a positive control does, in words (``control["what"]``)."""
+    from .report import ranges
+
+    if not plan:
+        return "suppressing the dominant concept's tokens in every cross-attention layer (no row)"
+    c = plan[0].intervention
+    strength = "" if c.strength == 1 else f" (strength {c.strength:g})"
+    return (f"suppressing the dominant concept's tokens{strength} in every cross-attention layer at "
+            f"step{'s' if len(c.steps) > 1 else ''} {ranges(c.steps)}")
+
+
+def control_passes(control: dict, min_lower: float = CONTROL_MIN_LOWER) -> str:
+    """"passed" when the control's mitigated share has an exact (Clopper–Pearson) 95% interval whose
+    lower bound lies above ``min_lower``, else "failed" (also when no row counts).
+
+    Why the lower bound above 0 by default: the control only has to show that a mitigation *can be
+    seen* here — that this model, judge and DvD rule register one when the dominant concept is
+    taken out of the attention — not how strong it is; a rate whose interval excludes 0 says that,
+    and a rate whose interval reaches 0 does not. With the exact interval this is "at least one
+    collapsed row mitigated"; ``min_lower`` asks for more (e.g. 0.1: a tenth of the rows at least)."""
+    ci = control.get("ci")
+    return "passed" if ci is not None and ci[0] > min_lower else "failed"
+
+
+def images_changed(sweep: Sweep, control, min_change: int = 2) -> tuple[int, int]:
     """(images whose pixels differ from the plain image by more than ``min_change`` of 255 anywhere,
-    images compared) for one intervention over the sweep's rows and seeds."""
+    images compared): ``control`` an intervention over the sweep's rows and seeds, or a plan (jobs:
+    each intervention over its rows)."""
     import numpy as np
 
+    pairs = ([(job.intervention, p) for job in control for p in sweep.prompts(job.cases)]
+             if isinstance(control, (list, tuple)) else [(control, p) for p in sweep.prompts(sweep.rows.index)])
     changed = total = 0
-    for prompt in sweep.prompts(sweep.rows.index):
+    for iv, prompt in dict.fromkeys(pairs):
         for seed in sweep.seeds:
             a = np.asarray(sweep.store().image(prompt, seed).convert("RGB"), dtype=np.int16)
-            b = np.asarray(sweep.store(control).image(prompt, seed).convert("RGB"), dtype=np.int16)
+            b = np.asarray(sweep.store(iv).image(prompt, seed).convert("RGB"), dtype=np.int16)
             changed += int(np.abs(a - b).max() > min_change)
             total += 1
     return changed, total
 
 
-def power_check(sweep: Sweep, controls: list[Intervention]) -> tuple[str, pd.DataFrame]:
-    """Run the positive controls on the sweep's rows and seeds: ("passed" when the first — every
-    head at the claim's steps — changes at least one image, else "failed"; the table of images
-    changed per control)."""
-    sweep.run(jobs(controls, sweep.rows.index), progress=False)
-    rows = []
-    for control in controls:
-        changed, total = images_changed(sweep, control)
-        rows.append({"positive control": f"every head of every layer ({len(control.heads)}), steps "
-                                         f"{control.steps[0]}–{control.steps[-1]}", "images changed": changed,
-                     "images": total})
-    table = pd.DataFrame(rows).set_index("positive control")
-    return ("passed" if table["images changed"].iloc[0] > 0 else "failed"), table
+def power_check(sweep: Sweep, controls: list[list[Job]], judge, questions, rule: DvDRule = DvDRule(),
+                require_baseline: bool = True, min_lower: float = CONTROL_MIN_LOWER) -> tuple[str, dict, pd.DataFrame]:
+    """Run and judge the positive controls (`control_jobs`) on the sweep's rows and seeds, as the
+    ablations are run and judged (same judge, DvD rule and rows: with ``require_baseline`` only
+    the rows collapsed before ablation, `Sweep.mitigable`). Returns (the power check, "passed" or
+    "failed" by `control_passes` on the first control; the first control's ``control`` field —
+    hits, n, value, ci, what; a table of every control with, as a diagnostic only, how many of its
+    images differ from the plain ones); "unavailable" where the model family has no token suppression."""
+    from .report import ranges
+    from .stats import rate
+
+    keep = set(sweep.mitigable(judge, questions, rule)) if require_baseline else None
+    fields, rows = [], []
+    for i, plan in enumerate(controls):
+        try:
+            sweep.run(plan if keep is None else narrowed(plan, keep), progress=False)
+        except NotImplementedError as missing:  # a joint-attention family: no token suppression yet
+            field = {"hits": 0, "n": 0, "value": None, "ci": None, "what": f"none: {missing}"}
+            return "unavailable", field, pd.DataFrame([{"positive control": field["what"]}])
+        table = sweep.judge_dvd(plan, judge, questions, rule, require_baseline)
+        hits, n = mitigated_count(table)
+        r = rate(hits, n)
+        field = {"hits": hits, "n": n, "value": r["value"], "ci": r["ci"], "what": control_what(plan)}
+        fields.append(field)
+        counted = narrowed(plan, set(table.case_num[~table.outcome.isin(EXCLUDED)]))
+        changed, total = images_changed(sweep, counted)
+        steps = plan[0].intervention.steps if plan else ()
+        rows.append({"dominant concept suppressed at": f"step{'s' if len(steps) > 1 else ''} {ranges(steps)}",
+                     "decides": "yes" if i == 0 else "no (diagnostic)", "mitigated": control_text(field),
+                     "images changed (diagnostic)": f"{changed} of {total}"})
+    return control_passes(fields[0], min_lower), fields[0], pd.DataFrame(rows).set_index("dominant concept suppressed at")
 
 
-def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0) -> dict:
+def control_text(control: dict) -> str:
+    """``"3/12 rows mitigated (25.0%; 95% CI 5.5%–57.2%)"``; ``"no row to mitigate"`` when none counts."""
+    if not control["n"]:
+        return "no row to mitigate"
+    low, high = control["ci"]
+    return (f"{control['hits']}/{control['n']} rows mitigated ({as_percent(control['value'], 1)}; "
+            f"95% CI {as_percent(low, 1)}–{as_percent(high, 1)})")
+
+
+def claims_with_control(claims: dict[str, dict]) -> pd.DataFrame:
+    """The ablation claims (name → `versus_placebo` fields) with their positive control beside each:
+    rate in the hypothesis's layers, the placebo's, the interval, the power check and the control."""
+    def pct(v):
+        return "—" if v is None else as_percent(v)
+
+    return pd.DataFrame([{"claim": name, "mitigated (effect layers)": pct(c.get("value")),
+                          "placebo": pct(c.get("null")),
+                          "95% CI": "—" if not c.get("ci") else f"{pct(c['ci'][0])} to {pct(c['ci'][1])}",
+                          "power check": c.get("power_check"),
+                          "positive control": control_text(c["control"]) if c.get("control") else "—"}
+                         for name, c in claims.items()]).set_index("claim")
+
+
+def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0,
+                   control: dict | None = None) -> dict:
     """An ablation claim against its placebo: per prompt with something to mitigate, whether one of
     the interventions in the ``hypothesis`` layers mitigates it, against whether one of as many
     interventions in the other swept layers does (same prompts and seeds; drawn with ``seed`` where
     one side has more), with the 95% interval over concepts (`dvdlib.stats.versus_placebo`;
-    ``rows``: the prompt set, for each case's concept) and the power check. Without placebo
-    interventions (a sweep inside the hypothesis's layers) the interval is None: inconclusive."""
+    ``rows``: the prompt set, for each case's concept), the power check and, as ``control``, the
+    positive control's rate (`power_check`). Without placebo interventions (a sweep inside the
+    hypothesis's layers) the interval is None: inconclusive."""
     import numpy as np
 
     from .stats import clusters_of
@@ -521,14 +674,15 @@ def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothes
     cases = list(dict.fromkeys(kept["case_num"]))
     hit = {side: np.array([((kept.case_num == c) & kept.intervention.isin(chosen[side]) & (kept.outcome == MITIGATED)).any()
                            for c in cases], float) for side in labels}
+    checks = {"power_check": power, **({"control": control} if control is not None else {})}
     if not cases:
-        return {"value": None, "n": 0, "ci": None, "power_check": power, "test": "rate vs placebo"}
+        return {"value": None, "n": 0, "ci": None, "test": "rate vs placebo", **checks}
     if not k:
-        return {"value": float(hit[True].mean()), "n": len(cases), "ci": None, "null": None, "power_check": power,
+        return {"value": float(hit[True].mean()), "n": len(cases), "ci": None, "null": None, **checks,
                 "test": "rate vs placebo: no placebo heads were swept (layers outside "
                         f"{min(hypothesis)}–{max(hypothesis)})"}
     concepts = clusters_of(rows.drop_duplicates("case_num").set_index("case_num").loc[cases])
-    return {**against(hit[True], hit[False], clusters=concepts), "power_check": power, "placebo_interventions": k}
+    return {**against(hit[True], hit[False], clusters=concepts), **checks, "placebo_interventions": k}
 
 
 def memorized_set(run, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
@@ -713,8 +867,10 @@ def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
     return "; ".join(f"{name}: {ranges(v)}" for name, v in strong.items()) or "none"
 
 
-__all__ = ["CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED", "NOT_COLLAPSED", "Sweep",
-           "SweepPlan", "UNCHANGED", "baseline_counts", "best", "cost_table", "effect_layers_text", "fraction_text", "jobs",
+__all__ = ["CONTROL_MIN_LOWER", "CORRUPTED", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "MITIGATED",
+           "NOT_COLLAPSED", "Suppression", "Sweep", "SweepPlan", "UNCHANGED", "baseline_counts", "best",
+           "claims_with_control", "control_jobs", "control_passes", "control_text", "control_what", "cost_table",
+           "effect_layers_text", "fraction_text", "from_key", "jobs",
            "judge_plan", "layer_rates", "narrowed", "on_model", "paper_mitigated", "memorized_set", "mitigated_count", "multi_head", "outcome_table", "pair_jobs",
-           "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "positive_controls",
+           "pairs_note", "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for",
            "power_check", "rates_by_set", "run_plans", "scale", "versus_placebo", "images_changed", "shares", "shares_text", "shown_pairs", "single_head", "sweep_plan", "sweeps_for"]

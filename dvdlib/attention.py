@@ -3,8 +3,9 @@
 One processor, `ControlledProcessor`, sits on every cross-attention layer while a `record` or
 `intervene` context is open. For a (layer, step) that nobody asked about it hands the call to the
 layer's original processor untouched (the fast fused path); otherwise it computes the attention
-probabilities explicitly, optionally scales chosen heads' pre-softmax logits, and hands the
-probabilities of the conditional branch of classifier-free guidance to the open recordings.
+probabilities explicitly, optionally scales chosen heads' pre-softmax logits or suppresses chosen
+text positions (`suppress_tokens`), and hands the probabilities of the conditional branch of
+classifier-free guidance to the open recordings.
 
 Steps are numbered from 1 = the first (noisiest) denoising step, read from the timestep the UNet
 is called with. Contexts nest (`intervene` inside `record` and vice versa); the original
@@ -13,6 +14,7 @@ processors come back when the outermost one closes, also when the generation rai
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 
@@ -169,12 +171,91 @@ class HeadScalingEach:
         return torch.cat([per_image, per_image]) if batch == 2 * n else per_image
 
 
-def attention_probs(attn, hidden_states, context, attention_mask=None, head_factors=None):
+class TokenSuppression:
+    """Suppress chosen text positions in every cross-attention layer at chosen steps: the positive
+    control of a head ablation (paper §3.6), the dominant concept's tokens taken out of the prompt's
+    attention where the ablation acts.
+
+    The positions' pre-softmax logits get ``log(1 − strength)`` added, in every head: at strength 1
+    they are pushed to −inf, so their probabilities are zero and the other tokens' are renormalised
+    (the softmax over what is left); at strength s their probabilities are scaled by 1 − s before
+    the renormalisation. At strength 0 nothing acts and the stock processor runs (bit-identical to a
+    plain generation). Only the conditional branch of classifier-free guidance is touched: the
+    unconditional prompt holds no concept at those positions.
+
+    ``positions``: the text positions (in the padded sequence the attention sees,
+    `dvdlib.tokens.concept_span`) suppressed in every image of the call.
+    """
+
+    def __init__(self, positions, strength: float = 1.0, steps=(1,)):
+        strength = float(strength)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength must lie in [0, 1] (0: off, 1: the tokens removed), got {strength}")
+        self.positions = sorted({int(i) for i in positions})
+        if self.positions and self.positions[0] < 0:
+            raise ValueError(f"text positions are counted from 0, got {self.positions}")
+        self.strength, self.steps = strength, _steps(steps)
+
+    def acts(self, step: int | None) -> bool:
+        """Whether this suppression changes anything at ``step``."""
+        return (self.strength > 0 and bool(self.positions) and step is not None
+                and (self.steps is None or step in self.steps))
+
+    def row(self, tokens: int, device) -> torch.Tensor:
+        """The additive logit bias [tokens] of one conditional image."""
+        if self.positions[-1] >= tokens:
+            raise ValueError(f"text position {self.positions[-1]} beyond the {tokens} tokens this layer attends to")
+        bias = torch.zeros(tokens, device=device)
+        bias[self.positions] = math.log1p(-self.strength) if self.strength < 1 else -math.inf
+        return bias
+
+    def bias_for(self, layer: Layer, step: int | None, device, batch: int, tokens: int,
+                 guided: bool) -> torch.Tensor | None:
+        """The additive logit bias [batch, tokens] at (layer, step), or None when nothing acts."""
+        if not self.acts(step):
+            return None
+        bias = self.row(tokens, device).expand(batch, tokens).clone()
+        if guided:
+            bias[: batch // 2] = 0.0  # the unconditional half: left alone
+        return bias
+
+
+class TokenSuppressionEach:
+    """One `TokenSuppression` per image of a pipeline call (None: that image left alone), so that
+    the positive control of different prompts shares a batch with other interventions (paper §3.6)."""
+
+    def __init__(self, suppressions: list[TokenSuppression | None]):
+        if not suppressions:
+            raise ValueError("give one suppression (or None) per image of the pipeline call")
+        self.suppressions = list(suppressions)
+
+    def bias_for(self, layer: Layer, step: int | None, device, batch: int, tokens: int,
+                 guided: bool) -> torch.Tensor | None:
+        """[batch, tokens] additive logit bias at (layer, step), or None when no image is suppressed.
+        ``batch`` is the UNet's: the images, or twice that under classifier-free guidance (the
+        conditional half second)."""
+        acting = [s is not None and s.acts(step) for s in self.suppressions]
+        if not any(acting):
+            return None
+        n = len(self.suppressions)
+        if batch not in (n, 2 * n) or (batch == 2 * n and not guided):
+            raise ValueError(f"{n} per-image token suppressions for a UNet batch of {batch}: give one per "
+                             "image of the pipeline call (num_images_per_prompt=1)")
+        bias = torch.zeros(batch, tokens, device=device)
+        offset = batch - n  # the conditional images: the second half under guidance
+        for i, (s, on) in enumerate(zip(self.suppressions, acting)):
+            if on:
+                bias[offset + i] = s.row(tokens, device)
+        return bias
+
+
+def attention_probs(attn, hidden_states, context, attention_mask=None, head_factors=None, logit_bias=None):
     """Cross-attention of a diffusers `Attention` computed explicitly, as the stock processor does.
 
     Returns (probabilities [batch, heads, pixels, tokens] in float32, layer output). Logits are
     multiplied by ``head_factors`` — [heads], or [batch, heads] per sample — before the mask and
-    the softmax.
+    the softmax; ``logit_bias`` ([batch, tokens], `TokenSuppression`) is added to every head's
+    logits with the mask.
     """
     if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
         raise NotImplementedError("explicit attention supports the SD cross-attention layout only")
@@ -192,6 +273,8 @@ def attention_probs(attn, hidden_states, context, attention_mask=None, head_fact
     if attention_mask is not None:
         mask = attn.prepare_attention_mask(attention_mask, context.shape[1], batch)
         logits = logits + mask.view(batch, attn.heads, -1, mask.shape[-1]).float()
+    if logit_bias is not None:
+        logits = logits + logit_bias[:, None, None, :].float()
     probs = logits.softmax(dim=-1)
     out = (probs.to(value.dtype) @ value).transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
     out = attn.to_out[1](attn.to_out[0](out))
@@ -226,10 +309,11 @@ class ControlledProcessor:
                  *args, **kwargs):
         control, step = self.control, self.control.step
         recordings, factors = self.asked(hidden_states)
-        if not recordings and factors is None:
-            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        probs, out = attention_probs(attn, hidden_states, context, attention_mask, factors)
+        bias = control.token_bias(self.layer, step, hidden_states.device, hidden_states.shape[0], context.shape[1])
+        if not recordings and factors is None and bias is None:
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        probs, out = attention_probs(attn, hidden_states, context, attention_mask, factors, bias)
         for recording in recordings:
             recording.add(self.layer.index, step, probs, control.guided)
         return out
@@ -272,6 +356,7 @@ class _Control:
         self.text_length: int | None = None  # text tokens of the current call (FLUX's single-stream blocks)
         self.recordings: list[Recording] = []
         self.scalings: list[HeadScaling] = []
+        self.suppressions: list[TokenSuppression | TokenSuppressionEach] = []
 
     def on_unet_call(self, module, args, kwargs):
         """Forward pre-hook: the step and whether the batch is guided (`unet_call`)."""
@@ -294,6 +379,15 @@ class _Control:
         for f in found:
             product = product * f
         return product
+
+    def token_bias(self, layer: Layer, step, device, batch: int, tokens: int):
+        """The sum of the open token suppressions' logit biases at (layer, step): [batch, tokens],
+        or None when none acts."""
+        found = [b for s in self.suppressions
+                 if (b := s.bias_for(layer, step, device, batch, tokens, self.guided)) is not None]
+        if not found:
+            return None
+        return torch.stack(found).sum(dim=0)
 
 
 @contextmanager
@@ -334,7 +428,8 @@ def _controlled(pipe, layers: list[Layer] | None = None):
 
 @contextmanager
 def _attached(pipe, kind: str, item, layers: list[Layer] | None = None):
-    """Keep ``item`` in the control's ``kind`` list ("recordings" or "scalings") while open."""
+    """Keep ``item`` in the control's ``kind`` list ("recordings", "scalings" or "suppressions")
+    while open."""
     with _controlled(pipe, layers) as control:
         getattr(control, kind).append(item)
         try:
@@ -396,4 +491,39 @@ def _check_heads(pipe, heads, every: list[Layer] | None = None) -> list[Layer]:
     for layer, head in heads:
         if layer not in layers or not 0 <= head < layers[layer].heads:
             raise ValueError(f"no head {head} in layer {layer}: see dvdlib.layers.registry(pipe)")
+    return every
+
+
+@contextmanager
+def suppress_tokens(pipe, positions, steps=(1,), strength: float = 1.0):
+    """Suppress text positions in every cross-attention layer at chosen steps (paper §3.6's positive
+    control, `TokenSuppression`): ``with suppress_tokens(pipe, concept_span(tok, prompt, "van gogh")):``
+    takes the concept's tokens out of the conditional branch's attention at the first step."""
+    every = _suppressible(pipe)
+    with _attached(pipe, "suppressions", TokenSuppression(positions, strength, steps), every) as suppression:
+        yield suppression
+
+
+@contextmanager
+def suppress_tokens_each(pipe, per_image: list[tuple[object, object, float] | None]):
+    """One token suppression per image of the next pipeline calls: ``per_image`` holds, for each
+    image in call order, ``(positions, steps, strength)`` as `suppress_tokens` takes them, or None
+    for an image left alone (paper §3.6's positive control, batched)."""
+    every = _suppressible(pipe)
+    each = TokenSuppressionEach([None if item is None else TokenSuppression(item[0], item[2], item[1])
+                                 for item in per_image])
+    with _attached(pipe, "suppressions", each, every) as suppression:
+        yield suppression
+
+
+def _suppressible(pipe) -> list[Layer]:
+    """The registry of a pipeline whose processors apply token suppression (SD-layout
+    cross-attention); a joint-attention family raises rather than silently not suppressing."""
+    from .adapters import of
+
+    every = registry(pipe)
+    probe = of(pipe).processor(every[0], None, None)
+    if type(probe).__call__ is not ControlledProcessor.__call__:
+        raise NotImplementedError(f"token suppression is implemented for cross-attention (SD, SDXL), not for "
+                                  f"{type(probe).__name__}")
     return every

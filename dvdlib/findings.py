@@ -322,7 +322,7 @@ def _per_cluster(per: dict | None) -> str:
 
 
 def _why(v: str, claim: Claim, s: dict, null: float) -> str:
-    from .stats import MIN_CLUSTERS, NO_EFFECT, NOT_APPLICABLE, RESTS_ON
+    from .stats import MIN_CLUSTERS, NO_CONTROL, NO_EFFECT, NOT_APPLICABLE, RESTS_ON
 
     side = "above" if claim.direction == 1 else "below"
     other = "below" if claim.direction == 1 else "above"
@@ -337,6 +337,8 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
         rate = f" ({_rate(control)})" if control.get("value") is not None else ""
         return (f"{what} did not bring the dominated concept back measurably{rate}, so a null for fewer heads "
                 "cannot count" + note)
+    if v == NO_CONTROL:
+        return f"{(s.get('control') or {}).get('what') or 'no positive control'}" + note
     if value is None:
         return claim.empty + note
     if null is None:

@@ -37,8 +37,8 @@ class Work:
 
     ``options``: JSON of the `dvdlib.generate.generate` options (``attention``, ``until_step``,
     ``noise_norms``); ``intervention``: JSON of an `dvdlib.ablation.Intervention`'s
-    key (paper §3.6) or ""; for judge work, ``answers`` is the record key, ``asks`` the library
-    function that asks ("dvd": `dvdlib.dvd.judge_images`, "presence":
+    or `dvdlib.ablation.Suppression`'s key (paper §3.6) or ""; for judge work, ``answers`` is the
+    record key, ``asks`` the library function that asks ("dvd": `dvdlib.dvd.judge_images`, "presence":
     `dvdlib.triplets.judge_presence`), ``row`` the prompt-set row as JSON and ``questions`` how
     many questions the image is asked."""
 
@@ -189,16 +189,14 @@ class PlanRun:
 
     def judge_dvd(self, rows, seeds, *, model: str | None = None, intervention: dict | None = None) -> None:
         """The work of `dvdlib.dvd.judge_images`: ten questions per (row, seed), paper §2."""
-        from .dvd import OBJECTS, _key, question_groups
+        from .dvd import _key, question_groups
         from .judge import QUESTIONS_PER_SET
 
         Q, model = self.questions, model or self.profile.model
         store, settings = self._store(model, intervention)
         judge = SimpleNamespace(name=self.judge_name)
         for row in rows.itertuples():
-            groups = question_groups(row, Q)
-            before = (row.content_type if row.content_type in Q.categories else OBJECTS, OBJECTS)
-            key = _key(judge, Q, row.content, row.nm_word, None if groups == before else groups)
+            key = _key(judge, Q, row.content, row.nm_word, question_groups(row, Q))
             self._judge(model, store, settings, row.prompt, seeds, key, "dvd", row._asdict(), 2 * QUESTIONS_PER_SET,
                         intervention)
 
@@ -307,7 +305,8 @@ def _temporal_dynamics(r: PlanRun) -> None:
 @chapter("06_head_ablation")
 def _head_ablation(r: PlanRun) -> None:
     """Paper §3.6: plain, single-head and multi-head ablations of every row and seed, judged
-    (DvD) or compared across seeds (memorized), and the positive controls."""
+    (DvD) or compared across seeds (memorized), and the positive controls (each DvD row's dominant
+    concept suppressed, `dvdlib.ablation.control_jobs`), judged as the ablations are."""
     from . import ablation
 
     P, p = r.profile, r.params
@@ -319,14 +318,19 @@ def _head_ablation(r: PlanRun) -> None:
     benchmark = r.prompts("benchmark", sweep.n_prompts)
     memorized, _ = ablation.memorized_set(r, sweep.n_memorized)
     sets = {"DvD": benchmark, **({"memorized": memorized} if memorized is not None else {})}
-    controls = ablation.positive_controls(layers, p["factor"], steps, P.steps)
     for name, rows in sets.items():
         rows = rows.drop_duplicates("case_num")
-        for iv in [None, *single, *multi, *(controls if name == "DvD" else [])]:
+        for iv in [None, *single, *multi]:
             key = None if iv is None else iv.key()
             r.generate(rows.prompt.unique(), sweep.seeds, intervention=key)
-            if name == "DvD" and (iv is None or iv not in controls):
+            if name == "DvD":
                 r.judge_dvd(rows, sweep.seeds, intervention=key)
+    by_case = benchmark.drop_duplicates("case_num").set_index("case_num", drop=False)
+    for control in ablation.control_jobs(benchmark, steps, P.steps, p["control_strength"]):
+        for job in control:
+            rows, key = by_case.loc[list(job.cases)], job.intervention.key()
+            r.generate(rows.prompt.unique(), sweep.seeds, intervention=key)
+            r.judge_dvd(rows, sweep.seeds, intervention=key)
     r.skip(f"chapter 06: pairs of non-mitigating layer-{p['pair_layer']} heads (paper §3.6) depend on the "
            "single-head outcomes: not counted")
     if str(p["similarity"]).startswith("clip:"):
@@ -372,10 +376,16 @@ def _toy_findings(r: PlanRun) -> None:
 
 @chapter("10_unselected_prompts")
 def _unselected(r: PlanRun) -> None:
-    """ACCV version: the unselected, benchmark and balanced sets, every model, judged."""
+    """ACCV version: the unselected, benchmark and balanced sets, every model, judged; the benchmark
+    again on the fresh seeds that did not select it (`dvdlib.unselected.generate_and_judge`)."""
     from . import unselected
 
-    _generate_and_judge(r, unselected.prompt_sets(r, r.profile.n_prompts), r.params.get("models") or r.profile.models)
+    sets, models = unselected.prompt_sets(r, r.profile.n_prompts), r.params.get("models") or r.profile.models
+    _generate_and_judge(r, sets, models)
+    fresh, benchmark = unselected.fresh_seeds(r.profile.seeds, r.params.get("fresh_seeds")), sets[sets.set == "benchmark"]
+    for model in models:
+        r.generate(benchmark.prompt.unique(), fresh, model=model)
+        r.judge_dvd(benchmark, fresh, model=model)
 
 
 @chapter("11_three_concepts")
@@ -385,7 +395,7 @@ def _three_concepts(r: PlanRun) -> None:
     from . import triplets
 
     P, p = r.profile, r.params
-    for role, n in (("factorial", p["cases"] or P.n_prompts // 2), ("pilot", p["n_pilot"] or P.n_prompts)):
+    for role, n in (("factorial", p["cases"] or max(1, P.n_prompts // 2)), ("pilot", p["n_pilot"] or P.n_prompts)):
         rows, _ = triplets.design(r, role, n)
         if rows.empty:
             continue

@@ -103,7 +103,7 @@ def _generate(todo, log, index, count) -> None:
     """The shard's missing generations, model by model, each group through the chapters' code."""
     import pandas as pd
 
-    from .ablation import Intervention, Job, Sweep
+    from .ablation import Job, Sweep, from_key
     from .generate import generate
     from .store import Store, model_key
 
@@ -128,8 +128,7 @@ def _generate(todo, log, index, count) -> None:
                     sampler = {k: v for k, v in settings.items() if k != "intervention"}
                     sweep = Sweep(pipe, pd.DataFrame({"case_num": prompts, "prompt": prompts}), seeds, root=P.store,
                                   model=key, sampler=sampler, batch_size=P.batch_size)
-                    i = json.loads(iv)
-                    job = Job(Intervention(tuple(map(tuple, i["heads"])), i["factor"], tuple(i["steps"])), tuple(prompts))
+                    job = Job(from_key(json.loads(iv)), tuple(prompts))
                     sweep.run([job], baseline=False, progress=False)
                 else:
                     generate(pipe, prompts, seeds, store=Store(P.store, key, settings), batch_size=P.batch_size,

@@ -29,7 +29,8 @@ intervention). It reads the 95% interval only, never a p-value:
 - **not applicable** — the measurement is tied to Stable Diffusion's scale (a threshold) and the
   model is another one;
 - **inconclusive: the intervention has no effect in this model** — the claim is about an
-  intervention and its positive control failed (it could not do what the claim needs);
+  intervention and its positive control failed (it could not do what the claim needs); **…: no
+  positive control on this model family** where none can run;
 - **underpowered (n concepts)** — a side has fewer than `MIN_CLUSTERS` clusters: no verdict can
   survive leaving one of them out;
 - **reproduced** / **not reproduced** — the interval excludes the null on the paper's side / the
@@ -65,9 +66,10 @@ REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_APPLICABLE = ("reproduced", "not r
 UNDERPOWERED = "underpowered"
 RESTS_ON = "inconclusive: rests on"
 NO_EFFECT = "inconclusive: the intervention has no effect in this model"
-#: Values of a claim's power check (claims.csv): its positive control did what the claim needs,
-#: did not, or the claim is not about an intervention.
-POWER = ("passed", "failed", "n/a")
+#: Values of a claim's power check (claims.csv): its positive control did what the claim needs, did
+#: not, cannot run on this model family, or the claim is not about an intervention.
+POWER = ("passed", "failed", "unavailable", "n/a")
+NO_CONTROL = "inconclusive: no positive control on this model family"
 
 
 def rate(hits: int, n: int) -> dict:
@@ -495,6 +497,8 @@ def verdict(ci, null: float = 0.0, direction: int = 1, power: str = "n/a", appli
         return NOT_APPLICABLE
     if power == "failed":
         return NO_EFFECT
+    if power == "unavailable":
+        return NO_CONTROL
     if not applies or null is None:
         return INCONCLUSIVE
     if n_clusters is not None and min(np.atleast_1d(n_clusters)) < MIN_CLUSTERS:

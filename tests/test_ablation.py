@@ -354,6 +354,12 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
                          "effect_layers", "multi_dvd", "multi_mem", "pairs_dvd", "power_check"}
     assert rows["single_dvd"]["power_check"] in ("passed", "failed")
     assert rows["power_check"]["this run"].startswith(rows["single_dvd"]["power_check"])
+    # the positive control beside each claim: its rate over the same rows (every row counted here)
+    control = rows["single_dvd"]["control"]
+    assert set(control) == {"hits", "n", "value", "ci", "what"} and control["n"] == 2
+    assert rows["multi_dvd"]["control"] == control and "dominant concept's tokens" in control["what"]
+    assert rows["single_dvd"]["power_check"] == ablation.control_passes(control)
+    assert ablation.control_text(control) in rows["power_check"]["this run"]
     assert rows["single_dvd"]["paper"] == "145/300 (48%)" and rows["single_mem"]["paper"] == "392/500 (78%)"
     assert rows["peak_dvd"]["paper"] == str(paper.ABLATION["dvd_peak_layer"]) == "3"
     assert rows["peak_mem"]["paper"] == "6"
@@ -365,9 +371,14 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
     assert rows["pairs_dvd"]["this run"].endswith("(of 2)")  # one pair of layer-1 heads per DvD row
     assert results["profile"]["name"] == "smoke" and results["profile"]["judge"] == "tiny:qwen2-vl"
     # one store per intervention beside the plain one: 6 single heads + 3 layers (the layer-1 pair
-    # is layer 1's multi-head ablation, stored once)
-    # is layer 1's multi-head ablation, stored once) + the two positive controls
-    assert len(list((root / "store" / "smoke").glob("*/settings.json"))) == 1 + 6 + 3 + 2
+    # is layer 1's multi-head ablation, stored once) + the positive control per dominant concept,
+    # at step 1 and (the diagnostic) over steps 1–2
+    settings = [json.loads(p.read_text()) for p in (root / "store" / "smoke").glob("*/settings.json")]
+    ivs = [s["intervention"] for s in settings if "intervention" in s]
+    assert len(settings) - len(ivs) == 1 and sum("heads" in iv for iv in ivs) == 6 + 3
+    suppressed = [(iv["suppress"], tuple(iv["steps"])) for iv in ivs if "suppress" in iv]
+    concepts = {c for c, _ in suppressed}
+    assert 1 <= len(concepts) <= 2 and sorted(suppressed) == sorted((c, s) for c in concepts for s in [(1,), (1, 2)])
 
 
 def test_shown_pairs_one_row_per_pair_across_concepts():

@@ -72,6 +72,22 @@ def test_other_chapters_find_their_plan_stored(chapter, tmp_path, monkeypatch):
     assert stored(tmp_path / "store") == before
 
 
+def test_chapter_10_plan_counts_the_benchmark_on_fresh_seeds_too(monkeypatch):
+    """Smoke: 3 sets × 6 prompts on the 2 selection seeds, and the 6 benchmark prompts again on the 2
+    fresh seeds (ten questions per image)."""
+    from dvdlib.unselected import fresh_seeds
+
+    monkeypatch.chdir(ROOT)
+    p = planning.plan("10", "smoke")
+    selection, fresh = [1825, 410], fresh_seeds([1825, 410])
+    assert p.profile.seeds == selection and not set(fresh) & set(selection)
+    assert p.counts()["generations"] == 18 * 2 + 6 * 2 and p.counts()["judge_calls"] == (18 * 2 + 6 * 2) * 10
+    on_fresh = [w for w in p.items if w.seed in fresh]
+    assert len(on_fresh) == 2 * 6 * 2 and all('"set": "benchmark"' in w.row for w in on_fresh if w.kind == "judge")
+    given = planning.plan("10", "smoke", {"fresh_seeds": [7]})
+    assert given.counts()["generations"] == 18 * 2 + 6 and {w.seed for w in given.items} == {1825, 410, 7}
+
+
 def test_shards_are_disjoint_covering_deterministic_and_keep_a_prompt_together(monkeypatch):
     monkeypatch.chdir(ROOT)
     items = list({w.key: w for w in planning.plan("02", "smoke").items + planning.plan("06", "smoke").items}.values())
