@@ -234,9 +234,10 @@ STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before"
               "per_cluster", "loo", "method", "detectable", "spread", "power_check", "control", "scale_bound")
 #: The columns of ``claims.csv`` (`write_claims`), one row per measurement: ``clusters_a`` and
 #: ``clusters_b`` the clusters per side (b empty for a one-sample design), ``detectable`` the smallest
-#: effect the rule finds with 80% power at those counts and spread (`dvdlib.stats.detectable`).
+#: effect the rule finds with 80% power at those counts and spread (`dvdlib.stats.detectable`),
+#: ``needed`` for an undecided claim the clusters a side that would find this run's effect (`_needed`).
 CSV_COLUMNS = ("claim", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "clusters_a", "clusters_b",
-               "method", "detectable", "paper_effect", "power_check", "control_rate", "control_ci_low",
+               "method", "detectable", "needed", "paper_effect", "power_check", "control_rate", "control_ci_low",
                "control_ci_high")
 
 
@@ -287,6 +288,8 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+#: The most clusters a side `_needed` tries.
+MOST_CLUSTERS = 200
 #: Each claim's unit, for the sentences that count clusters.
 CLAIM_UNIT = {c.name: c.unit for c in CLAIMS}
 #: The verdicts in the order the chapter counts them (the text before a ":" or "(").
@@ -370,12 +373,15 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
 def _needed(v: str, s: dict, null) -> int | None:
     """For a claim the rule does not decide: how many clusters (on its smaller side) would find an
     effect of this run's size with 80% power at this run's spread (`dvdlib.stats.clusters_needed`)."""
-    from .stats import clusters_needed
+    from .stats import clusters_needed, spearman_needed
 
-    if v in ("reproduced", "not reproduced") or s.get("value") is None or null is None or not s.get("spread") \
-            or s.get("n_clusters") is None:
+    if v in ("reproduced", "not reproduced") or s.get("value") is None or null is None:
         return None
-    return clusters_needed(s["value"] - null, tuple(np.atleast_1d(s["n_clusters"])), tuple(s["spread"]))
+    if (s.get("method") or "").startswith("Fisher z"):  # Spearman's ρ over units
+        return spearman_needed(s["value"])
+    if not s.get("spread") or s.get("n_clusters") is None:
+        return None
+    return clusters_needed(s["value"] - null, tuple(np.atleast_1d(s["n_clusters"])), tuple(s["spread"]), MOST_CLUSTERS)
 
 
 def _rate(control: dict) -> str:
@@ -409,15 +415,19 @@ def paragraphs(snap: Snapshot) -> list[str]:
                 power += (f" ({percent(r['control_rate'], 0)} of the collapsed rows brought back, 95% CI "
                           f"{_interval(r['control_ci_low'], r['control_ci_high'], as_percent=True)})")
             per = f" Per cluster: {r['per cluster']}." if r["per cluster"] != "—" else ""
-            clusters = f" in {r['clusters']} clusters" if r["clusters"] != "—" else ""
+            clusters = f" in {r['clusters']} clusters" if r["clusters"] not in ("—", r["n"]) else ""
+            units = "prompts" if r["clusters"] != r["n"] or CLAIM_UNIT[name] == "concepts" else CLAIM_UNIT[name]
             null = f", null {r['null']}" if r["null"] not in ("?", "—") else ", no null measured"
-            paper = f" The paper's effect: {r['paper_effect']}." if r["paper_effect"] else ""
+            paper = f" The paper's effect: {r['paper_effect']}." if isinstance(r["paper_effect"], str) else ""
             if r["needed"] is not None and r["needed"] == r["needed"]:
-                paper += (f" With this spread, {int(r['needed'])} {CLAIM_UNIT[name]} would find an effect of this "
-                          "run's size with 80% power.")
+                paper += (f" With this spread, {int(r['needed'])} {CLAIM_UNIT[name]} a side would find an effect of "
+                          "this run's size with 80% power.")
             elif not r["verdict"].startswith(("reproduced", "not reproduced", "not applicable")) and r["this run"] != "—":
-                paper += " No number of clusters would find an effect of this run's size (it is 0 or too small)."
-            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} prompts{clusters}{ci}{null}{power}) "
+                paper += (" This run's estimate equals the null: no number of clusters would find it."
+                          if r["estimate"] == r["null_value"] else
+                          f" Even {MOST_CLUSTERS} {CLAIM_UNIT[name]} a side would not find an effect of this run's size "
+                          "with 80% power at this spread.")
+            parts.append(f"{r['toy measurement']}: **{r['this run']}** (n = {r['n']} {units}{clusters}{ci}{null}{power}) "
                          f"— **{r['verdict']}**: {r['why']}.{per}{paper}")
         texts.append(f"**{name}** ({first.chapter}). *The paper:* {first['paper says']} *The toy world:* "
                      + " ".join(parts) + _control_note(snap, name))

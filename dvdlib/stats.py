@@ -238,14 +238,12 @@ def _unit_detectable(sizes: tuple, spreads: tuple, draws: int) -> float:
 
 
 def clusters_needed(effect: float, sizes: tuple, spreads: tuple, most: int = 200) -> int | None:
-    """The fewest clusters (added to the smaller side, the other kept) with which the rule finds
+    """The fewest clusters g such that, with every side grown to at least g clusters, the rule finds
     ``effect`` with 80% power at these ``spreads`` (`detectable`); None when over ``most``."""
     if effect is None or not effect or not any(s > 0 for s in spreads):
         return None
-    small = int(np.argmin(sizes))
     for g in range(max(MIN_CLUSTERS, min(sizes)), most + 1):
-        grown = tuple(g if i == small else max(n, MIN_CLUSTERS) for i, n in enumerate(sizes))
-        found = detectable(grown, spreads, draws=1000)
+        found = detectable(tuple(max(n, g) for n in sizes), spreads, draws=1000)
         if found is not None and found <= abs(effect):
             return g
     return None
@@ -410,7 +408,8 @@ def _clustered_auc(a, la, b, lb) -> dict:
 def spearman(x, y, labels=None) -> dict:
     """Spearman's ρ between ``x`` and ``y`` over units (each pair one unit, e.g. a fine-tune), with
     Fisher's z interval under Bonett and Wright's (2000) variance (1 + ρ²/2)/(n − 3), leave-one-out
-    intervals and the smallest |ρ| found with 80% power (normal approximation at n − 1 units)."""
+    intervals, the smallest |ρ| found with 80% power and the units that would find this ρ (``needed``;
+    normal approximation at n − 1 units)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     names = [str(v) for v in (labels if labels is not None else range(len(x)))]
     out = {"value": None, "n": len(x), "ci": None, "n_clusters": len(x), "loo": None, "detectable": None,
@@ -434,9 +433,20 @@ def spearman(x, y, labels=None) -> dict:
             entries.append({"cluster": name, "value": v, "ci": c})
         out["loo"] = _extremes(entries)
         m = len(x) - 1  # a verdict must survive one unit left out
-        z_needed = (stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER_TARGET)) * math.sqrt(1 / (m - 3))
-        out["detectable"] = float(math.tanh(z_needed))
+        out["detectable"] = float(math.tanh(_Z_POWER * math.sqrt(1 / (m - 3))))
+        out["needed"] = spearman_needed(out["value"])
     return out
+
+
+_Z_POWER = float(stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER_TARGET))
+
+
+def spearman_needed(rho) -> int | None:
+    """The units with which `spearman`'s rule finds ``rho`` with 80% power, one of them left out:
+    (z / atanh|ρ|)² + 3, plus one (normal approximation); None for ρ = 0 or undefined."""
+    if rho is None or not rho or rho != rho:
+        return None
+    return int(math.ceil((_Z_POWER / math.atanh(min(abs(rho), 1 - 1e-12))) ** 2 + 3)) + 1
 
 
 def cluster_mean(values, clusters, bounds: tuple | None = None) -> dict:
