@@ -165,8 +165,8 @@ def one_sample(x, clusters=None) -> dict:
     ``value``, ``ci``, ``method``, ``n_clusters``, ``per_cluster`` where clusters are named, ``loo``,
     ``detectable``)."""
     names, m = summaries(x, clusters)
-    out = {"value": float(m.mean()) if len(m) else None, "ci": None, "n_clusters": len(m),
-           "per_cluster": dict(zip(names, map(float, m))) if clusters is not None else None, "loo": None, "detectable": None,
+    out = {"value": float(m.mean()) if len(m) else None, "ci": None, "n_clusters": len(m), "loo": None,
+           "per_cluster": dict(zip(names, map(float, m))) if clusters is not None else None,
            "method": "Student t over cluster means"}
     if len(m) >= 2:
         out["ci"] = _pair(*_one_sample_bounds(m))
@@ -184,9 +184,10 @@ def two_sample(a, b, clusters=(None, None)) -> dict:
     """The mean of ``a``'s cluster summaries minus ``b``'s with its Welch-t 95% interval (fields as
     `one_sample`; ``n_clusters`` per side, ``per_cluster`` of ``a``)."""
     (na, ma), (nb, mb) = summaries(a, clusters[0]), summaries(b, clusters[1])
+    named = len(mb) and clusters[0] is not None
     out = {"value": float(ma.mean() - mb.mean()) if len(ma) and len(mb) else None, "ci": None,
-           "n_clusters": [len(ma), len(mb)], "per_cluster": {k: float(v - mb.mean()) for k, v in zip(na, ma)} if len(mb) and clusters[0] is not None else None,
-           "loo": None, "detectable": None, "method": "Welch t over cluster means"}
+           "n_clusters": [len(ma), len(mb)], "loo": None, "method": "Welch t over cluster means",
+           "per_cluster": {k: float(v - mb.mean()) for k, v in zip(na, ma)} if named else None}
     if len(ma) >= 2 and len(mb) >= 2:
         out["ci"] = _pair(*_two_sample_bounds(ma, mb))
     if len(ma) >= 3 and len(mb) >= 3:
@@ -196,7 +197,8 @@ def two_sample(a, b, clusters=(None, None)) -> dict:
             low, high = (_two_sample_bounds(loo, np.broadcast_to(other, (len(loo), len(other)))) if side == "a" else
                          _two_sample_bounds(np.broadcast_to(other, (len(loo), len(other))), loo))
             value = loo.mean(-1) - other.mean() if side == "a" else other.mean() - loo.mean(-1)
-            entries += [{"cluster": n, "value": float(v), "ci": _pair(lo, hi)} for n, v, lo, hi in zip(names, value, low, high)]
+            entries += [{"cluster": n, "value": float(v), "ci": _pair(lo, hi)}
+                        for n, v, lo, hi in zip(names, value, low, high)]
         out["loo"] = _extremes(entries)
     spread = lambda m: float(m.std(ddof=1)) if len(m) > 1 else 0.0
     out["spread"] = [spread(ma), spread(mb)]

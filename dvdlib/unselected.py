@@ -214,6 +214,16 @@ def selection_gaps(table: pd.DataFrame, model: str, same_prompts: bool = False) 
             if not (same_prompts and key in VERSUS_UNSELECTED)}
 
 
+def report_gaps(report, gaps: dict[str, dict], paper: str) -> None:
+    """Record every comparison of `COMPARISONS` (its fields for the verdict rule), and those left
+    out as "not compared" where the two sets are the same prompts."""
+    for key, (quantity, *_) in COMPARISONS.items():
+        if key in gaps:
+            report.add(key, quantity + " [95% CI over concepts]", paper, describe(gaps[key]), **gaps[key])
+        else:
+            report.add(key, quantity, paper, "not compared: the two sets are the same prompts here")
+
+
 def describe(d: dict) -> str:
     """A difference with its interval: "+12.3 [+4.5, +20.1]"."""
     return stats.interval_text(d, "{:+.1f}")
@@ -252,6 +262,18 @@ def rule_shares(table: pd.DataFrame, min_share: float) -> pd.DataFrame:
                      "meets the rule, share over concepts [95% CI]":
                          stats.interval_text(stats.cluster_mean(g.dvd_images >= need, g.cluster, (0, 1)), "{:.0%}")})
     return _in_order(pd.DataFrame(rows)).set_index(["model", "set", "seeds"])
+
+
+def report_by_model(report, shares: pd.DataFrame, paper: str) -> None:
+    """Record the unselected set's mean DvD and share meeting the rule per model (`rule_shares`, on
+    the selection seeds), with ``paper`` (what the paper reports) beside them."""
+    per_model = {m: shares.loc[(m, "unselected", SELECTION)] for m in shares.index.unique("model")}
+    for key, quantity, column in (("unselected_mean_by_model", "mean DvD over concepts per model",
+                                   "mean DvD over concepts [95% CI]"),
+                                  ("unselected_rule_by_model", "share meeting the rule, per model",
+                                   "meets the rule, share over concepts [95% CI]")):
+        report.add(key, f"unselected: {quantity} [95% CI]", paper,
+                   "; ".join(f"{m}: {row[column]}" for m, row in per_model.items()))
 
 
 def _in_order(rows: pd.DataFrame) -> pd.DataFrame:
