@@ -409,7 +409,8 @@ def paragraphs(snap: Snapshot) -> list[str]:
             if r["this run"] == "—":
                 parts.append(f"{r['why']} — **inconclusive**.")
                 continue
-            ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "—" else ""
+            shown = "[" in str(r["this run"])  # the run's text already gives its interval
+            ci = f", 95% CI {r['95% CI']}" if r["95% CI"] != "—" and not shown else ""
             power = f", positive control {r['power check']}" if r["power check"] != "n/a" else ""
             if r["power check"] != "n/a" and r["control_rate"] is not None and r["control_rate"] == r["control_rate"]:
                 power += (f" ({percent(r['control_rate'], 0)} of the collapsed rows brought back, 95% CI "
@@ -591,15 +592,17 @@ def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
 
 
 def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
-    """``claims.csv``'s table as a reader reads it: the interval in one cell, numbers to three
-    digits, clusters per side, column names in words."""
+    """``claims.csv``'s table as a reader reads it: the estimate and its interval in one cell,
+    numbers to three digits, clusters per side, the smallest effect found with 80% power
+    (``detectable``), the positive control's outcome (``control``); the prompts are in the text."""
     sides = [_n([a] if b != b or b is None else [a, b]) if a == a and a is not None else "—"
              for a, b in zip(claims["clusters_a"], claims["clusters_b"])]
-    out = pd.DataFrame({"verdict": claims["verdict"], "estimate": claims["estimate"].map(_num),
-                        "95% CI": [_interval(lo, hi) for lo, hi in zip(claims["ci_low"], claims["ci_high"])],
-                        "null": claims["null"].map(_num), "prompts": claims["n_prompts"].map(_n),
-                        "clusters": sides, "detectable (80% power)": claims["detectable"].map(_detect),
-                        "power check": claims["power_check"]}, index=claims.index)
+    out = pd.DataFrame({"verdict": claims["verdict"],
+                        "estimate [95% CI]": [f"{_num(e)} {_interval(lo, hi)}".replace(" —", "") for e, lo, hi
+                                              in zip(claims["estimate"], claims["ci_low"], claims["ci_high"])],
+                        "null": claims["null"].map(_num), "clusters": sides,
+                        "detectable": claims["detectable"].map(_detect), "control": claims["power_check"]},
+                       index=claims.index)
     return out.fillna("—")
 
 

@@ -147,13 +147,6 @@ def summary(changes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def claim_holds(summary_table: pd.DataFrame, interval: str = "50–40") -> bool:
-    """The paper's reading of ``interval`` (paper §3.5): the dominated token's mean change is
-    negative and below the dominant token's (which is positive or near zero)."""
-    at = summary_table[summary_table["interval"] == interval].set_index("role")["mean"]
-    return bool(at["dominated"] < 0 and at["dominated"] < at["dominant"])
-
-
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """Per (role, step): mean and standard error over prompts of the seed-averaged deviation."""
     per_case = table.groupby(["case_num", "role", "step", "label"])["deviation"].mean().reset_index()

@@ -84,14 +84,8 @@ def test_interval_changes_by_hand():
     # 50–40 ↔ steps 1 → 3: 9 − 1 = 8 and −3 − (−1) = −2; 10–1 ↔ steps 9 → 10: 100 − 81 = 19
     assert changes["dominant", "50–40"] == 8 and changes["dominated", "50–40"] == -2
     assert changes["dominant", "10–1"] == 19 and changes["dominated", "10–1"] == -1
-    summary = temporal.summary(changes.reset_index().assign(case_num=1, seed=0))
-    assert temporal.claim_holds(summary)  # dominated −2 < 0 and < dominant 8
-
-
-def test_claim_fails_when_the_dominated_token_rises():
-    table = _table(10, lambda role, s: -s if role == "dominant" else s)
-    summary = temporal.summary(temporal.interval_changes(table, 10))
-    assert not temporal.claim_holds(summary)
+    summary = temporal.summary(changes.reset_index().assign(case_num=1, seed=0)).set_index(["role", "interval"])
+    assert summary.loc[("dominated", "50–40"), "mean"] == -2 and summary.loc[("dominant", "50–40"), "mean"] == 8
 
 
 def test_interval_changes_need_every_step():
@@ -220,6 +214,6 @@ def test_temporal_chapter_runs_on_smoke(tmp_path):
     assert rows["dominated_first"]["paper"] == paper.TEMPORAL["dominated_first_interval"] == "strongly negative"
     assert rows["dominant_first"]["paper"] == "positive or near zero"
     assert rows["example_prompt"]["this run"] == "The Colosseum, Rome Italy Carry-all Pouch"
-    assert rows["n_steps"]["this run"] == "10" and rows["claim"]["this run"] in ("holds", "does not hold")
+    assert rows["n_steps"]["this run"] == "10" and rows["claim"]["this run"].startswith(("reproduced", "not reproduced", "inconclusive", "underpowered"))
     assert float(rows["dominated_first"]["this run"]) != 0.0
     assert results["profile"]["name"] == "smoke"
