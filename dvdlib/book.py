@@ -21,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 
+from .chapters import long_chapters, reads_from
 from .store import atomic_write
 
 KERNEL = "python3"
@@ -169,12 +170,9 @@ def previous_seconds(profile, out_dir="book", cwd=None) -> dict[str, float]:
     return out
 
 
-#: Chapters that are long in the toy profiles, or that a long one waits for (`benchmarks/book_time.py`
-#: on a quiet 2-core machine, world 2: chapter 03's fine-tunes 385 s, chapter 06's ablation 311 s,
-#: which starts after chapter 05's recording runs, 150 s, and chapter 11's factorial 273 s): a
-#: fresh clone, with no times of its own, starts them first, in this order, so that 05 and then
-#: 06 run beside 03.
-LONG_CHAPTERS = ("03_diversity_causal", "05_temporal_dynamics", "06_head_ablation", "11_three_concepts")
+#: Chapters a fresh clone, with no times of its own, starts first, in this order
+#: (`dvdlib.chapters.Chapter.long`).
+LONG_CHAPTERS = long_chapters()
 
 
 def schedule(sources, seconds: dict[str, float]) -> list[Path]:
@@ -188,17 +186,8 @@ def schedule(sources, seconds: dict[str, float]) -> list[Path]:
 
 
 #: Chapters that read work another chapter computes, and those chapters: a reader starts after
-#: them (when both run), so the work is done once. Chapter 05's runs record attention over the
-#: whole schedule and keep their images and noise-prediction norms (`dvdlib.generate`): chapter
-#: 02's DvD images, chapter 06's baseline and chapter 07's norms of the same prompts; chapter 08's
-#: detector reads chapter 04's first steps; chapter 10 reads chapter 02's images and answers.
-READS_FROM = {
-    "02_dvd_benchmark": ("05_temporal_dynamics",),
-    "06_head_ablation": ("05_temporal_dynamics",),
-    "07_memorization": ("05_temporal_dynamics",),
-    "08_detection_replacement": ("04_focus_score",),
-    "10_unselected_prompts": ("02_dvd_benchmark",),
-}
+#: them (when both run), so the work is done once (`dvdlib.chapters.Chapter.reads_from`).
+READS_FROM = reads_from()
 
 
 def waits_for(order) -> dict[str, set[str]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import chapters as CH
 from .report import number, percent
 from .stats import MIN_N, UNDERPOWERED, gate_passes, verdict
 
@@ -88,47 +89,48 @@ PAPER_FOCUS_LAYERS = frozenset(range(5, 11))
 _COLLAPSED = "no rigid+object prompt is collapsed before ablation (mean DvD ≥ τ), so no head has anything to mitigate (n = 0)"
 
 CLAIMS = (
-    Claim("suppression", "02_dvd_benchmark", "dvd_gap", measure="mean DvD, rigid+object − object+object prompts",
+    Claim("suppression", CH.DVD_BENCHMARK.name, CH.DVD_BENCHMARK.key("gap"),
+          measure="mean DvD, rigid+object − object+object prompts",
           paper_effect="≥ 49.4 (DominanceBench ≥ 70 by construction, balanced 20.64)"),
-    Claim("focus_layers", "04_focus_score", "fs_layers_gap",
+    Claim("focus_layers", CH.FOCUS.name, CH.FOCUS.key("layers_gap"),
           measure="mean Focus Score over the paper's layers 5–10, rigid+object − object+object prompts"),
-    Claim("peak_token", "04_focus_score", "fs_peak_on_concept", null=None,
+    Claim("peak_token", CH.FOCUS.name, CH.FOCUS.key("peak"), null=None,
           measure="share of prompts whose peak token spells the rigid concept",
           note="null: chance per prompt, the share of the prompt's content tokens that spell the concept",
           paper_effect="share 0.83 (249/300; chance not reported)"),
-    Claim("dominated_falls", "05_temporal_dynamics", "dominated_first", direction=-1,
+    Claim("dominated_falls", CH.TEMPORAL.name, CH.TEMPORAL.key("dominated_falls"), direction=-1,
           measure="mean change of the object token's deviation over the first interval"),
-    Claim("dominated_below", "05_temporal_dynamics", "claim", direction=-1,
+    Claim("dominated_below", CH.TEMPORAL.name, CH.TEMPORAL.key("dominated_below"), direction=-1,
           measure="mean of (object − rigid concept) change over the first interval, per prompt"),
-    Claim("single_head", "06_head_ablation", "single_dvd",
+    Claim("single_head", CH.ABLATION.name, CH.ABLATION.key("single"),
           measure="collapsed prompts mitigated by at least one single head, against a placebo", null=None,
           note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED,
           paper_effect="rate 0.48 (145/300; no placebo)"),
-    Claim("multi_head", "06_head_ablation", "multi_dvd",
+    Claim("multi_head", CH.ABLATION.name, CH.ABLATION.key("multi"),
           measure="collapsed prompts mitigated by ablating a whole layer, against a placebo", null=None,
           empty=_COLLAPSED, paper_effect="rate ≈ 0.6 (no placebo)"),
-    Claim("detection", "08_detection_replacement", "det_gap",
+    Claim("detection", CH.DETECTION.name, CH.DETECTION.key("gap"),
           measure="flagged rigid+object rows − flagged object+object rows at the paper's threshold 0.010 "
                   "(percentage points)", note="the threshold is on Stable Diffusion's Focus-Score scale",
           paper_effect="37.0 points (70.67% vs 33.67%)"),
-    Claim("detection_matched", "08_detection_replacement", "det_matched",
+    Claim("detection_matched", CH.DETECTION.name, CH.DETECTION.key("matched"),
           measure="flagged rigid+object rows − flagged object+object rows at the threshold that flags the "
                   "paper's 33.67% of the control (percentage points)",
           paper_effect="37.0 points (70.67% vs 33.67%)"),
-    Claim("detection_auc", "08_detection_replacement", "det_auc", null=0.5,
+    Claim("detection_auc", CH.DETECTION.name, CH.DETECTION.key("auc"), null=0.5,
           measure="area under the ROC curve of the detector's score, rigid+object vs object+object rows",
           note="no threshold; no effect = 0.5"),
-    Claim("replacement", "08_detection_replacement", "repl_*",
+    Claim("replacement", CH.DETECTION.name, CH.DETECTION.key("replacement"),
           measure="share of images with the object present, after − before replacing the concept by its "
                   "category word (paired per prompt and seed)",
           requires=("median_before", 48.0, "the median DvD before replacement is below τ = 48: there is no "
                                            "collapse for the category word to relieve")),
-    Claim("causal", "03_diversity_causal", "paired",
+    Claim("causal", CH.CAUSAL.name, CH.CAUSAL.key("paired"),
           measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)", unit="fine-tunes"),
-    Claim("causal_trend", "03_diversity_causal", "spearman", direction=-1,
+    Claim("causal_trend", CH.CAUSAL.name, CH.CAUSAL.key("trend"), direction=-1,
           measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)",
           unit="fine-tunes"),
-    Claim("noise_norm", "07_memorization", "bench_over_balanced",
+    Claim("noise_norm", CH.MEMORIZATION.name, CH.MEMORIZATION.key("bench_over_balanced"),
           measure="mean noise-prediction norm, rigid+object − object+object",
           note="the memorized set of the paper's order does not exist in the toy world"),
 )

@@ -37,3 +37,28 @@ def test_chapters_set_up_through_dvdlib_setup(path):
              for alias in node.names}
     assert not names & {"model_key", "Store", "Report"}, f"{path.name} imports {names & {'model_key', 'Store', 'Report'}}"
     assert "dvdlib.setup(" in sources
+
+
+def test_every_notebook_has_one_definition():
+    """`dvdlib.chapters` defines each notebook once, in the book's order; what it says a chapter
+    reads from names a chapter."""
+    from dvdlib import chapters
+
+    assert [c.name for c in chapters.ALL] == [p.stem for p in CHAPTERS]
+    assert all(p in chapters.BY_NAME for c in chapters.ALL for p in c.reads_from)
+    assert chapters.long_chapters()[0] == chapters.CAUSAL.name and chapters.TEMPORAL.name in chapters.snapshot_chapters()
+    with pytest.raises(KeyError, match="records no 'nothing'"):
+        chapters.FOCUS.key("nothing")
+
+
+def test_the_result_keys_other_modules_read_are_recorded():
+    """Every result key a definition names is recorded by its notebook or by the dvdlib code it calls."""
+    from dvdlib import chapters
+
+    library = "".join(p.read_text() for p in (REPO / "dvdlib").glob("*.py") if p.name != "chapters.py")
+    for c in chapters.ALL:
+        notebook = (REPO / "chapters" / f"{c.name}.ipynb").read_text()
+        for key in c.keys.values():
+            stem = key.rstrip("*")
+            written = f'\\"{stem}' in notebook or f'"{stem}' in library or f"f\\\"{stem}" in notebook
+            assert written, f"{c.name} records no {key!r}"

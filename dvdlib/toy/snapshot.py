@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..chapters import snapshot_chapters
 from ..findings import SNAPSHOT, model_card
 from ..store import atomic_write, plain
 
-#: The chapters a snapshot runs with the toy profile (01's LAION/CLIP experiment has no toy claim).
-CHAPTERS = ("02", "03", "04", "05", "06", "07", "08")
+#: The chapters a snapshot runs with the toy profile (`dvdlib.chapters.Chapter.snapshot`).
+CHAPTERS = snapshot_chapters()
 PNG_BUDGET = 1_500_000  # bytes of figures a snapshot may keep (the folder stays commit-sized)
 
 
