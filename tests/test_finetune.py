@@ -263,8 +263,9 @@ def test_trend_uses_the_fine_tune_as_its_unit():
     assert t["spearman_rho"] == pytest.approx(-13.5 / np.sqrt(13.5 * 17.5))
     paired = t["paired"]
     assert paired["value"] == pytest.approx(40.0) and paired["n"] == [2, 2] and paired["n_clusters"] == [3, 3]
-    assert 20.0 <= paired["ci"][0] <= 40.0 <= paired["ci"][1] <= 60.0  # resampled fine-tunes: 50–70 vs 10–30
-    assert t["spearman_ci"][1] < 0  # every resample of the fine-tunes keeps the order
+    # Welch's t over the fine-tunes' means (60, 50, 70 vs 20, 10, 30): 40 ± t(4) · √(100/3 + 100/3)
+    assert paired["ci"] == pytest.approx([40 - 2.776445 * np.sqrt(200 / 3), 40 + 2.776445 * np.sqrt(200 / 3)], abs=1e-4)
+    assert t["spearman_ci"][1] < 0 and t["spearman"]["method"] == "Fisher z (Bonett–Wright)"
     assert t["per_variant"]["crossing"].to_dict() == {0: 0.0, 1: 1.0, 10: 0.0}
     flat = causal.trend(scores.assign(dvd=0.0))  # no variation: no trend, no warning
     assert np.isnan(flat["spearman_rho"]) and flat["spearman_p"] == 1.0 and flat["wilcoxon_p"] == 1.0

@@ -19,8 +19,9 @@ def test_rate_and_its_interval_by_hand():
     row = gates._rate(9, 10, 0.9)
     # Clopper–Pearson 95% for 9/10: [0.5550, 0.9975]
     assert row["ci_low"] == pytest.approx(0.5550, abs=1e-4) and row["ci_high"] == pytest.approx(0.9975, abs=1e-4)
-    assert row["rate"] == 0.9 and not row["passed"]  # the point estimate reaches 90%, the lower bound does not
-    assert gates._rate(119, 120, 0.9)["passed"] and not gates._rate(5, 10, 0.6)["passed"] and gates._rate(3, 4)["passed"] is None
+    assert row["rate"] == 0.9 and row["passed"]  # the rate reaches 90% (its interval, down to 55.5%, is shown beside it)
+    assert not gates._rate(89, 100, 0.9)["passed"] and not gates._rate(5, 10, 0.6)["passed"]
+    assert gates._rate(3, 4)["passed"] is None
 
 
 def test_presence_on_renders_is_what_the_gates_count():
