@@ -43,7 +43,7 @@ from typing import Callable, Iterable, Sequence
 import pandas as pd
 
 from . import dvd, outcome
-from .attention import intervene_each, suppress_tokens_each
+from .attention import _suppressible, intervene_each, suppress_tokens_each
 from .generate import generate, pipeline_call
 from .layers import Layer, select
 from .outcome import CORRUPTED, MITIGATED, NOT_MEMORIZED, OUTCOMES, UNCHANGED, DvDRule, MemorizedRule
@@ -203,7 +203,7 @@ class Sweep:
     """
 
     def __init__(self, pipe, rows: pd.DataFrame, seeds: Sequence[int], *, root, model: str, sampler: dict,
-                 batch_size: int = 8):
+                 batch_size: int = 8, store_mode: str = "write"):
         for col in ("case_num", "prompt"):
             if col not in rows.columns:
                 raise ValueError(f"the prompt set needs a '{col}' column (found {list(rows.columns)})")
@@ -211,6 +211,7 @@ class Sweep:
             raise ValueError("case_num must identify one row of the prompt set; it repeats")
         self.pipe, self.rows, self.seeds = pipe, rows.set_index("case_num", drop=False), [int(s) for s in seeds]
         self.root, self.model, self.sampler, self.batch_size = root, model, dict(sampler), batch_size
+        self.store_mode = store_mode
         self._stores: dict = {}
         self._tokenizer = None
 
@@ -219,7 +220,7 @@ class Sweep:
         key = None if intervention is None else intervention
         if key not in self._stores:
             settings = self.sampler if intervention is None else {**self.sampler, "intervention": intervention.key()}
-            self._stores[key] = Store(self.root, self.model, settings)
+            self._stores[key] = Store(self.root, self.model, settings, self.store_mode)
         return self._stores[key]
 
     def prompts(self, cases) -> list[str]:
@@ -240,7 +241,11 @@ class Sweep:
         prompt and seed so that one batch holds different interventions of the same start."""
         wanted = self._wanted(plan)
         order = {p: i for i, p in enumerate(dict.fromkeys(p for _, p, _ in wanted))}
-        todo = [w for w in wanted if not self.store(w[0]).has(w[1], w[2])]
+        by_store: dict = {}
+        for iv, p, s in wanted:
+            by_store.setdefault(iv, []).append((p, s))
+        todo = [(iv, p, s) for iv, jobs in by_store.items()  # a frozen store raises on a miss
+                for p, s in self.store(iv).todo(jobs, what=f"ablated images ({iv.label})")]
         return sorted(todo, key=lambda w: (order[w[1]], self.seeds.index(w[2])))
 
     def _wanted(self, plan: Sequence[Job]) -> list[tuple[Intervention, str, int]]:
@@ -255,6 +260,8 @@ class Sweep:
         prompt, seed) images, each with its own head factors (`dvdlib.attention.intervene_each`),
         so B interventions of one prompt and seed cost about one batch of B images; each image is
         stored under its own intervention, as one intervention at a time would store it."""
+        if self.pipe is not None and any(isinstance(job.intervention, Suppression) for job in plan):
+            _suppressible(self.pipe)  # a family without token suppression raises before the store is read
         if baseline:
             self._plain()
         todo = self.missing(plan)
@@ -268,7 +275,7 @@ class Sweep:
     def _plain(self) -> None:
         """Generate the plain images that are not stored."""
         prompts, store = self.prompts(self.rows.index), self.store()
-        if not all(store.has(p, s) for p in prompts for s in self.seeds):
+        if store.todo([(p, s) for p in prompts for s in self.seeds], what="plain images"):
             generate(self.pipe, prompts, self.seeds, store=store, batch_size=self.batch_size, progress=False)
 
     def positions(self, control: Suppression, prompt: str) -> list[int]:
@@ -706,7 +713,8 @@ def sweeps_for(run, benchmark: pd.DataFrame, memorized: pd.DataFrame | None, see
     from .store import model_key
 
     P = run.profile
-    common = dict(root=P.store, model=model_key(P.model), sampler=P.sampler(), batch_size=P.batch_size)
+    common = dict(root=P.store, model=model_key(P.model), sampler=P.sampler(), batch_size=P.batch_size,
+                  store_mode=P.store_mode)
     sweeps = {"DvD": Sweep(run.pipe, benchmark, seeds, **common)}
     if memorized is not None:
         sweeps["memorized"] = Sweep(run.pipe, memorized, memorized_seeds(seeds, P.seeds), **common)

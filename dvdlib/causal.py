@@ -181,7 +181,7 @@ def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: p
             seeded = dataclasses.replace(recipe, seed=recipe.seed + r)
             folder = finetune_dir(P.store, base_key, seeded, images_digest(pictures))
             finetune(base, pictures, seeded, folder, class_images=klass)
-            runs[k, r] = Store(P.store, finetuned_key(base_key, folder), P.sampler())
+            runs[k, r] = Store(P.store, finetuned_key(base_key, folder), P.sampler(), P.store_mode)
             tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
             generate(tuned, prompts.prompt, seeds, store=runs[k, r], batch_size=P.batch_size)
             del tuned

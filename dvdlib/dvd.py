@@ -64,14 +64,12 @@ def judge_images(rows: pd.DataFrame, seeds, store: Store, judge, questions: Ques
     (`question_groups`): a time of day is not asked whether it is shown as a product.
     """
     out = []
-    stored = store.records()  # every per-image record, read once
-    records = stored.set_index(["prompt", "seed"]) if len(stored) else None
     for row in rows.itertuples():
         groups = question_groups(row, questions)
         key = _key(judge, questions, row.content, row.nm_word, groups)
-        known = {seed: records.loc[(row.prompt, seed)].get(key) if records is not None
-                 and (row.prompt, seed) in records.index else None for seed in seeds}
-        missing = [seed for seed, answer in known.items() if not isinstance(answer, dict)]
+        stored = store.answers(key, row.prompt, seeds)  # a frozen store raises on a miss
+        known = {seed: stored.get(int(seed)) for seed in seeds}
+        missing = [seed for seed, answer in known.items() if answer is None]
         if missing:
             images = [store.image(row.prompt, seed).convert("RGB") for seed in missing]
             counts = yes_counts(judge, images, row.content, groups[0], row.nm_word, questions, object_category=groups[1])

@@ -132,8 +132,8 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     whole = until_step is None
     spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
-    todo = [(p, s) for p, s in dict.fromkeys(jobs) if not store.has(p, s, image=whole, attention=spec)]
     what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
+    todo = store.todo(jobs, image=whole, attention=spec, what=what)  # a frozen store raises on a miss
     with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]

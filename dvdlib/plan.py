@@ -10,9 +10,12 @@ the same library calls the chapter makes, so the plan and the chapter cannot dri
 keeps what the store lacks. `counts` gives UNet evaluations (steps × 2 under classifier-free
 guidance, paper §2's sampler), images and judge calls; `dvdlib.prefetch` computes a plan.
 
-Work a plan cannot know before part of it has run (chapter 06's pairs of heads depend on the
-single-head outcomes, chapter 08's ``validate_on="flagged"`` on the detector, chapters 01 and 03
-on data and fine-tunes) is left out and named in `Plan.not_counted`: never guessed.
+Work a plan cannot know before part of it has run is read from the store where it holds what
+decides it (chapter 06: which rows are collapsed before ablation, which heads did not mitigate
+them), else counted as an upper bound marked ``provisional`` (`dvdlib.prefetch` plans again once it
+is known) or, where no bound is useful (chapter 06's pairs of heads, chapter 08's
+``validate_on="flagged"``, chapters 01 and 03 on data and fine-tunes), left out and named in
+`Plan.not_counted`: never guessed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
 
+from . import chapters as CH
 from .store import digest, model_key, plain, slug
 
 #: Work kinds: a generation (image, attention or noise norms) or a judge's answers about one image.
@@ -58,6 +62,8 @@ class Work:
     artifact: str = field(default="", compare=False)
     #: what the image's UNet runs cost: steps run × (2 under classifier-free guidance)
     unet_evals: int = field(default=0, compare=False)
+    #: needed only if results not yet stored say so (counted as an upper bound, not computed yet)
+    provisional: bool = field(default=False, compare=False)
 
     @cached_property
     def spec(self) -> dict | None:
@@ -84,12 +90,15 @@ class Work:
             return f"{self.base}.json#{self.answers}"
         return f"{self.base}{self.artifact}"
 
-    @property
+    @cached_property
     def shard_key(self) -> str:
-        """What places this work in a shard: its store and prompt. Every seed and recording of a
-        prompt lands in one shard, so the judge asks all its seeds in one call (as the chapters
-        do) about images the same process made: no shard waits on another."""
-        return f"{self.store}/{digest(self.prompt)}"
+        """What places this work in a shard: its model, sampler (any intervention left out) and
+        prompt. Every seed, recording and intervention of a prompt lands in one shard, so the judge
+        asks all its seeds in one call (as the chapters do) about images the same process made, and
+        work that depends on a prompt's results (`provisional`) is planned where they are made: no
+        shard waits on another."""
+        sampler = {k: v for k, v in json.loads(self.settings).items() if k != "intervention"}
+        return f"{self.store.split('/')[0]}/{digest(sampler)}/{digest(self.prompt)}"
 
     def files(self) -> list[str]:
         """The store files a generation writes (image, attention), store-relative."""
@@ -121,8 +130,8 @@ class Plan:
     run: object = field(default=None, repr=False)
 
     def todo(self) -> list[Work]:
-        """The work the store lacks."""
-        return [w for w in self.items if not w.done(self.profile.store)]
+        """The work the store lacks, of what is known to be needed (not `Work.provisional`)."""
+        return [w for w in self.items if not w.provisional and not w.done(self.profile.store)]
 
     def counts(self) -> dict:
         """UNet evaluations, images (generations) and judge calls (image × question) of the plan."""
@@ -168,8 +177,9 @@ class PlanRun:
 
     def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
                  until_step: int | None = None, noise_norms: bool = False,
-                 intervention: dict | None = None) -> None:
-        """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store."""
+                 intervention: dict | None = None, provisional: bool = False) -> None:
+        """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store
+        (``provisional``: needed only if results not yet stored say so)."""
         P, model = self.profile, model or self.profile.model
         store, settings = self._store(model, intervention)
         if until_step is not None and until_step >= P.steps:
@@ -185,9 +195,10 @@ class PlanRun:
         for prompt in dict.fromkeys(prompts):
             for seed in seeds:
                 self._add(Work(GENERATE, model, store, settings, prompt, int(seed), options, iv, artifact=artifact,
-                               unet_evals=evals))
+                               unet_evals=evals, provisional=provisional))
 
-    def judge_dvd(self, rows, seeds, *, model: str | None = None, intervention: dict | None = None) -> None:
+    def judge_dvd(self, rows, seeds, *, model: str | None = None, intervention: dict | None = None,
+                  provisional: bool = False) -> None:
         """The work of `dvdlib.dvd.judge_images`: ten questions per (row, seed), paper §2."""
         from .dvd import _key, question_groups
         from .judge import QUESTIONS_PER_SET
@@ -198,7 +209,7 @@ class PlanRun:
         for row in rows.itertuples():
             key = _key(judge, Q, row.content, row.nm_word, question_groups(row, Q))
             self._judge(model, store, settings, row.prompt, seeds, key, "dvd", row._asdict(), 2 * QUESTIONS_PER_SET,
-                        intervention)
+                        intervention, provisional)
 
     def judge_presence(self, rows, seeds, *, model: str | None = None) -> None:
         """The work of `dvdlib.triplets.judge_presence`: five questions per target and (row, seed)."""
@@ -213,15 +224,17 @@ class PlanRun:
                 key = _key(judge, self.questions, row[f"target{k}"], row[f"target{k}_type"])
                 self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
 
-    def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention):
+    def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention, provisional=False):
         row = json.dumps(plain({k: v for k, v in row.items() if k != "Index"}), sort_keys=True, default=str)
         for seed in seeds:
             self._add(Work(JUDGE, model, store, settings, prompt, int(seed),
                            intervention=json.dumps(intervention, sort_keys=True) if intervention else "",
-                           answers=key, asks=asks, row=row, questions=questions))
+                           answers=key, asks=asks, row=row, questions=questions, provisional=provisional))
 
     def _add(self, work: Work) -> None:
-        self.items.setdefault(work.key, work)
+        known = self.items.get(work.key)
+        if known is None or known.provisional and not work.provisional:
+            self.items[work.key] = work
 
     def skip(self, what: str) -> None:
         """Name work this plan does not count (it depends on results, data or training)."""
@@ -241,13 +254,13 @@ def chapter(name: str):
     return register
 
 
-@chapter("01_training_diversity")
+@chapter(CH.TRAINING_DIVERSITY.name)
 def _training_diversity(r: PlanRun) -> None:
     r.skip("chapter 01 (paper §3.1) embeds training images you provide; without them (image_source "
            "'generated') its generations come from a concept table read at run time: not counted")
 
 
-@chapter("02_dvd_benchmark")
+@chapter(CH.DVD_BENCHMARK.name)
 def _dvd_benchmark(r: PlanRun) -> None:
     """Paper §2, §3.2: the benchmark and the balanced set, every seed, each model compared, judged."""
     import pandas as pd
@@ -267,7 +280,7 @@ def _generate_and_judge(r: PlanRun, rows, models) -> None:
         r.judge_dvd(rows, r.profile.seeds, model=model)
 
 
-@chapter("03_diversity_causal")
+@chapter(CH.CAUSAL.name)
 def _diversity_causal(r: PlanRun) -> None:
     r.skip("chapter 03 (paper §3.3) generates with models it fine-tunes first (DreamBooth): not counted")
 
@@ -275,26 +288,30 @@ def _diversity_causal(r: PlanRun) -> None:
 FIRST_STEP = {"layers": "all", "steps": [1]}
 
 
-@chapter("04_focus_score")
+@chapter(CH.FOCUS.name)
 def _focus_score(r: PlanRun) -> None:
-    """Paper §3.4: the first step of every benchmark and control prompt, and one full example."""
-    from . import bench
+    """Paper §3.4: the first step of every benchmark and control prompt, and one full example
+    recorded at the peak layers read on the model (`dvdlib.adapters.paper_layers`)."""
+    from . import adapters, bench
 
     P, p = r.profile, r.params
+    peak_layers = adapters.paper_layers(model_pipe(r), p["peak_layers"], P.resolution)
     all_benchmark = r.prompts("benchmark")
     r.generate(bench.stratified(all_benchmark, P.n_prompts).prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
     r.generate(r.prompts("control", P.n_prompts).prompt, P.seeds, attention=FIRST_STEP, until_step=1)
     row = bench.case(all_benchmark, p["example_case"])
-    r.generate([row.prompt], P.seeds[:1], attention={"layers": p["peak_layers"], "steps": [1], "maps": True})
+    r.generate([row.prompt], P.seeds[:1], attention={"layers": peak_layers, "steps": [1], "maps": True})
 
 
-@chapter("05_temporal_dynamics")
+@chapter(CH.TEMPORAL.name)
 def _temporal_dynamics(r: PlanRun) -> None:
-    """Paper §3.5: every step of the tracked layers for the benchmark and balanced sets."""
-    from . import bench, temporal
+    """Paper §3.5: every step of the tracked layers (read on the model, `dvdlib.adapters.paper_layers`)
+    for the benchmark and balanced sets."""
+    from . import adapters, bench, temporal
 
-    P, p = r.profile, r.params
-    options = temporal.record_options({"dominant": tuple(p["dominant_layers"]), "dominated": tuple(p["dominated_layers"])})
+    P, p, pipe = r.profile, r.params, model_pipe(r)
+    options = temporal.record_options({role: tuple(adapters.paper_layers(pipe, p[f"{role}_layers"], P.resolution))
+                                       for role in ("dominant", "dominated")})
     all_benchmark = r.prompts("benchmark")
     for rows in (bench.stratified(all_benchmark, P.n_prompts), r.prompts("balanced", P.n_prompts)):
         r.generate(rows.prompt.unique(), P.seeds, attention=options)
@@ -302,42 +319,127 @@ def _temporal_dynamics(r: PlanRun) -> None:
     r.generate([row.prompt], P.seeds[:1], attention=options)
 
 
-@chapter("06_head_ablation")
+@chapter(CH.ABLATION.name)
 def _head_ablation(r: PlanRun) -> None:
-    """Paper §3.6: plain, single-head and multi-head ablations of every row and seed, judged
-    (DvD) or compared across seeds (memorized), and the positive controls (each DvD row's dominant
-    concept suppressed, `dvdlib.ablation.control_jobs`), judged as the ablations are."""
-    from . import ablation
+    """Paper §3.6, as the chapter runs it (its layers read on the model, `dvdlib.ablation.on_model`):
+    plain images of every row and seed, judged (DvD) or compared across seeds (memorized); the
+    single-head and multi-head ablations and the positive controls (each DvD row's dominant concept
+    suppressed, `dvdlib.ablation.control_jobs`; none where the family cannot suppress) of the rows
+    ablated — with ``require_baseline`` only those collapsed / reproduced before ablation — and the
+    pairs of layer ``pair_layer``'s heads that did not mitigate a row. Which rows and pairs is read
+    from the store (`_ablated`, `_pairs`); a row it cannot tell yet is counted as an upper bound
+    (`Work.provisional`), its pairs not at all."""
+    from dataclasses import replace
+
+    from . import ablation, adapters
+    from .attention import _suppressible
+    from .layers import registry
+    from .outcome import DvDRule, MemorizedRule
 
     P, p = r.profile, r.params
+    pipe, steps, factor = model_pipe(r), p["ablate_steps"], p["factor"]
     sweep = ablation.sweep_plan(P, p["sweep_layers"], p["sweep_heads"], p["n_prompts"], p["n_memorized"], p["sweep_seeds"])
-    layers = unet_layers(r)
-    steps = p["ablate_steps"]
-    single = ablation.single_head(layers, sweep.layers, sweep.heads, p["factor"], steps)
-    multi = ablation.multi_head(layers, sweep.layers, p["multi_head_reading"], p["factor"], steps)
+    sweep = ablation.on_model(sweep, pipe, P.resolution)
+    pair_layer = adapters.paper_layers(pipe, [p["pair_layer"]], P.resolution)[0]
+    layers = registry(pipe, P.resolution)
+    single = ablation.single_head(layers, sweep.layers, sweep.heads, factor, steps)
+    multi = ablation.multi_head(layers, sweep.layers, p["multi_head_reading"], factor, steps)
     benchmark = r.prompts("benchmark", sweep.n_prompts)
     memorized, _ = ablation.memorized_set(r, sweep.n_memorized)
-    sets = {"DvD": benchmark, **({"memorized": memorized} if memorized is not None else {})}
-    for name, rows in sets.items():
-        rows = rows.drop_duplicates("case_num")
-        for iv in [None, *single, *multi]:
-            key = None if iv is None else iv.key()
-            r.generate(rows.prompt.unique(), sweep.seeds, intervention=key)
-            if name == "DvD":
-                r.judge_dvd(rows, sweep.seeds, intervention=key)
-    by_case = benchmark.drop_duplicates("case_num").set_index("case_num", drop=False)
-    for control in ablation.control_jobs(benchmark, steps, P.steps, p["control_strength"]):
-        for job in control:
-            rows, key = by_case.loc[list(job.cases)], job.intervention.key()
-            r.generate(rows.prompt.unique(), sweep.seeds, intervention=key)
-            r.judge_dvd(rows, sweep.seeds, intervention=key)
-    r.skip(f"chapter 06: pairs of non-mitigating layer-{p['pair_layer']} heads (paper §3.6) depend on the "
-           "single-head outcomes: not counted")
+    frozen = SimpleNamespace(profile=replace(P, store_mode="frozen"), pipe=None)  # reads the store, computes nothing
+    sweeps = ablation.sweeps_for(frozen, benchmark, memorized, sweep.seeds)
+    rules = SimpleNamespace(judge=SimpleNamespace(name=r.judge_name), questions=r.questions,
+                            dvd=DvDRule(tau=p["tau"], concept_min=p["concept_min"], object_min=p["object_min"]),
+                            memorized=MemorizedRule(threshold=p["similarity_threshold"], blank_std=p["blank_std"]),
+                            similarity=p["similarity"], require_baseline=p["require_baseline"])
+    try:
+        _suppressible(pipe)
+        controls = ablation.control_jobs(benchmark, steps, P.steps, p["control_strength"])
+    except NotImplementedError:  # the chapter's positive control is "unavailable": it makes no image
+        controls = []
+    unknown, unpaired = 0, 0
+    for name, s in sweeps.items():
+        r.generate(s.prompts(s.rows.index), s.seeds)
+        if name == "DvD":
+            r.judge_dvd(s.rows, s.seeds)
+        state = {case: _ablated(s, name, case, rules) for case in s.rows.index}
+        unknown += sum(v is None for v in state.values())
+        jobs = ablation.jobs([*single, *multi], s.rows.index)
+        if name == "DvD":
+            jobs += [job for control in controls for job in control]
+        for job in jobs:
+            for provisional in (False, True):
+                cases = [c for c in job.cases if state[c] is (None if provisional else True)]
+                if cases:
+                    _ablation_work(r, s, name, job.intervention, cases, provisional)
+        if name == "DvD":
+            for case in [c for c, v in state.items() if v is not False]:
+                pairs = _pairs(s, case, single, pair_layer, factor, steps, rules) if state[case] else None
+                unpaired += pairs is None
+                for job in pairs or []:
+                    _ablation_work(r, s, name, job.intervention, job.cases, False)
+    if unknown:
+        r.skip(f"chapter 06: which of {unknown} rows are ablated (with require_baseline, those collapsed / "
+               "reproduced before ablation) is known once their plain images are judged: all are counted, an "
+               "upper bound (dvd prefetch computes them once known)")
+    if unpaired:
+        r.skip(f"chapter 06: pairs of non-mitigating layer-{pair_layer} heads (paper §3.6) depend on the single-head "
+               f"outcomes, not yet stored for {unpaired} rows: not counted")
     if str(p["similarity"]).startswith("clip:"):
-        r.skip("chapter 06: CLIP embeddings of the memorized images (similarity 'clip:...'): not counted")
+        r.skip("chapter 06: CLIP embeddings of the memorized images (similarity 'clip:...'): not counted; every "
+               "memorized row's ablations are counted (those not reproduced before ablation are not needed)")
 
 
-@chapter("07_memorization")
+def _ablation_work(r: PlanRun, s, name: str, iv, cases, provisional: bool) -> None:
+    """The images of rows ``cases`` of sweep ``s`` under intervention ``iv``, judged on the DvD set."""
+    rows = s.rows.loc[list(cases)]
+    r.generate(s.prompts(rows.index), s.seeds, intervention=iv.key(), provisional=provisional)
+    if name == "DvD":
+        r.judge_dvd(rows, s.seeds, intervention=iv.key(), provisional=provisional)
+
+
+def _one_row(s, case):
+    """Sweep ``s`` on its row ``case`` alone (the same stores)."""
+    from .ablation import Sweep
+
+    return Sweep(s.pipe, s.rows.loc[[case]].reset_index(drop=True), s.seeds, root=s.root, model=s.model,
+                 sampler=s.sampler, batch_size=s.batch_size, store_mode=s.store_mode)
+
+
+def _ablated(s, name: str, case, rules) -> bool | None:
+    """Whether chapter 06 ablates row ``case`` of the (frozen) sweep ``s``: every row without
+    ``require_baseline``, else a row collapsed (DvD) or reproduced (memorized, pixel similarity)
+    before ablation, read from the store as `dvdlib.ablation.run_plans` reads it; None while the
+    store lacks its plain images or answers. A CLIP similarity is not computed here: True."""
+    from .store import StoreMiss
+
+    if not rules.require_baseline or name != "DvD" and str(rules.similarity).startswith("clip:"):
+        return True
+    one = _one_row(s, case)
+    try:
+        if name == "DvD":
+            return bool(one.mitigable(rules.judge, rules.questions, rules.dvd))
+        return bool(one.reproduced(rules.memorized, rules.similarity))
+    except StoreMiss:
+        return None
+
+
+def _pairs(s, case, single, layer: int, factor, steps, rules):
+    """The pairs of ``layer``'s heads chapter 06 ablates on row ``case`` (`dvdlib.ablation.pair_jobs`
+    over its single-head outcomes, read from the store); None while the store lacks them."""
+    from . import ablation
+    from .store import StoreMiss
+
+    one = _one_row(s, case)
+    heads = ablation.jobs([iv for iv in single if iv.layers == (layer,)], one.rows.index)
+    try:
+        table = one.judge_dvd(heads, rules.judge, rules.questions, rules.dvd, rules.require_baseline)
+    except StoreMiss:
+        return None
+    return ablation.pair_jobs(table, layer=layer, factor=factor, steps=steps)
+
+
+@chapter(CH.MEMORIZATION.name)
 def _memorization(r: PlanRun) -> None:
     """Paper §3.7: noise-prediction norms of the memorized, benchmark and balanced prompts."""
     from . import memorization
@@ -346,7 +448,7 @@ def _memorization(r: PlanRun) -> None:
         r.generate(prompts, r.profile.seeds, noise_norms=True, until_step=r.params["curve_steps"])
 
 
-@chapter("08_detection_replacement")
+@chapter(CH.DETECTION.name)
 def _detection_replacement(r: PlanRun) -> None:
     """Paper §3.8: first steps of the benchmark and balanced sets; every benchmark row generated
     and judged before and after its concept is replaced, with each model compared."""
@@ -369,12 +471,12 @@ def _detection_replacement(r: PlanRun) -> None:
         r.judge_dvd(after, P.seeds, model=model)
 
 
-@chapter("09_toy_findings")
+@chapter(CH.TOY_FINDINGS.name)
 def _toy_findings(r: PlanRun) -> None:
     """Chapter 09 reads a committed snapshot: no work."""
 
 
-@chapter("10_unselected_prompts")
+@chapter(CH.UNSELECTED.name)
 def _unselected(r: PlanRun) -> None:
     """ACCV version: the unselected, benchmark and balanced sets, every model, judged; the benchmark
     again on the fresh seeds that did not select it (`dvdlib.unselected.generate_and_judge`)."""
@@ -388,7 +490,7 @@ def _unselected(r: PlanRun) -> None:
         r.judge_dvd(benchmark, fresh, model=model)
 
 
-@chapter("11_three_concepts")
+@chapter(CH.THREE_CONCEPTS.name)
 def _three_concepts(r: PlanRun) -> None:
     """ACCV version: the factorial and the pilot generated, each target's presence judged, and the
     first step of each prompt recorded for its peak slot."""
@@ -404,18 +506,18 @@ def _three_concepts(r: PlanRun) -> None:
         r.generate(rows["prompt"].unique(), P.seeds, attention={"layers": list(p["peak_layers"]), "steps": [1]}, until_step=1)
 
 
-def unet_layers(r: PlanRun):
-    """The cross-attention layers (`dvdlib.layers`) of the profile's model, built on the meta
-    device from its UNet config: the packaged SD 1.4 / 2.1 configs, a folder's own, else the
-    world's model loaded (the small ones)."""
+def model_pipe(r: PlanRun):
+    """The profile's model as a plan reads it (its layers and family, `dvdlib.adapters`): for a
+    UNet whose config is known (the packaged SD 1.4 / 2.1 / XL configs, a folder's own) a stand-in
+    holding that UNet built on the meta device, no weights read; else the world's model loaded
+    (the small ones)."""
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from .layers import cross_attention_layers, registry
-    from .models import SD14, SD21, resolve_id, unet_config
+    from .models import SD14, SD21, SDXL, resolve_id, unet_config
 
-    P, model = r.profile, r.profile.model
-    known = {SD14: "sd1.4", SD21: "sd2.1", "random:sd1.4": "sd1.4", "random:sd2.1": "sd2.1"}
+    model = r.profile.model
+    known = {SD14: "sd1.4", SD21: "sd2.1", SDXL: "sdxl", "random:sd1.4": "sd1.4", "random:sd2.1": "sd2.1"}
     name = model if model.startswith("random:") else resolve_id(model) if not Path(model).exists() else model
     config = None
     if name in known:
@@ -423,10 +525,17 @@ def unet_layers(r: PlanRun):
     elif (Path(model) / "unet" / "config.json").is_file():
         config = json.loads((Path(model) / "unet" / "config.json").read_text())
     if config is None:
-        return registry(r.run.pipe, P.resolution_of(model))
+        return r.run.pipe
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(config)
-    return cross_attention_layers(unet, P.resolution_of(model))
+    return SimpleNamespace(unet=unet, vae_scale_factor=8)  # any pipeline with a UNet reads as SD's (layers alike)
+
+
+def unet_layers(r: PlanRun):
+    """The cross-attention layers (`dvdlib.layers`) of the profile's model (`model_pipe`)."""
+    from .layers import registry
+
+    return registry(model_pipe(r), r.profile.resolution_of(r.profile.model))
 
 
 # --- parameters and the entry point ---------------------------------------------------------------------

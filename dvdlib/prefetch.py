@@ -4,7 +4,7 @@
     accelerate launch --num_processes 8 -m dvdlib prefetch 02 --profile paper   # one node, 8 GPUs
     dvd prefetch 06 --profile paper --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT
 
-Each process takes the work (`dvdlib.plan.Work`) whose store and prompt hash to its index
+Each process takes the work (`dvdlib.plan.Work`) whose model, sampler and prompt hash to its index
 (`shard_of`): disjoint, deterministic, the same on every node, so no two processes write one key.
 The index and count come from ``--shard i/N`` or from accelerate (`accelerate.PartialState`);
 nothing waits on another process, so a Slurm job array needs no launcher. Within its shard a
@@ -26,7 +26,7 @@ from .plan import GENERATE, JUDGE, Plan, plan
 
 
 def shard_of(work, count: int) -> int:
-    """The shard (0 … count-1) of a work item: a stable hash of its store and prompt."""
+    """The shard (0 … count-1) of a work item: a stable hash of its `dvdlib.plan.Work.shard_key`."""
     return int(hashlib.sha1(work.shard_key.encode()).hexdigest()[:15], 16) % count
 
 
@@ -75,28 +75,46 @@ def plans_for(chapters, profile: str, params: dict | None = None) -> list[Plan]:
 
 def prefetch(chapters, profile: str = "toy", params: dict | None = None, shard: str | None = None,
              log=print) -> dict:
-    """Compute this process's shard of the chapters' plans into the store; a summary dict."""
+    """Compute this process's shard of the chapters' plans into the store; a summary dict.
+
+    Work that depends on results (`dvdlib.plan.Work.provisional`: chapter 06's ablations of the rows
+    collapsed before ablation, its pairs of heads) is planned once a round has stored what decides
+    it: the plans are made again after each round, until a round finds nothing new to compute."""
     index, count, state = process_shard(shard)
-    plans = plans_for(chapters, profile, params)
     device = None
     if state is not None and state.num_processes > 1 and str(state.device) != "cpu":
         device = str(state.device)  # this process's GPU (accelerate's local rank)
-    mine: dict[str, tuple] = {}
-    planned = 0
-    for p in plans:
-        if device and p.profile.device != "cpu":
-            p.run.profile = replace(p.run.profile, device=device)
-        for w in p.items:
-            planned += 1
-            if shard_of(w, count) == index and w.key not in mine:
-                mine[w.key] = (w, p)
-    todo = [(w, p) for w, p in mine.values() if not w.done(p.profile.store)]
-    log(f"[shard {index}/{count}] {len(mine):,} of {planned:,} work items are this shard's; "
-        f"{len(todo):,} to compute ({sum(w.kind == GENERATE for w, _ in todo):,} generations, "
-        f"{sum(w.kind == JUDGE for w, _ in todo):,} judge answer sets)")
-    _generate(todo, log, index, count)
-    _judge(todo, mine, log, index, count)
-    return {"shard": index, "shards": count, "items": len(mine), "computed": len(todo)}
+    computed, tried, rounds = 0, set(), 0
+    while True:
+        plans = plans_for(chapters, profile, params)
+        mine: dict[str, tuple] = {}
+        planned = 0
+        for p in plans:
+            if device and p.profile.device != "cpu":
+                p.run.profile = replace(p.run.profile, device=device)
+            for w in p.items:
+                planned += 1
+                if shard_of(w, count) == index and w.key not in mine:
+                    mine[w.key] = (w, p)
+        todo = [(w, p) for w, p in mine.values() if not w.provisional and not w.done(p.profile.store)]
+        waiting = sum(w.provisional and not w.done(p.profile.store) for w, p in mine.values())
+        log(f"[shard {index}/{count}] {len(mine):,} of {planned:,} work items are this shard's; "
+            f"{len(todo):,} to compute ({sum(w.kind == GENERATE for w, _ in todo):,} generations, "
+            f"{sum(w.kind == JUDGE for w, _ in todo):,} judge answer sets)"
+            + (f"; {waiting:,} wait on results" if waiting else ""))
+        if not todo:
+            break
+        again = [w.key for w, _ in todo if w.key in tried]
+        if again:
+            raise RuntimeError(f"computed but still not stored: {len(again)} work items, e.g. {again[0]}")
+        tried |= {w.key for w, _ in todo}
+        _generate(todo, log, index, count)
+        _judge(todo, mine, log, index, count)
+        computed, rounds = computed + len(todo), rounds + 1
+    if waiting:
+        log(f"[shard {index}/{count}] {waiting:,} work items still wait on results no round of this shard made")
+    return {"shard": index, "shards": count, "items": len(mine), "computed": computed, "rounds": rounds,
+            "waiting": waiting}
 
 
 def _generate(todo, log, index, count) -> None:

@@ -63,7 +63,7 @@ class Run:
     def store(self, model: str | None = None) -> Store:
         """The run store of ``model`` (default the profile's) under the profile's sampler."""
         model = model or self.profile.model
-        return Store(self.profile.store, model_key(model), self.profile.sampler(model))
+        return Store(self.profile.store, model_key(model), self.profile.sampler(model), self.profile.store_mode)
 
     @cached_property
     def judge(self):

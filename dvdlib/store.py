@@ -7,6 +7,12 @@ folder per prompt (``<prompt hash>/``) holding per seed the image (``<seed>.png`
 interrupted run leaves no half-written file and a rerun recomputes only what is missing; a record
 is updated under a lock (``.<seed>.lock``), so processes sharing a store (chapters run at once)
 never drop each other's fields.
+
+A store opened ``mode="frozen"`` computes nothing: a read that misses (a generation, a recording,
+a judge answer, an ablated image) raises `StoreMiss` naming it, and nothing is written. It is
+for building the book from a store `dvdlib.prefetch` filled beforehand: a build that would
+quietly recompute hours of GPU work stops at the first thing the prefetch left out instead.
+Setting ``DVD_STORE_READ_LOG`` to a file makes every store append the keys it reads there.
 """
 
 from __future__ import annotations
@@ -126,16 +132,62 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
 
-class Store:
-    """Images, records and attention of one model under one set of generation settings."""
+#: How a store meets a read that misses: "write" lets the caller compute and save it, "frozen" raises.
+STORE_MODES = ("write", "frozen")
 
-    def __init__(self, root: str | Path, model: str, settings: dict):
-        self.root, self.model, self.settings = Path(root), model, dict(settings)
+#: Environment variable: a file every store appends the keys it reads to, one a line.
+READ_LOG = "DVD_STORE_READ_LOG"
+
+
+class StoreMiss(LookupError):
+    """A frozen store lacks what a chapter reads (run `dvd prefetch` for that chapter first)."""
+
+
+class Store:
+    """Images, records and attention of one model under one set of generation settings.
+
+    ``mode``: "write" (default) or "frozen", where a read that misses raises `StoreMiss`
+    (`todo`, `answers`, `image`, `attention`) and `save` refuses: see the module's docstring."""
+
+    def __init__(self, root: str | Path, model: str, settings: dict, mode: str = "write"):
+        if mode not in STORE_MODES:
+            raise ValueError(f"store mode must be one of {STORE_MODES}, got {mode!r}")
+        self.root, self.model, self.settings, self.mode = Path(root), model, dict(settings), mode
         self.path = self.root / slug(model) / digest({"model": model, **self.settings})
+        self.reads: set[str] = set()  # the keys this store has read (`key`)
+        if mode == "frozen":
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         info = self.path / "settings.json"
         if not info.exists():
             atomic_write(info, lambda p: p.write_text(json.dumps({"model": model, **self.settings}, indent=1)))
+
+    @property
+    def frozen(self) -> bool:
+        return self.mode == "frozen"
+
+    def key(self, path: Path, field: str | None = None) -> str:
+        """A file's key, relative to the root (``<model>/<settings hash>/<prompt hash>/<seed>.png``);
+        with ``field``, a record's field (``....json#<field>``): the keys `dvdlib.plan` gives work."""
+        key = Path(path).relative_to(self.root).as_posix()
+        return f"{key}#{field}" if field else key
+
+    def _log(self, keys) -> None:
+        new = list(dict.fromkeys(k for k in keys if k not in self.reads))
+        if not new:
+            return
+        self.reads.update(new)
+        log = os.environ.get(READ_LOG)
+        if log:
+            with open(log, "a") as f:
+                f.write("".join(f"{k}\n" for k in new))
+
+    def _miss(self, what: str, missing: list) -> None:
+        shown = "; ".join(f"{p!r} seed {s}" for p, s in missing[:3]) + (" …" if len(missing) > 3 else "")
+        raise StoreMiss(f"frozen store {self.path}: {len(missing)} {what} missing ({shown}); "
+                        f"model {self.model}, settings {json.dumps(self.settings, sort_keys=True)}. "
+                        "Run `dvd prefetch` for this chapter with the same profile and parameters, "
+                        "or build with store_mode 'write' to compute it here.")
 
     def _base(self, prompt: str, seed: int) -> Path:
         return self.path / digest(prompt) / str(seed)
@@ -146,15 +198,53 @@ class Store:
     def attention_path(self, prompt: str, seed: int, spec: dict) -> Path:
         return self._base(prompt, seed).with_name(f"{seed}.attn-{digest(spec)}.npz")
 
+    def _files(self, prompt: str, seed: int, image: bool, attention: dict | None) -> list[Path]:
+        return ([self.image_path(prompt, seed)] if image else []) + (
+            [self.attention_path(prompt, seed, attention)] if attention is not None else [])
+
     def has(self, prompt: str, seed: int, *, image: bool = True, attention: dict | None = None) -> bool:
         """Whether what a request needs (the image, the attention for ``attention``) is stored."""
-        return (not image or self.image_path(prompt, seed).exists()) and (
-            attention is None or self.attention_path(prompt, seed, attention).exists())
+        return all(f.exists() for f in self._files(prompt, seed, image, attention))
+
+    def todo(self, jobs, *, image: bool = True, attention: dict | None = None, what: str = "images") -> list:
+        """Of ``jobs`` [(prompt, seed), ...], those lacking their image (``image``) or their recording
+        under the spec ``attention``: what the caller computes next. The stored ones are read (logged);
+        a frozen store raises `StoreMiss` for the others (``what`` names them)."""
+        todo, found = [], []
+        for prompt, seed in dict.fromkeys(jobs):
+            files = self._files(prompt, seed, image, attention)
+            if all(f.exists() for f in files):
+                found += files
+            else:
+                todo.append((prompt, seed))
+        self._log(self.key(f) for f in found)
+        if todo and self.frozen:
+            self._miss(what if attention is None else f"{what} (recording {json.dumps(attention, sort_keys=True)})", todo)
+        return todo
+
+    def record(self, prompt: str, seed: int) -> dict:
+        """The stored record of (prompt, seed): {} when there is none."""
+        path = self._base(prompt, seed).with_suffix(".json")
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def answers(self, key: str, prompt: str, seeds) -> dict[int, dict]:
+        """The judge answers stored in the records of ``prompt`` under the field ``key``, by seed (the
+        seeds of ``seeds`` that have them), read (logged); a frozen store raises `StoreMiss` when a
+        seed has none."""
+        found = {int(s): a for s in seeds if isinstance(a := self.record(prompt, s).get(key), dict)}
+        self._log(self.key(self._base(prompt, s).with_suffix(".json"), key) for s in found)
+        missing = [(prompt, s) for s in seeds if int(s) not in found]
+        if missing and self.frozen:
+            self._miss(f"judge answers {key!r}", missing)
+        return found
 
     def save(self, prompt: str, seed: int, *, image: Image.Image | None = None,
              recordings=(), **record) -> None:
         """Save what one generation produced: its image, its ``recordings`` [(spec, arrays), ...]
-        and last its record (JSON)."""
+        and last its record (JSON). A frozen store refuses (`StoreMiss`)."""
+        if self.frozen:
+            what = ["image"] * (image is not None) + [f"recording {json.dumps(s, sort_keys=True)}" for s, _ in recordings]
+            self._miss(", ".join(what + [f"record fields {sorted(record)}"]), [(prompt, seed)])
         if image is not None:
             atomic_write(self.image_path(prompt, seed), lambda p: image.save(p, format="PNG"))
         for spec, arrays in recordings:
@@ -165,11 +255,20 @@ class Store:
             new = {**old, **record, "prompt": prompt, "seed": seed}
             atomic_write(base, lambda p: p.write_text(json.dumps(new, ensure_ascii=False, indent=1)))
 
+    def _reading(self, path: Path, what: str, prompt: str, seed: int) -> Path:
+        if path.exists():
+            self._log([self.key(path)])
+        elif self.frozen:
+            self._miss(what, [(prompt, seed)])
+        return path
+
     def image(self, prompt: str, seed: int) -> Image.Image:
-        return Image.open(self.image_path(prompt, seed))
+        return Image.open(self._reading(self.image_path(prompt, seed), "image", prompt, seed))
 
     def attention(self, prompt: str, seed: int, spec: dict) -> dict[str, np.ndarray]:
-        with np.load(self.attention_path(prompt, seed, spec)) as data:
+        path = self._reading(self.attention_path(prompt, seed, spec), f"recording {json.dumps(spec, sort_keys=True)}",
+                             prompt, seed)
+        with np.load(path) as data:
             return dict(data)
 
     def records(self) -> pd.DataFrame:

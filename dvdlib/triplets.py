@@ -74,17 +74,15 @@ def judge_presence(rows: pd.DataFrame, seeds, store, judge, questions, present_a
     present (`dvdlib.factorial.presence`). Answers are kept in the store (a rerun asks nothing twice)."""
     if rows.empty:
         return pd.DataFrame(columns=list(IMAGE_COLUMNS))
-    stored = store.records()
-    records = stored.set_index(["prompt", "seed"]) if len(stored) else None
     out = []
     for row in rows.to_dict("records"):
         counts = {}
         for k in TRIPLET_SLOTS:
             target, kind = row[f"target{k}"], row[f"target{k}_type"]
             key = _key(judge, questions, target, kind)
-            known = {s: records.loc[(row["prompt"], s)].get(key) if records is not None
-                     and (row["prompt"], s) in records.index else None for s in seeds}
-            missing = [s for s, a in known.items() if not isinstance(a, dict)]
+            stored = store.answers(key, row["prompt"], seeds)  # a frozen store raises on a miss
+            known = {s: stored.get(int(s)) for s in seeds}
+            missing = [s for s, a in known.items() if a is None]
             if missing:
                 asked = _questions(questions, target, kind)
                 answers = judge.ask([store.image(row["prompt"], s).convert("RGB") for s in missing], asked)

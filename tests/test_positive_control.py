@@ -232,7 +232,7 @@ def test_the_plan_of_chapter_06_holds_its_controls_and_the_chapter_then_computes
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
-    params = {"store": str(tmp_path / "store")}
+    params = {"store": str(tmp_path / "store"), "require_baseline": False}  # the chapter's own parameters
     work = planning.plan("06", "smoke", params)
     controls = [w for w in work.items if '"suppress"' in w.intervention]
     assert {w.kind for w in controls} == {"generate", "judge"}
@@ -241,6 +241,6 @@ def test_the_plan_of_chapter_06_holds_its_controls_and_the_chapter_then_computes
     assert work.todo() == []
     before = stored(tmp_path / "store")
     out = run_chapter(root / "chapters/06_head_ablation.ipynb", tmp_path / "06.ipynb", "smoke", cwd=root,
-                      parameters={**params, "require_baseline": False, "out_dir": str(tmp_path / "book")})
+                      parameters={**params, "out_dir": str(tmp_path / "book")})
     assert out.ok, out.error
     assert stored(tmp_path / "store") == before

@@ -46,6 +46,9 @@ class Profile:
     scales: dict[str, dict] = field(default_factory=dict)
     #: the sampler's name: "DDIM" (the paper's, every UNet model) or "flow-matching Euler" (SD3 keeps its own)
     scheduler: str = "DDIM"
+    #: "write": compute what the run store lacks; "frozen": raise instead (a book built from a
+    #: store `dvd prefetch` filled, with nothing recomputed; `dvdlib.store`)
+    store_mode: str = "write"
 
     def resolution_of(self, model: str) -> int:
         """The image side to generate ``model`` at (its native size where the profile says)."""

@@ -1,0 +1,72 @@
+"""A store `dvd prefetch` filled holds everything its chapter reads: the chapter then runs with
+``store_mode`` frozen (a read that misses raises, nothing is written) and reads every work item of
+the plan (the plan describes exactly what the chapter does), on the smoke profile and on tiny SDXL,
+SD3 and FLUX models."""
+
+import pytest
+
+from dvdlib import plan as planning
+from dvdlib import prefetch as pf
+from dvdlib.book import run_chapter
+from dvdlib.store import READ_LOG, Store, StoreMiss, digest
+from test_plan import ROOT, stored
+
+#: every chapter `dvd plan` counts work for, on the smoke model; chapter 06 also with every row collapsed
+#: before ablation (τ 0: at 48 the random judge collapses none), so that rows are ablated and pairs of
+#: heads made; chapters 04–06 on other families, their SD 1.4 layer numbers read there (06: SD 1.4's 16
+#: → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the smoke scale's 1, 3, 6 → tiny SD3's 1–2)
+CASES = {"02": ("02_dvd_benchmark", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
+         "06": ("06_head_ablation", {}), "06-collapsed": ("06_head_ablation", {"tau": 0.0, "similarity_threshold": 0.0}),
+         "07": ("07_memorization", {}), "08": ("08_detection_replacement", {}), "10": ("10_unselected_prompts", {}),
+         "11": ("11_three_concepts", {}), "04-sdxl": ("04_focus_score", {"model": "tiny:sdxl"}),
+         "05-flux": ("05_temporal_dynamics", {"model": "tiny:flux"}),
+         "06-sdxl": ("06_head_ablation", {"model": "tiny:sdxl", "tau": 0.0, "sweep_layers": [3, 16], "pair_layer": 3}),
+         "06-sd3": ("06_head_ablation", {"model": "tiny:sd3", "tau": 0.0})}
+
+
+@pytest.mark.parametrize("chapter, extra", CASES.values(), ids=CASES.keys())
+def test_a_prefetched_chapter_runs_frozen_and_reads_all_its_plan(chapter, extra, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    store = tmp_path / "store"
+    params = {"store": str(store), **extra}
+    pf.prefetch([chapter], "smoke", params, shard="0/1", log=lambda *_: None)
+    planned = planning.plan(chapter, "smoke", params)
+    assert planned.items and planned.todo() == []
+    assert not [w for w in planned.items if w.provisional]  # the store now tells which rows are ablated
+    if "pair_layer" in extra:  # pairs of the layer's heads that did not mitigate, beyond the all-heads ablation
+        assert {w.intervention for w in planned.items if '"heads": [[3, ' in w.intervention and w.intervention.count("[3,") == 2}
+    before = stored(store)
+    monkeypatch.setenv(READ_LOG, str(tmp_path / "reads.log"))
+    out = run_chapter(ROOT / f"chapters/{chapter}.ipynb", tmp_path / "out.ipynb", "smoke", cwd=ROOT,
+                      parameters={**params, "store_mode": "frozen", "out_dir": str(tmp_path / "book")})
+    assert out.ok, out.error  # no read missed: a miss raises StoreMiss in the chapter
+    assert stored(store) == before
+    reads = set((tmp_path / "reads.log").read_text().splitlines())
+    unread = sorted({w.key for w in planned.items} - reads)
+    assert not unread, f"{len(unread)} of {len(planned.items)} planned items never read, e.g. {unread[:3]}"
+
+
+def test_chapters_01_and_03_have_no_plan_and_say_so(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    for chapter in ("01", "03"):
+        p = planning.plan(chapter, "smoke")
+        assert p.items == [] and p.not_counted
+
+
+def test_a_frozen_store_names_what_it_lacks_and_writes_nothing(tmp_path):
+    settings = {"resolution": 128, "steps": 10}
+    frozen = Store(tmp_path, "m", settings, mode="frozen")
+    assert not tmp_path.joinpath("m").exists()
+    with pytest.raises(StoreMiss, match=r"2 first steps \(recording .*\) missing \('a' seed 1; 'a' seed 2\)"):
+        frozen.todo([("a", 1), ("a", 2)], image=False, attention={"layers": "all"}, what="first steps")
+    with pytest.raises(StoreMiss, match="judge answers 'dvd:x' missing"):
+        frozen.answers("dvd:x", "a", [1])
+    with pytest.raises(StoreMiss, match="image missing"):
+        frozen.image("a", 1)
+    with pytest.raises(StoreMiss, match="record fields"):
+        frozen.save("a", 1, seconds=1.0)
+    Store(tmp_path, "m", settings).save("a", 1, **{"dvd:x": {"c": 1}})
+    assert frozen.answers("dvd:x", "a", [1]) == {1: {"c": 1}}
+    assert frozen.reads == {f"m/{digest({'model': 'm', **settings})}/{digest('a')}/1.json#dvd:x"}  # a plan's key
+    with pytest.raises(ValueError, match="store mode"):
+        Store(tmp_path, "m", settings, mode="read")
