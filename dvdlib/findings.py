@@ -373,8 +373,9 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
 
 
 def _needed(v: str, s: dict, null) -> int | None:
-    """For a claim the rule does not decide: how many clusters (on its smaller side) would find an
-    effect of this run's size with 80% power at this run's spread (`dvdlib.stats.clusters_needed`)."""
+    """For a claim the rule does not decide: how many clusters a side would find an effect of this
+    run's size with 80% power at this run's spread (`dvdlib.stats.clusters_needed`; Spearman's ρ:
+    `dvdlib.stats.spearman_needed`)."""
     from .stats import clusters_needed, spearman_needed
 
     if v in ("reproduced", "not reproduced") or s.get("value") is None or null is None:
