@@ -192,11 +192,9 @@ def two_sample(a, b, clusters=(None, None)) -> dict:
         out["ci"] = _pair(*_two_sample_bounds(ma, mb))
     if len(ma) >= 3 and len(mb) >= 3:
         entries = []
-        for side, names, own, other in (("a", na, ma, mb), ("b", nb, mb, ma)):
-            loo = _loo_one(own)
-            low, high = (_two_sample_bounds(loo, np.broadcast_to(other, (len(loo), len(other)))) if side == "a" else
-                         _two_sample_bounds(np.broadcast_to(other, (len(loo), len(other))), loo))
-            value = loo.mean(-1) - other.mean() if side == "a" else other.mean() - loo.mean(-1)
+        for names, a_side, b_side in ((na, _loo_one(ma), mb), (nb, ma, _loo_one(mb))):  # one left out of a, of b
+            low, high = _two_sample_bounds(a_side, b_side)
+            value = a_side.mean(-1) - b_side.mean(-1)
             entries += [{"cluster": n, "value": float(v), "ci": _pair(lo, hi)}
                         for n, v, lo, hi in zip(names, value, low, high)]
         out["loo"] = _extremes(entries)

@@ -220,3 +220,15 @@ def test_committed_calibration_table_holds():
     assert all(r["decisive, no effect"] <= limit for r in rows)
     page = (REPO / "book" / "_calibration.md").read_text()
     assert page == calibration.markdown(rows, draws)
+
+
+def test_two_sample_leave_one_out_is_each_side_recomputed():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(1, 1, 20), rng.normal(0, 2, 24)
+    ca, cb = np.repeat(list("abcde"), 4), np.repeat(list("pqrstu"), 4)
+    r = S.two_sample(a, b, (ca, cb))
+    again = {k: S.two_sample(a[ca != k], b, (ca[ca != k], cb))["ci"] for k in "abcde"}
+    again.update({k: S.two_sample(a, b[cb != k], (ca, cb[cb != k]))["ci"] for k in "pqrstu"})
+    low, high = min(again, key=lambda k: again[k][0]), max(again, key=lambda k: again[k][1])
+    assert r["loo"]["low"]["cluster"] == low and r["loo"]["low"]["ci"] == pytest.approx(again[low])
+    assert r["loo"]["high"]["cluster"] == high and r["loo"]["high"]["ci"] == pytest.approx(again[high])
