@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import reference
 from PIL import Image
 
 from dvdlib import clip
@@ -149,6 +150,8 @@ def _run_chapter(tmp_path, profile):
     assert {p.name for p in figures.glob("*.png")} == {"diversity_by_category.png"}
     results = json.loads((root / "book" / "results" / "01_training_diversity.json").read_text())
     assert results["profile"]["name"] == profile
+    if profile == "smoke":
+        reference.check("01", root / "book" / "results" / "01_training_diversity.json")  # the numbers as before
     return {r["key"]: r for r in results["results"]}
 
 

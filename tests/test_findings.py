@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import reference
 
 from dvdlib import findings as F
 from dvdlib import stats as S
@@ -193,6 +194,7 @@ def test_toy_findings_chapter_runs_on_a_fixture_snapshot(tmp_path):
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     assert (root / "book" / "figures" / "09_toy_findings" / "gates.png").is_file()
     results = json.loads((root / "book" / "results" / "09_toy_findings.json").read_text())
+    reference.check("09", root / "book" / "results" / "09_toy_findings.json")  # the numbers as before
     rows = {r["key"]: r for r in results["results"]}
     assert results["profile"]["name"] == "toy"  # the snapshot's profile, not the book's
     assert rows["model_step"]["this run"] == "3200" and rows["gates"]["this run"] == "no"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import reference
 import torch
 from PIL import Image
 
@@ -293,6 +294,7 @@ def test_causal_chapter_runs_on_smoke(tmp_path):
     figures = root / "book" / "figures" / "03_diversity_causal"
     assert {p.name for p in figures.glob("*.png")} == {"training_images.png", "dvd_by_variant.png"}
     results = json.loads((root / "book" / "results" / "03_diversity_causal.json").read_text())
+    reference.check("03", root / "book" / "results" / "03_diversity_causal.json")  # the numbers as before
     # every key a toy-findings claim reads from this chapter is written by it
     assert unwritten_claims("03_diversity_causal", [r["key"] for r in results["results"]]) == []
     rows = {r["key"]: r for r in results["results"]}

@@ -9,6 +9,7 @@ from dvdlib import plan as planning
 from dvdlib import prefetch as pf
 from dvdlib.book import run_chapter
 from dvdlib.store import READ_LOG, Store, StoreMiss, digest
+import reference
 from test_plan import ROOT, stored
 
 #: every chapter `dvd plan` counts work for, on the smoke model; chapter 06 also with every row collapsed
@@ -24,8 +25,9 @@ CASES = {"02": ("02_dvd_benchmark", {}), "04": ("04_focus_score", {}), "05": ("0
          "06-sd3": ("06_head_ablation", {"model": "tiny:sd3", "tau": 0.0})}
 
 
-@pytest.mark.parametrize("chapter, extra", CASES.values(), ids=CASES.keys())
-def test_a_prefetched_chapter_runs_frozen_and_reads_all_its_plan(chapter, extra, tmp_path, monkeypatch):
+@pytest.mark.parametrize("case", CASES)
+def test_a_prefetched_chapter_runs_frozen_and_reads_all_its_plan(case, tmp_path, monkeypatch):
+    chapter, extra = CASES[case]
     monkeypatch.chdir(ROOT)
     store = tmp_path / "store"
     params = {"store": str(store), **extra}
@@ -44,6 +46,7 @@ def test_a_prefetched_chapter_runs_frozen_and_reads_all_its_plan(chapter, extra,
     reads = set((tmp_path / "reads.log").read_text().splitlines())
     unread = sorted({w.key for w in planned.items} - reads)
     assert not unread, f"{len(unread)} of {len(planned.items)} planned items never read, e.g. {unread[:3]}"
+    reference.check(case, tmp_path / "book" / "results" / f"{chapter}.json")  # the same numbers as before
 
 
 def test_chapters_01_and_03_have_no_plan_and_say_so(monkeypatch):
