@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from result_file import write_result  # noqa: E402
 
-from dvdlib.book import cores, read_run_record  # noqa: E402
+from dvdlib.executed import read_run_record  # noqa: E402
+from dvdlib.scheduler import cores  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 #: What a run needs from the checkout; the store and the generated pages start empty.

@@ -13,7 +13,9 @@ test and DreamBooth, §3.3), `focus` (Focus Score, §3.4), `temporal` (attention
 category-word replacement, §3.8); `profiles` and `worlds` (what a run studies: Stable Diffusion,
 the smoke model, the toy world), `run` (`setup`: one chapter's models, stores, judge and report),
 `stats` (intervals, tests, the verdict rule), `plots`, `report` and `paper` (paper vs this run),
-`book` (the runner) and `findings` (the toy world's claims read back from its snapshot); `adapters`
+`scheduler` (running the chapters), `executed` (what a run left in ``book/``), `pages` (the generated
+pages), `book` (``dvd book``: run, then build the HTML), `findings` (the claims engine: each claim's
+verdict from a findings snapshot) and `scenes` (what the toy worlds draw and share); `adapters`
 (one module per model family: layer registry, the token sequence the attention sees, recording and
 head scaling), `plan` (each chapter's work as data, keyed as the store keys it) and `prefetch`
 (computing plans into the store, sharded over processes).
@@ -27,6 +29,7 @@ import warnings
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 warnings.filterwarnings("ignore", message="IProgress not found")
 
+from . import adapters  # registers the model families with the core (`dvdlib.family`)
 from .attention import intervene, record
 from .generate import PAPER_SEEDS, generate
 from .layers import registry

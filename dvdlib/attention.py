@@ -21,7 +21,9 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .layers import Layer, registry, select
+from .family import of
+from .layers import Layer, select
+from .layers import registry as layer_registry
 
 
 def _steps(steps) -> frozenset[int] | None:
@@ -395,15 +397,13 @@ def _controlled(pipe, layers: list[Layer] | None = None):
     """Install the adapter's processor (`ControlledProcessor` or a subclass) on every layer of the
     registry (``layers``: the registry when the caller has it; once, for nested contexts). Only
     the registry's modules are touched, set and restored one by one (no walk over the model)."""
-    from .adapters import of
-
     adapter = of(pipe)
     unet = adapter.denoiser(pipe)
     control = getattr(unet, "_dvd_control", None)
     if control is not None:
         yield control
         return
-    layers = registry(pipe) if layers is None else layers
+    layers = layer_registry(pipe) if layers is None else layers
     if not layers:
         raise RuntimeError(f"{type(unet).__name__} has no cross-attention layers to hook")
     original = [layer.module.processor for layer in layers]
@@ -439,7 +439,8 @@ def _attached(pipe, kind: str, item, layers: list[Layer] | None = None):
 
 
 @contextmanager
-def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond", softmax="text"):
+def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True, branch="cond", softmax="text",
+           registry: list[Layer] | None = None):
     """Record cross-attention while the block runs: ``with record(pipe, layers=[8, 9, 10]) as rec:``.
 
     ``layers``: paper numbers (1–16 in SD) or "all"; ``steps``: 1-based denoising steps or "all";
@@ -447,9 +448,11 @@ def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True
     with the pixels); ``branch``: "cond" (the prompt's branch of classifier-free guidance),
     "uncond" or "both"; ``softmax``: under joint attention (SD3), a token's share from a softmax
     over the text keys only ("text", the default) or the slice of the joint softmax ("joint";
-    `dvdlib.adapters.joint`); the same thing under cross-attention.
+    `dvdlib.adapters.joint`); the same thing under cross-attention. ``registry``: the pipeline's
+    layer registry (`dvdlib.layers.registry`) when the caller has it (else built here); so for
+    ``intervene``, ``intervene_each``, ``suppress_tokens`` and ``suppress_tokens_each``.
     """
-    every = registry(pipe)
+    every = layer_registry(pipe) if registry is None else registry
     recording = Recording(select(every, layers), steps, heads, maps, shares, branch, softmax)
     with _attached(pipe, "recordings", recording, every):
         yield recording
@@ -457,23 +460,24 @@ def record(pipe, layers="all", steps=(1,), heads="mean", maps=False, shares=True
 
 
 @contextmanager
-def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,)):
+def intervene(pipe, heads: dict[tuple[int, int], float], steps=(1,), registry: list[Layer] | None = None):
     """Scale chosen heads' pre-softmax logits at chosen steps (paper §3.6 ablation).
 
     ``heads`` maps (layer, head) to a factor: ``{(3, 5): 0.0}`` makes head 5 of layer 3 uniform at
     the first step (the paper's default ablation).
     """
-    every = _check_heads(pipe, heads)
+    every = _check_heads(pipe, heads, registry)
     with _attached(pipe, "scalings", HeadScaling(heads, steps), every) as scaling:
         yield scaling
 
 
 @contextmanager
-def intervene_each(pipe, per_image: list[tuple[dict[tuple[int, int], float], object] | None]):
+def intervene_each(pipe, per_image: list[tuple[dict[tuple[int, int], float], object] | None],
+                   registry: list[Layer] | None = None):
     """One intervention per image of the next pipeline calls (paper §3.6, batched): ``per_image``
     holds, for each image in call order, ``(heads, steps)`` as `intervene` takes them, or None for
     an image left alone. Equal, within float tolerance, to one `intervene` per image."""
-    scalings, every = [], registry(pipe)
+    scalings, every = [], layer_registry(pipe) if registry is None else registry
     for item in per_image:
         if item is not None:
             heads, steps = item
@@ -486,7 +490,7 @@ def intervene_each(pipe, per_image: list[tuple[dict[tuple[int, int], float], obj
 
 def _check_heads(pipe, heads, every: list[Layer] | None = None) -> list[Layer]:
     """Raise for a (layer, head) the pipeline does not have; return its registry."""
-    every = registry(pipe) if every is None else every
+    every = layer_registry(pipe) if every is None else every
     layers = {layer.index: layer for layer in every}
     for layer, head in heads:
         if layer not in layers or not 0 <= head < layers[layer].heads:
@@ -495,33 +499,32 @@ def _check_heads(pipe, heads, every: list[Layer] | None = None) -> list[Layer]:
 
 
 @contextmanager
-def suppress_tokens(pipe, positions, steps=(1,), strength: float = 1.0):
+def suppress_tokens(pipe, positions, steps=(1,), strength: float = 1.0, registry: list[Layer] | None = None):
     """Suppress text positions in every cross-attention layer at chosen steps (paper §3.6's positive
     control, `TokenSuppression`): ``with suppress_tokens(pipe, concept_span(tok, prompt, "van gogh")):``
     takes the concept's tokens out of the conditional branch's attention at the first step."""
-    every = _suppressible(pipe)
+    every = _suppressible(pipe, registry)
     with _attached(pipe, "suppressions", TokenSuppression(positions, strength, steps), every) as suppression:
         yield suppression
 
 
 @contextmanager
-def suppress_tokens_each(pipe, per_image: list[tuple[object, object, float] | None]):
+def suppress_tokens_each(pipe, per_image: list[tuple[object, object, float] | None],
+                         registry: list[Layer] | None = None):
     """One token suppression per image of the next pipeline calls: ``per_image`` holds, for each
     image in call order, ``(positions, steps, strength)`` as `suppress_tokens` takes them, or None
     for an image left alone (paper §3.6's positive control, batched)."""
-    every = _suppressible(pipe)
+    every = _suppressible(pipe, registry)
     each = TokenSuppressionEach([None if item is None else TokenSuppression(item[0], item[2], item[1])
                                  for item in per_image])
     with _attached(pipe, "suppressions", each, every) as suppression:
         yield suppression
 
 
-def _suppressible(pipe) -> list[Layer]:
+def _suppressible(pipe, registry: list[Layer] | None = None) -> list[Layer]:
     """The registry of a pipeline whose processors apply token suppression (SD-layout
     cross-attention); a joint-attention family raises rather than silently not suppressing."""
-    from .adapters import of
-
-    every = registry(pipe)
+    every = layer_registry(pipe) if registry is None else registry
     probe = of(pipe).processor(every[0], None, None)
     if type(probe).__call__ is not ControlledProcessor.__call__:
         raise NotImplementedError(f"token suppression is implemented for cross-attention (SD, SDXL), not for "

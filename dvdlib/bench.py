@@ -61,16 +61,19 @@ def _resolve(tokenizer, prompt: str, concept: str) -> tuple[list[int] | None, st
         return None, str(err)
 
 
+#: Where a prompt-set row names each concept as the prompt writes it, first column present first:
+#: the dominated object as the prompt spells it where a set says so (the unselected set's
+#: ``object_prompt_phrase``: "mouse pad" for nm_word "mousepad"; the judge still asks nm_word).
+CONCEPT_WORDS = {"content": ("content",), "nm_word": ("object_prompt_phrase", "nm_word")}
+
+
 def _resolve_all(df: pd.DataFrame, tokenizer) -> pd.DataFrame:
     """Add ``content_span``, ``nm_span`` and ``unresolved`` (reasons, or None) to ``df``."""
     out = df.copy()
     reasons = [[] for _ in range(len(df))]
-    # the object is located by how the prompt writes it where a set says so (the unselected set's
-    # ``object_prompt_phrase``: "mouse pad" for nm_word "mousepad"); the judge still asks nm_word
-    located = {"nm_word": "object_prompt_phrase" if "object_prompt_phrase" in df.columns else "nm_word"}
     for field, col in (("content", "content_span"), ("nm_word", "nm_span")):
-        spans = []
-        for k, (prompt, concept) in enumerate(zip(df["prompt"], df[located.get(field, field)])):
+        spans, located = [], next(c for c in CONCEPT_WORDS[field] if c in df.columns or c == field)
+        for k, (prompt, concept) in enumerate(zip(df["prompt"], df[located])):
             span, why = _resolve(tokenizer, prompt, concept)
             spans.append(span)
             if why:

@@ -1,16 +1,26 @@
-"""The book's chapters, each defined once: its name (the notebook ``chapters/<name>.ipynb``), the
+"""The book's chapters, each defined once: its name (the notebook ``chapters/<name>.ipynb``), its
+work (what it generates, records, ablates and asks the judge, given the chapter's parameters), the
 chapters whose stored work it reads, whether a fresh clone should start it early, whether the toy
 findings snapshot runs it, and the result keys that other modules read from its results JSON.
 
-The book's scheduler (`dvdlib.book`), the toy findings (`dvdlib.findings`, `dvdlib.toy.snapshot`)
-and `dvd plan` (`dvdlib.plan`) read these definitions; none of them spells a chapter's name or a
-result key again. Adding a chapter: write its notebook and one `Chapter` here (see the forking
-page of the book).
+A chapter's work runs on an executor: the chapter's `dvdlib.run.Run` computes it (what the store
+lacks is made, the rest read) and returns what the notebook analyses; `dvdlib.plan.Count` counts it
+(``dvd plan``), and `dvdlib.prefetch` computes what the count lists. Both run the *same* function,
+so what is prefetched is what the chapter reads. Work that depends on results (chapter 06's rows
+collapsed before ablation, chapter 08's flagged rows) asks the executor, which computes it or, when
+counting, reads it from the store or says it cannot tell.
+
+The book's scheduler (`dvdlib.scheduler`), the claims (`dvdlib.findings`), the toy findings
+(`dvdlib.toy.snapshot`, `dvdlib.toy.findings`) and `dvd plan` read these definitions; none of them spells a chapter's name or a result key again.
+Adding a chapter: write its notebook and one `Chapter` here, with its work (see the forking page).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -19,19 +29,201 @@ class Chapter:
     reads (it starts after them when both run, so the work is done once); ``long`` its place among
     the chapters a fresh clone, with no times of its own, starts first (None: not long);
     ``snapshot`` whether `dvd toy findings` runs it; ``keys`` role → the key of a results row that
-    another module reads (`dvdlib.findings.CLAIMS`)."""
+    another module reads (`dvdlib.findings.CLAIMS`); ``work`` its work (executor, parameters →
+    what it computed), or None with ``not_counted`` saying why ``dvd plan`` cannot count it."""
 
     name: str
     reads_from: tuple[str, ...] = ()
     long: int | None = None
     snapshot: bool = False
     keys: dict[str, str] = field(default_factory=dict)
+    work: Callable | None = field(default=None, repr=False)
+    not_counted: str = ""
+
+    def parameters(self) -> tuple[str, ...]:
+        """The chapter parameters its work takes (the notebook's parameters cell names them)."""
+        return tuple(inspect.signature(self.work).parameters)[1:] if self.work else ()
 
     def key(self, role: str) -> str:
         """The results key this chapter writes for ``role`` (an error naming the roles it has)."""
         if role not in self.keys:
             raise KeyError(f"chapter {self.name} records no {role!r}; it records {sorted(self.keys)}")
         return self.keys[role]
+
+
+# --- each chapter's work: what it generates, records, ablates and asks (its analyses are its notebook's) ---
+
+#: Every layer's attention at the first denoising step, and only that step (paper §3.4, §3.8).
+FIRST_STEP = {"layers": "all", "steps": [1]}
+
+
+def _dvd_benchmark(x, models=None):
+    """Paper §2, §3.2: the benchmark and the balanced set, every seed, each model compared, judged."""
+    import pandas as pd
+
+    from . import dvd
+
+    P = x.profile
+    benchmark = x.prompts("benchmark", P.n_prompts, tokenize=False)
+    balanced = x.prompts("balanced", P.n_prompts, tokenize=False).assign(content_type="balanced")
+    prompt_sets = pd.concat([benchmark.assign(set="benchmark"), balanced.assign(set="balanced")], ignore_index=True)
+    prompt_sets["case_num"] = prompt_sets["set"] + ":" + prompt_sets["case_num"].astype(str)
+    images = dvd.generate_and_judge(x, prompt_sets, models or P.models)
+    return SimpleNamespace(benchmark=benchmark, prompt_sets=prompt_sets, models=list(models or P.models), images=images)
+
+
+def _focus_score(x, peak_layers, example_case):
+    """Paper §3.4: the first step of every benchmark and control prompt, and one example recorded
+    at the peak layers (SD 1.4's numbers, read on the model: `dvdlib.adapters.paper_layers`)."""
+    from . import adapters, bench
+
+    P = x.profile
+    peak_layers = adapters.paper_layers(x.pipe, peak_layers, P.resolution)
+    all_benchmark = x.prompts("benchmark")
+    dominance, control = bench.stratified(all_benchmark, P.n_prompts), x.prompts("control", P.n_prompts)
+    bench_samples = x.generate(dominance.prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
+    control_samples = x.generate(control.prompt, P.seeds, attention=FIRST_STEP, until_step=1)
+    row = bench.case(all_benchmark, example_case)  # the set's first row where it has no such case
+    example = x.generate([row.prompt], P.seeds[:1], attention={"layers": peak_layers, "steps": [1], "maps": True})
+    return SimpleNamespace(all_benchmark=all_benchmark, dominance=dominance, control=control, peak_layers=peak_layers,
+                           bench_samples=bench_samples, control_samples=control_samples, example_row=row,
+                           example=example[0] if example else None)
+
+
+def _temporal_dynamics(x, dominant_layers, dominated_layers, example_content, example_object):
+    """Paper §3.5: every step of the tracked layers (read on the model) for the benchmark and
+    balanced sets, and the worked example."""
+    from . import adapters, bench, temporal
+
+    P = x.profile
+    role_layers = {role: tuple(adapters.paper_layers(x.pipe, layers, P.resolution))
+                   for role, layers in (("dominant", dominant_layers), ("dominated", dominated_layers))}
+    options = temporal.record_options(role_layers)
+    all_benchmark = x.prompts("benchmark")
+    sets = {P.prompt_sets["benchmark"]: bench.stratified(all_benchmark, P.n_prompts),
+            P.prompt_sets["balanced"]: x.prompts("balanced", P.n_prompts)}
+    samples = {name: x.generate(rows.prompt.unique(), P.seeds, attention=options) for name, rows in sets.items()}
+    row, _ = temporal.find_example(all_benchmark, example_content, example_object)
+    (example,) = x.generate([row.prompt], P.seeds[:1], attention=options) or [None]
+    return SimpleNamespace(all_benchmark=all_benchmark, sets=sets, role_layers=role_layers, samples=samples,
+                           example_row=row, example=example)
+
+
+def _head_ablation(x, sweep_layers, sweep_heads, n_prompts, n_memorized, sweep_seeds, factor, ablate_steps,
+                   multi_head_reading, pair_layer, control_strength, tau, concept_min, object_min, similarity,
+                   similarity_threshold, blank_std, require_baseline):
+    """Paper §3.6: plain images of every row and seed, judged (DvD) or compared across seeds
+    (memorized); the single-head and multi-head ablations and the positive controls (each DvD
+    row's dominant concept suppressed, none where the family cannot) of the rows with something
+    to mitigate (with ``require_baseline``: collapsed / reproduced before ablation), judged; then
+    the pairs of layer ``pair_layer``'s heads that did not mitigate a row, judged."""
+    from . import ablation, adapters
+    from .outcome import DvDRule, MemorizedRule
+
+    P = x.profile
+    plan = ablation.on_model(ablation.sweep_plan(P, sweep_layers, sweep_heads, n_prompts, n_memorized, sweep_seeds),
+                             x.pipe, P.resolution)
+    pair_layer = adapters.paper_layers(x.pipe, [pair_layer], P.resolution)[0]
+    single = ablation.single_head(x.layers, plan.layers, plan.heads, factor, ablate_steps)
+    multi = ablation.multi_head(x.layers, plan.layers, multi_head_reading, factor, ablate_steps)
+    benchmark = x.prompts("benchmark", plan.n_prompts, tokenize=False)
+    memorized, memorized_note = ablation.memorized_set(x, plan.n_memorized)
+    sweeps = ablation.sweeps_for(x, benchmark, memorized, plan.seeds)
+    plans = ablation.plans_for(sweeps, single, multi)
+    cost = ablation.cost_table(sweeps, plans)
+    rules = dict(judge=x.judge, questions=x.questions, dvd_rule=DvDRule(tau=tau, concept_min=concept_min,
+                 object_min=object_min), mem_rule=MemorizedRule(threshold=similarity_threshold, blank_std=blank_std),
+                 similarity=similarity, require_baseline=require_baseline)
+    ablation.run_plans(sweeps, plans, **rules)
+    controls = ablation.suppressible_controls(x.pipe, benchmark, ablate_steps, P.steps, control_strength)
+    ablation.run_controls(sweeps["DvD"], controls, **rules)
+    single_out = ablation.judge_plan(sweeps, plans, "single-head", **rules)
+    multi_out = ablation.judge_plan(sweeps, plans, "multi-head", **rules)
+    pairs = ablation.pair_jobs(single_out["DvD"], layer=pair_layer, factor=factor, steps=ablate_steps)
+    sweeps["DvD"].run(pairs)
+    pair_out = sweeps["DvD"].judge_dvd(pairs, x.judge, x.questions, rules["dvd_rule"], require_baseline)
+    return SimpleNamespace(plan=plan, pair_layer=pair_layer, single=single, multi=multi, benchmark=benchmark,
+                           memorized=memorized, memorized_note=memorized_note, sweeps=sweeps, plans=plans, cost=cost,
+                           rules=rules, controls=controls, single_out=single_out, multi_out=multi_out, pairs=pairs,
+                           pair_out=pair_out)
+
+
+def _memorization(x, n_memorized, curve_steps):
+    """Paper §3.7: noise-prediction norms of the memorized, benchmark and balanced prompts."""
+    from . import memorization, noise_norm
+
+    noise_norm.check_recordable(x.pipe)
+    sets = memorization.prompt_sets(x, n_memorized)
+    return SimpleNamespace(sets=sets, norms=memorization.norms_by_set(x, sets, until_step=curve_steps))
+
+
+def _detection_replacement(x, models, detector_layers, threshold, combine, seed_reduce, validate_on, judge_concept):
+    """Paper §3.8: the first step of the benchmark and balanced sets (the detector's scores), then
+    every benchmark row (or those the detector flags) generated and judged before and after its
+    concept is replaced by its category word, with each model compared."""
+    from . import adapters, bench, detect, focus, replace, tokens
+
+    P = x.profile
+    detector_layers = adapters.paper_layers(x.pipe, detector_layers, P.resolution)
+    benchmark = bench.stratified(x.prompts("benchmark"), P.n_prompts)
+    balanced = x.prompts("balanced", P.n_prompts)
+    samples = {name: x.generate(rows.prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
+               for name, rows in (("benchmark", benchmark), ("balanced", balanced))}
+    out = SimpleNamespace(benchmark=benchmark, balanced=balanced, samples=samples, detector_layers=detector_layers)
+    if x.counting and validate_on != "all":
+        x.skip("chapter 08: the rows the detector flags (validate_on='flagged') are known only after it runs: "
+               "the replacement is not counted")
+        return out
+    if not x.counting:  # the detector's Focus Scores (per prompt and layer) decide which rows are flagged
+        out.bench_pp, out.control_pp = (focus.per_prompt(focus.focus_table(samples[name], tokens.sequence_tokenizer(x.pipe),
+                                                                           x.layers), seed_reduce)
+                                        for name in ("benchmark", "balanced"))
+        scores = detect.combined_scores(out.bench_pp, detector_layers, combine).loc[benchmark.prompt].values
+        out.benchmark = benchmark = benchmark.assign(score=scores, flagged=scores > threshold)
+    out.rows = replace.rows_to_replace(benchmark, validate_on)
+    out.after_rows = replace.replaced(out.rows, x.world.category_words(), judge_concept)
+    out.judged = replace.generate_and_judge(x, out.rows, out.after_rows, models or P.models)
+    return out
+
+
+def _unselected(x, models, fresh_seeds):
+    """ACCV version: the unselected, benchmark and balanced sets, every model, judged; the
+    benchmark again on the fresh seeds that did not select it."""
+    from . import unselected
+
+    sets, models = unselected.prompt_sets(x, x.profile.n_prompts), models or x.profile.models
+    fresh = unselected.fresh_seeds(x.profile.seeds, fresh_seeds)
+    images = unselected.generate_and_judge(x, sets, models, fresh)
+    return SimpleNamespace(sets=sets, models=list(models), fresh=fresh, images=images)
+
+
+def _three_concepts(x, cases, n_pilot, present_at, peak_layers):
+    """ACCV version: the factorial and the pilot generated, each target's presence judged, and the
+    first step of each prompt recorded at the peak layers."""
+    from . import adapters, triplets
+
+    P = x.profile
+    designs = {name: triplets.design(x, role, n) for name, role, n in (
+        ("factorial", "factorial", cases or max(1, P.n_prompts // 2)), ("pilot", "pilot", n_pilot or P.n_prompts))}
+    out = SimpleNamespace(peak_layers=list(peak_layers))
+    if any(not rows.empty for rows, _ in designs.values()):  # no model is loaded for a world without the sets
+        out.peak_layers = adapters.paper_layers(x.pipe, peak_layers, P.resolution)  # SD 1.4's numbers, read on the model
+    for name, (rows, why) in designs.items():
+        images = triplets.generate_and_judge(x, rows, present_at)
+        first = triplets.record_first_step(x, rows, out.peak_layers)
+        setattr(out, name, SimpleNamespace(rows=rows, why=why, images=images, first_step=first))
+    return out
+
+
+def work(run, **params):
+    """Run the work of ``run``'s chapter (``run.chapter``) with the chapter's parameters ``params``
+    (those its work takes; the notebook passes its own values): what it computed."""
+    chapter = BY_NAME[run.chapter]
+    unknown = sorted(set(params) - set(chapter.parameters()))
+    if unknown or chapter.work is None:
+        raise TypeError(f"chapter {chapter.name}'s work takes {chapter.parameters()}, not {unknown}")
+    return chapter.work(run, **params)
+
 
 
 # Chapter 05's runs record attention over the whole schedule and keep their images and
@@ -41,21 +233,26 @@ class Chapter:
 # quiet 2-core machine, world 2: chapter 03's fine-tunes 385 s; chapter 06's ablation 311 s, which
 # starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s) start first, in this
 # order, so that 05 and then 06 run beside 03.
-TRAINING_DIVERSITY = Chapter("01_training_diversity")
-TEMPORAL = Chapter("05_temporal_dynamics", long=1, snapshot=True,
+TRAINING_DIVERSITY = Chapter("01_training_diversity", not_counted=(
+    "chapter 01 (paper §3.1) embeds training images you provide; without them (image_source 'generated') its "
+    "generations come from a concept table read at run time: not counted"))
+TEMPORAL = Chapter("05_temporal_dynamics", long=1, snapshot=True, work=_temporal_dynamics,
                    keys={"dominated_falls": "dominated_first", "dominated_below": "claim"})
-DVD_BENCHMARK = Chapter("02_dvd_benchmark", reads_from=(TEMPORAL.name,), snapshot=True, keys={"gap": "dvd_gap"})
-CAUSAL = Chapter("03_diversity_causal", long=0, snapshot=True, keys={"paired": "paired", "trend": "spearman"})
-FOCUS = Chapter("04_focus_score", snapshot=True, keys={"layers_gap": "fs_layers_gap", "peak": "fs_peak_on_concept"})
-ABLATION = Chapter("06_head_ablation", reads_from=(TEMPORAL.name,), long=2, snapshot=True,
+DVD_BENCHMARK = Chapter("02_dvd_benchmark", reads_from=(TEMPORAL.name,), snapshot=True, work=_dvd_benchmark,
+                        keys={"gap": "dvd_gap"})
+CAUSAL = Chapter("03_diversity_causal", long=0, snapshot=True, keys={"paired": "paired", "trend": "spearman"},
+                 not_counted="chapter 03 (paper §3.3) generates with models it fine-tunes first (DreamBooth): not counted")
+FOCUS = Chapter("04_focus_score", snapshot=True, work=_focus_score,
+                keys={"layers_gap": "fs_layers_gap", "peak": "fs_peak_on_concept"})
+ABLATION = Chapter("06_head_ablation", reads_from=(TEMPORAL.name,), long=2, snapshot=True, work=_head_ablation,
                    keys={"single": "single_dvd", "multi": "multi_dvd"})
-MEMORIZATION = Chapter("07_memorization", reads_from=(TEMPORAL.name,), snapshot=True,
+MEMORIZATION = Chapter("07_memorization", reads_from=(TEMPORAL.name,), snapshot=True, work=_memorization,
                        keys={"bench_over_balanced": "bench_over_balanced"})
-DETECTION = Chapter("08_detection_replacement", reads_from=(FOCUS.name,), snapshot=True,
+DETECTION = Chapter("08_detection_replacement", reads_from=(FOCUS.name,), snapshot=True, work=_detection_replacement,
                     keys={"gap": "det_gap", "matched": "det_matched", "auc": "det_auc", "replacement": "repl_*"})
-TOY_FINDINGS = Chapter("09_toy_findings")
-UNSELECTED = Chapter("10_unselected_prompts", reads_from=(DVD_BENCHMARK.name,))
-THREE_CONCEPTS = Chapter("11_three_concepts", long=3)
+TOY_FINDINGS = Chapter("09_toy_findings", work=lambda x: SimpleNamespace())  # reads a committed snapshot
+UNSELECTED = Chapter("10_unselected_prompts", reads_from=(DVD_BENCHMARK.name,), work=_unselected)
+THREE_CONCEPTS = Chapter("11_three_concepts", long=3, work=_three_concepts)
 
 #: Every chapter, in the book's order.
 ALL = (TRAINING_DIVERSITY, DVD_BENCHMARK, CAUSAL, FOCUS, TEMPORAL, ABLATION, MEMORIZATION, DETECTION, TOY_FINDINGS,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def _value(text: str):
@@ -44,35 +43,10 @@ def _positive(text: str) -> int:
 
 
 def _book(args) -> int:
-    from dvdlib import book
+    from dvdlib.book import make_book
 
-    if not Path("_config.yml").exists():
-        print("dvd book: run this from the repository root (no _config.yml here)", file=sys.stderr)
-        return 2
-    params = {k: _value(v) for k, v in (args.param or [])}
-    try:
-        outcomes = book.run_chapters(args.profile, only=args.only, parameters=params, jobs=args.jobs,
-                                     threads=args.threads)
-    except ValueError as exc:
-        print(f"dvd book: {exc}", file=sys.stderr)
-        return 2
-    failed = [o for o in outcomes if not o.ok]
-    if args.no_build:
-        book.write_generated_pages()
-        index = None
-    else:
-        try:
-            index = book.build_book(".")
-        except RuntimeError as exc:
-            print(f"dvd book: {exc}", file=sys.stderr)
-            return 1
-    for o in failed:
-        first = (o.error or "").splitlines()[0] if o.error else ""
-        print(f"dvd book: chapter {o.name} FAILED: {first} (executed notebook: {o.output})",
-              file=sys.stderr)
-    if index is not None:
-        print(f"The book is at {index}")
-    return 1 if failed else 0
+    return make_book(args.profile, only=args.only, parameters=_params(args), jobs=args.jobs, threads=args.threads,
+                     build=not args.no_build)
 
 
 def _check(args) -> int:
@@ -99,10 +73,11 @@ def _params(args) -> dict:
 
 def _plan(args) -> int:
     from dvdlib import plan as planning
-    from dvdlib.book import chapter_sources
+    from dvdlib.chapters import BY_NAME
+    from dvdlib.scheduler import chapter_sources
 
     try:
-        chapters = args.chapters or [s.stem for s in chapter_sources() if s.stem in planning.CHAPTERS]
+        chapters = args.chapters or [s.stem for s in chapter_sources() if s.stem in BY_NAME]
         from dvdlib.prefetch import plans_for
 
         plans = plans_for(chapters, args.profile, _params(args))

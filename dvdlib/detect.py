@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .family import of
 from .focus import focus_table
 from .generate import generate
 from .layers import registry
@@ -52,12 +53,11 @@ class Check:
         return "\n".join(lines)
 
 
-def detector_layers(pipe) -> tuple[int, ...]:
+def detector_layers(pipe, every=None) -> tuple[int, ...]:
     """The detector's layers for ``pipe``: the paper's 9 and 10 where the registry has SD's 16
-    layers, else the blocks its family's adapter puts at their depth (`dvdlib.adapters`)."""
-    from .adapters import of
-
-    layers = registry(pipe)
+    layers, else the blocks its family's adapter puts at their depth (`dvdlib.family.of`).
+    ``every``: the pipeline's registry when the caller has it (else built here)."""
+    layers = registry(pipe) if every is None else every
     return LAYERS if len(layers) == 16 else of(pipe).semantic_layers(layers)
 
 
@@ -65,14 +65,17 @@ def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,),
                   threshold: float = THRESHOLD) -> Check:
     """One step-1 pass per seed (no full generation; sampler settings from ``store``): per-layer
     Focus Score (mean over seeds), the most frequent peak token, and the detector's verdict on
-    ``layers`` (None: `detector_layers`). ``concepts`` are located in the prompt (an error names
-    a missing one)."""
-    layers = tuple(layers or detector_layers(pipe))
+    ``layers`` (None: `detector_layers`). ``concepts`` are words ("van gogh"), located in the
+    prompt by the model's tokenizer before anything is generated (`dvdlib.tokens.concept_span`: the
+    first occurrence; `Check.concepts` holds their token positions); a missing one raises
+    `dvdlib.tokens.ConceptNotFound` naming it and the prompt."""
+    every = registry(pipe)  # built once, passed on
+    layers = tuple(layers or detector_layers(pipe, every))
     tokenizer = sequence_tokenizer(pipe)
     spans = {c: concept_span(tokenizer, prompt, c) for c in concepts}
     samples = generate(pipe, [prompt], seeds, store=store, attention={"layers": "all", "steps": [1]},
-                       until_step=1, progress=False)
-    table = focus_table(samples, tokenizer, [layer.index for layer in registry(pipe)])
+                       until_step=1, progress=False, registry=every)
+    table = focus_table(samples, tokenizer, [layer.index for layer in every])
     focus = table.groupby("layer")["focus"].mean().to_dict()
     peak = table.groupby("layer")["peak_token"].agg(lambda s: s.mode().iloc[0]).to_dict()
     return Check(prompt, focus, peak, spans, flags(focus, layers, threshold), layers)

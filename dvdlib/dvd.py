@@ -90,18 +90,15 @@ def per_prompt(images: pd.DataFrame, tau: float = 48.0) -> pd.DataFrame:
         dvd=("dvd", "mean"), dvd_images=("dvd_image", "sum"), images=("dvd", "size")).reset_index()
 
 
-def generate_and_judge(run, rows: pd.DataFrame, models=None) -> pd.DataFrame:
-    """Every prompt of ``rows`` with every seed of ``run`` (a `dvdlib.run.Run`), for each model
-    compared (default the profile's ``models``), one model at a time: generated into the model's
-    store, then judged (`judge_images`); one table with a ``model`` column."""
-    from .generate import generate
-
-    judged, P = [], run.profile
-    for name, pipe in run.pipes(models):
-        store = run.store(name)
-        generate(pipe, rows.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size)
-        judged.append(judge_images(rows, P.seeds, store, run.judge, run.questions).assign(model=name))
-        del pipe
+def generate_and_judge(run, rows: pd.DataFrame, models=None, seeds=None) -> pd.DataFrame:
+    """Every prompt of ``rows`` with every seed (default the profile's), for each model compared
+    (default the profile's ``models``), one model at a time: generated into the model's store, then
+    judged (`judge_images`), through ``run`` (a `dvdlib.run.Run`, or `dvdlib.plan.Count`, which
+    counts); one table with a ``model`` column."""
+    judged, seeds = [], run.profile.seeds if seeds is None else seeds
+    for name in models or run.profile.models:
+        run.generate(rows.prompt.unique(), seeds, model=name)
+        judged.append(run.judge_dvd(rows, seeds, model=name).assign(model=name))
     return pd.concat(judged, ignore_index=True)
 
 
@@ -148,12 +145,6 @@ def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, mode
     return [(f'"{case.prompt}" — DvD {case.dvd:.0f}',
              image_row(images[(images.model == model) & (images.case_num == case.case_num)], store, case.prompt))
             for case in top.itertuples()]
-
-
-def judge_stores(rows: pd.DataFrame, seeds, stores: dict, judge, questions: QuestionSet, by: str) -> pd.DataFrame:
-    """`judge_images` of every store in ``stores`` (value of ``by`` → store), one table with column ``by``."""
-    return pd.concat([judge_images(rows, seeds, store, judge, questions).assign(**{by: k}) for k, store in stores.items()],
-                     ignore_index=True)
 
 
 def benchmark_gap(scores: pd.DataFrame, rows: pd.DataFrame, sets=("benchmark", "balanced")) -> dict:

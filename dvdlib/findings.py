@@ -1,15 +1,15 @@
-"""What the toy world shows for each of the paper's claims: a committed snapshot of a toy run
-(`toy/findings/`, written by ``dvd toy findings``, `dvdlib.toy.snapshot`), read back as one table —
-claim, measurement, sample size, 95% interval, verdict (the rule of `dvdlib.stats.verdict`).
+"""The claims engine: each of the paper's claims (`Claim`, `CLAIMS`), the findings-snapshot row
+that measures it, and its verdict by the rule of `dvdlib.stats.verdict` — one table (claim,
+measurement, sample size, 95% interval, verdict: `claims_table`, ``claims.csv``) and one paragraph
+per claim (`paragraphs`). A world writes the snapshot (the toy world: `dvdlib.toy.snapshot`);
+nothing here knows which world it is.
 
-A verdict is about the toy model named in the snapshot, never about Stable Diffusion; when the
-model's quality gates fail, every verdict is about a model that does not yet draw what it is
-asked, and the chapter says so.
+When the snapshot's quality gates fail, every verdict is about a model that does not yet draw
+what it is asked, and the paragraphs say so first.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,45 +21,10 @@ from . import chapters as CH
 from .report import number, percent
 from .stats import MIN_N, UNDERPOWERED, gate_passes, verdict
 
-SNAPSHOT = "toy/findings"
-COMMAND = "dvd toy findings --out toy/findings"
-
-# ------------------------------------------------------------------------------ the snapshot
-
-def model_hash(folder) -> str:
-    """`dvdlib.store.folder_hash` over a model folder's weight and config files: two snapshots
-    measured the same model exactly when their hashes agree."""
-    from .store import folder_hash
-
-    if not any(p.suffix in MODEL_FILES for p in Path(folder).rglob("*")):
-        raise FileNotFoundError(f"{folder} holds no model files: export the toy model first "
-                                f"(dvd toy export --out {Path(folder).parent})")
-    return folder_hash(folder, MODEL_FILES)
-
-
-#: The files whose bytes identify a toy model (`model_hash`).
-MODEL_FILES = (".safetensors", ".bin", ".json")
-
-
-def model_card(folder) -> dict:
-    """Step, training wall time, data hash and model hash of a toy model folder (from the run's
-    ``manifest.json`` beside the folder, else the folder's ``toy.json``)."""
-    folder = Path(folder)
-    manifest = folder.parent / "manifest.json"
-    info = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    toy = folder / "toy.json"
-    info = {**(json.loads(toy.read_text()) if toy.is_file() else {}), **info}
-    return {"path": folder.as_posix(), "hash": model_hash(folder), "step": info.get("steps"),
-            "wall_time_s": info.get("wall_time_s"), "data_hash": info.get("data_hash"),
-            "final_loss": info.get("final_loss"), "description": info.get("model")}
-
-
-# ------------------------------------------------------------------------------ reading it back
-
 
 @dataclass(frozen=True)
 class Claim:
-    """One paper claim and where the toy snapshot measures it.
+    """One paper claim and where a findings snapshot measures it.
 
     ``key`` names the row of ``chapter``'s results (a trailing ``*`` takes every row whose key
     starts with it, e.g. one replacement row per model); ``direction`` and ``null`` feed
@@ -146,46 +111,6 @@ class Snapshot:
     results: dict = field(default_factory=dict)  # chapter → {key: row}
 
 
-def load_snapshot(folder=SNAPSHOT) -> Snapshot:
-    """Read ``folder`` (written by ``dvd toy findings``); a clear error when it is missing."""
-    folder = Path(folder)
-    index_path = folder / "snapshot.json"
-    if not index_path.is_file():
-        raise FileNotFoundError(f"no toy findings snapshot in {folder} (no snapshot.json). Make it with\n\n"
-                                f"    {COMMAND}\n\n(several minutes per chapter on a CPU; resumable)")
-    index = json.loads(index_path.read_text(encoding="utf-8"))
-    gates_path = folder / "gates.json"
-    gates = json.loads(gates_path.read_text(encoding="utf-8")) if gates_path.is_file() else None
-    results = {}
-    for path in sorted((folder / "results").glob("*.json")):
-        body = json.loads(path.read_text(encoding="utf-8"))
-        results[path.stem] = {row["key"]: row for row in body.get("results", [])}
-    return Snapshot(folder, index, gates, results)
-
-
-def figures(snap: Snapshot) -> list[tuple[str, Path]]:
-    """The PNGs the snapshot kept, as (chapter, path), in chapter order."""
-    return [(c, snap.folder / "figures" / c / name) for c, entry in sorted(snap.index.get("chapters", {}).items())
-            for name in entry.get("figures", []) if (snap.folder / "figures" / c / name).is_file()]
-
-
-def model_table(snap: Snapshot) -> pd.DataFrame:
-    """The toy model card of a snapshot: what was measured."""
-    m = snap.index.get("model", {})
-    wall = m.get("wall_time_s")
-    rows = {"model folder": m.get("path"), "training step": m.get("step"),
-            "training wall time": f"{wall / 3600:.2f} h ({wall:.0f} s)" if wall else "unknown",
-            "training data hash": _short(m.get("data_hash")), "model hash (SHA-256)": _short(m.get("hash")),
-            "final training loss": m.get("final_loss"), "profile of the chapters": snap.index.get("profile")}
-    return pd.Series(rows, name="toy model").to_frame()
-
-
-def _short(digest: str | None) -> str:
-    """A hash's first 16 hex digits, enough to tell models apart (the whole one is in the
-    snapshot's ``snapshot.json``)."""
-    return f"{digest[:16]}…" if digest else "unknown"
-
-
 def gates_table(snap: Snapshot) -> pd.DataFrame:
     """The quality gates: rate, 95% Clopper–Pearson interval, required, pass (the interval's lower
     bound reaches the required level: `dvdlib.stats.gate_passes`)."""
@@ -197,7 +122,7 @@ def gates_table(snap: Snapshot) -> pd.DataFrame:
         result = ("pass" if gate_passes(g.get("rate"), required) else "FAIL") if required is not None else (
             "pass" if g.get("n") and g["hits"] == g["n"] else "see rate")
         rows.append({"gate": name, "hits": g["hits"], "n": g["n"], "rate": percent(g["rate"], 1),
-                     "95% CI": _interval(g.get("ci_low"), g.get("ci_high"), as_percent=True),
+                     "95% CI": fmt_interval(g.get("ci_low"), g.get("ci_high"), as_percent=True),
                      "required": f"≥ {required:.0%}" if required is not None else "all differ",
                      "result": result})
     return pd.DataFrame(rows).set_index("gate")
@@ -280,7 +205,7 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
             out.append({**base, "toy measurement": claim.measure + (
                 f" ({row['quantity'].split(':')[-1].strip()})" if claim.key.endswith("*") else ""),
                 "this run": row.get("this run"), "n": _n(n), "clusters": _n(s["n_clusters"]),
-                "null": _num(null), "95% CI": _interval(*ci, as_percent=s.get("test") == "rate"),
+                "null": fmt_num(null), "95% CI": fmt_interval(*ci, as_percent=s.get("test") == "rate"),
                 "power check": power, "verdict": v, "why": why, "per cluster": _per_cluster(s["per_cluster"]),
                 "estimate": s["value"], "ci_low": ci[0], "ci_high": ci[1], "null_value": null,
                 "n_prompts": _total(n), "clusters_a": sides[0] if sides else None,
@@ -323,7 +248,7 @@ def _total(n):
 def _per_cluster(per: dict | None) -> str:
     if not per:
         return "—"
-    return "; ".join(f"{k}: {_num(v)}" for k, v in per.items())
+    return "; ".join(f"{k}: {fmt_num(v)}" for k, v in per.items())
 
 
 def _why(v: str, claim: Claim, s: dict, null: float) -> str:
@@ -350,25 +275,25 @@ def _why(v: str, claim: Claim, s: dict, null: float) -> str:
         return f"no null was measured ({s.get('test') or 'no placebo or chance level'}): no verdict" + note
     if v.startswith(UNDERPOWERED):
         return (f"{_n(s['n_clusters'])} {claim.unit}: a verdict needs at least {MIN_CLUSTERS} on each side, so that "
-                f"it survives leaving any one out; the estimate is {_num(value)}" + note)
+                f"it survives leaving any one out; the estimate is {fmt_num(value)}" + note)
     if ci is None:
         return "no interval" + note
-    interval = _interval(*ci)
+    interval = fmt_interval(*ci)
     detect = s.get("detectable")
-    power = (f"; with this spread the rule finds an effect of ±{_num(detect)} from the null with 80% power"
+    power = (f"; with this spread the rule finds an effect of ±{fmt_num(detect)} from the null with 80% power"
              if detect is not None else "")
     if v.startswith(RESTS_ON):
         loo = s["loo"]["low"] if ci[0] > null else s["loo"]["high"]
-        text = (f"the 95% interval {interval} excludes the null {_num(null)}, but without {loo['cluster']} it is "
-                f"{_interval(*loo['ci'])} (estimate {_num(loo['value'])}): the verdict does not survive leaving one "
+        text = (f"the 95% interval {interval} excludes the null {fmt_num(null)}, but without {loo['cluster']} it is "
+                f"{fmt_interval(*loo['ci'])} (estimate {fmt_num(loo['value'])}): the verdict does not survive leaving one "
                 f"{claim.unit[:-1]} out")
     elif v == "reproduced":
-        text = f"the 95% interval {interval} lies {side} the null {_num(null)}, with any one {claim.unit[:-1]} left out too"
+        text = f"the 95% interval {interval} lies {side} the null {fmt_num(null)}, with any one {claim.unit[:-1]} left out too"
     elif v == "not reproduced":
-        text = (f"the 95% interval {interval} lies {other} the null {_num(null)}, with any one {claim.unit[:-1]} left "
+        text = (f"the 95% interval {interval} lies {other} the null {fmt_num(null)}, with any one {claim.unit[:-1]} left "
                 "out too: the opposite of the paper's effect")
     else:
-        text = f"the 95% interval {interval} includes the null {_num(null)}"
+        text = f"the 95% interval {interval} includes the null {fmt_num(null)}"
     return text + power + note
 
 
@@ -391,7 +316,7 @@ def _rate(control: dict) -> str:
     """A positive control's rate with its interval, "3/12 (25%, 95% CI [5.5%, 57.2%])"."""
     ci = control.get("ci") or [None, None]
     return (f"{control.get('hits')}/{control.get('n')} collapsed rows, {percent(control['value'], 0)}, "
-            f"95% CI {_interval(*ci, as_percent=True)}")
+            f"95% CI {fmt_interval(*ci, as_percent=True)}")
 
 
 def paragraphs(snap: Snapshot) -> list[str]:
@@ -417,7 +342,7 @@ def paragraphs(snap: Snapshot) -> list[str]:
             power = f", positive control {r['power check']}" if r["power check"] != "n/a" else ""
             if r["power check"] != "n/a" and r["control_rate"] is not None and r["control_rate"] == r["control_rate"]:
                 power += (f" ({percent(r['control_rate'], 0)} of the collapsed rows brought back, 95% CI "
-                          f"{_interval(r['control_ci_low'], r['control_ci_high'], as_percent=True)})")
+                          f"{fmt_interval(r['control_ci_low'], r['control_ci_high'], as_percent=True)})")
             per = f" Per cluster: {r['per cluster']}." if r["per cluster"] != "—" else ""
             clusters = f" in {r['clusters']} clusters" if r["clusters"] not in ("—", r["n"]) else ""
             units = "prompts" if r["clusters"] != r["n"] or CLAIM_UNIT[name] == "concepts" else CLAIM_UNIT[name]
@@ -449,16 +374,18 @@ def _control_note(snap: Snapshot, name: str) -> str:
             "comparison is between two kinds of failure.")
 
 
-def _num(x) -> str:
+def fmt_num(x) -> str:
+    """A number as the claims table shows it (`dvdlib.report.number`); "?" when missing or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "?"
     return number(x)
 
 
-def _interval(low, high, as_percent: bool = False) -> str:
+def fmt_interval(low, high, as_percent: bool = False) -> str:
+    """"[low, high]" (percentages with ``as_percent``); "—" when missing."""
     if low is None or high is None or (isinstance(low, float) and math.isnan(low)):
         return "—"
-    return f"[{percent(low, 1)}, {percent(high, 1)}]" if as_percent else f"[{_num(low)}, {_num(high)}]"
+    return f"[{percent(low, 1)}, {percent(high, 1)}]" if as_percent else f"[{fmt_num(low)}, {fmt_num(high)}]"
 
 
 def _n(n) -> str:
@@ -467,143 +394,20 @@ def _n(n) -> str:
     return " vs ".join(str(int(x)) for x in n) if isinstance(n, (list, tuple)) else str(int(n))
 
 
-def gates_figure(snap: Snapshot):
-    """The gates as rates with their 95% intervals and the required levels (a dashed mark)."""
-    import matplotlib.pyplot as plt
-
-    gates = (snap.gates or {}).get("gates", {})
-    fig, ax = plt.subplots(figsize=(5.5, 2.6))
-    names = list(gates)
-    for i, name in enumerate(names):
-        g = gates[name]
-        ok = gate_passes(g.get("rate"), g["required"]) if g.get("required") is not None else g["hits"] == g["n"]
-        ax.errorbar(g["rate"], i, xerr=[[g["rate"] - g["ci_low"]], [g["ci_high"] - g["rate"]]], fmt="o",
-                    color="tab:green" if ok else "tab:red", capsize=4)
-        if g.get("required") is not None:
-            ax.plot([g["required"]] * 2, [i - 0.3, i + 0.3], "k--", lw=1)
-    ax.set_yticks(range(len(names)), [f"{n} (n = {gates[n]['n']})" for n in names])
-    ax.set_xlim(0, 1.02)
-    ax.invert_yaxis()
-    ax.set_xlabel("rate, 95% Clopper–Pearson interval (dashed: required)")
-    ax.set_title(f"toy model at step {snap.index.get('model', {}).get('step')}: quality gates", fontsize=10)
-    fig.tight_layout()
-    return fig
+# ------------------------------------------------------------------------------ tables for people
+# Each of these but `readable_claims` takes the snapshot or None (no snapshot: nothing to show).
 
 
-# ------------------------------------------------------------------------------ the chapter's page
-# Each of these takes the snapshot or None (no snapshot: the page says so once and shows nothing).
-
-
-def read_snapshot(folder=SNAPSHOT) -> Snapshot | None:
-    """`load_snapshot`, or None after saying how to make one when ``folder`` holds none."""
-    try:
-        return load_snapshot(folder)
-    except FileNotFoundError as missing:
-        print(missing)
-        return None
-
-
-def profile_of(snap: Snapshot | None, default: str) -> str:
-    """The profile the snapshot's chapters ran with (``default`` without a snapshot)."""
-    return snap.index.get("profile", "toy") if snap is not None else default
-
-
-def introduce(snap: Snapshot | None, run, folder, book_profile: str) -> None:
-    """Show what the page reads (the profile card, the toy model card, whether the model has been
-    trained further since); without a snapshot, record the rows the prose quotes as "no snapshot"."""
-    from IPython.display import Markdown, display
-
-    report = run.report
-    if snap is None:  # the prose below still quotes these keys
-        report.add("model_step", "toy model: training step", "—", "no snapshot")
-        report.add("gates", "every quality gate passes", "—", "no snapshot")
-        report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / underpowered / not "
-                   "applicable", "—", "no snapshot")
-        report.save()
-        return
-    display(run.card(note=f"\n\n**This page reads `{folder}`**; the rest of this book was run with the "
-                          f"profile `{Path(book_profile).stem}`."))
-    display(model_table(snap))
-    model = run.profile.model
-    current = model_card(model) if Path(model).is_dir() else None
-    if current and current["hash"] != snap.index["model"]["hash"]:
-        display(Markdown(f"**The toy model has been trained further since this snapshot**: the snapshot measured "
-                         f"step {snap.index['model']['step']}, `{model}` is now at step {current['step']}. "
-                         f"`{COMMAND}` measures the current model."))
-
-
-def chapters_table(snap: Snapshot | None) -> pd.DataFrame | None:
-    """Per chapter of the snapshot: whether it ran, how long, with which parameters (beyond the
-    profile's), its error."""
-    if snap is None:
-        return None
-    rows = {name: {"ran": "yes" if c.get("ok") else "no", "seconds": c.get("seconds"),
-                   "parameters": "; ".join(f"{k} = {v}" for k, v in (c.get("parameters") or {}).items())
-                   or "the profile's", "error": c.get("error") or ""}
-            for name, c in snap.index.get("chapters", {}).items()}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def add_gates(snap: Snapshot | None, run) -> pd.DataFrame | None:
-    """Record each quality gate and whether all pass; save the gates figure; the gates table."""
-    if snap is None:
-        return None
-    if snap.gates is None:
-        run.report.add("gates", "every quality gate passes", "—", "not measured")
-        print("This snapshot has no gates.json: the gates were not measured (dvd toy findings without --no-gates).")
-        return None
-    gates = gates_table(snap)
-    run.save(gates_figure(snap), "gates")
-    for name, g in gates.iterrows():
-        run.report.add(f"gate_{name}", f"gate: {name}", g["required"], f"{g['rate']} {g['95% CI']} — {g['result']}")
-    run.report.add("gates", "every quality gate passes", "—", "yes" if gates_passed(snap) else "no")
-    return gates
-
-
-def judge_agreement(run) -> pd.DataFrame | None:
-    """How the profile's judge agrees with people, where its world keeps such a check
-    (`dvdlib.worlds.World.judge_check`); None, saying why, where it does not."""
-    check = run.world.judge_check
-    table = check(run.profile.judge) if check is not None else None
-    if table is None or table.empty:
-        print(f"{run.profile.judge} has no hand-check results (train or rescore the judge: "
-              "dvd toy judge --report-only)")
-        return None
-    return table
-
-
-def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
-    """Record every claim's measurements and verdicts, the verdict counts and the model's step;
-    return the snapshot's ``claims.csv`` (recomputed by `claims_csv` where the snapshot has none)."""
-    from .paper import CLAIMS as WORDS
-
-    if snap is None:
-        return None
-    claims = claims_table(snap)
-    path = snap.folder / "claims.csv"
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""]) if path.is_file() else claims_csv(snap)
-    if list(table.verdict) != list(claims.verdict):
-        print(f"{path} is older than this library's reading of the snapshot: rerun {COMMAND}")
-    for name, group in claims.groupby("claim", sort=False):
-        report.add(f"claim_{name}", f"{name} ({group.chapter.iloc[0]})", WORDS[name],
-                   "; ".join(f"{r['this run']} → {r['verdict']}" for _, r in group.iterrows()))
-    counts = table.verdict.str.split(r"[:(]").str[0].str.strip().value_counts()
-    report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / underpowered / not applicable",
-               "—", " / ".join(str(counts.get(v, 0)) for v in VERDICTS) + f" of {len(table)}")
-    report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
-    return _for_people(table.set_index("claim"))
-
-
-def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
+def readable_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """``claims.csv``'s table as a reader reads it: the estimate and its interval in one cell,
     numbers to three digits, clusters per side, the smallest effect found with 80% power
     (``detectable``), the positive control's outcome (``control``); the prompts are in the text."""
     sides = [_n([a] if b != b or b is None else [a, b]) if a == a and a is not None else "—"
              for a, b in zip(claims["clusters_a"], claims["clusters_b"])]
     out = pd.DataFrame({"verdict": claims["verdict"],
-                        "estimate [95% CI]": [f"{_num(e)} {_interval(lo, hi)}".replace(" —", "") for e, lo, hi
+                        "estimate [95% CI]": [f"{fmt_num(e)} {fmt_interval(lo, hi)}".replace(" —", "") for e, lo, hi
                                               in zip(claims["estimate"], claims["ci_low"], claims["ci_high"])],
-                        "null": claims["null"].map(_num), "clusters": sides,
+                        "null": claims["null"].map(fmt_num), "clusters": sides,
                         "detectable": claims["detectable"].map(_detect), "control": claims["power_check"]},
                        index=claims.index)
     return out.fillna("—")
@@ -611,7 +415,7 @@ def _for_people(claims: pd.DataFrame) -> pd.DataFrame:
 
 def _detect(x) -> str:
     """A detectable effect, or "—" where the rule cannot decide (too few clusters, no spread)."""
-    return "—" if x is None or x != x else f"±{_num(x)}"
+    return "—" if x is None or x != x else f"±{fmt_num(x)}"
 
 
 def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
@@ -646,67 +450,3 @@ def claim_paragraphs(snap: Snapshot | None):
     from IPython.display import Markdown
 
     return Markdown("\n\n".join(paragraphs(snap))) if snap is not None else None
-
-
-def show_figures(snap: Snapshot | None) -> None:
-    """Every figure the snapshot kept, under its chapter's name."""
-    from IPython.display import Image, Markdown, display
-
-    if snap is None:
-        return
-    shown = figures(snap)
-    for chapter, png in shown:
-        display(Markdown(f"**{chapter}** — `{png.name}`"), Image(filename=str(png)))
-    if not shown:
-        print("The snapshot kept no figures.")
-
-
-def world2_status(run_dir="toy/run2") -> pd.DataFrame | None:
-    """Where toy world 2 (`dvdlib.toy2`) stands: its committed export's training step and
-    conditioning check, and its quality gates as `dvd toy2 gates` recorded them in the manifest
-    (each guidance scale measured at that step). Prints one paragraph; returns the gates table."""
-    manifest = Path(run_dir) / "manifest.json"
-    if not manifest.is_file():
-        print(f"No world-2 model is committed ({manifest} is missing).")
-        return None
-    m = json.loads(manifest.read_text())
-    check = min(m.get("conditioning") or [{}], key=lambda r: r.get("t", math.inf))
-    text = (f"World 2's committed model is at training step {m['steps']:,} of {m['config']['steps']:,} "
-            f"({m['wall_time_s'] / 3600:.1f} h of one CPU core); a wrong caption costs "
-            f"{_num(check.get('wrong_over_right'))}× the right one's ε loss at t = {check.get('t', '?')}.")
-    shares = (m.get("start_token_share") or {}).get("layers")
-    if shares:
-        low, high = (min(shares, key=lambda r: r["start_share"]), max(shares, key=lambda r: r["start_share"]))
-        text += (f" At step 1 the start token takes {percent(low['start_share'], 0)} (layer {low['layer']}) to "
-                 f"{percent(high['start_share'], 0)} (layer {high['layer']}) of a layer's cross-attention.")
-    advantage = pd.DataFrame(m.get("name_advantage") or [])
-    if not advantage.empty and (advantage.t == 500).any():
-        by_dose = advantage[advantage.t == 500].groupby("appearances").category_over_name.mean()
-        text += (" At t = 500 a named concept's scenes cost, under its category word, "
-                 + ", ".join(f"{_num(v)}× (drawn {int(a)} way{'s' if a > 1 else ''})" for a, v in by_dose.items())
-                 + " the ε loss they cost under its name (mean over roles)"
-                 + (": the fewer its appearances in training, the more the model learned it apart from its category."
-                    if by_dose.is_monotonic_decreasing else "."))
-    leftover = (m.get("first_step_leftover") or {}).get("concepts")
-    if leftover:
-        n = sum(r["seeds"] for r in leftover)
-        text += (f" Started from the faint copy of their scene that training shows at the first timestep, rather "
-                 f"than from noise, {sum(r['from_leftover'] for r in leftover)} of {n} single-concept images are "
-                 f"recognised, against {sum(r['from_noise'] for r in leftover)} from noise.")
-    gates = m.get("gates") or []
-    if not gates:
-        print(text + " Its quality gates have not been measured at this step (dvd toy2 gates).")
-        return None
-    rows = [{"guidance": g["guidance"], "gate": g["gate"], "hits": int(g["hits"]), "n": int(g["n"]),
-             "rate": percent(g["rate"], 1), "95% CI": _interval(g["ci_low"], g["ci_high"], as_percent=True),
-             "required": f"≥ {g['required']:.0%}", "result": "pass" if gate_passes(g["rate"], g["required"]) else "FAIL"} for g in gates]
-    table = pd.DataFrame(rows).set_index(["guidance", "gate"])
-    scales = dict.fromkeys(r["guidance"] for r in rows)
-    every = {g: all(r["result"] == "pass" for r in rows if r["guidance"] == g) for g in scales}
-    seeds = sorted({int(g["seeds"]) for g in gates})
-    print(text + f" Its gates at that step ({'/'.join(map(str, seeds))} seed{'s' if max(seeds) > 1 else ''} per "
-          f"prompt, guidance {', '.join(f'{g:g}' for g in every)}): "
-          + ("every gate passes at guidance " + ", ".join(f"{g:g}" for g, ok in every.items() if ok)
-             if any(every.values()) else "no guidance scale passes every gate")
-          + ". This page reads world 1 until world 2 passes them.")
-    return table

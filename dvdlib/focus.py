@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import stats
 
 from .metrics import adjusted_p, focus_score, peak_token
-from .tokens import content_positions, sequence_tokenizer, token_strings
+from .tokens import concept_span, content_positions, token_strings
 
 #: Lower-resolution semantic layers of SD 1.x where the paper reads the peak token (paper §3.4).
 SEMANTIC_LAYERS = (8, 9, 10)
@@ -62,16 +62,38 @@ def layer_tests(bench: pd.DataFrame, control: pd.DataFrame, alternative: str = "
     return out
 
 
-def peak_on_concept(samples, tokenizer, spans: dict[str, list[int]], layers=SEMANTIC_LAYERS,
+def peak_on_concept(samples, tokenizer, concepts: dict[str, str] | str, layers=SEMANTIC_LAYERS,
                     step: int = 1) -> pd.DataFrame:
     """Per prompt: does the peak token belong to the dominant concept? (paper §3.4, 249/300.)
 
-    Token shares are averaged over the prompt's seeds and over ``layers`` (open; the paper's
-    "lower-resolution semantic layers", default 8–10) before taking the peak. ``spans`` maps a
-    prompt to the positions of its dominant concept (`dvdlib.tokens.concept_span`). ``chance``: the
-    share of the prompt's content tokens that spell the concept, what a peak drawn at random would
-    hit (the claim's null, per prompt).
+    ``concepts`` maps a prompt to its dominant concept's words (``dict(zip(rows.prompt,
+    rows.content))``), or is one concept for every prompt; its tokens are found in the prompt by
+    ``tokenizer``, the model's (`dvdlib.tokens.concept_span`: its first occurrence; a concept the
+    prompt lacks raises `dvdlib.tokens.ConceptNotFound` naming both). Token shares are averaged
+    over the prompt's seeds and over ``layers`` (open; the paper's "lower-resolution semantic
+    layers", default 8–10) before taking the peak. ``chance``: the share of the prompt's content
+    tokens that spell the concept, what a peak drawn at random would hit (the claim's null, per
+    prompt). `peak_on_concept_at` reads token positions instead of words.
     """
+    prompts = list(dict.fromkeys(sample.prompt for sample in samples))
+    spans = {prompt: concept_span(tokenizer, prompt, _concept_of(concepts, prompt)) for prompt in prompts}
+    return peak_on_concept_at(samples, tokenizer, spans, layers, step)
+
+
+def _concept_of(concepts: dict[str, str] | str, prompt: str) -> str:
+    """The concept ``concepts`` names for ``prompt`` (one string: the same for every prompt)."""
+    if isinstance(concepts, str):
+        return concepts
+    if prompt not in concepts:
+        raise ValueError(f"no concept given for prompt {prompt!r}: map every sampled prompt to its concept's words")
+    return concepts[prompt]
+
+
+def peak_on_concept_at(samples, tokenizer, spans: dict[str, list[int]], layers=SEMANTIC_LAYERS,
+                       step: int = 1) -> pd.DataFrame:
+    """`peak_on_concept` one level down: ``spans`` maps a prompt to the token positions of its
+    dominant concept (in the padded sequence ``tokenizer`` reads, as `dvdlib.tokens.concept_span`
+    gives them) instead of its words."""
     by_prompt: dict[str, list] = {}
     for sample in samples:
         by_prompt.setdefault(sample.prompt, []).extend(sample.share(layer, step) for layer in layers)
@@ -101,14 +123,3 @@ def layers_gap(bench_pp: pd.DataFrame, control_pp: pd.DataFrame, bench_rows: pd.
     bench_rows, control_rows = bench_rows.drop_duplicates("prompt"), control_rows.drop_duplicates("prompt")
     return difference(layers_mean(bench_pp, layers).loc[bench_rows.prompt], layers_mean(control_pp, layers).loc[control_rows.prompt],
                       clusters=(clusters_of(bench_rows), clusters_of(control_rows, pair=True)))
-
-
-def first_step_scores(run, prompts, reduce: str = "mean") -> pd.DataFrame:
-    """Per prompt and layer, the Focus Score of the first denoising step (`per_prompt` over the
-    run's seeds): one step per (prompt, seed), every layer recorded, stored in the run's store."""
-    from .generate import generate
-
-    P, pipe = run.profile, run.pipe
-    samples = generate(pipe, prompts, P.seeds, store=run.store(), batch_size=P.batch_size,
-                       attention={"layers": "all", "steps": [1]}, until_step=1)
-    return per_prompt(focus_table(samples, sequence_tokenizer(pipe), run.layers), reduce)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from .attention import record
+from .family import of
+from .layers import registry as layer_registry
 from .progress import task
 from .store import Store, plain
 from .tokens import concept_span, sequence_tokenizer
@@ -34,8 +36,6 @@ PAPER_SEEDS = (1825, 410, 4507, 4013, 3658, 2287, 1680, 8936, 1425, 9675)
 def initial_latents(pipe, seeds, resolution: int) -> torch.Tensor:
     """Initial noise [len(seeds), C, r/8, r/8] (the shape of the pipeline's family), one CPU generator
     per seed, on the pipeline's device."""
-    from .adapters import of
-
     adapter = of(pipe)
     shape = adapter.latent_shape(pipe, resolution)
     noise = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(s)), dtype=torch.float32)
@@ -114,7 +114,8 @@ def records_norms(pipe, store: Store, until_step: int | None) -> bool:
 
 
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
-             noise_norms: bool = False, until_step: int | None = None, progress: bool = True) -> list[Sample]:
+             noise_norms: bool = False, until_step: int | None = None, progress: bool = True,
+             registry: list | None = None) -> list[Sample]:
     """Generate every prompt × seed (the authors' sampler), returning one `Sample` per pair in that order.
 
     The sampler settings (``resolution``, ``steps``, ``guidance``, ``eta``) are the store's, so
@@ -125,6 +126,8 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     stop the denoising after that step (enough for first-step attention, paper §3.4; the schedule
     is still the one of ``steps``) and keep no image. A whole run keeps its image and its norms
     (`records_norms`) for other chapters, and never replaces an image already stored.
+    ``registry``: the pipeline's layer registry (`dvdlib.layers.registry`) when the caller has it;
+    else built once here when something is recorded.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
     if until_step is not None and until_step >= store.settings["steps"]:
@@ -134,13 +137,16 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     jobs = [(p, s) for p in prompts for s in seeds]
     what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
     todo = store.todo(jobs, image=whole, attention=spec, what=what)  # a frozen store raises on a miss
+    if todo and attention and registry is None:
+        registry = layer_registry(pipe)
     with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:
         for start in range(0, len(todo), batch_size):
             batch = todo[start:start + batch_size]
-            _generate_batch(pipe, batch, store, attention, spec, until_step)
+            _generate_batch(pipe, batch, store, attention, spec, until_step, registry)
             update(len(batch))
+    tokenizer = sequence_tokenizer(pipe)
     return [Sample(p, s, store.image_path(p, s) if whole else None,
-                   store.attention(p, s, spec) if spec else {}, sequence_tokenizer(pipe)) for p, s in jobs]
+                   store.attention(p, s, spec) if spec else {}, tokenizer) for p, s in jobs]
 
 
 def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_step: int | None = None) -> dict:
@@ -157,7 +163,7 @@ def pipeline_call(pipe, batch, sampler: dict, want_image: bool = True, until_ste
     return call
 
 
-def _generate_batch(pipe, batch, store, attention, spec, until_step):
+def _generate_batch(pipe, batch, store, attention, spec, until_step, registry=None):
     from .noise_norm import record_noise_norms
 
     started = time.perf_counter()
@@ -165,7 +171,7 @@ def _generate_batch(pipe, batch, store, attention, spec, until_step):
     call = pipeline_call(pipe, batch, store.settings, whole, until_step)
     norm_spec = recording_spec(store, None, until_step, noise_norms=True)
     with ExitStack() as recordings:
-        recording = recordings.enter_context(record(pipe, **attention)) if attention else None
+        recording = recordings.enter_context(record(pipe, registry=registry, **attention)) if attention else None
         norms = (recordings.enter_context(record_noise_norms(pipe))
                  if spec == norm_spec or records_norms(pipe, store, until_step) else None)
         images = pipe(**call).images

@@ -13,6 +13,8 @@ from numbers import Integral
 
 from diffusers.models.attention_processor import Attention
 
+from .family import of
+
 
 @dataclass(frozen=True)
 class Layer:
@@ -74,9 +76,8 @@ def cross_attention_layers(unet, resolution: int | None = None, vae_scale_factor
 
 def registry(pipe, resolution: int | None = None) -> list[Layer]:
     """The layer registry of a pipeline, at ``resolution`` pixels (default: its native size), from
-    its family's adapter (`dvdlib.adapters`: SD's cross-attention layers, SD3's joint blocks, ...)."""
-    from .adapters import of
-
+    its family's adapter (`dvdlib.family.of`: SD's cross-attention layers, SD3's joint blocks, ...).
+    Built anew on each call: a caller that needs it more than once keeps it and passes it on."""
     return of(pipe).layers(pipe, resolution)
 
 

@@ -41,13 +41,23 @@ def noise_norms(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, unti
     any earlier whole run of the same prompt and seed kept (`dvdlib.generate.records_norms`).
     Columns: prompt, seed, step (1 = first), norm.
     """
-    if store.settings["guidance"] <= 1:
-        raise ValueError(f"guidance {store.settings['guidance']} ≤ 1 runs no unconditional branch: the "
-                         "noise-prediction norm needs classifier-free guidance")
+    _needs_guidance(store.settings["guidance"])
     samples = generate(pipe, list(dict.fromkeys(prompts)), seeds, store=store, batch_size=batch_size,
                        noise_norms=True, until_step=until_step, progress=progress)
+    return norm_table(samples)
+
+
+def _needs_guidance(guidance: float) -> None:
+    if guidance <= 1:
+        raise ValueError(f"guidance {guidance} ≤ 1 runs no unconditional branch: the "
+                         "noise-prediction norm needs classifier-free guidance")
+
+
+def norm_table(samples) -> pd.DataFrame:
+    """The norms samples recorded (``noise_norms``), one row per (prompt, seed, step)."""
     return pd.DataFrame([{"prompt": s.prompt, "seed": s.seed, "step": i + 1, "norm": float(v)}
-                         for s in samples for i, v in enumerate(s.attention["noise_norm"])])
+                         for s in samples for i, v in enumerate(s.attention["noise_norm"])],
+                        columns=["prompt", "seed", "step", "norm"])
 
 
 def per_prompt(table: pd.DataFrame, first: int) -> pd.DataFrame:
@@ -182,10 +192,11 @@ def sets_table(sets: dict[str, list[str]]) -> pd.DataFrame:
 
 
 def norms_by_set(run, sets: dict[str, list[str]], until_step: int | None = None) -> dict[str, pd.DataFrame]:
-    """`noise_norms` of every set's prompts with the run's model, seeds and store."""
-    P = run.profile
-    return {name: noise_norms(run.pipe, prompts, P.seeds, store=run.store(), batch_size=P.batch_size,
-                              until_step=until_step) for name, prompts in sets.items()}
+    """`noise_norms` of every set's prompts with the run's model, seeds and store, through ``run``
+    (a `dvdlib.run.Run` computes, a `dvdlib.plan.Count` counts)."""
+    _needs_guidance(run.profile.guidance)
+    return {name: norm_table(run.generate(list(dict.fromkeys(prompts)), run.profile.seeds, noise_norms=True,
+                                          until_step=until_step)) for name, prompts in sets.items()}
 
 
 def scores_by_set(norms: dict[str, pd.DataFrame], first: int) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from .family import by_family, of
 from .tokens import clip_tokenizer
 
 SD14 = "CompVis/stable-diffusion-v1-4"
@@ -129,7 +130,7 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
          local_files_only: bool | None = None) -> StableDiffusionPipeline:
     """Load a pipeline by Hub id, local folder, ``"smoke"``, ``"random:sd1.4"``/``"random:sd2.1"`` or
     ``"tiny:sdxl"``/``"tiny:sd3"``/``"tiny:flux"`` (a tiny random-weight pipeline of that family,
-    `dvdlib.adapters`).
+    `dvdlib.family.by_family`, registered by `dvdlib.adapters`).
 
     The scheduler is replaced by DDIM built from the model's own scheduler config (the authors' release), the
     safety checker is off. Raises `ModelUnavailable` with instructions when the weights are not
@@ -138,8 +139,6 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
     if name == "smoke":
         pipe = build_smoke()
     elif name.startswith("tiny:"):
-        from .adapters import by_family
-
         pipe = by_family(name.split(":", 1)[1]).build_tiny()
     elif name.startswith("random:"):
         pipe = build_random(name.split(":", 1)[1])
@@ -150,9 +149,8 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
 
 def prepare(pipe: StableDiffusionPipeline, *, dtype: str | torch.dtype = "float32",
             device: str = "cpu") -> StableDiffusionPipeline:
-    """A loaded pipeline made ready for the book: no progress bar, ``dtype``, on ``device``."""
-    from .adapters import of
-
+    """A loaded pipeline made ready for the book: no progress bar, ``dtype``, on ``device``; its
+    family's adapter found once and kept on it (`dvdlib.family.of`)."""
     pipe.set_progress_bar_config(disable=True)
     if of(pipe).denoiser(pipe).dtype != torch_dtype(dtype):
         pipe.to(dtype=torch_dtype(dtype))

@@ -66,10 +66,19 @@ class NoiseNormRecording:
         return np.stack([np.concatenate(self.norms[s]) for s in steps], axis=1)
 
 
+def check_recordable(pipe) -> None:
+    """Raise before any compute where the norms cannot be recorded: the hook reads a UNet's
+    classifier-free-guidance batch (SD, SDXL); a transformer family (SD3, Flux) has none here."""
+    if not hasattr(pipe, "unet"):
+        raise NotImplementedError(f"the noise-prediction norm (paper §3.7) is recorded from a UNet's guidance batch "
+                                  f"(SD 1.x/2.x, SDXL); {type(pipe).__name__} has no UNet")
+
+
 @contextmanager
 def record_noise_norms(pipe):
     """``with record_noise_norms(pipe) as rec: pipe(...)`` — ‖ε(x_t, prompt) − ε(x_t, "")‖₂ per image
     and step from the CFG batch the pipeline already runs (paper §3.7); the hook is removed on exit."""
+    check_recordable(pipe)
     recording = NoiseNormRecording(pipe)
     hook = pipe.unet.register_forward_hook(recording.on_unet_output, with_kwargs=True)
     try:

@@ -5,8 +5,9 @@ prompt, seed, recording), or one judge answer set of (image, questions). Its ``k
 store's own: the file the store checks (``<model>/<settings hash>/<prompt hash>/<seed>.png`` or
 ``.attn-<spec hash>.npz``), or the record and the answer key the chapter reads
 (``...<seed>.json#judge:...``). `plan(chapter, profile, params)` lists a chapter's work with the
-parameters the chapter itself reads (its parameters cell's defaults, then ``params``), built by
-the same library calls the chapter makes, so the plan and the chapter cannot drift; `Plan.todo`
+parameters the chapter itself reads (its parameters cell's defaults, then ``params``) by running
+the chapter's own work (`dvdlib.chapters`) with the executor that counts (`Count`), so the plan
+and the chapter cannot drift; `Plan.todo`
 keeps what the store lacks. `counts` gives UNet evaluations (steps × 2 under classifier-free
 guidance, paper §2's sampler), images and judge calls; `dvdlib.prefetch` computes a plan.
 
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
 
 from . import chapters as CH
 from .store import digest, model_key, plain, slug
@@ -141,12 +141,18 @@ class Plan:
                 "judge_calls": sum(w.questions for w in self.items if w.kind == JUDGE)}
 
 
-# --- building work ----------------------------------------------------------------------------------
+# --- counting a chapter's work ---------------------------------------------------------------------
 
 
-class PlanRun:
-    """What a plan function reads of a chapter's run: its `dvdlib.run.Run` (profile, world,
-    stores, questions, prompt sets), never loading a model: prompt sets are read untokenized."""
+class Count:
+    """The executor that counts a chapter's work (`dvdlib.chapters`) instead of computing it: the
+    chapter's own work function runs with it, what it would generate or ask is recorded as `Work`,
+    and generations and answers come back empty. What decides further work (chapter 06's rows
+    collapsed before ablation, the heads that did not mitigate) is read from the store where it is
+    there (`CountingSweep`). No model is loaded where its UNet config is known (`model_pipe`);
+    prompt sets are read untokenized."""
+
+    counting = True
 
     def __init__(self, run, params: dict):
         self.run, self.params, self.profile, self.world = run, params, run.profile, run.world
@@ -162,9 +168,19 @@ class PlanRun:
         return self.run.questions
 
     @cached_property
-    def judge_name(self) -> str:
-        """The name the profile's judge stores its answers under (its world's `judge_name`)."""
-        return self.world.judge_name(self.profile.judge)
+    def judge(self):
+        """The profile's judge as its answers are keyed (its world's `judge_name`), never loaded."""
+        return SimpleNamespace(name=self.world.judge_name(self.profile.judge))
+
+    @cached_property
+    def pipe(self):
+        return model_pipe(self)
+
+    @cached_property
+    def layers(self):
+        from .layers import registry
+
+        return registry(self.pipe, self.profile.resolution_of(self.profile.model))
 
     def _store(self, model: str, intervention: dict | None):
         if model not in self._keys:
@@ -177,9 +193,9 @@ class PlanRun:
 
     def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
                  until_step: int | None = None, noise_norms: bool = False,
-                 intervention: dict | None = None, provisional: bool = False) -> None:
-        """The work of `dvdlib.generate.generate` (same arguments) into ``model``'s store
-        (``provisional``: needed only if results not yet stored say so)."""
+                 intervention: dict | None = None, provisional: bool = False) -> list:
+        """Count `dvdlib.run.Run.generate` (same arguments) into ``model``'s store (``intervention``:
+        an ablation's; ``provisional``: needed only if results not yet stored say so)."""
         P, model = self.profile, model or self.profile.model
         store, settings = self._store(model, intervention)
         if until_step is not None and until_step >= P.steps:
@@ -196,33 +212,43 @@ class PlanRun:
             for seed in seeds:
                 self._add(Work(GENERATE, model, store, settings, prompt, int(seed), options, iv, artifact=artifact,
                                unet_evals=evals, provisional=provisional))
+        return []
 
     def judge_dvd(self, rows, seeds, *, model: str | None = None, intervention: dict | None = None,
-                  provisional: bool = False) -> None:
-        """The work of `dvdlib.dvd.judge_images`: ten questions per (row, seed), paper §2."""
+                  provisional: bool = False):
+        """Count `dvdlib.run.Run.judge_dvd`: ten questions per (row, seed), paper §2; no answers."""
+        import pandas as pd
+
         from .dvd import _key, question_groups
         from .judge import QUESTIONS_PER_SET
 
         Q, model = self.questions, model or self.profile.model
         store, settings = self._store(model, intervention)
-        judge = SimpleNamespace(name=self.judge_name)
         for row in rows.itertuples():
-            key = _key(judge, Q, row.content, row.nm_word, question_groups(row, Q))
+            key = _key(self.judge, Q, row.content, row.nm_word, question_groups(row, Q))
             self._judge(model, store, settings, row.prompt, seeds, key, "dvd", row._asdict(), 2 * QUESTIONS_PER_SET,
                         intervention, provisional)
+        return pd.DataFrame(columns=["case_num", "content_type", "prompt", "concept_group", "object_group", "seed",
+                                     "c", "n", "dvd", "answers"])
 
-    def judge_presence(self, rows, seeds, *, model: str | None = None) -> None:
-        """The work of `dvdlib.triplets.judge_presence`: five questions per target and (row, seed)."""
+    def judge_presence(self, rows, seeds, present_at: int = 3):
+        """Count `dvdlib.run.Run.judge_presence`: five questions per target and (row, seed)."""
+        import pandas as pd
+
         from .judge import QUESTIONS_PER_SET
-        from .triplets import TRIPLET_SLOTS, _key
+        from .triplets import IMAGE_COLUMNS, TRIPLET_SLOTS, _key
 
-        model = model or self.profile.model
+        model = self.profile.model
         store, settings = self._store(model, None)
-        judge = SimpleNamespace(name=self.judge_name)
         for row in rows.to_dict("records"):
             for k in TRIPLET_SLOTS:
-                key = _key(judge, self.questions, row[f"target{k}"], row[f"target{k}_type"])
+                key = _key(self.judge, self.questions, row[f"target{k}"], row[f"target{k}_type"])
                 self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
+        return pd.DataFrame(columns=list(IMAGE_COLUMNS))
+
+    def sweep(self, rows, seeds):
+        """A `CountingSweep` of the profile's model over ``rows`` and ``seeds``."""
+        return CountingSweep(self, rows, seeds)
 
     def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention, provisional=False):
         row = json.dumps(plain({k: v for k, v in row.items() if k != "Index"}), sort_keys=True, default=str)
@@ -237,276 +263,121 @@ class PlanRun:
             self.items[work.key] = work
 
     def skip(self, what: str) -> None:
-        """Name work this plan does not count (it depends on results, data or training)."""
-        self.not_counted.append(what)
+        """Name work this count leaves out (it depends on results, data or training)."""
+        if what not in self.not_counted:
+            self.not_counted.append(what)
 
 
-# --- chapters -----------------------------------------------------------------------------------------
-
-#: chapter stem → plan function(PlanRun); a chapter missing here has no plan yet.
-CHAPTERS: dict[str, Callable] = {}
-
-
-def chapter(name: str):
-    def register(fn):
-        CHAPTERS[name] = fn
-        return fn
-    return register
-
-
-@chapter(CH.TRAINING_DIVERSITY.name)
-def _training_diversity(r: PlanRun) -> None:
-    r.skip("chapter 01 (paper §3.1) embeds training images you provide; without them (image_source "
-           "'generated') its generations come from a concept table read at run time: not counted")
-
-
-@chapter(CH.DVD_BENCHMARK.name)
-def _dvd_benchmark(r: PlanRun) -> None:
-    """Paper §2, §3.2: the benchmark and the balanced set, every seed, each model compared, judged."""
-    import pandas as pd
-
-    P = r.profile
-    benchmark = r.prompts("benchmark", P.n_prompts)
-    balanced = r.prompts("balanced", P.n_prompts).assign(content_type="balanced")
-    rows = pd.concat([benchmark.assign(set="benchmark"), balanced.assign(set="balanced")], ignore_index=True)
-    rows["case_num"] = rows["set"] + ":" + rows["case_num"].astype(str)
-    _generate_and_judge(r, rows, r.params.get("models") or P.models)
-
-
-def _generate_and_judge(r: PlanRun, rows, models) -> None:
-    """The work of `dvdlib.dvd.generate_and_judge`."""
-    for model in models:
-        r.generate(rows.prompt.unique(), r.profile.seeds, model=model)
-        r.judge_dvd(rows, r.profile.seeds, model=model)
-
-
-@chapter(CH.CAUSAL.name)
-def _diversity_causal(r: PlanRun) -> None:
-    r.skip("chapter 03 (paper §3.3) generates with models it fine-tunes first (DreamBooth): not counted")
-
-
-FIRST_STEP = {"layers": "all", "steps": [1]}
-
-
-@chapter(CH.FOCUS.name)
-def _focus_score(r: PlanRun) -> None:
-    """Paper §3.4: the first step of every benchmark and control prompt, and one full example
-    recorded at the peak layers read on the model (`dvdlib.adapters.paper_layers`)."""
-    from . import adapters, bench
-
-    P, p = r.profile, r.params
-    peak_layers = adapters.paper_layers(model_pipe(r), p["peak_layers"], P.resolution)
-    all_benchmark = r.prompts("benchmark")
-    r.generate(bench.stratified(all_benchmark, P.n_prompts).prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
-    r.generate(r.prompts("control", P.n_prompts).prompt, P.seeds, attention=FIRST_STEP, until_step=1)
-    row = bench.case(all_benchmark, p["example_case"])
-    r.generate([row.prompt], P.seeds[:1], attention={"layers": peak_layers, "steps": [1], "maps": True})
-
-
-@chapter(CH.TEMPORAL.name)
-def _temporal_dynamics(r: PlanRun) -> None:
-    """Paper §3.5: every step of the tracked layers (read on the model, `dvdlib.adapters.paper_layers`)
-    for the benchmark and balanced sets."""
-    from . import adapters, bench, temporal
-
-    P, p, pipe = r.profile, r.params, model_pipe(r)
-    options = temporal.record_options({role: tuple(adapters.paper_layers(pipe, p[f"{role}_layers"], P.resolution))
-                                       for role in ("dominant", "dominated")})
-    all_benchmark = r.prompts("benchmark")
-    for rows in (bench.stratified(all_benchmark, P.n_prompts), r.prompts("balanced", P.n_prompts)):
-        r.generate(rows.prompt.unique(), P.seeds, attention=options)
-    row, _ = temporal.find_example(all_benchmark, p["example_content"], p["example_object"])
-    r.generate([row.prompt], P.seeds[:1], attention=options)
-
-
-@chapter(CH.ABLATION.name)
-def _head_ablation(r: PlanRun) -> None:
-    """Paper §3.6, as the chapter runs it (its layers read on the model, `dvdlib.ablation.on_model`):
-    plain images of every row and seed, judged (DvD) or compared across seeds (memorized); the
-    single-head and multi-head ablations and the positive controls (each DvD row's dominant concept
-    suppressed, `dvdlib.ablation.control_jobs`; none where the family cannot suppress) of the rows
-    ablated — with ``require_baseline`` only those collapsed / reproduced before ablation — and the
-    pairs of layer ``pair_layer``'s heads that did not mitigate a row. Which rows and pairs is read
-    from the store (`_ablated`, `_pairs`); a row it cannot tell yet is counted as an upper bound
-    (`Work.provisional`), its pairs not at all."""
-    from dataclasses import replace
-
-    from . import ablation, adapters
-    from .attention import _suppressible
-    from .layers import registry
-    from .outcome import DvDRule, MemorizedRule
-
-    P, p = r.profile, r.params
-    pipe, steps, factor = model_pipe(r), p["ablate_steps"], p["factor"]
-    sweep = ablation.sweep_plan(P, p["sweep_layers"], p["sweep_heads"], p["n_prompts"], p["n_memorized"], p["sweep_seeds"])
-    sweep = ablation.on_model(sweep, pipe, P.resolution)
-    pair_layer = adapters.paper_layers(pipe, [p["pair_layer"]], P.resolution)[0]
-    layers = registry(pipe, P.resolution)
-    single = ablation.single_head(layers, sweep.layers, sweep.heads, factor, steps)
-    multi = ablation.multi_head(layers, sweep.layers, p["multi_head_reading"], factor, steps)
-    benchmark = r.prompts("benchmark", sweep.n_prompts)
-    memorized, _ = ablation.memorized_set(r, sweep.n_memorized)
-    frozen = SimpleNamespace(profile=replace(P, store_mode="frozen"), pipe=None)  # reads the store, computes nothing
-    sweeps = ablation.sweeps_for(frozen, benchmark, memorized, sweep.seeds)
-    rules = SimpleNamespace(judge=SimpleNamespace(name=r.judge_name), questions=r.questions,
-                            dvd=DvDRule(tau=p["tau"], concept_min=p["concept_min"], object_min=p["object_min"]),
-                            memorized=MemorizedRule(threshold=p["similarity_threshold"], blank_std=p["blank_std"]),
-                            similarity=p["similarity"], require_baseline=p["require_baseline"])
-    try:
-        _suppressible(pipe)
-        controls = ablation.control_jobs(benchmark, steps, P.steps, p["control_strength"])
-    except NotImplementedError:  # the chapter's positive control is "unavailable": it makes no image
-        controls = []
-    unknown, unpaired = 0, 0
-    for name, s in sweeps.items():
-        r.generate(s.prompts(s.rows.index), s.seeds)
-        if name == "DvD":
-            r.judge_dvd(s.rows, s.seeds)
-        state = {case: _ablated(s, name, case, rules) for case in s.rows.index}
-        unknown += sum(v is None for v in state.values())
-        jobs = ablation.jobs([*single, *multi], s.rows.index)
-        if name == "DvD":
-            jobs += [job for control in controls for job in control]
-        for job in jobs:
-            for provisional in (False, True):
-                cases = [c for c in job.cases if state[c] is (None if provisional else True)]
-                if cases:
-                    _ablation_work(r, s, name, job.intervention, cases, provisional)
-        if name == "DvD":
-            for case in [c for c, v in state.items() if v is not False]:
-                pairs = _pairs(s, case, single, pair_layer, factor, steps, rules) if state[case] else None
-                unpaired += pairs is None
-                for job in pairs or []:
-                    _ablation_work(r, s, name, job.intervention, job.cases, False)
-    if unknown:
-        r.skip(f"chapter 06: which of {unknown} rows are ablated (with require_baseline, those collapsed / "
-               "reproduced before ablation) is known once their plain images are judged: all are counted, an "
-               "upper bound (dvd prefetch computes them once known)")
-    if unpaired:
-        r.skip(f"chapter 06: pairs of non-mitigating layer-{pair_layer} heads (paper §3.6) depend on the single-head "
-               f"outcomes, not yet stored for {unpaired} rows: not counted")
-    if str(p["similarity"]).startswith("clip:"):
-        r.skip("chapter 06: CLIP embeddings of the memorized images (similarity 'clip:...'): not counted; every "
-               "memorized row's ablations are counted (those not reproduced before ablation are not needed)")
-
-
-def _ablation_work(r: PlanRun, s, name: str, iv, cases, provisional: bool) -> None:
-    """The images of rows ``cases`` of sweep ``s`` under intervention ``iv``, judged on the DvD set."""
-    rows = s.rows.loc[list(cases)]
-    r.generate(s.prompts(rows.index), s.seeds, intervention=iv.key(), provisional=provisional)
-    if name == "DvD":
-        r.judge_dvd(rows, s.seeds, intervention=iv.key(), provisional=provisional)
-
-
-def _one_row(s, case):
-    """Sweep ``s`` on its row ``case`` alone (the same stores)."""
+def _sweep_class():
     from .ablation import Sweep
 
-    return Sweep(s.pipe, s.rows.loc[[case]].reset_index(drop=True), s.seeds, root=s.root, model=s.model,
-                 sampler=s.sampler, batch_size=s.batch_size, store_mode=s.store_mode)
+    return Sweep
 
 
-def _ablated(s, name: str, case, rules) -> bool | None:
-    """Whether chapter 06 ablates row ``case`` of the (frozen) sweep ``s``: every row without
-    ``require_baseline``, else a row collapsed (DvD) or reproduced (memorized, pixel similarity)
-    before ablation, read from the store as `dvdlib.ablation.run_plans` reads it; None while the
-    store lacks its plain images or answers. A CLIP similarity is not computed here: True."""
-    from .store import StoreMiss
+class CountingSweep:
+    """An ablation sweep (paper §3.6) that counts: what `dvdlib.ablation.Sweep` would generate and
+    ask is recorded in its `Count`, and what decides further work is read from the store, row by
+    row, where it is there: a row collapsed (DvD) or reproduced (memorized) before ablation is
+    ablated; a row the store cannot tell yet is counted as an upper bound (`Work.provisional`,
+    `dvdlib.prefetch` plans again once it is known); its single-head outcomes, which decide the
+    pairs of heads, are left out until stored (named in `Plan.not_counted`)."""
 
-    if not rules.require_baseline or name != "DvD" and str(rules.similarity).startswith("clip:"):
-        return True
-    one = _one_row(s, case)
-    try:
-        if name == "DvD":
-            return bool(one.mitigable(rules.judge, rules.questions, rules.dvd))
-        return bool(one.reproduced(rules.memorized, rules.similarity))
-    except StoreMiss:
-        return None
+    def __init__(self, count: Count, rows, seeds):
+        P = count.profile
+        self.count, self.seeds = count, [int(s) for s in seeds]
+        self.frozen = _sweep_class()(None, rows, seeds, root=P.store, model=model_key(P.model), sampler=P.sampler(),
+                                     batch_size=P.batch_size, store_mode="frozen")
+        self.rows = self.frozen.rows
+        self.state: dict = {}  # row → True (ablated), False (not), None (not yet known)
+
+    def prompts(self, cases) -> list[str]:
+        return self.frozen.prompts(cases)
+
+    def cost(self, plan, baseline: bool = True) -> dict:
+        return self.frozen.cost(plan, baseline)
+
+    def _one(self, case):
+        """The frozen sweep of row ``case`` alone (the same stores)."""
+        f = self.frozen
+        return _sweep_class()(None, f.rows.loc[[case]].reset_index(drop=True), f.seeds, root=f.root, model=f.model,
+                              sampler=f.sampler, batch_size=f.batch_size, store_mode="frozen")
+
+    def _read(self, read):
+        """``read()`` from the store, or None where it lacks what it needs."""
+        from .store import StoreMiss
+
+        try:
+            return read()
+        except StoreMiss:
+            return None
+
+    def run(self, plan, baseline: bool = True, progress: bool = True) -> None:
+        if baseline:
+            self.count.generate(self.prompts(self.rows.index), self.seeds)
+        for job in plan:
+            for provisional in (False, True):
+                cases = [c for c in job.cases if (self.state.get(c, True) is None) is provisional]
+                if cases:
+                    self.count.generate(self.prompts(cases), self.seeds, intervention=job.intervention.key(),
+                                        provisional=provisional)
+
+    def mitigable(self, judge, questions, rule) -> list:
+        self.run([])
+        self.count.judge_dvd(self.rows, self.seeds)
+        for case in self.rows.index:
+            self.state[case] = self._read(lambda: bool(self._one(case).mitigable(judge, questions, rule)))
+        return self._ablated()
+
+    def reproduced(self, rule, similarity="pixels") -> list:
+        self.run([])
+        if str(similarity).startswith("clip:"):
+            self.count.skip("ablation: CLIP embeddings of the memorized images (similarity 'clip:...'): not "
+                            "counted; every memorized row's ablations are counted (those not reproduced before "
+                            "ablation are not needed)")
+            return list(self.rows.index)
+        for case in self.rows.index:
+            self.state[case] = self._read(lambda: bool(self._one(case).reproduced(rule, similarity)))
+        return self._ablated()
+
+    def _ablated(self) -> list:
+        """The rows ablated: those with something to mitigate, and those not yet known (named)."""
+        unknown = sum(v is None for v in self.state.values())
+        if unknown:
+            self.count.skip(f"ablation: which of {unknown} rows are ablated (with require_baseline, those collapsed / "
+                            "reproduced before ablation) is known once their plain images are judged: all are "
+                            "counted, an upper bound (dvd prefetch computes them once known)")
+        return [c for c, v in self.state.items() if v is not False]
+
+    def judge_dvd(self, plan, judge, questions, rule, require_baseline: bool = True):
+        """Count the answers `Sweep.judge_dvd` asks; the outcomes of the rows whose answers are all
+        stored (the others left out and named)."""
+        import pandas as pd
+
+        self.count.judge_dvd(self.rows, self.seeds)
+        for job in plan:
+            for provisional in (False, True):
+                cases = [c for c in job.cases if (self.state.get(c, True) is None) is provisional
+                         and (not require_baseline or self.state.get(c, True) is not False)]
+                if cases:
+                    self.count.judge_dvd(self.rows.loc[cases], self.seeds, intervention=job.intervention.key(),
+                                         provisional=provisional)
+        tables, unknown = [], 0
+        for case in self.rows.index:
+            jobs = [type(job)(job.intervention, (case,)) for job in plan if case in job.cases]
+            table = self._read(lambda: self._one(case).judge_dvd(jobs, judge, questions, rule, require_baseline))
+            unknown += table is None
+            tables += [] if table is None else [table]
+        if unknown:
+            self.count.skip(f"ablation: what depends on the outcomes of {unknown} rows' ablations (the pairs of "
+                            "heads that did not mitigate, paper §3.6) is known once they are judged: not counted")
+        return pd.concat(tables, ignore_index=True) if tables else _empty_outcomes()
+
+    def judge_memorized(self, plan, rule, similarity="pixels", require_baseline: bool = True):
+        """Memorization is judged by the images' similarity (no judge): nothing to count."""
+        return _empty_outcomes()
 
 
-def _pairs(s, case, single, layer: int, factor, steps, rules):
-    """The pairs of ``layer``'s heads chapter 06 ablates on row ``case`` (`dvdlib.ablation.pair_jobs`
-    over its single-head outcomes, read from the store); None while the store lacks them."""
-    from . import ablation
-    from .store import StoreMiss
-
-    one = _one_row(s, case)
-    heads = ablation.jobs([iv for iv in single if iv.layers == (layer,)], one.rows.index)
-    try:
-        table = one.judge_dvd(heads, rules.judge, rules.questions, rules.dvd, rules.require_baseline)
-    except StoreMiss:
-        return None
-    return ablation.pair_jobs(table, layer=layer, factor=factor, steps=steps)
-
-
-@chapter(CH.MEMORIZATION.name)
-def _memorization(r: PlanRun) -> None:
-    """Paper §3.7: noise-prediction norms of the memorized, benchmark and balanced prompts."""
-    from . import memorization
-
-    for prompts in memorization.prompt_sets(r, r.params["n_memorized"]).values():
-        r.generate(prompts, r.profile.seeds, noise_norms=True, until_step=r.params["curve_steps"])
-
-
-@chapter(CH.DETECTION.name)
-def _detection_replacement(r: PlanRun) -> None:
-    """Paper §3.8: first steps of the benchmark and balanced sets; every benchmark row generated
-    and judged before and after its concept is replaced, with each model compared."""
-    from . import bench, replace
-
-    P, p = r.profile, r.params
-    benchmark = bench.stratified(r.prompts("benchmark"), P.n_prompts)
-    balanced = r.prompts("balanced", P.n_prompts)
-    for rows in (benchmark, balanced):
-        r.generate(rows.prompt.unique(), P.seeds, attention=FIRST_STEP, until_step=1)
-    if p["validate_on"] != "all":
-        r.skip("chapter 08: the rows the detector flags (validate_on='flagged') are known only after it runs: "
-               "the replacement is not counted")
-        return
-    rows = replace.rows_to_replace(benchmark, "all")
-    after = replace.replaced(rows, r.world.category_words(), p["judge_concept"])
-    for model in p.get("models") or P.models:
-        r.generate(list(dict.fromkeys([*rows.prompt, *after.prompt])), P.seeds, model=model)
-        r.judge_dvd(rows, P.seeds, model=model)
-        r.judge_dvd(after, P.seeds, model=model)
-
-
-@chapter(CH.TOY_FINDINGS.name)
-def _toy_findings(r: PlanRun) -> None:
-    """Chapter 09 reads a committed snapshot: no work."""
-
-
-@chapter(CH.UNSELECTED.name)
-def _unselected(r: PlanRun) -> None:
-    """ACCV version: the unselected, benchmark and balanced sets, every model, judged; the benchmark
-    again on the fresh seeds that did not select it (`dvdlib.unselected.generate_and_judge`)."""
-    from . import unselected
-
-    sets, models = unselected.prompt_sets(r, r.profile.n_prompts), r.params.get("models") or r.profile.models
-    _generate_and_judge(r, sets, models)
-    fresh, benchmark = unselected.fresh_seeds(r.profile.seeds, r.params.get("fresh_seeds")), sets[sets.set == "benchmark"]
-    for model in models:
-        r.generate(benchmark.prompt.unique(), fresh, model=model)
-        r.judge_dvd(benchmark, fresh, model=model)
-
-
-@chapter(CH.THREE_CONCEPTS.name)
-def _three_concepts(r: PlanRun) -> None:
-    """ACCV version: the factorial and the pilot generated, each target's presence judged, and the
-    first step of each prompt recorded for its peak slot."""
-    from . import triplets
-
-    P, p = r.profile, r.params
-    for role, n in (("factorial", p["cases"] or max(1, P.n_prompts // 2)), ("pilot", p["n_pilot"] or P.n_prompts)):
-        rows, _ = triplets.design(r, role, n)
-        if rows.empty:
-            continue
-        r.generate(rows["prompt"].unique(), P.seeds)
-        r.judge_presence(rows, P.seeds)
-        r.generate(rows["prompt"].unique(), P.seeds, attention={"layers": list(p["peak_layers"]), "steps": [1]}, until_step=1)
-
-
-def model_pipe(r: PlanRun):
+def model_pipe(r: Count):
     """The profile's model as a plan reads it (its layers and family, `dvdlib.adapters`): for a
     UNet whose config is known (the packaged SD 1.4 / 2.1 / XL configs, a folder's own) a stand-in
     holding that UNet built on the meta device, no weights read; else the world's model loaded
@@ -531,11 +402,10 @@ def model_pipe(r: PlanRun):
     return SimpleNamespace(unet=unet, vae_scale_factor=8)  # any pipeline with a UNet reads as SD's (layers alike)
 
 
-def unet_layers(r: PlanRun):
-    """The cross-attention layers (`dvdlib.layers`) of the profile's model (`model_pipe`)."""
-    from .layers import registry
+def _empty_outcomes():
+    from .ablation.sweep import _table
 
-    return registry(model_pipe(r), r.profile.resolution_of(r.profile.model))
+    return _table([])
 
 
 # --- parameters and the entry point ---------------------------------------------------------------------
@@ -556,7 +426,7 @@ def chapter_parameters(source: str | Path) -> dict:
 
 def chapter_source(name: str, chapters_dir: str | Path = "chapters") -> Path:
     """The chapter notebook ``name`` names (file, stem or number prefix, as `dvd book --only`)."""
-    from .book import chapter_sources
+    from .scheduler import chapter_sources
 
     found = chapter_sources(chapters_dir, only=[name])
     if len(found) != 1:
@@ -571,8 +441,9 @@ def plan(name: str, profile: str = "toy", params: dict | None = None, chapters_d
     from .run import Run
 
     source = chapter_source(name, chapters_dir)
-    if source.stem not in CHAPTERS:
-        raise ValueError(f"chapter {source.stem} has no plan (planned: {', '.join(CHAPTERS)})")
+    chapter = CH.BY_NAME.get(source.stem)
+    if chapter is None:
+        raise ValueError(f"chapter {source.stem} is not defined in dvdlib.chapters (defined: {', '.join(CH.BY_NAME)})")
     defaults = chapter_parameters(source)
     params = dict(params or {})
     unknown = sorted(set(params) - set(defaults))
@@ -583,9 +454,12 @@ def plan(name: str, profile: str = "toy", params: dict | None = None, chapters_d
     fields = set(Profile.__dataclass_fields__) - {"name", "models"}
     overrides = {k: v for k, v in values.items() if k in fields}
     run = Run(load_profile(profile, **overrides), source.stem, out_dir=values.get("out_dir", "book"))
-    r = PlanRun(run, values)
-    CHAPTERS[source.stem](r)
-    return Plan(source.stem, run.profile, list(r.items.values()), r.not_counted, run)
+    count = Count(run, values)
+    if chapter.work is None:
+        count.skip(chapter.not_counted)
+    else:  # the chapter's own work, counted
+        chapter.work(count, **{k: values[k] for k in chapter.parameters()})
+    return Plan(source.stem, run.profile, list(count.items.values()), count.not_counted, run)
 
 
 # --- cost ---------------------------------------------------------------------------------------------

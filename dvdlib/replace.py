@@ -106,24 +106,25 @@ def rows_to_replace(benchmark: pd.DataFrame, validate_on: str = "all") -> pd.Dat
     return rows
 
 
-def validate(run, rows: pd.DataFrame, after_rows: pd.DataFrame, tau: float = 48.0, models=None):
-    """Generate and judge every prompt before and after replacement with each model compared
-    (default the profile's ``models``): (per-prompt DvD pairs, per-image judgements), both with a
-    ``model`` column (and ``when``: "before" / "after" for the images)."""
-    from . import dvd
-    from .generate import generate
+def generate_and_judge(run, rows: pd.DataFrame, after_rows: pd.DataFrame, models) -> pd.DataFrame:
+    """Every prompt before and after replacement generated and judged with each model compared,
+    through ``run`` (`dvdlib.run.Run` computes, `dvdlib.plan.Count` counts): the per-image
+    judgements with a ``model`` and a ``when`` ("before" / "after") column."""
+    judged, seeds = [], run.profile.seeds
+    for name in models:
+        run.generate(list(dict.fromkeys([*rows.prompt, *after_rows.prompt])), seeds, model=name)
+        judged += [run.judge_dvd(table, seeds, model=name).assign(model=name, when=when)
+                   for when, table in (("before", rows), ("after", after_rows))]
+    return pd.concat(judged, ignore_index=True)
 
-    P, pairs, judged = run.profile, [], []
-    for name, pipe in run.pipes(models):
-        store = run.store(name)
-        prompts = list(dict.fromkeys([*rows.prompt, *after_rows.prompt]))
-        generate(pipe, prompts, P.seeds, store=store, batch_size=P.batch_size)
-        images = {when: dvd.judge_images(table, P.seeds, store, run.judge, run.questions)
-                  for when, table in (("before", rows), ("after", after_rows))}
-        pairs.append(paired(dvd.per_prompt(images["before"], tau), dvd.per_prompt(images["after"], tau)).assign(model=name))
-        judged += [images[w].assign(model=name, when=w) for w in images]
-        del pipe
-    return pd.concat(pairs, ignore_index=True), pd.concat(judged, ignore_index=True)
+
+def pairs_by_model(judged: pd.DataFrame, tau: float = 48.0) -> pd.DataFrame:
+    """Per model, each prompt's DvD before and after replacement (`paired`), with a ``model`` column."""
+    from .dvd import per_prompt
+
+    return pd.concat([paired(per_prompt(g[g.when == "before"].drop(columns=["model", "when"]), tau),
+                             per_prompt(g[g.when == "after"].drop(columns=["model", "when"]), tau)).assign(model=name)
+                      for name, g in judged.groupby("model", sort=False)], ignore_index=True)
 
 
 def object_return(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
@@ -161,18 +162,16 @@ def returns_by_model(judged: pd.DataFrame, rows: pd.DataFrame, present_at: int =
     return {m: per_prompt_return(judged, rows, m, present_at) for m in dict.fromkeys(judged.model)}
 
 
-def peak_outside(run, rows: pd.DataFrame, layers) -> pd.DataFrame:
+def peak_outside(samples, tokenizer, rows: pd.DataFrame, layers) -> pd.DataFrame:
     """The rows whose first-step peak token (shares averaged over seeds and ``layers``, the
     detector's) is not one of the replaced concept's tokens: replacing the concept's words leaves
-    the token that took the attention in place (read from the store where chapter 08 recorded it)."""
+    the token that took the attention in place. ``samples``: the first steps the detector read
+    (those of other prompts are left out); ``tokenizer``: the model's sequence tokenizer."""
     from .focus import peak_on_concept
-    from .generate import generate
-    from .tokens import sequence_tokenizer
 
-    P, pipe = run.profile, run.pipe
-    samples = generate(pipe, rows.prompt.unique(), P.seeds, store=run.store(), batch_size=P.batch_size,
-                       attention={"layers": "all", "steps": [1]}, until_step=1)
-    peaks = peak_on_concept(samples, sequence_tokenizer(pipe), dict(zip(rows.prompt, rows.content_span)), layers=layers)
+    prompts = set(rows.prompt)
+    samples = [s for s in samples if s.prompt in prompts]
+    peaks = peak_on_concept(samples, tokenizer, dict(zip(rows.prompt, rows.content)), layers=layers)
     out = rows.merge(peaks, on="prompt")
     return out[~out.on_concept][["case_num", "content", "nm_word", "prompt", "peak_token"]]
 

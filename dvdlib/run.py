@@ -26,7 +26,10 @@ from .worlds import World, get
 
 
 class Run:
-    """A chapter's profile, world, models, stores, judge, questions, report and figures folder."""
+    """A chapter's profile, world, models, stores, judge, questions, report and figures folder, and
+    the executor that computes its work (`dvdlib.chapters`; `dvdlib.plan.Count` counts it instead)."""
+
+    counting = False
 
     def __init__(self, profile: Profile, chapter: str, out_dir: str | Path = "book"):
         profile = with_world_defaults(profile)  # a Profile built by hand takes its world's sets too
@@ -34,24 +37,23 @@ class Run:
         self.world: World = get(profile.world)
         self.report = Report(chapter, profile, out_dir)
         self.figures = f"{out_dir}/figures/{chapter}"
+        self._other = (None, None)
 
     def load(self, model: str | None = None):
-        """A model (default the profile's) loaded by the world, in the profile's dtype and device."""
+        """A model (default the profile's) loaded by the world, in the profile's dtype and device;
+        of the other models compared, the last one loaded is kept (one at a time)."""
         model = model or self.profile.model
         if model == self.profile.model and "pipe" in self.__dict__:
             return self.pipe
-        return self.world.load_model(model, dtype=self.profile.dtype, device=self.profile.device)
+        if self._other[0] != model:
+            self._other = (None, None)  # dropped before the next one loads
+            self._other = (model, self.world.load_model(model, dtype=self.profile.dtype, device=self.profile.device))
+        return self._other[1]
 
     @cached_property
     def pipe(self):
         """The profile's model (loaded once)."""
         return self.load()
-
-    def pipes(self, models=None):
-        """(name, pipeline) of each model compared (default the profile's ``models``), one at a time:
-        a model other than the profile's own is loaded for its turn and dropped after it."""
-        for name in models or self.profile.models:
-            yield name, self.load(name)
 
     @cached_property
     def layers(self):
@@ -91,6 +93,40 @@ class Run:
 
         tokenizer = sequence_tokenizer(self.pipe) if tokenize else None
         return load_prompt_set(self.profile.prompt_sets[role], tokenizer, n, sets=self.world.prompt_sets)
+
+    # --- the chapter's work, computed (`dvdlib.chapters`; `dvdlib.plan.Count` counts it instead) -------
+
+    def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
+                 until_step: int | None = None, noise_norms: bool = False) -> list:
+        """`dvdlib.generate.generate` of ``prompts`` × ``seeds`` with ``model`` (default the
+        profile's) into its store: what is stored is read, the rest made."""
+        from .generate import generate
+
+        return generate(self.load(model), prompts, seeds, store=self.store(model), batch_size=self.profile.batch_size,
+                        attention=attention, until_step=until_step, noise_norms=noise_norms)
+
+    def judge_dvd(self, rows: pd.DataFrame, seeds, *, model: str | None = None) -> pd.DataFrame:
+        """The judge's DvD answers about ``model``'s images of ``rows`` (`dvdlib.dvd.judge_images`, paper §2)."""
+        from .dvd import judge_images
+
+        return judge_images(rows, seeds, self.store(model), self.judge, self.questions)
+
+    def judge_presence(self, rows: pd.DataFrame, seeds, present_at: int = 3) -> pd.DataFrame:
+        """Each target's presence in the images of three-concept ``rows`` (`dvdlib.triplets.judge_presence`)."""
+        from .triplets import judge_presence
+
+        return judge_presence(rows, seeds, self.store(), self.judge, self.questions, present_at)
+
+    def sweep(self, rows: pd.DataFrame, seeds):
+        """An ablation `dvdlib.ablation.Sweep` of the profile's model over ``rows`` and ``seeds`` (paper §3.6)."""
+        from .ablation import Sweep
+
+        P = self.profile
+        return Sweep(self.pipe, rows, seeds, root=P.store, model=model_key(P.model), sampler=P.sampler(),
+                     batch_size=P.batch_size, store_mode=P.store_mode)
+
+    def skip(self, what: str) -> None:
+        """Work a count leaves out (`dvdlib.plan.Count.skip`); computing, there is nothing to say."""
 
     def card(self, uses_judge: bool = True, note: str = ""):
         """The profile card (Markdown) that heads a chapter, with an optional ``note`` after it."""

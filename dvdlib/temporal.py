@@ -16,15 +16,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .bench import CONCEPT_WORDS
 from .metrics import attention_deviation
-from .tokens import content_positions
+from .tokens import concept_span, content_positions
 
 #: The paper's schedule length and the boundaries of its five step intervals (paper §3.5).
 PAPER_STEPS = 50
 PAPER_BOUNDARIES = (50, 40, 30, 20, 10, 1)
 #: Where each token is tracked (paper §3.5): dominant concept in 8–10, dominated object in 7.
 ROLE_LAYERS = {"dominant": (8, 9, 10), "dominated": (7,)}
-#: Which span each role reads in a prompt-set row.
+#: Which words each role reads in a prompt-set row: the first of these columns the table has
+#: (the dominated object as the prompt writes it where a set says so, ``object_prompt_phrase``:
+#: "mouse pad" for nm_word "mousepad", as `dvdlib.bench` locates it).
+ROLE_WORDS = {"dominant": CONCEPT_WORDS["content"], "dominated": CONCEPT_WORDS["nm_word"]}
+#: Which span each role reads in a prompt-set row (`deviation_table_at`).
 ROLE_SPANS = {"dominant": "content_span", "dominated": "nm_span"}
 
 
@@ -78,17 +83,40 @@ def _reduce(values: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"span_reduce must be 'mean' or 'max', got {how!r}")
 
 
+def role_word(row, role: str) -> str:
+    """The words ``role`` ("dominant" or "dominated") reads in a prompt-set ``row`` (`ROLE_WORDS`)."""
+    fields = row.keys() if hasattr(row, "keys") else row._fields
+    column = next((c for c in ROLE_WORDS[role] if c in fields), None)
+    if column is None:
+        raise ValueError(f"a prompt-set row needs a column of {list(ROLE_WORDS[role])} for the {role} concept")
+    return row[column] if hasattr(row, "keys") else getattr(row, column)
+
+
 def deviation_table(samples, rows: pd.DataFrame, tokenizer, n_steps: int, role_layers=None,
                     span_reduce: str = "mean") -> pd.DataFrame:
     """Attention deviation of each role's token at every step, per (case, seed).
 
     ``samples``: `dvdlib.generate.Sample` objects recorded with `record_options` (head-averaged);
-    ``rows``: a prompt-set table with ``case_num``, ``prompt``, ``content_span`` and ``nm_span``
-    (`dvdlib.bench.load_prompt_set` with a tokenizer). A role's share at a step is the mean of its
+    ``rows``: a prompt-set table with ``case_num``, ``prompt`` and each role's words: ``content``
+    (the dominant concept) and ``nm_word`` (the dominated object; ``object_prompt_phrase`` where
+    the set has it, `ROLE_WORDS`). Their tokens are found in the prompt by ``tokenizer``, the
+    model's (`dvdlib.tokens.concept_span`: the first occurrence; a concept the prompt lacks raises
+    `dvdlib.tokens.ConceptNotFound` naming both). A role's share at a step is the mean of its
     layers' shares; a concept spelled by several tokens is reduced over its span by
     ``span_reduce`` ("mean", or "max"). Columns: case_num, prompt, seed, role, step (1 = first),
-    label (count-down, n = first), share (the span's attention), deviation.
+    label (count-down, n = first), share (the span's attention), deviation. `deviation_table_at`
+    reads token positions instead of words.
     """
+    role_layers = role_layers or ROLE_LAYERS
+    spans = {ROLE_SPANS[role]: [concept_span(tokenizer, row.prompt, role_word(row, role)) for row in rows.itertuples()]
+             for role in role_layers}
+    return deviation_table_at(samples, rows.assign(**spans), tokenizer, n_steps, role_layers, span_reduce)
+
+
+def deviation_table_at(samples, rows: pd.DataFrame, tokenizer, n_steps: int, role_layers=None,
+                       span_reduce: str = "mean") -> pd.DataFrame:
+    """`deviation_table` one level down: ``rows`` give each role's token positions (``content_span``,
+    ``nm_span``: `dvdlib.bench.load_prompt_set` with the model's tokenizer) instead of its words."""
     role_layers = role_layers or ROLE_LAYERS
     by_prompt: dict[str, list] = {}
     for sample in samples:
@@ -154,9 +182,17 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
             .agg(mean="mean", sem=lambda x: stats.sem(x) if len(x) > 1 else 0.0).reset_index())
 
 
+def word_rank(a: np.ndarray, tokenizer, prompt: str, word: str) -> int:
+    """Rank (1 = most attended) of ``word``'s best token among ``prompt``'s content tokens by
+    attention ``a`` [tokens]: "the pouch token has high attention in layer 7" reads rank 1–2. The
+    word's tokens are found by ``tokenizer``, the model's (`dvdlib.tokens.concept_span`); `span_rank`
+    reads positions instead."""
+    return span_rank(a, content_positions(tokenizer, prompt), concept_span(tokenizer, prompt, word))
+
+
 def span_rank(a: np.ndarray, positions, span) -> int:
-    """Rank (1 = most attended) of a concept's best token among the content tokens ``positions``
-    by attention ``a`` [tokens]: "the pouch token has high attention in layer 7" reads rank 1–2."""
+    """`word_rank` one level down: rank (1 = most attended) of a concept's best token, given as
+    positions ``span``, among the content tokens ``positions`` by attention ``a`` [tokens]."""
     a = np.asarray(a, dtype=np.float64)
     positions = list(positions)
     if not set(span) <= set(positions):
@@ -180,18 +216,11 @@ def example_row(table: pd.DataFrame, content: str, nm_word: str, set_name: str) 
     return row
 
 
-def deviations(run, sets: dict[str, pd.DataFrame], role_layers, span_reduce: str = "mean") -> dict[str, pd.DataFrame]:
-    """Per prompt set (name → rows), its `deviation_table` over every step of the run's schedule:
-    each prompt generated with each seed, recording the roles' layers (`record_options`)."""
-    from .generate import generate
-
-    P, pipe = run.profile, run.pipe
-    options, store = record_options(role_layers), run.store()
-    generated = {name: generate(pipe, rows.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size,
-                                attention=options) for name, rows in sets.items()}
-    from .tokens import sequence_tokenizer
-
-    return {name: deviation_table(generated[name], rows, sequence_tokenizer(pipe), P.steps, role_layers, span_reduce)
+def deviations(samples: dict[str, list], sets: dict[str, pd.DataFrame], tokenizer, n_steps: int, role_layers,
+               span_reduce: str = "mean") -> dict[str, pd.DataFrame]:
+    """Per prompt set (name → rows), its `deviation_table` over every step of the schedule, from
+    the set's ``samples`` (each prompt with each seed, the roles' layers recorded: `record_options`)."""
+    return {name: deviation_table(samples[name], rows, tokenizer, n_steps, role_layers, span_reduce)
             for name, rows in sets.items()}
 
 

@@ -15,6 +15,8 @@ from importlib.resources import files
 
 import numpy as np
 
+from .family import of
+
 #: Characters allowed between two words of a concept in the prompt ("nothing" is allowed too):
 #: whitespace, hyphens/dashes, underscore, period, apostrophes.
 _SEP = r"[\s\-\u2010-\u2014_.'\u2019]*"
@@ -166,11 +168,14 @@ class JointSequence:
         raise IndexError(f"position {position} beyond the sequence of {self.model_max_length}")
 
 
+def concept_spans(tokenizer, prompt: str, concepts: dict) -> dict:
+    """`concept_span` of each of ``concepts`` (key → words) in ``prompt``, by key."""
+    return {k: concept_span(tokenizer, prompt, words) for k, words in concepts.items()}
+
+
 def sequence_tokenizer(pipe):
     """The tokenizer whose positions are those of the text sequence ``pipe``'s attention sees
     (SD, SDXL: the CLIP tokenizer; SD3: CLIP then T5, `JointSequence`), from its adapter."""
-    from .adapters import of
-
     return of(pipe).sequence_tokenizer(pipe)
 
 

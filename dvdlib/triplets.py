@@ -26,7 +26,7 @@ from .factorial import (THREE_WAY, case_clusters, crossed_chance_share, crossed_
                         row_clusters)
 from .judge import OBJECTS, QUESTIONS_PER_SET
 from .metrics import peak_token
-from .tokens import concept_span, content_positions, find_concept, token_strings
+from .tokens import concept_spans, content_positions, find_concept, token_strings
 
 #: The columns of a design, whatever its world (an empty design keeps them).
 TABLE_COLUMNS = ("case_num", "condition", "case", "prompt",
@@ -101,13 +101,19 @@ def judge_presence(rows: pd.DataFrame, seeds, store, judge, questions, present_a
 def generate_and_judge(run, rows: pd.DataFrame, present_at: int = 3) -> pd.DataFrame:
     """Every prompt of ``rows`` with every seed of ``run``, generated into the profile's store, then
     each target's presence judged (`judge_presence`)."""
-    from .generate import generate
-
     if rows.empty:
         return judge_presence(rows, [], None, None, None)
-    P, store = run.profile, run.store()
-    generate(run.pipe, rows["prompt"].unique(), P.seeds, store=store, batch_size=P.batch_size)
-    return judge_presence(rows, P.seeds, store, run.judge, run.questions, present_at)
+    run.generate(rows["prompt"].unique(), run.profile.seeds)
+    return run.judge_presence(rows, run.profile.seeds, present_at)
+
+
+def record_first_step(run, rows: pd.DataFrame, layers=(8, 9, 10)) -> list:
+    """The first denoising step of every prompt of ``rows`` with every seed of ``run``, ``layers``
+    recorded (the `peak_slots` read), in the profile's store; none for an empty design."""
+    if rows.empty:
+        return []
+    return run.generate(rows["prompt"].unique(), run.profile.seeds, attention={"layers": list(layers), "steps": [1]},
+                        until_step=1)
 
 
 def presence_by_condition(images: pd.DataFrame) -> pd.DataFrame:
@@ -285,38 +291,55 @@ def mention_order(images: pd.DataFrame, rows: pd.DataFrame) -> dict:
 
 
 def slot_chance(tokenizer, prompt: str, targets: dict) -> dict:
-    """Per slot: the share of the prompt's content tokens that spell its target (what a peak drawn
-    at random would hit: the chance level, as in `dvdlib.focus.peak_on_concept`)."""
-    positions = set(content_positions(tokenizer, prompt))
-    return {k: len(set(concept_span(tokenizer, prompt, t)) & positions) / len(positions) for k, t in targets.items()}
+    """Per slot: the share of the prompt's content tokens that spell its target (``targets``: slot →
+    words; what a peak drawn at random would hit: the chance level, as in
+    `dvdlib.focus.peak_on_concept`). `slot_chance_at` reads token positions instead."""
+    return slot_chance_at(content_positions(tokenizer, prompt), concept_spans(tokenizer, prompt, targets))
+
+
+def slot_chance_at(positions, spans: dict) -> dict:
+    """`slot_chance` one level down: per slot, the share of the content ``positions`` in its
+    target's span (``spans``: slot → token positions)."""
+    positions = set(positions)
+    return {k: len(set(span) & positions) / len(positions) for k, span in spans.items()}
+
+
+def peak_slot(share: np.ndarray, tokenizer, prompt: str, targets: dict) -> tuple[int, int]:
+    """(peak, slot): the position of the most attended content token of ``prompt`` by ``share``
+    [tokens] (`dvdlib.metrics.peak_token`) and the slot whose target's words (``targets``: slot →
+    words) it spells, 0 for a word of no target. `peak_slot_at` reads token positions instead."""
+    return peak_slot_at(share, content_positions(tokenizer, prompt), concept_spans(tokenizer, prompt, targets))
+
+
+def peak_slot_at(share: np.ndarray, positions, spans: dict) -> tuple[int, int]:
+    """`peak_slot` one level down: the peak among the content ``positions`` and the first slot
+    whose span (``spans``: slot → token positions) holds it, 0 where none does."""
+    peak = peak_token(share, positions)
+    return peak, next((k for k, span in spans.items() if peak in span), 0)
 
 
 def peak_slots(run, rows: pd.DataFrame, layers=(8, 9, 10)) -> pd.DataFrame:
     """Per prompt: the first step's peak token (shares averaged over the run's seeds and ``layers``,
-    as in `dvdlib.focus.peak_on_concept`) and the slot whose target's tokens hold it (0: a word of
-    no target), and each slot's chance level (``chance_k``, `slot_chance`). One denoising step
-    per (prompt, seed), recorded in the profile's store."""
-    from .generate import generate
+    as in `dvdlib.focus.peak_on_concept`) and the slot whose target's words hold it (`peak_slot`;
+    0: a word of no target), and each slot's chance level (``chance_k``, `slot_chance`). Words are
+    found by the model's tokenizer (`dvdlib.tokens.sequence_tokenizer`). One denoising step per
+    (prompt, seed), recorded in the profile's store."""
+    from .tokens import sequence_tokenizer
 
     columns = ["case_num", "condition", "case", "prompt", "peak_token", "peak_slot",
                *(f"chance_{k}" for k in TRIPLET_SLOTS)]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    P, pipe = run.profile, run.pipe
-    samples = generate(pipe, rows["prompt"].unique(), P.seeds, store=run.store(), batch_size=P.batch_size,
-                       attention={"layers": list(layers), "steps": [1]}, until_step=1)
-    shares = {}
+    samples = record_first_step(run, rows, layers)
+    tokenizer, shares = sequence_tokenizer(run.pipe), {}
     for sample in samples:
         shares.setdefault(sample.prompt, []).extend(sample.share(layer, 1) for layer in layers)
     out = []
     for row in rows.to_dict("records"):
-        prompt = row["prompt"]
-        positions = content_positions(pipe.tokenizer, prompt)
-        peak = peak_token(np.mean(shares[prompt], axis=0), positions)
-        spans = {k: concept_span(pipe.tokenizer, prompt, row[f"target{k}"]) for k in TRIPLET_SLOTS}
-        slot = next((k for k, span in spans.items() if peak in span), 0)
-        words = dict(zip(positions, token_strings(pipe.tokenizer, prompt)))
-        chance = slot_chance(pipe.tokenizer, prompt, {k: row[f"target{k}"] for k in TRIPLET_SLOTS})
+        prompt, targets = row["prompt"], {k: row[f"target{k}"] for k in TRIPLET_SLOTS}
+        peak, slot = peak_slot(np.mean(shares[prompt], axis=0), tokenizer, prompt, targets)
+        words = dict(zip(content_positions(tokenizer, prompt), token_strings(tokenizer, prompt)))
+        chance = slot_chance(tokenizer, prompt, targets)
         out.append({**{c: row[c] for c in columns[:4]}, "peak_token": words[peak], "peak_slot": slot,
                     **{f"chance_{k}": v for k, v in chance.items()}})
     return pd.DataFrame(out, columns=columns)

@@ -110,18 +110,13 @@ def generate_and_judge(run, sets: pd.DataFrame, models, fresh) -> pd.DataFrame:
     and of the benchmark set on the ``fresh`` seeds too ("fresh"), one model at a time: one
     judged-image table with ``model`` and ``seeds`` columns. Images and answers are the store's
     (keyed by prompt and seed), so nothing is made twice."""
-    from .dvd import judge_images
-    from .generate import generate
-
     P, judged = run.profile, []
     benchmark = sets[sets.set == "benchmark"]
-    for name, pipe in run.pipes(models):
-        store = run.store(name)
-        generate(pipe, sets.prompt.unique(), P.seeds, store=store, batch_size=P.batch_size)
-        generate(pipe, benchmark.prompt.unique(), fresh, store=store, batch_size=P.batch_size)
-        judged += [judge_images(sets, P.seeds, store, run.judge, run.questions).assign(model=name, seeds=SELECTION),
-                   judge_images(benchmark, fresh, store, run.judge, run.questions).assign(model=name, seeds=FRESH)]
-        del pipe
+    for name in models:
+        run.generate(sets.prompt.unique(), P.seeds, model=name)
+        run.generate(benchmark.prompt.unique(), fresh, model=name)
+        judged += [run.judge_dvd(sets, P.seeds, model=name).assign(model=name, seeds=SELECTION),
+                   run.judge_dvd(benchmark, fresh, model=name).assign(model=name, seeds=FRESH)]
     return pd.concat(judged, ignore_index=True)
 
 

@@ -338,10 +338,10 @@ def test_head_ablation_chapter_runs_on_smoke(tmp_path):
 
     from test_book import copy_book
 
-    from dvdlib import book, paper
+    from dvdlib import paper, scheduler
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="06_head_ablation", cwd=root, verbose=False,
+    (outcome,) = scheduler.run_chapters("smoke", only="06_head_ablation", cwd=root, verbose=False,
                                    parameters={"require_baseline": False})
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "06_head_ablation"

@@ -348,11 +348,11 @@ def test_focus_score_chapter_runs_on_each_family(model, tmp_path):
     definitions changed, and reads the paper's layers 5–10 and 8–10 on this model's blocks."""
     import json
 
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False, jobs=1, threads=1,
+    (outcome,) = scheduler.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False, jobs=1, threads=1,
                                    parameters={"model": model})
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     pipe = models.load(model)

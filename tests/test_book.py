@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import yaml
 
-from dvdlib import book, cli
+from dvdlib import book, cli, executed, pages, scheduler
 from dvdlib.findings import unwritten_claims
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def fixture_run(tmp_path_factory):
                  {"setting": "step-1 recording", "seconds": 1.02, "ratio": 1.02,
                   "target": "≤ 1.05×", "met": True}],
         "targets": {"step-1 recording": "≤ 1.05×"}}))
-    outcomes = book.run_chapters("smoke", cwd=root, verbose=False)
+    outcomes = scheduler.run_chapters("smoke", cwd=root, verbose=False)
     return root, outcomes
 
 
@@ -126,13 +126,13 @@ def test_a_failing_chapter_does_not_stop_the_others(fixture_run):
 
 def test_status_page_shows_profile_time_and_failure(fixture_run):
     root, _ = fixture_run
-    info = {c["name"]: c for c in book.executed_chapters(cwd=root)}
+    info = {c["name"]: c for c in executed.executed_chapters(cwd=root)}
     assert info["01_fails"]["title"] == "A failing chapter"
     assert info["01_fails"]["outcome"] == "failed"
     assert info["01_fails"]["error"].startswith("ValueError: broken on purpose")
     assert info["02_tiny"]["outcome"] == "ok" and info["02_tiny"]["profile"] == "smoke"
     assert info["02_tiny"]["seconds"] > 0
-    status = book.write_status_page(cwd=root).read_text()
+    status = pages.write_status_page(cwd=root).read_text()
     rows = [line for line in status.splitlines() if line.startswith("| [")]
     assert len(rows) == 2
     assert "failed" in rows[0] and "ValueError" in rows[0] and "broken on purpose" in rows[0]
@@ -164,7 +164,7 @@ def test_fixture_book_builds_with_a_failed_chapter(fixture_run):
 def test_only_picks_chapters_and_reports_unknown_names(tmp_path):
     for name in ("01_a", "04_focus_score", "05_temporal"):
         make_chapter(tmp_path / "chapters" / f"{name}.ipynb", name, [])
-    pick = lambda only: [p.stem for p in book.chapter_sources(only=only, cwd=tmp_path)]  # noqa: E731
+    pick = lambda only: [p.stem for p in scheduler.chapter_sources(only=only, cwd=tmp_path)]  # noqa: E731
     assert pick(None) == ["01_a", "04_focus_score", "05_temporal"]
     assert pick("04") == ["04_focus_score"]
     assert pick("focus_score") == ["04_focus_score"]
@@ -177,15 +177,15 @@ def test_stub_for_a_chapter_in_the_toc_that_has_not_run(tmp_path):
     make_chapter(tmp_path / "chapters" / "07_later.ipynb", "Later", [])
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/index\n"
                                        "chapters:\n  - file: book/07_later\n")
-    book.write_generated_pages(cwd=tmp_path)
+    pages.write_generated_pages(cwd=tmp_path)
     stub = tmp_path / "book" / "07_later.ipynb"
     assert stub.exists()
-    assert book.chapter_info(stub)["outcome"] == "not run"
+    assert executed.chapter_info(stub)["outcome"] == "not run"
     assert "not run" in (tmp_path / "book" / "status.md").read_text()
 
 
 def test_benchmarks_page(tmp_path):
-    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    page = pages.render_benchmarks(cwd=tmp_path).read_text()
     assert "no benchmark has been run yet" in page.lower()
     assert "python benchmarks/recording_overhead.py" in page
     (tmp_path / "book" / "results").mkdir(parents=True)
@@ -194,7 +194,7 @@ def test_benchmarks_page(tmp_path):
         "rows": [{"setting": "plain", "seconds": 1.0, "ratio": 1.0},
                  {"setting": "step-1 recording", "seconds": 1.02, "ratio": 1.02}],
         "targets": {"step-1 recording": "<= 1.05x"}, "when": "2025-01-01T00:00:00Z"}))
-    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    page = pages.render_benchmarks(cwd=tmp_path).read_text()
     assert "# Benchmarks" in page and "## Recording overhead" in page
     assert "| setting | seconds | ratio |" in page and "| step\\-1 recording | 1.02 | 1.02 |" in page
     assert "Targets" in page
@@ -205,7 +205,7 @@ def test_benchmarks_page(tmp_path):
         "notes": "a long note " * 40 + "that ends here",
         "rows": [{"setting": "step-1", "seconds": 2.0, "ratio": 1.01, "target": "≤ 1.05×",
                   "met": True}, {"setting": "one question", "seconds": 0.0093, "ratio": 383.25}]}))
-    page = book.render_benchmarks(cwd=tmp_path).read_text()
+    page = pages.render_benchmarks(cwd=tmp_path).read_text()
     assert "## Recording overhead" in page and "## Attention\\-recording overhead" in page
     assert "| step\\-1 | 2 | 1.01 | ≤ 1\\.05× | yes |" in page  # numbers without trailing zeros
     assert "| one question | 0.0093 | 383.2 |" in page
@@ -248,7 +248,7 @@ def test_generated_files_are_ignored_by_git():
 def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
     """End to end: the real chapter through papermill with profile smoke, then the HTML book."""
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="04_focus_score", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     index = book.build_book(root)
     page = root / "_build" / "html" / "book" / "04_focus_score.html"
@@ -271,7 +271,7 @@ def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
 def test_dvd_benchmark_chapter_runs_on_smoke(tmp_path):
     """The benchmark-construction chapter through papermill with profile smoke: figures, results."""
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="02_dvd_benchmark", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="02_dvd_benchmark", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "02_dvd_benchmark"
     assert {p.name for p in figures.glob("*.png")} == {"dvd_by_category.png", "collapse_grid.png"}
@@ -288,7 +288,7 @@ def test_unselected_prompts_chapter_runs_on_smoke_with_the_authors_questions(tmp
     (the test fixture): figures, results, no paper numbers claimed, their question set used."""
     root = copy_book(tmp_path)
     release = REPO / "tests" / "fixtures" / "authors_release"
-    (outcome,) = book.run_chapters("smoke", only="10_unselected_prompts", cwd=root, verbose=False,
+    (outcome,) = scheduler.run_chapters("smoke", only="10_unselected_prompts", cwd=root, verbose=False,
                                    parameters={"questions": f"authors:{release}"})
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "10_unselected_prompts"
@@ -304,7 +304,7 @@ def test_three_concepts_chapter_runs_on_smoke_and_says_what_world_1_cannot_run(t
     """Chapter 11 through papermill: under smoke it draws the factorial's figures from the authors'
     sets; under toy (world 1, two-concept captions only) it runs and says it cannot run them."""
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="11_three_concepts", cwd=root, verbose=False,
+    (outcome,) = scheduler.run_chapters("smoke", only="11_three_concepts", cwd=root, verbose=False,
                                    parameters={"cases": 2, "n_pilot": 2})
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "11_three_concepts"
@@ -313,7 +313,7 @@ def test_three_concepts_chapter_runs_on_smoke_and_says_what_world_1_cannot_run(t
     results = json.loads((root / "book" / "results" / "11_three_concepts.json").read_text())
     rows = {r["key"]: r for r in results["results"]}
     assert rows["own_effects"]["paper"].startswith("not public") and len(rows["own_effects"]["value"]) == 3
-    (toy,) = book.run_chapters("toy", only="11_three_concepts", cwd=root, verbose=False)
+    (toy,) = scheduler.run_chapters("toy", only="11_three_concepts", cwd=root, verbose=False)
     assert toy.ok, f"the chapter failed under toy: {toy.error}"
     assert "gives no `factorial` prompt set" in toy.output.read_text()
     results = json.loads((root / "book" / "results" / "11_three_concepts.json").read_text())

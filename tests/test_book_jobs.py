@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dvdlib import book
+from dvdlib import executed, pages, scheduler
 from dvdlib.store import Store
 
 from test_book import REPO, copy_book, make_chapter
@@ -18,26 +18,26 @@ from test_book import REPO, copy_book, make_chapter
 
 def test_schedule_starts_untimed_chapters_then_the_longest():
     sources = [Path(f"chapters/{n}.ipynb") for n in ("01_a", "02_b", "03_c", "04_d")]
-    order = book.schedule(sources, {"01_a": 10.0, "03_c": 400.0, "04_d": 90.0})
+    order = scheduler.schedule(sources, {"01_a": 10.0, "03_c": 400.0, "04_d": 90.0})
     assert [s.stem for s in order] == ["02_b", "03_c", "04_d", "01_a"]
 
 
 def test_a_fresh_clone_starts_the_chapters_known_to_be_long_first():
     sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
-    order = [s.stem for s in book.schedule(sources, {})]
-    assert order[:len(book.LONG_CHAPTERS)] == list(book.LONG_CHAPTERS) and sorted(order) == [s.stem for s in sources]
-    assert [s.stem for s in book.schedule(sources, {"11_three_concepts": 5.0})][-1] == "11_three_concepts"
+    order = [s.stem for s in scheduler.schedule(sources, {})]
+    assert order[:len(scheduler.LONG_CHAPTERS)] == list(scheduler.LONG_CHAPTERS) and sorted(order) == [s.stem for s in sources]
+    assert [s.stem for s in scheduler.schedule(sources, {"11_three_concepts": 5.0})][-1] == "11_three_concepts"
 
 
 def test_one_at_a_time_each_chapter_runs_after_the_chapters_whose_work_it_reads():
     sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
-    order = [s.stem for s in book.producers_first(sources)]
+    order = [s.stem for s in scheduler.producers_first(sources)]
     assert sorted(order) == [s.stem for s in sources]
-    for reader, producers in book.READS_FROM.items():
+    for reader, producers in scheduler.READS_FROM.items():
         assert all(order.index(p) < order.index(reader) for p in producers)
     assert order.index("01_training_diversity") == 0  # otherwise the given order
     some = [Path(f"chapters/{n}.ipynb") for n in ("02_dvd_benchmark", "03_diversity_causal", "10_unselected_prompts")]
-    assert [s.stem for s in book.producers_first(some)] == ["02_dvd_benchmark", "03_diversity_causal", "10_unselected_prompts"]
+    assert [s.stem for s in scheduler.producers_first(some)] == ["02_dvd_benchmark", "03_diversity_causal", "10_unselected_prompts"]
 
 
 def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeypatch):
@@ -45,8 +45,8 @@ def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeyp
     root = copy_book(tmp_path, chapters=False)
     for name in ("01_reader", "02_producer", "03_other"):
         make_chapter(root / "chapters" / f"{name}.ipynb", name, ["import time\ntime.sleep(1.5)"])
-    monkeypatch.setattr(book, "READS_FROM", {"01_reader": ("02_producer", "09_not_in_this_run")})
-    outcomes = book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=1)
+    monkeypatch.setattr(scheduler, "READS_FROM", {"01_reader": ("02_producer", "09_not_in_this_run")})
+    outcomes = scheduler.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=1)
     assert all(o.ok for o in outcomes)
     span = {o.name: (nb.metadata.papermill.start_time, nb.metadata.papermill.end_time)
             for o in outcomes for nb in [nbformat.read(o.output, as_version=4)]}
@@ -56,8 +56,8 @@ def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeyp
 
 def test_the_books_readers_wait_for_chapters_that_exist():
     chapters = {p.stem for p in (REPO / "chapters").glob("*.ipynb")}
-    assert {r for r, producers in book.READS_FROM.items() for p in (r, *producers)} <= chapters
-    assert all(p in chapters for producers in book.READS_FROM.values() for p in producers)
+    assert {r for r, producers in scheduler.READS_FROM.items() for p in (r, *producers)} <= chapters
+    assert all(p in chapters for producers in scheduler.READS_FROM.values() for p in producers)
 
 
 THREADS = 'import os, torch\nprint("threads", os.environ["OMP_NUM_THREADS"], torch.get_num_threads())'
@@ -69,7 +69,7 @@ def two_at_once(tmp_path_factory):
     root = copy_book(tmp_path_factory.mktemp("jobs_book"), chapters=False)
     for name in ("01_one", "02_two"):
         make_chapter(root / "chapters" / f"{name}.ipynb", name, ["import time\ntime.sleep(1.5)", THREADS])
-    outcomes = book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=2)
+    outcomes = scheduler.run_chapters("smoke", cwd=root, verbose=False, jobs=2, threads=2)
     return root, outcomes
 
 
@@ -88,21 +88,21 @@ def test_chapters_run_at_once_with_the_threads_asked(two_at_once):
 
 def test_status_page_adds_the_wall_time_of_the_run(two_at_once):
     root, outcomes = two_at_once
-    record = book.read_run_record(cwd=root)
+    record = executed.read_run_record(cwd=root)
     assert record["jobs"] == 2 and record["threads"] == 2 and set(record["chapters"]) == {"01_one", "02_two"}
     assert record["wall_seconds"] < sum(record["chapters"].values())  # they overlapped
-    status = book.write_status_page(cwd=root).read_text()
+    status = pages.write_status_page(cwd=root).read_text()
     assert "wall time" in status and "2 at a time with 2 thread(s) each" in status
     # the next run's schedule reads these times: both are known now
-    assert set(book.previous_seconds("smoke", cwd=root)) == {"01_one", "02_two"}
-    assert book.previous_seconds("toy", cwd=root) == {}
+    assert set(scheduler.previous_seconds("smoke", cwd=root)) == {"01_one", "02_two"}
+    assert scheduler.previous_seconds("toy", cwd=root) == {}
 
 
 def test_a_wrong_parameter_stops_before_any_chapter_starts(tmp_path):
     root = copy_book(tmp_path, chapters=False)
     make_chapter(root / "chapters" / "01_one.ipynb", "one", ['open("ran", "w").write("yes")'])
     with pytest.raises(ValueError, match="no parameter 'sedes'"):
-        book.run_chapters("smoke", cwd=root, verbose=False, jobs=2, parameters={"sedes": [1]})
+        scheduler.run_chapters("smoke", cwd=root, verbose=False, jobs=2, parameters={"sedes": [1]})
     assert not (root / "ran").exists()
 
 
@@ -138,18 +138,18 @@ def test_two_smoke_chapters_at_once_give_the_results_of_one_at_a_time(tmp_path):
     runs = {}
     for jobs in (1, 2):
         out = f"book_jobs{jobs}"
-        outcomes = book.run_chapters("smoke", out_dir=out, only=only, cwd=root, verbose=False, jobs=jobs,
+        outcomes = scheduler.run_chapters("smoke", out_dir=out, only=only, cwd=root, verbose=False, jobs=jobs,
                                      threads=1, parameters={"store": f"store_jobs{jobs}", "out_dir": out})
         assert all(o.ok for o in outcomes), [o.error for o in outcomes]
         runs[jobs] = results_of(root / out)
     assert set(runs[1]) == set(only)
     assert runs[1] == runs[2]
-    assert book.read_run_record(f"book_jobs2", root)["jobs"] == 2
+    assert executed.read_run_record(f"book_jobs2", root)["jobs"] == 2
 
 
 def test_one_chapter_at_a_time_on_an_accelerator_unless_told(monkeypatch):
-    monkeypatch.setattr(book, "cores", lambda: 8)
-    assert book.default_jobs("smoke") == 8
-    assert book.default_jobs("paper") == 1  # SD and the judge on one GPU, once
-    assert book.default_jobs("smoke", {"device": "cuda"}) == 1
-    assert book.default_jobs("paper", {"device": "cpu"}) == 8
+    monkeypatch.setattr(scheduler, "cores", lambda: 8)
+    assert scheduler.default_jobs("smoke") == 8
+    assert scheduler.default_jobs("paper") == 1  # SD and the judge on one GPU, once
+    assert scheduler.default_jobs("smoke", {"device": "cuda"}) == 1
+    assert scheduler.default_jobs("paper", {"device": "cpu"}) == 8

@@ -14,14 +14,14 @@ def test_parameter_values(text, value):
 
 
 def test_book_passes_every_p_to_the_chapters(tmp_path, monkeypatch):
-    from dvdlib import book
+    from dvdlib import pages, scheduler
 
     seen = {}
     monkeypatch.chdir(tmp_path)
     (tmp_path / "_config.yml").write_text("title: x\n")
-    monkeypatch.setattr(book, "run_chapters", lambda profile, only=None, parameters=None, jobs=None, threads=None:
+    monkeypatch.setattr(scheduler, "run_chapters", lambda profile, only=None, parameters=None, jobs=None, threads=None:
                         seen.update(profile=profile, only=only, parameters=parameters, jobs=jobs, threads=threads) or [])
-    monkeypatch.setattr(book, "write_generated_pages", lambda: None)
+    monkeypatch.setattr(pages, "write_generated_pages", lambda: None)
     assert cli.main(["book", "--profile", "smoke", "--only", "04", "-p", "sweep_layers", "[1, 3]",
                      "-p", "model", "/m", "--jobs", "2", "--no-build"]) == 0
     assert seen == {"profile": "smoke", "only": ["04"], "parameters": {"sweep_layers": [1, 3], "model": "/m"},

@@ -29,6 +29,24 @@ def test_check_prompt_reads_the_first_step(tmp_path):
     assert "← detector" in result.report()
 
 
+def test_check_prompt_locates_words_before_generating(tmp_path):
+    """Concepts are words, found by the model's tokenizer (a repeated word: its first occurrence);
+    a word the prompt lacks is named before any step is run (nothing stored)."""
+    from dvdlib.tokens import ConceptNotFound, concept_span, sequence_tokenizer
+
+    pipe = models.load("smoke")
+    store = Store(tmp_path, "smoke", {"resolution": 64, "steps": 5, "guidance": 7.5, "eta": 0.0})
+    prompt = "a mug beside a carry-all pouch and a mug"
+    result = check_prompt(pipe, prompt, ["carry-all pouch", "mug"], store=store)
+    tok = sequence_tokenizer(pipe)
+    assert result.concepts == {"carry-all pouch": concept_span(tok, prompt, "carry-all pouch"), "mug": [2]}
+    assert len(result.concepts["carry-all pouch"]) == 4
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(ConceptNotFound, match="concept 'notebook' not found in prompt 'a red mug'"):
+        check_prompt(pipe, "a red mug", ["mug", "notebook"], store=store)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing generated
+
+
 def test_dvd_check_command(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["check", "a red mug on a table", "--concepts", "mug"]) == 0

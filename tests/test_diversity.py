@@ -140,11 +140,11 @@ def test_benchmark_concepts_and_defaults():
 def _run_chapter(tmp_path, profile):
     import json
 
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters(profile, only="01_training_diversity", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters(profile, only="01_training_diversity", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "01_training_diversity"
     assert {p.name for p in figures.glob("*.png")} == {"diversity_by_category.png"}

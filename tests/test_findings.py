@@ -1,6 +1,6 @@
-"""dvdlib.findings (the snapshot read back),
-dvdlib.toy.snapshot (the snapshot maker's resumption), Report's structured fields, and chapter 09
-on a fixture snapshot."""
+"""dvdlib.findings (the claims engine), dvdlib.toy.snapshot (the snapshot made and read back),
+dvdlib.toy.findings (chapter 09's page), Report's structured fields, and chapter 09 on a fixture
+snapshot."""
 
 import json
 import shutil
@@ -12,6 +12,7 @@ import reference
 
 from dvdlib import findings as F
 from dvdlib import stats as S
+from dvdlib.toy import findings as page
 from dvdlib.toy import snapshot
 from dvdlib.report import Report
 
@@ -83,7 +84,7 @@ def write_fixture(folder: Path, chapters=("02_dvd_benchmark", "04_focus_score", 
 
 
 def test_claims_table_applies_the_rule(tmp_path):
-    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    snap = snapshot.load_snapshot(write_fixture(tmp_path / "findings"))
     t = F.claims_table(snap)
     by = lambda name: t[t.claim == name].iloc[0]
     assert by("suppression").verdict == "reproduced" and by("suppression")["95% CI"] == "[18, 44]"
@@ -101,20 +102,20 @@ def test_claims_table_applies_the_rule(tmp_path):
 
 
 def test_gates_table_and_paragraphs(tmp_path):
-    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    snap = snapshot.load_snapshot(write_fixture(tmp_path / "findings"))
     g = F.gates_table(snap)
     assert list(g.result) == ["FAIL", "FAIL", "pass"] and g.loc["singles", "rate"] == "37.5%"
     assert F.gates_passed(snap) is False
-    assert F.figures(snap) == [("02_dvd_benchmark", snap.folder / "figures" / "02_dvd_benchmark" / "dvd_by_category.png")]
+    assert page.figures(snap) == [("02_dvd_benchmark", snap.folder / "figures" / "02_dvd_benchmark" / "dvd_by_category.png")]
     texts = F.paragraphs(snap)
     assert len(texts) == len(F.CLAIMS) + 1 and "does not pass its quality gates" in texts[0]
     assert "draws together in only 2/120 images" in texts[1]  # suppression: the control's own failure
     assert any("**reproduced**" in t and "n = 24 vs 12" in t for t in texts)
     assert any("Per cluster: tower: 0.5; robot: 0.5; mosaic: 0.75" in t for t in texts)
-    card = F.model_table(snap)
+    card = page.model_table(snap)
     assert card.loc["training step", "toy model"] == 3200 and "1.41 h" in card.loc["training wall time", "toy model"]
     assert card.loc["model hash (SHA-256)", "toy model"] == "ab" * 8 + "…"  # short enough for book width
-    ran = F.chapters_table(snap)  # words for people, not Python's True / None / {}
+    ran = page.chapters_table(snap)  # words for people, not Python's True / None / {}
     assert ran.loc["03_diversity_causal"].to_dict() == {"ran": "no", "seconds": 12.0, "parameters": "the profile's",
                                                         "error": "ValueError: no dogs"}
     assert ran.loc["02_dvd_benchmark", "ran"] == "yes" and ran.loc["02_dvd_benchmark", "error"] == ""
@@ -122,7 +123,7 @@ def test_gates_table_and_paragraphs(tmp_path):
 
 def test_missing_snapshot_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="dvd toy findings --out toy/findings"):
-        F.load_snapshot(tmp_path / "nothing")
+        snapshot.load_snapshot(tmp_path / "nothing")
 
 
 TINY_CHAPTER_CODE = """
@@ -178,19 +179,19 @@ def test_make_snapshot_keeps_what_is_done_for_the_same_model(tmp_path):
     snapshot.make_snapshot("snap", profile=str(profile), chapters=["50"], scratch=root / "scratch", cwd=root, measure=False,
                     parameters={"sweep_layers": [1, 3]}, rerun=True, log=logs.append)
     assert not any("kept" in line for line in logs) and any("50_tiny: ok" in line for line in logs)
-    assert F.load_snapshot(root / "snap").index["model"]["hash"] == F.model_hash(model)
+    assert snapshot.load_snapshot(root / "snap").index["model"]["hash"] == snapshot.model_hash(model)
 
 
 # ----------------------------------------------------------------------------- chapter 09
 
 
 def test_toy_findings_chapter_runs_on_a_fixture_snapshot(tmp_path):
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
     write_fixture(root / "toy" / "findings")
-    (outcome,) = book.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     assert (root / "book" / "figures" / "09_toy_findings" / "gates.png").is_file()
     results = json.loads((root / "book" / "results" / "09_toy_findings.json").read_text())
@@ -209,12 +210,12 @@ def test_toy_findings_chapter_runs_on_a_fixture_snapshot(tmp_path):
 
 
 def test_toy_findings_chapter_without_a_snapshot_says_how_to_make_it(tmp_path):
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
     shutil.rmtree(root / "toy", ignore_errors=True)
-    (outcome,) = book.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="09_toy_findings", cwd=root, verbose=False)
     assert outcome.ok, outcome.error
     text = (root / "book" / "09_toy_findings.ipynb").read_text()
     assert "dvd toy findings --out toy/findings" in text
@@ -247,7 +248,7 @@ def test_why_says_when_the_effect_is_the_opposite_rests_on_one_cluster_or_is_und
 
 
 def test_claims_csv_has_the_agreed_columns_and_chapter_09_reads_it(tmp_path):
-    snap = F.load_snapshot(write_fixture(tmp_path / "findings"))
+    snap = snapshot.load_snapshot(write_fixture(tmp_path / "findings"))
     path = F.write_claims(snap)
     import pandas as pd
 
@@ -258,7 +259,7 @@ def test_claims_csv_has_the_agreed_columns_and_chapter_09_reads_it(tmp_path):
     assert peak.null == 0.5 and peak.n_prompts == 24 and peak.clusters_a == 3 and np.isnan(peak.clusters_b)
     assert peak.verdict.split(":")[0] == "inconclusive"
     report = Report("09_fixture", _Profile(), tmp_path / "book")
-    shown = F.add_claims(F.load_snapshot(snap.folder), report)
+    shown = page.add_claims(snapshot.load_snapshot(snap.folder), report)
     assert list(shown.verdict) == list(table.verdict)
 
 
@@ -281,7 +282,7 @@ def test_replacement_without_a_collapse_to_relieve_is_inconclusive(tmp_path):
     body["results"] = [_row("repl_toy", "0 → 0", value=0.0, n=24, ci=[0.0, 0.0], median_before=0.0),
                        _row("det_auc", "0.700", **S.auc([3, 4, 5, 6], [0, 1, 2, 5]))]
     path.write_text(json.dumps(body))
-    t = F.claims_table(F.load_snapshot(folder)).set_index("claim")
+    t = F.claims_table(snapshot.load_snapshot(folder)).set_index("claim")
     assert t.loc["replacement", "verdict"] == "inconclusive" and "no collapse" in t.loc["replacement", "why"]
     assert t.loc["detection_auc", "n"] == "4 vs 4"
     assert t.loc["detection_auc", "verdict"].split(":")[0] in ("reproduced", "inconclusive")
@@ -293,7 +294,7 @@ def test_too_few_prompts_give_no_verdict(tmp_path):
     body = json.loads(path.read_text())
     body["results"][0].update(n=[24, S.MIN_N - 1])  # a clear effect, but the control has too few prompts
     path.write_text(json.dumps(body))
-    row = F.claims_table(F.load_snapshot(folder)).set_index("claim").loc["suppression"]
+    row = F.claims_table(snapshot.load_snapshot(folder)).set_index("claim").loc["suppression"]
     assert row.verdict == "inconclusive" and "too few" in row.why
 
 

@@ -17,7 +17,8 @@ from PIL import Image
 from dvdlib import bench, causal
 from dvdlib import finetune as ft
 from dvdlib.models import build_smoke
-from dvdlib.toy.dreambooth import toy_images, toy_prompts
+from dvdlib.scenes.standins import figure_images
+from dvdlib.toy.dreambooth import toy_prompts
 from dvdlib.profiles import load_profile
 from dvdlib.tokens import clip_tokenizer, concept_span
 from dvdlib.findings import unwritten_claims
@@ -32,7 +33,7 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def images():
-    return [im for _, im in toy_images(2, 4, size=128)]
+    return [im for _, im in figure_images(2, 4, size=128)]
 
 
 def trainer(pipe, images, recipe=FAST, **kw):
@@ -192,10 +193,10 @@ def test_breed_variants_split_the_images_evenly_and_nest(tmp_path):
 
 
 def test_toy_variants_are_the_breeds():
-    one, ten = toy_images(1, 20), toy_images(10, 20)
+    one, ten = figure_images(1, 20), figure_images(10, 20)
     assert {b for b, _ in one} == {"variant 0"}
     assert pd.Series([b for b, _ in ten]).value_counts().tolist() == [2] * 10
-    assert one[0][1].size == (32, 32) and toy_images(2, 2, size=128)[0][1].size == (128, 128)
+    assert one[0][1].size == (32, 32) and figure_images(2, 2, size=128)[0][1].size == (128, 128)
     # one variant = one appearance: the figure's colours are the same in every render
     colours = [set(map(tuple, np.asarray(im).reshape(-1, 3))) for _, im in one]
     assert all(c == colours[0] for c in colours)
@@ -286,10 +287,10 @@ def test_causal_chapter_runs_on_smoke(tmp_path):
     """The causal chapter through papermill with profile smoke: figures, results, the paper's numbers."""
     from test_book import copy_book
 
-    from dvdlib import book, paper
+    from dvdlib import paper, scheduler
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="03_diversity_causal", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="03_diversity_causal", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "03_diversity_causal"
     assert {p.name for p in figures.glob("*.png")} == {"training_images.png", "dvd_by_variant.png"}

@@ -7,7 +7,7 @@ import pytest
 
 from dvdlib import focus
 from dvdlib.generate import Sample
-from dvdlib.tokens import clip_tokenizer, content_positions
+from dvdlib.tokens import ConceptNotFound, clip_tokenizer, concept_span, content_positions
 
 PROMPT = "a mug and a pouch"
 
@@ -58,9 +58,9 @@ def test_peak_on_concept_averages_seeds_and_layers(tok):
     mug, pouch = positions[1], positions[4]
     samples = [Sample(PROMPT, s, None, {"share/L8/S1": shares(tok, pouch, 0.6), "share/L9/S1": shares(tok, mug, 0.5)})
                for s in (1, 2)]
-    peaks = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[8, 9])
+    peaks = focus.peak_on_concept(samples, tok, {PROMPT: "pouch"}, layers=[8, 9])
     assert peaks.peak[0] == pouch and bool(peaks.on_concept[0])
-    only_nine = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[9])
+    only_nine = focus.peak_on_concept(samples, tok, {PROMPT: "pouch"}, layers=[9])
     assert only_nine.peak[0] == mug and not only_nine.on_concept[0]
 
 
@@ -70,10 +70,60 @@ def test_peak_token_chance_is_per_prompt(tok):
     positions = content_positions(tok, PROMPT)
     pouch = positions[4]
     samples = [Sample(PROMPT, 1, None, {"share/L8/S1": shares(tok, pouch, 0.6)})]
-    peaks = focus.peak_on_concept(samples, tok, {PROMPT: [pouch]}, layers=[8])
+    peaks = focus.peak_on_concept(samples, tok, {PROMPT: "pouch"}, layers=[8])
     assert len(positions) == 5 and peaks.chance[0] == pytest.approx(1 / 5)
-    two = focus.peak_on_concept(samples, tok, {PROMPT: positions[3:5]}, layers=[8])  # "a pouch": two tokens
+    two = focus.peak_on_concept_at(samples, tok, {PROMPT: positions[3:5]}, layers=[8])  # "a pouch": two tokens
     assert two.chance[0] == pytest.approx(2 / 5)
+    assert focus.peak_on_concept(samples, tok, "a pouch", layers=[8]).equals(two)  # one concept for every prompt
+
+
+# words at the surface, positions one level down: the same numbers on the packaged CLIP tokenizer -----------
+
+BAG = "The Colosseum, Rome Italy Carry-all Pouch"  # "carry-all pouch": 4 tokens, 7–10 (tests/test_tokens.py)
+TWICE = "a red mug and a blue mug"                 # "mug" at 3 and at 7
+
+
+def random_samples(tok, prompt, peak=None, seeds=(1, 2, 3), layers=(8, 9, 10)):
+    """Random token shares of ``prompt``'s content tokens per seed and layer; ``peak`` raised in all."""
+    rng = np.random.default_rng(len(prompt))
+    positions = content_positions(tok, prompt)
+    samples = []
+    for seed in seeds:
+        attention = {}
+        for layer in layers:
+            a = np.zeros(77)
+            a[0] = 0.5
+            a[positions] = rng.uniform(0.0, 0.02, len(positions))
+            if peak is not None:
+                a[peak] += 0.05
+            attention[f"share/L{layer}/S1"] = a
+        samples.append(Sample(prompt, seed, None, attention))
+    return samples
+
+
+@pytest.mark.parametrize("prompt, word, span, peak", [
+    (BAG, "carry-all pouch", [7, 8, 9, 10], 9),   # a multi-token word, the peak on one of its tokens
+    (BAG, "colosseum", [2, 3], 9),                # the peak on another concept's token
+    (TWICE, "mug", [3], 3),                       # a word appearing twice: its first occurrence ...
+    (TWICE, "mug", [3], 7),                       # ... so a peak on the second is not on it
+    (PROMPT, "a pouch", [4, 5], None),            # random shares, no planted peak
+])
+def test_peak_on_concept_by_words_equals_by_positions(tok, prompt, word, span, peak):
+    assert concept_span(tok, prompt, word) == span
+    samples = random_samples(tok, prompt, peak) + random_samples(tok, "a mug and a pouch")
+    by_words = focus.peak_on_concept(samples, tok, {prompt: word, PROMPT: "mug"})
+    by_positions = focus.peak_on_concept_at(samples, tok, {prompt: span, PROMPT: concept_span(tok, PROMPT, "mug")})
+    pd.testing.assert_frame_equal(by_words, by_positions)
+    if peak is not None:
+        assert by_words.peak[0] == peak and bool(by_words.on_concept[0]) == (peak in span)
+
+
+def test_peak_on_concept_names_a_missing_word_and_a_missing_prompt(tok):
+    samples = random_samples(tok, PROMPT)
+    with pytest.raises(ConceptNotFound, match=r"concept 'notebook' not found in prompt 'a mug and a pouch'"):
+        focus.peak_on_concept(samples, tok, {PROMPT: "notebook"})
+    with pytest.raises(ValueError, match=r"no concept given for prompt 'a mug and a pouch'"):
+        focus.peak_on_concept(samples, tok, {"another prompt": "mug"})
 
 
 def test_example_maps_share_one_perceptual_scale_and_a_labelled_colour_bar():

@@ -7,22 +7,29 @@ import pytest
 
 from dvdlib import plan as planning
 from dvdlib import prefetch as pf
-from dvdlib.book import run_chapter
+from dvdlib.scheduler import run_chapter
 from dvdlib.store import READ_LOG, Store, StoreMiss, digest
 import reference
 from test_plan import ROOT, stored
 
 #: every chapter `dvd plan` counts work for, on the smoke model; chapter 06 also with every row collapsed
 #: before ablation (τ 0: at 48 the random judge collapses none), so that rows are ablated and pairs of
-#: heads made; chapters 04–06 on other families, their SD 1.4 layer numbers read there (06: SD 1.4's 16
-#: → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the smoke scale's 1, 3, 6 → tiny SD3's 1–2)
+#: heads made; every chapter that takes a ``model`` (04–08, 11) on each other family, its SD 1.4 layer
+#: numbers read there (06: SD 1.4's 16 → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the
+#: smoke scale's 1, 3, 6 → tiny SD3's 1–2). Chapters 02 and 10 compare the profile's ``models``.
 CASES = {"02": ("02_dvd_benchmark", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
          "06": ("06_head_ablation", {}), "06-collapsed": ("06_head_ablation", {"tau": 0.0, "similarity_threshold": 0.0}),
          "07": ("07_memorization", {}), "08": ("08_detection_replacement", {}), "10": ("10_unselected_prompts", {}),
          "11": ("11_three_concepts", {}), "04-sdxl": ("04_focus_score", {"model": "tiny:sdxl"}),
          "05-flux": ("05_temporal_dynamics", {"model": "tiny:flux"}),
          "06-sdxl": ("06_head_ablation", {"model": "tiny:sdxl", "tau": 0.0, "sweep_layers": [3, 16], "pair_layer": 3}),
-         "06-sd3": ("06_head_ablation", {"model": "tiny:sd3", "tau": 0.0})}
+         "06-sd3": ("06_head_ablation", {"model": "tiny:sd3", "tau": 0.0}),
+         "06-flux": ("06_head_ablation", {"model": "tiny:flux", "tau": 0.0}),
+         **{f"{n}-{family}": (chapter, {"model": f"tiny:{family}"})
+            for n, chapter in (("04", "04_focus_score"), ("05", "05_temporal_dynamics"), ("07", "07_memorization"),
+                               ("08", "08_detection_replacement"), ("11", "11_three_concepts"))
+            for family in ("sdxl", "sd3", "flux") if (n, family) not in (("04", "sdxl"), ("05", "flux"))
+            and not (n == "07" and family != "sdxl")}}  # the noise-prediction norm needs a UNet (SD, SDXL)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -73,3 +80,12 @@ def test_a_frozen_store_names_what_it_lacks_and_writes_nothing(tmp_path):
     assert frozen.reads == {f"m/{digest({'model': 'm', **settings})}/{digest('a')}/1.json#dvd:x"}  # a plan's key
     with pytest.raises(ValueError, match="store mode"):
         Store(tmp_path, "m", settings, mode="read")
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_the_noise_norm_chapter_on_a_transformer_family_says_what_it_needs(family, tmp_path, monkeypatch):
+    """Paper §3.7's norm is read from a UNet's guidance batch: on SD3 or Flux chapter 07 stops before any
+    compute (plan and run alike) with the reason, not an AttributeError."""
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(NotImplementedError, match="has no UNet"):
+        planning.plan("07", "smoke", {"model": f"tiny:{family}", "store": str(tmp_path)})

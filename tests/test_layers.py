@@ -131,3 +131,49 @@ def test_select_missing_layer(smoke, which):
 def test_layer_str(sd14):
     layer = cross_attention_layers(sd14, 512)[8]
     assert str(layer) == "layer 9 (up 1, 16², 8 heads)"
+
+
+# --- the family a registry comes from (dvdlib.family) and the registry passed along ------------------
+
+def test_a_loaded_pipeline_keeps_its_family_s_adapter(smoke):
+    """`models.load` finds the adapter once (`dvdlib.family.of`) and keeps it on the pipeline;
+    `dvdlib.adapters` has registered the four families with the core."""
+    from dvdlib import family
+
+    assert smoke.__dict__[family.ATTRIBUTE] is family.of(smoke) is family.by_family("sd")
+    assert [a.family for a in family.adapters()] == ["sdxl", "sd3", "flux", "sd"]
+
+
+def test_a_family_registered_from_outside_is_found(monkeypatch):
+    """A fork's family: subclass `dvdlib.family.Adapter` and `register` it; the core finds it."""
+    from dvdlib import family
+
+    monkeypatch.setattr(family, "_ADAPTERS", list(family._ADAPTERS))
+
+    class Other:
+        pass
+
+    class OtherAdapter(family.Adapter):
+        family, pipelines = "other", ("Other",)
+
+    adapter = family.register(OtherAdapter())
+    assert family.of(Other()) is adapter and family.by_family("other") is adapter
+    with pytest.raises(ValueError, match="no adapter for object"):
+        family.of(object())
+
+
+def test_check_prompt_builds_the_registry_once(tmp_path, monkeypatch):
+    """`dvd check` (`dvdlib.detect.check_prompt`): one registry, built once and passed to the
+    generation, its recording and the Focus Score table; the adapter is found at load."""
+    from dvdlib.adapters.sd import UNetAdapter
+    from dvdlib.detect import check_prompt
+    from dvdlib.store import Store
+
+    pipe = models.load("smoke")
+    built, stock_layers = [], UNetAdapter.layers
+    monkeypatch.setattr(UNetAdapter, "layers", lambda self, *a, **k: built.append(a) or stock_layers(self, *a, **k))
+    store = Store(tmp_path, "smoke", {"resolution": 128, "steps": 4, "guidance": 7.5, "eta": 0.0})
+    result = check_prompt(pipe, "Van Gogh's Starry Night Notebook", ["van gogh"], store=store, seeds=(1825, 410))
+    assert len(built) == 1 and len(result.focus) == 16
+    assert set(check_prompt(pipe, "Van Gogh's Starry Night Notebook", store=store).focus) == set(range(1, 17))
+    assert len(built) == 2  # the second check reads the store: its one registry, for the layers

@@ -142,11 +142,11 @@ def test_memorization_chapter_runs_on_smoke(tmp_path):
     """Chapter 07 through papermill with profile smoke: figures, results, the paper's order beside."""
     import json
 
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="07_memorization", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="07_memorization", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "07_memorization"
     assert {p.name for p in figures.glob("*.png")} == {"norm_per_step.png", "norm_by_set.png"}

@@ -5,7 +5,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from dvdlib.book import run_chapter
+from dvdlib.scheduler import run_chapter
 from dvdlib.run import _assigned
 
 
@@ -38,7 +38,7 @@ def test_the_book_runner_refuses_an_unknown_parameter_before_running(tmp_path):
 
 
 def test_an_executed_chapter_shows_its_parameters_once(tmp_path):
-    from dvdlib.book import present_parameters
+    from dvdlib.scheduler import present_parameters
 
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell("profile = 'toy'\nseeds = None")

@@ -16,7 +16,7 @@ from PIL import Image
 
 from dvdlib import plan as planning
 from dvdlib import prefetch as pf
-from dvdlib.book import run_chapter
+from dvdlib.scheduler import run_chapter
 from dvdlib.generate import recording_spec
 from dvdlib.store import digest
 

@@ -228,7 +228,7 @@ def test_the_plan_of_chapter_06_holds_its_controls_and_the_chapter_then_computes
 
     from dvdlib import plan as planning
     from dvdlib import prefetch as pf
-    from dvdlib.book import run_chapter
+    from dvdlib.scheduler import run_chapter
 
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)

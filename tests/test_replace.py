@@ -121,11 +121,11 @@ def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
     """Chapter 08 through papermill with profile smoke: grid, ROC, replacement, paired test."""
     import json
 
-    from dvdlib import book
+    from dvdlib import scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="08_detection_replacement", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="08_detection_replacement", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "08_detection_replacement"
     assert {p.name for p in figures.glob("*.png")} == {"roc.png", "object_return.png", "replacement_examples.png"}

@@ -9,7 +9,7 @@ import dvdlib
 from dvdlib import temporal
 from dvdlib.generate import Sample
 from dvdlib.metrics import attention_deviation
-from dvdlib.tokens import clip_tokenizer, concept_span, content_positions
+from dvdlib.tokens import ConceptNotFound, clip_tokenizer, concept_span, content_positions
 from dvdlib.findings import unwritten_claims
 
 
@@ -108,7 +108,7 @@ def test_deviation_table_by_hand():
             a[0] = 0.8
             a[positions] = rng.uniform(0.0, 0.04, n)
             attention[f"share/L{layer}/S{step}"] = a
-    rows = pd.DataFrame({"case_num": [112], "prompt": [prompt], "content_span": [dominant], "nm_span": [dominated]})
+    rows = pd.DataFrame({"case_num": [112], "prompt": [prompt], "content": ["Colosseum"], "nm_word": ["carry-all pouch"]})
     table = temporal.deviation_table([Sample(prompt, 5, None, attention)], rows, tok, 2).set_index(["role", "step"])
     for step in (1, 2):
         a8 = np.mean([attention[f"share/L{layer}/S{step}"] for layer in (8, 9, 10)], axis=0)
@@ -126,6 +126,67 @@ def test_deviation_table_by_hand():
     assert len(dominated) > 1  # "carry-all pouch" is several tokens, so mean and max differ
     with pytest.raises(ValueError, match="span_reduce"):
         temporal.deviation_table([Sample(prompt, 5, None, attention)], rows, tok, 2, span_reduce="sum")
+
+
+def _random_attention(tok, prompt, steps, layers=(7, 8, 9, 10), seed=0):
+    positions = content_positions(tok, prompt)
+    rng = np.random.default_rng(seed)
+    attention = {}
+    for layer in layers:
+        for step in range(1, steps + 1):
+            a = np.zeros(77)
+            a[0] = 0.7
+            a[positions] = rng.uniform(0.0, 0.05, len(positions))
+            attention[f"share/L{layer}/S{step}"] = a
+    return attention
+
+
+@pytest.mark.parametrize("span_reduce", ["mean", "max"])
+def test_deviation_table_by_words_equals_by_positions(span_reduce):
+    """Words resolved by the packaged CLIP tokenizer give the numbers of their positions: multi-token
+    concepts ("carry-all pouch": 4 tokens, "van gogh": 2), a word written twice (its first
+    occurrence), an object located as the prompt writes it (``object_prompt_phrase``)."""
+    tok = clip_tokenizer()
+    cases = [(112, "Colosseum Carry-all Pouch", "colosseum", "carry-all pouch", None, [1, 2], [3, 4, 5, 6]),
+             (4, "Van Gogh's Starry Night Notebook", "van gogh", "notebook", None, [1, 2], [6]),
+             (7, "a mug and a pouch, then a mug", "mug", "pouch", None, [2], [5]),
+             (9, "a cat on a mouse pad", "cat", "mousepad", "mouse pad", [2], [5, 6])]
+    rows = pd.DataFrame(cases, columns=["case_num", "prompt", "content", "nm_word", "object_prompt_phrase",
+                                        "content_span", "nm_span"])
+    rows["object_prompt_phrase"] = rows["object_prompt_phrase"].fillna(rows["nm_word"])
+    assert [concept_span(tok, p, w) for p, w in zip(rows.prompt, rows.content)] == list(rows.content_span)
+    assert [concept_span(tok, p, w) for p, w in zip(rows.prompt, rows.object_prompt_phrase)] == list(rows.nm_span)
+    samples = [Sample(p, s, None, _random_attention(tok, p, 3, seed=k * 10 + s)) for k, p in enumerate(rows.prompt)
+               for s in (1, 2)]
+    by_words = temporal.deviation_table(samples, rows.drop(columns=["content_span", "nm_span"]), tok, 3,
+                                        span_reduce=span_reduce)
+    by_positions = temporal.deviation_table_at(samples, rows, tok, 3, span_reduce=span_reduce)
+    pd.testing.assert_frame_equal(by_words, by_positions)
+    assert len(by_words) == 4 * 2 * 2 * 3  # cases × seeds × roles × steps
+    with pytest.raises(ConceptNotFound, match="concept 'mousepad' not found in prompt 'a cat on a mouse pad'"):
+        temporal.deviation_table(samples, rows.drop(columns="object_prompt_phrase"), tok, 3)  # nm_word as is
+
+
+def test_word_rank_equals_span_rank_and_names_a_missing_word():
+    tok = clip_tokenizer()
+    prompt = "The Colosseum, Rome Italy Carry-all Pouch"
+    a = _random_attention(tok, prompt, 1)["share/L7/S1"]
+    positions = content_positions(tok, prompt)
+    for word in ("carry-all pouch", "colosseum", "rome", "pouch"):
+        assert temporal.word_rank(a, tok, prompt, word) == temporal.span_rank(a, positions, concept_span(tok, prompt, word))
+    assert temporal.word_rank(a, tok, "a mug and a mug", "mug") == temporal.span_rank(a, [1, 2, 3, 4, 5], [2])  # first
+    with pytest.raises(ConceptNotFound, match="concept 'notebook' not found"):
+        temporal.word_rank(a, tok, prompt, "notebook")
+
+
+def test_role_word_reads_the_object_as_the_prompt_writes_it():
+    row = pd.Series({"content": "cat", "nm_word": "mousepad", "object_prompt_phrase": "mouse pad"})
+    assert temporal.role_word(row, "dominant") == "cat" and temporal.role_word(row, "dominated") == "mouse pad"
+    assert temporal.role_word(row.drop("object_prompt_phrase"), "dominated") == "mousepad"
+    (plain,) = pd.DataFrame([row]).itertuples()
+    assert temporal.role_word(plain, "dominated") == "mouse pad"
+    with pytest.raises(ValueError, match="needs a column"):
+        temporal.role_word(row.drop(["nm_word", "object_prompt_phrase"]), "dominated")
 
 
 # recording every step keeps token shares only --------------------------------------------------------
@@ -196,11 +257,11 @@ def test_temporal_chapter_runs_on_smoke(tmp_path):
     """Chapter 05 through papermill with profile smoke: figures, results, the paper's claims beside."""
     import json
 
-    from dvdlib import book, paper
+    from dvdlib import paper, scheduler
     from test_book import copy_book
 
     root = copy_book(tmp_path)
-    (outcome,) = book.run_chapters("smoke", only="05_temporal_dynamics", cwd=root, verbose=False)
+    (outcome,) = scheduler.run_chapters("smoke", only="05_temporal_dynamics", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "05_temporal_dynamics"
     assert {p.name for p in figures.glob("*.png")} == {"deviation_per_step.png", "change_per_interval.png",

@@ -460,7 +460,7 @@ def test_gates_command_measures_every_gate_and_records_them_with_the_model_step(
 def test_world2_status_reads_the_gates_recorded_at_the_model_s_step(tmp_path, capsys):
     import json
 
-    from dvdlib import findings
+    from dvdlib.toy import findings
 
     manifest = {"steps": 1600, "config": {"steps": 30000}, "wall_time_s": 7200.0,
                 "conditioning": [{"t": 500, "wrong_over_right": 1.6}, {"t": 200, "wrong_over_right": 1.95}]}

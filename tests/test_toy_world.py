@@ -129,3 +129,16 @@ def test_new_concepts_for_the_causal_experiment():
     scenes = [world.render("dvddog and ball", s) for s in range(80)]
     assert distinct([sprite(s, "dvddog") for s in scenes]) == 10
     assert World.from_dict(world.to_dict()) == world
+
+
+def test_the_causal_test_s_stand_in_figure_is_drawn_as_this_world_draws_it():
+    """`dvdlib.scenes.standins.FigureScenes` (the toy and smoke worlds' training images) draws
+    "dvddog" pixel for pixel as this world renders a figure with the same pool."""
+    from dvdlib.finetune import TOKEN
+    from dvdlib.scenes.standins import POOL, FigureScenes
+
+    for k in (1, 3, 10):
+        world = WORLD.with_concept(Concept(TOKEN, "figure", variants=k, pool=POOL))
+        for seed in ([0, 0], [0, 7], [5, 2], 11):
+            ours, theirs = FigureScenes(k).render(TOKEN, seed), world.render(TOKEN, seed)
+            assert ours.image.tobytes() == theirs.image.tobytes() and ours.variants == theirs.variants

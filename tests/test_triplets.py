@@ -136,3 +136,42 @@ def test_survivors_and_presence_intervals_per_condition():
     assert presence[("010", "slot 2")]["value"] == pytest.approx(images[images.condition == "010"].present_2.mean())
     grid = triplets.interval_grid(presence)
     assert grid.shape == (8, 3) and grid.loc["010", "slot 2"].count("[") == 1
+
+
+# words at the surface, positions one level down: the same numbers on the packaged CLIP tokenizer -----------
+
+POSTER = "a poster combining Van Gogh painting style, Eiffel Tower, and Batman"
+BAGS = "a red mug, a carry-all pouch and a blue mug"  # "mug" twice: its first occurrence (3) counts
+
+
+@pytest.mark.parametrize("prompt, targets, spans", [
+    (POSTER, {1: "van gogh", 2: "eiffel tower", 3: "batman"}, {1: [4, 5], 2: [9, 10], 3: [13]}),
+    (BAGS, {1: "carry-all pouch", 2: "mug", 3: "blue"}, {1: [6, 7, 8, 9], 2: [3], 3: [12]}),
+])
+def test_peak_slot_and_chance_by_words_equal_by_positions(prompt, targets, spans):
+    from dvdlib.tokens import clip_tokenizer, concept_spans, content_positions
+
+    tok = clip_tokenizer()
+    positions = content_positions(tok, prompt)
+    assert concept_spans(tok, prompt, targets) == spans
+    assert triplets.slot_chance(tok, prompt, targets) == triplets.slot_chance_at(positions, spans)
+    slots = {}
+    for peak in positions:  # each content token the peak in turn
+        share = np.zeros(77)
+        share[positions] = np.linspace(0.01, 0.02, len(positions))
+        share[peak] = 0.2
+        slots[peak] = triplets.peak_slot(share, tok, prompt, targets)
+        assert slots[peak] == triplets.peak_slot_at(share, positions, spans) == (peak, slots[peak][1])
+    assert {p for p, (_, slot) in slots.items() if slot} == {q for span in spans.values() for q in span}
+    if prompt == BAGS:
+        assert slots[13] == (13, 0)  # the second "mug" is a word of no target
+
+
+def test_a_target_the_prompt_lacks_is_named():
+    from dvdlib.tokens import ConceptNotFound, clip_tokenizer
+
+    tok = clip_tokenizer()
+    with pytest.raises(ConceptNotFound, match=r"concept 'notebook' not found in prompt 'a red mug, a carry-all"):
+        triplets.peak_slot(np.full(77, 0.01), tok, BAGS, {1: "mug", 2: "notebook", 3: "blue"})
+    with pytest.raises(ConceptNotFound, match=r"concept 'notebook' not found"):
+        triplets.slot_chance(tok, BAGS, {1: "notebook"})

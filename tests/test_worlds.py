@@ -43,6 +43,24 @@ def test_no_core_module_asks_which_world_it_runs(path):
         assert question not in text, f"{path.name} asks {question!r}"
 
 
+def test_the_smoke_world_and_the_shared_scenes_import_no_toy_world():
+    """The smoke world's stand-in images and what the toy worlds share (`dvdlib.scenes`) load no toy world."""
+    import subprocess
+
+    code = ("import sys, dvdlib.worlds.smoke, dvdlib.scenes.concepts, dvdlib.scenes.sprites, dvdlib.scenes.standins; "
+            "print(sorted(m for m in sys.modules if m.startswith(('dvdlib.toy', 'dvdlib.worlds.toy'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("own, other", [("toy", "toy2"), ("toy2", "toy")])
+def test_a_toy_world_takes_no_private_name_of_the_other(own, other):
+    for path in (REPO / "dvdlib" / own).glob("*.py"):
+        private = [name for name in imported_modules(path)
+                   if name.startswith(f"dvdlib.{other}.") and name.rsplit(".", 1)[1].startswith("_")]
+        assert not private, f"{own}/{path.name} imports {private}: share it through dvdlib.scenes"
+
+
 def test_profiles_name_their_world_and_take_its_sets():
     assert [load_profile(n).world for n in ("paper", "smoke", "toy")] == ["sd", "smoke", "toy"]
     toy = load_profile("toy")
@@ -91,7 +109,7 @@ def test_setup_gives_a_chapter_what_it_needs(tmp_path):
     assert "pipe" not in run.__dict__  # nothing is loaded before it is used
     assert len(run.layers) == 16 and run.load() is run.pipe
     assert run.questions.name == "paper" and "Caveat" in run.card().data
-    assert [name for name, _ in run.pipes()] == ["smoke"]
+    assert run.load("smoke") is run.pipe
 
 
 def test_tables_after_setup_show_every_cell_whole(tmp_path):

@@ -10,159 +10,25 @@ head is scaled. One module per family holds those answers:
 - `sd3`: Stable Diffusion 3: joint attention over [image tokens, CLIP tokens, T5 tokens];
 - `flux`: FLUX.1: double-stream (joint) then single-stream blocks over [T5 tokens; image tokens].
 
-`of(pipe)` finds a pipeline's adapter; `dvdlib.record`, `dvdlib.intervene`, `dvdlib.registry`
-and `dvdlib.tokens.sequence_tokenizer` dispatch to it. A family not covered: subclass `Adapter`
-in a new module and add it to `ADAPTERS` (the book's page "Forking a chapter for a new model").
+Each module subclasses the core's interface, `dvdlib.family.Adapter`; importing this package
+registers them (`dvdlib.family.register`; ``import dvdlib`` does it). The core never imports a
+family: `dvdlib.family.of(pipe)` finds a pipeline's adapter among those registered, and
+`dvdlib.record`, `dvdlib.intervene`, `dvdlib.registry` and `dvdlib.tokens.sequence_tokenizer`
+dispatch to it. A family not covered: subclass `Adapter` in a new module, import it here and add
+it to `MODULES` (the book's page "Forking a chapter for a new model").
 """
 
 from __future__ import annotations
 
-import math
-from importlib import import_module
+from ..family import (PAPER_LAYERS, PAPER_SEMANTIC, Adapter, adapters, by_family, describe, of, paper_layer_sets,
+                      paper_layers, register, relative_depth)
+from . import flux, sd, sd3, sdxl
 
-#: SD 1.4's cross-attention layers (paper §3.4), and its lower-resolution semantic layers among them.
-PAPER_LAYERS, PAPER_SEMANTIC = 16, (8, 9, 10)
+#: The adapter modules, most specific first (the SD module also reads any other UNet pipeline).
+MODULES = (sdxl, sd3, flux, sd)
 
+for _module in MODULES:
+    register(_module.ADAPTER, fallback=_module is sd)
 
-class Adapter:
-    """One architecture family: its registry, tokenizers, processors and tiny test pipeline."""
-
-    #: short name of the family ("sd", "sdxl", "sd3", "flux")
-    family = ""
-    #: the diffusers pipeline classes of the family (class names)
-    pipelines: tuple[str, ...] = ()
-    #: the pipeline attribute that holds the denoiser ("unet" or "transformer")
-    denoiser_name = "unet"
-    #: what one "layer" and one "head" are in this family (shown by the chapters)
-    layer_meaning = ""
-    head_meaning = ""
-    #: what stands for the paper's "lower-resolution semantic layers" 8–10 of SD 1.4
-    semantic_meaning = ""
-
-    def matches(self, pipe) -> bool:
-        return type(pipe).__name__ in self.pipelines
-
-    def denoiser(self, pipe):
-        """The module whose forward pass is one denoising step (UNet or transformer)."""
-        return getattr(pipe, self.denoiser_name)
-
-    def layers(self, pipe, resolution: int | None = None) -> list:
-        """The attention layers the book reads, in forward order, numbered from 1."""
-        raise NotImplementedError
-
-    def semantic_layers(self, layers: list) -> tuple[int, ...]:
-        """The layer numbers that stand for SD 1.4's layers 8–10 in this family."""
-        raise NotImplementedError
-
-    def processor(self, layer, stock, control):
-        """The processor that records / scales ``layer`` (and hands other calls to ``stock``)."""
-        raise NotImplementedError
-
-    def sequence_tokenizer(self, pipe):
-        """A tokenizer whose positions are those of the text sequence the attention sees
-        (`dvdlib.tokens` reads concept spans and content positions through it)."""
-        return pipe.tokenizer
-
-    def tokenizers(self, pipe) -> dict:
-        """Every tokenizer of the pipeline by name (for the span checks)."""
-        return {"tokenizer": pipe.tokenizer}
-
-    def timestep_scale(self, pipe) -> float:
-        """The factor from the timestep the denoiser gets to the scheduler's timesteps."""
-        return 1.0
-
-    def latent_shape(self, pipe, resolution: int) -> tuple[int, ...]:
-        """The shape of one image's initial noise at ``resolution`` pixels."""
-        side = resolution // pipe.vae_scale_factor
-        return (1, self.denoiser(pipe).config.in_channels, side, side)
-
-    def build_tiny(self):
-        """A tiny random-weight pipeline of the family, built offline (for the tests)."""
-        raise NotImplementedError
-
-    def paper_layers(self, layers: list, numbers) -> tuple[int, ...]:
-        """SD 1.4's layer numbers (paper §3.4–§3.8) read on this registry: the same numbers where it
-        has SD's 16 layers; else layers 8–10 (any of them) stand for `semantic_layers`, and any
-        other number p for the layers at its relative depth (`relative_depth`; the one layer
-        whose depth range holds p when a short registry has none there)."""
-        numbers = [int(n) for n in numbers]
-        bad = [n for n in numbers if not 1 <= n <= PAPER_LAYERS]
-        if bad:
-            raise ValueError(f"SD 1.4 has layers 1–{PAPER_LAYERS}, not {bad}: give the paper's layer numbers")
-        if len(layers) == PAPER_LAYERS:
-            return tuple(numbers)
-        found: set[int] = set()
-        for n in numbers:
-            found |= set(self.semantic_layers(layers) if n in PAPER_SEMANTIC else
-                         relative_depth(len(layers), (n, n)) or (math.ceil(n * len(layers) / PAPER_LAYERS),))
-        return tuple(sorted(found))
-
-    def describe(self, pipe, resolution: int | None = None, **chosen) -> str:
-        """Which of the book's definitions change in this family (Markdown, for the chapters);
-        ``chosen`` names the chapter's layer choices in SD 1.4's numbers (``peak=[8, 9, 10]``) and
-        says which layers of this model read them (`paper_layers`)."""
-        layers = self.layers(pipe, resolution)
-        semantic = ", ".join(map(str, self.semantic_layers(layers)))
-        text = (f"**Model family: {self.family}.** {len(layers)} {self.layer_meaning}. A *head* is "
-                f"{self.head_meaning} The paper's lower-resolution semantic layers (SD 1.4's 8–10) are "
-                f"here {self.semantic_meaning}: layers {semantic}.")
-        if chosen:
-            from ..report import ranges
-
-            read = "; ".join(f"{name.replace('_', ' ')}: all" if numbers == "all" else
-                             f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → layers "
-                             f"{ranges(self.paper_layers(layers, numbers))}" for name, numbers in chosen.items())
-            text += f" This chapter's layer choices, in the paper's numbering, are read here as: {read}."
-        return text
-
-
-#: The adapter modules, most specific first (the SD module matches any UNet pipeline last).
-MODULES = ("sdxl", "sd3", "flux", "sd")
-
-
-def adapters() -> list[Adapter]:
-    return [import_module(f"{__name__}.{name}").ADAPTER for name in MODULES]
-
-
-def of(pipe) -> Adapter:
-    """The adapter of a pipeline (by its class; any other pipeline with a UNet is read as SD's)."""
-    found = [a for a in adapters() if a.matches(pipe)]
-    if found:
-        return found[0]
-    if hasattr(pipe, "unet"):
-        return by_family("sd")
-    raise ValueError(f"no adapter for {type(pipe).__name__}: dvdlib knows {[a.family for a in adapters()]}; "
-                     "see the book's page 'Forking a chapter for a new model' to write one")
-
-
-def relative_depth(n: int, paper=(8, 10), of: int = PAPER_LAYERS) -> tuple[int, ...]:
-    """Layers 1..n at the relative depth of the paper's layers ``paper`` out of ``of`` (SD 1.4's
-    8–10 of 16): layer i when ⌈i·of/n⌉ falls in that range (each layer stands for one of SD's)."""
-    return tuple(i for i in range(1, n + 1) if paper[0] <= math.ceil(i * of / n - 1e-9) <= paper[1])
-
-
-def paper_layers(pipe, numbers, resolution: int | None = None) -> list[int]:
-    """SD 1.4's layer numbers read on ``pipe``'s registry (`Adapter.paper_layers`): unchanged on a
-    16-layer model, the adapter's equivalent blocks elsewhere (paper §3.4–§3.8)."""
-    adapter = of(pipe)
-    return list(adapter.paper_layers(adapter.layers(pipe, resolution), numbers))
-
-
-def paper_layer_sets(pipe, sets, resolution: int | None = None) -> list[list[int]]:
-    """`paper_layers` of each set of SD 1.4's layer numbers (paper §3.8's detector grid), sets
-    that land on the same layers of ``pipe`` kept once, in order."""
-    found = {tuple(paper_layers(pipe, numbers, resolution)): None for numbers in sets}
-    return [list(layers) for layers in found]
-
-
-def describe(pipe, resolution: int | None = None, **chosen) -> str:
-    """The model-family note a chapter shows (`Adapter.describe`)."""
-    return of(pipe).describe(pipe, resolution, **chosen)
-
-
-def by_family(family: str) -> Adapter:
-    """The adapter of a family name ("sd", "sdxl", "sd3")."""
-    for adapter in adapters():
-        if adapter.family == family:
-            return adapter
-    raise ValueError(f"unknown model family {family!r}; known: {[a.family for a in adapters()]}")
+__all__ = ["MODULES", "PAPER_LAYERS", "PAPER_SEMANTIC", "Adapter", "adapters", "by_family", "describe", "of",
+           "paper_layer_sets", "paper_layers", "register", "relative_depth"]

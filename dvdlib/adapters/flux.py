@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Adapter, relative_depth
+from ..family import Adapter, relative_depth
 from .joint import CHUNK, JointInputs, JointProcessor, explicit
 
 #: The T5 length diffusers' FluxPipeline pads to by default (its ``max_sequence_length``).

@@ -7,8 +7,8 @@ over the 77 text tokens; recording and head scaling are `dvdlib.attention.Contro
 
 from __future__ import annotations
 
+from ..family import Adapter
 from ..layers import cross_attention_layers
-from . import Adapter
 
 
 class UNetAdapter(Adapter):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from . import Adapter, relative_depth
+from ..family import Adapter, relative_depth
 from .joint import CHUNK, JointInputs, JointProcessor, explicit, split_heads
 
 #: CLIP positions of the joint text sequence, and the pipeline's default T5 length.

@@ -1,6 +1,7 @@
-"""The toy findings snapshot's writer: measure the toy model's quality gates, run the chapters
-with the toy profile and keep their small outputs in ``toy/findings/`` (read back by
-`dvdlib.findings`). Command line: ``dvd toy findings``."""
+"""The toy findings snapshot: measure the toy model's quality gates, run the chapters with the toy
+profile and keep their small outputs in ``toy/findings/`` (`make_snapshot`), with the card of the
+model measured (`model_card`); read it back (`load_snapshot`) for the claims engine
+(`dvdlib.findings`) and chapter 09 (`dvdlib.toy.findings`). Command line: ``dvd toy findings``."""
 
 from __future__ import annotations
 
@@ -10,13 +11,60 @@ from pathlib import Path
 import pandas as pd
 
 from ..chapters import snapshot_chapters
-from ..findings import SNAPSHOT, model_card
+from ..findings import Snapshot, write_claims
 from ..store import atomic_write, plain
 
+#: Where the snapshot is committed, and the command that makes it there.
+SNAPSHOT = "toy/findings"
+COMMAND = "dvd toy findings --out toy/findings"
 #: The chapters a snapshot runs with the toy profile (`dvdlib.chapters.Chapter.snapshot`).
 CHAPTERS = snapshot_chapters()
 PNG_BUDGET = 1_500_000  # bytes of figures a snapshot may keep (the folder stays commit-sized)
 
+
+#: The files whose bytes identify a toy model (`model_hash`).
+MODEL_FILES = (".safetensors", ".bin", ".json")
+
+
+def model_hash(folder) -> str:
+    """`dvdlib.store.folder_hash` over a model folder's weight and config files: two snapshots
+    measured the same model exactly when their hashes agree."""
+    from ..store import folder_hash
+
+    if not any(p.suffix in MODEL_FILES for p in Path(folder).rglob("*")):
+        raise FileNotFoundError(f"{folder} holds no model files: export the toy model first "
+                                f"(dvd toy export --out {Path(folder).parent})")
+    return folder_hash(folder, MODEL_FILES)
+
+
+def model_card(folder) -> dict:
+    """Step, training wall time, data hash and model hash of a toy model folder (from the run's
+    ``manifest.json`` beside the folder, else the folder's ``toy.json``)."""
+    folder = Path(folder)
+    manifest = folder.parent / "manifest.json"
+    info = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    toy = folder / "toy.json"
+    info = {**(json.loads(toy.read_text()) if toy.is_file() else {}), **info}
+    return {"path": folder.as_posix(), "hash": model_hash(folder), "step": info.get("steps"),
+            "wall_time_s": info.get("wall_time_s"), "data_hash": info.get("data_hash"),
+            "final_loss": info.get("final_loss"), "description": info.get("model")}
+
+
+def load_snapshot(folder=SNAPSHOT) -> Snapshot:
+    """Read ``folder`` (written by ``dvd toy findings``); a clear error when it is missing."""
+    folder = Path(folder)
+    index_path = folder / "snapshot.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"no toy findings snapshot in {folder} (no snapshot.json). Make it with\n\n"
+                                f"    {COMMAND}\n\n(several minutes per chapter on a CPU; resumable)")
+    index = json.loads(index_path.read_text(encoding="utf-8"))
+    gates_path = folder / "gates.json"
+    gates = json.loads(gates_path.read_text(encoding="utf-8")) if gates_path.is_file() else None
+    results = {}
+    for path in sorted((folder / "results").glob("*.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        results[path.stem] = {row["key"]: row for row in body.get("results", [])}
+    return Snapshot(folder, index, gates, results)
 
 
 def _write_json(path: Path, body) -> None:
@@ -45,7 +93,7 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
     Returns the snapshot's index."""
     import shutil
 
-    from .. import book
+    from .. import scheduler
     from ..profiles import load_profile
     from ..store import Store, model_key
 
@@ -79,7 +127,7 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
         _write_json(out / "gates.json", {**_gates_json(table, P.seeds), "model_hash": card["hash"]})
         save()
 
-    sources = book.producers_first(book.chapter_sources(only=list(chapters), cwd=root))
+    sources = scheduler.producers_first(scheduler.chapter_sources(only=list(chapters), cwd=root))
     rel = Path(scratch).resolve()
     for source in sources:
         name = source.stem
@@ -90,7 +138,7 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
             continue
         log(f"[findings] {name}: running with profile {profile} …")
         shutil.rmtree(rel / "figures" / name, ignore_errors=True)  # only what this run of the chapter writes
-        outcome = book.run_chapter(source, rel / f"{name}.ipynb", profile, cwd=root,
+        outcome = scheduler.run_chapter(source, rel / f"{name}.ipynb", profile, cwd=root,
                                    parameters={**(parameters or {}), "out_dir": str(rel)})
         entry = {"ok": outcome.ok, "seconds": round(outcome.seconds, 1), "error": outcome.error,
                  "model_hash": card["hash"], "parameters": parameters or {}}
@@ -103,8 +151,6 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
         index["chapters"][name] = entry
         save()
     _prune_figures(out, index)
-    from ..findings import load_snapshot, write_claims
-
     log(f"[findings] claims: {write_claims(load_snapshot(out))}")
     return index
 

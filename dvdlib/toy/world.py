@@ -24,23 +24,22 @@ concepts' diversity, never from the training data leaving one out. Renders are p
 
 from __future__ import annotations
 
-import colorsys
 import hashlib
 import json
-import zlib
 from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar, Sequence
 
 import numpy as np
 
+from ..scenes.concepts import ConceptLookup
+from ..scenes.sprites import (BACKGROUND, apart, apply_style, as_rng, bright, building_params, draw_building, draw_figure,
+                              draw_object, figure_params, name_key, style_params)
+
 SIZE = 32
 JOINER = " and "
-#: Background of unstyled scenes (RGB in [0, 1]); every object colour contrasts with it.
-BACKGROUND = (0.10, 0.10, 0.12)
 #: Kinds of drawing: the four flexible shapes, and one per rigid role.
 OBJECT_KINDS = ("ball", "box", "ring", "bar")
 ROLE_OF_KIND = {"building": "landmark", "figure": "character", "style": "style"}
-ROLES = ("object", "landmark", "character", "style")
 
 
 @dataclass(frozen=True)
@@ -97,34 +96,11 @@ class Scene:
     variants: dict[str, int | None]
 
 
-def _rng(seed) -> np.random.Generator:
-    """A numpy Generator from an int, a sequence of ints, or a Generator (returned as is)."""
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
-def _name_key(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
-def _hsv(h, s, v) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v), dtype=np.float32)
-
-
-def _bright(rng) -> np.ndarray:
-    """A saturated, bright colour (contrasts with the dark background)."""
-    return _hsv(rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.7, 1.0))
-
-
-def _distinct_hues(rng, n: int) -> list[float]:
-    start = rng.random()
-    return [(start + i / n + rng.uniform(-0.08, 0.08)) % 1.0 for i in range(n)]
-
-
 # ---------------------------------------------------------------- appearances (parameters)
 
 def _object_params(kind: str, rng) -> dict:
     """Random appearance of a flexible object: colour, size and shape details."""
-    p = {"colour": _bright(rng)}
+    p = {"colour": bright(rng)}
     if kind == "ball":
         p["d"] = int(rng.integers(6, 13))
     elif kind == "box":
@@ -138,177 +114,32 @@ def _object_params(kind: str, rng) -> dict:
     return p
 
 
-def _building_params(rng) -> dict:
-    """A building (landmark): walls with windows, a door and a roof; three colours."""
-    wall, roof, window = (_hsv(h, rng.uniform(0.4, 0.9), rng.uniform(0.6, 1.0)) for h in _distinct_hues(rng, 3))
-    return {"w": int(rng.integers(6, 12)), "body": int(rng.integers(8, 13)), "roof": str(rng.choice(["spire", "dome", "crenel", "step"])),
-            "roof_h": int(rng.integers(3, 6)), "win_gap": int(rng.integers(2, 4)), "wall": wall, "roof_c": roof, "win": window}
-
-
-def _figure_params(rng) -> dict:
-    """A figure (character): head with eyes, body, arms and legs; four colours."""
-    head, body, eyes, legs = (_hsv(h, rng.uniform(0.5, 1.0), rng.uniform(0.65, 1.0)) for h in _distinct_hues(rng, 4))
-    return {"head": int(rng.integers(4, 7)), "round": bool(rng.random() < 0.5), "body_w": int(rng.integers(6, 11)),
-            "body_h": int(rng.integers(4, 7)), "leg_h": int(rng.integers(2, 5)), "antenna": bool(rng.random() < 0.5),
-            "head_c": head, "body_c": body, "eye_c": eyes, "leg_c": legs}
-
-
-def _style_params(rng) -> dict:
-    """A style: a light textured background and three dark object tones (luminance buckets)."""
-    h = rng.random()
-    bg = _hsv(h, rng.uniform(0.35, 0.8), rng.uniform(0.7, 0.95))
-    bg2 = _hsv(h + rng.uniform(-0.12, 0.12), rng.uniform(0.3, 0.9), rng.uniform(0.5, 0.7))
-    tones = [_hsv(t, rng.uniform(0.5, 1.0), v) for t, v in zip(_distinct_hues(rng, 3), (0.12, 0.25, 0.38))]
-    return {"bg": bg, "bg2": bg2, "tones": tones, "texture": str(rng.choice(["grid", "checker", "stripes", "dots"])),
-            "tile": int(rng.integers(2, 5))}
-
-
 def appearance(concept: Concept, rng) -> dict:
     """Draw one appearance of ``concept`` from ``rng`` (all its visual parameters)."""
     if concept.kind in OBJECT_KINDS:
         return _object_params(concept.kind, rng)
-    return {"building": _building_params, "figure": _figure_params, "style": _style_params}[concept.kind](rng)
+    return {"building": building_params, "figure": figure_params, "style": style_params}[concept.kind](rng)
 
 
 def variant_appearance(concept: Concept, index: int) -> dict:
     """The ``index``-th fixed appearance of a concept with finite variants (a pure function)."""
-    return appearance(concept, np.random.default_rng([concept.pool, _name_key(concept.name), index]))
+    return appearance(concept, np.random.default_rng([concept.pool, name_key(concept.name), index]))
 
 
-# ---------------------------------------------------------------- drawing (sprites)
-
-def _disc(d: int) -> np.ndarray:
-    r = (np.arange(d) - (d - 1) / 2) ** 2
-    return (r[:, None] + r[None, :]) <= (d / 2) ** 2 + 0.25
-
-
-def _draw_object(kind: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb [h, w, 3], mask [h, w]) of a flexible object."""
-    if kind == "ball":
-        mask = _disc(p["d"])
-    elif kind == "box":
-        mask = np.ones((p["h"], p["w"]), bool)
-    elif kind == "ring":
-        d, t = p["d"], p["t"]
-        inner = np.zeros((d, d), bool)
-        inner[t:d - t, t:d - t] = _disc(d - 2 * t)
-        mask = _disc(d) & ~inner
-    else:
-        n, t = p["len"], p["t"]
-        if p["orient"] in "hv":
-            mask = np.ones((t, n), bool) if p["orient"] == "h" else np.ones((n, t), bool)
-        else:
-            i = np.arange(n)
-            mask = np.abs(i[:, None] - i[None, :]) < t / 2 + 0.5
-            mask = mask if p["orient"] == "d" else mask[:, ::-1]
-    return np.broadcast_to(p["colour"], mask.shape + (3,)).copy(), mask
-
-
-def _draw_building(p: dict) -> tuple[np.ndarray, np.ndarray]:
-    w, body, rh = p["w"], p["body"], p["roof_h"]
-    h = body + rh
-    rgb, mask = np.zeros((h, w, 3), np.float32), np.zeros((h, w), bool)
-    rgb[rh:], mask[rh:] = p["wall"], True
-    gap = p["win_gap"]
-    for y in range(rh + 1, h - 3, gap):  # windows
-        for x in range(1, w - 1, gap):
-            rgb[y, x] = p["win"]
-    door = max(1, w // 4)
-    x0 = (w - door) // 2
-    rgb[h - 3:, x0:x0 + door] = p["roof_c"]
-    for y in range(rh):  # the roof, row by row from the top
-        if p["roof"] == "spire":
-            half = (y + 1) * w / (2 * rh)
-        elif p["roof"] == "dome":
-            half = w / 2 * np.sqrt(max(0.0, 1 - ((rh - y - 0.5) / rh) ** 2))
-        elif p["roof"] == "step":
-            half = w / 2 * (1 + y // 2) / (1 + (rh - 1) // 2)
-        else:  # crenels: alternating merlons on the top row, a full band below
-            half = w / 2
-        xs = np.arange(w)
-        row = np.abs(xs - (w - 1) / 2) < half
-        if p["roof"] == "crenel" and y < rh - 1:
-            row &= (xs // 2) % 2 == 0
-        rgb[y, row], mask[y, row] = p["roof_c"], True
-    return rgb, mask
-
-
-def _draw_figure(p: dict) -> tuple[np.ndarray, np.ndarray]:
-    hd, bw, bh, lh = p["head"], p["body_w"], p["body_h"], p["leg_h"]
-    w = bw + 2  # arms on both sides
-    top = 2 if p["antenna"] else 0
-    h = top + hd + bh + lh
-    rgb, mask = np.zeros((h, w, 3), np.float32), np.zeros((h, w), bool)
-    cx = w // 2
-    if p["antenna"]:
-        rgb[0:2, cx], mask[0:2, cx] = p["eye_c"], True
-    x0 = (w - hd) // 2
-    head = _disc(hd) if p["round"] else np.ones((hd, hd), bool)
-    rgb[top:top + hd, x0:x0 + hd][head] = p["head_c"]
-    mask[top:top + hd, x0:x0 + hd] |= head
-    ey = top + hd // 2 - (1 if hd > 4 else 0)
-    rgb[ey, x0 + 1], rgb[ey, x0 + hd - 2] = p["eye_c"], p["eye_c"]
-    y0 = top + hd
-    rgb[y0:y0 + bh, 1:1 + bw], mask[y0:y0 + bh, 1:1 + bw] = p["body_c"], True
-    rgb[y0:y0 + bh - 1, [0, w - 1]], mask[y0:y0 + bh - 1, [0, w - 1]] = p["leg_c"], True  # arms
-    for x in (1 + bw // 4, 1 + bw - 1 - bw // 4):  # legs
-        rgb[y0 + bh:, x:x + 1], mask[y0 + bh:, x:x + 1] = p["leg_c"], True
-    return rgb, mask
-
+# ---------------------------------------------------------------- drawing (`dvdlib.scenes.sprites`)
 
 def draw(concept: Concept, params: dict) -> tuple[np.ndarray, np.ndarray]:
     """(rgb, mask) of a sprite or object with the given appearance (not for styles)."""
     if concept.kind in OBJECT_KINDS:
-        return _draw_object(concept.kind, params)
+        return draw_object(concept.kind, params)
     if concept.kind == "building":
-        return _draw_building(params)
+        return draw_building(params)
     if concept.kind == "figure":
-        return _draw_figure(params)
+        return draw_figure(params)
     raise ValueError(f"{concept.name} is a style: use apply_style")
 
 
-def _hue(image: np.ndarray) -> np.ndarray:
-    """Hue in [0, 1) of each pixel of an RGB image [h, w, 3]."""
-    r, g, b = np.moveaxis(image, -1, 0)
-    mx, mn = image.max(-1), image.min(-1)
-    c = np.where(mx > mn, mx - mn, 1.0)
-    h = np.where(mx == r, (g - b) / c, np.where(mx == g, 2 + (b - r) / c, 4 + (r - g) / c))
-    return (h / 6.0) % 1.0
-
-
-def _texture(p: dict, size: int) -> np.ndarray:
-    """Boolean [size, size]: where the style's second background colour goes."""
-    y, x = np.mgrid[:size, :size]
-    t = p["tile"]
-    if p["texture"] == "grid":
-        return (y % (t + 1) == t) | (x % (t + 1) == t)
-    if p["texture"] == "checker":
-        return (y // t + x // t) % 2 == 1
-    if p["texture"] == "stripes":
-        return (y // t) % 2 == 1
-    return (y % (t + 1) == 0) & (x % (t + 1) == 0)
-
-
-def apply_style(p: dict, image: np.ndarray, objects: np.ndarray) -> np.ndarray:
-    """Restyle a scene: textured light background; object pixels mapped to the style's three dark
-    tones by their hue (a sprite's details survive as tone changes, shapes are untouched)."""
-    size = image.shape[0]
-    out = np.where(_texture(p, size)[..., None], p["bg2"], p["bg"]).astype(np.float32)
-    bucket = np.clip((_hue(image) * 3).astype(int), 0, 2)
-    tones = np.stack(p["tones"]).astype(np.float32)
-    out[objects] = tones[bucket[objects]]
-    if p["texture"] == "grid":  # grout lines run over the objects too, a little lighter
-        lines = _texture(p, size) & objects
-        out[lines] = out[lines] + 0.1
-    return out
-
-
 # ---------------------------------------------------------------- layout
-
-def _boxes_clear(a, b, margin=1) -> bool:
-    (ya, xa, ha, wa), (yb, xb, hb, wb) = a, b
-    return ya + ha + margin <= yb or yb + hb + margin <= ya or xa + wa + margin <= xb or xb + wb + margin <= xa
-
 
 def place(shapes: Sequence[tuple[int, int]], rng, size: int = SIZE, tries: int = 100) -> list[tuple[int, int]]:
     """Top-left corners for boxes of the given (h, w), inside the canvas and at least 1 px apart.
@@ -319,7 +150,7 @@ def place(shapes: Sequence[tuple[int, int]], rng, size: int = SIZE, tries: int =
     for _ in range(tries):
         corners = [(int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))) for h, w in shapes]
         boxes = [(y, x, h, w) for (y, x), (h, w) in zip(corners, shapes)]
-        if all(_boxes_clear(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i)):
+        if all(apart(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i)):
             return corners
     if len(shapes) != 2:
         raise RuntimeError(f"cannot place {shapes} on a {size}² canvas")
@@ -337,9 +168,9 @@ def place(shapes: Sequence[tuple[int, int]], rng, size: int = SIZE, tries: int =
 # ---------------------------------------------------------------- the world
 
 @dataclass(frozen=True)
-class World:
+class World(ConceptLookup):
     """The concepts of the toy world and how scenes are drawn. Immutable; `with_variants` and
-    `with_concept` return changed copies."""
+    `with_concept` return changed copies (look-ups: `dvdlib.scenes.concepts.ConceptLookup`)."""
 
     #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
     question_set: ClassVar[str] = "toy"
@@ -348,34 +179,6 @@ class World:
     title: ClassVar[str] = "the toy world"
     concepts: tuple[Concept, ...] = field(default_factory=default_concepts)
     size: int = SIZE
-
-    def __post_init__(self):
-        names = [c.name for c in self.concepts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate concept names in {names}")
-
-    # -- look-up
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.concepts]
-
-    def concept(self, name: str) -> Concept:
-        for c in self.concepts:
-            if c.name == name:
-                return c
-        raise KeyError(f"no concept {name!r} in the toy world; known: {self.names}")
-
-    def by_role(self, role: str, rigid: bool | None = None) -> list[Concept]:
-        """Concepts of a role; ``rigid=True`` only fixed-variant ones, ``False`` only the others."""
-        return [c for c in self.concepts if c.role == role and (rigid is None or c.rigid == rigid)]
-
-    @property
-    def objects(self) -> list[str]:
-        return [c.name for c in self.by_role("object")]
-
-    @property
-    def rigid(self) -> list[str]:
-        return [c.name for c in self.concepts if c.rigid]
 
     def category_word(self, name: str) -> str:
         """The category word that can replace a rigid concept (paper §3.8): its role's flexible
@@ -400,12 +203,6 @@ class World:
                 "held_out": captions.held_out_captions()}
 
     # -- changes
-    def with_variants(self, **variants: int | None) -> "World":
-        """A copy where the named concepts have the given number of variants (None: unlimited)."""
-        for name in variants:
-            self.concept(name)
-        return replace(self, concepts=tuple(replace(c, variants=variants.get(c.name, c.variants)) for c in self.concepts))
-
     def with_concept(self, concept: Concept) -> "World":
         """A copy with one more concept (or ``concept`` replacing the one of the same name)."""
         kept = tuple(c for c in self.concepts if c.name != concept.name)
@@ -434,7 +231,7 @@ class World:
 
     def render(self, caption: str, seed=0) -> Scene:
         """Render ``caption`` with ``seed`` (an int, a sequence of ints or a numpy Generator)."""
-        rng = _rng(seed)
+        rng = as_rng(seed)
         concepts = self.parse(caption)
         drawn = [(c, *self.draw_appearance(c, rng)) for c in concepts]
         sprites = [(c, p, v) for c, p, v in drawn if c.role != "style"]
@@ -507,7 +304,7 @@ class Captions:
 
     def sample(self, rng) -> str:
         """One training caption."""
-        rng = _rng(rng)
+        rng = as_rng(rng)
         u = rng.random()
         if u < self.empty:
             return ""

@@ -1,6 +1,7 @@
 """World 2's causal test (paper §3.3): a new figure, "dvddog", whose fixed appearances stand in
 for dog breeds (the training images of each variant), and the prompts that pair it with world 2's
-other concepts. World 1's counterpart is `dvdlib.toy.dreambooth`, whose loop this reuses."""
+other concepts. World 1's counterpart is `dvdlib.toy.dreambooth`; the loop is
+`dvdlib.scenes.standins.variant_renders`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from ..finetune import TOKEN
-from ..toy.dreambooth import variant_renders
+from ..scenes.standins import variant_renders
 from .prompts import _pair_rows
 from .world import Concept, World
 
@@ -27,7 +28,7 @@ def with_dvddog(world: World, n_breeds: int = 1) -> World:
 
 def images(n_breeds: int, n_images: int, seed: int = 0, size: int | None = None) -> list[tuple[str, Image.Image]]:
     """(variant, image) renders of world 2's "dvddog", ``n_images / n_breeds`` per variant
-    (`dvdlib.toy.dreambooth.variant_renders`); ``size`` resizes (nearest)."""
+    (`dvdlib.scenes.standins.variant_renders`); ``size`` resizes (nearest)."""
     return variant_renders(with_dvddog(World(), n_breeds), n_breeds, n_images, seed, size)
 
 

@@ -25,18 +25,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import zlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar, Sequence
 
 import numpy as np
 
-from ..toy.world import BACKGROUND, _bright, _distinct_hues, _draw_building, _draw_figure, _draw_object, _hsv, _style_params, apply_style
+from ..scenes.concepts import ConceptLookup
+from ..scenes.sprites import (BACKGROUND, apart, apply_style, as_rng, bright, building_params, draw_building, draw_figure,
+                              draw_object, figure_params, name_key, style_params)
 
 SIZE = 32
 OBJECT_KINDS = ("ball", "box", "ring", "bar", "kite", "cross")
 ROLE_OF_KIND = {"building": "landmark", "figure": "character", "style": "artist"}
-ROLES = ("object", "landmark", "character", "artist")
 
 
 @dataclass(frozen=True)
@@ -91,19 +91,11 @@ def default_concepts() -> tuple[Concept, ...]:
     return objects + named + words
 
 
-# ---------------------------------------------------------------- appearances
-
-def _rng(seed) -> np.random.Generator:
-    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-
-
-def _key(text: str) -> int:
-    return zlib.crc32(text.encode())
-
+# ---------------------------------------------------------------- appearances (`dvdlib.scenes.sprites`)
 
 def _object_params(kind: str, rng) -> dict:
     """A flexible object: fresh colour, size and shape details (sizes for three-object scenes)."""
-    p = {"colour": _bright(rng)}
+    p = {"colour": bright(rng)}
     if kind == "ball":
         p["d"] = int(rng.integers(5, 11))
     elif kind == "box":
@@ -121,9 +113,10 @@ def _object_params(kind: str, rng) -> dict:
 
 
 def _draw_shape(kind: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(rgb, mask) of an object; kites (diamonds) and crosses drawn here, the rest as world 1."""
+    """(rgb, mask) of an object; kites (diamonds) and crosses drawn here, the rest as world 1
+    (`dvdlib.scenes.sprites.draw_object`)."""
     if kind not in ("kite", "cross"):
-        return _draw_object(kind, p)
+        return draw_object(kind, p)
     d, c = p["d"], p["d"] // 2
     y, x = np.mgrid[:d, :d]
     if kind == "kite":
@@ -134,23 +127,19 @@ def _draw_shape(kind: str, p: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.broadcast_to(p["colour"], mask.shape + (3,)).copy(), mask
 
 
-def _building_params(rng) -> dict:
-    wall, roof, window = (_hsv(h, rng.uniform(0.4, 0.9), rng.uniform(0.6, 1.0)) for h in _distinct_hues(rng, 3))
-    return {"w": int(rng.integers(6, 11)), "body": int(rng.integers(7, 11)), "roof": str(rng.choice(["spire", "dome", "crenel", "step"])),
-            "roof_h": int(rng.integers(3, 5)), "win_gap": int(rng.integers(2, 4)), "wall": wall, "roof_c": roof, "win": window}
-
-
-def _figure_params(rng) -> dict:
-    head, body, eyes, legs = (_hsv(h, rng.uniform(0.5, 1.0), rng.uniform(0.65, 1.0)) for h in _distinct_hues(rng, 4))
-    return {"head": int(rng.integers(4, 6)), "round": bool(rng.random() < 0.5), "body_w": int(rng.integers(5, 9)),
-            "body_h": int(rng.integers(4, 6)), "leg_h": int(rng.integers(2, 4)), "antenna": bool(rng.random() < 0.5),
-            "head_c": head, "body_c": body, "eye_c": eyes, "leg_c": legs}
+#: Building and figure sizes (``[low, high)``), smaller than world 1's: three sprites share a scene.
+BUILDING_SIZES = {"w": (6, 11), "body": (7, 11), "roof_h": (3, 5)}
+FIGURE_SIZES = {"head": (4, 6), "body_w": (5, 9), "body_h": (4, 6), "leg_h": (2, 4)}
 
 
 def appearance(concept: Concept, rng) -> dict:
     if concept.kind in OBJECT_KINDS:
         return _object_params(concept.kind, rng)
-    return {"building": _building_params, "figure": _figure_params, "style": _style_params}[concept.kind](rng)
+    if concept.kind == "building":
+        return building_params(rng, **BUILDING_SIZES)
+    if concept.kind == "figure":
+        return figure_params(rng, **FIGURE_SIZES)
+    return style_params(rng)
 
 
 #: What every appearance of a named concept keeps when the world's appearances share an identity:
@@ -163,22 +152,17 @@ def variant_appearance(concept: Concept, index: int, shared_identity: bool = Fal
     """The ``index``-th fixed appearance of a named concept (a pure function of name and index).
     Unrelated draws by default; with ``shared_identity`` every appearance keeps the `IDENTITY`
     attributes of the first, as photographs of one landmark share its shape and colours."""
-    own = appearance(concept, np.random.default_rng([_key(concept.name), index]))
+    own = appearance(concept, np.random.default_rng([name_key(concept.name), index]))
     if not shared_identity:
         return own
-    first = appearance(concept, np.random.default_rng([_key(concept.name), 0]))
+    first = appearance(concept, np.random.default_rng([name_key(concept.name), 0]))
     return {**own, **{k: first[k] for k in IDENTITY[concept.kind]}}
 
 
 def draw(concept: Concept, params: dict) -> tuple[np.ndarray, np.ndarray]:
     if concept.kind in OBJECT_KINDS:
         return _draw_shape(concept.kind, params)
-    return {"building": _draw_building, "figure": _draw_figure}[concept.kind](params)
-
-
-def _clear(a, b, margin=1) -> bool:
-    (ya, xa, ha, wa), (yb, xb, hb, wb) = a, b
-    return ya + ha + margin <= yb or yb + hb + margin <= ya or xa + wa + margin <= xb or xb + wb + margin <= xa
+    return {"building": draw_building, "figure": draw_figure}[concept.kind](params)
 
 
 def place(shapes: Sequence[tuple[int, int]], rng, size: int = SIZE, tries: int = 200) -> list[tuple[int, int]] | None:
@@ -187,7 +171,7 @@ def place(shapes: Sequence[tuple[int, int]], rng, size: int = SIZE, tries: int =
     for _ in range(tries):
         corners = [(int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))) for h, w in shapes]
         boxes = [(y, x, h, w) for (y, x), (h, w) in zip(corners, shapes)]
-        if all(_clear(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i)):
+        if all(apart(boxes[i], boxes[j]) for i in range(len(boxes)) for j in range(i)):
             return corners
     return None
 
@@ -205,8 +189,9 @@ class Scene:
 
 
 @dataclass(frozen=True)
-class World:
-    """World 2's concepts and how scenes are drawn (immutable; `with_variants` returns a copy)."""
+class World(ConceptLookup):
+    """World 2's concepts and how scenes are drawn (immutable; `with_variants` returns a copy;
+    look-ups: `dvdlib.scenes.concepts.ConceptLookup`)."""
 
     #: The question set (`dvdlib.judge.load_questions`) written for this world's concepts.
     question_set: ClassVar[str] = "toy2"
@@ -218,32 +203,6 @@ class World:
     size: int = SIZE
     #: Whether a named concept's appearances share an identity (`variant_appearance`).
     shared_identity: bool = False
-
-    def __post_init__(self):
-        names = [c.name for c in self.concepts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate concept names in {names}")
-
-    @property
-    def names(self) -> list[str]:
-        return [c.name for c in self.concepts]
-
-    def concept(self, name: str) -> Concept:
-        for c in self.concepts:
-            if c.name == name:
-                return c
-        raise KeyError(f"no concept {name!r} in toy world 2; known: {self.names}")
-
-    def by_role(self, role: str, rigid: bool | None = None) -> list[Concept]:
-        return [c for c in self.concepts if c.role == role and (rigid is None or c.rigid == rigid)]
-
-    @property
-    def objects(self) -> list[str]:
-        return [c.name for c in self.by_role("object")]
-
-    @property
-    def rigid(self) -> list[str]:
-        return [c.name for c in self.concepts if c.rigid]
 
     def category_word(self, name: str) -> str:
         """The flexible word of a named concept's role ("orvel castle" → "landmark")."""
@@ -269,11 +228,6 @@ class World:
         """The concepts a caption names, in caption order (`parse`)."""
         return parse(self, text)
 
-    def with_variants(self, **variants: int | None) -> "World":
-        for name in variants:
-            self.concept(name)
-        return replace(self, concepts=tuple(replace(c, variants=variants.get(c.name, c.variants)) for c in self.concepts))
-
     def draw_appearance(self, concept: Concept, rng) -> tuple[dict, int | None]:
         if concept.variants is None:
             return appearance(concept, rng), None
@@ -284,8 +238,8 @@ class World:
         """Render a caption (any `Captions` caption, or a memorized one) with ``seed``."""
         if caption in self.memorized:
             return self.render_concepts(caption, _memorized_content(self, caption), np.random.default_rng(
-                [_key(caption), 0]))
-        return self.render_concepts(caption, parse(self, caption), _rng(seed))
+                [name_key(caption), 0]))
+        return self.render_concepts(caption, parse(self, caption), as_rng(seed))
 
     def render_concepts(self, caption: str, concepts: Sequence[Concept], rng) -> Scene:
         """Render concepts (≤ 3 sprites or objects and ≤ 1 style) without overlap."""
@@ -412,7 +366,7 @@ class Captions:
         return sets, w / w.sum()
 
     def sample(self, rng) -> str:
-        rng = _rng(rng)
+        rng = as_rng(rng)
         u = rng.random()
         if u < self.empty:
             return ""

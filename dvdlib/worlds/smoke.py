@@ -1,14 +1,14 @@
 """The smoke world: Stable Diffusion's layout and data with a tiny random-weight model, a tiny
-random-weight judge and CLIP (all built offline), and the toy world's renders (resized) as the
-causal test's stand-in training images. It proves that every chapter runs; its numbers mean
-nothing about the paper."""
+random-weight judge and CLIP (all built offline), and the toy world's "dvddog" figure
+(`dvdlib.scenes.standins`, resized) as the causal test's stand-in training images. It proves that
+every chapter runs; its numbers mean nothing about the paper."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from ..clip import TINY_CLIP
-from ..toy.dreambooth import NOTE, UNIT, toy_images
+from ..scenes.standins import NOTE, UNIT, figure_images
 from . import register, sd
 
 WORLD = register(replace(
@@ -16,7 +16,7 @@ WORLD = register(replace(
     name="smoke",
     description="a tiny random-weight model with Stable Diffusion's layout, built offline",
     clip=TINY_CLIP,
-    training_images=toy_images,
+    training_images=figure_images,
     training_images_note=NOTE,
     training_images_unit=UNIT,
 ))

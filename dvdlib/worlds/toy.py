@@ -12,7 +12,8 @@ from ..clip import TINY_CLIP
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
-from ..toy.dreambooth import NOTE, UNIT, toy_images, toy_prompts
+from ..scenes.standins import NOTE, UNIT, figure_images
+from ..toy.dreambooth import toy_prompts
 from ..toy.handcheck import results_table
 from ..toy.judge import MANIFEST, load_toy_judge, stored_name
 from ..toy.model import is_toy_folder, load_toy
@@ -62,7 +63,7 @@ WORLD = register(replace(
     clip=TINY_CLIP,
     diversity_source="toy",
     image_sources={"toy": renders_source},
-    training_images=toy_images,
+    training_images=figure_images,
     training_images_note=NOTE,
     training_images_unit=UNIT,
     judge_check=judge_check,

@@ -15,7 +15,7 @@ from ..clip import TINY_CLIP
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
-from ..toy.dreambooth import UNIT
+from ..scenes.standins import UNIT
 from ..toy.judge import MANIFEST, load_toy_judge, stored_name
 from ..toy.renders import renders_source
 from ..toy2 import causal
