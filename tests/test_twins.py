@@ -1,0 +1,308 @@
+"""Twin fine-tunes (dvdlib.twins): the paired design of the causal test (paper §3.3) with the
+memorization arm (§3.6–3.7), on the smoke profile's tiny recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dvdlib import causal, stats, twins
+from dvdlib.finetune import finetuned_key, images_digest, is_finished
+from dvdlib.run import setup
+from dvdlib.store import folder_hash
+
+CALIBRATION = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "verdict_calibration.json"
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return setup("smoke", "twins")
+
+
+# ---------------------------------------------------------------- the design
+
+def test_design_pairs_three_arms_on_the_worlds_renders(smoke):
+    table = twins.design(smoke, K=3)
+    S = causal.scale(smoke.profile)  # smoke: 4 images, variants of 1 and 2
+    assert list(table.columns) == list(twins.COLUMNS) and len(table) == 9
+    assert table.groupby("pair").arm.apply(tuple).tolist() == [twins.ARMS] * 3
+    assert (table.n_images == S["n_images"]).all() and (table.pool == max(S["breeds"])).all()
+    # one training seed and one image seed per pair, the recipe's seed + k
+    assert (table.train_seed == S["recipe"].seed + table.pair).all() and (table.image_seed == table.pair).all()
+    rigid, diverse, memorized = (table[table.arm == a].reset_index(drop=True) for a in twins.ARMS)
+    assert rigid.variants[0] != rigid.variants[1]  # a different variant per pair ...
+    assert rigid.variants[2] == rigid.variants[0] and rigid["pass"].tolist() == [0, 0, 1]  # ... cycling past the pool
+    assert "reused" in rigid.note[2] and "(pass 2)" in rigid.note[2] and rigid.note[0] == ""
+    assert (diverse.n_variants == max(S["breeds"])).all()
+    assert all(r[0] in d for r, d in zip(rigid.variants, diverse.variants))  # the rigid variant is among the diverse
+    assert (memorized.variants == rigid.variants).all() and memorized.image.str.endswith("#0").all()
+    assert table.digest.is_unique  # every arm trains on its own images
+    # the memorized arm: the rigid twin's first image, repeated as many times as the others have images
+    first = twins.arm_images(smoke, rigid.iloc[0])[0]
+    assert twins.arm_images(smoke, memorized.iloc[0]) == [first] * 4
+    assert memorized.digest[0] == images_digest([first] * 4)
+    # the diverse twin's images of the rigid variant are the rigid twin's first (nested, like chapter 03's)
+    r_images = twins.arm_images(smoke, rigid.iloc[0])
+    d_images = twins.arm_images(smoke, diverse.iloc[0])
+    share = 4 // max(S["breeds"])
+    position = list(diverse.variants[0]).index(rigid.variants[0][0])
+    assert images_digest(d_images[position * share:(position + 1) * share]) == images_digest(r_images[:share])
+
+
+def test_design_is_deterministic_for_a_seed(smoke):
+    a, b = twins.design(smoke, K=4), twins.design(smoke, K=4)
+    pd.testing.assert_frame_equal(a, b)
+    other = twins.design(smoke, K=4, seed=5)
+    assert set(other.digest).isdisjoint(a.digest) and (other.image_seed == 5 + other.pair).all()
+    later = twins.design(smoke, K=4, memorized_index=2)
+    assert later[later.arm == "memorized"].image.str.endswith("#2").all()
+    pd.testing.assert_frame_equal(later[later.arm != "memorized"], a[a.arm != "memorized"])
+
+
+def test_the_toy_design_defaults_and_chapter_03s_images():
+    toy = setup("toy", "twins")
+    table = twins.design(toy, K=2)
+    S = causal.scale(toy.profile)
+    assert (table.n_images == S["n_images"]).all()
+    diverse = table[table.arm == "diverse"].iloc[0]
+    assert diverse.n_variants == max(S["breeds"]) == diverse.pool  # chapter 03's most diverse variant
+    # pair 0's diverse twin is chapter 03's most diverse set at image seed 0
+    chapter03 = causal.variant_images(toy, None, [max(S["breeds"])], S["n_images"], seed=0)[max(S["breeds"])]
+    assert diverse.digest == images_digest([im for _, im in chapter03])
+
+
+def _breed_folder(root: Path, breeds: int, each: int) -> Path:
+    for b in range(breeds):
+        (root / f"breed{b}").mkdir(parents=True)
+        for i in range(each):
+            Image.new("RGB", (8, 8), (10 * b, i, 0)).save(root / f"breed{b}" / f"{i}.png")
+    return root
+
+
+def test_design_from_a_breed_folder(tmp_path):
+    folder = _breed_folder(tmp_path / "dogs", 4, 6)
+    paper = setup("paper", "twins")  # no model is loaded: the design reads the folder only
+    table = twins.design(paper, folder, K=5, n_images=4, diverse=2)
+    pd.testing.assert_frame_equal(table, twins.design(paper, folder, K=5, n_images=4, diverse=2))
+    rigid = table[table.arm == "rigid"]
+    assert sorted(v for (v,) in rigid.variants[:4]) == [f"breed{b}" for b in range(4)]  # every breed, then again
+    assert rigid.variants.iloc[4] == rigid.variants.iloc[0] and "breed reused" in rigid.note.iloc[4]
+    assert (table.source == str(folder)).all() and (table.pool == 4).all()
+    memorized = table[table.arm == "memorized"].iloc[0]
+    assert memorized.image.startswith(rigid.variants.iloc[0][0] + "/") and memorized.image.endswith(".png")
+    images = twins.arm_images(paper, table.iloc[1])
+    assert len(images) == 4 and images_digest(images) == table.digest.iloc[1]
+
+
+def test_design_refuses_what_cannot_be_a_twin(smoke, tmp_path):
+    with pytest.raises(ValueError, match="at least 2 variants"):
+        twins.design(smoke, K=2, diverse=1)
+    with pytest.raises(ValueError, match="evenly"):
+        twins.design(smoke, K=2, n_images=5)
+    with pytest.raises(ValueError, match="memorized_index"):
+        twins.design(smoke, K=2, memorized_index=4)
+    with pytest.raises(ValueError, match="-p images"):
+        twins.design(setup("paper", "twins"), K=2)
+    with pytest.raises(ValueError, match="pool has 2"):
+        twins.design(setup("paper", "twins"), _breed_folder(tmp_path / "d", 2, 4), K=2, n_images=3, diverse=3)
+    row = twins.design(smoke, K=1).iloc[0].copy()
+    row["digest"] = "000000000000"
+    with pytest.raises(ValueError, match="no longer match"):
+        twins.arm_images(smoke, row)
+
+
+# ---------------------------------------------------------------- the paired contrast
+
+def _values(diffs, base=10.0):
+    """Rigid = base + d, diverse = base, memorized = base + 2d per pair."""
+    rows = []
+    for k, d in enumerate(diffs):
+        rows += [{"pair": k, "arm": "rigid", "value": base + d}, {"pair": k, "arm": "diverse", "value": base},
+                 {"pair": k, "arm": "memorized", "value": base + 2 * d}]
+    return pd.DataFrame(rows)
+
+
+def test_paired_by_hand():
+    out = twins.paired(_values([1.0, 2.0, 6.0]))
+    # d = (1, 2, 6): mean 3, SD √7, half-width t(0.975, 2) · √7 / √3
+    half = 4.302652729749464 * np.sqrt(7) / np.sqrt(3)
+    assert out["value"] == pytest.approx(3.0) and out["ci"] == pytest.approx([3 - half, 3 + half])
+    assert out["n"] == out["n_clusters"] == 3 and out["per_cluster"] == {"pair 0": 1.0, "pair 1": 2.0, "pair 2": 6.0}
+    assert out["mean_a"] == pytest.approx(13.0) and out["mean_b"] == pytest.approx(10.0) and out["null"] == 0.0
+    assert out["spread"] == [pytest.approx(np.sqrt(7))]
+    # leave-one-out, lowest lower bound: without pair 1, d = (1, 6): mean 3.5, half t(0.975, 1) · √12.5 / √2
+    low = out["loo"]["low"]
+    assert low["cluster"] == "pair 1" and low["ci"][0] == pytest.approx(3.5 - 12.706204736174707 * 2.5)
+    assert stats.decide(out, unit="pairs") == stats.INCONCLUSIVE
+    memorized = twins.paired(_values([1.0, 2.0, 6.0]), "memorized", "rigid")
+    assert memorized["value"] == pytest.approx(3.0) and memorized["test"].startswith("paired difference memorized")
+
+
+def test_paired_averages_rows_of_one_arm_and_matches_by_pair_index():
+    rows = pd.DataFrame([{"pair": p, "arm": arm, "prompt": q, "dvd": v}
+                         for p, (ra, rb, da, db) in enumerate([(10, 20, 0, 10), (40, 60, 30, 30), (5, 5, 0, 0)])
+                         for arm, vs in (("rigid", (ra, rb)), ("diverse", (da, db))) for q, v in zip("ab", vs)])
+    out = twins.paired(rows, value="dvd")
+    assert out["per_cluster"] == {"pair 0": 10.0, "pair 1": 20.0, "pair 2": 5.0}
+    series = rows.groupby(["pair", "arm"]).dvd.mean()  # a Series indexed by (pair, arm) reads the same
+    assert twins.paired(series)["ci"] == pytest.approx(out["ci"])
+    relabelled = rows.assign(pair=rows.pair.map({0: 7, 1: 3, 2: 5}))  # pairs are labels, matched as such
+    assert twins.paired(relabelled, value="dvd")["per_cluster"] == {"pair 3": 20.0, "pair 5": 5.0, "pair 7": 10.0}
+
+
+def test_shuffling_rows_changes_nothing_and_swapping_arms_flips_every_sign():
+    values = _values(np.random.default_rng(1).normal(2, 3, 8))
+    out = twins.paired(values)
+    for seed in range(3):
+        shuffled = values.sample(frac=1, random_state=seed)
+        assert twins.paired(shuffled) == out
+    swapped = twins.paired(values, "diverse", "rigid")
+    assert swapped["value"] == pytest.approx(-out["value"])
+    assert swapped["ci"] == pytest.approx([-out["ci"][1], -out["ci"][0]])
+    assert {k: -v for k, v in out["per_cluster"].items()} == pytest.approx(swapped["per_cluster"])
+    assert swapped["loo"]["low"]["ci"] == pytest.approx([-out["loo"]["high"]["ci"][1], -out["loo"]["high"]["ci"][0]])
+    assert swapped["detectable"] == pytest.approx(out["detectable"])
+
+
+def test_a_pair_missing_an_arm_is_named():
+    values = _values([1.0, 2.0, 3.0, 4.0])
+    with pytest.raises(ValueError, match=r"pair 2 lacks the 'diverse' arm"):
+        twins.paired(values.drop(index=values[(values.pair == 2) & (values.arm == "diverse")].index))
+    no_value = values.copy()
+    no_value.loc[(no_value.pair == 3) & (no_value.arm == "rigid"), "value"] = np.nan
+    with pytest.raises(ValueError, match=r"pair 3 lacks the 'rigid' arm"):
+        twins.paired(no_value)
+    with pytest.raises(ValueError, match="no pair has a 'random'"):
+        twins.paired(values, "random", "rigid")
+
+
+# ---------------------------------------------------------------- how many pairs
+
+def test_pilot_design_table_agrees_with_the_committed_calibration():
+    calibration = json.loads(CALIBRATION.read_text())
+    power = {r["clusters a side"]: r["power at 1 SD"] for r in calibration["rows"] if r["design"] == "paired"}
+    margin = 1.96 * np.sqrt(0.8 * 0.2 / calibration["draws"]) + 0.02  # Monte-Carlo error, + the cells' unequal sizes
+    table = twins.pilot_design_table({"rigid − diverse": 1.0}, ks=tuple(power))
+    for k, p in power.items():
+        found = table.at["rigid − diverse", f"detectable at K = {k}"]
+        # the calibration's power at one SD is above 80% exactly where one SD is detectable
+        if p > 0.8 + margin:
+            assert found < 1.0, (k, p, found)
+        elif p < 0.8 - margin:
+            assert found > 1.0, (k, p, found)
+        else:
+            assert found == pytest.approx(1.0, abs=0.1), (k, p, found)
+
+
+def test_pilot_design_table_scales_and_says_how_many_pairs():
+    pilot = twins.paired(_values([3.0, -1.0, 5.0, 1.0]))  # a pilot's paired result gives its spread
+    sd = float(np.std([3.0, -1.0, 5.0, 1.0], ddof=1))
+    table = twins.pilot_design_table({"rigid − diverse": pilot, "memorized − rigid": 2 * sd},
+                                     paper_effects={"rigid − diverse": 1.5 * sd})
+    assert table.index.tolist() == ["rigid − diverse", "memorized − rigid"]
+    assert table.at["rigid − diverse", "between-pair SD"] == pytest.approx(sd)
+    cols = [f"detectable at K = {k}" for k in (3, 6, 12, 24)]
+    found = table.loc["rigid − diverse", cols].to_numpy(float)
+    assert np.all(np.diff(found) < 0)  # more pairs find smaller effects
+    assert table.loc["memorized − rigid", cols].to_numpy(float) == pytest.approx(2 * found)  # scales with the SD
+    needed = table.at["rigid − diverse", "K needed"]
+    assert needed == stats.clusters_needed(1.5 * sd, (3,), (sd,))
+    at = lambda k: stats.detectable((k,), (sd,), draws=1000)  # noqa: E731 (as clusters_needed draws)
+    assert at(needed) <= 1.5 * sd < at(needed - 1)
+    unknown = table.loc["memorized − rigid"]
+    assert pd.isna(unknown["K needed"]) and pd.isna(unknown["paper effect"])
+
+
+# ---------------------------------------------------------------- fine-tunes, end to end on smoke
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def twins_run(tmp_path_factory):
+    """Two pairs, three arms each, fine-tuned with smoke's recipe (2 steps) and one prompt
+    generated with one seed per twin."""
+    store = tmp_path_factory.mktemp("twins") / "store"
+    run = setup("smoke", "twins", store=str(store))
+    table = twins.design(run, K=2)
+    fits = twins.finetune_twins(run, table, progress=False)
+    prompt = causal.causal_prompts(run, 1)
+    stores = twins.generate_twins(run, fits, prompt, run.profile.seeds[:1], progress=False)
+    return run, table, fits, prompt, stores
+
+
+def test_every_arm_is_fine_tuned_into_the_store_and_generates(twins_run):
+    run, table, fits, prompt, stores = twins_run
+    assert fits[["pair", "arm"]].equals(table[["pair", "arm"]]) and fits.trained.all()
+    root = Path(run.profile.store)
+    assert {Path(f).parent for f in fits.folder} == {root / "finetune" / "smoke"}  # where chapter 03 keeps its own
+    assert all(is_finished(f) for f in fits.folder) and fits.folder.is_unique
+    assert fits.model.tolist() == [finetuned_key("smoke", f) for f in fits.folder]
+    for (pair, arm), store in stores.items():
+        assert store.model == fits.set_index(["pair", "arm"]).model[pair, arm]
+        assert store.has(prompt.prompt.iloc[0], run.profile.seeds[0])
+    recipe = json.loads((Path(fits.folder[0]) / "finetune.json").read_text())["recipe"]
+    assert recipe["steps"] == causal.scale(run.profile)["recipe"].steps and recipe["seed"] == 0
+
+
+def test_a_second_call_trains_and_generates_nothing(twins_run):
+    run, table, fits, prompt, _ = twins_run
+    root = Path(run.profile.store)
+    before = _files(root)
+    again = setup("smoke", "twins", store=run.profile.store)
+    refits = twins.finetune_twins(again, table, progress=False)
+    twins.generate_twins(again, refits, prompt, run.profile.seeds[:1], progress=False)
+    assert not refits.trained.any() and refits.drop(columns="trained").equals(fits.drop(columns="trained"))
+    assert "pipe" not in again.__dict__  # the base model was never loaded
+    assert _files(root) == before
+
+
+def test_fine_tuning_an_arm_twice_gives_identical_weights(twins_run, tmp_path):
+    run, table, fits, _, _ = twins_run
+    other = setup("smoke", "twins", store=str(tmp_path / "store"))
+    (folder,) = twins.finetune_twins(other, table.iloc[[1]], progress=False).folder  # pair 0's diverse twin
+    assert Path(folder).name == Path(fits.folder[1]).name
+    assert folder_hash(Path(folder) / "unet") == folder_hash(Path(fits.folder[1]) / "unet")
+    # other images (pair 0's rigid twin), other weights
+    assert folder_hash(Path(fits.folder[0]) / "unet") != folder_hash(Path(folder) / "unet")
+
+
+def test_twin_scores_judge_each_twin_once_and_feed_the_paired_contrast(twins_run):
+    run, table, fits, prompt, stores = twins_run
+    seeds = run.profile.seeds[:1]
+    scores = twins.twin_scores(run, prompt, stores, seeds=seeds)
+    assert len(scores) == len(table) and set(zip(scores.pair, scores.arm)) == set(zip(table.pair, table.arm))
+    assert scores.dvd.between(0, 100).all() and (scores.images == len(seeds)).all()
+    before = _files(Path(run.profile.store))
+    again = twins.twin_scores(run, prompt, stores, seeds=seeds)  # the answers are stored: nothing is asked
+    assert _files(Path(run.profile.store)) == before and again.equals(scores)
+    out = twins.paired(scores, value="dvd")
+    assert out["n"] == out["n_clusters"] == 2 and set(out["per_cluster"]) == {"pair 0", "pair 1"}
+    assert stats.decide(out, unit="pairs") == "underpowered (2 pairs)"  # two pairs prove the plumbing, not a claim
+
+
+def test_a_profile_narrows_the_twins(tmp_path):
+    from importlib.resources import files
+
+    from dvdlib.profiles import load_profile
+
+    toy = twins.scale(load_profile("toy"))
+    assert toy["K"] == twins.DEFAULT_K == 12 and toy["diverse"] == max(causal.scale(load_profile("toy"))["breeds"])
+    assert toy["recipe"] == causal.scale(load_profile("toy"))["recipe"] and toy["n_images"] == 120
+    path = tmp_path / "mine.yaml"
+    path.write_text((files("dvdlib.profiles") / "smoke.yaml").read_text().replace(
+        "scales:", "scales:\n  twins: {K: 2, diverse: 2}"))
+    mine = twins.scale(load_profile(str(path)))
+    assert mine["K"] == 2 and mine["diverse"] == 2 and mine["slice"] and mine["n_images"] == 4
+    assert twins.design(setup(str(path), "twins")).pair.nunique() == 2  # the design's K is the profile's
+    assert twins.design(setup("smoke", "twins")).pair.nunique() == twins.DEFAULT_K  # unless it names none
+    path.write_text(path.read_text().replace("{K: 2", "{pairs: 2"))
+    with pytest.raises(ValueError, match="pairs"):
+        twins.scale(load_profile(str(path)))
