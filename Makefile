@@ -3,16 +3,21 @@
 #               papermill into book/, JOBS chapters at a time (default one per core), build the
 #               HTML with warnings as errors, print where it is
 # make test   - create .venv if needed, run the tests
+# make publish - push the built book (_build/html, from `make book`) to BRANCH (default gh-pages)
+#                of REMOTE (default origin) with ghp-import (tools/publish.sh); refuses when
+#                _build/html/index.html is missing
 # make lock   - rewrite requirements-lock.txt from the current .venv
 
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= toy
 JOBS    ?=
+REMOTE  ?= origin
+BRANCH  ?= gh-pages
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.dvd-installed
 
-.PHONY: all venv test book lock clean
+.PHONY: all venv test book publish lock clean
 all: test
 
 # torch first, pinned: a bare `torch` (or one pulled in by another package) would fetch a
@@ -31,6 +36,9 @@ test: $(STAMP)
 
 book: $(STAMP)
 	$(BIN)/dvd book --profile $(PROFILE) $(if $(JOBS),--jobs $(JOBS))
+
+publish: $(STAMP)
+	REMOTE=$(REMOTE) BRANCH=$(BRANCH) PYTHON=$(BIN)/python bash tools/publish.sh _build/html
 
 lock:
 	{ echo "# Exact versions for the tests and the book (CI, make test, make book)."; \
