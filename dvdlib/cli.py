@@ -51,15 +51,18 @@ def _book(args) -> int:
 
 def _check(args) -> int:
     import dvdlib
-    from dvdlib.detect import check_prompt
-    from dvdlib.tokens import ConceptNotFound
+    from dvdlib.detect import check_prompt, locate
+    from dvdlib.models import ModelUnavailable
+    from dvdlib.tokens import BlankText, ConceptNotFound, check_text
 
-    run = dvdlib.setup(args.profile, "check", model=args.model)
-    profile = run.profile
     try:
+        check_text(args.prompt, args.concepts)  # before any model is loaded
+        run = dvdlib.setup(args.profile, "check", model=args.model)
+        profile = run.profile
+        locate(run.pipe, args.prompt, args.concepts)  # before the store is made
         result = check_prompt(run.pipe, args.prompt, args.concepts, store=run.store(),
                               seeds=args.seeds or profile.seeds[:1], layers=args.layers, threshold=args.threshold)
-    except ConceptNotFound as exc:
+    except (BlankText, ConceptNotFound, ModelUnavailable) as exc:
         print(f"dvd check: {exc}", file=sys.stderr)
         return 2
     print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")

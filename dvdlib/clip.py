@@ -43,14 +43,15 @@ def load_clip(name: str = PAPER_CLIP, *, device: str = "cpu", dtype: str = "floa
     """
     from transformers import AutoImageProcessor, CLIPVisionModelWithProjection
 
-    from .models import torch_dtype
+    from .models import quiet, torch_dtype
 
     if name == TINY_CLIP:
         model, processor = build_tiny_clip()
     else:
         try:
-            model = CLIPVisionModelWithProjection.from_pretrained(name, dtype=torch_dtype(dtype))
-            processor = AutoImageProcessor.from_pretrained(name)
+            with quiet():  # no "Loading weights" bar in a chapter's output
+                model = CLIPVisionModelWithProjection.from_pretrained(name, dtype=torch_dtype(dtype))
+                processor = AutoImageProcessor.from_pretrained(name)
         except (OSError, ValueError) as error:
             raise ClipUnavailable(
                 f"Cannot load the CLIP image encoder {name!r}: {error}\n"

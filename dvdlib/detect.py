@@ -14,7 +14,7 @@ from .focus import focus_table
 from .generate import generate
 from .layers import registry
 from .store import Store
-from .tokens import concept_span, sequence_tokenizer
+from .tokens import BlankText, check_text, content_positions, known_span, sequence_tokenizer, unknown_tokens
 
 #: The paper's best configuration (paper §3.8): layers 9 and 10, threshold 0.010.
 LAYERS, THRESHOLD = (9, 10), 0.010
@@ -61,21 +61,36 @@ def detector_layers(pipe, every=None) -> tuple[int, ...]:
     return LAYERS if len(layers) == 16 else of(pipe).semantic_layers(layers)
 
 
+def locate(pipe, prompt: str, concepts=()) -> dict[str, list[int]]:
+    """The token positions of each of ``concepts`` in ``prompt`` under ``pipe``'s tokenizer
+    (`dvdlib.tokens.known_span`), after refusing what the detector cannot read: a blank prompt or
+    concept, or a prompt of fewer than two tokens (`dvdlib.tokens.BlankText`), a missing concept
+    (`dvdlib.tokens.ConceptNotFound`), one read as the unknown token (`dvdlib.tokens.UnknownWords`)."""
+    check_text(prompt, concepts)
+    tokenizer = sequence_tokenizer(pipe)
+    if len(content_positions(tokenizer, prompt)) < 2:
+        raise BlankText(f"prompt {prompt!r} has fewer than two tokens, and the Focus Score compares a prompt's "
+                        "tokens: give a prompt of at least two words")
+    return {c: known_span(tokenizer, prompt, c) for c in concepts}
+
+
 def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,), layers=None,
                   threshold: float = THRESHOLD) -> Check:
     """One step-1 pass per seed (no full generation; sampler settings from ``store``): per-layer
     Focus Score (mean over seeds), the most frequent peak token, and the detector's verdict on
     ``layers`` (None: `detector_layers`). ``concepts`` are words ("van gogh"), located in the
-    prompt by the model's tokenizer before anything is generated (`dvdlib.tokens.concept_span`: the
-    first occurrence; `Check.concepts` holds their token positions); a missing one raises
-    `dvdlib.tokens.ConceptNotFound` naming it and the prompt."""
+    prompt by the model's tokenizer before anything is generated (`locate`: the first occurrence;
+    `Check.concepts` holds their token positions); what `locate` refuses raises before any step."""
+    spans = locate(pipe, prompt, concepts)
+    tokenizer = sequence_tokenizer(pipe)
     every = registry(pipe)  # built once, passed on
     layers = tuple(layers or detector_layers(pipe, every))
-    tokenizer = sequence_tokenizer(pipe)
-    spans = {c: concept_span(tokenizer, prompt, c) for c in concepts}
     samples = generate(pipe, [prompt], seeds, store=store, attention={"layers": "all", "steps": [1]},
                        until_step=1, progress=False, registry=every)
     table = focus_table(samples, tokenizer, [layer.index for layer in every])
+    unknown = unknown_tokens(tokenizer, prompt)  # a peak on a word the model read as <unk> says so
+    table["peak_token"] = [f"{word} (read as {unknown[at][1].unk_token})" if at in unknown else word
+                           for at, word in zip(table["peak"], table["peak_token"])]
     focus = table.groupby("layer")["focus"].mean().to_dict()
     peak = table.groupby("layer")["peak_token"].agg(lambda s: s.mode().iloc[0]).to_dict()
     return Check(prompt, focus, peak, spans, flags(focus, layers, threshold), layers)

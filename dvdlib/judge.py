@@ -333,6 +333,7 @@ def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path 
     import os
     import shutil
     import tempfile
+    import uuid
 
     from .vqa import QwenJudge, build_tiny_qwen2_vl
 
@@ -340,7 +341,8 @@ def load_judge(name: str, *, dtype=None, device: str = "cpu", cache: str | Path 
         folder = Path(cache or tempfile.mkdtemp(prefix="dvd-judge-")) / "tiny-qwen2-vl"
         if not folder.is_dir():  # built aside and renamed: processes sharing a store never see half of it
             folder.parent.mkdir(parents=True, exist_ok=True)
-            aside = Path(tempfile.mkdtemp(prefix=".tiny-qwen2-vl.", dir=folder.parent))
+            aside = folder.parent / f".tiny-qwen2-vl.{os.getpid()}.{uuid.uuid4().hex}"
+            aside.mkdir()  # with the process's umask, as the store's other folders (mkdtemp's is 0700)
             build_tiny_qwen2_vl(aside)
             try:
                 os.replace(aside, folder)

@@ -10,16 +10,15 @@ sampler (DDIM, eta 0) and no safety checker.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from diffusers.utils import logging as diffusers_logging
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .family import by_family, of
+from .progress import quiet  # loads run in it (here, in dvdlib.finetune and the toy models)
 from .tokens import clip_tokenizer
 
 SD14 = "CompVis/stable-diffusion-v1-4"
@@ -126,6 +125,36 @@ def resolve_id(name: str) -> str:
     return MIRRORS.get(name, name)
 
 
+#: What a model folder holds: a diffusers pipeline as `DiffusionPipeline.save_pretrained` writes it.
+LAYOUT = "model_index.json, unet/ (or transformer/), vae/, text_encoder/, tokenizer/, scheduler/"
+
+
+def looks_local(name: str) -> bool:
+    """Whether a model argument names a folder rather than a Hub id ("owner/name"): it starts with
+    / . or ~, holds a separator no Hub id has (a backslash, two or more slashes), or its first part
+    is an existing folder here."""
+    first = name.split("/")[0]
+    return (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+            or ("/" in name and Path(first).is_dir()))
+
+
+def local_folder(model_id: str) -> str:
+    """``model_id`` as `DiffusionPipeline.from_pretrained` takes it (``~`` expanded); a folder that
+    cannot hold a pipeline raises `ModelUnavailable` saying what is missing, before anything loads
+    (a Hub id passes through)."""
+    if not (looks_local(model_id) or Path(model_id).exists()):
+        return model_id
+    folder = Path(model_id).expanduser()
+    if not folder.is_dir():
+        what = "a file, not a model folder" if folder.exists() else "no model folder"
+        raise ModelUnavailable(f"{what} at {model_id}: pass a folder holding a diffusers pipeline ({LAYOUT}), "
+                               f"e.g. a download of {SD14}, or a Hub id.")
+    if not (folder / "model_index.json").is_file():
+        raise ModelUnavailable(f"cannot load a pipeline from this folder, {model_id}: it has no model_index.json; "
+                               f"pass a folder holding a whole diffusers pipeline ({LAYOUT}).")
+    return str(folder)
+
+
 def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: str = "cpu",
          local_files_only: bool | None = None) -> StableDiffusionPipeline:
     """Load a pipeline by Hub id, local folder, ``"smoke"``, ``"random:sd1.4"``/``"random:sd2.1"`` or
@@ -143,7 +172,7 @@ def load(name: str = "smoke", *, dtype: str | torch.dtype = "float32", device: s
     elif name.startswith("random:"):
         pipe = build_random(name.split(":", 1)[1])
     else:
-        pipe = _from_pretrained(resolve_id(name), torch_dtype(dtype), local_files_only)
+        pipe = _from_pretrained(local_folder(resolve_id(name)), torch_dtype(dtype), local_files_only)
     return prepare(pipe, dtype=dtype, device=device)
 
 
@@ -155,27 +184,6 @@ def prepare(pipe: StableDiffusionPipeline, *, dtype: str | torch.dtype = "float3
     if of(pipe).denoiser(pipe).dtype != torch_dtype(dtype):
         pipe.to(dtype=torch_dtype(dtype))
     return pipe.to(device)
-
-
-@contextmanager
-def quiet():
-    """Silence diffusers' warnings that are expected here (a BERT encoder and a custom VAE where
-    SD has CLIP and AutoencoderKL, no text encoder saved, a UNet cast to fp16)."""
-    from transformers.utils import logging as transformers_logging
-
-    level = diffusers_logging.get_verbosity()
-    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity_error()
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:  # restore what was there (quiet blocks nest)
-        diffusers_logging.set_verbosity(level)
-        if bars[0]:
-            diffusers_logging.enable_progress_bar()
-        if bars[1]:
-            transformers_logging.enable_progress_bar()
 
 
 def _from_pretrained(model_id: str, dtype: torch.dtype, local_files_only: bool | None):
@@ -204,19 +212,40 @@ def sampler_of(name: str) -> str | None:
     pipeline class in ``model_index.json`` (a local folder, or the hub cache); None when unknown."""
     if name.startswith("tiny:"):
         return FLOW_MATCHING if name.split(":", 1)[1] in ("sd3", "flux") else "DDIM"
-    index = Path(name) / "model_index.json"
-    if not index.is_file():
-        from huggingface_hub import try_to_load_from_cache
-
-        try:
-            cached = try_to_load_from_cache(name, "model_index.json") if name.count("/") == 1 else None
-        except ValueError:  # not a hub id either
-            cached = None
-        index = Path(cached) if isinstance(cached, str) else None
+    index = _config_file(name, "model_index.json")
     if index is None:
         return None
     cls = json.loads(index.read_text()).get("_class_name", "")
     return FLOW_MATCHING if cls.startswith(FLOW_MATCHING_PIPELINES) else "DDIM"
+
+
+def guidance_of(name: str, guidance: float) -> float:
+    """The guidance scale ``name``'s pipeline applies when asked for ``guidance``, read without
+    loading it: 0.0 for a FLUX transformer without a guidance embedding (FLUX.1-schnell, tiny:flux:
+    guidance-distilled, FluxPipeline ignores ``guidance_scale``), else ``guidance``."""
+    if name.startswith("tiny:"):
+        return 0.0 if name == "tiny:flux" else guidance  # its transformer has no guidance embedding
+    if resolve_id(name) == FLUX_SCHNELL:
+        return 0.0
+    index, config = _config_file(name, "model_index.json"), _config_file(name, "transformer/config.json")
+    if index is None or config is None or not json.loads(index.read_text()).get("_class_name", "").startswith("Flux"):
+        return guidance
+    return guidance if json.loads(config.read_text()).get("guidance_embeds", False) else 0.0
+
+
+def _config_file(name: str, path: str) -> Path | None:
+    """The file ``path`` of the model ``name``: in its local folder, else in the hub cache; None when neither has it."""
+    local = Path(name).expanduser() / path
+    if local.is_file():
+        return local
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = resolve_id(name)
+    try:
+        cached = try_to_load_from_cache(repo, path) if repo.count("/") == 1 else None
+    except ValueError:  # not a hub id either
+        cached = None
+    return Path(cached) if isinstance(cached, str) else None
 
 
 def _unavailable_message(model_id: str, error: Exception) -> str:

@@ -203,7 +203,7 @@ class Count:
         options = {"attention": plain(attention) if attention else None,
                    "until_step": until_step, "noise_norms": noise_norms}
         steps = min(until_step or P.steps, P.steps)
-        evals = steps * (2 if P.guidance > 1 else 1)
+        evals = steps * (2 if P.sampler(model)["guidance"] > 1 else 1)  # the guidance the model applies
         options = json.dumps(options, sort_keys=True)
         iv = json.dumps(intervention, sort_keys=True) if intervention else ""
         first = Work(GENERATE, model, store, settings, "", 0, options, iv)

@@ -1,5 +1,7 @@
 """Progress of a long task: a live bar in a terminal; in an executed page or a log, one line when
-it ends ("240 images computed in 12 s, 0 read from the store"), never a screenful of bar updates."""
+it ends ("240 images computed in 12 s, 0 read from the store"), never a screenful of bar updates;
+and `quiet`, which keeps the libraries' own bars and warnings ("Loading weights: 0/46") out of
+pages while a model loads."""
 
 from __future__ import annotations
 
@@ -48,3 +50,25 @@ def task(total: int, what: str, stored: int = 0, show: bool = True, unit: str = 
             seconds = time.perf_counter() - started
             tail = "; " + ", ".join(f"{k} {v}" for k, v in counter.postfix.items()) if counter.postfix else ""
             print(f"{total:,} {what} computed in {seconds:,.0f} s, {stored:,} {kept}{tail}")
+
+
+@contextmanager
+def quiet():
+    """Silence diffusers' and transformers' warnings and progress bars while a model loads (their
+    "Loading weights" bar; expected warnings: a BERT encoder and a custom VAE where SD has CLIP and
+    AutoencoderKL, no text encoder saved, a UNet cast to fp16); what was set before is restored."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    levels = diffusers_logging.get_verbosity(), transformers_logging.get_verbosity()
+    bars = diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled()
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+    try:
+        yield
+    finally:  # restore what was there (quiet blocks nest)
+        for library, level, bar in zip((diffusers_logging, transformers_logging), levels, bars):
+            library.set_verbosity(level)
+            if bar:
+                library.enable_progress_bar()

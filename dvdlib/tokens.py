@@ -31,6 +31,24 @@ class ConceptNotFound(ValueError):
     """A concept does not occur (within the truncation limit) in a tokenized prompt."""
 
 
+class BlankText(ValueError):
+    """A prompt or concept with too little to read: blank, no letters or digits, or (a prompt) too
+    few tokens for the Focus Score."""
+
+
+class UnknownWords(ConceptNotFound):
+    """A concept's words are outside the tokenizer's vocabulary: the model sees its unknown token."""
+
+
+def check_text(prompt: str, concepts=()) -> None:
+    """Refuse a blank prompt or a concept with no letters or digits (`BlankText`), before any
+    model is loaded."""
+    if not prompt.strip():
+        raise BlankText("the prompt is empty: give a prompt of at least two words, e.g. \"a red mug\"")
+    for concept in concepts:
+        _concept_pattern(concept)  # raises BlankText for a concept without letters or digits
+
+
 def clip_tokenizer(pad: str = "eos"):
     """The packaged CLIP BPE tokenizer of SD 1.x/2.x (as in the authors' release), model_max_length 77.
 
@@ -96,7 +114,8 @@ def _concept_pattern(concept: str) -> re.Pattern:
     boundaries, with an optional plural (kept in group ``core``) and possessive (outside it)."""
     words = re.findall(r"[^\W_]+", _fold(concept)[0])
     if not words:
-        raise ValueError(f"concept {concept!r} has no letters or digits to match")
+        raise BlankText(f"concept {concept!r} has no letters or digits to match: give the concept's words "
+                        "as they appear in the prompt, e.g. \"van gogh\"")
     core = _SEP.join(re.escape(w) for w in words) + _PLURAL
     return re.compile(f"{_NOT_ALNUM_BEFORE}(?P<core>{core}){_POSSESSIVE}{_NOT_ALNUM_AFTER}")
 
@@ -135,6 +154,48 @@ def concept_span(tokenizer, prompt: str, concept: str) -> list[int]:
             f"of {tokenizer.model_max_length} tokens, so the model never sees it. Shorten the "
             "prompt or move the concept forward.")
     return [i for i, s, e in tokens if s < end and e > start]
+
+
+def _parts(tokenizer) -> list:
+    """(tokenizer, length) of each part of ``tokenizer``'s sequence (one part unless `JointSequence`)."""
+    return getattr(tokenizer, "parts", None) or [(tokenizer, tokenizer.model_max_length)]
+
+
+def tokenizer_name(tokenizer) -> str:
+    """A tokenizer as a message names it: its class, and its name or folder when it has one."""
+    name = getattr(tokenizer, "name_or_path", "")
+    return f"{type(tokenizer).__name__} {name!r}" if name else type(tokenizer).__name__
+
+
+def unknown_tokens(tokenizer, prompt: str) -> dict[int, tuple[str, object]]:
+    """Content positions whose token is the tokenizer's unknown token (a word outside its
+    vocabulary: T5's ``<unk>``), each with the prompt text it stands for and the tokenizer (the
+    part of a `JointSequence`) that read it so."""
+    found, start = {}, 0
+    for part, length in _parts(tokenizer):
+        unk = getattr(part, "unk_token_id", None)
+        enc = part(prompt, truncation=True, max_length=length, return_offsets_mapping=True,
+                   return_special_tokens_mask=True)
+        rows = enumerate(zip(enc["input_ids"][:length], enc["offset_mapping"], enc["special_tokens_mask"]))
+        found.update({start + i: (prompt[s:e], part) for i, (token, (s, e), special) in rows
+                      if unk is not None and token == unk and not special})
+        start += length
+    return found
+
+
+def known_span(tokenizer, prompt: str, concept: str) -> list[int]:
+    """`concept_span`, refusing (`UnknownWords`) a concept any of whose tokens is the tokenizer's
+    unknown token: the model cannot tell such a word from any other unknown one."""
+    span = concept_span(tokenizer, prompt, concept)
+    everywhere = unknown_tokens(tokenizer, prompt)
+    unknown = [everywhere[i] for i in span if i in everywhere]
+    if unknown:
+        words, part = list(dict.fromkeys(repr(word) for word, _ in unknown)), unknown[0][1]
+        raise UnknownWords(
+            f"concept {concept!r}: {', '.join(words)} {'is' if len(words) == 1 else 'are'} outside the vocabulary of "
+            f"the model's tokenizer ({tokenizer_name(part)}), which reads {'it' if len(words) == 1 else 'them'} as its "
+            f"unknown token {part.unk_token!r}; use words that tokenizer knows.")
+    return span
 
 
 class JointSequence:
@@ -201,4 +262,4 @@ def tiny_t5_tokenizer(max_length: int = 256):
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-                                   model_max_length=max_length)
+                                   model_max_length=max_length, name_or_path="tiny-t5")

@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .progress import quiet
+
 #: The judge of the authors' release.
 DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
 #: The judge the paper's text names, an option.
@@ -81,11 +83,12 @@ class QwenJudge:
                 self.tokenizer, self.image_processor, self.model = build_random_qwen2_vl(
                     self.name.split(":", 1)[1], dtype=dtype, device=self.device, **limits)
             else:
-                self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
-                self.image_processor = AutoImageProcessor.from_pretrained(
-                    model, local_files_only=local_files_only, **limits)
-                self.model = AutoModelForImageTextToText.from_pretrained(
-                    model, dtype=dtype, local_files_only=local_files_only).to(self.device).eval()
+                with quiet():  # no "Loading weights" bar in a chapter's output
+                    self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
+                    self.image_processor = AutoImageProcessor.from_pretrained(
+                        model, local_files_only=local_files_only, **limits)
+                    self.model = AutoModelForImageTextToText.from_pretrained(
+                        model, dtype=dtype, local_files_only=local_files_only).to(self.device).eval()
         except (OSError, ValueError) as e:
             local = _looks_local(model)
             why = (f"no folder {self.name}" if local and not Path(model).is_dir()

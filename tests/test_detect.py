@@ -99,3 +99,27 @@ def test_detection_grid_and_roc_by_hand():
     assert curve.fpr.iloc[-1] == 1.0 and curve.tpr.iloc[-1] == 1.0 and curve.tpr.is_monotonic_increasing
     with pytest.raises(ValueError, match="both sets"):
         roc([], [0.1])
+
+
+def test_check_prompt_refuses_unreadable_input_before_generating(tmp_path, monkeypatch):
+    """A blank prompt or concept, a one-token prompt, a concept (or part of one) read as the
+    tokenizer's unknown token: refused before any step (nothing stored); a peak on an unknown word
+    that is no concept is labelled as what the model saw."""
+    from dvdlib import detect
+    from dvdlib.tokens import BlankText, UnknownWords
+
+    pipe = models.load("tiny:flux")
+    store = Store(tmp_path, "tiny:flux", {"resolution": 64, "steps": 2, "guidance": 0.0, "eta": 0.0})
+    before = sorted(tmp_path.rglob("*"))
+    real = detect.generate
+    monkeypatch.setattr(detect, "generate", lambda *_, **__: pytest.fail("a step was computed"))
+    for prompt, concepts in (("", []), (" ", []), ("a mug", [""]), ("mug", [])):
+        with pytest.raises(BlankText):
+            check_prompt(pipe, prompt, concepts, store=store)
+    for concept in ("zebra", "zebra mug"):
+        with pytest.raises(UnknownWords, match=r"'zebra' is outside the vocabulary .*'tiny-t5'.*'<unk>'"):
+            check_prompt(pipe, "a zebra mug", [concept], store=store)
+    assert sorted(tmp_path.rglob("*")) == before
+    monkeypatch.setattr(detect, "generate", real)
+    result = check_prompt(pipe, "a zebra mug", ["mug"], store=store, threshold=-1.0)
+    assert set(result.peak_token.values()) <= {"a", "mug", "zebra (read as <unk>)"}

@@ -146,3 +146,40 @@ def test_load_judge_by_the_names_profiles_use(tmp_path):
     assert get("toy").load_judge(str(toy)).name == "toy-cnn"
     with pytest.raises(OSError, match="cannot load the VQA judge"):
         load_judge(str(tmp_path / "nowhere"))
+
+
+def test_loading_a_model_leaves_no_loading_weights_bar(tmp_path, capfd):
+    """transformers' "Loading weights: 0/46" bar stays out of the chapters' output (the tiny judge's
+    load, and a diffusers pipeline's text encoder), and the bars' setting is restored after."""
+    from transformers.utils import logging as transformers_logging
+
+    from dvdlib import models
+    from dvdlib.judge import SMOKE_JUDGE, load_judge
+
+    models.load("smoke").save_pretrained(tmp_path / "model")
+    capfd.readouterr()  # saving's own bar is not the question
+    enabled = transformers_logging.is_progress_bar_enabled()
+    load_judge(SMOKE_JUDGE, cache=tmp_path / "judges")
+    load_judge(SMOKE_JUDGE, cache=tmp_path / "judges")  # built, then loaded from the cache
+    models.load(str(tmp_path / "model"))
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "it/s]" not in err
+    assert transformers_logging.is_progress_bar_enabled() == enabled
+
+
+def test_the_judge_cache_follows_the_umask(tmp_path):
+    """The tiny judge's folder under the store (<store>/judges/tiny-qwen2-vl) is made with the
+    process's umask, as the store's other folders (0755 under umask 022), not mkdtemp's 0700."""
+    import os
+    import stat
+
+    from dvdlib.judge import SMOKE_JUDGE, load_judge
+
+    old = os.umask(0o022)
+    try:
+        load_judge(SMOKE_JUDGE, cache=tmp_path / "judges")
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "judges", tmp_path / "judges" / "tiny-qwen2-vl"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o755, folder
+    assert [p.name for p in (tmp_path / "judges").iterdir()] == ["tiny-qwen2-vl"]  # nothing left aside

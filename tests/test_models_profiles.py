@@ -61,6 +61,30 @@ def test_empty_local_folder_is_reported_as_a_folder(tmp_path):
         load(str(tmp_path))
 
 
+def test_a_missing_model_folder_is_named_not_sent_to_the_hub(tmp_path, monkeypatch):
+    """A model argument that is a path (/ . ~, two slashes, an existing first folder) and is no
+    pipeline folder says so before anything loads, by `load` and by every world's `load_model`."""
+    from diffusers import DiffusionPipeline
+
+    from dvdlib.worlds import get
+
+    monkeypatch.setattr(DiffusionPipeline, "from_pretrained", lambda *_, **__: pytest.fail("a load was tried"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    for name in ("/nonexistent", "./nowhere", "~/no-such-dvd-model", "a/b/c", "models/sd14"):
+        for loader in (load, get("smoke").load_model, get("toy").load_model):
+            with pytest.raises(ModelUnavailable) as info:
+                loader(name)
+            message = str(info.value)
+            assert message.startswith(f"no model folder at {name}:") and "model_index.json" in message
+            assert "huggingface-cli" not in message and "\n" not in message
+    with pytest.raises(ModelUnavailable, match=r"from this folder, models: it has no model_index.json"):
+        load("models")
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(ModelUnavailable, match="a file, not a model folder at ./weights.bin"):
+        load("./weights.bin")
+
+
 # dtypes ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, dtype", [
@@ -187,6 +211,30 @@ def test_another_family_s_model_brings_its_sampler_to_the_card_and_the_store_key
         assert load_profile("paper", model=str(tmp_path / cls)).scheduler == sampler
     assert load_profile("sd3", model="/nowhere/a-model").scheduler == "flow-matching Euler"  # unknown: the profile's
     assert load_profile("smoke", model="tiny:sd3", scheduler="DDIM").scheduler == "DDIM"  # said outright: kept
+
+
+def test_a_flux_model_records_the_guidance_it_applies(tmp_path):
+    """FLUX.1-schnell (and tiny:flux) have no guidance embedding: FluxPipeline ignores guidance_scale,
+    so the store keys and the card say 0.0, not the profile's 7.5; other models keep it."""
+    from dvdlib.generate import pipeline_call
+
+    flux = load_profile("smoke", model="tiny:flux")
+    assert flux.guidance == 0.0 and flux.sampler()["guidance"] == 0.0 and "guidance 0.0" in flux.card()
+    assert load_profile("smoke").sampler("tiny:flux")["guidance"] == 0.0  # a compared model, too
+    assert load_profile("smoke", model="tiny:flux", guidance=3.0).sampler()["guidance"] == 0.0
+    assert load_profile("smoke").sampler()["guidance"] == load_profile("smoke", model="tiny:sd3").guidance == 7.5
+    assert models.guidance_of(models.FLUX_SCHNELL, 7.5) == models.guidance_of("flux-schnell", 7.5) == 0.0
+    for embeds, applied in ((False, 0.0), (True, 3.5)):  # FLUX.1-dev embeds its (distilled) guidance
+        folder = tmp_path / str(embeds)
+        (folder / "transformer").mkdir(parents=True)
+        (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+        (folder / "transformer" / "config.json").write_text(json.dumps({"guidance_embeds": embeds}))
+        assert load_profile("paper", model=str(folder), guidance=3.5).sampler()["guidance"] == applied
+    pipe = load("tiny:flux")  # what it applies: the same image under any guidance
+    runs = [pipe(**pipeline_call(pipe, [("a red mug", 1825)], {**flux.sampler(), "steps": 2, "resolution": 64,
+                                                                 "guidance": g}, want_image=False)).images
+            for g in (0.0, 7.5)]
+    assert torch.equal(*runs)
 
 
 def test_profile_errors(tmp_path):

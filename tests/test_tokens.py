@@ -124,3 +124,18 @@ def test_wordpiece_tokenizer(tmp_path):
     assert concept_span(tok, prompt, "magnet") == [9, 10]
     with pytest.raises(ConceptNotFound):
         concept_span(tok, prompt, "mug")
+
+
+def test_unknown_words_are_found_and_refused_in_a_concept():
+    from dvdlib.tokens import BlankText, UnknownWords, check_text, known_span, tiny_t5_tokenizer, unknown_tokens
+
+    t5 = tiny_t5_tokenizer(16)
+    assert unknown_tokens(t5, "a zebra mug by a yak") == {1: ("zebra", t5), 3: ("by", t5), 5: ("yak", t5)}
+    assert known_span(t5, "a zebra mug", "mug") == [2]
+    with pytest.raises(UnknownWords, match=r"concept 'zebra': 'zebra' is outside .* 'tiny-t5'.* '<unk>'"):
+        known_span(t5, "a zebra mug", "zebra")
+    assert unknown_tokens(clip_tokenizer(), "a zebra mug") == {}  # byte-level BPE knows every word
+    check_text("a mug", ["mug"])
+    for prompt, concepts in (("", ()), ("\t ", ()), ("a mug", ["?"])):
+        with pytest.raises(BlankText):
+            check_text(prompt, concepts)

@@ -55,9 +55,14 @@ class Profile:
         return self.resolutions.get(model, self.resolution)
 
     def sampler(self, model: str | None = None) -> dict:
-        """The generation settings that, with the model, key the run store."""
-        return {"resolution": self.resolution_of(model or self.model), "steps": self.steps, "guidance": self.guidance,
-                "eta": self.eta, "dtype": self.dtype, "sampler": self.scheduler, "negative_prompt": ""}
+        """The generation settings that, with the model, key the run store; the guidance is the one
+        the model applies (`dvdlib.models.guidance_of`: none for FLUX.1-schnell, whatever is asked)."""
+        from ..models import guidance_of
+
+        model = model or self.model
+        return {"resolution": self.resolution_of(model), "steps": self.steps,
+                "guidance": guidance_of(model, self.guidance), "eta": self.eta, "dtype": self.dtype,
+                "sampler": self.scheduler, "negative_prompt": ""}
 
     def scale(self, procedure: str, full: dict) -> dict:
         """How much of a large procedure this profile runs: ``full`` narrowed by its
@@ -72,8 +77,9 @@ class Profile:
     def card(self, uses_judge: bool = True) -> str:
         """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter)."""
         judge = f"`{self.judge}`" if uses_judge else f"none used in this chapter (profile's judge: `{self.judge}`)"
+        guidance = self.sampler()["guidance"]  # the one the model applies
         rows = [("profile", f"`{self.name}` — {self.description}"), ("model", f"`{self.model}`"),
-                ("judge", judge), ("sampler", f"{self.scheduler} {self.steps} steps, guidance {self.guidance}, "
+                ("judge", judge), ("sampler", f"{self.scheduler} {self.steps} steps, guidance {guidance}, "
                  f"eta {self.eta}, {self.resolution_of(self.model)}², {self.dtype} on {self.device}"),
                 ("seeds", ", ".join(map(str, self.seeds))), ("prompts per set", str(self.n_prompts))]
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
@@ -106,6 +112,10 @@ def load_profile(name: str = "smoke", **overrides) -> Profile:
         from ..models import sampler_of
 
         changes["scheduler"] = sampler_of(changes["model"]) or profile.scheduler
+    if "model" in changes and "guidance" not in changes:  # and the guidance it applies (FLUX.1-schnell: none)
+        from ..models import guidance_of
+
+        changes["guidance"] = guidance_of(changes["model"], profile.guidance)
     return with_world_defaults(replace(profile, **changes))
 
 
