@@ -23,6 +23,16 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
+def pilot_rows(contrasts: dict, design) -> list[dict]:
+    """The benchmarks page's table: per contrast its DvD estimate and interval, the per-pair
+    differences, the between-pair SD and the effect found with 80% power at K = 12 and 24."""
+    return [{"contrast": k, "DvD [95% CI]": f"{v['value']:+.1f} [{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]",
+             "per pair": "; ".join(f"{d:+.1f}" for d in v["per_cluster"].values()), "SD": float(v["spread"][0]),
+             "found at 12 pairs": design.loc[k, "detectable at K = 12"],
+             "at 24 pairs": design.loc[k, "detectable at K = 24"]}
+            for k, v in contrasts.items()]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="toy")
@@ -49,15 +59,10 @@ def main(argv=None) -> int:
     contrasts = {"rigid − diverse": twins.paired(scores, "rigid", "diverse", value="dvd"),
                  "memorized − rigid": twins.paired(scores, "memorized", "rigid", value="dvd")}
     design = twins.pilot_design_table(contrasts)
-    rows = [{"contrast": k, "pairs": args.pairs, "estimate (DvD)": v["value"],
-             "95% interval": f"[{v['ci'][0]:+.1f}, {v['ci'][1]:+.1f}]",
-             "per pair": "; ".join(f"{d:+.1f}" for d in v["per_cluster"].values()),
-             "between-pair SD": float(v["spread"][0]),
-             **{c: design.loc[k, c] for c in design.columns if c.startswith("detectable")}}
-            for k, v in contrasts.items()]
+    rows = pilot_rows(contrasts, design)
     suffix = "" if args.steps is None else f"-{args.steps}"
     body = {
-        "title": f"Twin pilot: {args.pairs} pairs on `{args.profile}`, {recipe.steps}-step fine-tunes",
+        "title": f"Twin pilot: {args.pairs} pairs on the {args.profile} profile, {recipe.steps}-step fine-tunes",
         "command": f"python benchmarks/twin_pilot.py --pairs {args.pairs}" + (f" --steps {args.steps}" * bool(args.steps)),
         "rows": rows,
         "profile": args.profile, "pairs": args.pairs, "recipe": dataclasses.asdict(recipe),

@@ -66,8 +66,24 @@ def notebook_error(nb) -> str | None:
     return None
 
 
+def not_applicable(path) -> str | None:
+    """Why the chapter executed at ``path`` does not apply to its profile's world, or None: the
+    ``"applies": false, "why": ...`` its results JSON (``results/<name>.json`` beside it; written by
+    `dvdlib.report.Report.not_applicable`) holds."""
+    path = Path(path)
+    try:
+        body = json.loads((path.parent / "results" / f"{path.stem}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if isinstance(body, dict) and body.get("applies") is False:
+        return str(body.get("why") or "this chapter does not apply to this world")
+    return None
+
+
 def chapter_info(path) -> dict:
-    """Title, profile, run time and outcome of an executed chapter, from its papermill metadata."""
+    """Title, profile, run time and outcome of an executed chapter, from its papermill metadata:
+    "ok", "not applicable" (it ran and recorded that it does not apply to its world: ``why``
+    says why), "failed" (``error``) or "not run" (a placeholder)."""
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     pm = nb.metadata.get("papermill", {})
@@ -75,13 +91,16 @@ def chapter_info(path) -> dict:
     info = {"name": path.stem, "title": notebook_title(nb) or path.stem,
             "profile": (pm.get("parameters") or {}).get("profile", stub.get("profile")),
             "seconds": pm.get("duration"), "start": pm.get("start_time"),
-            "end": pm.get("end_time"), "error": None}
+            "end": pm.get("end_time"), "error": None, "why": None}
     if pm:
         error = notebook_error(nb)
         if pm.get("exception") and not error:
             error = "CellExecutionError: the chapter did not finish"
         info["error"] = error
         info["outcome"] = "failed" if error else "ok"
+        if not error:
+            info["why"] = not_applicable(path)
+            info["outcome"] = "not applicable" if info["why"] else "ok"
     else:
         info["error"] = stub.get("error")
         info["outcome"] = "failed" if info["error"] else "not run"

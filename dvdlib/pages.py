@@ -86,7 +86,8 @@ def write_status_page(out_dir="book", cwd=None) -> Path:
         "# Status of this run", "",
         "Each chapter was executed by `dvd book` with papermill; the run time and outcome come from",
         "the papermill metadata of the executed notebook. A failed chapter still appears in the book",
-        "with its error, and `dvd book` exits non-zero.", "",
+        "with its error, and `dvd book` exits non-zero. A chapter that ran but does not apply to its",
+        "profile's world (its results say so) is marked not applicable in this world, with the reason.", "",
     ]
     if not chapters:
         lines += ["No chapter has been run yet: `make book` (profile toy) or `dvd book --profile smoke`.", ""]
@@ -98,13 +99,16 @@ def write_status_page(out_dir="book", cwd=None) -> Path:
             if f"{rel}/{c['name']}" in in_toc:
                 title = f"[{title}]({c['name']}.ipynb)"
             outcome = {"ok": "ok", "not run": "not run"}.get(c["outcome"], "**failed**")
-            if c["error"]:
+            if c["outcome"] == "not applicable":
+                outcome = "not applicable in this world: " + _esc(c.get("why") or "")
+            elif c["error"]:
                 outcome += ": " + _esc(c["error"])
             lines.append(f"| {title} | {_esc(c['profile'] or '—')} | {_when(c['start'])} | "
                          f"{_duration(c['seconds'])} | {outcome} |")
         failed = [c for c in chapters if c["outcome"] == "failed"]
         lines += ["", f"{len(chapters)} chapter(s): "
-                  f"{sum(c['outcome'] == 'ok' for c in chapters)} ok, {len(failed)} failed, "
+                  f"{sum(c['outcome'] == 'ok' for c in chapters)} ok, "
+                  f"{sum(c['outcome'] == 'not applicable' for c in chapters)} not applicable, {len(failed)} failed, "
                   f"{sum(c['outcome'] == 'not run' for c in chapters)} not run.", ""]
         lines += _run_lines(read_run_record(out_dir, root))
     status = out / "status.md"
@@ -146,8 +150,10 @@ def _write_build_info(path: Path, chapters: list[dict]):
         names = " and ".join(f"**{p}**" for p in profiles) or "an unknown profile"
         plural = "profiles" if len(profiles) > 1 else "profile"
         failed = sum(c["outcome"] == "failed" for c in ran)
+        apart = sum(c["outcome"] == "not applicable" for c in ran)
         body = (f"This copy was built on {now} with the {plural} {names}: "
-                f"{len(ran)} chapter(s) ran, {len(ran) - failed} ok, {failed} failed "
+                f"{len(ran)} chapter(s) ran, {len(ran) - failed - apart} ok, "
+                + (f"{apart} not applicable in this world, " if apart else "") + f"{failed} failed "
                 f"(see [the status page](status.md)).")
         for p in profiles:
             note = _profile_note(p)

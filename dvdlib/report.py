@@ -23,6 +23,7 @@ class Report:
         self.chapter, self.profile = chapter, profile
         self.path = Path(out_dir) / "results" / f"{chapter}.json"
         self.rows: list[dict] = []
+        self.why: str | None = None  # set by `not_applicable`
 
     def add(self, key: str, quantity: str, paper, ours, glue: bool = True, **numbers) -> None:
         """Record one number of this run (``ours``) beside the paper's (``paper``).
@@ -39,13 +40,32 @@ class Report:
 
             myst_glue(key, str(ours), display=False)
 
+    def not_applicable(self, why: str) -> None:
+        """Record that this chapter does not apply to the profile's world, and why (one sentence).
+
+        The results JSON then says ``"applies": false, "why": ...`` at its top level (no rows), and
+        the status page (`dvdlib.pages.write_status_page`) marks the chapter "not applicable in this
+        world" instead of "ok". A chapter that applies never calls it: its JSON has neither field."""
+        if not why:
+            raise ValueError("a chapter that does not apply must say why")
+        self.why, self.rows = str(why), []
+
+    @property
+    def applies(self) -> bool:
+        """False once `not_applicable` was called."""
+        return self.why is None
+
     def table(self) -> pd.DataFrame:
-        """Paper vs this run, one row per quantity."""
+        """Paper vs this run, one row per quantity (none: an empty table of those columns)."""
+        if not self.rows:
+            return pd.DataFrame(columns=["paper", "this run"]).rename_axis("quantity")
         return pd.DataFrame(self.rows).set_index("quantity")[["paper", "this run"]]
 
     def save(self) -> Path:
         """Write the results JSON (with the profile that produced them)."""
         body = {"chapter": self.chapter, "profile": self.profile.asdict(), "results": self.rows}
+        if not self.applies:
+            body.update({"applies": False, "why": self.why})
         return atomic_write(self.path, lambda p: p.write_text(json.dumps(body, indent=1, ensure_ascii=False)))
 
 

@@ -160,7 +160,7 @@ def previous_seconds(profile, out_dir="book", cwd=None) -> dict[str, float]:
             info = chapter_info(path)
         except Exception:  # an unreadable notebook gives no estimate
             continue
-        if info["outcome"] == "ok" and info["profile"] == profile and info["seconds"]:
+        if info["outcome"] in ("ok", "not applicable") and info["profile"] == profile and info["seconds"]:
             out[info["name"]] = float(info["seconds"])
     return out
 

@@ -466,7 +466,9 @@ def _effect_result(row) -> dict:
 
 
 def scope(rows: pd.DataFrame, why: str | None, pilot_rows: pd.DataFrame, pilot_why: str | None) -> str:
-    """One sentence for the page's first paragraph: what this run runs, or why it runs nothing."""
+    """One sentence for the page's first paragraph: what this run runs, or why it runs nothing.
+    The one place the page says why a set does not run (its tables, figures and report rows of
+    that set are left out, not filled with the reason)."""
     if why and pilot_why:
         return f"nothing runs on this page, because {why}"
     parts = []
@@ -475,7 +477,10 @@ def scope(rows: pd.DataFrame, why: str | None, pilot_rows: pd.DataFrame, pilot_w
                      f"conditions = {len(rows)} prompts")
     if not pilot_why:
         parts.append(f"{len(pilot_rows)} pilot prompts")
-    return " and ".join(parts) + (f" (the other set does not run: {why or pilot_why})" if why or pilot_why else "")
+    text = " and ".join(parts)
+    if why or pilot_why:
+        text += f". The {'factorial' if why else 'pilot'} does not run here, because {why or pilot_why}"
+    return text
 
 
 def glue(key: str, text: str) -> None:
@@ -500,12 +505,22 @@ def interval_grid(results: dict) -> pd.DataFrame:
     return cells.unstack().rename_axis(index=None, columns=None)
 
 
+#: How to read the page's numbers, where it measured any (the closing paragraph after `this_run`'s).
+READING = ("Each number with its 95% interval over crossed clusters is in the table above (paper column: no paper "
+           "numbers exist to compare, the authors released these prompts without a scorer or results): each slot's "
+           "own effect on its target's presence, the strongest effect of another slot, the three-way interaction, "
+           "presence named vs object, the targets that survive, the peak's target's presence, the peak against "
+           "chance, and the pilot by category and by mention order. Read them with the card at the top: under "
+           "the smoke profile a random-weight judge answers arbitrarily and the page only proves that the pipeline "
+           "runs; under the paper profile they are Stable Diffusion's.")
+
+
 def this_run(effects: pd.DataFrame, peak: dict, order: dict, why: str | None) -> str:
-    """One sentence: what this run shows, read from the intervals (decisive: the 95% interval over
-    crossed clusters excludes 0, or chance). Empty where the world runs no factorial (the page's
-    first paragraph says why)."""
+    """What this run shows, read from the intervals (decisive: the 95% interval over crossed
+    clusters excludes 0, or chance), then how to read the table (`READING`). Where the world runs
+    no factorial, one sentence saying that nothing is measured here and why."""
     if why:
-        return ""
+        return f"Nothing is measured on this page in this world: {why}."
     own = effects[effects["effect"] == "h" + effects["slot"].astype(str)]
     three = effects[effects["effect"] == THREE_WAY]
     decisive = lambda t: [int(r.slot) for r in t.itertuples() if r.ci_low > 0 or r.ci_high < 0]  # noqa: E731
@@ -524,25 +539,21 @@ def this_run(effects: pd.DataFrame, peak: dict, order: dict, why: str | None) ->
         diff = order[("first − third", "present")]
         text += (f", and in the pilot the presence of the target mentioned first minus that of the one mentioned "
                  f"third is {_signed(diff)}")
-    return text + " (95% intervals over crossed clusters)."
+    return text + " (95% intervals over crossed clusters). " + READING
 
 
 def add_results(report, why: str | None, pilot_why: str | None = None, *, effects=None, presence=None,
                 survivors=None, peak_presence=None, peak=None, pilot=None, order=None, pilot_peak=None) -> None:
     """The chapter's numbers into ``report`` (paper column: not public), each with its 95% interval
-    over crossed clusters and the fields ``ci``, ``n_clusters``, ``method``; or, where the world
-    cannot run a design, why not."""
-    if why:
-        for key, quantity in QUANTITIES.items():
-            if not key.startswith("pilot") or pilot_why:
-                report.add(key, quantity, NOT_PUBLIC, "not run: this world has no three-concept prompts")
-    else:
+    over crossed clusters and the fields ``ci``, ``n_clusters``, ``method``. A design the world
+    cannot run adds no rows (the page's first paragraph says why, once); where it runs neither,
+    the report records that the chapter does not apply (`dvdlib.report.Report.not_applicable`)."""
+    if why and pilot_why:
+        report.not_applicable(why)
+        return
+    if not why:
         _factorial_rows(report, effects, presence, survivors, peak_presence, peak)
-    if pilot_why and not why:
-        for key, quantity in QUANTITIES.items():
-            if key.startswith("pilot"):
-                report.add(key, quantity, NOT_PUBLIC, "not run: this world has no pilot set")
-    elif not pilot_why:
+    if not pilot_why:
         _pilot_rows(report, pilot, order, pilot_peak)
 
 

@@ -184,6 +184,51 @@ def test_stub_for_a_chapter_in_the_toc_that_has_not_run(tmp_path):
     assert "not run" in (tmp_path / "book" / "status.md").read_text()
 
 
+def _executed(path: Path, title: str, profile: str = "toy") -> Path:
+    """A notebook as papermill leaves it after a clean run (its metadata only)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}")]
+    nb.metadata["papermill"] = {"parameters": {"profile": profile}, "duration": 2.5, "exception": None,
+                                "start_time": "2025-01-01T00:00:00", "end_time": "2025-01-01T00:00:02"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_status_page_marks_a_chapter_that_does_not_apply_to_its_world(tmp_path):
+    from types import SimpleNamespace
+
+    from dvdlib.report import Report
+
+    profile = SimpleNamespace(asdict=lambda: {"name": "toy"})
+    _executed(tmp_path / "book" / "01_applies.ipynb", "Applies")
+    _executed(tmp_path / "book" / "02_elsewhere.ipynb", "Elsewhere")
+    applies = Report("01_applies", profile, tmp_path / "book")
+    applies.add("n", "a number", "1", "2", glue=False)
+    applies.save()
+    elsewhere = Report("02_elsewhere", profile, tmp_path / "book")
+    elsewhere.not_applicable("this world has no three-concept prompts")
+    elsewhere.save()
+    body = json.loads(applies.path.read_text())
+    assert "applies" not in body and "why" not in body  # a chapter that applies: the format as before
+    body = json.loads(elsewhere.path.read_text())
+    assert body["applies"] is False and body["why"] == "this world has no three-concept prompts"
+    assert body["results"] == [] and elsewhere.table().empty
+    info = {c["name"]: c for c in executed.executed_chapters(cwd=tmp_path)}
+    assert info["01_applies"]["outcome"] == "ok" and info["01_applies"]["why"] is None
+    assert info["02_elsewhere"]["outcome"] == "not applicable"
+    assert info["02_elsewhere"]["why"] == "this world has no three-concept prompts"
+    status = pages.write_status_page(cwd=tmp_path).read_text()
+    rows = [line for line in status.splitlines() if line.startswith("| Applies") or line.startswith("| Elsewhere")]
+    assert rows[0].rstrip(" |").endswith("| ok")
+    assert "not applicable in this world: this world has no three\\-concept prompts" in rows[1]
+    assert "failed" not in rows[1]
+    assert "2 chapter(s): 1 ok, 1 not applicable, 0 failed, 0 not run." in status
+    assert "1 ok, 1 not applicable in this world, 0 failed" in (tmp_path / "book" / "_build_info.md").read_text()
+    with pytest.raises(ValueError, match="why"):
+        Report("03_silent", profile, tmp_path / "book").not_applicable("")
+
+
 def test_benchmarks_page(tmp_path):
     page = pages.render_benchmarks(cwd=tmp_path).read_text()
     assert "no benchmark has been run yet" in page.lower()
@@ -317,4 +362,12 @@ def test_three_concepts_chapter_runs_on_smoke_and_says_what_world_1_cannot_run(t
     assert toy.ok, f"the chapter failed under toy: {toy.error}"
     assert "gives no `factorial` prompt set" in toy.output.read_text()
     results = json.loads((root / "book" / "results" / "11_three_concepts.json").read_text())
-    assert all(r["this run"].startswith("not run") for r in results["results"])
+    assert results["applies"] is False and "gives no `factorial` prompt set" in results["why"]
+    assert not any("not run" in r["this run"] for r in results["results"])
+    outputs = [out for c in nbformat.read(toy.output, as_version=4).cells for out in c.get("outputs", [])]
+    assert not any(k.startswith("image/") for out in outputs for k in out.get("data", {}))
+    assert not any("<table" in str(out.get("data", {}).get("text/html", "")) for out in outputs)
+    status = pages.write_status_page(cwd=root).read_text()
+    (row,) = [line for line in status.splitlines() if "(11_three_concepts.ipynb)" in line]
+    assert "not applicable in this world" in row and "factorial" in row and "| ok |" not in row
+    assert "0 ok, 1 not applicable, 0 failed" in status
