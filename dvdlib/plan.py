@@ -521,7 +521,7 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
     """A Markdown table of the plans: generations, images, UNet evaluations, judge calls and GPU-hours
     on 1 and ``gpus`` GPUs (shards of equal size assumed), a total row, then what is not counted."""
     head = (f"| chapter | generations | images | UNet evaluations | judge calls | GPU-hours, 1 GPU "
-            f"| GPU-hours, {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|")
+            f"| {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|")
     def hours(x):
         return "unknown" if x is None else f"{x / 3600:,.1f}"
 
@@ -534,7 +534,7 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
     lines, notes = [head], []
     for p in plans:
         s, missing = seconds(p, costs) if p.items else (0.0, [])
-        lines.append(line(p.chapter, p, s))
+        lines.append(line(p.chapter.replace("_", " "), p, s))  # words wrap at a page's width
         notes += [f"- {p.chapter}: {m}" for m in p.not_counted] + [f"- {p.chapter}: {m}" for m in missing if costs]
     union = Plan("all", None, list({w.key: w for p in plans for w in p.items}.values()))
     lines.append(line("**all** (shared work once)", union, seconds(union, costs)[0] if union.items else 0.0))

@@ -119,7 +119,7 @@ def test_gpu_hours_from_measured_costs(tmp_path, monkeypatch):
     # 24 images of 10 steps at 128²: 2 s × (10/20) × (128/256)² each; 240 questions × 0.5 s
     assert planning.seconds(p, measured)[0] == pytest.approx(24 * 2.0 * 0.5 * 0.25 + 240 * 0.5)
     table = planning.cost_table([p], measured, gpus=4, source="gpu.json")
-    assert "| 02_dvd_benchmark | 24 | 24 | 480 | 240 | 0.0 | 0.0 |" in table and "test GPU" in table
+    assert "| 02 dvd benchmark | 24 | 24 | 480 | 240 | 0.0 | 0.0 |" in table and "test GPU" in table
     assert "GPU-hours unknown" in planning.cost_table([p], planning.load_costs(tmp_path / "absent.json"))
 
 
@@ -169,3 +169,16 @@ def test_two_processes_one_killed_then_rerun_equal_one_process(tmp_path, monkeyp
         if f.endswith(".png"):  # batches differ between 1 and 2 processes: float sums may move a pixel by one level
             a, b = (np.asarray(Image.open(r / f), dtype=int) for r in (store, tmp_path / "one"))
             assert np.abs(a - b).max() <= 1, f
+
+
+def test_the_reproduce_page_shows_the_current_paper_cost(monkeypatch):
+    """book/reproduce.md includes `dvd plan --profile paper`'s output (book/_paper_cost.md): it must
+    be what the plan prints now (remake it with `dvd plan --profile paper > book/_paper_cost.md`)."""
+    from dvdlib import plan as planning
+    from dvdlib.chapters import BY_NAME
+    from dvdlib.prefetch import plans_for
+
+    monkeypatch.chdir(ROOT)
+    table = planning.cost_table(plans_for(list(BY_NAME), "paper"), planning.load_costs())
+    assert (ROOT / "book" / "_paper_cost.md").read_text().strip() == table.strip()
+    assert "{include} _paper_cost.md" in (ROOT / "book" / "reproduce.md").read_text()
