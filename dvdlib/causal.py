@@ -7,7 +7,8 @@ concept dominates (higher DvD Score).
   of dog photos, one sub-folder per breed, `training_images`; or the world's own,
   `variant_images`), the prompts (`causal_prompts`);
 - `finetune_variants`: at least three fine-tunes per variant, each with its own training seed
-  (`dvdlib.finetune`), every prompt generated; `variant_scores` judges them;
+  (through the chapter's executor, `dvdlib.run.Run.finetune`); `generate_and_judge` asks every
+  prompt of each; `variant_scores` reads the answers as DvD Scores;
 - `trend`: the statistics with the fine-tune as the unit (Spearman over breeds with Fisher's z
   interval over fine-tunes, the least against the most diverse variant, the share of prompts that
   cross τ); `plot_by_variant`.
@@ -23,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .finetune import Recipe, class_images, finetune, finetune_dir, finetuned_key, images_digest, load_finetuned
+from .finetune import Recipe
 
 
 #: Image files a breed folder may hold.
@@ -113,10 +114,17 @@ def recipe_for(scale: dict, **chosen) -> Recipe:
 def variant_images(run, images, breeds, n_images: int, seed: int = 0) -> dict[int, list]:
     """Per variant (breed count), its (breed, image) pairs: from the folder ``images`` (one
     sub-folder per breed), else the world's own (`dvdlib.worlds.World.training_images`, at the
-    model's resolution). ``run`` is a `dvdlib.run.Run`."""
+    model's resolution). ``run`` is a chapter's executor; one that counts (`dvdlib.plan.Count`)
+    without a folder for a world that has no renders gets stand-ins (names, not images) that key
+    the fine-tunes it counts (`dvdlib.plan.Count.finetune`)."""
     P = run.profile
     if images:
         return {k: training_images(images, k, n_images, seed) for k in breeds}
+    if run.world.training_images is None and getattr(run, "counting", False):
+        run.skip(f"no dog photos given (`-p images`): its fine-tunes are counted from the recipe and "
+                 "image count, keyed by stand-ins; they are computed once a folder is given")
+        return {k: [(f"breed {j % k}", f"dog photo {i} of the {k}-breed variant") for j, i in enumerate(range(n_images))]
+                for k in breeds}
     if run.world.training_images is None:
         raise ValueError(
             f"model {P.model!r} needs real dog photos to fine-tune on (paper §3.3: ImageNet dog images): pass "
@@ -159,47 +167,39 @@ def training_grid(training: dict[int, list], n_images: int, per_variant: int, un
             for k, shown in training.items()]
 
 
-def finetune_variants(run, training: dict[int, list], recipe: Recipe, prompts: pd.DataFrame,
-                      replicates: int = MIN_REPLICATES, seeds=None) -> dict:
-    """Fine-tune the run's model ``replicates`` times on each variant's images, each with its own
-    training seed (``recipe.seed`` + 0, 1, …; stored, resumable), generate every prompt with every
-    seed (``seeds``; default the profile's) from each fine-tune and from the base model; the run
-    store of its images per (breeds, replicate), (0, 0) for the base model."""
+def finetune_variants(x, training: dict[int, list], recipe: Recipe, replicates: int = MIN_REPLICATES) -> dict:
+    """Fine-tune the profile's model ``replicates`` times on each variant's images, each with its
+    own training seed (``recipe.seed`` + 0, 1, …), through the executor ``x`` (`dvdlib.run.Run`
+    trains what the store lacks; `dvdlib.plan.Count` counts it): the model per (breeds,
+    replicate), (0, 0) the base model."""
     import dataclasses
 
-    from .generate import generate
-    from .store import Store, model_key
-
-    P, base = run.profile, run.pipe
-    seeds = seeds or P.seeds
-    base_key = model_key(P.model)
-    runs = {(0, 0): run.store()}  # 0 breeds: the base model, never fine-tuned
-    klass = class_images(base, recipe, runs[0, 0], batch_size=P.batch_size) if recipe.prior_preservation else None
+    models = {(0, 0): x.profile.model}  # 0 breeds: the base model, never fine-tuned
     for k, shown in training.items():
         pictures = [im for _, im in shown]
         for r in range(replicates):
-            seeded = dataclasses.replace(recipe, seed=recipe.seed + r)
-            folder = finetune_dir(P.store, base_key, seeded, images_digest(pictures))
-            finetune(base, pictures, seeded, folder, class_images=klass)
-            runs[k, r] = Store(P.store, finetuned_key(base_key, folder), P.sampler(), P.store_mode)
-            tuned = load_finetuned(P.model, folder, dtype=P.dtype, device=P.device, load=run.world.load_model)
-            generate(tuned, prompts.prompt, seeds, store=runs[k, r], batch_size=P.batch_size)
-            del tuned
-    generate(base, prompts.prompt, seeds, store=runs[0, 0], batch_size=P.batch_size)
-    return runs
+            models[k, r] = x.finetune(pictures, dataclasses.replace(recipe, seed=recipe.seed + r))
+    return models
 
 
-def variant_scores(run, prompts: pd.DataFrame, runs: dict, tau: float = 48.0, unit: str = "breed",
-                   seeds=None) -> pd.DataFrame:
-    """Judge every fine-tune's (and the base model's) images of ``seeds`` (default the profile's);
-    per (fine-tune, prompt) the DvD Score (`dvdlib.dvd.per_prompt`) with ``breeds``, ``replicate``,
-    ``finetune`` (its label, in ``unit``s) and ``group``."""
+def generate_and_judge(x, prompts: pd.DataFrame, models: dict, seeds) -> dict:
+    """Every prompt × seed generated by each model of ``models`` (`finetune_variants`) and judged
+    (paper §2): its judge table (`dvdlib.dvd.judge_images`) per (breeds, replicate)."""
+    judged = {}
+    for fit, model in models.items():
+        x.generate(prompts.prompt, seeds, model=model)
+        judged[fit] = x.judge_dvd(prompts, seeds, model=model)
+    return judged
+
+
+def variant_scores(judged: dict, prompts: pd.DataFrame, tau: float = 48.0, unit: str = "breed") -> pd.DataFrame:
+    """Per (fine-tune, prompt) the DvD Score (`dvdlib.dvd.per_prompt`) of the judge tables
+    ``judged`` (`generate_and_judge`), with ``breeds``, ``replicate``, ``finetune`` (its label, in
+    ``unit``s) and ``group``."""
     from . import dvd
 
-    P, tables = run.profile, []
-    for (k, r), store in runs.items():
-        images = dvd.judge_images(prompts, seeds or P.seeds, store, run.judge, run.questions)
-        tables.append(dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r, unit)))
+    tables = [dvd.per_prompt(images, tau).assign(breeds=k, replicate=r, finetune=finetune_label(k, r, unit))
+              for (k, r), images in judged.items()]
     return pd.concat(tables, ignore_index=True).merge(prompts[["case_num", "group"]], on="case_num")
 
 

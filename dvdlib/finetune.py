@@ -12,7 +12,8 @@ test of paper §3.3 uses it (`dvdlib.causal`).
   atomically every ``checkpoint_every`` steps and, at the end, the fine-tuned UNet (``unet/``,
   diffusers format), ``loss.csv`` and ``finetune.json``.
 - `finetune_dir` / `load_finetuned` / `finetuned_key`: where a fine-tune lives in the run store
-  and how the rest of dvdlib uses it (a `StableDiffusionPipeline`, a run-store model name).
+  and how the rest of dvdlib uses it (a `StableDiffusionPipeline`, a run-store model name);
+  `Tuned` names one as a model a chapter's executor generates with (`dvdlib.run.Run.finetune`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import copy
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -314,6 +316,30 @@ def load_finetuned(base: str, folder, *, dtype="float32", device: str = "cpu", l
 def finetuned_key(base_key: str, folder) -> str:
     """The run-store model name of a fine-tune: the base's key plus the fine-tune's hash."""
     return f"{base_key}+dreambooth-{Path(folder).name}"
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A fine-tune as a model to generate with: its ``base`` model (a profile's model name) and its
+    ``folder`` in the run store (`finetune_dir`). Its run-store ``key`` is `finetuned_key`'s; it
+    samples as its base does (`base_of`)."""
+
+    base: str
+    folder: str
+
+    @cached_property
+    def key(self) -> str:
+        from .store import model_key
+
+        return finetuned_key(model_key(self.base), self.folder)
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def base_of(model):
+    """The model whose sampler and cost ``model`` shares: a `Tuned` fine-tune's base, else itself."""
+    return model.base if isinstance(model, Tuned) else model
 
 
 def class_images(pipe, recipe: Recipe, store, seeds=None, batch_size: int = 8) -> list[Image.Image]:

@@ -1,10 +1,11 @@
 """What a chapter computes, as data: its work items under a profile, before anything runs.
 
 A `Work` is one unit the run store keeps: one generation of (model, sampler, intervention,
-prompt, seed, recording), or one judge answer set of (image, questions). Its ``key`` is the
-store's own: the file the store checks (``<model>/<settings hash>/<prompt hash>/<seed>.png`` or
-``.attn-<spec hash>.npz``), or the record and the answer key the chapter reads
-(``...<seed>.json#judge:...``). `plan(chapter, profile, params)` lists a chapter's work with the
+prompt, seed, recording), one judge answer set of (image, questions), or one fine-tune of (base
+model, recipe, training images). Its ``key`` is the store's own: the file the store checks
+(``<model>/<settings hash>/<prompt hash>/<seed>.png`` or ``.attn-<spec hash>.npz``), the record
+and the answer key the chapter reads (``...<seed>.json#judge:...``), or the fine-tune's folder
+(``finetune/<base>/<hash>``, `dvdlib.finetune.finetune_dir`). `plan(chapter, profile, params)` lists a chapter's work with the
 parameters the chapter itself reads (its parameters cell's defaults, then ``params``) by running
 the chapter's own work (`dvdlib.chapters`) with the executor that counts (`Count`), so the plan
 and the chapter cannot drift; `Plan.todo`
@@ -15,7 +16,7 @@ Work a plan cannot know before part of it has run is read from the store where i
 decides it (chapter 06: which rows are collapsed before ablation, which heads did not mitigate
 them), else counted as an upper bound marked ``provisional`` (`dvdlib.prefetch` plans again once it
 is known) or, where no bound is useful (chapter 06's pairs of heads, chapter 08's
-``validate_on="flagged"``, chapters 01 and 03 on data and fine-tunes), left out and named in
+``validate_on="flagged"``, chapter 01's image embeddings), left out and named in
 `Plan.not_counted`: never guessed.
 """
 
@@ -29,10 +30,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from . import chapters as CH
+from .finetune import Tuned, base_of
 from .store import digest, model_key, plain, slug
 
-#: Work kinds: a generation (image, attention or noise norms) or a judge's answers about one image.
-GENERATE, JUDGE = "generate", "judge"
+#: Work kinds: a generation (image, attention or noise norms), a judge's answers about one image,
+#: or a fine-tune (DreamBooth, paper §3.3).
+GENERATE, JUDGE, FINETUNE = "generate", "judge", "finetune"
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,12 @@ class Work:
     or `dvdlib.ablation.Suppression`'s key (paper §3.6) or ""; for judge work, ``answers`` is the
     record key, ``asks`` the library function that asks ("dvd": `dvdlib.dvd.judge_images`, "presence":
     `dvdlib.triplets.judge_presence`), ``row`` the prompt-set row as JSON and ``questions`` how
-    many questions the image is asked."""
+    many questions the image is asked; for a fine-tune, ``store`` is its folder in the run store,
+    ``settings`` its recipe as JSON, ``seed`` its training seed and ``options`` its images' digest
+    and count. ``model`` is a model name or a `dvdlib.finetune.Tuned` (work with a fine-tune)."""
 
     kind: str
-    model: str
+    model: object
     store: str
     settings: str
     prompt: str
@@ -60,7 +65,8 @@ class Work:
     questions: int = 0
     #: the stored file's ending after ``<seed>``: ".png", ".attn-<spec hash>.npz" (set when built)
     artifact: str = field(default="", compare=False)
-    #: what the image's UNet runs cost: steps run × (2 under classifier-free guidance)
+    #: what the image's UNet runs cost: steps run × (2 under classifier-free guidance); a
+    #: fine-tune's: its training steps
     unet_evals: int = field(default=0, compare=False)
     #: needed only if results not yet stored say so (counted as an upper bound, not computed yet)
     provisional: bool = field(default=False, compare=False)
@@ -88,6 +94,8 @@ class Work:
         """The store's key of this work: the file `Store.has` checks last, or record#answer-key."""
         if self.kind == JUDGE:
             return f"{self.base}.json#{self.answers}"
+        if self.kind == FINETUNE:
+            return self.store
         return f"{self.base}{self.artifact}"
 
     @cached_property
@@ -95,8 +103,13 @@ class Work:
         """What places this work in a shard: its model, sampler (any intervention left out) and
         prompt. Every seed, recording and intervention of a prompt lands in one shard, so the judge
         asks all its seeds in one call (as the chapters do) about images the same process made, and
-        work that depends on a prompt's results (`provisional`) is planned where they are made: no
-        shard waits on another."""
+        work that depends on a prompt's results (`provisional`) is planned where they are made. A
+        fine-tune and all work with it land in one shard (its folder's hash): no shard waits on
+        another."""
+        if self.kind == FINETUNE:
+            return Path(self.store).name
+        if isinstance(self.model, Tuned):
+            return Path(self.model.folder).name
         sampler = {k: v for k, v in json.loads(self.settings).items() if k != "intervention"}
         return f"{self.store.split('/')[0]}/{digest(sampler)}/{digest(self.prompt)}"
 
@@ -104,12 +117,18 @@ class Work:
         """The store files a generation writes (image, attention), store-relative."""
         if self.kind == JUDGE:
             return [f"{self.base}.json"]
+        if self.kind == FINETUNE:
+            return [self.store]
         out = [f"{self.base}.png"] if self.wants_image else []
         return out + ([f"{self.base}.attn-{digest(self.spec)}.npz"] if self.spec else [])
 
     def done(self, root: str | Path) -> bool:
         """Whether the store under ``root`` already holds this work."""
+        from .finetune import is_finished
+
         root = Path(root)
+        if self.kind == FINETUNE:
+            return is_finished(root / self.store)
         if self.kind == GENERATE:
             return all((root / f).exists() for f in self.files())
         record = root / f"{self.base}.json"
@@ -128,17 +147,22 @@ class Plan:
     not_counted: list[str] = field(default_factory=list)
     #: the chapter's `dvdlib.run.Run` (what `dvdlib.prefetch` loads models and the judge from)
     run: object = field(default=None, repr=False)
+    #: fine-tune key → (training images, `dvdlib.finetune.Recipe`): what `dvdlib.prefetch` trains on
+    trainings: dict = field(default_factory=dict, repr=False)
 
     def todo(self) -> list[Work]:
         """The work the store lacks, of what is known to be needed (not `Work.provisional`)."""
         return [w for w in self.items if not w.provisional and not w.done(self.profile.store)]
 
     def counts(self) -> dict:
-        """UNet evaluations, images (generations) and judge calls (image × question) of the plan."""
+        """UNet evaluations, images (generations), judge calls (image × question), fine-tunes and
+        their training steps of the plan."""
         gens = [w for w in self.items if w.kind == GENERATE]
+        tunes = [w for w in self.items if w.kind == FINETUNE]
         return {"unet_evals": sum(w.unet_evals for w in gens), "generations": len(gens),
                 "images": sum(w.wants_image for w in gens),
-                "judge_calls": sum(w.questions for w in self.items if w.kind == JUDGE)}
+                "judge_calls": sum(w.questions for w in self.items if w.kind == JUDGE),
+                "finetunes": len(tunes), "train_steps": sum(w.unet_evals for w in tunes)}
 
 
 # --- counting a chapter's work ---------------------------------------------------------------------
@@ -158,7 +182,9 @@ class Count:
         self.run, self.params, self.profile, self.world = run, params, run.profile, run.world
         self.items: dict[str, Work] = {}
         self.not_counted: list[str] = []
+        self.trainings: dict = {}
         self._keys: dict = {}
+        self._unseen: set = set()  # fine-tunes keyed by stand-ins: their work waits for the images
 
     def prompts(self, role: str, n: int | None = None, tokenize: bool = True):
         return self.run.prompts(role, n, tokenize=False)
@@ -182,11 +208,11 @@ class Count:
 
         return registry(self.pipe, self.profile.resolution_of(self.profile.model))
 
-    def _store(self, model: str, intervention: dict | None):
+    def _store(self, model, intervention: dict | None):
         if model not in self._keys:
             self._keys[model] = model_key(model)
         key = self._keys[model]
-        settings = self.profile.sampler(model)
+        settings = self.profile.sampler(base_of(model))
         if intervention is not None:
             settings = {**settings, "intervention": intervention}
         return f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
@@ -197,13 +223,14 @@ class Count:
         """Count `dvdlib.run.Run.generate` (same arguments) into ``model``'s store (``intervention``:
         an ablation's; ``provisional``: needed only if results not yet stored say so)."""
         P, model = self.profile, model or self.profile.model
+        provisional = provisional or model in self._unseen
         store, settings = self._store(model, intervention)
         if until_step is not None and until_step >= P.steps:
             until_step = None  # the whole schedule, as `generate` stores it
         options = {"attention": plain(attention) if attention else None,
                    "until_step": until_step, "noise_norms": noise_norms}
         steps = min(until_step or P.steps, P.steps)
-        evals = steps * (2 if P.sampler(model)["guidance"] > 1 else 1)  # the guidance the model applies
+        evals = steps * (2 if P.sampler(base_of(model))["guidance"] > 1 else 1)  # the guidance the model applies
         options = json.dumps(options, sort_keys=True)
         iv = json.dumps(intervention, sort_keys=True) if intervention else ""
         first = Work(GENERATE, model, store, settings, "", 0, options, iv)
@@ -223,6 +250,7 @@ class Count:
         from .judge import QUESTIONS_PER_SET
 
         Q, model = self.questions, model or self.profile.model
+        provisional = provisional or model in self._unseen
         store, settings = self._store(model, intervention)
         for row in rows.itertuples():
             key = _key(self.judge, Q, row.content, row.nm_word, question_groups(row, Q))
@@ -245,6 +273,30 @@ class Count:
                 key = _key(self.judge, self.questions, row[f"target{k}"], row[f"target{k}_type"])
                 self._judge(model, store, settings, row["prompt"], seeds, key, "presence", row, QUESTIONS_PER_SET, None)
         return pd.DataFrame(columns=list(IMAGE_COLUMNS))
+
+    def finetune(self, images, recipe) -> Tuned:
+        """Count `dvdlib.run.Run.finetune` (same arguments): the fine-tune as `Work` (its folder,
+        computable before training from the base, recipe and images), the prior-preservation
+        images it would generate first; the `dvdlib.finetune.Tuned` the chapter generates with."""
+        from .finetune import finetune_dir, images_digest
+
+        P = self.profile
+        if P.model not in self._keys:
+            self._keys[P.model] = model_key(P.model)
+        known = all(hasattr(im, "convert") for im in images)  # else stand-ins (`dvdlib.causal.variant_images`)
+        images_hash = images_digest(images) if known else digest([str(im) for im in images])
+        folder = finetune_dir(P.store, self._keys[P.model], recipe, images_hash)
+        if recipe.prior_preservation:
+            self.generate([recipe.class_prompt], range(1, recipe.n_class_images + 1))
+        key = folder.relative_to(P.store).as_posix()
+        self.trainings[key] = (list(images), recipe)
+        options = json.dumps({"images": images_hash, "n_images": len(images)})
+        self._add(Work(FINETUNE, P.model, key, json.dumps(recipe.identity(), sort_keys=True), "", int(recipe.seed),
+                       options, unet_evals=int(recipe.steps), provisional=not known))
+        tuned = Tuned(P.model, str(folder))
+        if not known:
+            self._unseen.add(tuned)
+        return tuned
 
     def sweep(self, rows, seeds):
         """A `CountingSweep` of the profile's model over ``rows`` and ``seeds``."""
@@ -455,11 +507,8 @@ def plan(name: str, profile: str = "toy", params: dict | None = None, chapters_d
     overrides = {k: v for k, v in values.items() if k in fields}
     run = Run(load_profile(profile, **overrides), source.stem, out_dir=values.get("out_dir", "book"))
     count = Count(run, values)
-    if chapter.work is None:
-        count.skip(chapter.not_counted)
-    else:  # the chapter's own work, counted
-        chapter.work(count, **{k: values[k] for k in chapter.parameters()})
-    return Plan(source.stem, run.profile, list(count.items.values()), count.not_counted, run)
+    chapter.work(count, **{k: values[k] for k in chapter.parameters()})  # the chapter's own work, counted
+    return Plan(source.stem, run.profile, list(count.items.values()), count.not_counted, run, count.trainings)
 
 
 # --- cost ---------------------------------------------------------------------------------------------
@@ -500,21 +549,33 @@ def seconds(p: Plan, costs: dict | None) -> tuple[float | None, list[str]]:
     2 under guidance, against the benchmark's steps × 2) and to its pixels (resolution², against
     the benchmark's): where a chapter's sampler differs from the benchmark's (first steps only,
     another resolution) the cost is scaled, not measured; decoding and model loading are not
-    counted. A judge call costs the measured seconds per question."""
+    counted. A judge call costs the measured seconds per question. A fine-tune is not priced (the
+    GPU benchmark measures none; `unpriced` says so), a generation with it as its base model."""
     if costs is None:
         return None, ["no measurement (run benchmarks/gpu.sh)"]
     total, missing = 0.0, set()
     for w in p.items:
+        if w.kind == FINETUNE:
+            continue
         if w.kind == JUDGE:
             total += w.questions * costs["judge"]["seconds_per_question"]
             continue
-        m = _measured(costs, w.model)
+        m = _measured(costs, base_of(w.model))
         if m is None:
-            missing.add(w.model)
+            missing.add(base_of(w.model))
             continue
         resolution = json.loads(w.settings)["resolution"]
         total += m["seconds_per_image"] * w.unet_evals / (2 * m["steps"]) * (resolution / m["resolution"]) ** 2
     return (None if missing else total), [f"no measurement for {m}" for m in sorted(missing)]
+
+
+def unpriced(p: Plan) -> list[str]:
+    """What `seconds` counts but does not price: the plan's fine-tunes."""
+    c = p.counts()
+    if not c["finetunes"]:
+        return []
+    return [f"{c['finetunes']} DreamBooth fine-tunes ({c['train_steps']:,} training steps in all) are counted, not "
+            "priced: the GPU benchmark measures no fine-tune, so the hours above leave them out"]
 
 
 def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str = COSTS_FILE) -> str:
@@ -535,7 +596,7 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
     for p in plans:
         s, missing = seconds(p, costs) if p.items else (0.0, [])
         lines.append(line(p.chapter.replace("_", " "), p, s))  # words wrap at a page's width
-        notes += [f"- {p.chapter}: {m}" for m in p.not_counted] + [f"- {p.chapter}: {m}" for m in missing if costs]
+        notes += [f"- {p.chapter}: {m}" for m in p.not_counted + unpriced(p)] + [f"- {p.chapter}: {m}" for m in missing if costs]
     union = Plan("all", None, list({w.key: w for p in plans for w in p.items}.values()))
     lines.append(line("**all** (shared work once)", union, seconds(union, costs)[0] if union.items else 0.0))
     profile = plans[0].profile if plans else None
@@ -552,5 +613,5 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
                 "(shards by hash are near equal); the measured seconds per image include its VAE decode; model "
                 "loading not counted.")
     if notes:
-        out += "\n\nNot counted (known only at run time):\n" + "\n".join(notes)
+        out += "\n\nNot counted or not priced:\n" + "\n".join(notes)
     return out

@@ -9,7 +9,7 @@ Each process takes the work (`dvdlib.plan.Work`) whose model, sampler and prompt
 The index and count come from ``--shard i/N`` or from accelerate (`accelerate.PartialState`);
 nothing waits on another process, so a Slurm job array needs no launcher. Within its shard a
 process computes only what the store lacks, through the chapters' own code paths
-(`dvdlib.generate.generate`, `dvdlib.ablation.Sweep.run`, `dvdlib.dvd.judge_images`,
+(`dvdlib.run.Run.finetune`, `dvdlib.generate.generate`, `dvdlib.ablation.Sweep.run`, `dvdlib.dvd.judge_images`,
 `dvdlib.triplets.judge_presence`), which batch and write each batch through the store's atomic
 writes: a killed process loses at most its batch in flight, and the same command rerun computes
 only what is missing.
@@ -22,7 +22,7 @@ import json
 from collections import defaultdict
 from dataclasses import replace
 
-from .plan import GENERATE, JUDGE, Plan, plan
+from .plan import FINETUNE, GENERATE, JUDGE, Plan, plan
 
 
 def shard_of(work, count: int) -> int:
@@ -99,7 +99,8 @@ def prefetch(chapters, profile: str = "toy", params: dict | None = None, shard: 
         todo = [(w, p) for w, p in mine.values() if not w.provisional and not w.done(p.profile.store)]
         waiting = sum(w.provisional and not w.done(p.profile.store) for w, p in mine.values())
         log(f"[shard {index}/{count}] {len(mine):,} of {planned:,} work items are this shard's; "
-            f"{len(todo):,} to compute ({sum(w.kind == GENERATE for w, _ in todo):,} generations, "
+            f"{len(todo):,} to compute ({sum(w.kind == FINETUNE for w, _ in todo):,} fine-tunes, "
+            f"{sum(w.kind == GENERATE for w, _ in todo):,} generations, "
             f"{sum(w.kind == JUDGE for w, _ in todo):,} judge answer sets)"
             + (f"; {waiting:,} wait on results" if waiting else ""))
         if not todo:
@@ -108,6 +109,7 @@ def prefetch(chapters, profile: str = "toy", params: dict | None = None, shard: 
         if again:
             raise RuntimeError(f"computed but still not stored: {len(again)} work items, e.g. {again[0]}")
         tried |= {w.key for w, _ in todo}
+        _finetune(todo, log, index, count)
         _generate(todo, log, index, count)
         _judge(todo, mine, log, index, count)
         computed, rounds = computed + len(todo), rounds + 1
@@ -115,6 +117,17 @@ def prefetch(chapters, profile: str = "toy", params: dict | None = None, shard: 
         log(f"[shard {index}/{count}] {waiting:,} work items still wait on results no round of this shard made")
     return {"shard": index, "shards": count, "items": len(mine), "computed": computed, "rounds": rounds,
             "waiting": waiting}
+
+
+def _finetune(todo, log, index, count) -> None:
+    """The shard's missing fine-tunes, through the chapters' own `dvdlib.run.Run.finetune`, on the
+    images and recipe the count recorded (`dvdlib.plan.Plan.trainings`); before any generation
+    with them (a fine-tune and its work share a shard)."""
+    for w, p in todo:
+        if w.kind == FINETUNE:
+            images, recipe = p.trainings[w.key]
+            p.run.finetune(images, recipe)
+            log(f"[shard {index}/{count}] fine-tune {w.key} done ({len(images)} images, {recipe.steps} steps)")
 
 
 def _generate(todo, log, index, count) -> None:

@@ -39,15 +39,23 @@ class Run:
         self.figures = f"{out_dir}/figures/{chapter}"
         self._other = (None, None)
 
-    def load(self, model: str | None = None):
-        """A model (default the profile's) loaded by the world, in the profile's dtype and device;
-        of the other models compared, the last one loaded is kept (one at a time)."""
-        model = model or self.profile.model
-        if model == self.profile.model and "pipe" in self.__dict__:
+    def load(self, model=None):
+        """A model (default the profile's; a `dvdlib.finetune.Tuned` fine-tune: its base with its
+        UNet) loaded by the world, in the profile's dtype and device; of the other models, the last
+        one loaded is kept (one at a time)."""
+        from .finetune import Tuned, load_finetuned
+
+        P, model = self.profile, model or self.profile.model
+        if model == P.model and "pipe" in self.__dict__:
             return self.pipe
         if self._other[0] != model:
             self._other = (None, None)  # dropped before the next one loads
-            self._other = (model, self.world.load_model(model, dtype=self.profile.dtype, device=self.profile.device))
+            if isinstance(model, Tuned):
+                loaded = load_finetuned(model.base, model.folder, dtype=P.dtype, device=P.device,
+                                        load=self.world.load_model)
+            else:
+                loaded = self.world.load_model(model, dtype=P.dtype, device=P.device)
+            self._other = (model, loaded)
         return self._other[1]
 
     @cached_property
@@ -62,10 +70,13 @@ class Run:
 
         return registry(self.pipe, self.profile.resolution)
 
-    def store(self, model: str | None = None) -> Store:
-        """The run store of ``model`` (default the profile's) under the profile's sampler."""
+    def store(self, model=None) -> Store:
+        """The run store of ``model`` (default the profile's; a fine-tune samples as its base)
+        under the profile's sampler."""
+        from .finetune import base_of
+
         model = model or self.profile.model
-        return Store(self.profile.store, model_key(model), self.profile.sampler(model), self.profile.store_mode)
+        return Store(self.profile.store, model_key(model), self.profile.sampler(base_of(model)), self.profile.store_mode)
 
     @cached_property
     def judge(self):
@@ -110,6 +121,26 @@ class Run:
         from .dvd import judge_images
 
         return judge_images(rows, seeds, self.store(model), self.judge, self.questions)
+
+    def finetune(self, images, recipe):
+        """The profile's model fine-tuned on ``images`` (PIL) with ``recipe`` (DreamBooth, paper
+        §3.3; prior-preservation images made first where the recipe asks), trained into the run
+        store unless finished there (`dvdlib.finetune`: resumable, atomic): a
+        `dvdlib.finetune.Tuned` that `generate`, `judge_dvd` and `store` take as ``model``."""
+        from .finetune import Tuned, class_images, finetune, finetune_dir, images_digest, is_finished
+        from .store import StoreMiss, log_reads
+
+        P = self.profile
+        folder = finetune_dir(P.store, model_key(P.model), recipe, images_digest(images))
+        if not is_finished(folder):
+            if P.store_mode == "frozen":
+                raise StoreMiss(f"frozen store {P.store}: the fine-tune {folder} is missing (recipe seed {recipe.seed}); "
+                                "run `dvd prefetch` for this chapter first, or build with store_mode 'write'")
+            klass = class_images(self.pipe, recipe, self.store(), batch_size=P.batch_size) \
+                if recipe.prior_preservation else None
+            finetune(self.pipe, images, recipe, folder, class_images=klass)
+        log_reads([folder.relative_to(P.store).as_posix()])
+        return Tuned(P.model, str(folder))
 
     def judge_presence(self, rows: pd.DataFrame, seeds, present_at: int = 3) -> pd.DataFrame:
         """Each target's presence in the images of three-concept ``rows`` (`dvdlib.triplets.judge_presence`)."""

@@ -119,10 +119,13 @@ def folder_hash(folder, suffixes=WEIGHT_SUFFIXES) -> str:
     return h.hexdigest()
 
 
-def model_key(name: str) -> str:
+def model_key(name) -> str:
     """What names a model in the run store: the id itself, or for a local folder its name plus
     `folder_hash` of its weights, so retrained weights never reuse old results (a few seconds
-    for Stable Diffusion's gigabytes, once per chapter)."""
+    for Stable Diffusion's gigabytes, once per chapter); a fine-tune (`dvdlib.finetune.Tuned`)
+    gives its own key."""
+    if not isinstance(name, str):
+        return name.key
     folder = Path(name)
     return f"{folder.resolve().name}@{folder_hash(folder)[:10]}" if folder.is_dir() else name
 
@@ -137,6 +140,14 @@ STORE_MODES = ("write", "frozen")
 
 #: Environment variable: a file every store appends the keys it reads to, one a line.
 READ_LOG = "DVD_STORE_READ_LOG"
+
+
+def log_reads(keys) -> None:
+    """Append store-relative ``keys`` to the `READ_LOG` file, when one is set."""
+    log = os.environ.get(READ_LOG)
+    if log and keys:
+        with open(log, "a") as f:
+            f.write("".join(f"{k}\n" for k in keys))
 
 
 class StoreMiss(LookupError):
@@ -174,13 +185,8 @@ class Store:
 
     def _log(self, keys) -> None:
         new = list(dict.fromkeys(k for k in keys if k not in self.reads))
-        if not new:
-            return
         self.reads.update(new)
-        log = os.environ.get(READ_LOG)
-        if log:
-            with open(log, "a") as f:
-                f.write("".join(f"{k}\n" for k in new))
+        log_reads(new)
 
     def _miss(self, what: str, missing: list) -> None:
         shown = "; ".join(f"{p!r} seed {s}" for p, s in missing[:3]) + (" …" if len(missing) > 3 else "")

@@ -12,12 +12,14 @@ from dvdlib.store import READ_LOG, Store, StoreMiss, digest
 import reference
 from test_plan import ROOT, stored
 
-#: every chapter `dvd plan` counts work for, on the smoke model; chapter 06 also with every row collapsed
+#: every chapter that computes, on the smoke model (01 on images the model generates; 03 with its fine-tunes
+#: counted, prefetched, then read, their folders logged as keys); chapter 06 also with every row collapsed
 #: before ablation (τ 0: at 48 the random judge collapses none), so that rows are ablated and pairs of
 #: heads made; every chapter that takes a ``model`` (04–08, 11) on each other family, its SD 1.4 layer
 #: numbers read there (06: SD 1.4's 16 → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the
 #: smoke scale's 1, 3, 6 → tiny SD3's 1–2). Chapters 02 and 10 compare the profile's ``models``.
-CASES = {"02": ("02_dvd_benchmark", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
+CASES = {"01": ("01_training_diversity", {"image_source": "generated"}), "02": ("02_dvd_benchmark", {}),
+         "03": ("03_diversity_causal", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
          "06": ("06_head_ablation", {}), "06-collapsed": ("06_head_ablation", {"tau": 0.0, "similarity_threshold": 0.0}),
          "07": ("07_memorization", {}), "08": ("08_detection_replacement", {}), "10": ("10_unselected_prompts", {}),
          "11": ("11_three_concepts", {}), "04-sdxl": ("04_focus_score", {"model": "tiny:sdxl"}),
@@ -56,11 +58,20 @@ def test_a_prefetched_chapter_runs_frozen_and_reads_all_its_plan(case, tmp_path,
     reference.check(case, tmp_path / "book" / "results" / f"{chapter}.json")  # the same numbers as before
 
 
-def test_chapters_01_and_03_have_no_plan_and_say_so(monkeypatch):
+def test_chapter_03_counts_its_fine_tunes_before_training_them(tmp_path, monkeypatch):
+    """Paper §3.3's fine-tunes are work: each variant's replicates (keyed by recipe and images before
+    any training), then every prompt × seed of each fine-tune and of the base model, judged."""
     monkeypatch.chdir(ROOT)
-    for chapter in ("01", "03"):
-        p = planning.plan(chapter, "smoke")
-        assert p.items == [] and p.not_counted
+    p = planning.plan("03", "smoke", {"store": str(tmp_path)})
+    tunes = [w for w in p.items if w.kind == planning.FINETUNE]
+    S = p.run.profile.scales["causal"]
+    assert len(tunes) == len(S["breeds"]) * 3 and len({w.key for w in tunes}) == len(tunes)
+    assert all(w.key.startswith("finetune/") and not w.done(tmp_path) for w in tunes)
+    assert p.counts()["finetunes"] == len(tunes) and p.counts()["train_steps"] == sum(w.unet_evals for w in tunes)
+    models = {w.model for w in p.items if w.kind == planning.GENERATE}
+    assert len(models) == len(tunes) + 1  # every fine-tune and the base model generate
+    assert set(p.trainings) == {w.key for w in tunes}
+    assert not list(tmp_path.iterdir())  # counting trains nothing, writes nothing
 
 
 def test_a_frozen_store_names_what_it_lacks_and_writes_nothing(tmp_path):
