@@ -43,19 +43,22 @@ def main(argv=None) -> int:
 
     import dvdlib
     from dvdlib import causal, twins
+    from dvdlib.finetune import is_finished
+    from dvdlib.plan import Count
 
     run = dvdlib.setup(args.profile, "twin_pilot")
     S = twins.scale(run.profile)
     recipe = S["recipe"] if args.steps is None else dataclasses.replace(S["recipe"], steps=args.steps)
-    table = twins.design(run, K=args.pairs)
+    table = twins.design(run, K=args.pairs, recipe=recipe)
+    untrained = sum(not is_finished(m.folder) for m in twins.finetune_arms(Count(run, {}), table, recipe).values())
     started = time.perf_counter()
-    fits = twins.finetune_twins(run, table, recipe, progress=False)
+    models = twins.finetune_arms(run, table, recipe)
     trained = time.perf_counter() - started
-    prompts = causal.causal_prompts(run, S["prompts"])
+    prompts = causal.causal_prompts(run, causal.scale(run.profile)["prompts"])  # the pilot's: chapter 03's eight
     started = time.perf_counter()
-    stores = twins.generate_twins(run, fits, prompts, S["seeds"], progress=False)
+    judged = causal.generate_and_judge(run, prompts, models, S["seeds"])
     generated = time.perf_counter() - started
-    scores = twins.twin_scores(run, prompts, stores, args.tau, S["seeds"])
+    scores = twins.twin_scores(judged, args.tau)
     contrasts = {"rigid − diverse": twins.paired(scores, "rigid", "diverse", value="dvd"),
                  "memorized − rigid": twins.paired(scores, "memorized", "rigid", value="dvd")}
     design = twins.pilot_design_table(contrasts)
@@ -67,8 +70,8 @@ def main(argv=None) -> int:
         "rows": rows,
         "profile": args.profile, "pairs": args.pairs, "recipe": dataclasses.asdict(recipe),
         "prompts": len(prompts), "seeds": list(S["seeds"]), "n_images": S["n_images"],
-        "fine_tunes_trained": int(fits.trained.sum()),
-        "seconds_per_fine_tune": trained / max(1, int(fits.trained.sum())),
+        "fine_tunes_trained": untrained,
+        "seconds_per_fine_tune": trained / max(1, untrained),
         "seconds_generating": generated,
         "mean_dvd": scores.groupby("arm").dvd.mean().round(2).to_dict(),
         "per_pair_dvd": {f"pair {p}": g.groupby("arm").dvd.mean().round(2).to_dict() for p, g in scores.groupby("pair")},
@@ -77,13 +80,13 @@ def main(argv=None) -> int:
         "design": json.loads(design.to_json(orient="records")),
     }
     out = RESULTS / f"twin_pilot{suffix}.json"
-    if out.is_file() and not int(fits.trained.sum()):  # nothing trained: keep the first run's times
+    if out.is_file() and not untrained:  # nothing trained: keep the first run's times
         first = json.loads(out.read_text())
         for key in ("seconds_per_fine_tune", "seconds_generating", "fine_tunes_trained"):
             body[key] = first.get(key, body[key])
     body["notes"] = (f"DvD per twin over {len(prompts)} prompts × {len(S['seeds'])} seeds (τ {args.tau:g}); "
                      f"{body['seconds_per_fine_tune']:.0f} s per fine-tune and {body['seconds_generating']:.0f} s "
-                     f"generating for {len(fits)} twins, one thread, when first run (a rerun reads the store)")
+                     f"generating for {len(models)} twins, one thread, when first run (a rerun reads the store)")
     out.write_text(json.dumps(body, indent=1, ensure_ascii=False, default=float) + "\n")
     print(json.dumps(body, indent=1, ensure_ascii=False, default=float))
     return 0

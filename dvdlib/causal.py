@@ -121,7 +121,7 @@ def variant_images(run, images, breeds, n_images: int, seed: int = 0) -> dict[in
     if images:
         return {k: training_images(images, k, n_images, seed) for k in breeds}
     if run.world.training_images is None and getattr(run, "counting", False):
-        run.skip(f"no dog photos given (`-p images`): its fine-tunes are counted from the recipe and "
+        run.skip("no dog photos given (`-p images`): its fine-tunes are counted from the recipe and "
                  "image count, keyed by stand-ins; they are computed once a folder is given")
         return {k: [(f"breed {j % k}", f"dog photo {i} of the {k}-breed variant") for j, i in enumerate(range(n_images))]
                 for k in breeds}

@@ -28,7 +28,8 @@ class Chapter:
     """One chapter: ``name`` its notebook's stem; ``reads_from`` the chapters whose stored work it
     reads (it starts after them when both run, so the work is done once); ``long`` its place among
     the chapters a fresh clone, with no times of its own, starts first (None: not long);
-    ``snapshot`` whether `dvd toy findings` runs it; ``keys`` role → the key of a results row that
+    ``snapshot`` whether `dvd toy findings` runs it, with ``snapshot_parameters`` (the scale its
+    verdicts need where the book runs less: the twins' K); ``keys`` role → the key of a results row that
     another module reads (`dvdlib.findings.CLAIMS`); ``work`` its work (executor, parameters →
     what it computed)."""
 
@@ -36,6 +37,7 @@ class Chapter:
     reads_from: tuple[str, ...] = ()
     long: int | None = None
     snapshot: bool = False
+    snapshot_parameters: dict = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     work: Callable = field(default=None, repr=False)
 
@@ -244,6 +246,25 @@ def _three_concepts(x, cases, n_pilot, present_at, peak_layers):
     return out
 
 
+def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts):
+    """Twin fine-tunes (paper §3.3's causal test, paired; §3.6–3.7's memorization as a third arm):
+    K pairs of rigid, diverse and memorized DreamBooth fine-tunes of one new concept, each twin's
+    test prompts generated with their noise-prediction norms (§3.7) and judged (§2), and their
+    first step recorded in every layer (§3.4)."""
+    from . import causal, twins
+
+    S = twins.scale(x.profile, seeds_given=seeds is not None)
+    recipe = causal.recipe_for(S, steps=train_steps, lr=lr)
+    table = twins.design(x, images, K=K if K is not None else S["K"], recipe=recipe)
+    prompts = causal.causal_prompts(x, n_prompts or S["prompts"])
+    models = twins.finetune_arms(x, table, recipe)
+    judged, runs = twins.generate_and_judge(x, prompts, models, S["seeds"])
+    first_steps = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=FIRST_STEP, until_step=1)
+                   for arm, model in models.items()}
+    return SimpleNamespace(scale=S, recipe=recipe, design=table, prompts=prompts, models=models, judged=judged,
+                           runs=runs, first_steps=first_steps)
+
+
 def work(run, **params):
     """Run the work of ``run``'s chapter (``run.chapter``) with the chapter's parameters ``params``
     (those its work takes; the notebook passes its own values): what it computed."""
@@ -260,18 +281,19 @@ def work(run, **params):
 # chapter 07's norms of the same prompts; chapter 08's detector reads chapter 04's first steps;
 # chapter 10 reads chapter 02's images and answers. The long ones (`benchmarks/book_time.py` on a
 # quiet 2-core machine, world 2: chapter 03's fine-tunes 385 s; chapter 06's ablation 311 s, which
-# starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s) start first, in this
-# order, so that 05 and then 06 run beside 03.
+# starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s; world 1's twins, nine
+# fine-tunes and their images, about 650 s) start first, in this order: the twins on one job while
+# 03, 05 and then 06 run on the other.
 TRAINING_DIVERSITY = Chapter("01_training_diversity", work=_training_diversity)
-TEMPORAL = Chapter("05_temporal_dynamics", long=1, snapshot=True, work=_temporal_dynamics,
+TEMPORAL = Chapter("05_temporal_dynamics", long=2, snapshot=True, work=_temporal_dynamics,
                    keys={"dominated_falls": "dominated_first", "dominated_below": "claim"})
 DVD_BENCHMARK = Chapter("02_dvd_benchmark", reads_from=(TEMPORAL.name,), snapshot=True, work=_dvd_benchmark,
                         keys={"gap": "dvd_gap"})
-CAUSAL = Chapter("03_diversity_causal", long=0, snapshot=True, work=_diversity_causal,
+CAUSAL = Chapter("03_diversity_causal", long=1, snapshot=True, work=_diversity_causal,
                  keys={"paired": "paired", "trend": "spearman"})
 FOCUS = Chapter("04_focus_score", snapshot=True, work=_focus_score,
                 keys={"layers_gap": "fs_layers_gap", "peak": "fs_peak_on_concept"})
-ABLATION = Chapter("06_head_ablation", reads_from=(TEMPORAL.name,), long=2, snapshot=True, work=_head_ablation,
+ABLATION = Chapter("06_head_ablation", reads_from=(TEMPORAL.name,), long=3, snapshot=True, work=_head_ablation,
                    keys={"single": "single_dvd", "multi": "multi_dvd"})
 MEMORIZATION = Chapter("07_memorization", reads_from=(TEMPORAL.name,), snapshot=True, work=_memorization,
                        keys={"bench_over_balanced": "bench_over_balanced"})
@@ -279,11 +301,15 @@ DETECTION = Chapter("08_detection_replacement", reads_from=(FOCUS.name,), snapsh
                     keys={"gap": "det_gap", "matched": "det_matched", "auc": "det_auc", "replacement": "repl_*"})
 TOY_FINDINGS = Chapter("09_toy_findings", work=lambda x: SimpleNamespace())  # reads a committed snapshot
 UNSELECTED = Chapter("10_unselected_prompts", reads_from=(DVD_BENCHMARK.name,), work=_unselected)
-THREE_CONCEPTS = Chapter("11_three_concepts", long=3, work=_three_concepts)
+THREE_CONCEPTS = Chapter("11_three_concepts", long=4, work=_three_concepts)
+TWINS = Chapter("12_twin_finetunes", long=0, snapshot=True, work=_twin_finetunes,
+                snapshot_parameters={"K": 12},
+                keys={"dvd": "twin_dvd", "memorized": "twin_memorized", "focus": "twin_focus", "peak": "twin_peak",
+                      "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "auc": "twin_auc"})
 
 #: Every chapter, in the book's order.
 ALL = (TRAINING_DIVERSITY, DVD_BENCHMARK, CAUSAL, FOCUS, TEMPORAL, ABLATION, MEMORIZATION, DETECTION, TOY_FINDINGS,
-       UNSELECTED, THREE_CONCEPTS)
+       UNSELECTED, THREE_CONCEPTS, TWINS)
 BY_NAME = {c.name: c for c in ALL}
 
 

@@ -46,6 +46,9 @@ class Claim:
     empty: str = "nothing to measure in this run (n = 0)"
     unit: str = "concepts"  # what a cluster is, for "underpowered (n concepts)"
     paper_effect: str = ""  # the paper's effect in the claim's units, where it gives one
+    #: how the measurement isolates the claim: "observational" (the world's concepts as they are),
+    #: "fine-tunes" (chapter 03's variants) or "twins" (paired fine-tunes that differ only in diversity)
+    design: str = "observational"
 
 
 #: The layers where the paper finds DominanceBench's Focus Score significantly higher (paper §3.4).
@@ -91,13 +94,29 @@ CLAIMS = (
           requires=("median_before", 48.0, "the median DvD before replacement is below τ = 48: there is no "
                                            "collapse for the category word to relieve")),
     Claim("causal", CH.CAUSAL.name, CH.CAUSAL.key("paired"),
-          measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)", unit="fine-tunes"),
+          measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)", unit="fine-tunes",
+          design="fine-tunes"),
     Claim("causal_trend", CH.CAUSAL.name, CH.CAUSAL.key("trend"), direction=-1,
           measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)",
-          unit="fine-tunes"),
+          unit="fine-tunes", design="fine-tunes"),
     Claim("noise_norm", CH.MEMORIZATION.name, CH.MEMORIZATION.key("bench_over_balanced"),
           measure="mean noise-prediction norm, rigid+object − object+object",
           note="the memorized set of the paper's order does not exist in the toy world"),
+    Claim("twin_dvd", CH.TWINS.name, CH.TWINS.key("dvd"), unit="pairs", design="twins",
+          measure="mean DvD, rigid − diverse twin (the twin pair is the unit)"),
+    Claim("twin_memorized", CH.TWINS.name, CH.TWINS.key("memorized"), unit="pairs", design="twins",
+          measure="mean DvD, memorized − rigid twin (the twin pair is the unit)"),
+    Claim("twin_focus", CH.TWINS.name, CH.TWINS.key("focus"), unit="pairs", design="twins",
+          measure="mean first-step Focus Score over the paper's layers 5–10, rigid − diverse twin"),
+    Claim("twin_peak", CH.TWINS.name, CH.TWINS.key("peak"), unit="pairs", design="twins",
+          measure="share of prompts whose first-step peak token is the new token, above chance, rigid − diverse twin"),
+    Claim("twin_norm", CH.TWINS.name, CH.TWINS.key("norm"), unit="pairs", design="twins",
+          measure="mean noise-prediction norm over the first steps, rigid − diverse twin"),
+    Claim("twin_norm_memorized", CH.TWINS.name, CH.TWINS.key("norm_memorized"), unit="pairs", design="twins",
+          measure="mean noise-prediction norm over the first steps, memorized − rigid twin"),
+    Claim("twin_auc", CH.TWINS.name, CH.TWINS.key("auc"), unit="pairs", design="twins",
+          measure="per pair, the detector's AUC (first-step Focus Score, layers 9–10) for the rigid twin's prompts "
+                  "against the diverse twin's, − 0.5", note="no separation = 0"),
 )
 
 
@@ -163,7 +182,7 @@ STRUCTURED = ("value", "n", "ci", "p", "test", "hits", "layers", "median_before"
 #: ``clusters_b`` the clusters per side (b empty for a one-sample design), ``detectable`` the smallest
 #: effect the rule finds with 80% power at those counts and spread (`dvdlib.stats.detectable`),
 #: ``needed`` for an undecided claim the clusters a side that would find this run's effect (`_needed`).
-CSV_COLUMNS = ("claim", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "clusters_a", "clusters_b",
+CSV_COLUMNS = ("claim", "design", "verdict", "estimate", "ci_low", "ci_high", "null", "n_prompts", "clusters_a", "clusters_b",
                "method", "detectable", "needed", "paper_effect", "power_check", "control_rate", "control_ci_low",
                "control_ci_high")
 
@@ -176,7 +195,7 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
 
     out = []
     for claim in CLAIMS:
-        base = {"claim": claim.name, "paper says": WORDS[claim.name], "chapter": claim.chapter,
+        base = {"claim": claim.name, "design": claim.design, "paper says": WORDS[claim.name], "chapter": claim.chapter,
                 "toy measurement": claim.measure, "paper_effect": claim.paper_effect or None}
         chapter = snap.index.get("chapters", {}).get(claim.chapter)
         rows = _rows_for(snap, claim)
@@ -399,12 +418,13 @@ def _n(n) -> str:
 
 
 def readable_claims(claims: pd.DataFrame) -> pd.DataFrame:
-    """``claims.csv``'s table as a reader reads it: the estimate and its interval in one cell,
+    """``claims.csv``'s table as a reader reads it: the design (observational, fine-tunes, twins),
+    the estimate and its interval in one cell,
     numbers to three digits, clusters per side, the smallest effect found with 80% power
     (``detectable``), the positive control's outcome (``control``); the prompts are in the text."""
     sides = [_n([a] if b != b or b is None else [a, b]) if a == a and a is not None else "—"
              for a, b in zip(claims["clusters_a"], claims["clusters_b"])]
-    out = pd.DataFrame({"verdict": claims["verdict"],
+    out = pd.DataFrame({"design": claims["design"], "verdict": claims["verdict"],
                         "estimate [95% CI]": [f"{fmt_num(e)} {fmt_interval(lo, hi)}".replace(" —", "") for e, lo, hi
                                               in zip(claims["estimate"], claims["ci_low"], claims["ci_high"])],
                         "null": claims["null"].map(fmt_num), "clusters": sides,

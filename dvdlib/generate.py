@@ -113,6 +113,22 @@ def records_norms(pipe, store: Store, until_step: int | None) -> bool:
     return until_step is None and store.settings["guidance"] > 1 and getattr(pipe, "unet", None) is not None
 
 
+def _until(store: Store, until_step: int | None) -> int | None:
+    """``until_step``, None where it reaches the end of the store's schedule (a whole run)."""
+    return None if until_step is not None and until_step >= store.settings["steps"] else until_step
+
+
+def missing(store: Store, prompts, seeds, *, attention: dict | None = None, noise_norms: bool = False,
+            until_step: int | None = None) -> list[tuple[str, int]]:
+    """The (prompt, seed) pairs `generate` with these arguments would make (the store lacks them;
+    a frozen store raises `dvdlib.store.StoreMiss` instead)."""
+    until_step = _until(store, until_step)
+    whole = until_step is None
+    what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
+    jobs = [(p, int(s)) for p in prompts for s in seeds]
+    return store.todo(jobs, image=whole, attention=recording_spec(store, attention, until_step, noise_norms), what=what)
+
+
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
              noise_norms: bool = False, until_step: int | None = None, progress: bool = True,
              registry: list | None = None) -> list[Sample]:
@@ -130,13 +146,12 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     else built once here when something is recorded.
     """
     prompts, seeds = list(prompts), [int(s) for s in seeds]
-    if until_step is not None and until_step >= store.settings["steps"]:
-        until_step = None  # the whole schedule, stored as such
+    until_step = _until(store, until_step)
     whole = until_step is None
     spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
+    todo = missing(store, prompts, seeds, attention=attention, until_step=until_step, noise_norms=noise_norms)
     what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
-    todo = store.todo(jobs, image=whole, attention=spec, what=what)  # a frozen store raises on a miss
     if todo and attention and registry is None:
         registry = layer_registry(pipe)
     with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:

@@ -117,4 +117,18 @@ CLAIMS = {
                     "gives no statistic).",
     "noise_norm": "The text-conditional noise prediction is larger for DominanceBench than for balanced "
                   "prompts (memorized > DominanceBench > balanced).",
+    "twin_dvd": "A concept trained on low-diversity images dominates its prompts more (§3.3), here as twins: "
+                "fine-tuned on one variant vs on many, everything else the same.",
+    "twin_memorized": "Memorized prompts are the strongest case of dominance (memorized > DominanceBench, "
+                      "§3.6–3.7), here as a twin fine-tuned on one image repeated vs its rigid twin.",
+    "twin_focus": "At the first step a dominant concept's prompts have a higher Focus Score in layers 5–10 "
+                  "(§3.4), here with diversity alone changed between the twins.",
+    "twin_peak": "The first step's peak token falls on the dominant concept (§3.4, 249/300), here more often "
+                 "for the rigid twin than for its diverse twin.",
+    "twin_norm": "The text-conditional noise prediction is larger for dominant prompts than for balanced ones "
+                 "(§3.7), here for the rigid twin's prompts than for its diverse twin's.",
+    "twin_norm_memorized": "… and larger still for memorized prompts (§3.7: memorized > DominanceBench), here for "
+                           "the memorized twin's prompts than for its rigid twin's.",
+    "twin_auc": "The first-step Focus Score detects dominance (§3.8), here separating the rigid twin's prompts from "
+                "its diverse twin's.",
 }

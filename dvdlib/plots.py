@@ -340,3 +340,62 @@ def case_grid(rows: list[tuple[str, list[tuple[Image.Image, str]]]], width: floa
             ax.set_title(caption, fontsize=7, y=-0.17)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.03, wspace=0.05, hspace=0.3)
     return fig
+
+
+ARM_COLORS = {"rigid": BENCH_COLOR, "diverse": CONTROL_COLOR, "memorized": "#7b3294"}
+
+
+def paired_differences(contrasts: dict, verdicts: dict | None = None):
+    """Twin pairs (paper §3.3, paired): one panel per claim (four a row), each pair's difference (a dot) and the
+    95% interval over pairs (a bar through the mean); the null 0 dashed; the verdict in the title.
+    ``contrasts``: claim label → `dvdlib.twins.paired` result (``per_cluster``, ``value``, ``ci``)."""
+    use_style()
+    verdicts = verdicts or {}
+    columns = min(4, len(contrasts))
+    rows = -(-len(contrasts) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(8, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(contrasts):]:
+        ax.set_visible(False)
+    for ax, (label, r) in zip(axes.flat, contrasts.items()):
+        diffs = np.array(list(r["per_cluster"].values()), dtype=float)
+        jitter = np.linspace(-0.12, 0.12, len(diffs)) if len(diffs) > 1 else np.zeros(1)
+        ax.scatter(jitter, diffs, s=18, color="0.35", zorder=3, label="one pair")
+        if r.get("ci") is not None and None not in r["ci"]:
+            ax.errorbar([0.32], [r["value"]], yerr=[[r["value"] - r["ci"][0]], [r["ci"][1] - r["value"]]], fmt="D",
+                        color=BENCH_COLOR, capsize=4, zorder=4, label="mean, 95% interval")
+        ax.axhline(0, color="0.4", ls="--", lw=0.8)
+        ax.set_xlim(-0.4, 0.6)
+        ax.set_xticks([])
+        ax.set_title("\n".join(textwrap.wrap(f"{label} ({len(diffs)} pairs)", 26)) +
+                     (f"\n{verdicts[label]}" if label in verdicts else ""), fontsize=9)
+    for row in axes:
+        row[0].set_ylabel("difference within a pair")
+    axes.flat[len(contrasts) - 1].legend(loc="lower right", frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def focus_curves_by_arm(table, highlight=(5, 6, 7, 8, 9, 10)):
+    """The first step's Focus Score per layer of each twin arm: the mean over pairs of each pair's
+    mean over prompts (a line per arm), with the pairs' range shaded; the paper's layers 5–10
+    shaded grey. ``table``: `dvdlib.twins.focus_by_layer`'s (pair, arm, prompt, layer, focus)."""
+    use_style()
+    per_pair = table.groupby(["arm", "pair", "layer"]).focus.mean().reset_index()
+    layers = sorted(per_pair.layer.unique())
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for layer in highlight:
+        if layer in layers:
+            i = layers.index(layer)
+            ax.axvspan(i - 0.5, i + 0.5, color="0.92", zorder=0)
+    for arm, group in per_pair.groupby("arm", sort=False):
+        stats_ = group.groupby("layer").focus.agg(["mean", "min", "max"]).reindex(layers)
+        x = np.arange(len(layers))
+        color = ARM_COLORS.get(arm, "0.3")
+        ax.plot(x, stats_["mean"], marker="o", ms=3, color=color, label=f"{arm} ({group.pair.nunique()} twins)")
+        ax.fill_between(x, stats_["min"], stats_["max"], color=color, alpha=0.12)
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_xlabel("cross-attention layer (forward order; shaded: the paper's layers 5–10)")
+    ax.set_ylabel("Focus Score at step 1\n(mean over pairs)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=3, frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig

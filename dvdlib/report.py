@@ -40,6 +40,10 @@ class Report:
 
             myst_glue(key, str(ours), display=False)
 
+    def values(self) -> dict[str, str]:
+        """Results key → this run's text, as recorded so far (what a chapter's closing paragraph reads)."""
+        return {r["key"]: r["this run"] for r in self.rows}
+
     def not_applicable(self, why: str) -> None:
         """Record that this chapter does not apply to the profile's world, and why (one sentence).
 
@@ -112,3 +116,12 @@ def number(x: float) -> str:
     if a >= 100:
         return f"{x:.4g}"
     return f"{x:.3g}" if a >= 1e-4 else f"{x:.2e}"
+
+
+def glue(key: str, text: str) -> None:
+    """Glue ``text`` as ``key`` for the page's prose (myst-nb; nothing outside a notebook)."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:  # pragma: no cover - the book's environment has it
+        return
+    myst_glue(key, text, display=False)

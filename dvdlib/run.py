@@ -111,10 +111,14 @@ class Run:
                  until_step: int | None = None, noise_norms: bool = False) -> list:
         """`dvdlib.generate.generate` of ``prompts`` × ``seeds`` with ``model`` (default the
         profile's) into its store: what is stored is read, the rest made."""
-        from .generate import generate
+        from .finetune import Tuned
+        from .generate import generate, missing
 
-        return generate(self.load(model), prompts, seeds, store=self.store(model), batch_size=self.profile.batch_size,
-                        attention=attention, until_step=until_step, noise_norms=noise_norms)
+        store, prompts = self.store(model), list(prompts)
+        options = dict(attention=attention, until_step=until_step, noise_norms=noise_norms)
+        # a fine-tune whose work is all stored is not loaded: its base reads the prompts alike
+        pipe = self.pipe if isinstance(model, Tuned) and not missing(store, prompts, seeds, **options) else self.load(model)
+        return generate(pipe, prompts, seeds, store=store, batch_size=self.profile.batch_size, **options)
 
     def judge_dvd(self, rows: pd.DataFrame, seeds, *, model: str | None = None) -> pd.DataFrame:
         """The judge's DvD answers about ``model``'s images of ``rows`` (`dvdlib.dvd.judge_images`, paper §2)."""

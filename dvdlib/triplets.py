@@ -483,15 +483,6 @@ def scope(rows: pd.DataFrame, why: str | None, pilot_rows: pd.DataFrame, pilot_w
     return text
 
 
-def glue(key: str, text: str) -> None:
-    """Glue ``text`` as ``key`` for the page's prose (myst-nb; nothing outside a notebook)."""
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:  # pragma: no cover - the book's environment has it
-        return
-    myst_glue(key, text, display=False)
-
-
 def shown(table, why: str | None):
     """``table`` where the world runs the design; None (nothing displayed) where it cannot."""
     return None if why else table

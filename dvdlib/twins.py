@@ -16,9 +16,12 @@ pair is the unit (`paired`; `dvdlib.stats`' cluster).
 - `scale`: K and the rest a profile runs (``scales.twins``, chapter 03's ``scales.causal``);
 - `design`: the K × 3 arms as a table, deterministic for a seed; `arm_images` re-derives an arm's
   training images from its row (checked against the row's digest);
-- `finetune_twins`: every arm fine-tuned into the run store exactly where chapter 03 keeps its
-  fine-tunes (`dvdlib.finetune.finetune_dir`; resumable, atomic, a rerun trains nothing);
-- `generate_twins`, `twin_scores`: each twin's images into its own run store, judged (DvD, §2);
+- `finetune_arms`: every arm fine-tuned through a chapter's executor, stored exactly where chapter
+  03 keeps its fine-tunes (`dvdlib.finetune.finetune_dir`; resumable, atomic, a rerun trains nothing);
+- `generate_and_judge`: each twin's images with their noise-prediction norms, judged;
+- `twin_scores`, `focus_by_layer`, `layers_mean`, `peak_on_token`, `norm_scores`: each twin's DvD
+  Scores (§2), first-step Focus Scores (§3.4), peak token and noise-prediction norm (§3.7) per
+  (pair, arm, prompt); `auc_by_pair`: the detector's separation of the arms (§3.8);
 - `paired`: the paired contrast of a per-(pair, arm) measurement; `pilot_design_table`: the
   smallest effect found at 80% power for each K, from a pilot's between-pair spread.
 """
@@ -33,8 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import causal
-from .finetune import (Recipe, class_images, finetune, finetune_dir, finetuned_key, images_digest, is_finished,
-                       load_finetuned)
+from .finetune import Recipe, images_digest
 
 #: The arms of a pair, in the order each pair lists them.
 ARMS = ("rigid", "diverse", "memorized")
@@ -42,10 +44,11 @@ ARMS = ("rigid", "diverse", "memorized")
 #: about one between-pair SD with 80% power, `benchmarks/results/verdict_calibration.json`).
 DEFAULT_K = 12
 #: The twin experiment at full scale: ``K`` pairs, the diverse twin's variant count (``diverse``;
-#: None: chapter 03's most diverse variant), the rigid twins' ``pool`` (None: see `design`). Images
-#: per arm, recipe, prompts and seeds are chapter 03's (`dvdlib.causal.scale`), so the twins and
-#: the variants of §3.3 are fine-tuned and asked alike. A profile narrows it under ``scales.twins``.
-FULL = {"K": DEFAULT_K, "diverse": None, "pool": None}
+#: None: chapter 03's most diverse variant), the rigid twins' ``pool`` (None: see `design`), the
+#: test ``prompts`` (None: every prompt of the causal test, `dvdlib.causal.causal_prompts`). Images
+#: per arm, recipe and seeds are chapter 03's (`dvdlib.causal.scale`), so the twins and the
+#: variants of §3.3 are fine-tuned alike. A profile narrows it under ``scales.twins``.
+FULL = {"K": DEFAULT_K, "diverse": None, "pool": None, "prompts": None}
 #: The design table's columns (``variants``: the variant labels an arm's images come from, in
 #: order; ``image``: the memorized arm's single image; ``pass``: 0 the first time a rigid variant is
 #: used, 1 the second …; ``source``: a breed folder, or ``world:<name>`` for the world's renders;
@@ -56,12 +59,12 @@ COLUMNS = ("pair", "arm", "variants", "n_variants", "image", "n_images", "train_
 
 def scale(profile, seeds_given: bool = False) -> dict:
     """The twin experiment a profile runs: `FULL` narrowed by its ``scales.twins``, with chapter
-    03's ``n_images``, ``recipe`` (a `Recipe`), ``prompts`` and ``seeds`` (`dvdlib.causal.scale`,
-    ``seeds_given`` as there) and ``diverse`` None made its largest variant count."""
+    03's ``n_images``, ``recipe`` (a `Recipe`) and ``seeds`` (`dvdlib.causal.scale`, ``seeds_given``
+    as there) and ``diverse`` None made its largest variant count."""
     causal_scale = causal.scale(profile, seeds_given)
     out = profile.scale("twins", FULL)
     out["slice"] = out["slice"] or causal_scale["slice"]
-    out.update({k: causal_scale[k] for k in ("n_images", "recipe", "prompts", "seeds")})
+    out.update({k: causal_scale[k] for k in ("n_images", "recipe", "seeds")})
     out["diverse"] = int(out["diverse"] or max(causal_scale["breeds"]))
     return out
 
@@ -85,6 +88,12 @@ class _Images:
         world = run.world
         if source != f"world:{world.name}":
             raise ValueError(f"this design's images are {source!r}'s renders; the run's world is {world.name!r}")
+        if world.training_images is None and getattr(run, "counting", False):  # `dvd plan` without dog photos
+            run.skip("no dog photos given (`-p images`): the twins are counted from the recipe and image count, "
+                     "keyed by stand-ins; they are computed once a folder is given")
+            self.render, self.pool, self.size = _standins, int(pool), None
+            self._cache = (None, None)
+            return
         if world.training_images is None:
             raise ValueError(f"model {run.profile.model!r} needs real dog photos to fine-tune twins on (paper §3.3): "
                              "pass a folder with one sub-folder of images per breed, "
@@ -137,6 +146,19 @@ class _Images:
                 raise ValueError(f"the memorized arm's image {image!r} is not among its rigid twin's images")
             return [single] * self.n_images
         raise ValueError(f"unknown arm {arm!r}; arms: {ARMS}")
+
+
+def _standins(pool: int, count: int, seed: int, size) -> list[tuple[str, str]]:
+    """(breed, name) stand-ins for photos not given, in `World.training_images`' form: what a
+    counting executor keys the twins by (`dvdlib.plan.Count.finetune`)."""
+    return [(f"breed {i % pool}", f"dog photo {i // pool} of breed {i % pool}, seed {seed}") for i in range(count)]
+
+
+def _digest(images) -> str:
+    """`dvdlib.finetune.images_digest` of images; of stand-ins' names where they are not images."""
+    from .store import digest
+
+    return images_digest(images) if all(hasattr(im, "convert") for im in images) else digest([str(i) for i in images])
 
 
 def _source(run, images) -> str:
@@ -215,7 +237,7 @@ def design(run, images=None, *, K: int | None = None, n_images: int | None = Non
             rows.append({"pair": k, "arm": arm, "variants": variants[arm], "n_variants": len(variants[arm]),
                          "image": single if arm == "memorized" else None, "n_images": len(picked),
                          "train_seed": recipe.seed + k, "image_seed": image_seed, "pass": again,
-                         "digest": images_digest([im for _, im in picked]), "source": source, "pool": found.pool,
+                         "digest": _digest([im for _, im in picked]), "source": source, "pool": found.pool,
                          "note": note if arm != "memorized" else (note + "; " if note else "") +
                          f"one image × {n_images}"})
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -228,72 +250,94 @@ def arm_images(run, row, cache: dict | None = None) -> list:
     found = _found(run, row, cache)
     picked = [im for _, im in found.arm(row["arm"], tuple(row["variants"]), int(row["n_variants"]), row["image"],
                                          int(row["image_seed"]))]
-    if images_digest(picked) != row["digest"]:
+    if _digest(picked) != row["digest"]:
         raise ValueError(f"pair {row['pair']} {row['arm']}: its images no longer match the design "
-                         f"(digest {images_digest(picked)} ≠ {row['digest']}); make the design again")
+                         f"(digest {_digest(picked)} ≠ {row['digest']}); make the design again")
     return picked
 
 
-# ---------------------------------------------------------------- fine-tunes and their images
+# ---------------------------------------------------------------- fine-tunes and what they show
 
-def finetune_twins(run, table: pd.DataFrame, recipe: Recipe | None = None, progress: bool = True) -> pd.DataFrame:
-    """Fine-tune every arm of ``table`` (`design`) from the run's model with ``recipe`` (None: the
-    profile's causal recipe, paper §3.3) at the row's ``train_seed``; stored as chapter 03 stores
-    its fine-tunes (`dvdlib.finetune.finetune_dir`: ``<store>/finetune/<base>/<hash of recipe and
-    images>``; an interrupted one resumes, a finished one is reused, and the base model is loaded
-    only when something trains). Returns ``pair``, ``arm``, ``folder`` (the fine-tune's weights),
-    ``model`` (its run-store model key, `dvdlib.finetune.finetuned_key`) and ``trained`` (whether
-    this call trained it)."""
-    from .store import model_key
-
-    P = run.profile
-    recipe = recipe or scale(P)["recipe"]
-    base_key = model_key(P.model)
-    klass, rows, cache = None, [], {}
+def finetune_arms(x, table: pd.DataFrame, recipe: Recipe | None = None) -> dict:
+    """Every arm of ``table`` (`design`) fine-tuned from the profile's model with ``recipe`` (None:
+    the profile's causal recipe, paper §3.3) at the row's ``train_seed``, through the executor
+    ``x`` (`dvdlib.run.Run.finetune`: stored where chapter 03 keeps its fine-tunes, resumable, a
+    rerun trains nothing; `dvdlib.plan.Count` counts it): {(pair, arm): the fine-tune}."""
+    recipe = recipe or scale(x.profile)["recipe"]
+    cache, models = {}, {}
     for _, row in table.iterrows():
         seeded = dataclasses.replace(recipe, seed=int(row["train_seed"]))
-        folder = finetune_dir(P.store, base_key, seeded, row["digest"])
-        trained = not is_finished(folder)
-        if trained:
-            if recipe.prior_preservation and klass is None:
-                klass = class_images(run.pipe, recipe, run.store(), batch_size=P.batch_size)
-            finetune(run.pipe, arm_images(run, row, cache), seeded, folder, class_images=klass, progress=progress)
-        rows.append({"pair": row["pair"], "arm": row["arm"], "folder": str(folder),
-                     "model": finetuned_key(base_key, folder), "trained": trained})
-    return pd.DataFrame(rows)
+        models[int(row["pair"]), row["arm"]] = x.finetune(arm_images(x, row, cache), seeded)
+    return models
 
 
-def generate_twins(run, fits: pd.DataFrame, prompts, seeds=None, progress: bool = True) -> dict:
-    """Generate ``prompts`` (strings, or a table with ``prompt``) × ``seeds`` (None: the profile's)
-    with every fine-tune of ``fits`` (`finetune_twins`) into its own run store, as chapter 03 does;
-    a twin whose images are all stored is not loaded. Returns {(pair, arm): `dvdlib.store.Store`}."""
-    from .generate import generate
-    from .store import Store
-
-    P = run.profile
-    prompts = list(prompts["prompt"] if isinstance(prompts, pd.DataFrame) else prompts)
-    seeds = list(seeds or P.seeds)
-    stores = {}
-    for _, row in fits.iterrows():
-        store = Store(P.store, row["model"], P.sampler(), P.store_mode)
-        if store.todo([(p, s) for p in prompts for s in seeds]):  # a frozen store raises on a miss
-            tuned = load_finetuned(P.model, row["folder"], dtype=P.dtype, device=P.device, load=run.world.load_model)
-            generate(tuned, prompts, seeds, store=store, batch_size=P.batch_size, progress=progress)
-            del tuned
-        stores[int(row["pair"]), row["arm"]] = store
-    return stores
+def generate_and_judge(x, prompts: pd.DataFrame, models: dict, seeds) -> tuple[dict, dict]:
+    """Every prompt × seed generated by each twin of ``models`` in one whole run that keeps its
+    image and its noise-prediction norms (paper §3.7, `dvdlib.noise_norm`), then judged (§2):
+    ({(pair, arm): judge table}, {(pair, arm): samples with their norms})."""
+    runs, judged = {}, {}
+    for arm, model in models.items():
+        runs[arm] = x.generate(prompts.prompt, seeds, model=model, noise_norms=True)
+        judged[arm] = x.judge_dvd(prompts, seeds, model=model)
+    return judged, runs
 
 
-def twin_scores(run, prompts: pd.DataFrame, stores: dict, tau: float = 48.0, seeds=None) -> pd.DataFrame:
-    """Judge every twin's images (`generate_twins`) of ``seeds`` (default the profile's): per (pair,
-    arm, prompt) the DvD Score (`dvdlib.dvd.per_prompt`, paper §2) with ``pair`` and ``arm``; the
-    input of `paired` (``value="dvd"``)."""
+def norm_scores(runs: dict, first: int) -> pd.DataFrame:
+    """Per (pair, arm, prompt) Wen et al.'s score (`dvdlib.memorization.per_prompt`: the norm over
+    the first ``first`` steps and the seeds) of each twin's runs."""
+    from . import memorization
+
+    return pd.concat([memorization.per_prompt(memorization.norm_table(samples), first).assign(pair=pair, arm=arm)
+                      for (pair, arm), samples in runs.items()], ignore_index=True)
+
+
+def auc_by_pair(table: pd.DataFrame, layers, a: str = "rigid", b: str = "diverse") -> dict:
+    """The detector's separation of twins (paper §3.8): per pair, the AUC of each prompt's mean
+    Focus Score over ``layers`` (the detector's, 9–10) for arm ``a``'s prompts against arm ``b``'s,
+    then its mean − 0.5 over the pairs (Student t, the pair the unit; no separation: 0)."""
+    from .stats import auc, one_sample
+
+    scores = layers_mean(table, layers)
+    per_pair = {f"pair {p}": auc(g[g.arm == a].focus, g[g.arm == b].focus)["value"] - 0.5
+                for p, g in scores.groupby("pair")}
+    out = one_sample(list(per_pair.values()), clusters=list(per_pair))
+    return {**out, "n": len(per_pair), "null": 0.0, "test": f"per-pair AUC − 0.5, {a} vs {b} prompts"}
+
+
+def twin_scores(judged: dict, tau: float = 48.0) -> pd.DataFrame:
+    """Per (pair, arm, prompt) the DvD Score (`dvdlib.dvd.per_prompt`, paper §2) of the judge tables
+    ``judged`` {(pair, arm): table} (`dvdlib.causal.generate_and_judge`); `paired`'s input."""
     from . import dvd
 
-    tables = [dvd.per_prompt(dvd.judge_images(prompts, seeds or run.profile.seeds, store, run.judge, run.questions),
-                             tau).assign(pair=pair, arm=arm)
-              for (pair, arm), store in stores.items()]
-    return pd.concat(tables, ignore_index=True)
+    return pd.concat([dvd.per_prompt(images, tau).assign(pair=pair, arm=arm) for (pair, arm), images in judged.items()],
+                     ignore_index=True)
+
+
+def focus_by_layer(first_steps: dict, tokenizer, layers, seed_reduce: str = "mean") -> pd.DataFrame:
+    """Per (pair, arm, prompt, layer) the first step's Focus Score (paper §3.4; `dvdlib.focus`),
+    its seeds reduced by ``seed_reduce``, from the first-step recordings {(pair, arm): samples}."""
+    from . import focus
+
+    return pd.concat([focus.per_prompt(focus.focus_table(samples, tokenizer, layers), seed_reduce).assign(pair=pair, arm=arm)
+                      for (pair, arm), samples in first_steps.items()], ignore_index=True)
+
+
+def layers_mean(table: pd.DataFrame, layers) -> pd.DataFrame:
+    """Per (pair, arm, prompt) the mean Focus Score over ``layers`` (the paper's layer contrast)."""
+    picked = table[table.layer.isin(list(layers))]
+    return picked.groupby(["pair", "arm", "prompt"], as_index=False)["focus"].mean()
+
+
+def peak_on_token(first_steps: dict, tokenizer, token: str, layers) -> pd.DataFrame:
+    """Per (pair, arm, prompt): whether the first step's peak token (averaged over seeds and
+    ``layers``, paper §3.4) spells the new concept ``token``, its ``chance`` (the share of the
+    prompt's content tokens that spell it) and ``above`` chance (on_concept − chance)."""
+    from . import focus
+
+    tables = [focus.peak_on_concept(samples, tokenizer, token, layers=layers).assign(pair=pair, arm=arm)
+              for (pair, arm), samples in first_steps.items()]
+    table = pd.concat(tables, ignore_index=True)
+    return table.assign(above=table.on_concept.astype(float) - table.chance)
 
 
 # ---------------------------------------------------------------- the paired contrast
@@ -346,7 +390,11 @@ def paired_text(result: dict, fmt: str = "{:+.1f}") -> str:
 
 # ---------------------------------------------------------------- how many pairs
 
-def pilot_design_table(spreads, ks=(3, 6, 12, 24), paper_effects=None, most: int = 200) -> pd.DataFrame:
+#: The most pairs the design table tries before it says "more than that".
+MOST_PAIRS = 200
+
+
+def pilot_design_table(spreads, ks=(3, 6, 12, 24), paper_effects=None, most: int = MOST_PAIRS) -> pd.DataFrame:
     """From a pilot, the smallest effect each claim's paired contrast finds with 80% power at each
     K in ``ks`` (`dvdlib.stats.detectable`: decisive and still decisive with any one pair left
     out, for normal pair differences), and the K needed to find the paper's effect
@@ -354,7 +402,8 @@ def pilot_design_table(spreads, ks=(3, 6, 12, 24), paper_effects=None, most: int
 
     ``spreads``: claim → the between-pair standard deviation of its difference (a number, or a
     `paired` result, whose ``spread`` it is); ``paper_effects``: claim → the effect in the claim's
-    units (missing or None: not given). One row per claim."""
+    units (missing or None: not given). One row per claim; for a `paired` result, also its own
+    effect and the K that finds it (``K for this effect``)."""
     from .stats import clusters_needed, detectable, MIN_CLUSTERS
 
     paper_effects = paper_effects or {}
@@ -369,7 +418,144 @@ def pilot_design_table(spreads, ks=(3, 6, 12, 24), paper_effects=None, most: int
         row["paper effect"] = math.nan if effect is None else float(effect)
         needed = clusters_needed(effect, (MIN_CLUSTERS,), (sd,), most) if effect is not None else None
         row["K needed"] = pd.NA if needed is None else int(needed)
+        if isinstance(spread, dict) and spread.get("value") is not None:  # a pilot's own effect, and its K
+            found = clusters_needed(abs(spread["value"]), (MIN_CLUSTERS,), (sd,), most) if spread["value"] else None
+            row["this run's effect"] = float(spread["value"])
+            row["K for this effect"] = pd.NA if found is None else int(found)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("claim")
-    table["K needed"] = table["K needed"].astype("Int64")
+    for column in ("K needed", "K for this effect"):
+        if column in table:
+            table[column] = table[column].astype("Int64")
     return table
+
+
+# ---------------------------------------------------------------- what the chapter shows
+
+#: The claims the twin chapter measures: role (`dvdlib.chapters.TWINS`' keys) → (what is
+#: contrasted, the arms a − b, paper section).
+CLAIMS = {"dvd": ("DvD", ("rigid", "diverse"), "§3.3"),
+          "memorized": ("DvD", ("memorized", "rigid"), "§3.6–3.7"),
+          "focus": ("Focus Score at step 1, the paper's layers 5–10", ("rigid", "diverse"), "§3.4"),
+          "peak": ("peak token on the new concept, above chance", ("rigid", "diverse"), "§3.4"),
+          "norm": ("noise-prediction norm, first steps", ("rigid", "diverse"), "§3.7"),
+          "norm_memorized": ("noise-prediction norm, first steps", ("memorized", "rigid"), "§3.7"),
+          "auc": ("detector AUC − 0.5 (Focus Score, layers 9–10)", ("rigid", "diverse"), "§3.8")}
+#: How a claim's numbers are written (DvD points; the rest to three decimals).
+FORMATS = {"dvd": "{:+.1f}", "memorized": "{:+.1f}", "focus": "{:+.3f}", "peak": "{:+.3f}", "norm": "{:+.3f}",
+           "norm_memorized": "{:+.3f}", "auc": "{:+.3f}"}
+#: A claim's name where a table is narrow.
+SHORT = {"dvd": "DvD", "memorized": "DvD", "focus": "Focus Score", "peak": "peak on token", "norm": "noise norm",
+         "norm_memorized": "noise norm", "auc": "AUC − 0.5"}
+
+
+def label(role: str, short: bool = False) -> str:
+    """"DvD, rigid − diverse" (``short``: "DvD rigid − diverse"): a twin claim's name in the
+    chapter's tables and figures."""
+    what, (a, b), _ = CLAIMS[role]
+    arms = f"{a} vs {b}" if role == "auc" else f"{a} − {b}"  # an AUC compares the arms' prompts; the rest subtract
+    return f"{SHORT[role]} {arms}" if short else f"{what}, {arms}"
+
+
+def row_fields(result: dict, n_prompts: int) -> dict:
+    """`paired`'s result as a results row's structured fields (`dvdlib.report.Report.add`), ``n``
+    the prompts every twin was asked (the unit stays the pair: ``n_clusters``)."""
+    keep = ("value", "ci", "n_clusters", "loo", "per_cluster", "spread", "detectable", "method", "test", "null")
+    return {**{k: result.get(k) for k in keep}, "n": int(n_prompts)}
+
+
+def card_note(run, w) -> str:
+    """What the twins are, under the chapter's card: pairs, arms, images, recipe, prompts, seeds
+    and where the weights live (paper §3.3's recipe; the memorized arm of §3.6–3.7)."""
+    from .store import model_key, slug
+
+    d, r = w.design, w.recipe
+    rigid = d[d.arm == "rigid"]
+    return (f"\n\n**Twins:** {d.pair.nunique()} pairs × {len(ARMS)} arms (rigid: one variant; diverse: "
+            f"{int(d[d.arm == 'diverse'].n_variants.max())} variants; memorized: one image repeated), "
+            f"{int(d.n_images.max())} training images each; the rigid twins' variants "
+            f"{', '.join(str(v[0]) for v in rigid.variants)}. Recipe: {r.steps} steps, learning rate {r.lr:g}, batch "
+            f"{r.batch_size}, instance prompt `{r.instance_prompt}`, training seed {r.seed} + pair. "
+            f"{len(w.prompts)} test prompts × seeds {', '.join(map(str, w.scale['seeds']))}. Weights: "
+            f"`{run.profile.store}/finetune/{slug(model_key(run.profile.model))}/` (one folder per twin, named by the "
+            "hash of its recipe and images).")
+
+
+def design_view(table: pd.DataFrame, models: dict) -> pd.DataFrame:
+    """The design as a reader checks it: per pair and arm, its variants, images, training seed and
+    the fine-tune's folder name in the store."""
+    from pathlib import Path as _Path
+
+    view = table.assign(variants=table.variants.map(lambda v: ", ".join(map(str, v)) if len(v) <= 3 else
+                                                    f"{len(v)} variants"),
+                        folder=[_Path(models[int(p), a].folder).name for p, a in zip(table.pair, table.arm)])
+    return view[["pair", "arm", "variants", "n_images", "train_seed", "folder"]].set_index(["pair", "arm"])
+
+
+def grid_rows(run, w, scores: pd.DataFrame, pairs: int = 2, n_prompts: int = 3) -> list:
+    """`dvdlib.plots.image_grid`'s rows: for the first ``n_prompts`` prompts, the first seed's image
+    from every arm of the first ``pairs`` pairs, captioned with the arm and that prompt's DvD."""
+    seed = w.scale["seeds"][0]
+    dvd = scores.set_index(["pair", "arm", "prompt"]).dvd
+    rows = []
+    for prompt in list(w.prompts.prompt)[:n_prompts]:
+        images = [(run.store(model).image(prompt, seed), f"pair {pair} {arm}\nDvD {dvd[pair, arm, prompt]:.0f}")
+                  for (pair, arm), model in w.models.items() if pair < pairs]
+        rows.append((f'"{prompt}", seed {seed}', images))
+    return rows
+
+
+def this_run(contrasts: dict, verdicts: dict, K: int) -> str:
+    """The chapter's closing paragraph, one sentence per claim (``contrasts`` and ``verdicts`` by
+    role, `CLAIMS`), from this run's verdicts."""
+    from .stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNDERPOWERED
+
+    said = []
+    for key, result in contrasts.items():
+        v, text = verdicts[key], f"{label(key)} is {paired_text(result, FORMATS[key])}"
+        if v == REPRODUCED:
+            said.append(f"{text}: the paper's direction, decided with any one pair left out ({CLAIMS[key][2]}).")
+        elif v == NOT_REPRODUCED:
+            said.append(f"{text}: the opposite of the paper's direction ({CLAIMS[key][2]}).")
+        elif v.startswith(UNDERPOWERED):
+            said.append(f"{text}: too few pairs for a verdict ({v}).")
+        elif v == INCONCLUSIVE:
+            said.append(f"{text}: the interval includes 0, so this run decides nothing about it.")
+        else:
+            said.append(f"{text}: {v}.")
+    scale = (f"With {K} pairs this run is a pilot: the design table above says how many pairs each effect needs."
+             if K < DEFAULT_K else f"These are {K} pairs, the design's full count.")
+    return " ".join(said) + " " + scale
+
+
+def verdicts(contrasts: dict) -> dict:
+    """Each claim's verdict by the book's one rule (`dvdlib.stats.decide`), the pair as the unit."""
+    from .stats import decide
+
+    return {role: decide(result, unit="pairs") for role, result in contrasts.items()}
+
+
+def labelled(by_role: dict) -> dict:
+    """``by_role`` keyed by each claim's `label` instead (for a figure's panels)."""
+    return {label(role): value for role, value in by_role.items()}
+
+
+def add_results(report, contrasts: dict, decided: dict, n_prompts: int, key) -> None:
+    """Record each paired contrast beside the paper (which has no twins: its claims are
+    observational) under ``key(role)`` (the chapter's results key), with its verdict."""
+    for role, result in contrasts.items():
+        report.add(key(role), label(role) + " (paired over twin pairs, 95% interval)",
+                   "not in the paper (its claims are observational)",
+                   f"{paired_text(result, FORMATS[role])}: {decided[role]}",
+                   **row_fields(result, n_prompts))
+
+
+def power_table(contrasts: dict, ks=(3, 12, 24)) -> pd.DataFrame:
+    """`pilot_design_table` of this run's contrasts, narrow enough for the page: per claim the
+    between-pair SD, the effect found with 80% power at each K, this run's effect and the K that
+    would find it ("> 200" past `MOST_PAIRS`)."""
+    table = pilot_design_table(contrasts, ks=ks)
+    table = table[["between-pair SD", *[f"detectable at K = {k}" for k in ks], "this run's effect", "K for this effect"]]
+    table.columns = ["SD", *[f"K = {k}" for k in ks], "effect", "K for it"]
+    table["K for it"] = [f"> {MOST_PAIRS}" if pd.isna(k) else str(int(k)) for k in table["K for it"]]
+    return table.rename(index=lambda role: label(role, short=True))

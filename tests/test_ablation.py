@@ -399,3 +399,22 @@ def test_the_memorized_sweep_takes_two_seeds_when_the_plan_has_one():
     assert ablation.memorized_seeds([5, 6, 7], [1, 2]) == [5, 6, 7]
     with pytest.raises(ValueError, match="at least two seeds"):
         ablation.memorized_seeds([1], [1])
+
+
+def test_the_closing_paragraph_says_what_ran_and_never_pastes_a_placeholder():
+    """Chapter 06's reading (dvdlib.ablation.reading) follows the run: nothing collapsed, no memorized
+    half, a peak or none; no sentence holds "none", "nan" or a skip message as a value."""
+    from dvdlib.ablation import NOTHING, scope, this_run
+
+    values = {"single_dvd": "0/0 (nothing to mitigate)", "single_mem": "3/10 (30%)", "multi_dvd": NOTHING,
+              "multi_mem": "mitigated 0.30; unchanged 0.70; corrupted 0.00 (of 10)", "pairs_dvd": NOTHING,
+              "power_check": "failed: no row to mitigate", "swept": "12 heads (step 1)"}
+    nothing = this_run(values, {"DvD": None, "memorized": 6}, 1, "smoke", memorized=True)
+    assert "no DominanceBench prompt was collapsed" in nothing and "peaking at layer 6" in nothing
+    collapsed = this_run({**values, "single_dvd": "2/12 (17%)", "multi_dvd": "mitigated 0.10; unchanged 0.90 (of 12)"},
+                         {"DvD": None}, 1, "toy", memorized=False)
+    assert "no layer peaks" in collapsed and "memorized" not in collapsed and "no pair was ablated" in collapsed
+    assert "peaks at layer 3" in this_run({**values, "multi_dvd": "mitigated 1.00 (of 1)"}, {"DvD": 3}, 1, "paper", False)
+    for text in (nothing, collapsed, scope("profile `toy` has no `memorized` prompt set"), scope(None)):
+        assert not {"none", "nan", "not run", "skipped"} & set(text.lower().replace(".", " ").replace(",", " ").split())
+    assert scope("x").startswith("**Not applicable in this world:**") and "both halves" in scope(None)

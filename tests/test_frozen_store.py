@@ -19,7 +19,7 @@ from test_plan import ROOT, stored
 #: numbers read there (06: SD 1.4's 16 → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the
 #: smoke scale's 1, 3, 6 → tiny SD3's 1–2). Chapters 02 and 10 compare the profile's ``models``.
 CASES = {"01": ("01_training_diversity", {"image_source": "generated"}), "02": ("02_dvd_benchmark", {}),
-         "03": ("03_diversity_causal", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
+         "03": ("03_diversity_causal", {}), "12": ("12_twin_finetunes", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
          "06": ("06_head_ablation", {}), "06-collapsed": ("06_head_ablation", {"tau": 0.0, "similarity_threshold": 0.0}),
          "07": ("07_memorization", {}), "08": ("08_detection_replacement", {}), "10": ("10_unselected_prompts", {}),
          "11": ("11_three_concepts", {}), "04-sdxl": ("04_focus_score", {"model": "tiny:sdxl"}),

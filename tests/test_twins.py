@@ -227,65 +227,83 @@ def _files(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def twins_run(tmp_path_factory):
-    """Two pairs, three arms each, fine-tuned with smoke's recipe (2 steps) and one prompt
-    generated with one seed per twin."""
+    """Two pairs, three arms each, fine-tuned with smoke's recipe (2 steps) through the chapter's
+    executor, and one prompt generated and judged with one seed per twin."""
     store = tmp_path_factory.mktemp("twins") / "store"
     run = setup("smoke", "twins", store=str(store))
     table = twins.design(run, K=2)
-    fits = twins.finetune_twins(run, table, progress=False)
+    models = twins.finetune_arms(run, table)
     prompt = causal.causal_prompts(run, 1)
-    stores = twins.generate_twins(run, fits, prompt, run.profile.seeds[:1], progress=False)
-    return run, table, fits, prompt, stores
+    judged = causal.generate_and_judge(run, prompt, models, run.profile.seeds[:1])
+    return run, table, models, prompt, judged
 
 
 def test_every_arm_is_fine_tuned_into_the_store_and_generates(twins_run):
-    run, table, fits, prompt, stores = twins_run
-    assert fits[["pair", "arm"]].equals(table[["pair", "arm"]]) and fits.trained.all()
+    run, table, models, prompt, _ = twins_run
+    assert list(models) == list(zip(table.pair, table.arm))
+    folders = [Path(m.folder) for m in models.values()]
     root = Path(run.profile.store)
-    assert {Path(f).parent for f in fits.folder} == {root / "finetune" / "smoke"}  # where chapter 03 keeps its own
-    assert all(is_finished(f) for f in fits.folder) and fits.folder.is_unique
-    assert fits.model.tolist() == [finetuned_key("smoke", f) for f in fits.folder]
-    for (pair, arm), store in stores.items():
-        assert store.model == fits.set_index(["pair", "arm"]).model[pair, arm]
-        assert store.has(prompt.prompt.iloc[0], run.profile.seeds[0])
-    recipe = json.loads((Path(fits.folder[0]) / "finetune.json").read_text())["recipe"]
+    assert {f.parent for f in folders} == {root / "finetune" / "smoke"}  # where chapter 03 keeps its own
+    assert all(is_finished(f) for f in folders) and len(set(folders)) == len(folders)
+    assert [m.key for m in models.values()] == [finetuned_key("smoke", f) for f in folders]
+    for model in models.values():
+        assert run.store(model).model == model.key and run.store(model).has(prompt.prompt.iloc[0], run.profile.seeds[0])
+    recipe = json.loads((folders[0] / "finetune.json").read_text())["recipe"]
     assert recipe["steps"] == causal.scale(run.profile)["recipe"].steps and recipe["seed"] == 0
 
 
 def test_a_second_call_trains_and_generates_nothing(twins_run):
-    run, table, fits, prompt, _ = twins_run
+    run, table, models, prompt, judged = twins_run
     root = Path(run.profile.store)
     before = _files(root)
     again = setup("smoke", "twins", store=run.profile.store)
-    refits = twins.finetune_twins(again, table, progress=False)
-    twins.generate_twins(again, refits, prompt, run.profile.seeds[:1], progress=False)
-    assert not refits.trained.any() and refits.drop(columns="trained").equals(fits.drop(columns="trained"))
-    assert "pipe" not in again.__dict__  # the base model was never loaded
+    remodels = twins.finetune_arms(again, table)
+    rejudged = causal.generate_and_judge(again, prompt, remodels, run.profile.seeds[:1])
+    assert remodels == models and all(rejudged[k].equals(judged[k]) for k in judged)
+    assert again._other[0] in (None, "smoke")  # no fine-tune was loaded (the base reads the prompts)
     assert _files(root) == before
 
 
 def test_fine_tuning_an_arm_twice_gives_identical_weights(twins_run, tmp_path):
-    run, table, fits, _, _ = twins_run
+    run, table, models, _, _ = twins_run
     other = setup("smoke", "twins", store=str(tmp_path / "store"))
-    (folder,) = twins.finetune_twins(other, table.iloc[[1]], progress=False).folder  # pair 0's diverse twin
-    assert Path(folder).name == Path(fits.folder[1]).name
-    assert folder_hash(Path(folder) / "unet") == folder_hash(Path(fits.folder[1]) / "unet")
+    (again,) = twins.finetune_arms(other, table.iloc[[1]]).values()  # pair 0's diverse twin
+    first = Path(models[0, "diverse"].folder)
+    assert Path(again.folder).name == first.name
+    assert folder_hash(Path(again.folder) / "unet") == folder_hash(first / "unet")
     # other images (pair 0's rigid twin), other weights
-    assert folder_hash(Path(fits.folder[0]) / "unet") != folder_hash(Path(folder) / "unet")
+    assert folder_hash(Path(models[0, "rigid"].folder) / "unet") != folder_hash(first / "unet")
 
 
-def test_twin_scores_judge_each_twin_once_and_feed_the_paired_contrast(twins_run):
-    run, table, fits, prompt, stores = twins_run
-    seeds = run.profile.seeds[:1]
-    scores = twins.twin_scores(run, prompt, stores, seeds=seeds)
+def test_twin_scores_feed_the_paired_contrast(twins_run):
+    run, table, _, prompt, judged = twins_run
+    scores = twins.twin_scores(judged)
     assert len(scores) == len(table) and set(zip(scores.pair, scores.arm)) == set(zip(table.pair, table.arm))
-    assert scores.dvd.between(0, 100).all() and (scores.images == len(seeds)).all()
-    before = _files(Path(run.profile.store))
-    again = twins.twin_scores(run, prompt, stores, seeds=seeds)  # the answers are stored: nothing is asked
-    assert _files(Path(run.profile.store)) == before and again.equals(scores)
+    assert scores.dvd.between(0, 100).all() and (scores.images == 1).all()
     out = twins.paired(scores, value="dvd")
     assert out["n"] == out["n_clusters"] == 2 and set(out["per_cluster"]) == {"pair 0", "pair 1"}
     assert stats.decide(out, unit="pairs") == "underpowered (2 pairs)"  # two pairs prove the plumbing, not a claim
+
+
+def test_first_step_measures_per_pair_and_arm_by_hand():
+    """Focus Score and peak-token tables keep (pair, arm) and the paper's layer contrast averages
+    the named layers only; above chance is the peak hit minus the prompt's chance."""
+    table = pd.DataFrame({"pair": [0] * 4 + [1] * 4, "arm": (["rigid"] * 2 + ["diverse"] * 2) * 2,
+                          "prompt": ["p"] * 8, "layer": [5, 11] * 4, "focus": [0.4, 9.0, 0.1, 9.0, 0.5, 9.0, 0.3, 9.0]})
+    means = twins.layers_mean(table, [5])
+    assert means.focus.tolist() == [0.1, 0.4, 0.3, 0.5]  # (pair, arm) sorted: diverse before rigid
+    out = twins.paired(means, value="focus")
+    assert out["per_cluster"] == pytest.approx({"pair 0": 0.3, "pair 1": 0.2})
+
+
+def test_the_closing_paragraph_follows_each_verdict():
+    r = {"value": 5.0, "ci": [1.0, 9.0], "n": 12}
+    text = twins.this_run({"dvd": r, "focus": r, "memorized": r, "peak": {**r, "ci": [-1.0, 9.0]}},
+                          {"dvd": "reproduced", "focus": "not reproduced", "memorized": "underpowered (2 pairs)",
+                           "peak": "inconclusive"}, 12)
+    assert "the paper's direction" in text and "the opposite" in text and "too few pairs" in text
+    assert "decides nothing" in text and "full count" in text and "none" not in text.lower()
+    assert "pilot" in twins.this_run({"dvd": r}, {"dvd": "reproduced"}, 3)
 
 
 def test_a_profile_narrows_the_twins(tmp_path):
@@ -294,15 +312,17 @@ def test_a_profile_narrows_the_twins(tmp_path):
     from dvdlib.profiles import load_profile
 
     toy = twins.scale(load_profile("toy"))
-    assert toy["K"] == twins.DEFAULT_K == 12 and toy["diverse"] == max(causal.scale(load_profile("toy"))["breeds"])
+    assert twins.DEFAULT_K == 12 and toy["K"] == 3 and toy["prompts"] == 12  # the book's pilot; the snapshot's 12
+    assert toy["diverse"] == max(causal.scale(load_profile("toy"))["breeds"])
     assert toy["recipe"] == causal.scale(load_profile("toy"))["recipe"] and toy["n_images"] == 120
     path = tmp_path / "mine.yaml"
     path.write_text((files("dvdlib.profiles") / "smoke.yaml").read_text().replace(
-        "scales:", "scales:\n  twins: {K: 2, diverse: 2}"))
+        "  twins: {K: 2, prompts: 3}", "  twins: {K: 2, diverse: 2}"))
     mine = twins.scale(load_profile(str(path)))
     assert mine["K"] == 2 and mine["diverse"] == 2 and mine["slice"] and mine["n_images"] == 4
     assert twins.design(setup(str(path), "twins")).pair.nunique() == 2  # the design's K is the profile's
-    assert twins.design(setup("smoke", "twins")).pair.nunique() == twins.DEFAULT_K  # unless it names none
+    assert twins.design(setup("smoke", "twins")).pair.nunique() == 2  # smoke's own
+    assert twins.scale(load_profile("paper"))["K"] == twins.DEFAULT_K  # a profile that names none: the full design
     path.write_text(path.read_text().replace("{K: 2", "{pairs: 2"))
     with pytest.raises(ValueError, match="pairs"):
         twins.scale(load_profile(str(path)))

@@ -45,7 +45,7 @@ from .sweep import (
     plans_for, cost_table, run_plans, judge_plan
 )
 from .rates import (
-    best, per_prompt, shares, mitigated_count, layer_rates, peak_layer, fraction_text, shares_text,
+    NOTHING, best, per_prompt, shares, mitigated_count, layer_rates, peak_layer, peak_layers, fraction_text, shares_text,
     baseline_counts, rates_by_set, rates_table, paper_peaks, pairs_note, outcome_table, paper_mitigated,
     shown_pairs, plain_vs_ablated_rows, effect_layers_text
 )
@@ -54,14 +54,15 @@ from .control import (
     run_controls, power_check, control_text, claims_with_control
 )
 from .placebo import EFFECT_LAYERS, versus_placebo
+from .reading import scope, this_run
 
 
-__all__ = ["CONTROL_MIN_LOWER", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job",
+__all__ = ["CONTROL_MIN_LOWER", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "NOTHING",
            "MULTI_HEAD_READINGS", "NOT_COLLAPSED", "Suppression", "Sweep", "SweepPlan", "baseline_counts",
            "best", "claims_with_control", "control_jobs", "control_passes", "control_text", "control_what",
            "cost_table", "effect_layers_text", "fraction_text", "from_key", "images_changed", "jobs",
            "judge_plan", "layer_rates", "memorized_seeds", "memorized_set", "mitigated_count", "multi_head",
-           "narrowed", "on_model", "outcome_table", "pair_jobs", "pairs_note", "paper_mitigated",
-           "paper_peaks", "peak_layer", "per_prompt", "plain_vs_ablated_rows", "plans_for", "power_check",
+           "narrowed", "on_model", "outcome_table", "scope", "this_run", "pair_jobs", "pairs_note", "paper_mitigated",
+           "paper_peaks", "peak_layer", "peak_layers", "per_prompt", "plain_vs_ablated_rows", "plans_for", "power_check",
            "rates_by_set", "rates_table", "run_controls", "run_plans", "scale", "shares", "shares_text",
            "shown_pairs", "single_head", "suppressible_controls", "sweep_plan", "sweeps_for", "versus_placebo"]

@@ -70,9 +70,18 @@ def peak_layer(rates: pd.DataFrame) -> int | None:
     return int(rates.loc[rates["rate"].idxmax(), "layer"])
 
 
+def peak_layers(rates: dict) -> dict:
+    """`peak_layer` of each set's rates (``"DvD"``, ``"memorized"`` → layer or None)."""
+    return {name: peak_layer(table) for name, table in rates.items()}
+
+
 def fraction_text(k: int, n: int) -> str:
     """``"145/300 (48%)"``; ``"0/0 (nothing to mitigate)"`` when no row counts."""
     return f"{k}/{n} ({as_percent(k / n)})" if n else "0/0 (nothing to mitigate)"
+
+
+#: `shares_text` where no row counts.
+NOTHING = "nothing to mitigate"
 
 
 def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, UNCHANGED, CORRUPTED),
@@ -80,7 +89,7 @@ def shares_text(table: pd.DataFrame, per: str = "prompt", outcomes=(MITIGATED, U
     """`shares` as one line: ``"mitigated 0.60; unchanged 0.20; corrupted 0.20 (of 300)"``."""
     s = shares(table, per)
     if not s.attrs["n"]:
-        return "nothing to mitigate"
+        return NOTHING
     return "; ".join(f"{o} {as_percent(s[o], 2)}" if percent else f"{o} {s[o]:.2f}" for o in outcomes) + f" (of {s.attrs['n']})"
 
 

@@ -289,8 +289,7 @@ def memorized_set(run, n: int | None = None) -> tuple[pd.DataFrame | None, str]:
     P = run.profile
     name = P.prompt_sets.get("memorized")
     if name is None:
-        return None, (f"profile `{P.name}` has no memorized prompts (no `memorized` prompt set): "
-                      "the memorization half is skipped")
+        return None, f"profile `{P.name}` has no `memorized` prompt set"
     rows = run.prompts("memorized", n, tokenize=False)
     return rows, f"{len(rows)} prompts of the memorized set `{name}`"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..chapters import snapshot_chapters
+from ..chapters import BY_NAME, snapshot_chapters
 from ..findings import Snapshot, write_claims
 from ..store import atomic_write, plain
 
@@ -86,8 +86,9 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
     """Measure the toy model's gates and run ``chapters`` with ``profile`` into ``scratch``, then
     keep the small outputs in ``out``: ``snapshot.json`` (model card, per-chapter outcome),
     ``gates.json``, ``results/<chapter>.json`` and PNG figures up to ``png_budget`` bytes.
-    ``parameters`` (e.g. a narrower sweep: ``{"sweep_layers": [1, 3]}``) go to every chapter run
-    and are recorded beside its outcome. Resumable: a chapter (or the gates) already done for the
+    ``parameters`` (e.g. a narrower sweep: ``{"sweep_layers": [1, 3]}``) go to every chapter run,
+    after the chapter's own `dvdlib.chapters.Chapter.snapshot_parameters`, and are recorded beside
+    its outcome. Resumable: a chapter (or the gates) already done for the
     same model hash and parameters is not rerun (unless ``rerun``: after a chapter changed); a new
     model hash starts the snapshot afresh.
     Returns the snapshot's index."""
@@ -131,17 +132,19 @@ def make_snapshot(out=SNAPSHOT, profile: str = "toy", chapters=CHAPTERS, scratch
     rel = Path(scratch).resolve()
     for source in sources:
         name = source.stem
+        own = BY_NAME[name].snapshot_parameters if name in BY_NAME else {}  # the twins at the K their verdicts need
+        given = {**own, **(parameters or {})}
         done = index["chapters"].get(name, {})
-        same = done.get("model_hash") == card["hash"] and done.get("parameters", {}) == (parameters or {})
+        same = done.get("model_hash") == card["hash"] and done.get("parameters", {}) == given
         if done.get("ok") and same and not rerun and (out / "results" / f"{name}.json").is_file():
             log(f"[findings] {name}: done for this model, kept")
             continue
         log(f"[findings] {name}: running with profile {profile} …")
         shutil.rmtree(rel / "figures" / name, ignore_errors=True)  # only what this run of the chapter writes
         outcome = scheduler.run_chapter(source, rel / f"{name}.ipynb", profile, cwd=root,
-                                   parameters={**(parameters or {}), "out_dir": str(rel)})
+                                   parameters={**given, "out_dir": str(rel)})
         entry = {"ok": outcome.ok, "seconds": round(outcome.seconds, 1), "error": outcome.error,
-                 "model_hash": card["hash"], "parameters": parameters or {}}
+                 "model_hash": card["hash"], "parameters": given}
         results = rel / "results" / f"{name}.json"
         if outcome.ok and results.is_file():
             (out / "results").mkdir(parents=True, exist_ok=True)
