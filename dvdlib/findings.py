@@ -419,15 +419,17 @@ def _n(n) -> str:
 
 def readable_claims(claims: pd.DataFrame) -> pd.DataFrame:
     """``claims.csv``'s table as a reader reads it: the design (observational, fine-tunes, twins),
-    the estimate and its interval in one cell,
+    the estimate, its interval and the null in one cell,
     numbers to three digits, clusters per side, the smallest effect found with 80% power
     (``detectable``), the positive control's outcome (``control``); the prompts are in the text."""
     sides = [_n([a] if b != b or b is None else [a, b]) if a == a and a is not None else "—"
              for a, b in zip(claims["clusters_a"], claims["clusters_b"])]
     out = pd.DataFrame({"design": claims["design"], "verdict": claims["verdict"],
-                        "estimate [95% CI]": [f"{fmt_num(e)} {fmt_interval(lo, hi)}".replace(" —", "") for e, lo, hi
-                                              in zip(claims["estimate"], claims["ci_low"], claims["ci_high"])],
-                        "null": claims["null"].map(fmt_num), "clusters": sides,
+                        "estimate [95% CI] (null)": [f"{fmt_num(e)} {fmt_interval(lo, hi)}".replace(" —", "") +
+                                                     (f" ({fmt_num(n)})" if n == n and n is not None else "")
+                                                     for e, lo, hi, n in zip(claims["estimate"], claims["ci_low"],
+                                                                             claims["ci_high"], claims["null"])],
+                        "clusters": sides,
                         "detectable": claims["detectable"].map(_detect), "control": claims["power_check"]},
                        index=claims.index)
     return out.fillna("—")
@@ -440,14 +442,15 @@ def _detect(x) -> str:
 
 def moved_table(snap: Snapshot | None) -> pd.DataFrame | None:
     """Each claim's verdict under the earlier rule (``earlier_rule.csv`` in the snapshot: estimate,
-    interval, verdict, and what changed in the measurement) beside its verdict now; None where the
-    snapshot keeps no earlier reading."""
+    interval, verdict, and what changed in the measurement) beside its verdict now, for the claims
+    read then (later ones, such as the twins', have nothing to compare); None where the snapshot
+    keeps no earlier reading."""
     if snap is None or not (snap.folder / "earlier_rule.csv").is_file():
         return None
     earlier = pd.read_csv(snap.folder / "earlier_rule.csv", comment="#", keep_default_na=False, dtype=str)
     now = claims_table(snap).groupby("claim", sort=False).agg(
         {"this run": "first", "95% CI": "first", "verdict": "first"}).add_prefix("now: ")
-    table = earlier.set_index("claim")[["earlier estimate", "earlier 95% CI", "earlier verdict"]].join(now, how="outer")
+    table = earlier.set_index("claim")[["earlier estimate", "earlier 95% CI", "earlier verdict"]].join(now, how="left")
     table["verdict: earlier → now"] = [e if e == n else f"{e} → {n}"
                                        for e, n in zip(table["earlier verdict"], table["now: verdict"])]
     table["what changed in the measurement"] = earlier.set_index("claim")["what changed in the measurement"]

@@ -119,9 +119,12 @@ def number(x: float) -> str:
 
 
 def glue(key: str, text: str) -> None:
-    """Glue ``text`` as ``key`` for the page's prose (myst-nb; nothing outside a notebook)."""
+    """Glue ``text``, a sentence or paragraph in Markdown, as ``key`` for the page's prose: the page
+    writes ``{glue:md}`key``` (inline Markdown, in the prose's weight; myst-nb shows ``{glue:text}``
+    in bold, as it should a number). Nothing outside a notebook."""
     try:
+        from IPython.display import Markdown
         from myst_nb import glue as myst_glue
     except ImportError:  # pragma: no cover - the book's environment has it
         return
-    myst_glue(key, text, display=False)
+    myst_glue(key, Markdown(text), display=False)

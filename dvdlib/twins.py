@@ -505,27 +505,30 @@ def grid_rows(run, w, scores: pd.DataFrame, pairs: int = 2, n_prompts: int = 3) 
     return rows
 
 
-def this_run(contrasts: dict, verdicts: dict, K: int) -> str:
-    """The chapter's closing paragraph, one sentence per claim (``contrasts`` and ``verdicts`` by
-    role, `CLAIMS`), from this run's verdicts."""
-    from .stats import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, UNDERPOWERED
+def this_run(contrasts: dict, verdicts: dict, K: int, profile: str = "") -> str:
+    """The chapter's closing paragraph (``contrasts`` and ``verdicts`` by role, `CLAIMS`): the claims
+    grouped by this run's verdict, each with its estimate and interval, and what the pair count
+    allows."""
+    from .stats import NOT_REPRODUCED, REPRODUCED, UNDERPOWERED
 
-    said = []
-    for key, result in contrasts.items():
-        v, text = verdicts[key], f"{label(key)} is {paired_text(result, FORMATS[key])}"
-        if v == REPRODUCED:
-            said.append(f"{text}: the paper's direction, decided with any one pair left out ({CLAIMS[key][2]}).")
-        elif v == NOT_REPRODUCED:
-            said.append(f"{text}: the opposite of the paper's direction ({CLAIMS[key][2]}).")
-        elif v.startswith(UNDERPOWERED):
-            said.append(f"{text}: too few pairs for a verdict ({v}).")
-        elif v == INCONCLUSIVE:
-            said.append(f"{text}: the interval includes 0, so this run decides nothing about it.")
-        else:
-            said.append(f"{text}: {v}.")
-    scale = (f"With {K} pairs this run is a pilot: the design table above says how many pairs each effect needs."
-             if K < DEFAULT_K else f"These are {K} pairs, the design's full count.")
-    return " ".join(said) + " " + scale
+    heads = {REPRODUCED: "In the paper's direction, decided with any one pair left out",
+             NOT_REPRODUCED: "Against the paper's direction, decided with any one pair left out",
+             "undecided": "Undecided (the interval includes 0, or the verdict rests on one pair)",
+             UNDERPOWERED: f"Too few pairs for a verdict ({K}; the rule needs at least three)"}
+    groups: dict[str, list[str]] = {}
+    for role, result in contrasts.items():
+        v = verdicts[role]
+        kind = v if v in (REPRODUCED, NOT_REPRODUCED) else UNDERPOWERED if v.startswith(UNDERPOWERED) else "undecided"
+        rests = f", {v}" if v.startswith("inconclusive:") else ""
+        groups.setdefault(kind, []).append(f"{label(role)} {paired_text(result, FORMATS[role])} "
+                                           f"({CLAIMS[role][2]}{rests})")
+    said = [f"{heads[kind]}: {'; '.join(groups[kind])}." for kind in heads if kind in groups]
+    said.append(f"With {K} pairs this run is a pilot: the table of pairs above says how many each effect needs."
+                if K < DEFAULT_K else f"These are {K} pairs, the design's full count.")
+    if K < DEFAULT_K and profile == "toy":
+        said.append(f"Chapter 09 lists the same claims measured on {DEFAULT_K} pairs of this world (`dvd toy findings`), "
+                    "with their verdicts.")
+    return " ".join(said)
 
 
 def verdicts(contrasts: dict) -> dict:
@@ -553,9 +556,13 @@ def add_results(report, contrasts: dict, decided: dict, n_prompts: int, key) -> 
 def power_table(contrasts: dict, ks=(3, 12, 24)) -> pd.DataFrame:
     """`pilot_design_table` of this run's contrasts, narrow enough for the page: per claim the
     between-pair SD, the effect found with 80% power at each K, this run's effect and the K that
-    would find it ("> 200" past `MOST_PAIRS`)."""
+    would find it ("> 200" past `MOST_PAIRS`; "—" where the pairs do not vary: no power to compute)."""
+    from .report import number
+
     table = pilot_design_table(contrasts, ks=ks)
     table = table[["between-pair SD", *[f"detectable at K = {k}" for k in ks], "this run's effect", "K for this effect"]]
     table.columns = ["SD", *[f"K = {k}" for k in ks], "effect", "K for it"]
     table["K for it"] = [f"> {MOST_PAIRS}" if pd.isna(k) else str(int(k)) for k in table["K for it"]]
+    for k in ks:  # no spread between the pairs: no power to compute
+        table[f"K = {k}"] = [number(v) if v == v else "—" for v in table[f"K = {k}"]]
     return table.rename(index=lambda role: label(role, short=True))

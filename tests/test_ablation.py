@@ -323,7 +323,7 @@ def test_scale_and_memorized_set():
     assert len(rows) == 500 and rows["case_num"].is_unique and "500" in note
     assert len(ablation.memorized_set(Run(smoke, "06"), 3)[0]) == 3
     rows, note = ablation.memorized_set(Run(toy, "06"))
-    assert rows is None and "no memorized prompts" in note and "skipped" in note
+    assert rows is None and "no `memorized` prompt set" in note
     plan = ablation.sweep_plan(smoke, heads=[0])
     assert plan.layers == [1, 3, 6] and plan.heads == [0] and plan.narrowed and plan.seeds == list(smoke.seeds)
     assert "a slice of the paper's sweep" in plan.note(0.0, [1]) and "layers 1, 3, 6" in plan.scope(0.0, [1])

@@ -301,9 +301,11 @@ def test_the_closing_paragraph_follows_each_verdict():
     text = twins.this_run({"dvd": r, "focus": r, "memorized": r, "peak": {**r, "ci": [-1.0, 9.0]}},
                           {"dvd": "reproduced", "focus": "not reproduced", "memorized": "underpowered (2 pairs)",
                            "peak": "inconclusive"}, 12)
-    assert "the paper's direction" in text and "the opposite" in text and "too few pairs" in text
-    assert "decides nothing" in text and "full count" in text and "none" not in text.lower()
-    assert "pilot" in twins.this_run({"dvd": r}, {"dvd": "reproduced"}, 3)
+    assert "In the paper's direction" in text and "Against the paper's direction" in text and "Too few pairs" in text
+    assert "Undecided" in text and "full count" in text and "none" not in text.lower()
+    assert text.index("DvD, rigid − diverse") < text.index("Against") < text.index("Focus Score")  # grouped by verdict
+    pilot = twins.this_run({"dvd": r}, {"dvd": "inconclusive: rests on pair 1"}, 3, "toy")
+    assert "pilot" in pilot and "rests on pair 1" in pilot and "Chapter 09" in pilot
 
 
 def test_a_profile_narrows_the_twins(tmp_path):

@@ -186,8 +186,9 @@ def plain_vs_ablated_rows(table: pd.DataFrame, sweep: Sweep, factor: float, step
 
 
 def effect_layers_text(rates: dict[str, pd.DataFrame]) -> str:
-    """Per set, the layers with at least half its peak rate ("DvD: 1–3; memorized: 6"), or "none"."""
+    """Per set, the layers with at least half its peak rate ("DvD: 1–3; memorized: 6"), or "no layer
+    (nothing mitigated)"."""
     from ..report import ranges
 
     strong = {name: r[r.rate >= 0.5 * r.rate.max()].layer for name, r in rates.items() if r.rate.max() > 0}
-    return "; ".join(f"{name}: {ranges(v)}" for name, v in strong.items()) or "none"
+    return "; ".join(f"{name}: {ranges(v)}" for name, v in strong.items()) or "no layer (nothing mitigated)"

@@ -34,7 +34,10 @@ def this_run(values: dict, peaks: dict, pair_layer: int, profile: str, memorized
     else:
         said = ["In this run no DominanceBench prompt was collapsed before ablation, so no head, layer or pair of heads "
                 "had anything to mitigate (paper: one head mitigates 145/300, 48%; a whole layer ≈ 0.6)."]
-    if memorized:
+    if memorized and values["multi_mem"] == NOTHING:
+        said.append("No memorized prompt reproduced its image before ablation, so the memorization half had nothing "
+                    "to mitigate either (paper: one head mitigates 392/500, 78%).")
+    elif memorized:
         peak = peaks.get("memorized")
         said.append(f"One head mitigates {values['single_mem']} of the memorized prompts (paper: 392/500, 78%)"
                     + (f", peaking at layer {peak} (paper: 6)" if peak is not None else "")
