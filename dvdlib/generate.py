@@ -123,10 +123,16 @@ def missing(store: Store, prompts, seeds, *, attention: dict | None = None, nois
     """The (prompt, seed) pairs `generate` with these arguments would make (the store lacks them;
     a frozen store raises `dvdlib.store.StoreMiss` instead)."""
     until_step = _until(store, until_step)
-    whole = until_step is None
-    what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
     jobs = [(p, int(s)) for p in prompts for s in seeds]
-    return store.todo(jobs, image=whole, attention=recording_spec(store, attention, until_step, noise_norms), what=what)
+    return store.todo(jobs, image=until_step is None, attention=recording_spec(store, attention, until_step, noise_norms),
+                      what=_what(until_step, noise_norms))
+
+
+def _what(until_step: int | None, noise_norms: bool) -> str:
+    """What a generation makes, in words: "images", "runs" (with norms), "first steps"."""
+    if until_step is None:
+        return "runs" if noise_norms else "images"
+    return "first steps" if until_step == 1 else f"first {until_step} steps"
 
 
 def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attention: dict | None = None,
@@ -151,7 +157,7 @@ def generate(pipe, prompts, seeds, *, store: Store, batch_size: int = 8, attenti
     spec = recording_spec(store, attention, until_step, noise_norms)
     jobs = [(p, s) for p in prompts for s in seeds]
     todo = missing(store, prompts, seeds, attention=attention, until_step=until_step, noise_norms=noise_norms)
-    what = ("runs" if noise_norms else "images") if whole else "first steps" if until_step == 1 else f"first {until_step} steps"
+    what = _what(until_step, noise_norms)
     if todo and attention and registry is None:
         registry = layer_registry(pipe)
     with task(len(todo), what, stored=len(jobs) - len(todo), show=progress, unit="img") as update:
