@@ -281,9 +281,9 @@ def work(run, **params):
 # chapter 07's norms of the same prompts; chapter 08's detector reads chapter 04's first steps;
 # chapter 10 reads chapter 02's images and answers. The long ones (`benchmarks/book_time.py` on a
 # quiet 2-core machine, world 2: chapter 03's fine-tunes 385 s; chapter 06's ablation 311 s, which
-# starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s; world 1's twins, nine
-# fine-tunes and their images, about 650 s) start first, in this order: the twins on one job while
-# 03, 05 and then 06 run on the other.
+# starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s; on world 1 with --jobs 2,
+# the twins' nine fine-tunes and their images 536 s beside chapter 03's 419 s) start first, in this
+# order: the twins on one job while 03, 05 and then 06 run on the other.
 TRAINING_DIVERSITY = Chapter("01_training_diversity", work=_training_diversity)
 TEMPORAL = Chapter("05_temporal_dynamics", long=2, snapshot=True, work=_temporal_dynamics,
                    keys={"dominated_falls": "dominated_first", "dominated_below": "claim"})
