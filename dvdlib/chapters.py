@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Callable
 
+from .progress import gathered
+
 
 @dataclass(frozen=True)
 class Chapter:
@@ -97,8 +99,9 @@ def _diversity_causal(x, seeds, images, n_images, breeds, train_steps, lr, prior
     n_images, breeds = n_images or S["n_images"], sorted(breeds or S["breeds"])
     prompts = causal.causal_prompts(x, n_prompts or S["prompts"])
     training = causal.variant_images(x, images, breeds, n_images, seed=recipe.seed)
-    models = causal.finetune_variants(x, training, recipe, S["replicates"])
-    judged = causal.generate_and_judge(x, prompts, models, S["seeds"])
+    with gathered(f"{len(training)} variants × {S['replicates']} fine-tunes and the base model"):  # one line
+        models = causal.finetune_variants(x, training, recipe, S["replicates"])
+        judged = causal.generate_and_judge(x, prompts, models, S["seeds"])
     return SimpleNamespace(scale=S, recipe=recipe, n_images=n_images, breeds=breeds, prompts=prompts,
                            training=training, models=models, judged=judged)
 
@@ -257,10 +260,11 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts):
     recipe = causal.recipe_for(S, steps=train_steps, lr=lr)
     table = twins.design(x, images, K=K if K is not None else S["K"], recipe=recipe)
     prompts = causal.causal_prompts(x, n_prompts or S["prompts"])
-    models = twins.finetune_arms(x, table, recipe)
-    judged, runs = twins.generate_and_judge(x, prompts, models, S["seeds"])
-    first_steps = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=FIRST_STEP, until_step=1)
-                   for arm, model in models.items()}
+    with gathered(f"{table.pair.nunique()} pairs × {len(twins.ARMS)} twins"):  # one line on the page, not one a twin
+        models = twins.finetune_arms(x, table, recipe)
+        judged, runs = twins.generate_and_judge(x, prompts, models, S["seeds"])
+        first_steps = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=FIRST_STEP, until_step=1)
+                       for arm, model in models.items()}
     return SimpleNamespace(scale=S, recipe=recipe, design=table, prompts=prompts, models=models, judged=judged,
                            runs=runs, first_steps=first_steps)
 

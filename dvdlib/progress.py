@@ -1,7 +1,8 @@
 """Progress of a long task: a live bar in a terminal; in an executed page or a log, one line when
 it ends ("240 images computed in 12 s, 0 read from the store"), never a screenful of bar updates;
-and `quiet`, which keeps the libraries' own bars and warnings ("Loading weights: 0/46") out of
-pages while a model loads."""
+`gathered`, one line for a block that runs many tasks (a chapter that makes many models); and
+`quiet`, which keeps the libraries' own bars and warnings ("Loading weights: 0/46") out of pages
+while a model loads."""
 
 from __future__ import annotations
 
@@ -48,8 +49,34 @@ def task(total: int, what: str, stored: int = 0, show: bool = True, unit: str = 
         bar.close()
         if show and not live() and (total or stored):
             seconds = time.perf_counter() - started
+            if _GATHERED:  # one line for the whole block (`gathered`)
+                tally = _GATHERED[-1].setdefault((what, kept), [0, 0, 0.0])
+                tally[0], tally[1], tally[2] = tally[0] + total, tally[1] + stored, tally[2] + seconds
+                return
             tail = "; " + ", ".join(f"{k} {v}" for k, v in counter.postfix.items()) if counter.postfix else ""
             print(f"{total:,} {what} computed in {seconds:,.0f} s, {stored:,} {kept}{tail}")
+
+
+#: The tallies of the `gathered` blocks open now, innermost last.
+_GATHERED: list[dict] = []
+
+
+@contextmanager
+def gathered(label: str):
+    """Inside the block, every `task` adds to one tally per kind of work instead of printing its
+    own line; at its end one line says what the block did ("twin fine-tunes: 9 DreamBooth runs
+    (1,800 steps computed, 0 resumed from the checkpoint); 540 runs computed, 0 read from the
+    store ..."), so a page that makes many models shows one line, not one per model."""
+    _GATHERED.append({})
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        tallies = _GATHERED.pop()
+        if tallies and not live():
+            parts = [f"{total:,} {what} computed, {stored:,} {kept}" for (what, kept), (total, stored, _) in
+                     tallies.items()]
+            print(f"{label}: {'; '.join(parts)} (in {time.perf_counter() - started:,.0f} s)")
 
 
 @contextmanager

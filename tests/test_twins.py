@@ -328,3 +328,23 @@ def test_a_profile_narrows_the_twins(tmp_path):
     path.write_text(path.read_text().replace("{K: 2", "{pairs: 2"))
     with pytest.raises(ValueError, match="pairs"):
         twins.scale(load_profile(str(path)))
+
+
+def test_a_block_of_many_tasks_prints_one_line(capsys, monkeypatch):
+    """A chapter that makes many models (the twins, chapter 03's variants) says what it did in one
+    line (dvdlib.progress.gathered), summed over its tasks."""
+    from dvdlib import progress
+
+    monkeypatch.setattr(progress, "live", lambda: False)
+    with progress.gathered("2 pairs × 3 twins"):
+        for stored in (0, 6):
+            with progress.task(6, "runs", stored=stored):
+                pass
+        with progress.task(2, "DreamBooth steps", kept="resumed from the checkpoint"):
+            pass
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("2 pairs × 3 twins: 12 runs computed, 6 read from the store; 2 DreamBooth steps computed, "
+                           "0 resumed from the checkpoint (in ")
+    with progress.task(1, "images"):
+        pass
+    assert capsys.readouterr().out.startswith("1 images computed in")  # outside a block: a line per task
