@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     trained = time.perf_counter() - started
     prompts = causal.causal_prompts(run, causal.scale(run.profile)["prompts"])  # the pilot's: chapter 03's eight
     started = time.perf_counter()
-    judged = causal.generate_and_judge(run, prompts, models, S["seeds"])
+    judged, _ = causal.generate_and_judge(run, prompts, models, S["seeds"])
     generated = time.perf_counter() - started
     scores = twins.twin_scores(judged, args.tau)
     contrasts = {"rigid − diverse": twins.paired(scores, "rigid", "diverse", value="dvd"),

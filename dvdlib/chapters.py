@@ -101,7 +101,7 @@ def _diversity_causal(x, seeds, images, n_images, breeds, train_steps, lr, prior
     training = causal.variant_images(x, images, breeds, n_images, seed=recipe.seed)
     with gathered(f"{len(training)} variants × {S['replicates']} fine-tunes and the base model"):  # one line
         models = causal.finetune_variants(x, training, recipe, S["replicates"])
-        judged = causal.generate_and_judge(x, prompts, models, S["seeds"])
+        judged, _ = causal.generate_and_judge(x, prompts, models, S["seeds"])
     return SimpleNamespace(scale=S, recipe=recipe, n_images=n_images, breeds=breeds, prompts=prompts,
                            training=training, models=models, judged=judged)
 
@@ -262,7 +262,7 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts):
     prompts = causal.causal_prompts(x, n_prompts or S["prompts"])
     with gathered(f"{table.pair.nunique()} pairs × {len(twins.ARMS)} twins"):  # one line on the page, not one a twin
         models = twins.finetune_arms(x, table, recipe)
-        judged, runs = twins.generate_and_judge(x, prompts, models, S["seeds"])
+        judged, runs = causal.generate_and_judge(x, prompts, models, S["seeds"], noise_norms=True)
         first_steps = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=FIRST_STEP, until_step=1)
                        for arm, model in models.items()}
     return SimpleNamespace(scale=S, recipe=recipe, design=table, prompts=prompts, models=models, judged=judged,

@@ -82,9 +82,14 @@ def to_tensor(image: Image.Image, resolution: int) -> torch.Tensor:
 
 
 def images_digest(images) -> str:
-    """A short hash of training images (their pixels, in order), so other images never reuse a fine-tune."""
+    """A short hash of training images (their pixels, in order), so other images never reuse a
+    fine-tune. A stand-in for an image not at hand (its name, a string: what `dvd plan` counts
+    without the photos, `dvdlib.causal.standin_images`) is hashed by its name."""
     h = hashlib.sha1()
     for image in images:
+        if isinstance(image, str):
+            h.update(b"stand-in:" + image.encode())
+            continue
         rgb = np.asarray(image.convert("RGB"))
         h.update(str(rgb.shape).encode() + rgb.tobytes())
     return h.hexdigest()[:12]

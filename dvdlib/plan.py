@@ -208,10 +208,14 @@ class Count:
 
         return registry(self.pipe, self.profile.resolution_of(self.profile.model))
 
-    def _store(self, model, intervention: dict | None):
+    def _key(self, model) -> str:
+        """``model``'s run-store key, computed once (a local folder's is a hash of its weights)."""
         if model not in self._keys:
             self._keys[model] = model_key(model)
-        key = self._keys[model]
+        return self._keys[model]
+
+    def _store(self, model, intervention: dict | None):
+        key = self._key(model)
         settings = self.profile.sampler(base_of(model))
         if intervention is not None:
             settings = {**settings, "intervention": intervention}
@@ -281,11 +285,9 @@ class Count:
         from .finetune import finetune_dir, images_digest
 
         P = self.profile
-        if P.model not in self._keys:
-            self._keys[P.model] = model_key(P.model)
-        known = all(hasattr(im, "convert") for im in images)  # else stand-ins (`dvdlib.causal.variant_images`)
-        images_hash = images_digest(images) if known else digest([str(im) for im in images])
-        folder = finetune_dir(P.store, self._keys[P.model], recipe, images_hash)
+        known = not any(isinstance(im, str) for im in images)  # else stand-ins (`dvdlib.causal.standin_images`)
+        images_hash = images_digest(images)
+        folder = finetune_dir(P.store, self._key(P.model), recipe, images_hash)
         if recipe.prior_preservation:
             self.generate([recipe.class_prompt], range(1, recipe.n_class_images + 1))
         key = folder.relative_to(P.store).as_posix()

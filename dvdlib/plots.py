@@ -32,6 +32,16 @@ def _stars(p: float) -> str:
     return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
+def _layer_axis(ax, layers, highlight, shaded: str) -> None:
+    """An x axis of cross-attention layers (one tick each, in forward order) with the ``highlight``
+    layers shaded grey, and a label that says what the shading is (``shaded``)."""
+    for i, layer in enumerate(layers):
+        if layer in highlight:
+            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
+    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
+    ax.set_xlabel(f"cross-attention layer (forward order; shaded: {shaded})")
+
+
 def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), highlight=(5, 6, 7, 8, 9, 10)):
     """Per-layer Focus Score distributions of two prompt sets (n prompts each in the legend), with
     the corrected test's stars; shaded, the paper's significant layers 5–10."""
@@ -47,12 +57,9 @@ def focus_by_layer(bench, control, tests, labels=("DominanceBench", "control"), 
             box.set(facecolor=color, alpha=0.55)
         ax.plot([], [], color=color, lw=6, alpha=0.55, label=label)
     for i, layer in enumerate(layers):
-        if layer in highlight:
-            ax.axvspan(i - 0.5, i + 0.5, color="0.9", zorder=0)
         p = tests.set_index("layer").loc[layer, "p_adjusted"]
         ax.text(i, 0.97, _stars(p), ha="center", va="top", transform=ax.get_xaxis_transform())
-    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_xlabel("cross-attention layer (forward order; shaded: the paper's significant layers 5–10)")
+    _layer_axis(ax, layers, highlight, "the paper's significant layers 5–10")
     ax.set_ylabel("Focus Score at step 1\n(per prompt, mean over seeds)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=2, frameon=False, fontsize=9)
     fig.tight_layout()
@@ -383,18 +390,13 @@ def focus_curves_by_arm(table, highlight=(5, 6, 7, 8, 9, 10)):
     per_pair = table.groupby(["arm", "pair", "layer"]).focus.mean().reset_index()
     layers = sorted(per_pair.layer.unique())
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    for layer in highlight:
-        if layer in layers:
-            i = layers.index(layer)
-            ax.axvspan(i - 0.5, i + 0.5, color="0.92", zorder=0)
     for arm, group in per_pair.groupby("arm", sort=False):
         stats_ = group.groupby("layer").focus.agg(["mean", "min", "max"]).reindex(layers)
         x = np.arange(len(layers))
         color = ARM_COLORS.get(arm, "0.3")
         ax.plot(x, stats_["mean"], marker="o", ms=3, color=color, label=f"{arm} ({group.pair.nunique()} twins)")
         ax.fill_between(x, stats_["min"], stats_["max"], color=color, alpha=0.12)
-    ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
-    ax.set_xlabel("cross-attention layer (forward order; shaded: the paper's layers 5–10)")
+    _layer_axis(ax, layers, highlight, "the paper's layers 5–10")
     ax.set_ylabel("Focus Score at step 1\n(mean over pairs)")
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.02), ncol=3, frameon=False, fontsize=9)
     fig.tight_layout()

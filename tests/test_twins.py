@@ -234,7 +234,7 @@ def twins_run(tmp_path_factory):
     table = twins.design(run, K=2)
     models = twins.finetune_arms(run, table)
     prompt = causal.causal_prompts(run, 1)
-    judged = causal.generate_and_judge(run, prompt, models, run.profile.seeds[:1])
+    judged, _ = causal.generate_and_judge(run, prompt, models, run.profile.seeds[:1])
     return run, table, models, prompt, judged
 
 
@@ -258,7 +258,7 @@ def test_a_second_call_trains_and_generates_nothing(twins_run):
     before = _files(root)
     again = setup("smoke", "twins", store=run.profile.store)
     remodels = twins.finetune_arms(again, table)
-    rejudged = causal.generate_and_judge(again, prompt, remodels, run.profile.seeds[:1])
+    rejudged, _ = causal.generate_and_judge(again, prompt, remodels, run.profile.seeds[:1])
     assert remodels == models and all(rejudged[k].equals(judged[k]) for k in judged)
     assert again._other[0] in (None, "smoke")  # no fine-tune was loaded (the base reads the prompts)
     assert _files(root) == before
