@@ -174,6 +174,9 @@ def _head_ablation(x, sweep_layers, sweep_heads, n_prompts, n_memorized, sweep_s
     single_out = ablation.judge_plan(sweeps, plans, "single-head", **rules)
     multi_out = ablation.judge_plan(sweeps, plans, "multi-head", **rules)
     pairs = ablation.pair_jobs(single_out["DvD"], layer=pair_layer, factor=factor, steps=ablate_steps)
+    if x.counting and sweeps["DvD"].unjudged:
+        x.skip(f"ablation: what depends on the outcomes of {sweeps['DvD'].unjudged} rows' ablations (the pairs of "
+               "heads that did not mitigate, paper §3.6) is known once they are judged: not counted")
     sweeps["DvD"].run(pairs)
     pair_out = sweeps["DvD"].judge_dvd(pairs, x.judge, x.questions, rules["dvd_rule"], require_baseline)
     return SimpleNamespace(plan=plan, pair_layer=pair_layer, single=single, multi=multi, benchmark=benchmark,
@@ -249,24 +252,46 @@ def _three_concepts(x, cases, n_pilot, present_at, peak_layers):
     return out
 
 
-def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts):
+def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, dominant_layers, dominated_layers,
+                    ablate, sweep_layers, factor, ablate_steps, tau):
     """Twin fine-tunes (paper §3.3's causal test, paired; §3.6–3.7's memorization as a third arm):
-    K pairs of rigid, diverse and memorized DreamBooth fine-tunes of one new concept, each twin's
-    test prompts generated with their noise-prediction norms (§3.7) and judged (§2), and their
-    first step recorded in every layer (§3.4)."""
-    from . import causal, twins
+    K pairs of rigid, diverse and memorized DreamBooth fine-tunes of one new concept. Each twin's
+    test prompts (without the other concepts in ``exclude``; None: the profile's) are generated
+    once, recording the tracked layers at every step (§3.5; the same runs keep their
+    noise-prediction norms, §3.7), and judged (§2); their first step is recorded in every layer
+    (§3.4); the rigid and diverse twins' prompts are generated and judged again with
+    the new token replaced by its category word (§3.8); with ``ablate`` (None: the profile's), the
+    rigid twins' collapsed prompts are ablated head by head and layer by layer at ``ablate_steps``
+    in ``sweep_layers`` (None: the profile's ablation sweep's), with the positive control (§3.6)."""
+    from . import ablation, adapters, causal, temporal, twins
+    from .outcome import DvDRule
 
     S = twins.scale(x.profile, seeds_given=seeds is not None)
     recipe = causal.recipe_for(S, steps=train_steps, lr=lr)
     table = twins.design(x, images, K=K if K is not None else S["K"], recipe=recipe)
-    prompts = causal.causal_prompts(x, n_prompts or S["prompts"])
+    exclude = S["exclude"] if exclude is None else exclude
+    prompts = twins.test_prompts(x, n_prompts or S["prompts"], exclude)
+    role_layers = {role: tuple(adapters.paper_layers(x.pipe, layers, x.profile.resolution))
+                   for role, layers in (("dominant", dominant_layers), ("dominated", dominated_layers))}
+    after = twins.replaced_rows(prompts)
     with gathered(f"{table.pair.nunique()} pairs × {len(twins.ARMS)} twins"):  # one line on the page, not one a twin
         models = twins.finetune_arms(x, table, recipe)
+        recorded = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=temporal.record_options(role_layers))
+                    for arm, model in models.items()}
         judged, runs = causal.generate_and_judge(x, prompts, models, S["seeds"], noise_norms=True)
         first_steps = {arm: x.generate(prompts.prompt, S["seeds"], model=model, attention=FIRST_STEP, until_step=1)
                        for arm, model in models.items()}
+        replaced, _ = causal.generate_and_judge(x, after, {key: model for key, model in models.items()
+                                                           if key[1] in twins.REPLACED_ARMS}, S["seeds"])
+        sweep = ablation.on_model(ablation.sweep_plan(x.profile, sweep_layers), x.pipe, x.profile.resolution)
+        interventions = {"single-head": ablation.single_head(x.layers, sweep.layers, sweep.heads, factor, ablate_steps),
+                         "multi-head": ablation.multi_head(x.layers, sweep.layers, "layer", factor, ablate_steps)}
+        rules = dict(judge=x.judge, questions=x.questions, dvd_rule=DvDRule(tau=tau), require_baseline=True)
+        ablated = twins.ablate(x, models, prompts, sweep.seeds, interventions, rules, ablate_steps) \
+            if (S["ablate"] if ablate is None else ablate) else None
     return SimpleNamespace(scale=S, recipe=recipe, design=table, prompts=prompts, models=models, judged=judged,
-                           runs=runs, first_steps=first_steps)
+                           runs=runs, first_steps=first_steps, role_layers=role_layers, recorded=recorded,
+                           after=after, replaced=replaced, sweep=sweep, ablated=ablated, exclude=list(exclude))
 
 
 def work(run, **params):
@@ -286,7 +311,7 @@ def work(run, **params):
 # chapter 10 reads chapter 02's images and answers. The long ones (`benchmarks/book_time.py` on a
 # quiet 2-core machine, world 2: chapter 03's fine-tunes 385 s; chapter 06's ablation 311 s, which
 # starts after chapter 05's recordings, 150 s; chapter 11's factorial 273 s; on world 1 with --jobs 2,
-# the twins' nine fine-tunes and their images 536 s beside chapter 03's 419 s) start first, in this
+# the twins' nine fine-tunes and their images 666 s beside chapter 03's 410 s) start first, in this
 # order: the twins on one job while 03, 05 and then 06 run on the other.
 TRAINING_DIVERSITY = Chapter("01_training_diversity", work=_training_diversity)
 TEMPORAL = Chapter("05_temporal_dynamics", long=2, snapshot=True, work=_temporal_dynamics,
@@ -307,9 +332,11 @@ TOY_FINDINGS = Chapter("09_toy_findings", work=lambda x: SimpleNamespace())  # r
 UNSELECTED = Chapter("10_unselected_prompts", reads_from=(DVD_BENCHMARK.name,), work=_unselected)
 THREE_CONCEPTS = Chapter("11_three_concepts", long=4, work=_three_concepts)
 TWINS = Chapter("12_twin_finetunes", long=0, snapshot=True, work=_twin_finetunes,
-                snapshot_parameters={"K": 12},
+                snapshot_parameters={"K": 12, "ablate": True},
                 keys={"dvd": "twin_dvd", "memorized": "twin_memorized", "focus": "twin_focus", "peak": "twin_peak",
-                      "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "auc": "twin_auc"})
+                      "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "falls": "twin_falls",
+                      "below": "twin_below", "single": "twin_single_head", "multi": "twin_multi_head", "auc": "twin_auc",
+                      "replacement": "twin_replacement"})
 
 #: Every chapter, in the book's order.
 ALL = (TRAINING_DIVERSITY, DVD_BENCHMARK, CAUSAL, FOCUS, TEMPORAL, ABLATION, MEMORIZATION, DETECTION, TOY_FINDINGS,

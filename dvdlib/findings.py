@@ -20,6 +20,7 @@ import pandas as pd
 from . import chapters as CH
 from .report import number, percent
 from .stats import MIN_N, UNDERPOWERED, gate_passes, verdict
+from .twins import NOTHING_COLLAPSED
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,11 @@ CLAIMS = (
           measure="mean first-step Focus Score over the paper's layers 5–10, rigid − diverse twin"),
     Claim("twin_peak", CH.TWINS.name, CH.TWINS.key("peak"), unit="pairs", design="twins",
           measure="share of prompts whose first-step peak token is the new token, above chance, rigid − diverse twin"),
+    Claim("twin_falls", CH.TWINS.name, CH.TWINS.key("falls"), unit="pairs", design="twins", direction=-1,
+          measure="change of the other concept's attention deviation over the first interval, rigid − diverse twin"),
+    Claim("twin_below", CH.TWINS.name, CH.TWINS.key("below"), unit="pairs", design="twins", direction=-1,
+          measure="per prompt, the other concept's deviation change minus the new token's over the first interval, "
+                  "rigid − diverse twin"),
     Claim("twin_norm", CH.TWINS.name, CH.TWINS.key("norm"), unit="pairs", design="twins",
           measure="mean noise-prediction norm over the first steps, rigid − diverse twin"),
     Claim("twin_norm_memorized", CH.TWINS.name, CH.TWINS.key("norm_memorized"), unit="pairs", design="twins",
@@ -117,6 +123,15 @@ CLAIMS = (
     Claim("twin_auc", CH.TWINS.name, CH.TWINS.key("auc"), unit="pairs", design="twins",
           measure="per pair, the detector's AUC (first-step Focus Score, layers 9–10) for the rigid twin's prompts "
                   "against the diverse twin's, − 0.5", note="no separation = 0"),
+    Claim("twin_single_head", CH.TWINS.name, CH.TWINS.key("single"), unit="pairs", design="twins",
+          measure="per pair, the share of the rigid twin's collapsed prompts that one head of layers 1–6 mitigates, "
+                  "minus that of as many heads of the placebo layers", empty=NOTHING_COLLAPSED),
+    Claim("twin_multi_head", CH.TWINS.name, CH.TWINS.key("multi"), unit="pairs", design="twins",
+          measure="per pair, the share of the rigid twin's collapsed prompts that one whole layer of 1–6 mitigates, "
+                  "minus that of as many placebo layers", empty=NOTHING_COLLAPSED),
+    Claim("twin_replacement", CH.TWINS.name, CH.TWINS.key("replacement"), unit="pairs", design="twins",
+          measure="share of images with the other concept present, after − before replacing the new token by its "
+                  "category word, rigid − diverse twin"),
 )
 
 

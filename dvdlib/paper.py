@@ -125,10 +125,20 @@ CLAIMS = {
                   "(§3.4), here with diversity alone changed between the twins.",
     "twin_peak": "The first step's peak token falls on the dominant concept (§3.4, 249/300), here more often "
                  "for the rigid twin than for its diverse twin.",
+    "twin_falls": "In a dominant prompt the dominated concept's attention deviation falls over the first interval "
+                  "(§3.5), here more for the rigid twin's prompts than for its diverse twin's.",
+    "twin_below": "… and falls below the dominant concept's change (§3.5), here with the new token as the dominant "
+                  "concept, more for the rigid twin than for its diverse twin.",
     "twin_norm": "The text-conditional noise prediction is larger for dominant prompts than for balanced ones "
                  "(§3.7), here for the rigid twin's prompts than for its diverse twin's.",
     "twin_norm_memorized": "… and larger still for memorized prompts (§3.7: memorized > DominanceBench), here for "
                            "the memorized twin's prompts than for its rigid twin's.",
     "twin_auc": "The first-step Focus Score detects dominance (§3.8), here separating the rigid twin's prompts from "
                 "its diverse twin's.",
+    "twin_single_head": "Ablating one cross-attention head at the first step mitigates part of the collapsed prompts "
+                        "(§3.6: 145/300), here for the rigid twins, against as many heads outside layers 1–6.",
+    "twin_multi_head": "Ablating several heads at once mitigates more (§3.6: ≈ 0.6), here a whole layer of 1–6 in the "
+                       "rigid twins against as many placebo layers.",
+    "twin_replacement": "Replacing the dominant concept by its category word brings the dominated concept back "
+                        "(§3.8), here more for the rigid twin, which lost more, than for its diverse twin.",
 }

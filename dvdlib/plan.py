@@ -300,9 +300,9 @@ class Count:
             self._unseen.add(tuned)
         return tuned
 
-    def sweep(self, rows, seeds):
-        """A `CountingSweep` of the profile's model over ``rows`` and ``seeds``."""
-        return CountingSweep(self, rows, seeds)
+    def sweep(self, rows, seeds, *, model=None):
+        """A `CountingSweep` of ``model`` (default the profile's) over ``rows`` and ``seeds``."""
+        return CountingSweep(self, rows, seeds, model)
 
     def _judge(self, model, store, settings, prompt, seeds, key, asks, row, questions, intervention, provisional=False):
         row = json.dumps(plain({k: v for k, v in row.items() if k != "Index"}), sort_keys=True, default=str)
@@ -333,16 +333,19 @@ class CountingSweep:
     ask is recorded in its `Count`, and what decides further work is read from the store, row by
     row, where it is there: a row collapsed (DvD) or reproduced (memorized) before ablation is
     ablated; a row the store cannot tell yet is counted as an upper bound (`Work.provisional`,
-    `dvdlib.prefetch` plans again once it is known); its single-head outcomes, which decide the
-    pairs of heads, are left out until stored (named in `Plan.not_counted`)."""
+    `dvdlib.prefetch` plans again once it is known); outcomes not yet stored are left out of the
+    tables it returns (``unjudged`` counts their rows: chapter 06 names the pairs of heads they
+    decide in `Plan.not_counted`)."""
 
-    def __init__(self, count: Count, rows, seeds):
+    def __init__(self, count: Count, rows, seeds, model=None):
         P = count.profile
-        self.count, self.seeds = count, [int(s) for s in seeds]
-        self.frozen = _sweep_class()(None, rows, seeds, root=P.store, model=model_key(P.model), sampler=P.sampler(),
-                                     batch_size=P.batch_size, store_mode="frozen")
+        self.count, self.seeds, self.model = count, [int(s) for s in seeds], model or P.model
+        self.frozen = _sweep_class()(None, rows, seeds, root=P.store, model=count._key(self.model),
+                                     sampler=P.sampler(base_of(self.model)), batch_size=P.batch_size,
+                                     store_mode="frozen")
         self.rows = self.frozen.rows
         self.state: dict = {}  # row → True (ablated), False (not), None (not yet known)
+        self.unjudged = 0  # rows whose ablations' outcomes the store cannot give yet
 
     def prompts(self, cases) -> list[str]:
         return self.frozen.prompts(cases)
@@ -367,17 +370,17 @@ class CountingSweep:
 
     def run(self, plan, baseline: bool = True, progress: bool = True) -> None:
         if baseline:
-            self.count.generate(self.prompts(self.rows.index), self.seeds)
+            self.count.generate(self.prompts(self.rows.index), self.seeds, model=self.model)
         for job in plan:
             for provisional in (False, True):
                 cases = [c for c in job.cases if (self.state.get(c, True) is None) is provisional]
                 if cases:
-                    self.count.generate(self.prompts(cases), self.seeds, intervention=job.intervention.key(),
-                                        provisional=provisional)
+                    self.count.generate(self.prompts(cases), self.seeds, model=self.model,
+                                        intervention=job.intervention.key(), provisional=provisional)
 
     def mitigable(self, judge, questions, rule) -> list:
         self.run([])
-        self.count.judge_dvd(self.rows, self.seeds)
+        self.count.judge_dvd(self.rows, self.seeds, model=self.model)
         for case in self.rows.index:
             self.state[case] = self._read(lambda: bool(self._one(case).mitigable(judge, questions, rule)))
         return self._ablated()
@@ -407,23 +410,21 @@ class CountingSweep:
         stored (the others left out and named)."""
         import pandas as pd
 
-        self.count.judge_dvd(self.rows, self.seeds)
+        self.count.judge_dvd(self.rows, self.seeds, model=self.model)
         for job in plan:
             for provisional in (False, True):
                 cases = [c for c in job.cases if (self.state.get(c, True) is None) is provisional
                          and (not require_baseline or self.state.get(c, True) is not False)]
                 if cases:
-                    self.count.judge_dvd(self.rows.loc[cases], self.seeds, intervention=job.intervention.key(),
-                                         provisional=provisional)
+                    self.count.judge_dvd(self.rows.loc[cases], self.seeds, model=self.model,
+                                         intervention=job.intervention.key(), provisional=provisional)
         tables, unknown = [], 0
         for case in self.rows.index:
             jobs = [type(job)(job.intervention, (case,)) for job in plan if case in job.cases]
             table = self._read(lambda: self._one(case).judge_dvd(jobs, judge, questions, rule, require_baseline))
             unknown += table is None
             tables += [] if table is None else [table]
-        if unknown:
-            self.count.skip(f"ablation: what depends on the outcomes of {unknown} rows' ablations (the pairs of "
-                            "heads that did not mitigate, paper §3.6) is known once they are judged: not counted")
+        self.unjudged = max(self.unjudged, unknown)  # work chosen from these outcomes is not counted (its chapter says)
         return pd.concat(tables, ignore_index=True) if tables else _empty_outcomes()
 
     def judge_memorized(self, plan, rule, similarity="pixels", require_baseline: bool = True):

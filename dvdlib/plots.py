@@ -373,12 +373,13 @@ def paired_differences(contrasts: dict, verdicts: dict | None = None):
         ax.axhline(0, color="0.4", ls="--", lw=0.8)
         ax.set_xlim(-0.4, 0.6)
         ax.set_xticks([])
-        ax.set_title("\n".join(textwrap.wrap(f"{label} ({len(diffs)} pairs)", 26)) +
-                     (f"\n{verdicts[label]}" if label in verdicts else ""), fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(f"{label} ({len(diffs)} pairs)", 26) +
+                               textwrap.wrap(verdicts.get(label, ""), 30)), fontsize=8.5)
     for row in axes:
         row[0].set_ylabel("difference within a pair")
-    axes.flat[len(contrasts) - 1].legend(loc="lower right", frameon=False, fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / rows / 3))
     return fig
 
 

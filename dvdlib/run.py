@@ -152,13 +152,15 @@ class Run:
 
         return judge_presence(rows, seeds, self.store(), self.judge, self.questions, present_at)
 
-    def sweep(self, rows: pd.DataFrame, seeds):
-        """An ablation `dvdlib.ablation.Sweep` of the profile's model over ``rows`` and ``seeds`` (paper §3.6)."""
+    def sweep(self, rows: pd.DataFrame, seeds, *, model=None):
+        """An ablation `dvdlib.ablation.Sweep` of ``model`` (default the profile's; a fine-tune samples
+        as its base) over ``rows`` and ``seeds`` (paper §3.6), its plain images ``store(model)``'s."""
         from .ablation import Sweep
+        from .finetune import base_of
 
-        P = self.profile
-        return Sweep(self.pipe, rows, seeds, root=P.store, model=model_key(P.model), sampler=P.sampler(),
-                     batch_size=P.batch_size, store_mode=P.store_mode)
+        P, model = self.profile, model or self.profile.model
+        return Sweep(self.load(model), rows, seeds, root=P.store, model=model_key(model),
+                     sampler=P.sampler(base_of(model)), batch_size=P.batch_size, store_mode=P.store_mode)
 
     def skip(self, what: str) -> None:
         """Work a count leaves out (`dvdlib.plan.Count.skip`); computing, there is nothing to say."""

@@ -19,9 +19,13 @@ pair is the unit (`paired`; `dvdlib.stats`' cluster).
 - `finetune_arms`: every arm fine-tuned through a chapter's executor, stored exactly where chapter
   03 keeps its fine-tunes (`dvdlib.finetune.finetune_dir`; resumable, atomic, a rerun trains nothing);
 - each twin's images with their noise-prediction norms, judged: `dvdlib.causal.generate_and_judge`;
-- `twin_scores`, `focus_by_layer`, `layers_mean`, `peak_on_token`, `norm_scores`: each twin's DvD
-  Scores (§2), first-step Focus Scores (§3.4), peak token and noise-prediction norm (§3.7) per
-  (pair, arm, prompt); `auc_by_pair`: the detector's separation of the arms (§3.8);
+- `twin_scores`, `focus_by_layer`, `layers_mean`, `peak_on_token`, `temporal_changes`,
+  `norm_scores`: each twin's DvD Scores (§2), first-step Focus Scores (§3.4), peak token, attention
+  over the steps (§3.5) and noise-prediction norm (§3.7) per (pair, arm, prompt); `auc_by_pair`: the
+  detector's separation of the arms (§3.8); `replaced_rows`, `object_return`: the new token
+  replaced by its category word and the other concept's return (§3.8);
+- `ablate`, `ablation_contrasts`: the rigid twins' collapsed prompts ablated head by head and
+  layer by layer against the placebo layers, with the positive control (§3.6);
 - `paired`: the paired contrast of a per-(pair, arm) measurement; `pilot_design_table`: the
   smallest effect found at 80% power for each K, from a pilot's between-pair spread.
 """
@@ -36,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import causal
-from .finetune import Recipe, images_digest
+from .finetune import TOKEN, Recipe, images_digest
 
 #: The arms of a pair, in the order each pair lists them.
 ARMS = ("rigid", "diverse", "memorized")
@@ -45,10 +49,16 @@ ARMS = ("rigid", "diverse", "memorized")
 DEFAULT_K = 12
 #: The twin experiment at full scale: ``K`` pairs, the diverse twin's variant count (``diverse``;
 #: None: chapter 03's most diverse variant), the rigid twins' ``pool`` (None: see `design`), the
-#: test ``prompts`` (None: every prompt of the causal test, `dvdlib.causal.causal_prompts`). Images
+#: test ``prompts`` (None: every prompt of the causal test, `dvdlib.causal.causal_prompts`), whether
+#: the rigid twins are ablated (``ablate``, paper §3.6; the sweep is the profile's ``scales.ablation``), the
+#: other concepts left out of the prompts (``exclude``: those the judge cannot see on the twins'
+#: images, recall below `MIN_RECALL` on a hand-checked sample, `dvdlib.toy.handcheck`). Images
 #: per arm, recipe and seeds are chapter 03's (`dvdlib.causal.scale`), so the twins and the
 #: variants of §3.3 are fine-tuned alike. A profile narrows it under ``scales.twins``.
-FULL = {"K": DEFAULT_K, "diverse": None, "pool": None, "prompts": None}
+FULL = {"K": DEFAULT_K, "diverse": None, "pool": None, "prompts": None, "ablate": True, "exclude": []}
+#: A concept the judge finds in fewer than this share of the twins' images where a person sees it is
+#: left out of the twins' prompts (``exclude``): its DvD would measure the judge, not the twin.
+MIN_RECALL = 0.8
 #: The design table's columns (``variants``: the variant labels an arm's images come from, in
 #: order; ``image``: the memorized arm's single image; ``pass``: 0 the first time a rigid variant is
 #: used, 1 the second …; ``source``: a breed folder, or ``world:<name>`` for the world's renders;
@@ -67,6 +77,20 @@ def scale(profile, seeds_given: bool = False) -> dict:
     out.update({k: causal_scale[k] for k in ("n_images", "recipe", "seeds")})
     out["diverse"] = int(out["diverse"] or max(causal_scale["breeds"]))
     return out
+
+
+def test_prompts(run, n: int | None = None, exclude=()) -> pd.DataFrame:
+    """The twins' test prompts: the causal test's (paper §3.3, `dvdlib.causal.causal_prompts`)
+    without the other concepts in ``exclude``, ``n`` rows taken in turn from each group."""
+    from .bench import stratified
+
+    table = causal.causal_prompts(run)
+    unknown = sorted(set(exclude) - set(table.nm_word))
+    if unknown:
+        raise ValueError(f"exclude names {unknown}, which no test prompt pairs with the new token; "
+                         f"its other concepts: {sorted(set(table.nm_word))}")
+    kept = table[~table.nm_word.isin(list(exclude))]
+    return stratified(kept, n, by="group") if n else kept
 
 
 # ---------------------------------------------------------------- where the images come from
@@ -285,6 +309,196 @@ def auc_by_pair(table: pd.DataFrame, layers, a: str = "rigid", b: str = "diverse
     return {**out, "n": len(per_pair), "null": 0.0, "test": f"per-pair AUC − 0.5, {a} vs {b} prompts"}
 
 
+def temporal_changes(recorded: dict, prompts: pd.DataFrame, tokenizer, n_steps: int, role_layers,
+                     boundaries=None, span_reduce: str = "mean", token: str = TOKEN) -> pd.DataFrame:
+    """Per (pair, arm, prompt) paper §3.5's reading over the first interval (50–40, scaled to this
+    schedule) of each twin's runs recorded at every step (`dvdlib.temporal.record_options`), seeds
+    averaged: ``falls``, the change of the other (dominated) concept's attention deviation, and
+    ``below``, that change minus the new ``token``'s (the dominant concept, as the prompt spells it)."""
+    from . import temporal
+
+    boundaries = boundaries or temporal.PAPER_BOUNDARIES
+    rows = prompts.assign(content=token)
+    first = temporal.intervals(n_steps, boundaries).interval.iloc[0]
+
+    def measure(samples):
+        table = temporal.deviation_table(samples, rows, tokenizer, n_steps, role_layers, span_reduce)
+        changes = temporal.per_prompt(temporal.interval_changes(table, n_steps, boundaries))
+        wide = changes[changes.interval == first].pivot(index="case_num", columns="role", values="change")
+        return pd.DataFrame({"case_num": wide.index, "falls": wide.dominated.to_numpy(),
+                             "below": (wide.dominated - wide.dominant).to_numpy()})
+
+    return _per_twin(recorded, measure)
+
+
+#: The arms whose prompts are generated again with the new token replaced (paper §3.8).
+REPLACED_ARMS = ("rigid", "diverse")
+
+
+def replaced_rows(prompts: pd.DataFrame, token: str = TOKEN) -> pd.DataFrame:
+    """The test prompts with the new ``token`` replaced by its category word, the word the judge is
+    asked about (``content``; paper §3.8): "dvddog and ball" → "character and ball"; where the
+    prompt names the category right after the token ("a dvddog dog …") the token is dropped."""
+    from .replace import replace_concept
+
+    def rewrite(prompt: str, word: str) -> str:
+        phrase = f"{token} {word}"
+        return prompt.replace(phrase, word) if phrase in prompt else replace_concept(prompt, token, word)
+
+    return prompts.assign(original_prompt=prompts.prompt,
+                          prompt=[rewrite(p, w) for p, w in zip(prompts.prompt, prompts.content)])
+
+
+def object_return(before: dict, after: dict, present_at: int | None = None) -> pd.DataFrame:
+    """Per (pair, arm, prompt) of the twins in ``after`` (`REPLACED_ARMS`): the share of seeds whose
+    image shows the other concept (its Yes count ≥ ``present_at``, `dvdlib.replace.PRESENT_AT`)
+    before and after the new token is replaced by its category word, and the ``change`` (paper
+    §3.8's return). ``before``/``after``: judge tables by (pair, arm), `dvdlib.causal.generate_and_judge`."""
+    from . import replace
+
+    present_at = replace.PRESENT_AT if present_at is None else present_at
+
+    def measure(key):
+        judged = pd.concat([before[key].assign(model="twin", when="before"),
+                            after[key].assign(model="twin", when="after")], ignore_index=True)
+        back = replace.object_return(judged, present_at).groupby("case_num")[["present_before", "present_after"]]
+        table = back.mean().reset_index()
+        return table.assign(change=table.present_after - table.present_before)
+
+    return _per_twin({key: key for key in after}, measure)
+
+
+# ---------------------------------------------------------------- head ablation (paper §3.6)
+
+#: The arm whose collapsed prompts are ablated: the one made to dominate.
+ABLATED_ARM = "rigid"
+#: `ablate`'s outcome tables: the ablation plans, and the positive control.
+PLANS = ("single-head", "multi-head")
+CONTROL = "control"
+
+
+def ablate(x, models: dict, prompts: pd.DataFrame, seeds, interventions: dict, rules: dict, steps=(1,),
+           strength: float = 1.0, token: str = TOKEN) -> dict:
+    """Paper §3.6 on each pair's `ABLATED_ARM` twin through the executor ``x``
+    (`dvdlib.run.Run.sweep`): its prompts' plain images at ``seeds`` judged; on the prompts that
+    collapsed (``rules["require_baseline"]``), each plan of ``interventions`` ({name: interventions},
+    `dvdlib.ablation.single_head` / `multi_head`) and the positive control (the new ``token``'s
+    attention suppressed at ``steps``, `dvdlib.ablation.suppressible_controls`), generated and
+    judged. ``rules``: `dvdlib.ablation.run_plans`' judging keywords. Returns {pair: {plan name or
+    `CONTROL`: outcomes}} (`dvdlib.ablation.Sweep.judge_dvd`; no `CONTROL` where the model family
+    cannot suppress tokens)."""
+    from . import ablation
+
+    controls = ablation.suppressible_controls(x.pipe, prompts.assign(content=token), steps, x.profile.steps, strength)
+    out = {}
+    for (pair, arm), model in models.items():
+        if arm != ABLATED_ARM:
+            continue
+        sweep = x.sweep(prompts, seeds, model=model)
+        plans = {name: ablation.jobs(ivs, sweep.rows.index) for name, ivs in interventions.items()}
+        if not isinstance(controls, str):
+            plans[CONTROL] = controls[0]  # the control at the claim's steps (it decides)
+        ablation.run_plans({"DvD": sweep}, {"DvD": plans}, **rules)
+        out[pair] = {name: sweep.judge_dvd(plan, rules["judge"], rules["questions"], rules["dvd_rule"],
+                                           rules["require_baseline"]) for name, plan in plans.items()}
+    return out
+
+
+def placebo_shares(outcomes: dict, plan: str, hypothesis, seed: int = 0) -> pd.DataFrame:
+    """Per pair whose ablated twin collapsed a prompt: the share of those prompts that one of
+    ``plan``'s interventions in the ``hypothesis`` layers mitigates, and the share that as many in
+    the other swept layers (the placebo) mitigate (`dvdlib.ablation.placebo_hits`) — `paired`'s
+    input, arms "effect layers" and "placebo layers"."""
+    from .ablation import placebo_hits
+
+    rows = []
+    for pair, tables in outcomes.items():
+        cases, hit, k = placebo_hits(tables[plan], hypothesis, seed)
+        if cases and k:
+            rows += [{"pair": pair, "arm": "effect layers", "value": float(hit[True].mean()), "prompts": len(cases)},
+                     {"pair": pair, "arm": "placebo layers", "value": float(hit[False].mean()), "prompts": len(cases)}]
+    return pd.DataFrame(rows, columns=["pair", "arm", "value", "prompts"])
+
+
+def control_rate(outcomes: dict, steps=(1,)) -> tuple[str, dict]:
+    """The positive control over every pair's collapsed prompts (pooled: it only has to show a
+    mitigation can be seen, `dvdlib.ablation.control_passes`): ("passed" / "failed" /
+    "unavailable", its hits, n, rate, exact interval and what it did)."""
+    from .ablation import control_passes, mitigated_count
+    from .report import ranges
+    from .stats import rate
+
+    tables = [tables[CONTROL] for tables in outcomes.values() if CONTROL in tables]
+    if not tables:
+        return "unavailable", {"hits": 0, "n": 0, "value": None, "ci": None,
+                               "what": "none: this model family cannot suppress tokens"}
+    hits, n = map(sum, zip(*(mitigated_count(t) for t in tables)))
+    field = {"hits": hits, "n": n, **{k: v for k, v in rate(hits, n).items() if k in ("value", "ci")},
+             "what": f"the new token's attention suppressed in every cross-attention layer at step(s) {ranges(steps)}"}
+    return control_passes(field), field
+
+
+#: What an ablation claim says when no rigid twin collapsed a prompt (no pair to contrast).
+NOTHING_COLLAPSED = "no rigid twin collapsed a prompt before ablation: nothing to mitigate (n = 0)"
+
+
+def ablation_contrasts(outcomes: dict | None, hypothesis, steps=(1,), seed: int = 0) -> dict:
+    """{"single": …, "multi": …}: per `PLANS`, `paired` effect − placebo layers over the pairs whose
+    ablated twin collapsed a prompt, with the positive control's check (``power_check``) and rate
+    (``control``); no pair to contrast (nothing collapsed): no ``value`` and no control, so the
+    verdict is inconclusive (`NOTHING_COLLAPSED`); ``outcomes`` None (no ablation ran): {}."""
+    if outcomes is None:
+        return {}
+    power, control = control_rate(outcomes, steps)
+    out = {}
+    for role, plan in zip(("single", "multi"), PLANS):
+        table = placebo_shares(outcomes, plan, hypothesis, seed)
+        out[role] = {**paired(table, "effect layers", "placebo layers"), "power_check": power, "control": control} \
+            if len(table) else {"value": None, "ci": None, "n": 0, "n_clusters": 0, "test": NOTHING_COLLAPSED}
+    return out
+
+
+def measured(contrasts: dict) -> dict:
+    """The contrasts with an estimate (the figures and the power table show only these)."""
+    return {role: result for role, result in contrasts.items() if result.get("value") is not None}
+
+
+def ablation_table(outcomes: dict | None, hypothesis, seed: int = 0) -> pd.DataFrame | None:
+    """Per pair whose rigid twin collapsed a prompt: how many, and the share that one head and one
+    layer in the ``hypothesis`` layers, their placebo and the positive control mitigate (None when
+    nothing was ablated: no table to show)."""
+    from .ablation import mitigated_count
+
+    shares = {plan: placebo_shares(outcomes or {}, plan, hypothesis, seed).pivot(index="pair", columns="arm",
+                                                                             values="value") for plan in PLANS}
+    if not outcomes or all(table.empty for table in shares.values()):
+        return None
+    table = pd.DataFrame({f"{plan}, {arm}": shares[plan][arm] for plan in PLANS for arm in shares[plan]})
+    control = {pair: "{}/{}".format(*mitigated_count(t[CONTROL])) for pair, t in outcomes.items() if CONTROL in t}
+    return table.round(2).assign(**({"control mitigated": pd.Series(control)} if control else {}))
+
+
+def ablation_text(outcomes: dict | None, seeds, K: int) -> str:
+    """What the ablation of the rigid twins did, in one paragraph: not run (``outcomes`` None), nothing
+    collapsed, or how many twins and prompts were ablated and what the positive control did."""
+    from .ablation import EXCLUDED, control_text
+
+    if outcomes is None:
+        return ("This run does not ablate (`ablate` is off, as `scales.twins` sets it for the book's toy profiles: "
+                "every collapsed prompt of every rigid twin costs one image per head and per layer of the sweep, "
+                f"more than the book's time allows). The {DEFAULT_K} pairs of `dvd toy findings` are ablated; "
+                "chapter 09 lists their verdicts.")
+    collapsed = {pair: tables[PLANS[0]].loc[~tables[PLANS[0]].outcome.isin(EXCLUDED), "case_num"].nunique()
+                 for pair, tables in outcomes.items()}
+    power, control = control_rate(outcomes)
+    if not any(collapsed.values()):
+        return (f"No rigid twin collapsed a prompt at seed {', '.join(map(str, seeds))} (DvD ≥ τ before "
+                "ablation): there is nothing to ablate, so the ablation claims are not measured.")
+    return (f"{sum(n > 0 for n in collapsed.values())} of {K} rigid twins collapsed at least one prompt at seed "
+            f"{', '.join(map(str, seeds))} ({sum(collapsed.values())} prompts in all); those were ablated. Positive "
+            f"control ({control['what']}): {control_text(control)}, **{power}**.")
+
+
 def twin_scores(judged: dict, tau: float = 48.0) -> pd.DataFrame:
     """Per (pair, arm, prompt) the DvD Score (`dvdlib.dvd.per_prompt`, paper §2) of the judge tables
     ``judged`` {(pair, arm): table} (`dvdlib.causal.generate_and_judge`); `paired`'s input."""
@@ -360,9 +574,12 @@ def paired(values, a: str = "rigid", b: str = "diverse", *, value: str = "value"
 
 
 def paired_text(result: dict, fmt: str = "{:+.1f}") -> str:
-    """"+12.3 [+4.5, +20.1] over 12 pairs": `paired`'s estimate, interval and pair count."""
+    """"+12.3 [+4.5, +20.1] over 12 pairs": `paired`'s estimate, interval and pair count (no
+    estimate: why, the result's ``test``)."""
     from .stats import interval_text
 
+    if result.get("value") is None:
+        return result.get("test", "not measured")
     return f"{interval_text(result, fmt)} over {result['n']} pairs"
 
 
@@ -418,13 +635,27 @@ CLAIMS = {"dvd": ("DvD", ("rigid", "diverse"), "§3.3"),
           "peak": ("peak token on the new concept, above chance", ("rigid", "diverse"), "§3.4"),
           "norm": ("noise-prediction norm, first steps", ("rigid", "diverse"), "§3.7"),
           "norm_memorized": ("noise-prediction norm, first steps", ("memorized", "rigid"), "§3.7"),
-          "auc": ("detector AUC − 0.5 (Focus Score, layers 9–10)", ("rigid", "diverse"), "§3.8")}
-#: How a claim's numbers are written (DvD points; the rest to three decimals).
+          "falls": ("change of the other concept's attention deviation, first interval", ("rigid", "diverse"),
+                    "§3.5"),
+          "below": ("that change minus the new token's", ("rigid", "diverse"), "§3.5"),
+          "single": ("share of the rigid twin's collapsed prompts one head mitigates (layers 1–6 against the "
+                     "placebo layers)", ("effect layers", "placebo layers"), "§3.6"),
+          "multi": ("share of the rigid twin's collapsed prompts a whole layer's heads mitigate (layers 1–6 "
+                    "against the placebo layers)", ("effect layers", "placebo layers"), "§3.6"),
+          "auc": ("detector AUC − 0.5 (Focus Score, layers 9–10)", ("rigid", "diverse"), "§3.8"),
+          "replacement": ("the other concept's return when the new token is replaced by its category word "
+                          "(share of images)", ("rigid", "diverse"), "§3.8")}
+#: The claims the paper expects to be negative (the dominated concept's attention falls, §3.5);
+#: the rest are expected positive.
+DIRECTIONS = {"falls": -1, "below": -1}
+#: How a claim's numbers are written (DvD points; shares to two decimals; the rest to three digits).
 FORMATS = {"dvd": "{:+.1f}", "memorized": "{:+.1f}", "focus": "{:+.3f}", "peak": "{:+.3f}", "norm": "{:+.3f}",
-           "norm_memorized": "{:+.3f}", "auc": "{:+.3f}"}
+           "norm_memorized": "{:+.3f}", "falls": "{:+.3g}", "below": "{:+.3g}", "single": "{:+.2f}",
+           "multi": "{:+.2f}", "auc": "{:+.3f}", "replacement": "{:+.2f}"}
 #: A claim's name where a table is narrow.
 SHORT = {"dvd": "DvD", "memorized": "DvD", "focus": "Focus Score", "peak": "peak on token", "norm": "noise norm",
-         "norm_memorized": "noise norm", "auc": "AUC − 0.5"}
+         "norm_memorized": "noise norm", "falls": "dominated falls", "below": "dominated below",
+         "single": "one head", "multi": "one layer", "auc": "AUC − 0.5", "replacement": "return after replacement"}
 
 
 def label(role: str, short: bool = False) -> str:
@@ -438,7 +669,8 @@ def label(role: str, short: bool = False) -> str:
 def row_fields(result: dict, n_prompts: int) -> dict:
     """`paired`'s result as a results row's structured fields (`dvdlib.report.Report.add`), ``n``
     the prompts every twin was asked (the unit stays the pair: ``n_clusters``)."""
-    keep = ("value", "ci", "n_clusters", "loo", "per_cluster", "spread", "detectable", "method", "test", "null")
+    keep = ("value", "ci", "n_clusters", "loo", "per_cluster", "spread", "detectable", "method", "test", "null",
+            "power_check", "control")
     return {**{k: result.get(k) for k in keep}, "n": int(n_prompts)}
 
 
@@ -454,7 +686,9 @@ def card_note(run, w) -> str:
             f"{int(d.n_images.max())} training images each; the rigid twins' variants "
             f"{', '.join(str(v[0]) for v in rigid.variants)}. Recipe: {r.steps} steps, learning rate {r.lr:g}, batch "
             f"{r.batch_size}, instance prompt `{r.instance_prompt}`, training seed {r.seed} + pair. "
-            f"{len(w.prompts)} test prompts × seeds {', '.join(map(str, w.scale['seeds']))}. Weights: "
+            f"{len(w.prompts)} test prompts × seeds {', '.join(map(str, w.scale['seeds']))}"
+            + (f" (left out of the prompts: {', '.join(w.exclude)}, which the judge finds in fewer than "
+               f"{MIN_RECALL:.0%} of the hand-checked twin images that show them)" if w.exclude else "") + ". Weights: "
             f"`{run.profile.store}/finetune/{slug(model_key(run.profile.model))}/` (one folder per twin, named by the "
             "hash of its recipe and images).")
 
@@ -510,15 +744,17 @@ def this_run(contrasts: dict, verdicts: dict, K: int, profile: str = "") -> str:
 
 
 def verdicts(contrasts: dict) -> dict:
-    """Each claim's verdict by the book's one rule (`dvdlib.stats.decide`), the pair as the unit."""
+    """Each claim's verdict by the book's one rule (`dvdlib.stats.decide`) in the paper's direction
+    (`DIRECTIONS`), the pair as the unit."""
     from .stats import decide
 
-    return {role: decide(result, unit="pairs") for role, result in contrasts.items()}
+    return {role: decide(result, direction=DIRECTIONS.get(role, 1), unit="pairs", power=result.get("power_check", "n/a"))
+            for role, result in contrasts.items()}
 
 
-def labelled(by_role: dict) -> dict:
-    """``by_role`` keyed by each claim's `label` instead (for a figure's panels)."""
-    return {label(role): value for role, value in by_role.items()}
+def labelled(by_role: dict, short: bool = True) -> dict:
+    """``by_role`` keyed by each claim's `label` (``short`` for a figure's panels) instead."""
+    return {label(role, short): value for role, value in by_role.items()}
 
 
 def add_results(report, contrasts: dict, decided: dict, n_prompts: int, key) -> None:
@@ -537,7 +773,7 @@ def power_table(contrasts: dict, ks=(3, 12, 24)) -> pd.DataFrame:
     would find it ("> 200" past `MOST_PAIRS`; "—" where the pairs do not vary: no power to compute)."""
     from .report import number
 
-    table = pilot_design_table(contrasts, ks=ks)
+    table = pilot_design_table(measured(contrasts), ks=ks)
     table = table[["between-pair SD", *[f"detectable at K = {k}" for k in ks], "this run's effect", "K for this effect"]]
     table.columns = ["SD", *[f"K = {k}" for k in ks], "effect", "K for it"]
     table["K for it"] = [f"> {MOST_PAIRS}" if pd.isna(k) else str(int(k)) for k in table["K for it"]]

@@ -15,11 +15,11 @@ from test_plan import ROOT, stored
 #: every chapter that computes, on the smoke model (01 on images the model generates; 03 with its fine-tunes
 #: counted, prefetched, then read, their folders logged as keys); chapter 06 also with every row collapsed
 #: before ablation (τ 0: at 48 the random judge collapses none), so that rows are ablated and pairs of
-#: heads made; every chapter that takes a ``model`` (04–08, 11) on each other family, its SD 1.4 layer
+#: heads made, and chapter 12 so (its rigid twins ablated in layer 1 and the placebo layer 9); every chapter that takes a ``model`` (04–08, 11) on each other family, its SD 1.4 layer
 #: numbers read there (06: SD 1.4's 16 → tiny SDXL's 16–17, its layer 3 with 4 heads: 6 pairs; the
 #: smoke scale's 1, 3, 6 → tiny SD3's 1–2). Chapters 02 and 10 compare the profile's ``models``.
 CASES = {"01": ("01_training_diversity", {"image_source": "generated"}), "02": ("02_dvd_benchmark", {}),
-         "03": ("03_diversity_causal", {}), "12": ("12_twin_finetunes", {}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
+         "03": ("03_diversity_causal", {}), "12": ("12_twin_finetunes", {"tau": 0.0, "sweep_layers": [1, 9]}), "04": ("04_focus_score", {}), "05": ("05_temporal_dynamics", {}),
          "06": ("06_head_ablation", {}), "06-collapsed": ("06_head_ablation", {"tau": 0.0, "similarity_threshold": 0.0}),
          "07": ("07_memorization", {}), "08": ("08_detection_replacement", {}), "10": ("10_unselected_prompts", {}),
          "11": ("11_three_concepts", {}), "04-sdxl": ("04_focus_score", {"model": "tiny:sdxl"}),

@@ -15,6 +15,7 @@ from dvdlib import causal, stats, twins
 from dvdlib.finetune import finetuned_key, images_digest, is_finished
 from dvdlib.run import setup
 from dvdlib.store import folder_hash
+from dvdlib.tokens import clip_tokenizer, concept_span, content_positions
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "verdict_calibration.json"
 
@@ -348,3 +349,142 @@ def test_a_block_of_many_tasks_prints_one_line(capsys, monkeypatch):
     with progress.task(1, "images"):
         pass
     assert capsys.readouterr().out.startswith("1 images computed in")  # outside a block: a line per task
+
+
+# ---------------------------------------------------------------- §3.5, §3.8 and §3.6 on the twins
+
+def test_replaced_rows_put_the_category_word_where_the_token_was():
+    prompts = pd.DataFrame({"case_num": [1, 2, 3], "content": ["character", "character", "dog"],
+                            "prompt": ["dvddog and ball", "mosaic style dvddog", "a dvddog dog in the snow"]})
+    out = twins.replaced_rows(prompts)
+    assert out.prompt.tolist() == ["character and ball", "mosaic style character", "a dog in the snow"]
+    assert out.original_prompt.tolist() == prompts.prompt.tolist()
+    with pytest.raises(ValueError, match="not found"):
+        twins.replaced_rows(pd.DataFrame({"case_num": [1], "content": ["dog"], "prompt": ["a ball"]}))
+
+
+def _shares(tok, prompt, values_by_word, steps, other=0.1, layers=(7, 8)):
+    """Token shares of ``prompt`` at every step and layer: each word of ``values_by_word`` (word →
+    per-step value) on its tokens, ``other`` on the other content tokens."""
+    attention = {}
+    for step in range(1, steps + 1):
+        a = np.zeros(tok.model_max_length)
+        a[content_positions(tok, prompt)] = other
+        for word, values in values_by_word.items():
+            a[concept_span(tok, prompt, word)] = values[step - 1]
+        attention.update({f"share/L{layer}/S{step}": a.copy() for layer in layers})
+    return attention
+
+
+def test_temporal_changes_by_hand():
+    """Over the first interval the other concept's deviation changes by its own change minus the
+    content mean's; "below" subtracts the new token's change, so the mean cancels."""
+    from dvdlib.generate import Sample
+    from dvdlib.temporal import intervals
+
+    tok, prompt, steps = clip_tokenizer(), "dvddog and ball", 12
+    first = intervals(steps).iloc[0]
+    token = {s: 0.2 for s in range(1, steps + 1)} | {first.end: 0.5}
+    ball = {s: 0.3 for s in range(1, steps + 1)} | {first.end: 0.1}
+    attention = _shares(tok, prompt, {"dvddog": [token[s] for s in sorted(token)], "ball": [ball[s] for s in sorted(ball)]},
+                        steps)
+    n_token, n_ball = len(concept_span(tok, prompt, "dvddog")), len(concept_span(tok, prompt, "ball"))
+    n = len(content_positions(tok, prompt))
+    mean_change = (n_token * 0.3 + n_ball * -0.2) / n
+    prompts = pd.DataFrame({"case_num": [1], "content": ["character"], "nm_word": ["ball"], "prompt": [prompt]})
+    recorded = {(0, arm): [Sample(prompt, seed, None, attention) for seed in (1, 2)] for arm in ("rigid", "diverse")}
+    out = twins.temporal_changes(recorded, prompts, tok, steps, {"dominant": (8,), "dominated": (7,)})
+    assert len(out) == 2 and set(out.arm) == {"rigid", "diverse"}
+    assert out.falls.tolist() == pytest.approx([-0.2 - mean_change] * 2)
+    assert out.below.tolist() == pytest.approx([-0.2 - 0.3] * 2)
+
+
+def test_object_return_by_hand():
+    """The share of seeds showing the other concept (Yes count ≥ 3), after − before, per twin."""
+    def judged(ns):
+        return pd.DataFrame({"case_num": [1, 1, 2, 2], "seed": [1, 2, 1, 2], "n": ns})
+
+    before = {(0, "rigid"): judged([0, 4, 5, 5]), (0, "diverse"): judged([3, 3, 5, 5])}
+    after = {(0, "rigid"): judged([3, 5, 5, 2]), (0, "diverse"): judged([3, 3, 5, 5])}
+    out = twins.object_return(before, after).set_index(["arm", "case_num"])[["present_before", "present_after", "change"]]
+    assert out.loc[("rigid", 1)].tolist() == pytest.approx([0.5, 1.0, 0.5])
+    assert out.loc[("rigid", 2)].tolist() == pytest.approx([1.0, 0.5, -0.5])
+    assert out.loc["diverse"].change.tolist() == [0.0, 0.0]
+    assert twins.object_return(before, {(0, "rigid"): after[(0, "rigid")]}).arm.unique().tolist() == ["rigid"]
+
+
+def _outcomes(hits_in, hits_out, control_hits, cases=(1, 2)):
+    """One pair's ablation outcomes: single heads L1.H0/L1.H1 (effect layers) and L9.H0/L9.H1
+    (placebo) on ``cases``, mitigating the cases listed; the whole layers likewise; the control."""
+    def table(interventions, hits):
+        return pd.DataFrame([{"case_num": c, "prompt": f"prompt {c}", "intervention": iv,
+                              "outcome": "mitigated" if c in hits.get(iv, ()) else "unchanged"}
+                             for iv in interventions for c in cases])
+
+    single = table(["L1.H0", "L1.H1", "L9.H0", "L9.H1"], {"L1.H0": hits_in, "L9.H1": hits_out})
+    multi = table(["L1.H0+L1.H1", "L9.H0+L9.H1"], {"L1.H0+L1.H1": hits_in, "L9.H0+L9.H1": hits_out})
+    control = table(["suppress 'dvddog'"], {"suppress 'dvddog'": control_hits})
+    return {"single-head": single, "multi-head": multi, "control": control}
+
+
+def test_ablation_contrast_is_effect_minus_placebo_over_pairs():
+    outcomes = {0: _outcomes((1,), (), (1, 2)), 1: _outcomes((1, 2), (2,), (1,)), 2: _outcomes((), (), ())}
+    shares = twins.placebo_shares(outcomes, "single-head", (1, 2, 3, 4, 5, 6)).set_index(["pair", "arm"]).value
+    assert shares[0, "effect layers"] == 0.5 and shares[0, "placebo layers"] == 0.0
+    assert shares[1, "effect layers"] == 1.0 and shares[1, "placebo layers"] == 0.5
+    out = twins.ablation_contrasts(outcomes, (1, 2, 3, 4, 5, 6))
+    assert out["single"]["per_cluster"] == {"pair 0": 0.5, "pair 1": 0.5, "pair 2": 0.0}
+    assert out["multi"]["value"] == pytest.approx(1 / 3)
+    assert out["single"]["power_check"] == "passed" and out["single"]["control"]["hits"] == 3
+    assert out["single"]["control"]["n"] == 6
+
+
+def test_a_failed_positive_control_makes_the_ablation_claims_inconclusive():
+    outcomes = {k: _outcomes((1, 2), (), ()) for k in range(4)}
+    out = twins.ablation_contrasts(outcomes, (1, 2, 3, 4, 5, 6))
+    assert out["single"]["value"] == 1.0 and out["single"]["power_check"] == "failed"
+    assert twins.verdicts(out)["single"] == stats.NO_EFFECT
+    passed = twins.ablation_contrasts({k: _outcomes((1, 2), (), (1,)) for k in range(4)}, (1, 2, 3, 4, 5, 6))
+    assert twins.verdicts(passed)["single"] == stats.verdict(passed["single"]["ci"], 0.0, n_clusters=4,
+                                                                 loo=passed["single"]["loo"], unit="pairs")
+
+
+def test_nothing_collapsed_leaves_the_ablation_claims_without_an_estimate():
+    outcomes = {k: {name: t.assign(outcome="not collapsed") for name, t in _outcomes((), (), ()).items()}
+                for k in range(3)}
+    out = twins.ablation_contrasts(outcomes, (1, 2, 3, 4, 5, 6))
+    assert out["single"]["value"] is None and out["multi"]["test"] == twins.NOTHING_COLLAPSED
+    assert twins.verdicts(out)["single"] == stats.INCONCLUSIVE  # nothing to test, not "no effect"
+    assert twins.measured(out) == {} and twins.paired_text(out["single"]) == twins.NOTHING_COLLAPSED
+    assert "nothing to ablate" in twins.ablation_text(outcomes, [1825], 3)
+    assert twins.ablation_table(outcomes, (1, 2, 3, 4, 5, 6)) is None
+    assert twins.ablation_contrasts(None, (1, 2, 3, 4, 5, 6)) == {}
+    assert "does not ablate" in twins.ablation_text(None, [1825], 3)
+
+
+def test_falls_and_below_are_read_below_zero():
+    r = twins.paired(_values([-2.0, -2.1, -1.9, -2.2, -1.8, -2.05]))
+    v = twins.verdicts({"falls": r, "below": r, "dvd": r})
+    assert v["falls"] == v["below"] == stats.REPRODUCED and v["dvd"] == stats.NOT_REPRODUCED
+
+
+def test_the_toy_twins_leave_out_exactly_the_concepts_the_judge_misses():
+    """The toy profile's ``exclude`` is what the hand-checked twin images (toy/judge's manifest, samples
+    "twins…") say: every concept below `MIN_RECALL` is left out, and the new figure ("character")
+    and every other concept of the prompts was seen and passes."""
+    from dvdlib.profiles import load_profile
+    from dvdlib.toy.handcheck import pooled_recall
+
+    recall = pooled_recall(Path(__file__).resolve().parents[1] / "toy" / "judge")
+    toy = twins.scale(load_profile("toy"))
+    below = {c for c, r in recall.items() if r["present"] and r["recall"] < twins.MIN_RECALL}
+    assert set(toy["exclude"]) == below
+    prompts = twins.test_prompts(setup("toy", "twins"), toy["prompts"], toy["exclude"])
+    assert len(prompts) == toy["prompts"] and prompts.nm_word.nunique() >= 6 and prompts.group.nunique() == 3
+    for concept in {*prompts.nm_word, "character"}:
+        assert recall[concept]["present"] >= 5 and recall[concept]["recall"] >= twins.MIN_RECALL, concept
+
+
+def test_test_prompts_name_an_unknown_concept():
+    with pytest.raises(ValueError, match="pairs with the new token"):
+        twins.test_prompts(setup("toy", "twins"), 12, ["unicorn"])

@@ -53,7 +53,7 @@ from .control import (
     CONTROL_MIN_LOWER, control_jobs, control_what, control_passes, images_changed, suppressible_controls,
     run_controls, power_check, control_text, claims_with_control
 )
-from .placebo import EFFECT_LAYERS, versus_placebo
+from .placebo import EFFECT_LAYERS, placebo_hits, versus_placebo
 from .reading import scope, this_run
 
 
@@ -63,6 +63,6 @@ __all__ = ["CONTROL_MIN_LOWER", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Interventi
            "cost_table", "effect_layers_text", "fraction_text", "from_key", "images_changed", "jobs",
            "judge_plan", "layer_rates", "memorized_seeds", "memorized_set", "mitigated_count", "multi_head",
            "narrowed", "on_model", "outcome_table", "scope", "this_run", "pair_jobs", "pairs_note", "paper_mitigated",
-           "paper_peaks", "peak_layer", "peak_layers", "per_prompt", "plain_vs_ablated_rows", "plans_for", "power_check",
+           "paper_peaks", "peak_layer", "placebo_hits", "peak_layers", "per_prompt", "plain_vs_ablated_rows", "plans_for", "power_check",
            "rates_by_set", "rates_table", "run_controls", "run_plans", "scale", "shares", "shares_text",
            "shown_pairs", "single_head", "suppressible_controls", "sweep_plan", "sweeps_for", "versus_placebo"]

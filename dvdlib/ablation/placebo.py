@@ -14,19 +14,12 @@ from .interventions import EXCLUDED
 EFFECT_LAYERS = (1, 2, 3, 4, 5, 6)
 
 
-def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0,
-                   control: dict | None = None) -> dict:
-    """An ablation claim against its placebo: per prompt with something to mitigate, whether one of
-    the interventions in the ``hypothesis`` layers mitigates it, against whether one of as many
-    interventions in the other swept layers does (same prompts and seeds; drawn with ``seed`` where
-    one side has more), with the 95% interval over concepts (`dvdlib.stats.versus_placebo`;
-    ``rows``: the prompt set, for each case's concept), the power check and, as ``control``, the
-    positive control's rate (`power_check`). Without placebo interventions (a sweep inside the
-    hypothesis's layers) the interval is None: inconclusive."""
+def placebo_hits(table: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0) -> tuple[list, dict, int]:
+    """The matched comparison behind `versus_placebo`: (the prompts with something to mitigate,
+    {True: per prompt whether one of the interventions in the ``hypothesis`` layers mitigates it,
+    False: whether one of as many interventions in the other swept layers does (drawn with ``seed``
+    where one side has more)}, k the interventions a side; 0 when no placebo layer was swept)."""
     import numpy as np
-
-    from ..stats import clusters_of
-    from ..stats import versus_placebo as against
 
     kept = table[~table["outcome"].isin(EXCLUDED)]
     inside = kept["intervention"].map(lambda label: all(int(h.split(".")[0][1:]) in hypothesis for h in label.split("+")))
@@ -37,6 +30,22 @@ def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothes
     cases = list(dict.fromkeys(kept["case_num"]))
     hit = {side: np.array([((kept.case_num == c) & kept.intervention.isin(chosen[side]) & (kept.outcome == MITIGATED)).any()
                            for c in cases], float) for side in labels}
+    return cases, hit, k
+
+
+def versus_placebo(table: pd.DataFrame, power: str, rows: pd.DataFrame, hypothesis=EFFECT_LAYERS, seed: int = 0,
+                   control: dict | None = None) -> dict:
+    """An ablation claim against its placebo: per prompt with something to mitigate, whether one of
+    the interventions in the ``hypothesis`` layers mitigates it, against whether one of as many
+    interventions in the other swept layers does (same prompts and seeds: `placebo_hits`), with
+    the 95% interval over concepts (`dvdlib.stats.versus_placebo`; ``rows``: the prompt set, for
+    each case's concept), the power check and, as ``control``, the positive control's rate
+    (`power_check`). Without placebo interventions (a sweep inside the hypothesis's layers) the
+    interval is None: inconclusive."""
+    from ..stats import clusters_of
+    from ..stats import versus_placebo as against
+
+    cases, hit, k = placebo_hits(table, hypothesis, seed)
     checks = {"power_check": power, **({"control": control} if control is not None else {})}
     if not cases:
         return {"value": None, "n": 0, "ci": None, "test": "rate vs placebo", **checks}

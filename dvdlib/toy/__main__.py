@@ -7,6 +7,7 @@
     python -m dvdlib.toy findings --out toy/findings             # gates + chapters under `toy` → snapshot
     python -m dvdlib.toy gates --guidance 1.0 1.5 2.0 --csv sweep.csv  # the quality gates per guidance scale
     python -m dvdlib.toy handcheck --out toy/judge/handcheck/test --prompts ball "tower and ball"  # to label
+    python -m dvdlib.toy handcheck --out toy/judge/handcheck/twins --twins 12    # the twins' images, to label
 
 `main(argv)` is what ``dvd toy ...`` calls.
 """
@@ -149,6 +150,13 @@ def _handcheck(args) -> None:
     from .model import load_toy
 
     torch.set_num_threads(args.threads)
+    if args.twins:
+        from .handcheck import save_blind_twins
+
+        print(save_blind_twins(args.out, K=args.twins, n=args.images, shuffle=args.shuffle, concepts=args.concepts))
+        return
+    if not args.prompts or args.guidance is None:
+        raise SystemExit("dvd toy handcheck: give --prompts and --guidance (or --twins K for the twin chapter's images)")
     print(save_blind_sample(args.out, load_toy(args.model), args.prompts, args.seeds, args.guidance,
                             model_step=_step(args.model), shuffle=args.shuffle))
 
@@ -230,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("handcheck", help="a shuffled sample of generated images to label by hand (the judge's check)")
     p.add_argument("--out", required=True, help="sample folder (sheet.png, labels.csv, contact.png)")
     p.add_argument("--model", default="toy/run1/model")
-    p.add_argument("--prompts", nargs="+", required=True)
+    p.add_argument("--prompts", nargs="+")
     p.add_argument("--seeds", nargs="+", type=int, default=[1825, 410, 4507])
-    p.add_argument("--guidance", type=float, required=True)
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--twins", type=int, metavar="K", help="instead: a sample of the twin chapter's stored images of "
+                                                          "K pairs (chapter 12; `dvd toy findings` makes them)")
+    p.add_argument("--images", type=int, default=96, help="with --twins: how many images")
+    p.add_argument("--concepts", nargs="+", help="with --twins: only the prompts pairing the new token with these")
     p.add_argument("--shuffle", type=int, default=0, help="seed of the shuffled order")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_handcheck)

@@ -72,6 +72,34 @@ def save_blind_sample(folder, pipe, prompts, seeds, guidance: float, model_step:
             "without looking at the prompts first")
 
 
+def save_blind_twins(folder, profile: str = "toy", K: int = 12, n: int = 96, shuffle: int = 0, concepts=None) -> str:
+    """A blind sample of the twin chapter's stored generations (paper §3.3's twins, chapter 12):
+    ``n`` images drawn with seed ``shuffle`` from K pairs × every arm × the profile's twin prompts
+    (only those pairing the new token with one of ``concepts``, if given) and seeds, saved as
+    `save_sample` does, with a ``twin`` column ("pair 3 rigid"). The new
+    figure "dvddog" is labelled ``character`` (a figure that is no robot). The twins must be in the
+    store (`dvd toy findings` makes them); nothing is trained or generated here."""
+    from .. import causal, twins
+    from ..run import setup
+
+    run = setup(profile, "12_twin_finetunes", store_mode="frozen")
+    S = twins.scale(run.profile)
+    recipe = causal.recipe_for(S)
+    models = twins.finetune_arms(run, twins.design(run, K=K, recipe=recipe), recipe)
+    table = twins.test_prompts(run, S["prompts"], S["exclude"])
+    prompts = list(table[table.nm_word.isin(concepts)].prompt if concepts else table.prompt)
+    jobs = [(key, p, int(s)) for key in models for p in prompts for s in S["seeds"]]
+    picked = [jobs[i] for i in np.random.default_rng(shuffle).choice(len(jobs), min(n, len(jobs)), replace=False)]
+    images = np.stack([np.asarray(run.store(models[key]).image(p, s).convert("RGB")) for key, p, s in picked])
+    settings = run.store().settings
+    rows = pd.DataFrame({"model_step": None, "prompt": [p for _, p, _ in picked], "seed": [s for _, _, s in picked],
+                         "guidance": settings["guidance"], "steps": settings["steps"], "label": "",
+                         "twin": [f"pair {pair} {arm}" for (pair, arm), _, _ in picked]})
+    save_sample(folder, images, rows)
+    return (f"wrote {len(rows)} twin images to {folder}: label them from contact.png in labels.csv (column label; "
+            "the figure dvddog is 'character'), without looking at the prompts first")
+
+
 def contact_sheet(images: np.ndarray, scale: int = 5) -> Image.Image:
     """The images enlarged (nearest neighbour) with their index above each, for labelling."""
     side, pad = 32 * scale, 14
@@ -142,7 +170,25 @@ def describe(folder) -> str:
     """One line on what a sample is: its images, model step(s) and guidance scale(s)."""
     rows = pd.read_csv(Path(folder) / "labels.csv", keep_default_na=False)
     join = lambda col: ", ".join(str(v) for v in sorted(set(rows[col])))  # noqa: E731
+    if "twin" in rows:  # `save_blind_twins`
+        return f"{len(rows)} images of {rows.twin.nunique()} twin fine-tunes (chapter 12), guidance {join('guidance')}"
     return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
+
+
+def pooled_recall(judge_folder, prefix: str = "twins") -> dict:
+    """Per concept, over the hand-checked samples whose name starts with ``prefix`` (stored in the
+    judge's ``manifest.json``): the images a person saw it in and the judge's recall on them
+    (None where nobody saw it)."""
+    import json
+
+    results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
+    seen, hits = {}, {}
+    for sample, r in results.items():
+        if sample.startswith(prefix):
+            for concept, v in r["per_concept"].items():
+                seen[concept] = seen.get(concept, 0) + v["present"]
+                hits[concept] = hits.get(concept, 0) + round((v["recall"] or 0) * v["present"])
+    return {c: {"present": seen[c], "recall": hits[c] / seen[c] if seen[c] else None} for c in seen}
 
 
 def results_table(judge_folder) -> pd.DataFrame:
