@@ -218,9 +218,38 @@ def _cell(v) -> str:
     return _esc(v)
 
 
+#: The toy world's quality gates in words (`dvdlib.toy.gates`' names).
+GATE_WORDS = {"singles": "single concepts recognised", "composition": "two objects composed",
+              "conditioning": "the text changes the image"}
+
+
+def write_toy_gates(out_dir="book", cwd=None, findings="toy/findings") -> Path:
+    """Write ``book/_toy_gates.md``, the landing page's sentence on the toy model's quality gates,
+    from the snapshot chapter 09 reads (``findings``/gates.json; `dvdlib.findings.gates_table`), so
+    the two pages state one file's verdicts."""
+    from .findings import gates_table
+    from .toy.snapshot import load_snapshot
+
+    root = Path(cwd or os.getcwd())
+    page = root / out_dir / "_toy_gates.md"
+    try:
+        table = gates_table(load_snapshot(root / findings))
+    except FileNotFoundError:
+        table = None
+    if table is None or table.empty:
+        text = f"No quality gates are recorded yet (`{findings}/gates.json`: `dvd toy findings` writes it)."
+    else:
+        said = "; ".join(f"{GATE_WORDS.get(name, name)} {r['rate']} (95% CI {r['95% CI']}; required {r['required']}): "
+                         f"**{r['result']}**" for name, r in table.iterrows())
+        text = f"Its quality gates, read from `{findings}/gates.json` as chapter 09 reads them: {said}."
+    page.write_text(text + "\n", encoding="utf-8")
+    return page
+
+
 def write_generated_pages(out_dir="book", chapters_dir="chapters", cwd=None):
     """Everything the toc needs that the runner generates: stubs for chapters in the toc with no
-    executed copy, the status page (with the build-info include) and the benchmarks page."""
+    executed copy, the status page (with the build-info include), the benchmarks page and the
+    landing page's sentence on the toy model's gates."""
     root = Path(cwd or os.getcwd())
     rel = Path(out_dir).as_posix().strip("/")
     for doc in sorted(_toc_docs(root)):
@@ -232,3 +261,4 @@ def write_generated_pages(out_dir="book", chapters_dir="chapters", cwd=None):
             write_stub(root / out_dir / f"{stem}.ipynb", source)
     write_status_page(out_dir, root)
     render_benchmarks(out_dir, root)
+    write_toy_gates(out_dir, root)

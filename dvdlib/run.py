@@ -165,11 +165,12 @@ class Run:
     def skip(self, what: str) -> None:
         """Work a count leaves out (`dvdlib.plan.Count.skip`); computing, there is nothing to say."""
 
-    def card(self, uses_judge: bool = True, note: str = ""):
-        """The profile card (Markdown) that heads a chapter, with an optional ``note`` after it."""
+    def card(self, uses_judge: bool = True, note: str = "", seeds=None, prompts=None):
+        """The profile card (Markdown) that heads a chapter, with the chapter's own ``seeds`` and
+        ``prompts`` where they are not the profile's, and an optional ``note`` after it."""
         from IPython.display import Markdown
 
-        return Markdown(self.profile.card(uses_judge=uses_judge) + note)
+        return Markdown(self.profile.card(uses_judge=uses_judge, seeds=seeds, prompts=prompts) + note)
 
     def save(self, fig, name: str) -> Path:
         """Save ``fig`` as ``<figures>/<name>.png`` and ``.pdf`` (`dvdlib.plots.save`)."""

@@ -675,8 +675,9 @@ def row_fields(result: dict, n_prompts: int) -> dict:
 
 
 def card_note(run, w) -> str:
-    """What the twins are, under the chapter's card: pairs, arms, images, recipe, prompts, seeds
-    and where the weights live (paper §3.3's recipe; the memorized arm of §3.6–3.7)."""
+    """What the twins are, under the chapter's card: pairs, arms, images, recipe, the concepts left
+    out of the prompts and where the weights live (paper §3.3's recipe; the memorized arm of
+    §3.6–3.7)."""
     from .store import model_key, slug
 
     d, r = w.design, w.recipe
@@ -686,9 +687,8 @@ def card_note(run, w) -> str:
             f"{int(d.n_images.max())} training images each; the rigid twins' variants "
             f"{', '.join(str(v[0]) for v in rigid.variants)}. Recipe: {r.steps} steps, learning rate {r.lr:g}, batch "
             f"{r.batch_size}, instance prompt `{r.instance_prompt}`, training seed {r.seed} + pair. "
-            f"{len(w.prompts)} test prompts × seeds {', '.join(map(str, w.scale['seeds']))}"
-            + (f" (left out of the prompts: {', '.join(w.exclude)}, which the judge finds in fewer than "
-               f"{MIN_RECALL:.0%} of the hand-checked twin images that show them)" if w.exclude else "") + ". Weights: "
+            + (f"Left out of the test prompts: {', '.join(w.exclude)}, which the judge finds in fewer than "
+               f"{MIN_RECALL:.0%} of the hand-checked twin images that show them. " if w.exclude else "") + "Weights: "
             f"`{run.profile.store}/finetune/{slug(model_key(run.profile.model))}/` (one folder per twin, named by the "
             "hash of its recipe and images).")
 

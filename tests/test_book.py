@@ -371,3 +371,26 @@ def test_three_concepts_chapter_runs_on_smoke_and_says_what_world_1_cannot_run(t
     (row,) = [line for line in status.splitlines() if "(11_three_concepts.ipynb)" in line]
     assert "not applicable in this world" in row and "factorial" in row and "| ok |" not in row
     assert "0 ok, 1 not applicable, 0 failed" in status
+
+
+def test_the_landing_page_states_the_gates_chapter_09_reads(tmp_path):
+    """The landing page's sentence on the toy model's gates is written from the snapshot's gates.json
+    (the file chapter 09 reads), gate by gate, with each verdict as `dvdlib.findings.gates_table` gives it."""
+    from dvdlib.findings import gates_table
+    from dvdlib.toy.snapshot import load_snapshot
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "book").mkdir()
+    shutil.copytree(root / "toy" / "findings", tmp_path / "toy" / "findings")
+    text = pages.write_toy_gates("book", tmp_path).read_text()
+    table = gates_table(load_snapshot(tmp_path / "toy" / "findings"))
+    for name, row in table.iterrows():
+        assert f"{pages.GATE_WORDS[name]} {row['rate']} (95% CI {row['95% CI']}; required {row['required']}): " \
+               f"**{row['result']}**" in text
+    gates = json.loads((tmp_path / "toy" / "findings" / "gates.json").read_text())
+    gates["gates"]["singles"]["rate"] = 0.5  # a failing gate reads FAIL on the landing page too
+    (tmp_path / "toy" / "findings" / "gates.json").write_text(json.dumps(gates))
+    assert "single concepts recognised 50.0%" in pages.write_toy_gates("book", tmp_path).read_text()
+    assert "**FAIL**" in pages.write_toy_gates("book", tmp_path).read_text()
+    shutil.rmtree(tmp_path / "toy")
+    assert "No quality gates are recorded yet" in pages.write_toy_gates("book", tmp_path).read_text()

@@ -275,3 +275,15 @@ def test_model_key_changes_with_a_folders_weights(tmp_path):
     third = model_key(str(tmp_path))
     weights.write_bytes(b"\0" * 199_999 + b"\1")
     assert model_key(str(tmp_path)) not in (first, second, third)
+
+
+def test_a_card_shows_the_seeds_and_prompts_its_chapter_used():
+    """A chapter on fewer seeds than its profile (the causal test's five, the sweep's one) says so on
+    its card instead of listing the profile's; by default the card is the profile's."""
+    toy = load_profile("toy")
+    plain = toy.card()
+    assert ", ".join(map(str, toy.seeds)) + " |" in plain and f"| prompts per set | {toy.n_prompts} |" in plain
+    mine = toy.card(seeds=toy.seeds[:5], prompts="12 test prompts")
+    assert f"| seeds | {', '.join(map(str, toy.seeds[:5]))} (this chapter's; the profile has 10) |" in mine
+    assert "| prompts (this chapter) | 12 test prompts |" in mine and "prompts per set" not in mine
+    assert toy.card(seeds=list(toy.seeds)) == plain

@@ -255,6 +255,12 @@ class SweepPlan:
         return (f"layers {self.layers if self.layers == 'all' else ranges(self.layers)}, "
                 f"heads {self.heads}, factor {factor:g} at step(s) {steps}")
 
+    def prompts_text(self) -> str:
+        """The rows swept, for the chapter's card: "12 benchmark rows; memorized prompts: all, where the
+        world has them (on at least two seeds)"."""
+        return (f"{self.n_prompts} benchmark rows; memorized prompts: {self.n_memorized or 'all'}, where the world "
+                "has them (on at least two seeds)")
+
     def note(self, factor: float, steps) -> str:
         """The line under the profile card: the sweep, and whether it is a slice of the paper's."""
         return f"\n\n**Sweep:** {self.scope(factor, steps)}." + (

@@ -74,14 +74,19 @@ class Profile:
                              f"known: {sorted(full)}")
         return {**copy.deepcopy(full), **copy.deepcopy(narrowed), "slice": bool(narrowed)}
 
-    def card(self, uses_judge: bool = True) -> str:
-        """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter)."""
+    def card(self, uses_judge: bool = True, seeds=None, prompts=None) -> str:
+        """A Markdown summary of what produced a chapter's numbers (shown at the top of each chapter):
+        ``seeds`` and ``prompts`` (a count or a phrase) are the chapter's own where it does not use
+        the profile's (the causal test's five seeds, the ablation sweep's one)."""
         judge = f"`{self.judge}`" if uses_judge else f"none used in this chapter (profile's judge: `{self.judge}`)"
         guidance = self.sampler()["guidance"]  # the one the model applies
+        seeds = [int(s) for s in (self.seeds if seeds is None else seeds)]
+        mine = "" if seeds == list(self.seeds) else f" (this chapter's; the profile has {len(self.seeds)})"
         rows = [("profile", f"`{self.name}` — {self.description}"), ("model", f"`{self.model}`"),
                 ("judge", judge), ("sampler", f"{self.scheduler} {self.steps} steps, guidance {guidance}, "
                  f"eta {self.eta}, {self.resolution_of(self.model)}², {self.dtype} on {self.device}"),
-                ("seeds", ", ".join(map(str, self.seeds))), ("prompts per set", str(self.n_prompts))]
+                ("seeds", ", ".join(map(str, seeds)) + mine),
+                ("prompts per set", str(self.n_prompts)) if prompts is None else ("prompts (this chapter)", str(prompts))]
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         return table + (f"\n\n**Caveat.** {self.caveat}" if self.caveat else "")
 

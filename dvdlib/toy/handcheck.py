@@ -193,17 +193,16 @@ def pooled_recall(judge_folder, prefix: str = "twins") -> dict:
 
 def results_table(judge_folder) -> pd.DataFrame:
     """The hand-check results stored in a judge's ``manifest.json`` (written when it was trained or
-    rescored with ``--report-only``), one column group per sample: per concept, the images a person
-    saw it in, the judge's recall and precision; the first row is the exact-match count."""
+    rescored with ``--report-only``), one column per sample, narrow enough for a page: what the
+    sample is, the exact-match count, then per concept the judge's recall and the images a person
+    saw it in ("86% of 14"; "–" where nobody did). Precision is in the judge's REPORT.md."""
     import json
 
     results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
     columns = {}
     for sample, r in results.items():
-        about = f"{sample}: {r['about']}" if "about" in r else sample
-        exact = {"exact match": (f"{r['exact_n']}/{r['images']}", percent(r["exact"], missing="–"), "")}
-        rows = {**exact, **{n: (v["present"], percent(v["recall"], missing="–"), percent(v["precision"], missing="–"))
-                            for n, v in r["per_concept"].items()}}
-        for k, name in enumerate(("seen by hand", "recall", "precision")):
-            columns[(about, name)] = {concept: values[k] for concept, values in rows.items()}
+        rows = {"sample": r.get("about", ""), "exact match": f"{r['exact_n']}/{r['images']} ({percent(r['exact'])})"}
+        rows.update({n: f"{percent(v['recall'])} of {v['present']}" if v["present"] else "–"
+                     for n, v in r["per_concept"].items()})
+        columns[sample] = rows
     return pd.DataFrame(columns)
