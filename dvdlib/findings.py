@@ -488,3 +488,48 @@ def claim_paragraphs(snap: Snapshot | None):
     from IPython.display import Markdown
 
     return Markdown("\n\n".join(paragraphs(snap))) if snap is not None else None
+
+
+#: How each verdict opens its sentence in a chapter's closing paragraph (`this_run`).
+OPENINGS = {"reproduced": "Reproduced", "not reproduced": "Against the paper's direction",
+            "inconclusive": "Inconclusive", "underpowered": "Underpowered", "not applicable": "Not applicable here"}
+
+
+def _profile_reading(profile) -> str:
+    """What a profile lets a chapter's verdicts say."""
+    name, model = getattr(profile, "name", str(profile)), getattr(profile, "model", "")
+    if name == "smoke":
+        return ("Under `smoke` the model and the judge have random weights: these verdicts show that the procedure "
+                "runs end to end, and nothing about the paper.")
+    if getattr(profile, "world", "") in ("toy", "toy2"):
+        return ("These are verdicts about the toy world's model, not Stable Diffusion; chapter 09 gathers them with "
+                "what the world can and cannot test.")
+    if name == "paper":
+        return f"These are verdicts about `{model}` in the paper's setting, to be set beside the paper's numbers."
+    return f"These are verdicts about `{model}` under the profile `{name}`."
+
+
+def this_run(report) -> str:
+    """A chapter's closing paragraph from its own claims (`CLAIMS` on ``report.chapter``), read from
+    this run's results rows by the book's one rule (as `claims_table` reads a snapshot), one
+    sentence per verdict (`OPENINGS`: what was measured, this run's number, the paper's where it
+    gives one, and why an undecided claim is undecided), then what the profile lets them say."""
+    snap = Snapshot(Path("."), {"chapters": {report.chapter: {"ok": True}}}, None,
+                    {report.chapter: {row["key"]: row for row in report.rows}})
+    table = claims_table(snap)
+    table = table[(table.chapter == report.chapter) & ~table.why.fillna("").str.startswith("not measured")]
+    said = []
+    for kind in VERDICTS:
+        rows = table[table.verdict.str.startswith(kind)]
+        if len(rows):
+            said.append(f"**{OPENINGS[kind]}:** " + "; ".join(_claim_sentence(r) for _, r in rows.iterrows()) + ".")
+    said.append(_profile_reading(report.profile))
+    return " ".join(said)
+
+
+def _claim_sentence(row) -> str:
+    """One claim in a closing paragraph: what was measured, this run's number, the paper's, and why
+    (for a verdict other than reproduced or not reproduced)."""
+    paper = f" (paper: {row['paper_effect']})" if isinstance(row["paper_effect"], str) and row["paper_effect"] else ""
+    why = "" if row["verdict"] in ("reproduced", "not reproduced") else f" — {row['why']}"
+    return f"{row['toy measurement']}: {row['this run']}{paper}{why}"

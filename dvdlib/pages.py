@@ -227,15 +227,12 @@ def write_toy_gates(out_dir="book", cwd=None, findings="toy/findings") -> Path:
     """Write ``book/_toy_gates.md``, the landing page's sentence on the toy model's quality gates,
     from the snapshot chapter 09 reads (``findings``/gates.json; `dvdlib.findings.gates_table`), so
     the two pages state one file's verdicts."""
-    from .findings import gates_table
-    from .toy.snapshot import load_snapshot
+    from .findings import Snapshot, gates_table
 
     root = Path(cwd or os.getcwd())
     page = root / out_dir / "_toy_gates.md"
-    try:
-        table = gates_table(load_snapshot(root / findings))
-    except FileNotFoundError:
-        table = None
+    gates = root / findings / "gates.json"
+    table = gates_table(Snapshot(gates.parent, {}, json.loads(gates.read_text()))) if gates.is_file() else None
     if table is None or table.empty:
         text = f"No quality gates are recorded yet (`{findings}/gates.json`: `dvd toy findings` writes it)."
     else:

@@ -315,3 +315,26 @@ def test_numeric_cluster_labels_name_their_clusters_as_text():
     assert by_number["per_cluster"]["0"] == pytest.approx(np.mean(x[:8]))
     assert by_number["loo"] == by_text["loo"] and by_number["ci"] == by_text["ci"]
     assert {by_number["loo"]["low"]["cluster"], by_number["loo"]["high"]["cluster"]} <= {"0", "1", "2"}
+
+
+def test_a_chapters_closing_paragraph_follows_its_own_verdicts():
+    """`findings.this_run`: each claim of the chapter under its verdict's sentence, with this run's
+    number, the paper's where given and why an undecided claim is undecided; then what the profile
+    lets the verdicts say; no claim of another chapter, no "nan"."""
+    from types import SimpleNamespace
+
+    from dvdlib import findings
+    from dvdlib.profiles import load_profile
+
+    decided = {"value": 0.3, "ci": [0.2, 0.4], "n": [40, 40], "n_clusters": [6, 6], "null": 0.0,
+               "loo": {"low": {"cluster": "a", "value": 0.25, "ci": [0.1, 0.4]},
+                       "high": {"cluster": "b", "value": 0.35, "ci": [0.2, 0.5]}}}
+    rows = [{"key": "fs_layers_gap", "this run": "+0.300 [+0.200, +0.400]", **decided},
+            {"key": "fs_peak_on_concept", "this run": "7/24 (29%); chance 33%", "value": 0.29, "ci": [0.0, 1.0],
+             "n": 24, "n_clusters": 2, "null": 0.33}]
+    for profile, ending in (("toy", "toy world's model"), ("smoke", "random weights")):
+        text = findings.this_run(SimpleNamespace(chapter="04_focus_score", rows=rows, profile=load_profile(profile)))
+        assert text.startswith("**Reproduced:** mean Focus Score over the paper's layers 5–10") and ending in text
+        assert "**Underpowered:** share of prompts whose peak token spells the rigid concept: 7/24 (29%); chance 33% " \
+               "(paper: share 0.83 (249/300; chance not reported)) — 2 concepts" in text
+        assert "nan" not in text and "DvD" not in text
