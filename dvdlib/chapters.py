@@ -253,7 +253,7 @@ def _three_concepts(x, cases, n_pilot, present_at, peak_layers):
 
 
 def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, dominant_layers, dominated_layers,
-                    ablate, sweep_layers, factor, ablate_steps, tau):
+                    ablate, sweep_layers, factor, ablate_steps, pair_layer, tau):
     """Twin fine-tunes (paper §3.3's causal test, paired; §3.6–3.7's memorization as a third arm):
     K pairs of rigid, diverse and memorized DreamBooth fine-tunes of one new concept. Each twin's
     test prompts (without the other concepts in ``exclude``; None: the profile's) are generated
@@ -262,7 +262,8 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
     (§3.4); the rigid and diverse twins' prompts are generated and judged again with
     the new token replaced by its category word (§3.8); with ``ablate`` (None: the profile's), the
     rigid twins' collapsed prompts are ablated head by head and layer by layer at ``ablate_steps``
-    in ``sweep_layers`` (None: the profile's ablation sweep's), with the positive control (§3.6)."""
+    in ``sweep_layers`` (None: the profile's ablation sweep's), with the positive control, then the
+    pairs of ``pair_layer``'s heads that did not mitigate a prompt alone (§3.6)."""
     from . import ablation, adapters, causal, temporal, twins
     from .outcome import DvDRule
 
@@ -287,8 +288,9 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
         interventions = {"single-head": ablation.single_head(x.layers, sweep.layers, sweep.heads, factor, ablate_steps),
                          "multi-head": ablation.multi_head(x.layers, sweep.layers, "layer", factor, ablate_steps)}
         rules = dict(judge=x.judge, questions=x.questions, dvd_rule=DvDRule(tau=tau), require_baseline=True)
-        ablated = twins.ablate(x, models, prompts, sweep.seeds, interventions, rules, ablate_steps) \
-            if (S["ablate"] if ablate is None else ablate) else None
+        pair_layer = adapters.paper_layers(x.pipe, [pair_layer], x.profile.resolution)[0]
+        ablated = twins.ablate(x, models, prompts, sweep.seeds, interventions, rules, ablate_steps, pair_layer=pair_layer,
+                               factor=factor) if (S["ablate"] if ablate is None else ablate) else None
     return SimpleNamespace(scale=S, recipe=recipe, design=table, prompts=prompts, models=models, judged=judged,
                            runs=runs, first_steps=first_steps, role_layers=role_layers, recorded=recorded,
                            after=after, replaced=replaced, sweep=sweep, ablated=ablated, exclude=list(exclude))

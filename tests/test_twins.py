@@ -488,3 +488,13 @@ def test_the_toy_twins_leave_out_exactly_the_concepts_the_judge_misses():
 def test_test_prompts_name_an_unknown_concept():
     with pytest.raises(ValueError, match="pairs with the new token"):
         twins.test_prompts(setup("toy", "twins"), 12, ["unicorn"])
+
+
+def test_head_pairs_are_described_not_decided():
+    outcomes = {0: _outcomes((1,), (), (1,))}
+    assert twins.pairs_text(outcomes).startswith("No pair of heads was left")
+    outcomes[0][twins.PAIRS] = pd.DataFrame({"case_num": [1, 2], "prompt": ["p 1", "p 2"],
+                                             "intervention": ["L1.H0+L1.H1"] * 2, "outcome": ["mitigated", "corrupted"]})
+    assert twins.pairs_text(outcomes).startswith("Pairs of layer 1's heads")
+    assert "mitigated 50.00%; corrupted 50.00% (of 2)" in twins.pairs_text(outcomes)
+    assert set(twins.ablation_contrasts(outcomes, (1, 2, 3, 4, 5, 6))) == {"single", "multi"}  # no claim for pairs
