@@ -406,7 +406,7 @@ def ablate(x, models: dict, prompts: pd.DataFrame, seeds, interventions: dict, r
                                         rules["require_baseline"]) for name, plan in plans.items()}
         if pair_layer is not None:
             pairs = ablation.pair_jobs(judged[PLANS[0]], layer=pair_layer, factor=factor, steps=steps)
-            if getattr(x, "counting", False) and sweep.unjudged:
+            if x.counting and sweep.unjudged:
                 x.skip(f"twins: the pairs of layer-{pair_layer} heads follow from {sweep.unjudged} rows' single-head "
                        "outcomes, known once they are judged: not counted")
             sweep.run(pairs)
@@ -481,9 +481,11 @@ def ablation_table(outcomes: dict | None, hypothesis, seed: int = 0) -> pd.DataF
     nothing was ablated: no table to show)."""
     from .ablation import mitigated_count
 
-    shares = {plan: placebo_shares(outcomes or {}, plan, hypothesis, seed).pivot(index="pair", columns="arm",
-                                                                             values="value") for plan in PLANS}
-    if not outcomes or all(table.empty for table in shares.values()):
+    if not outcomes:
+        return None
+    shares = {plan: placebo_shares(outcomes, plan, hypothesis, seed).pivot(index="pair", columns="arm", values="value")
+              for plan in PLANS}
+    if all(table.empty for table in shares.values()):
         return None
     table = pd.DataFrame({f"{plan}, {arm}": shares[plan][arm] for plan in PLANS for arm in shares[plan]})
     control = {pair: "{}/{}".format(*mitigated_count(t[CONTROL])) for pair, t in outcomes.items() if CONTROL in t}

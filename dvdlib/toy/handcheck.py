@@ -24,7 +24,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ..report import percent
-from .judge import THRESHOLDS, ToyJudge
+from .judge import MANIFEST, THRESHOLDS, ToyJudge
 from .world import World
 
 PER_ROW = 16
@@ -175,15 +175,20 @@ def describe(folder) -> str:
     return f"{len(rows)} images of the step-{join('model_step')} model, guidance {join('guidance')}"
 
 
+def stored_results(judge_folder) -> dict:
+    """Sample → `agreement`'s results, as the judge's ``manifest.json`` keeps them (written when it
+    was trained or rescored with ``--report-only``)."""
+    import json
+
+    return json.loads((Path(judge_folder) / MANIFEST).read_text()).get("handcheck", {})
+
+
 def pooled_recall(judge_folder, prefix: str = "twins") -> dict:
     """Per concept, over the hand-checked samples whose name starts with ``prefix`` (stored in the
     judge's ``manifest.json``): the images a person saw it in and the judge's recall on them
     (None where nobody saw it)."""
-    import json
-
-    results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
     seen, hits = {}, {}
-    for sample, r in results.items():
+    for sample, r in stored_results(judge_folder).items():
         if sample.startswith(prefix):
             for concept, v in r["per_concept"].items():
                 seen[concept] = seen.get(concept, 0) + v["present"]
@@ -196,11 +201,8 @@ def results_table(judge_folder) -> pd.DataFrame:
     rescored with ``--report-only``), one column per sample, narrow enough for a page: what the
     sample is, the exact-match count, then per concept the judge's recall and the images a person
     saw it in ("86% of 14"; "–" where nobody did). Precision is in the judge's REPORT.md."""
-    import json
-
-    results = json.loads((Path(judge_folder) / "manifest.json").read_text()).get("handcheck", {})
     columns = {}
-    for sample, r in results.items():
+    for sample, r in stored_results(judge_folder).items():
         rows = {"sample": r.get("about", ""), "exact match": f"{r['exact_n']}/{r['images']} ({percent(r['exact'])})"}
         rows.update({n: f"{percent(v['recall'])} of {v['present']}" if v["present"] else "–"
                      for n, v in r["per_concept"].items()})
