@@ -173,8 +173,9 @@ def stratified(df: pd.DataFrame, n: int, by: str = "content_type") -> pd.DataFra
     return df.loc[rank.sort_values(kind="stable").index[:n]].sort_index()
 
 
-def load_prompt_set(name: str, tokenizer=None, n: int | None = None, sets=None) -> pd.DataFrame:
-    """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories).
+def load_prompt_set(name: str, tokenizer=None, n: int | None = None, sets=None, exclude=()) -> pd.DataFrame:
+    """A prompt set by the name a profile gives it, at most ``n`` rows (taken across categories),
+    without the rows that pair a concept in ``exclude`` (the profile's ``exclude_concepts``).
 
     "dominancebench" (paper §2), "balanced" (`load_balanced`), "memorized" (`load_memorized`,
     ``case_num`` = its released ``index``), or one of ``sets`` (name → loader: the sets a world
@@ -188,6 +189,9 @@ def load_prompt_set(name: str, tokenizer=None, n: int | None = None, sets=None) 
     if name not in loaders:
         raise ValueError(f"unknown prompt set {name!r}; known: {sorted(loaders)}")
     table = loaders[name]()
+    named = [column for column in ("content", "nm_word") if column in table]
+    if exclude and named:
+        table = table[~table[named].isin(list(exclude)).any(axis=1)].reset_index(drop=True)
     if tokenizer is not None and "content" in table:
         table = resolve_spans(table, tokenizer, strict=True, name=name)
     if not n:

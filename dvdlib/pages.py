@@ -243,10 +243,30 @@ def write_toy_gates(out_dir="book", cwd=None, findings="toy/findings") -> Path:
     return page
 
 
+def write_toy_limits(out_dir="book", cwd=None, profile="toy", findings="toy/findings") -> Path:
+    """Write ``book/_toy_limits.md``, the methods page's section on what world 1 can and cannot
+    test (`dvdlib.toy.limits.section`), from the toy profile's judge and exclusions and the snapshot
+    chapter 09 reads, so the section states the files' facts."""
+    from .profiles import load_profile
+    from .toy.limits import section
+
+    from .toy.judge import MANIFEST
+
+    root = Path(cwd or os.getcwd())
+    P = load_profile(profile)
+    page = root / out_dir / "_toy_limits.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    text = (section(root / P.judge, root / findings, P.exclude_concepts) if (root / P.judge / MANIFEST).is_file()
+            else f"No toy judge with a hand check is stored here (`{P.judge}/{MANIFEST}`: `dvd toy judge` writes it).\n")
+    page.write_text(text, encoding="utf-8")
+    return page
+
+
 def write_generated_pages(out_dir="book", chapters_dir="chapters", cwd=None):
     """Everything the toc needs that the runner generates: stubs for chapters in the toc with no
     executed copy, the status page (with the build-info include), the benchmarks page and the
-    landing page's sentence on the toy model's gates."""
+    landing page's sentence on the toy model's gates and the methods page's section on the toy
+    world's limits."""
     root = Path(cwd or os.getcwd())
     rel = Path(out_dir).as_posix().strip("/")
     for doc in sorted(_toc_docs(root)):
@@ -259,3 +279,4 @@ def write_generated_pages(out_dir="book", chapters_dir="chapters", cwd=None):
     write_status_page(out_dir, root)
     render_benchmarks(out_dir, root)
     write_toy_gates(out_dir, root)
+    write_toy_limits(out_dir, root)

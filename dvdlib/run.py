@@ -103,7 +103,8 @@ class Run:
         from .tokens import sequence_tokenizer
 
         tokenizer = sequence_tokenizer(self.pipe) if tokenize else None
-        return load_prompt_set(self.profile.prompt_sets[role], tokenizer, n, sets=self.world.prompt_sets)
+        return load_prompt_set(self.profile.prompt_sets[role], tokenizer, n, sets=self.world.prompt_sets,
+                               exclude=self.profile.exclude_concepts)
 
     # --- the chapter's work, computed (`dvdlib.chapters`; `dvdlib.plan.Count` counts it instead) -------
 

@@ -44,6 +44,9 @@ class Profile:
     #: how much of a large procedure this profile runs, by procedure (``ablation``, ``causal``);
     #: a procedure not named runs at the paper's full scale
     scales: dict[str, dict] = field(default_factory=dict)
+    #: concepts left out of every prompt set (`dvdlib.bench.load_prompt_set`): ones the profile's
+    #: judge does not see where a person does (the toy world's limits, on the methods page)
+    exclude_concepts: list[str] = field(default_factory=list)
     #: the sampler's name: "DDIM" (the paper's, every UNet model) or "flow-matching Euler" (SD3 keeps its own)
     scheduler: str = "DDIM"
     #: "write": compute what the run store lacks; "frozen": raise instead (a book built from a
@@ -87,6 +90,13 @@ class Profile:
                  f"eta {self.eta}, {self.resolution_of(self.model)}², {self.dtype} on {self.device}"),
                 ("seeds", ", ".join(map(str, seeds)) + mine),
                 ("prompts per set", str(self.n_prompts)) if prompts is None else ("prompts (this chapter)", str(prompts))]
+        if self.exclude_concepts:
+            rows.append(("concepts left out", ", ".join(self.exclude_concepts) + " (the judge misses it where a person sees it)"))
+        from ..worlds import get
+
+        limits = get(self.world).limits
+        if limits:
+            rows.append(("limits", f"{{ref}}`what this world can and cannot test <{limits}>`"))
         table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
         return table + (f"\n\n**Caveat.** {self.caveat}" if self.caveat else "")
 

@@ -50,7 +50,9 @@ class World:
     ``judge_check(judge)`` → how a judge of this world agrees with people (a table), or None;
     ``judge_name(judge)`` → the name a judge stores its answers under, read without loading it
     (`dvdlib.plan` keys judge work by it; the profile's judge string where the judge keeps it);
-    ``command(argv)`` → exit status: the world's own command line, ``dvd <name> ...``.
+    ``command(argv)`` → exit status: the world's own command line, ``dvd <name> ...``;
+    ``limits``: the label of the book's section on what this world can and cannot test, which
+    every card of a chapter run in it links to ("" where the world has none).
     """
 
     name: str
@@ -71,6 +73,7 @@ class World:
     judge_check: Callable | None = None
     judge_name: Callable[[str], str] = str
     command: Callable | None = None
+    limits: str = ""
 
 
 _REGISTERED: dict[str, World] = {}

@@ -68,4 +68,5 @@ WORLD = register(replace(
     training_images_unit=UNIT,
     judge_check=judge_check,
     command=command,
+    limits="toy-limits",
 ))
