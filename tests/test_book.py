@@ -282,7 +282,7 @@ def test_generated_files_are_ignored_by_git():
     if not (REPO / ".git").exists() or shutil.which("git") is None:
         pytest.skip("not a git checkout")
     paths = ["book/04_focus_score.ipynb", "book/status.md", "book/benchmarks.md",
-             "book/_build_info.md", "book/_run.json", "book/figures/x.png", "book/results/x.json", "_build/x",
+             "book/_build_info.md", "book/_run.json", "book/_toy_gates.md", "book/_toy_limits.md", "book/figures/x.png", "book/results/x.json", "_build/x",
              "store/x", ".venv/x"]
     done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
     assert sorted(done.stdout.split()) == sorted(paths)
@@ -309,6 +309,10 @@ def test_focus_score_chapter_runs_on_smoke_and_the_book_builds(tmp_path):
     assert unwritten_claims("04_focus_score", [r["key"] for r in results["results"]]) == []
     assert results["profile"]["name"] == "smoke"
     assert {r["key"] for r in results["results"]} >= {"fs_significant_layers", "fs_peak_on_concept"}
+    # the card, the landing page and the methods page state what the results JSON says of the run
+    assert ", ".join(map(str, results["profile"]["seeds"])) in html and f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{results['profile']['model']}" in html
+    assert "<strong>smoke</strong>" in (root / "_build" / "html" / "book" / "index.html").read_text()
+    assert 'id="toy-limits"' in (root / "_build" / "html" / "book" / "methods.html").read_text()
     assert (root / "_build" / "html" / "book" / "status.html").exists()
     assert index.exists()
 
