@@ -115,6 +115,8 @@ def test_images_that_show_nothing_fail_and_real_plots_pass(tmp_path):
     speckled = np.full((300, 400, 3), 250, np.uint8)
     speckled[::50, ::50] = 0  # a few dots: still one colour
     Image.fromarray(speckled).save(tmp_path / "speckled.png")
+    green = tmp_path / "green.png"  # one colour that is not white (a colour whose channels pass 127)
+    Image.new("RGB", (400, 300), (30, 200, 140)).save(green)
     transparent = tmp_path / "transparent.png"
     Image.new("RGBA", (400, 300), (0, 0, 0, 0)).save(transparent)
     fig = plots.unavailable("this world has no three-concept prompts: the factorial does not run here, because "
@@ -129,7 +131,7 @@ def test_images_that_show_nothing_fail_and_real_plots_pass(tmp_path):
     def image(url):
         return {"src": url.rsplit("/", 1)[-1], "url": url, "ok": True}
 
-    for url in (blank.as_uri(), (tmp_path / "speckled.png").as_uri(), transparent.as_uri(), empty_axes):
+    for url in (blank.as_uri(), (tmp_path / "speckled.png").as_uri(), green.as_uri(), transparent.as_uri(), empty_axes):
         found = check_pages.problems(page(images=[image(url)]))
         assert len(found) == 1 and "one colour" in found[0], (url, found)
     found = check_pages.problems(page(images=[image(unavailable.resolve().as_uri())]))
@@ -139,6 +141,7 @@ def test_images_that_show_nothing_fail_and_real_plots_pass(tmp_path):
     import base64
     data = "data:image/png;base64," + base64.b64encode(blank.read_bytes()).decode()
     assert "one colour" in check_pages.image_problem(data)
+    assert "#1ec88c" in check_pages.image_problem(green.as_uri())
     assert check_pages.image_problem("https://example.org/x.png") is None
 
 

@@ -178,7 +178,8 @@ def image_problem(url: str) -> str | None:
         return None
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     pixels = np.asarray(Image.alpha_composite(white, image).convert("RGB"), dtype=np.int16)
-    packed = (pixels[..., 0].astype(np.int32) << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+    wide = pixels.astype(np.int32)
+    packed = (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
     values, counts = np.unique(packed, return_counts=True)
     common = values[counts.argmax()]
     colour = np.array([(common >> 16) & 255, (common >> 8) & 255, common & 255], dtype=np.int16)
