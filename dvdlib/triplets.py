@@ -161,8 +161,8 @@ def tabulate(results: dict) -> pd.DataFrame:
         if "null" in r:
             row["chance"] = r["null"]
         row.update(n=r.get("n"), clusters=r.get("n_clusters"))
-        if r.get("categories"):
-            row["categories"] = ", ".join(f"{k} {v}" for k, v in r["categories"].items())
+        if any(x.get("categories") for x in results.values()):  # a row without them (a difference) says so
+            row["categories"] = ", ".join(f"{k} {v}" for k, v in r.get("categories", {}).items()) or "—"
         rows.append(row)
     keys = list(results)
     if not keys:

@@ -175,3 +175,14 @@ def test_a_target_the_prompt_lacks_is_named():
         triplets.peak_slot(np.full(77, 0.01), tok, BAGS, {1: "mug", 2: "notebook", 3: "blue"})
     with pytest.raises(ConceptNotFound, match=r"concept 'notebook' not found"):
         triplets.slot_chance(tok, BAGS, {1: "notebook"})
+
+
+def test_tabulate_says_a_row_has_no_categories_rather_than_nan():
+    """The difference row of `mention_order` names no categories: its cell reads "—", never NaN."""
+    from dvdlib.triplets import tabulate
+
+    table = tabulate({("first", "present"): {"value": 0.5, "ci": [0.1, 0.9], "n": 6, "n_clusters": 6,
+                                              "categories": {"artist": 2, "landmark": 4}},
+                      ("first − third", "present"): {"value": 0.0, "ci": [0.0, 0.0], "n": 6, "n_clusters": 6}})
+    assert table["categories"].tolist() == ["artist 2, landmark 4", "—"]
+    assert "categories" not in tabulate({"a": {"value": 1.0, "ci": [0, 2], "n": 3, "n_clusters": 3}})
