@@ -77,7 +77,7 @@ def _dvd_benchmark(x, models=None):
 
 def _training_diversity(x, image_source, per_category, categories, template, centred):
     """Paper §3.1: the images whose diversity is measured (with ``image_source`` "generated", the
-    model's images of each concept, generated); their CLIP embeddings are the notebook's."""
+    model's images of each concept, generated; ``generated`` says so); their embeddings are the notebook's."""
     from . import diversity
 
     P = x.profile
@@ -86,7 +86,8 @@ def _training_diversity(x, image_source, per_category, categories, template, cen
     if x.counting:
         x.skip("the CLIP embeddings of its images (paper §3.1) are computed when it runs, cached in the "
                "run store: not counted")
-    return SimpleNamespace(images=images, provenance=provenance)
+    generated = (image_source or x.world.diversity_source) == "generated"
+    return SimpleNamespace(images=images, provenance=provenance, generated=generated)
 
 
 def _diversity_causal(x, seeds, images, n_images, breeds, train_steps, lr, prior_preservation, n_prompts):

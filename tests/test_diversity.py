@@ -1,4 +1,5 @@
-"""dvdlib.diversity: CLIP embeddings, mean pairwise cosine distance, per-category medians (paper §3.1)."""
+"""dvdlib.diversity: CLIP or judge-feature embeddings, mean pairwise cosine distance, per-category
+medians, the check against a world's built diversity and the closing paragraph (paper §3.1)."""
 
 import math
 
@@ -132,7 +133,8 @@ def test_benchmark_concepts_and_defaults():
     assert list(zip(concepts.concept, concepts.category)) == [("Van Gogh", "artist"), ("Colosseum", "landmark"), ("mug", "object")]
     from dvdlib.worlds import get
 
-    assert get("smoke").clip == get("toy").clip == clip.TINY_CLIP  # the worlds' CLIP when a chapter names none
+    assert get("smoke").clip == clip.TINY_CLIP  # the worlds' encoder when a chapter names none
+    assert get("toy").clip == get("toy2").clip == clip.JUDGE_FEATURES == "judge:features"  # a judge that knows the world
     assert get("sd").clip == clip.PAPER_CLIP == "openai/clip-vit-large-patch14"
     assert get("toy").diversity_source == "toy" and get("sd").diversity_source == get("smoke").diversity_source == "generated"
 
@@ -141,9 +143,10 @@ def _run_chapter(tmp_path, profile):
     import json
 
     from dvdlib import scheduler
-    from test_book import copy_book
+    from test_book import REPO, copy_book
 
     root = copy_book(tmp_path)
+    (root / "toy").symlink_to(REPO / "toy")  # the committed toy world: its judge is chapter 01's encoder under toy
     (outcome,) = scheduler.run_chapters(profile, only="01_training_diversity", cwd=root, verbose=False)
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     figures = root / "book" / "figures" / "01_training_diversity"
@@ -166,9 +169,150 @@ def test_training_diversity_chapter_runs_on_smoke(tmp_path):
 
 
 def test_training_diversity_chapter_runs_on_toy_renders(tmp_path):
-    """Under toy the chapter needs no trained model: the renderer's rigid concepts come out below
-    their category words, and no toy category is set beside a LAION median by name."""
+    """Under toy the chapter needs no trained model: the toy world's renders, embedded with its
+    judge's features, set beside the paper's categories by their counterparts (tower, robot,
+    mosaic, the objects) and checked against the variants the world built them with."""
     rows = _run_chapter(tmp_path, "toy")
-    assert rows["div_median_landmark"]["this run"].startswith("—")
+    assert rows["div_median_landmark"]["this run"].endswith("(tower)")
+    assert rows["div_median_artist"]["this run"].endswith("(mosaic)") and rows["div_median_artist"]["paper"] == "0.466"
+    assert rows["div_order"]["this run"].startswith("landmark = artist < character")  # as built: 1, 1, 3 variants
+    assert rows["div_variants"]["n"] == 10 and rows["div_variants"]["value"] > 0
+    assert "underpowered (10 concepts)" in rows["div_variants"]["this run"]  # too few concepts for a verdict
     check = rows["div_rigid_below_word"]["this run"]
     assert check.count(" < ") == 3 and "≥" not in check, check
+    assert not [r for r in rows.values() if "no such category" in r["this run"]]
+
+
+# ----------------------------------------------------------------------------- a world's encoder and built diversity
+
+
+def _renders(tmp_path, names, seeds=(1, 2, 3)):
+    from dvdlib.toy.renders import toy_renders
+    from dvdlib.toy.world import World
+
+    return d.with_built(toy_renders(tmp_path / "toy", seeds, names=names), World(), {"style": "artist"})
+
+
+def test_judge_features_embed_toy_renders(tmp_path):
+    """The toy judge's penultimate features as the encoder: one 128-value row per image, the same
+    image twice at distance 0, and the cache keyed by the judge's weights."""
+    from dvdlib.toy.judge import load_toy_judge
+
+    encoder = clip.JudgeFeatures(load_toy_judge("toy/judge"))
+    table = _renders(tmp_path, ["tower", "ball"])
+    e = d.embed_table(table, encoder, None, cache=tmp_path / "cache", key=["judge", "weights"], batch_size=2)
+    assert e.shape == (6, encoder.dim) == (6, 2 * 64) and np.isfinite(e).all() and (e >= 0).all()  # ReLU features
+    assert np.array_equal(d.embed_table(table, encoder, None, cache=tmp_path / "cache", key=["judge", "weights"]), e)
+    same = Image.open(table.path[3])
+    assert d.mean_pairwise_cosine_distance(clip.embed([same, same.copy()], encoder, None)) == pytest.approx(0, abs=1e-9)
+    per = d.concept_diversity(e, table).set_index("concept")
+    assert per.diversity["tower"] == pytest.approx(0, abs=1e-9) and per.diversity["ball"] > 1e-4  # one variant: one image
+    with pytest.raises(clip.ClipUnavailable, match="clip_model"):
+        clip.JudgeFeatures(object())  # a judge without a network read-out
+
+
+def test_load_encoder_names_it(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from dvdlib.toy.judge import load_toy_judge
+    from dvdlib.worlds import get
+
+    run = SimpleNamespace(world=get("toy"), profile=SimpleNamespace(judge="toy/judge", device="cpu"),
+                          judge=load_toy_judge("toy/judge"))
+    enc = d.load_encoder(run)  # the world's: the judge's features
+    assert enc.judge and not enc.random and enc.processor is None and "`toy/judge`" in enc.note and "128" in enc.note
+    assert enc.key[:2] == ["judge:features", "toy/judge"] and len(enc.key[2]) == 1  # the weights' digest
+    tiny = d.load_encoder(run, clip.TINY_CLIP)
+    assert tiny.random and not tiny.judge and tiny.key == clip.TINY_CLIP and "random weights" in tiny.note
+
+
+def test_with_built_reads_the_world(tmp_path):
+    per = _renders(tmp_path, ["tower", "robot", "mosaic", "ball", "landmark"]).drop_duplicates("concept").set_index("concept")
+    assert per.role.to_dict() == {"tower": "landmark", "robot": "character", "mosaic": "artist", "ball": "object",
+                                  "landmark": "landmark"}
+    assert per.rigid.to_dict() == {"tower": True, "robot": True, "mosaic": True, "ball": False, "landmark": False}
+    assert per.variants["robot"] == 3 and per.variants["tower"] == 1 and math.isinf(per.variants["ball"])
+
+
+def _made_up(diversity, variants, rigid=None, roles=None):
+    n = len(diversity)
+    return pd.DataFrame({"concept": [f"c{i}" for i in range(n)], "category": ["x"] * n, "images": 10,
+                         "diversity": diversity, "role": roles or ["object"] * n,
+                         "rigid": rigid or [math.isfinite(v) for v in variants], "variants": variants})
+
+
+def test_variants_check_on_hand_made_tables():
+    from scipy.stats import spearmanr
+
+    inf = math.inf
+    variants = [1, 1, 2, 4, 8, inf, inf, inf, inf, inf, inf, inf]
+    rising = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11]
+    check = d.variants_check(_made_up(rising, variants))
+    expected = spearmanr([1, 1, 2, 4, 8, 9, 9, 9, 9, 9, 9, 9], rising).statistic  # fresh ranks above every count
+    assert check["value"] == pytest.approx(expected) and check["n"] == 12 and check["levels"] == 5
+    assert check["verdict"] == "reproduced" and d.variants_text(check).endswith("rises with the built diversity")
+    falling = d.variants_check(_made_up(rising[::-1], variants))
+    assert falling["value"] == pytest.approx(-expected) and falling["verdict"] == "not reproduced"
+    assert d.variants_text(falling).endswith("falls as the built diversity rises")
+    few = d.variants_check(_made_up([0.0, 0.1, 0.2, 0.3], [1, 2, 4, inf]))
+    assert few["verdict"] == "underpowered (4 concepts)"  # a correlation over four concepts is no verdict
+    ten = d.variants_check(_made_up([0.0, 0.0, 0.01, 0.015, 0.016, 0.017, 0.02, 0.03, 0.04, 0.05], [1, 1, 3] + [inf] * 7))
+    assert ten["verdict"] == "underpowered (10 concepts)" and ten["needed"] > 10  # world 1's shape: ρ ≈ 0.81
+    assert "the rule needs" in d.variants_text(ten)
+
+
+def test_order_text_and_counterparts():
+    assert d.order_text(pd.Series({"object": 0.3, "landmark": 0.1, "artist": 0.1000001, "character": 0.2})) == \
+        "landmark = artist < character < object"
+    per = _made_up([0.0, 0.2, 0.01, 0.3, 0.02, 0.03], [1, math.inf, 3, math.inf, math.inf, math.inf],
+                   roles=["landmark", "landmark", "character", "character", "object", "object"])
+    table = d.counterparts(per)
+    assert list(table.index) == ["landmark", "character", "object"]  # the rigid ones and the objects, not the words
+    assert table.loc["object", "median"] == pytest.approx(0.025) and table.loc["landmark", "concepts"] == ["c0"]
+
+
+def test_paragraph_reads_right_for_made_up_results():
+    from types import SimpleNamespace
+
+    inf = math.inf
+    judge = SimpleNamespace(label="the judge's features", random=False)
+    per = _made_up([0.0, 0.01, 0.0, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08], [1, 3, 1] + [inf] * 7,
+                   roles=["landmark", "character", "artist", "object", "object", "object", "object", "landmark",
+                          "character", "artist"])
+    text = d.paragraph(per, judge)
+    assert "every rigid concept comes out less diverse than every flexible one" in text
+    assert "c0 0.0000 (1 variant)" in text and "c1 0.0100 (3 variants)" in text
+    assert "underpowered (10 concepts)" in text and "rank landmark = artist < character < object, which follows" in text
+    assert "landmark 0.3079" in text  # the paper's numbers as the paper's, the toy ones as the world's
+    assert "random" not in text and "model's own generations" not in text
+    # a rigid concept above a flexible one, and an order against the build
+    per.loc[1, "diversity"] = 0.035
+    text = d.paragraph(per, judge)
+    assert "though not every rigid concept does" in text and "which does not follow" in text
+    # images without a built diversity (a LAION shard, generated images): categories and what is missing
+    plain = pd.DataFrame({"concept": list("abcdef"), "category": ["landmark", "landmark", "object", "object", "x", "x"],
+                          "diversity": [0.1, 0.2, 0.4, 0.5, 0.3, 0.3]})
+    text = d.paragraph(plain, SimpleNamespace(label="a tiny CLIP with random weights", random=True), generated=True)
+    assert "rank by their categories' medians landmark < x < object" in text
+    assert "These images have the categories landmark, object, x; the paper's character, artist have no counterpart" in text
+    assert "model's own generations" in text and "weights are random" in text
+    full = plain.assign(category=["landmark", "character", "artist", "object", "object", "object"],
+                        diversity=[0.1, 0.2, 0.4, 0.5, 0.45, 0.6])
+    assert "this run's order is the paper's" in d.paragraph(full, judge)
+    for t in (d.paragraph(per, judge), text, d.paragraph(full, judge)):
+        assert "—" not in t and "nan" not in t.lower().split() and "None" not in t and "no such category" not in t
+
+
+def test_built_figure_draws_both_panels(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    inf = math.inf
+    per = _made_up([0.0, 0.01, 0.0, 0.02, 0.03], [1, 3, 1, inf, inf], roles=["landmark", "character", "artist", "object",
+                                                                        "landmark"])
+    fig = d.figure(per, {"landmark": 0.3079, "object": 0.4672})
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == ["1 variant", "3 variants", "fresh\nin every image"]
+    assert {t.get_text() for t in left.texts} == {"c0", "c1", "c2", "c4"}  # all but the objects named
+    assert [t.get_text() for t in right.get_xticklabels()] == ["landmark", "object"]
+    assert fig.get_size_inches()[0] <= 8  # legible at book width

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..clip import TINY_CLIP
+from ..clip import JUDGE_FEATURES
+from ..diversity import with_built
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
@@ -19,6 +20,7 @@ from ..toy.judge import MANIFEST, load_toy_judge, stored_name
 from ..toy.model import is_toy_folder, load_toy
 from ..toy.prompts import category_words, toy_balanced, toy_dominance, toy_unselected
 from ..toy.renders import renders_source
+from ..toy.world import World as ToyWorld
 from . import register, sd
 
 
@@ -37,6 +39,13 @@ def load_judge(name: str, **options):
 def judge_check(judge: str):
     """The toy judge's agreement with hand labels (`dvdlib.toy.handcheck.results_table`), or None."""
     return results_table(judge) if (Path(judge) / MANIFEST).is_file() else None
+
+
+def diversity_renders(profile, *, centred: bool = True):
+    """Chapter 01's images (§3.1): world 1's renders (`renders_source`), each concept with what the
+    world built into it (`dvdlib.diversity.with_built`; its "style" is the paper's artist)."""
+    table, where = renders_source(profile, centred=centred)
+    return with_built(table, ToyWorld(), {"style": "artist"}), where
 
 
 def command(argv: list[str]) -> int:
@@ -60,9 +69,9 @@ WORLD = register(replace(
     prompt_sets={"toy-dominance": toy_dominance, "toy-balanced": toy_balanced, "toy-unselected": toy_unselected},
     category_words=category_words,
     causal_prompts=toy_prompts,
-    clip=TINY_CLIP,
+    clip=JUDGE_FEATURES,  # the judge trained on this world's renders knows them; a CLIP never saw them
     diversity_source="toy",
-    image_sources={"toy": renders_source},
+    image_sources={"toy": diversity_renders},
     training_images=figure_images,
     training_images_note=NOTE,
     training_images_unit=UNIT,

@@ -8,10 +8,10 @@ figure, "dvddog", for the causal test (§3.3). This module is where the rest of 
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
-from ..clip import TINY_CLIP
+from ..clip import JUDGE_FEATURES
+from ..diversity import with_built
 from ..judge import load_judge as load_sd_judge
 from ..models import load as load_sd
 from ..models import prepare, torch_dtype
@@ -40,6 +40,15 @@ def load_judge(name: str, **options):
     return load_sd_judge(name, **options)
 
 
+def diversity_renders(profile, *, centred: bool = True):
+    """Chapter 01's images (§3.1): world 2's renders (`renders_source`, in their own folder: world 2's
+    objects share world 1's names but not their drawing), each concept with what the world built
+    into it (`dvdlib.diversity.with_built`)."""
+    table, where = renders_source(profile, centred=centred, world=World2(), folder="toy2_renders", draw=draw,
+                                  background=BACKGROUND)
+    return with_built(table, World2()), where
+
+
 def command(argv: list[str]) -> int:
     """``dvd toy2 ...``: train, export, judge (`dvdlib.toy2.__main__`)."""
     from ..toy2.__main__ import main
@@ -63,11 +72,9 @@ WORLD = register(replace(
                  "toy2-factorial": prompts.factorial, "toy2-pilot": prompts.pilot},
     category_words=prompts.category_words,
     causal_prompts=causal.prompts,
-    clip=TINY_CLIP,
+    clip=JUDGE_FEATURES,  # the judge trained on this world's renders knows them; a CLIP never saw them
     diversity_source="toy2",
-    # its own folder: world 2's objects share world 1's names but not their drawing
-    image_sources={"toy2": partial(renders_source, world=World2(), folder="toy2_renders", draw=draw,
-                                   background=BACKGROUND)},
+    image_sources={"toy2": diversity_renders},
     training_images=causal.images,
     training_images_note=causal.NOTE,
     training_images_unit=UNIT,
