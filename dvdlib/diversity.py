@@ -85,6 +85,20 @@ def concept_diversity(embeddings, table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def concept_table(per_concept: pd.DataFrame) -> pd.DataFrame:
+    """`concept_diversity` for the page, least diverse first, diversity to four decimals; what a
+    world built into a concept in words: the paper category it stands for, rigid or flexible, its
+    variants ("fresh" for a flexible concept)."""
+    out = per_concept.sort_values("diversity", kind="stable").set_index("concept")
+    out["diversity"] = out["diversity"].map("{:.4f}".format)
+    if is_built(out):
+        out["kind"] = out["rigid"].map({True: "rigid", False: "flexible"})
+        out["variants"] = [_variants(v).replace(" in every image", "") for v in out["variants"]]
+        out = out.rename(columns={"role": "paper category"})[["category", "paper category", "kind", "variants",
+                                                               "images", "diversity"]]
+    return out
+
+
 def category_medians(per_concept: pd.DataFrame) -> pd.Series:
     """Per category, the median of its concepts' diversities (paper §3.1, open: the median)."""
     return per_concept.groupby("category", sort=False)["diversity"].median()
@@ -315,7 +329,7 @@ def built_figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | No
 
     use_style()
     levels = sorted(per_concept["variants"].unique())
-    fig, (ax, right) = plt.subplots(1, 2, figsize=(8, 3.8), width_ratios=[3, 1])
+    fig, (ax, right) = plt.subplots(1, 2, figsize=(8, 4), width_ratios=[3, 1])
     shift = {c: (i - 1.5) * 0.2 for i, c in enumerate(CATEGORY_COLORS)}
     named = per_concept["role"] != "object"  # the objects are named by the legend; the rest where they fit
     named &= ~per_concept["rigid"].astype(bool) | (named.sum() <= MAX_NAMED)
@@ -323,8 +337,8 @@ def built_figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | No
         x, color = levels.index(r.variants) + shift.get(r.role, 0.0), CATEGORY_COLORS.get(r.role, "0.4")
         ax.plot(x, r.diversity, "o", ms=7, color=color, mfc=color if r.rigid else "white", mew=1.5)
         if name:
-            ax.annotate(r.concept, (x, r.diversity), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
-    ax.set_xticks(range(len(levels)), [_variants(v).replace(" in every", "\nin every") for v in levels], fontsize=8)
+            ax.annotate(r.concept, (x, r.diversity), xytext=(6, 0), textcoords="offset points", va="center", fontsize=9)
+    ax.set_xticks(range(len(levels)), [_variants(v).replace(" in every", "\nin every") for v in levels], fontsize=9)
     ax.set_xlim(-0.5, len(levels) - 0.5)
     ax.set_xlabel("variants the world built the concept with")
     ax.set_ylabel("mean pairwise cosine distance\nper concept (higher = more diverse)")
@@ -333,11 +347,11 @@ def built_figure(per_concept: pd.DataFrame, paper_medians: dict[str, float] | No
                if k in set(per_concept["role"])]
     handles += [Line2D([], [], ls="", marker="o", color="0.3", label="rigid"),
                 Line2D([], [], ls="", marker="o", color="0.3", mfc="white", label="flexible")]
-    ax.legend(handles=handles, loc="upper left", frameon=False, fontsize=8)
+    ax.legend(handles=handles, loc="upper left", frameon=False, fontsize=9)
     marked = [(c, v) for c, v in (paper_medians or {}).items()]
     for i, (c, v) in enumerate(marked):
         right.plot(i, v, "D", ms=7, color=CATEGORY_COLORS.get(c, "0.4"))
-    right.set_xticks(range(len(marked)), [c for c, _ in marked], rotation=45, ha="right", fontsize=8)
+    right.set_xticks(range(len(marked)), [c for c, _ in marked], rotation=45, ha="right", fontsize=9)
     right.set_xlim(-0.6, len(marked) - 0.4)
     right.set_title("paper: LAION,\nCLIP ViT-L/14 medians", loc="left", fontsize=9)
     fig.tight_layout()
