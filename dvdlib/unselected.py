@@ -93,6 +93,13 @@ def prompt_sets(run, n: int | None = None) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
+def set_table(sets: pd.DataFrame, same: bool) -> pd.DataFrame:
+    """Per set and category: prompts, concepts and templates (`prompt_sets`), the unselected set and
+    the benchmark once where they are the same prompts (`once`)."""
+    return once(sets, same).groupby(["set", "content_type"], sort=False).agg(
+        prompts=("prompt", "size"), concepts=("cluster", "nunique"), templates=("template", "nunique"))
+
+
 def shared_prompts(sets: pd.DataFrame, a: str = "unselected", b: str = "benchmark") -> int:
     """How many distinct prompts of set ``a`` occur in set ``b`` too."""
     return len(set(sets.prompt[sets.set == a]) & set(sets.prompt[sets.set == b]))
@@ -210,13 +217,11 @@ def selection_gaps(table: pd.DataFrame, model: str, same_prompts: bool = False) 
 
 
 def report_gaps(report, gaps: dict[str, dict], paper: str) -> None:
-    """Record every comparison of `COMPARISONS` (its fields for the verdict rule), and those left
-    out as "not compared" where the two sets are the same prompts."""
+    """Record each comparison of ``gaps`` (`selection_gaps`) with its fields for the verdict rule;
+    one left out there (the sets are the same prompts) has no row: `scope` says so once."""
     for key, (quantity, *_) in COMPARISONS.items():
         if key in gaps:
             report.add(key, quantity + " [95% CI over concepts]", paper, describe(gaps[key]), **gaps[key])
-        else:
-            report.add(key, quantity, paper, "not compared: the two sets are the same prompts here")
 
 
 def describe(d: dict) -> str:
@@ -271,9 +276,34 @@ def report_by_model(report, shares: pd.DataFrame, paper: str) -> None:
                    "; ".join(f"{m}: {row[column]}" for m, row in per_model.items()))
 
 
+#: The name of the unselected set where it is the benchmark set too (`identical`), in tables and figures.
+ONE_SET = "unselected = benchmark"
+
+
+def once(frame: pd.DataFrame, same: bool) -> pd.DataFrame:
+    """``frame`` (columns or index levels ``set`` and, where it has one, ``seeds``) with the
+    unselected set and the benchmark shown once where they are the same prompts (``same``:
+    `identical`), so that no row or box repeats another: the benchmark's rows on the selection seeds
+    (all of them, without a ``seeds`` level) are left out and both sets are named `ONE_SET`, a
+    ``group`` column with them ("unselected = benchmark, fresh seeds"); unchanged otherwise."""
+    if not same:
+        return frame
+    indexed = "set" in frame.index.names
+    flat = frame.reset_index() if indexed else frame
+    seeds = flat["seeds"] if "seeds" in flat else SELECTION
+    flat = flat[~((flat["set"] == "benchmark") & (seeds == SELECTION))]
+    flat = flat.assign(set=flat["set"].replace({"unselected": ONE_SET, "benchmark": ONE_SET}))
+    if "group" in flat:
+        named = flat["set"] == ONE_SET
+        flat = flat.assign(group=flat["group"].where(~named, ONE_SET + ", " + flat["seeds"] + " seeds"))
+    return flat.set_index(list(frame.index.names)) if indexed else flat
+
+
 def _in_order(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` (with ``model``, ``set``, ``seeds``) by model (first seen first), then as `GROUPS`."""
+    """``rows`` (with ``model``, ``set``, ``seeds``) by model (first seen first), then as `GROUPS`
+    (`ONE_SET` where the unselected set on those seeds would be)."""
     rank = {key: i for i, key in enumerate(GROUPS)}
+    rank.update({(ONE_SET, SELECTION): rank[("unselected", SELECTION)], (ONE_SET, FRESH): rank[("benchmark", FRESH)]})
     models = {m: i for i, m in enumerate(dict.fromkeys(rows.model))}
     key = [(models[m], rank.get((a, s), len(rank))) for m, a, s in zip(rows.model, rows.set, rows.seeds)]
     return rows.iloc[sorted(range(len(rows)), key=key.__getitem__)]
@@ -292,8 +322,8 @@ def by_template(table: pd.DataFrame, min_images: int) -> pd.DataFrame:
 
 def category_labels(table: pd.DataFrame, order, by: str = "group") -> list[str]:
     """Each category's axis label with its prompt count per ``by`` value present in it (in the
-    table's order): "landmark\\n(n = 8 each)", "balanced\\n(n = 12)", "artist\\n(n = 2 / 3)"; the
-    counts are the prompts per set, as the prompt-set table counts them."""
+    table's order): "landmark\\n(n = 8 each)", "balanced\\n(n = 12)", "artist\\n(n = 2 / 3)"; n
+    counts prompts (one point each), as the prompt-set table counts them, never images or concepts."""
     groups = list(dict.fromkeys(table[by]))
     labels = []
     for c in order:
@@ -306,8 +336,9 @@ def category_labels(table: pd.DataFrame, order, by: str = "group") -> list[str]:
 
 
 def category_figure(table: pd.DataFrame, order, title: str):
-    """Per-prompt DvD by category (`dvdlib.plots.dvd_by_category`), one colour per ``group`` of one
-    model's `scores` (a set on a seed set), each category labelled with its prompts per group."""
+    """Per-prompt DvD by category (`dvdlib.plots.dvd_by_category`, paper §3.2's figure for the ACCV
+    sets), one colour per ``group`` of one model's `scores` (a set on a seed set; pass it through
+    `once` where two sets are the same prompts), each category labelled with its prompts per group."""
     from . import plots
 
     table = _in_order(table)
@@ -315,5 +346,130 @@ def category_figure(table: pd.DataFrame, order, title: str):
     ax = fig.axes[0]
     ax.set_xticks(range(len(order)), category_labels(table, order))
     ax.set_title(title, fontsize=10)
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(max(width, 6.0), height + 0.5)  # the legend under the axes, whose width it leaves whole
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------ what the page says
+
+
+def scope(sets: pd.DataFrame, same: bool) -> str:
+    """The paragraph under the chapter's opening (ACCV version, `identical`): the comparisons this
+    run makes, or, where the unselected set and the benchmark are the same prompts (``same``), that
+    those comparing them do not apply in this world and what the page measures instead."""
+    count = {role: sets.prompt[sets.set == role].nunique() for role in ROLES}
+    if same:
+        return ("**Not applicable in this world: DominanceBench against the unselected set.** Here the two are the "
+                f"same {count['unselected']} prompts: the unselected set was never filtered by what the model draws, "
+                "so neither was this benchmark, and on the same seeds the two differ by 0 by construction. This page "
+                f"shows them once, as *{ONE_SET}*, and leaves every comparison of the two out. It measures the "
+                f"unselected set against the balanced control ({count['balanced']} prompts), and the set on the "
+                "profile's seeds against fresh seeds: a placebo here, since no seed selected anything (0 expected).")
+    shared = shared_prompts(sets)
+    common = f"{shared} prompts in common" if shared else "no prompt in common"
+    return (f"This run compares the three sets: the unselected set ({count['unselected']} prompts), DominanceBench "
+            f"({count['benchmark']} prompts; {common} with the unselected set) on the profile's seeds and on fresh "
+            f"seeds, and the balanced control ({count['balanced']} prompts).")
+
+
+def overlap(sets: pd.DataFrame, same: bool) -> str:
+    """The sentence under the prompt-set table: how many unselected prompts the benchmark holds too."""
+    if same:
+        return f"The benchmark set is the unselected set here, so the table shows it once, as *{ONE_SET}*."
+    n, shared = sets.prompt[sets.set == "unselected"].nunique(), shared_prompts(sets)
+    return (f"{shared} of the {n} unselected prompts are benchmark prompts too." if shared else
+            f"The benchmark set holds none of the {n} unselected prompts.")
+
+
+#: What each comparison of `COMPARISONS` asks, as the page lists it (`comparisons`).
+ASKS = {"selection_effect": "**selection effect** (DominanceBench on the selection seeds − on fresh seeds): how much "
+                            "of its score is the luck of the seeds that chose it",
+        "selection_gap": "**benchmark − unselected on fresh seeds** (the headline): what choosing collapsed prompts "
+                         "added, free of that luck",
+        "selection_gap_selection_seeds": "**benchmark − unselected on the selection seeds**: the same with the "
+                                         "selection effect in it",
+        "unselected_vs_balanced": "**unselected − balanced**: whether dominance holds on prompts nobody chose; an "
+                                  "interval above zero says the concepts dominate without selection"}
+
+
+def comparisons(gaps: dict[str, dict]) -> str:
+    """The comparisons this run makes (the keys of ``gaps``) in one sentence, in `COMPARISONS`' order."""
+    items = [ASKS[key] for key in COMPARISONS if key in gaps]
+    return "This run's comparisons: " + "; ".join(items) + "."
+
+
+#: How a verdict of the book's one rule (`dvdlib.stats.verdict`) opens its sentence, as chapter 09 words it.
+OPENINGS = {"reproduced": "Reproduced", "not reproduced": "Against the paper's direction",
+            "inconclusive": "Inconclusive", "underpowered": "Underpowered"}
+#: The same rule on a difference the paper states no direction for (what selection added).
+SIDES = {"reproduced": "its interval lies above 0", "not reproduced": "its interval lies below 0"}
+
+
+def _reading(d: dict) -> tuple[str, str]:
+    """The rule's verdict on a difference against 0 (`dvdlib.stats.decide`, the effect expected above
+    0) as (kind, why): kind a key of `OPENINGS`, why the reason for a verdict that does not decide."""
+    v = stats.decide(d, null=0.0, direction=1, unit="concepts")
+    kind = next(k for k in ("not reproduced", "reproduced", "inconclusive", "underpowered") if v.startswith(k))
+    if v.startswith(stats.UNDERPOWERED):
+        sides = [str(int(k)) for k in np.atleast_1d(d["n_clusters"])]
+        count = (f"{' vs '.join(sides)} clusters" if len(sides) > 1 else
+                 f"{sides[0]} concept" + ("" if sides[0] == "1" else "s"))
+        return kind, (f"{count}, and a verdict needs at least {stats.MIN_CLUSTERS} a side, so that it survives "
+                      "leaving any one out")
+    if v.startswith(stats.RESTS_ON):
+        return kind, f"its interval excludes 0, but not with {v[len(stats.RESTS_ON):].strip()} left out"
+    if kind == "inconclusive":
+        power = ("" if d.get("detectable") is None else
+                 f"; at this spread the rule finds a difference of ±{d['detectable']:.1f} with 80% power")
+        return kind, "its interval includes 0" + power
+    return kind, ""
+
+
+def this_run(gaps: dict[str, dict], shares: pd.DataFrame, model: str, profile, same: bool) -> str:
+    """The closing paragraph (paper's ACCV version) from this run's comparisons ``gaps``
+    (`selection_gaps` under ``model``) and ``shares`` (`rule_shares`): the unselected set against the
+    balanced control read as the paper's claim by the book's one rule, the differences the paper
+    states no direction for by the same rule's sides, the unselected set's level per model, that the
+    paper releases no results for these sets, and what the profile lets them say."""
+    said = [f"Under `{model}` (differences of mean DvD, 95% intervals over concepts; the book's one rule decides "
+            "only where an interval excludes 0 with any one concept left out too):"]
+    if "unselected_vs_balanced" in gaps:
+        kind, why = _reading(gaps["unselected_vs_balanced"])
+        said.append(f"**{OPENINGS[kind]}:** the paper's claim that dominance holds on prompts nobody chose, the "
+                    f"unselected set minus the balanced control: {describe(gaps['unselected_vs_balanced'])}"
+                    + (f" — {why}." if why else "."))
+    for key, what in (("selection_gap", "DominanceBench on fresh seeds minus the unselected set (what selection "
+                                        "added)"),
+                      ("selection_gap_selection_seeds", "the same on the selection seeds"),
+                      ("selection_effect", "the selection effect (DominanceBench on the selection seeds minus on "
+                                           "fresh seeds" + ("; a placebo here, 0 expected)" if same else ")"))):
+        if key in gaps:
+            kind, why = _reading(gaps[key])
+            said.append(f"{what[0].upper() + what[1:]}: {describe(gaps[key])} — {SIDES.get(kind, f'{kind}: {why}')}.")
+    said.append(_levels(shares))
+    said.append("The paper releases no results for these sets, so no paper number stands beside these.")
+    said.append(_profile_reading(profile, model))
+    return " ".join(said)
+
+
+def _levels(shares: pd.DataFrame) -> str:
+    """The unselected set's mean DvD and share meeting the inclusion rule (`rule_shares`), per model."""
+    models = list(shares.index.unique("model"))
+    parts = [(f"under `{m}` " if len(models) > 1 else "") + f"{row['mean DvD over concepts [95% CI]']} mean DvD, "
+             f"{row['meets the rule, share over concepts [95% CI]']} of its prompts meeting the inclusion rule"
+             for m in models for row in [shares.loc[(m, "unselected", SELECTION)]]]
+    return "On the unselected set (means over concepts, 95% intervals): " + "; ".join(parts) + "."
+
+
+def _profile_reading(profile, model: str) -> str:
+    """What a profile lets this chapter's readings say."""
+    name, world = getattr(profile, "name", str(profile)), getattr(profile, "world", "")
+    if name == "smoke":
+        return ("Under `smoke` the model and the judge have random weights: these readings show that the procedure "
+                "runs end to end, and nothing about the paper.")
+    if world in ("toy", "toy2"):
+        return "These are readings of the toy world's model, not of Stable Diffusion."
+    return f"These are readings of `{model}` under the profile `{name}`."

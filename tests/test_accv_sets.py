@@ -4,6 +4,8 @@ per bad file naming the file, the row and the column; and the authors' instrumen
 
 from pathlib import Path
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -220,3 +222,101 @@ def test_by_template_counts_and_shares_per_template_by_hand():
     assert first["share meeting the rule"] == 0.5  # one of two prompts has ≥ 7 DvD images
     two = by_template(pd.concat([table, table.assign(model="n")]), min_images=7)
     assert two.index.names == ["model", "set", "category", "template"] and len(two) == 4
+
+
+def _sets(same: bool):
+    """A `prompt_sets` table by hand: the unselected set, the benchmark (its prompts, or others) and
+    the balanced control."""
+    unsel = ["tower and ball", "ball and tower", "vase and box"]
+    bench = unsel if same else ["the tower, a ball", "a vase with a box", "ball and tower"]
+    rows = [{"set": s, "prompt": p, "content_type": "landmark", "cluster": p.split()[0], "template": s}
+            for s, prompts in (("unselected", unsel), ("benchmark", bench)) for p in prompts]
+    rows += [{"set": "balanced", "prompt": p, "content_type": "balanced", "cluster": p, "template": "balanced"}
+             for p in ("cup and box", "box and cup")]
+    return pd.DataFrame(rows)
+
+
+def _ruled(scores):
+    """``scores`` with the columns `rule_shares` reads: ten images a prompt, a tenth of its DvD as DvD images."""
+    return scores.assign(images=10, dvd_images=scores.dvd // 10)
+
+
+def test_identical_sets_are_shown_once_and_said_not_applicable_up_front():
+    from dvdlib import unselected
+
+    sets = _sets(same=True)
+    assert unselected.identical(sets) and not unselected.identical(_sets(same=False))
+    table = unselected.set_table(sets, same=True)
+    assert list(table.index.unique("set")) == [unselected.ONE_SET, "balanced"]  # no benchmark rows repeating it
+    assert list(unselected.set_table(_sets(same=False), same=False).index.unique("set")) == list(unselected.ROLES)
+    scope = unselected.scope(sets, same=True)
+    assert scope.startswith("**Not applicable in this world") and "same 3 prompts" in scope and "placebo" in scope
+    other = unselected.scope(_sets(same=False), same=False)
+    assert "Not applicable" not in other and "(3 prompts; 1 prompts in common with the unselected set)" in other
+    assert unselected.overlap(_sets(same=False), same=False) == "1 of the 3 unselected prompts are benchmark prompts too."
+    scores = _ruled(_scores(same=True))
+    shown = unselected.once(scores, same=True)
+    assert set(zip(shown.set, shown.seeds)) == {(unselected.ONE_SET, unselected.SELECTION),
+                                                (unselected.ONE_SET, unselected.FRESH), ("balanced", unselected.SELECTION)}
+    assert unselected.once(scores, same=False) is scores
+    shares = unselected.rule_shares(scores, 0.7)
+    once = unselected.once(shares, same=True)
+    assert once.index.names == shares.index.names and len(once) == 3  # the benchmark on the selection seeds left out
+
+
+def test_the_figure_groups_name_the_one_set_and_count_prompts():
+    from dvdlib import unselected
+
+    scores = _scores(same=True)
+    groups = unselected.once(scores.assign(group=[unselected.GROUPS[(a, s)] for a, s in zip(scores.set, scores.seeds)]
+                                           ).assign(content_type="landmark"), same=True)
+    assert list(dict.fromkeys(unselected._in_order(groups).group)) == [
+        "unselected = benchmark, selection seeds", "unselected = benchmark, fresh seeds", "balanced"]
+    assert unselected.category_labels(groups, ["landmark"]) == ["landmark\n(n = 6 each)"]  # six prompts a box
+
+
+def test_left_out_comparisons_have_no_row_and_the_closing_reads_the_rule():
+    from dvdlib import unselected
+    from dvdlib.profiles import load_profile
+
+    class Rows:
+        def __init__(self):
+            self.keys = []
+
+        def add(self, key, *args, **fields):
+            self.keys.append(key)
+
+    gaps = unselected.selection_gaps(_scores(same=True), "m", same_prompts=True)
+    rows = Rows()
+    unselected.report_gaps(rows, gaps, "not public")
+    assert rows.keys == ["selection_effect", "unselected_vs_balanced"]  # no "not compared" row
+    shares = unselected.rule_shares(_ruled(_scores(same=True)), 0.7)
+    text = unselected.this_run(gaps, shares, "m", load_profile("toy"), same=True)
+    assert "Not applicable" not in text and "not compared" not in text and not re.search(r"\bnan\b|\bNone\b", text)
+    assert "placebo here, 0 expected" in text and "no paper number" in text and "toy world's model" in text
+    # unselected − balanced: 3 concepts vs 3 pairs, each concept far above each pair, but two concepts cannot decide
+    assert ("**Inconclusive:** the paper's claim that dominance holds on prompts nobody chose, the unselected set "
+            "minus the balanced control: +50.0 [+26.4, +73.6] — its interval excludes 0, but not with x left out.") in text
+    assert "The selection effect (DominanceBench on the selection seeds minus on fresh seeds; a placebo" in text
+    full = unselected.selection_gaps(_scores(same=False), "m")
+    text = unselected.this_run(full, shares, "m", load_profile("smoke"), same=False)
+    assert "DominanceBench on fresh seeds minus the unselected set (what selection added)" in text
+    assert "The same on the selection seeds" in text and "random weights" in text
+    assert unselected.comparisons(gaps).count("**") == 4 and unselected.comparisons(full).count("**") == 8
+
+
+def test_the_closing_words_each_verdict_of_the_one_rule():
+    from dvdlib import unselected
+
+    loo = lambda ci: {"low": {"cluster": "a", "ci": ci}, "high": {"cluster": "b", "ci": ci}}
+    assert unselected._reading({"value": 5.0, "ci": [1.0, 9.0], "n_clusters": 5, "loo": loo([0.5, 9.5])}) == (
+        "reproduced", "")
+    assert unselected._reading({"value": -5.0, "ci": [-9.0, -1.0], "n_clusters": 5, "loo": loo([-9.5, -0.5])}) == (
+        "not reproduced", "")
+    kind, why = unselected._reading({"value": 5.0, "ci": [1.0, 9.0], "n_clusters": [2, 6]})
+    assert kind == "underpowered" and why.startswith("2 vs 6 clusters, and a verdict needs at least 3 a side")
+    assert unselected._reading({"value": 0.0, "ci": None, "n_clusters": 1})[1].startswith("1 concept, and")
+    kind, why = unselected._reading({"value": 1.0, "ci": [-2.0, 4.0], "n_clusters": 5, "detectable": 3.25})
+    assert (kind, why) == ("inconclusive", "its interval includes 0; at this spread the rule finds a difference of "
+                                           "±3.2 with 80% power")
+    assert unselected.SIDES["reproduced"] == "its interval lies above 0"
