@@ -143,6 +143,55 @@ def variant_images(run, images, breeds, n_images: int, seed: int = 0) -> dict[in
     return {k: run.world.training_images(k, n_images, seed, P.resolution_of(P.model)) for k in breeds}
 
 
+def _number(x) -> str:
+    """A recipe value as the methods page writes it: a small rate as "2e-4", a flag as on/off."""
+    if isinstance(x, bool):
+        return "on" if x else "off"
+    if isinstance(x, float) and 0 < abs(x) < 0.01:
+        mantissa, exponent = f"{x:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+#: The recipe fields a reader compares, in words (paper §3.3: DreamBooth, its settings not given).
+RECIPE_WORDS = {"lr": "learning rate", "batch_size": "batch size", "steps": "training steps",
+                "instance_prompt": "instance prompt", "prior_preservation": "prior preservation"}
+
+
+def recipe_table(recipe: Recipe, scale: dict, n_images: int, breeds, n_prompts: int, unit: str = "breed") -> pd.DataFrame:
+    """The fine-tuning recipe and the experiment's size this run used, beside the paper's (paper
+    §3.3: 120 images per variant, 1 … 10 breeds, 50 prompts, 10 seeds; DreamBooth, whose settings
+    it does not give: there, the `paper` profile's default, `Recipe`'s and `FULL`'s)."""
+    from . import paper
+
+    default = Recipe()
+    rows = {words: (f"not given (paper profile: {_number(getattr(default, field))})",
+                         _number(getattr(recipe, field))) for field, words in RECIPE_WORDS.items()}
+    rows.update({
+        "images per variant": (str(paper.CAUSAL["n_images"]), str(n_images)),
+        f"variants ({unit}s × images per {unit})": (
+            f"{paper.CAUSAL['variants']} (paper profile: {variants_text(FULL['breeds'], FULL['n_images'])})",
+            variants_text(breeds, n_images)),
+        "fine-tunes per variant": ("not reported", str(scale["replicates"])),
+        "test prompts": (str(paper.CAUSAL["n_prompts"]), str(n_prompts)),
+        "seeds per prompt": (str(paper.CAUSAL["n_seeds"]), str(len(scale["seeds"]))),
+    })
+    table = pd.DataFrame(rows, index=["paper (§3.3)", "this run"]).T
+    table.index.name = "DreamBooth recipe and scale"
+    return table
+
+
+def recipe_text(profile: str, recipe: Recipe, scale: dict, n_images: int, breeds, n_prompts: int,
+                unit: str = "breed") -> str:
+    """One sentence (Markdown) on the recipe and scale this run used (paper §3.3; `recipe_table`
+    sets them beside the paper's)."""
+    return (f"This run (profile `{profile}`) fine-tunes the base model {scale['replicates']} times on each of "
+            f"{len(breeds)} variants of {n_images} images ({variants_text(breeds, n_images)}: {unit}s × images per {unit}) with learning rate "
+            f"{_number(recipe.lr)}, batch {recipe.batch_size} and {recipe.steps} steps, instance prompt "
+            f"\"{recipe.instance_prompt}\", prior preservation {_number(recipe.prior_preservation)}, then asks "
+            f"{n_prompts} test prompts with {len(scale['seeds'])} seeds each.")
+
+
 def images_note(run, images) -> str:
     """Where the training images come from, in words."""
     return f"dog photos from `{images}`, one sub-folder per breed" if images else run.world.training_images_note
@@ -233,10 +282,20 @@ def causal_prompts(run, n: int | None = None) -> pd.DataFrame:
     return stratified(table, n, by="group") if n else table
 
 
-def crossing_table(scores: pd.DataFrame, taus) -> pd.DataFrame:
-    """Per variant (rows, 0 = base) and τ (columns): the share of prompts whose mean DvD reaches τ."""
+def crossing_table(scores: pd.DataFrame, taus, unit: str = "breed") -> pd.DataFrame:
+    """Per variant (rows, named by `variant_name`: "base", "3 breeds") and τ (columns): the share of
+    prompts whose mean DvD reaches τ (paper §3.3: the low-diversity variants cross it)."""
     table = pd.DataFrame({f"τ = {t}": scores.groupby("breeds").dvd.apply(lambda s, t=t: (s >= t).mean()) for t in taus})
-    table.index.name = "breeds (0 = base)"
+    table = named(table, unit)
+    table.index.name = "variant"
+    return table
+
+
+def group_means(scores: pd.DataFrame, unit: str = "breed") -> pd.DataFrame:
+    """Mean DvD per variant (rows, "base" first) and prompt group (columns: object, scene, style;
+    paper §3.3's three groups), over prompts and fine-tunes."""
+    table = named(scores.groupby(["breeds", "group"]).dvd.mean().unstack().round(1), unit)
+    table.index.name = "variant"
     return table
 
 

@@ -132,11 +132,15 @@ def distinct_pairs(table: pd.DataFrame, n: int, by: str = "dvd") -> pd.DataFrame
 
 
 def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, model: str, n: int,
-                  rows: pd.DataFrame | None = None) -> list:
+                  rows: pd.DataFrame | None = None, tau: float | None = None) -> list:
     """The benchmark prompts with the highest DvD Score under ``model``, one per distinct pair and
     across concepts (`distinct_pairs`; ``rows`` gives each case's ``content`` and ``nm_word``), each
-    with its images and the judge's counts: the rows of the collapse grid."""
+    with its images and the judge's counts: the rows of the collapse grid (paper §2). With ``tau``
+    only prompts whose mean DvD reaches it are shown (a collapse, by the paper's threshold): fewer
+    than ``n`` rows, or none, where fewer reach it (`collapse_text` says how many)."""
     bench = scores[(scores.model == model) & scores.case_num.str.startswith("benchmark")]
+    if tau is not None:
+        bench = bench[bench.dvd >= tau]
     if rows is not None:
         bench = bench.merge(rows[["case_num", "content", "nm_word"]], on="case_num")
         top = distinct_pairs(bench, n)
@@ -145,6 +149,22 @@ def collapse_rows(images: pd.DataFrame, scores: pd.DataFrame, store: Store, mode
     return [(f'"{case.prompt}" — DvD {case.dvd:.0f}',
              image_row(images[(images.model == model) & (images.case_num == case.case_num)], store, case.prompt))
             for case in top.itertuples()]
+
+
+def collapse_text(scores: pd.DataFrame, model: str, shown: int, asked: int, tau: float) -> str:
+    """One sentence under the collapse grid (`collapse_rows` with ``tau``, ``asked`` rows asked,
+    ``shown`` drawn): how many of ``model``'s benchmark prompts reach τ (mean DvD ≥ τ, paper §2)
+    and which of them the grid shows ("Only 2 of the 24 ... : the grid shows all of them")."""
+    bench = scores[(scores.model == model) & scores.case_num.str.startswith("benchmark")]
+    reached, total = int((bench.dvd >= tau).sum()), len(bench)
+    if reached == 0:
+        return f"No benchmark prompt reaches τ = {tau:g} under `{model}` (0 of {total}): there is no collapse to show."
+    counted = f"{reached} of the {total} benchmark prompts reach{'es' if reached == 1 else ''} τ = {tau:g} under `{model}`"
+    if shown == reached:
+        them = "it" if reached == 1 else "all of them"
+        return f"Only {counted}: the grid shows {them}." if reached < asked else f"{counted}: the grid shows {them}."
+    return (f"{counted}; the grid shows {shown} of them, the highest-scoring with one prompt per pair of concepts "
+            "(its two word orders count once) and the concepts taken in turn.")
 
 
 def benchmark_gap(scores: pd.DataFrame, rows: pd.DataFrame, sets=("benchmark", "balanced")) -> dict:

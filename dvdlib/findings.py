@@ -68,9 +68,12 @@ CLAIMS = (
           note="null: chance per prompt, the share of the prompt's content tokens that spell the concept",
           paper_effect="share 0.83 (249/300; chance not reported)"),
     Claim("dominated_falls", CH.TEMPORAL.name, CH.TEMPORAL.key("dominated_falls"), direction=-1,
-          measure="mean change of the object token's deviation over the first interval"),
+          measure="mean change of the object token's deviation over the first interval",
+          paper_effect="strongly negative, shown in a figure; no number given"),
     Claim("dominated_below", CH.TEMPORAL.name, CH.TEMPORAL.key("dominated_below"), direction=-1,
-          measure="mean of (object − rigid concept) change over the first interval, per prompt"),
+          measure="mean of (object − rigid concept) change over the first interval, per prompt",
+          paper_effect="negative: the object's change strongly negative, the concept's positive or near zero; "
+                       "shown in a figure, no number given"),
     Claim("single_head", CH.ABLATION.name, CH.ABLATION.key("single"),
           measure="collapsed prompts mitigated by at least one single head, against a placebo", null=None,
           note="the paper's contrast, memorized prompts, does not exist in the toy world", empty=_COLLAPSED,
@@ -96,10 +99,12 @@ CLAIMS = (
                                            "collapse for the category word to relieve")),
     Claim("causal", CH.CAUSAL.name, CH.CAUSAL.key("paired"),
           measure="mean DvD, fewest − most variants of the new figure (the fine-tune is the unit)", unit="fine-tunes",
-          design="fine-tunes"),
+          design="fine-tunes", paper_effect="positive: the least diverse variant crosses τ, the most diverse does not; "
+                                            "no number given"),
     Claim("causal_trend", CH.CAUSAL.name, CH.CAUSAL.key("trend"), direction=-1,
           measure="Spearman ρ between variants and mean DvD over fine-tunes (the fine-tune is the unit)",
-          unit="fine-tunes", design="fine-tunes"),
+          unit="fine-tunes", design="fine-tunes", paper_effect="negative; no statistic given",
+          empty="no ρ: it needs at least 4 fine-tunes whose mean DvD Scores differ"),
     Claim("noise_norm", CH.MEMORIZATION.name, CH.MEMORIZATION.key("bench_over_balanced"),
           measure="mean noise-prediction norm, rigid+object − object+object",
           note="the memorized set of the paper's order does not exist in the toy world"),
@@ -532,4 +537,5 @@ def _claim_sentence(row) -> str:
     (for a verdict other than reproduced or not reproduced)."""
     paper = f" (paper: {row['paper_effect']})" if isinstance(row["paper_effect"], str) and row["paper_effect"] else ""
     why = "" if row["verdict"] in ("reproduced", "not reproduced") else f" — {row['why']}"
+    why = why.replace(f"; the estimate is {row['this run']}", "")  # the number is said once, just before
     return f"{row['toy measurement']}: {row['this run']}{paper}{why}"

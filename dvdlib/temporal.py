@@ -175,6 +175,45 @@ def summary(changes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _sig(x: float) -> str:
+    """A number to three significant digits, as the chapter's tables print it."""
+    return f"{x:.3g}"
+
+
+def summary_table(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """`summary` of each prompt set as the chapter shows it (paper §3.5): one row per (set, role,
+    interval), numbers to three digits; where a value cannot be computed the cell says why (one
+    prompt has no standard error; a Wilcoxon test needs two prompts and a change that is not zero)."""
+    rows = []
+    for name, table in summaries.items():
+        for r in table.itertuples():
+            single = "— (one prompt)" if r.n < 2 else None
+            sem = single or (_sig(r.sem) if r.sem == r.sem else "—")
+            p = single or ("— (every change is 0)" if r.wilcoxon_p != r.wilcoxon_p else _sig(r.wilcoxon_p))
+            rows.append({"set": name, "role": r.role, "interval": str(r.interval), "prompts": r.n,
+                         "mean change": f"{r.mean:+.3g}", "s.e.": sem, "Wilcoxon p": p})
+    return pd.DataFrame(rows).set_index(["set", "role", "interval"])
+
+
+def layer_words(layers) -> str:
+    """"layer 7", "layers 8, 9 and 10": tracked layers in words."""
+    names = [str(layer) for layer in layers]
+    if len(names) == 1:
+        return f"layer {names[0]}"
+    return f"layers {', '.join(names[:-1])} and {names[-1]}"
+
+
+def example_text(row, content: str, nm_word: str, set_name: str, seed: int) -> str:
+    """One sentence (Markdown) on the worked example this run shows (paper §3.5: DominanceBench's
+    "The Colosseum, Rome Italy Carry-all Pouch"): the paper's, where the benchmark set has it
+    (``content`` + ``nm_word``, `find_example`), else the set's first row standing in for it."""
+    found = str(row.content).lower() == content.lower() and str(row.nm_word).lower() == nm_word.lower()
+    if found:
+        return f'This run shows it, "{row.prompt}" (case {row.case_num} of `{set_name}`), with seed {seed}.'
+    return (f"It is not in this run's benchmark set (`{set_name}`), so the set's first row stands in: "
+            f'"{row.prompt}" (case {row.case_num}), with seed {seed}.')
+
+
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """Per (role, step): mean and standard error over prompts of the seed-averaged deviation."""
     per_case = table.groupby(["case_num", "role", "step", "label"])["deviation"].mean().reset_index()
@@ -208,14 +247,6 @@ def find_example(table: pd.DataFrame, content: str, nm_word: str) -> tuple[pd.Se
     return (hit.iloc[0], True) if len(hit) else (table.iloc[0], False)
 
 
-def example_row(table: pd.DataFrame, content: str, nm_word: str, set_name: str) -> pd.Series:
-    """`find_example`'s row, saying so when the worked example is not in the set (its first row is drawn)."""
-    row, found = find_example(table, content, nm_word)
-    if not found:
-        print(f"{content!r} + {nm_word!r} is not in {set_name!r}: drawing its first row instead (case {row.case_num}).")
-    return row
-
-
 def deviations(samples: dict[str, list], sets: dict[str, pd.DataFrame], tokenizer, n_steps: int, role_layers,
                span_reduce: str = "mean") -> dict[str, pd.DataFrame]:
     """Per prompt set (name → rows), its `deviation_table` over every step of the schedule, from
@@ -242,9 +273,8 @@ def mean_share(sample, layers, step: int = 1) -> np.ndarray:
 
 def example_labels(row, dominant_layers, dominated_layers) -> dict[str, str]:
     """The worked example's legend: each role's concept and the layers it is tracked in."""
-    return {"dominant": f"{row.content} (layers {', '.join(map(str, dominant_layers))})",
-            "dominated": f"{row.nm_word} (layer{'s' if len(dominated_layers) > 1 else ''} "
-                         f"{', '.join(map(str, dominated_layers))})"}
+    return {"dominant": f"{row.content} ({layer_words(dominant_layers)})",
+            "dominated": f"{row.nm_word} ({layer_words(dominated_layers)})"}
 
 
 # --- figures ---------------------------------------------------------------------------------------

@@ -108,3 +108,32 @@ def test_each_concept_is_asked_the_questions_of_its_kind(run):
     assert list(images.object_group) == ["objects", "objects", "time", "time"]
     assert list(images.concept_group) == ["landmark", "landmark", "animal", "animal"]  # "dog" is an animal
     assert judge.asked[1][5:] == questions.group("time").texts("night")
+
+
+def test_the_collapse_grid_shows_only_prompts_at_or_above_tau_and_says_how_many(tmp_path):
+    """Chapter 02's clearest collapses (paper §2): only prompts whose mean DvD reaches τ, and one
+    sentence on how many reached it — fewer than the grid's rows, or none."""
+    from dvdlib.dvd import collapse_rows, collapse_text
+
+    store = Store(tmp_path, "fake", {"resolution": 8})
+    rows = pd.DataFrame({"case_num": [f"benchmark:{i}" for i in range(4)] + ["balanced:1"],
+                         "content_type": ["landmark", "character", "style", "landmark", "balanced"],
+                         "content": ["tower", "robot", "mosaic", "tower", "ball"],
+                         "nm_word": ["ball", "ring", "box", "ring", "ring"],
+                         "prompt": ["tower and ball", "robot and ring", "mosaic and box", "tower and ring", "ball and ring"]})
+    dvd_of = [100.0, 48.0, 24.0, 18.0, 90.0]
+    images = rows.assign(model="m", seed=1, c=5, n=0, dvd=dvd_of)
+    for prompt in rows.prompt:
+        store.save(prompt, 1, image=Image.new("RGB", (8, 8)))
+    scores = per_prompt(images, 48.0).assign(model="m")
+    shown = collapse_rows(images, scores, store, "m", 4, rows=rows, tau=48.0)
+    assert [title.split('"')[1] for title, _ in shown] == ["tower and ball", "robot and ring"]  # not 24 or 18
+    assert collapse_text(scores, "m", len(shown), 4, 48.0) == (
+        "Only 2 of the 4 benchmark prompts reach τ = 48 under `m`: the grid shows all of them.")
+    assert len(collapse_rows(images, scores, store, "m", 4, rows=rows)) == 4  # without τ: the highest, as before
+    assert collapse_rows(images, scores, store, "m", 4, rows=rows, tau=101.0) == []
+    assert collapse_text(scores, "m", 0, 4, 101.0) == (
+        "No benchmark prompt reaches τ = 101 under `m` (0 of 4): there is no collapse to show.")
+    assert collapse_text(scores, "m", 1, 1, 48.0).startswith("2 of the 4 benchmark prompts reach τ = 48 under `m`; "
+                                                             "the grid shows 1 of them")
+    assert "1 of the 4 benchmark prompts reaches" in collapse_text(scores, "m", 1, 4, 60.0)

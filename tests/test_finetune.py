@@ -235,6 +235,26 @@ def test_a_profile_narrows_the_experiment(tmp_path):
         causal.scale(load_profile(str(path)))
 
 
+def test_the_recipe_this_run_used_stands_beside_the_papers():
+    """Chapter 03 states the recipe and scale it ran (the toy's own) beside the paper's (§3.3: 120
+    images, 1 … 10 breeds, 50 prompts, 10 seeds; DreamBooth settings not given, the paper profile's)."""
+    toy = causal.scale(load_profile("toy"))
+    table = causal.recipe_table(toy["recipe"], toy, 120, [1, 3, 10], 8, "variant")
+    assert table.loc["learning rate"].tolist() == ["not given (paper profile: 5e-6)", "2e-4"]
+    assert table.loc["training steps", "this run"] == "200" and table.loc["batch size", "this run"] == "4"
+    assert table.loc["test prompts"].tolist() == ["50", "8"] and table.loc["seeds per prompt"].tolist() == ["10", "5"]
+    assert table.loc["variants (variants × images per variant)", "this run"] == "1 × 120, 3 × 40, 10 × 12"
+    assert "None" not in table.to_string()
+    text = causal.recipe_text("toy", toy["recipe"], toy, 120, [1, 3, 10], 8, "variant")
+    assert text == ("This run (profile `toy`) fine-tunes the base model 3 times on each of 3 variants of 120 images "
+                    "(1 × 120, 3 × 40, 10 × 12: variants × images per variant) with learning rate 2e-4, batch 4 and "
+                    "200 steps, instance prompt \"dvddog\", prior preservation off, then asks 8 test prompts with 5 "
+                    "seeds each.")
+    scores = pd.DataFrame({"breeds": [0, 1, 10], "group": "object", "dvd": [0.0, 60.0, 10.0]})
+    assert list(causal.crossing_table(scores, [48], "variant").index) == ["base", "1 variant", "10 variants"]
+    assert list(causal.group_means(scores, "breed").index) == ["base", "1 breed", "10 breeds"]
+
+
 def test_training_images_need_a_folder_for_real_models():
     from dvdlib.run import setup
 

@@ -251,6 +251,33 @@ def test_find_example_falls_back_to_the_first_row():
     assert not found and row["content"] == "eiffel tower"
 
 
+def test_the_example_is_named_as_shown_and_layers_in_words():
+    """The worked example's sentence names the prompt the page shows (the paper's, or the row that
+    stands in for it); layers are written as words, never as a Python list."""
+    row = pd.Series({"case_num": 1, "content": "tower", "nm_word": "ball", "prompt": "tower and ball"})
+    text = temporal.example_text(row, "colosseum", "carry-all pouch", "toy-dominance", 1825)
+    assert text == ("It is not in this run's benchmark set (`toy-dominance`), so the set's first row stands in: "
+                    '"tower and ball" (case 1), with seed 1825.')
+    found = temporal.example_text(row.replace({"tower": "Colosseum"}), "colosseum", "ball", "db", 7)
+    assert found.startswith('This run shows it, "tower and ball" (case 1 of `db`)')
+    assert temporal.layer_words([7]) == "layer 7" and temporal.layer_words((8, 9, 10)) == "layers 8, 9 and 10"
+    assert temporal.example_labels(row, [8, 9], [7]) == {"dominant": "tower (layers 8 and 9)", "dominated": "ball (layer 7)"}
+
+
+def test_the_summary_table_says_why_a_value_is_missing():
+    """No NaN on the page: one prompt has no standard error and no test, a change that is 0 on
+    every prompt no Wilcoxon test; each cell says so."""
+    changes = pd.DataFrame({"case_num": [1, 2, 1, 2, 1], "seed": 0, "role": ["dominant"] * 4 + ["dominated"],
+                            "interval": ["50–40", "50–40", "40–30", "40–30", "50–40"],
+                            "change": [0.5, 0.25, 0.0, 0.0, -0.1]})
+    table = temporal.summary_table({"set": temporal.summary(changes)})
+    assert not table.isna().any().any() and " nan" not in f" {table.to_string().lower()}".replace("\n", " ")
+    assert table.loc[("set", "dominant", "50–40"), "mean change"] == "+0.375"
+    assert table.loc[("set", "dominant", "40–30"), "Wilcoxon p"] == "— (every change is 0)"
+    assert table.loc[("set", "dominated", "50–40"), "s.e."] == "— (one prompt)"
+    assert table.loc[("set", "dominated", "50–40"), "Wilcoxon p"] == "— (one prompt)"
+
+
 # the chapter ----------------------------------------------------------------------------------------
 
 def test_temporal_chapter_runs_on_smoke(tmp_path):
@@ -275,6 +302,12 @@ def test_temporal_chapter_runs_on_smoke(tmp_path):
     assert rows["dominated_first"]["paper"] == paper.TEMPORAL["dominated_first_interval"] == "strongly negative"
     assert rows["dominant_first"]["paper"] == "positive or near zero"
     assert rows["example_prompt"]["this run"] == "The Colosseum, Rome Italy Carry-all Pouch"
-    assert rows["n_steps"]["this run"] == "10" and rows["claim"]["this run"].startswith(("reproduced", "not reproduced", "inconclusive", "underpowered"))
+    assert rows["n_steps"]["this run"] == "10" and rows["claim"]["value"] is not None  # the verdict: findings.this_run
+    assert rows["tracked_layers"]["this run"] == "dominant token in layers 8, 9 and 10, dominated token in layer 7"
+    import nbformat
+
+    shown = [str(out.get("text", "")) + "".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+             for cell in nbformat.read(outcome.output, as_version=4).cells for out in cell.get("outputs", [])]
+    assert not [text for text in shown if "PosixPath" in text or "layer(s)" in text or "NaN" in text]
     assert float(rows["dominated_first"]["this run"]) != 0.0
     assert results["profile"]["name"] == "smoke"
