@@ -173,18 +173,20 @@ def roc_figure(curves: dict, marks: dict | None = None, matched: dict | None = N
     import matplotlib.pyplot as plt
 
     from .plots import use_style
+    from .report import number
 
     use_style()
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
-    for label, (table, auc) in curves.items():
-        line, = ax.plot(table["fpr"], table["tpr"], label=f"layers {label} (AUC {auc:.2f})")
+    for label, (table, auc) in curves.items():  # the area as the table beside it writes it
+        layers = "layers" if "–" in label or "," in label else "layer"
+        line, = ax.plot(table["fpr"], table["tpr"], label=f"{layers} {label} (AUC {number(auc)})")
         if marks and label in marks:
             ax.plot(*marks[label], "o", color=line.get_color(), ms=7, mfc="white", mew=1.5)
         if matched and label in matched:
             ax.plot(*matched[label], "s", color=line.get_color(), ms=6)
     ax.plot(*PAPER_POINT, "*", color="black", ms=13, label="paper: layers 9–10 > 0.010 (0.337, 0.707)")
     if marks:
-        ax.plot([], [], "o", color="0.3", mfc="white", mew=1.5, label=f"this run at threshold {threshold}")
+        ax.plot([], [], "o", color="0.3", mfc="white", mew=1.5, label=f"this run at threshold {threshold_text(threshold)}")
     if matched:
         ax.plot([], [], "s", color="0.3", label="this run at the paper's control rate")
     ax.plot([0, 1], [0, 1], ":", color="0.5", lw=1)
@@ -218,12 +220,42 @@ def matched_gap(bench_scores, control_scores, clusters, rate: float = PAPER_POIN
 
 
 def grid_table(grid, layer_sets):
-    """`detection_grid` as one table: a row per (layer set, in the given order; threshold), the
-    benchmark's and the control's share flagged and their gap."""
-    from .report import ranges
+    """`detection_grid` as the chapter shows it: a row per (layer set, in the given order; threshold),
+    the benchmark's and the control's share flagged and their gap; one sentence instead where every
+    configuration reads the same (`dvdlib.report.rows_or_sentence`), which says, where every row or
+    none is flagged, that the grid's thresholds all lie below (above) every row's score."""
+    from .report import ranges, rows_or_sentence
 
     table = grid.set_index(["layers", "threshold"])[["benchmark", "control", "gap"]].round(1)
-    return table.loc[[ranges(s) for s in layer_sets]]
+    table = table.loc[[ranges(s) for s in layer_sets]]
+    say = (f"All {{n}} configurations of the grid ({grid.layers.nunique()} layer sets × {grid.threshold.nunique()} "
+           "thresholds) flag {benchmark}% of the benchmark rows and {control}% of the balanced rows, a gap of {gap} points.")
+    if (grid.benchmark == 100).all() and (grid.control == 100).all():
+        say += (" Every threshold of the grid lies below the combined Focus Score of every row in both sets: on this "
+                "model the grid cannot tell them apart.")
+    elif (grid.benchmark == 0).all() and (grid.control == 0).all():
+        say += (" Every threshold of the grid lies above the combined Focus Score of every row in both sets: on this "
+                "model the grid cannot tell them apart.")
+    return rows_or_sentence(table, "configurations of the grid", say)
+
+
+def threshold_text(t: float) -> str:
+    """A threshold as the paper writes it: three decimals (0.010), more where it has them (0.0125)."""
+    return f"{t:.3f}" if round(t, 3) == t else f"{t:g}"
+
+
+def largest_gap(grid) -> str:
+    """The largest gap on `detection_grid` and where (paper §3.8's: 37.00 points at layers 9–10 and
+    threshold 0.010); where configurations tie, how many: "0.00 points, at all 30 configurations",
+    "12.50 points, at 3 of the 30 configurations (the first: layers 8 and threshold 0.006)"."""
+    top = grid.gap.max()
+    at = grid[np.isclose(grid.gap, top)]
+    first = f"layers {at.layers.iloc[0]} and threshold {threshold_text(at.threshold.iloc[0])}"
+    if len(at) == 1:
+        return f"{top:.2f} points, at {first}"
+    if len(at) == len(grid):
+        return f"{top:.2f} points, at all {len(grid)} configurations"
+    return f"{top:.2f} points, at {len(at)} of the {len(grid)} configurations (the first: {first})"
 
 
 def roc_curves(bench_pp, control_pp, bench_prompts, control_prompts, layer_sets, combine: str, threshold: float):

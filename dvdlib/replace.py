@@ -10,8 +10,6 @@ DvD, fall by construction).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -148,6 +146,25 @@ def tests_by_model(pairs: pd.DataFrame, judged: pd.DataFrame, present_at: int = 
     return tests.join(dvd[["pairs", "median_before", "median_after", "p"]].rename(columns={"p": "DvD Wilcoxon p"}))
 
 
+def tests_table(tests: pd.DataFrame) -> pd.DataFrame:
+    """`tests_by_model` as the chapter shows it: a column per model, a row per quantity, in words."""
+    names = {"images": "images (prompt × seed)", "object present before": "object present before (share of images)",
+             "object present after": "object present after (share of images)",
+             "object Yes before": "object Yes count before (mean, of 5)",
+             "object Yes after": "object Yes count after (mean, of 5)", "pairs": "prompts paired",
+             "median_before": "DvD median before", "median_after": "DvD median after",
+             "DvD Wilcoxon p": "DvD Wilcoxon p (before > after)"}
+    return tests.rename(columns=names).T.rename_axis("model", axis=1)
+
+
+def peak_outside_shown(outside: pd.DataFrame):
+    """`peak_outside` as the chapter shows it: the rows, or one sentence where there is none."""
+    from .report import rows_or_sentence
+
+    return rows_or_sentence(outside, "rows", empty="In every replaced row the first-step peak token (detector layers) "
+                                                   "lies in the replaced words.")
+
+
 def per_prompt_return(judged: pd.DataFrame, rows: pd.DataFrame, model: str, present_at: int = PRESENT_AT) -> pd.DataFrame:
     """Per prompt-set row under ``model``: the share of its seeds with the object present before
     and after, the change, and its concept (``content``), for the claim's interval over concepts."""
@@ -248,7 +265,7 @@ def pairs_figure(pairs: pd.DataFrame, per_model: dict[str, pd.DataFrame], tau: f
             ax.set_xlim(-0.3, 1.3)
             ax.set_ylim(-0.03 * scale, 1.03 * scale)
             ax.set_ylabel(label)
-            ax.set_title(f"{Path(str(model)).name or model} (n = {len(b)} prompts)", fontsize=9)
+            ax.set_title(f"{model} (n = {len(b)} prompts)", fontsize=9)  # the model as the table beside it names it
         if tau is not None:
             right.axhline(tau, color="0.3", ls="--", lw=1, label=f"τ = {tau:g}")
         paper = (paper_values or {}).get(model)

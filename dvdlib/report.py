@@ -128,3 +128,44 @@ def glue(key: str, text: str) -> None:
     except ImportError:  # pragma: no cover - the book's environment has it
         return
     myst_glue(key, Markdown(text), display=False)
+
+
+def same_rows(table: pd.DataFrame, rows: str, say: str | None = None) -> str | None:
+    """One sentence for a table whose rows all hold the same values (two rows or more; a missing
+    value equals a missing value), else None: a grid of identical rows tells the reader no more than
+    the sentence. ``rows`` names what a row is, plural ("configurations of the grid"); the default
+    sentence is "All 30 configurations of the grid read: benchmark 100, control 100, gap 0."
+    ``say``, where given, is the sentence as a format string over ``n`` (the rows) and the columns
+    (a tuple of column labels joined by a space, e.g. ``{DvD rate}``), each value written by `number`."""
+    if len(table) < 2 or len(table.drop_duplicates()) > 1:
+        return None
+    first = table.iloc[0]
+    words = {" ".join(map(str, k)) if isinstance(k, tuple) else str(k): _word(v) for k, v in first.items()}
+    if say is not None:
+        return say.format(n=len(table), rows=rows, **words)
+    return f"All {len(table)} {rows} read: " + ", ".join(f"{k} {v}" for k, v in words.items()) + "."
+
+
+def rows_or_sentence(table: pd.DataFrame, rows: str, say: str | None = None, shown=None, empty: str | None = None):
+    """What a chapter displays for ``table``: the sentence of `same_rows` (as Markdown) where every
+    row holds the same values, ``empty`` (as Markdown) where it has no row and ``empty`` is given,
+    else ``shown`` (e.g. the table's Styler) or the table itself."""
+    sentence = empty if empty is not None and not len(table) else same_rows(table, rows, say)
+    if sentence is None:
+        return table if shown is None else shown
+    from IPython.display import Markdown
+
+    return Markdown(sentence)
+
+
+def _word(value) -> str:
+    """A table cell in a sentence: a float by `number` (a missing one as "no value"), else as it reads."""
+    import numpy as np
+
+    if pd.api.types.is_scalar(value) and pd.isna(value):
+        return "no value"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float, np.number)):
+        return f"{int(value)}" if float(value).is_integer() and abs(value) < 1000 else number(float(value))
+    return str(value)

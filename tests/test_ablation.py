@@ -402,19 +402,67 @@ def test_the_memorized_sweep_takes_two_seeds_when_the_plan_has_one():
 
 
 def test_the_closing_paragraph_says_what_ran_and_never_pastes_a_placeholder():
-    """Chapter 06's reading (dvdlib.ablation.reading) follows the run: nothing collapsed, no memorized
-    half, a peak or none; no sentence holds "none", "nan" or a skip message as a value."""
+    """Chapter 06's reading (dvdlib.ablation.reading) follows the run's counts, not its report strings:
+    nothing collapsed, no memorized half, a peak or none, no pair ablated; no sentence holds "none",
+    "nan" or a skip message as a value."""
     from dvdlib.ablation import NOTHING, scope, this_run
 
     values = {"single_dvd": "0/0 (nothing to mitigate)", "single_mem": "3/10 (30%)", "multi_dvd": NOTHING,
               "multi_mem": "mitigated 0.30; unchanged 0.70; corrupted 0.00 (of 10)", "pairs_dvd": NOTHING,
-              "power_check": "failed: no row to mitigate", "swept": "12 heads (step 1)"}
-    nothing = this_run(values, {"DvD": None, "memorized": 6}, 1, "smoke", memorized=True)
+              "power_check": "failed: no row to mitigate", "swept": "12 heads (all heads of layer 1, factor 0 at step 1)"}
+    nothing = this_run(values, {"DvD": None, "memorized": 6}, 1, "smoke", {"DvD": 0, "memorized": 10, "pairs": 0})
     assert "no DominanceBench prompt was collapsed" in nothing and "peaking at layer 6" in nothing
+    assert "The positive control (the dominant concept's tokens suppressed in every layer) failed: no row" in nothing
     collapsed = this_run({**values, "single_dvd": "2/12 (17%)", "multi_dvd": "mitigated 0.10; unchanged 0.90 (of 12)"},
-                         {"DvD": None}, 1, "toy", memorized=False)
+                         {"DvD": None}, 1, "toy", {"DvD": 12, "pairs": 0})
     assert "no layer peaks" in collapsed and "memorized" not in collapsed and "no pair was ablated" in collapsed
-    assert "peaks at layer 3" in this_run({**values, "multi_dvd": "mitigated 1.00 (of 1)"}, {"DvD": 3}, 1, "paper", False)
-    for text in (nothing, collapsed, scope("profile `toy` has no `memorized` prompt set"), scope(None)):
+    # the counts decide, whatever the report's text reads
+    assert "no DominanceBench prompt was collapsed" in this_run({**values, "multi_dvd": "anything"}, {}, 1, "toy", {"DvD": 0})
+    assert "nothing to mitigate either" in this_run(values, {}, 1, "toy", {"DvD": 0, "memorized": 0})
+    pairs = this_run({**values, "pairs_dvd": "mitigated 0.00%; corrupted 5.00% (of 20)"}, {"DvD": 3}, 1, "paper",
+                     {"DvD": 4, "pairs": 20})
+    assert "peaks at layer 3" in pairs and "give mitigated 0.00%; corrupted 5.00% (of 20)" in pairs
+    assert "is unavailable" in this_run({**values, "power_check": "unavailable: no row to mitigate"}, {}, 1, "toy", {"DvD": 0})
+    for text in (nothing, collapsed, pairs, scope("profile `toy` has no `memorized` prompt set"), scope(None)):
         assert not {"none", "nan", "not run", "skipped"} & set(text.lower().replace(".", " ").replace(",", " ").split())
+        assert "step(s)" not in text and "[1]" not in text
     assert scope("x").startswith("**Not applicable in this world:**") and "both halves" in scope(None)
+
+
+def test_what_the_chapter_shows_of_its_tables_informs():
+    """Chapter 06's displays: the judged outcomes without the rows that were never ablated (no empty
+    counts), the layer rates and the plans' shares as one sentence where every row reads the same,
+    the sweep in words, and the counts the closing paragraph reads."""
+    from IPython.display import Markdown
+
+    from dvdlib.ablation.sweep import SweepPlan
+
+    table = single_table([(1, 1, 0, UNCHANGED), (1, 3, 0, UNCHANGED), (2, 1, 0, NOT_COLLAPSED),
+                          (2, 3, 0, NOT_COLLAPSED), (3, 1, 0, UNCHANGED), (3, 3, 0, UNCHANGED)])
+    note, shown = ablation.judged_rows(table.assign(c=5.0, n=0.0), n=3)
+    assert note == ("4 outcomes judged, one per (row, intervention), on 2 rows; 1 row was not collapsed before "
+                    "ablation and was not ablated. The first 3:")
+    assert len(shown) == 3 and NOT_COLLAPSED not in set(shown.outcome) and "heads" not in shown
+    note, shown = ablation.judged_rows(table.assign(outcome=NOT_COLLAPSED))
+    assert shown is None and note == "Nothing was ablated: 3 rows were not collapsed before ablation and were not ablated."
+    rates = {"DvD": ablation.layer_rates(table)}
+    said = ablation.rates_table(rates)
+    assert isinstance(said, Markdown) and said.data == ("All 2 layers swept read the same: at least one head of the "
+                                                        "layer mitigates 0 of the 2 DvD prompts counted.")
+    differ = ablation.rates_table({"DvD": ablation.layer_rates(table.assign(outcome=[MITIGATED] + [UNCHANGED] * 5))})
+    assert isinstance(differ, pd.DataFrame) and differ[("DvD", "mitigated")].tolist() == [1, 0]
+    assert ablation.rates_table({"DvD": rates["DvD"].iloc[:0]}) is None  # nothing to rate: rates_by_set said why
+    outcomes = ablation.outcome_table({"DvD": table}, {"DvD": table}, table[table.layer == 1], "layer", 1)
+    said = ablation.outcome_shown(outcomes)
+    assert said.data == ("All 3 plans read the same: of the 2 rows (or pairs) each counts, 0.0% mitigated, "
+                         "100.0% unchanged, 0.0% corrupted.")
+    nothing = table.assign(outcome=NOT_COLLAPSED)
+    assert ablation.outcome_shown(ablation.outcome_table({"DvD": nothing}, {"DvD": nothing}, nothing.iloc[:0],
+                                                         "layer", 1)).data.startswith("No plan counts a row")
+    mixed = ablation.outcome_shown(ablation.outcome_table({"DvD": table}, {"DvD": table}, nothing, "layer", 1))
+    assert list(mixed.iloc[:, 0]) == ["0.0%", "0.0%", "— (none counted)"] and list(mixed.counted) == [2, 2, 0]
+    assert ablation.counted({"DvD": table, "memorized": nothing}, nothing) == {"DvD": 2, "memorized": 0, "pairs": 0}
+    assert ablation.counted({"DvD": table}, table) == {"DvD": 2, "pairs": 4}
+    plan = SweepPlan([1, 3, 6], "all", 2, None, [1], True)
+    assert plan.scope(0.0, [1]) == "all heads of layers 1, 3, 6, factor 0 at step 1"
+    assert SweepPlan("all", [0, 2], 2, None, [1], False).scope(0.5, (1, 2, 3)) == "heads 0, 2 of every layer, factor 0.5 at steps 1–3"

@@ -123,3 +123,31 @@ def test_check_prompt_refuses_unreadable_input_before_generating(tmp_path, monke
     monkeypatch.setattr(detect, "generate", real)
     result = check_prompt(pipe, "a zebra mug", ["mug"], store=store, threshold=-1.0)
     assert set(result.peak_token.values()) <= {"a", "mug", "zebra (read as <unk>)"}
+
+
+def test_a_grid_that_reads_the_same_everywhere_is_one_sentence():
+    """Paper §3.8's grid: a table where the configurations differ; where all 30 flag every row of both
+    sets (thresholds on Stable Diffusion's scale below every score of another model), one sentence;
+    the largest gap says where it lies, and when every configuration ties."""
+    import pandas as pd
+    from IPython.display import Markdown
+
+    from dvdlib.detect import detection_grid, grid_table, largest_gap
+
+    sets, thresholds = [[8], [9], [10], [9, 10], [8, 9, 10], [5, 6, 7, 8, 9, 10]], [0.006, 0.008, 0.010, 0.012, 0.014]
+    high = _long({p: {layer: 0.5 for layer in range(5, 11)} for p in ("b1", "b2", "c1")})
+    grid = detection_grid(high, high, ["b1", "b2"], ["c1"], thresholds, sets)
+    said = grid_table(grid, sets)
+    assert isinstance(said, Markdown) and said.data.startswith(
+        "All 30 configurations of the grid (6 layer sets × 5 thresholds) flag 100% of the benchmark rows and 100% "
+        "of the balanced rows, a gap of 0 points. Every threshold of the grid lies below")
+    assert largest_gap(grid) == "0.00 points, at all 30 configurations"
+    bench = _long({"b1": {9: 0.02, 10: 0.02}, "b2": {9: 0.012, 10: 0.006}})
+    control = _long({"c1": {9: 0.011, 10: 0.001}})
+    grid = detection_grid(bench, control, ["b1", "b2"], ["c1"], (0.008, 0.010), ((9,), (9, 10)))
+    table = grid_table(grid, ((9,), (9, 10)))
+    assert isinstance(table, pd.DataFrame) and len(table) == 4
+    # 9–10 mean: b 0.02, 0.009; c 0.006 → 0.008 flags both b, no c (gap 100); 0.010 flags b1 (50)
+    assert largest_gap(grid) == "100.00 points, at layers 9–10 and threshold 0.008"
+    tie = grid.assign(gap=[50.0, 50.0, 10.0, 0.0])
+    assert largest_gap(tie) == "50.00 points, at 2 of the 4 configurations (the first: layers 9 and threshold 0.008)"

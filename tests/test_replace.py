@@ -51,6 +51,9 @@ def test_replacement_is_scored_on_the_objects_return():
     t = r.tests_by_model(pairs, judged).loc["m"]
     assert t["object present before"] == 0.25 and t["object present after"] == 0.75 and t.images == 4
     assert t["object Yes before"] == 1.25 and t["object Yes after"] == 3.5 and t.median_before == 65.0
+    shown = r.tests_table(r.tests_by_model(pairs, judged))  # a column per model, its rows in words
+    assert list(shown.columns) == ["m"] and shown.at["DvD median before", "m"] == 65.0
+    assert not [name for name in shown.index if "_" in name]
     # the concept questions after replacement ask about the word in the prompt, by default
     table = pd.DataFrame({"content": ["van gogh"], "content_type": ["artist"], "prompt": ["Van Gogh Mug"]})
     assert r.replaced(table).content.tolist() == ["artist"]
@@ -145,3 +148,13 @@ def test_detection_replacement_chapter_runs_on_smoke(tmp_path):
     assert rows["repl_summary"]["this run"].startswith("smoke: object present in ")
     assert rows["det_gap"]["scale_bound"] is True and rows["det_matched"]["n_clusters"]  # random weights: not SD's scale
     assert "repl_peak_outside" in rows
+
+
+def test_the_rows_whose_peak_lies_outside_are_listed_or_said_to_be_none():
+    from IPython.display import Markdown
+
+    outside = pd.DataFrame({"case_num": [3], "content": ["robot"], "nm_word": ["ball"], "prompt": ["ball and robot"],
+                            "peak_token": ["and"]})
+    assert r.peak_outside_shown(outside) is outside
+    said = r.peak_outside_shown(outside.iloc[:0])
+    assert isinstance(said, Markdown) and said.data.startswith("In every replaced row the first-step peak token")

@@ -47,7 +47,7 @@ from .sweep import (
 from .rates import (
     NOTHING, best, per_prompt, shares, mitigated_count, layer_rates, peak_layer, peak_layers, fraction_text, shares_text,
     baseline_counts, rates_by_set, rates_table, paper_peaks, pairs_note, outcome_table, paper_mitigated,
-    shown_pairs, plain_vs_ablated_rows, effect_layers_text
+    shown_pairs, plain_vs_ablated_rows, effect_layers_text, judged_rows, outcome_shown, counted
 )
 from .control import (
     CONTROL_MIN_LOWER, control_jobs, control_what, control_passes, images_changed, suppressible_controls,
@@ -59,10 +59,10 @@ from .reading import scope, this_run
 
 __all__ = ["CONTROL_MIN_LOWER", "EFFECT_LAYERS", "EXCLUDED", "FULL", "Intervention", "Job", "NOTHING",
            "MULTI_HEAD_READINGS", "NOT_COLLAPSED", "Suppression", "Sweep", "SweepPlan", "baseline_counts",
-           "best", "claims_with_control", "control_jobs", "control_passes", "control_text", "control_what",
+           "best", "claims_with_control", "control_jobs", "counted", "control_passes", "control_text", "control_what",
            "cost_table", "effect_layers_text", "fraction_text", "from_key", "images_changed", "jobs",
-           "judge_plan", "layer_rates", "memorized_seeds", "memorized_set", "mitigated_count", "multi_head",
-           "narrowed", "on_model", "outcome_table", "scope", "this_run", "pair_jobs", "pairs_note", "paper_mitigated",
+           "judge_plan", "judged_rows", "layer_rates", "memorized_seeds", "memorized_set", "mitigated_count", "multi_head",
+           "narrowed", "on_model", "outcome_shown", "outcome_table", "scope", "this_run", "pair_jobs", "pairs_note", "paper_mitigated",
            "paper_peaks", "peak_layer", "placebo_hits", "peak_layers", "per_prompt", "plain_vs_ablated_rows", "plans_for", "power_check",
            "rates_by_set", "rates_table", "run_controls", "run_plans", "scale", "shares", "shares_text",
            "shown_pairs", "single_head", "suppressible_controls", "sweep_plan", "sweeps_for", "versus_placebo"]

@@ -112,9 +112,35 @@ def rates_by_set(single_out: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]
     return rates
 
 
-def rates_table(rates: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """The per-layer rates of every set side by side (one column group per set)."""
-    return pd.concat({name: r.set_index("layer") for name, r in rates.items()}, axis=1).round(3)
+def rates_table(rates: dict[str, pd.DataFrame]):
+    """The per-layer rates of the sets that have any side by side (one column group per set), as the
+    chapter shows them (`dvdlib.report.rows_or_sentence`): one sentence where every layer reads the
+    same; nothing where no set has a rate (`rates_by_set` has said why)."""
+    from ..report import rows_or_sentence
+
+    kept = {name: r.set_index("layer") for name, r in rates.items() if len(r)}
+    if not kept:
+        return None
+    table = pd.concat(kept, axis=1).round(3)
+    say = ("All {n} layers swept read the same: at least one head of the layer mitigates "
+           + "; ".join(f"{{{name} mitigated}} of the {{{name} prompts}} {name} prompts counted" for name in kept) + ".")
+    return rows_or_sentence(table, "layers", say)
+
+
+def judged_rows(table: pd.DataFrame, n: int = 5) -> tuple[str, pd.DataFrame | None]:
+    """What the sweep judged, for the chapter: a sentence (outcomes judged, on how many rows; rows
+    left out because their plain images had nothing to mitigate) and the first ``n`` judged
+    outcomes (None where nothing was ablated: no row is shown with empty counts)."""
+    counted = table[~table.outcome.isin(EXCLUDED)]
+    left_out = table[table.outcome.isin(EXCLUDED)]
+    k = left_out.case_num.nunique()
+    why = (f"{k} row{' was' if k == 1 else 's were'} {left_out.outcome.iloc[0]} before ablation and "
+           f"{'was' if k == 1 else 'were'} not ablated" if k else "")
+    if not len(counted):
+        return f"Nothing was ablated: {why}.", None
+    note = (f"{len(counted)} outcomes judged, one per (row, intervention), on {counted.case_num.nunique()} rows"
+            + (f"; {why}" if why else "") + f". The first {min(n, len(counted))}:")
+    return note, counted.drop(columns=["heads", "layer"], errors="ignore").head(n).reset_index(drop=True)
 
 
 def paper_peaks(rates: dict) -> dict[str, int]:
@@ -128,8 +154,10 @@ def paper_peaks(rates: dict) -> dict[str, int]:
 def pairs_note(pairs: list[Job], layer: int, sweep: Sweep) -> str:
     """How many head pairs and (prompt, pair) combinations a pairwise plan holds, and its cost."""
     cost = sweep.cost(pairs, baseline=False)
-    return (f"pairwise ablation: {len(pairs)} head pairs of layer {layer}, {sum(len(j.cases) for j in pairs)} "
-            f"(prompt, pair) combinations; {cost['generations']:,} generations, {cost['stored']:,} of them stored")
+    combos = sum(len(j.cases) for j in pairs)
+    return (f"pairwise ablation: {len(pairs)} head pair{'' if len(pairs) == 1 else 's'} of layer {layer}, {combos} "
+            f"(prompt, pair) combination{'' if combos == 1 else 's'}; {cost['generations']:,} generations, "
+            f"{cost['stored']:,} of them stored")
 
 
 def outcome_table(single_out, multi_out, pair_out, reading: str, pair_layer: int) -> pd.DataFrame:
@@ -142,6 +170,32 @@ def outcome_table(single_out, multi_out, pair_out, reading: str, pair_layer: int
     table = pd.DataFrame(rows).T[list(OUTCOMES)]
     table["counted"] = [s.attrs["n"] for s in rows.values()]
     return table
+
+
+def outcome_shown(table: pd.DataFrame):
+    """`outcome_table` as the chapter shows it: shares as percentages, "— (none counted)" where a plan
+    counts no row; one sentence where every plan reads the same (`dvdlib.report.rows_or_sentence`)."""
+    from IPython.display import Markdown
+
+    from ..report import rows_or_sentence
+
+    if not table["counted"].any():
+        return Markdown("No plan counts a row: before ablation no prompt had anything to mitigate, so no head, "
+                        "layer or pair of heads was ablated.")
+    shown = table.copy()
+    for o in OUTCOMES:
+        shown[o] = [as_percent(v, 1, missing="— (none counted)") for v in table[o]]
+    say = ("All {n} plans read the same: of the {counted} rows (or pairs) each counts, "
+           + ", ".join(f"{{{o}}} {o}" for o in OUTCOMES) + ".")
+    return rows_or_sentence(shown, "plans", say)
+
+
+def counted(single_out: dict[str, pd.DataFrame], pair_out: pd.DataFrame) -> dict[str, int]:
+    """How many rows each set has to mitigate (``"DvD"``, ``"memorized"`` where that half ran) and how
+    many (row, pair) combinations the pairs count (``"pairs"``): what the closing paragraph reads."""
+    out = {name: mitigated_count(table)[1] for name, table in single_out.items()}
+    out["pairs"] = int((~pair_out.outcome.isin(EXCLUDED)).sum()) if len(pair_out) else 0
+    return out
 
 
 def paper_mitigated(table: pd.DataFrame) -> pd.Series:

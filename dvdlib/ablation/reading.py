@@ -4,8 +4,6 @@ skip message, "none" or "nan" as if it were a value: what a world lacks is said 
 
 from __future__ import annotations
 
-from .rates import NOTHING
-
 
 def scope(memorized_why: str | None) -> str:
     """The sentence under the chapter's opening: both halves run, or the memorization half does not
@@ -17,36 +15,46 @@ def scope(memorized_why: str | None) -> str:
             "ask whether single heads mitigate collapse here, against the placebo and the positive control.")
 
 
-def this_run(values: dict, peaks: dict, pair_layer: int, profile: str, memorized: bool) -> str:
+def this_run(values: dict, peaks: dict, pair_layer: int, profile: str, counted: dict) -> str:
     """The closing paragraph from ``values`` (results key → this run's text: ``single_dvd``,
     ``single_mem``, ``multi_dvd``, ``multi_mem``, ``pairs_dvd``, ``power_check``, ``swept``), the
-    peak layers ``peaks`` ("DvD" / "memorized" → layer or None) and whether the memorized half ran."""
-    collapsed = values["multi_dvd"] != NOTHING
-    if collapsed:
-        said = [f"In this run one ablated head mitigates {values['single_dvd']} of the DominanceBench prompts "
-                "(paper: 145/300, 48%).",
+    peak layers ``peaks`` ("DvD" / "memorized" → layer or None) and ``counted`` (`counted`: rows
+    with something to mitigate per set, "memorized" only where that half ran, and the (row, pair)
+    combinations ablated as "pairs"), which says what ran and what had anything to mitigate."""
+    if counted.get("DvD", 0):
+        pairs = (f"give {values['pairs_dvd']}" if counted.get("pairs", 0)
+                 else "have nothing to measure (no pair was ablated)")
+        said = [f"In this run single-head ablation mitigates {values['single_dvd']} of the DominanceBench prompts "
+                "counted (paper: 145/300, 48%).",
                 "No single head mitigated a collapsed DominanceBench prompt, so no layer peaks (paper: layer 3)."
                 if peaks.get("DvD") is None else f"Single-head mitigation of DvD peaks at layer {peaks['DvD']} (paper: 3).",
                 f"Ablating all heads of a layer together gives {values['multi_dvd']} (paper: ≈ 0.6 mitigated, ≈ 0.2 "
-                f"unchanged), and pairs of layer-{pair_layer} heads that fail alone give "
-                f"{values['pairs_dvd'] if values['pairs_dvd'] != NOTHING else 'nothing to measure (no pair was ablated)'} "
+                f"unchanged), and pairs of layer-{pair_layer} heads that fail alone {pairs} "
                 "(paper: 0.55% mitigated, 18.68% corrupted)."]
     else:
         said = ["In this run no DominanceBench prompt was collapsed before ablation, so no head, layer or pair of heads "
                 "had anything to mitigate (paper: one head mitigates 145/300, 48%; a whole layer ≈ 0.6)."]
-    if memorized and values["multi_mem"] == NOTHING:
+    if "memorized" in counted and not counted["memorized"]:
         said.append("No memorized prompt reproduced its image before ablation, so the memorization half had nothing "
                     "to mitigate either (paper: one head mitigates 392/500, 78%).")
-    elif memorized:
+    elif "memorized" in counted:
         peak = peaks.get("memorized")
         said.append(f"One head mitigates {values['single_mem']} of the memorized prompts (paper: 392/500, 78%)"
                     + (f", peaking at layer {peak} (paper: 6)" if peak is not None else "")
                     + f"; a whole layer gives {values['multi_mem']} (paper: ≈ 0.8 mitigated).")
         said.append("If DvD were a single-head mechanism like memorization, the two single-head rates would be close; "
                     "the paper finds them far apart and reads DvD as distributed across heads.")
-    said.append(f"The positive control (the dominant concept's tokens suppressed in every layer): {values['power_check']}.")
+    said.append(_control_sentence(values["power_check"]))
     said.append(PROFILE_READING.get(profile, PROFILE_READING["other"]).format(swept=values["swept"]))
     return " ".join(said)
+
+
+def _control_sentence(power_check: str) -> str:
+    """The positive control's verdict and count ("failed: 0/12 rows mitigated (…)") as a sentence."""
+    verdict, _, rest = power_check.partition(": ")
+    verb = {"passed": "passed", "failed": "failed"}.get(verdict, f"is {verdict}")
+    return (f"The positive control (the dominant concept's tokens suppressed in every layer) {verb}"
+            + (f": {rest}." if rest else "."))
 
 
 #: How to read the numbers under each kind of profile.

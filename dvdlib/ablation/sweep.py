@@ -250,15 +250,22 @@ class SweepPlan:
     narrowed: bool
 
     def scope(self, factor: float, steps) -> str:
+        """The sweep in words: "all heads of layers 1, 3, 6, factor 0 at step 1"."""
         from ..report import ranges
 
-        return (f"layers {self.layers if self.layers == 'all' else ranges(self.layers)}, "
-                f"heads {self.heads}, factor {factor:g} at step(s) {steps}")
+        def listed(word, values):
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            return f"{word}{'s' if len(values) > 1 else ''} " + ", ".join(map(str, values))
+
+        layers = "every layer" if self.layers == "all" else listed("layer", self.layers)
+        heads = "all heads" if self.heads == "all" else listed("head", self.heads)
+        steps = sorted(int(s) for s in steps)
+        return f"{heads} of {layers}, factor {factor:g} at step{'s' if len(steps) > 1 else ''} {ranges(steps)}"
 
     def prompts_text(self) -> str:
-        """The rows swept, for the chapter's card: "12 benchmark rows; memorized prompts: all, where the
-        world has them (on at least two seeds)"."""
-        return (f"{self.n_prompts} benchmark rows; memorized prompts: {self.n_memorized or 'all'}, where the world "
+        """The rows swept, for the chapter's card: "at most 12 benchmark rows; memorized prompts: all, where
+        the world has them (on at least two seeds)" (fewer rows where the prompt set has fewer)."""
+        return (f"at most {self.n_prompts} benchmark rows; memorized prompts: {self.n_memorized or 'all'}, where the world "
                 "has them (on at least two seeds)")
 
     def note(self, factor: float, steps) -> str:
