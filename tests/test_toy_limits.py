@@ -62,7 +62,7 @@ def test_the_section_names_what_is_left_out_and_who_dominates(tmp_path):
 
 def test_every_toy_card_links_to_the_limits_and_others_do_not(tmp_path):
     assert "{ref}`what this world can and cannot test <toy-limits>`" in load_profile("toy").card()
-    assert "robot (the judge misses it" in load_profile("toy").card()
+    assert "| left out of the prompt sets | robot (the judge misses it" in load_profile("toy").card()
     smoke = load_profile("smoke").card()
     assert "toy-limits" not in smoke and "left out" not in smoke
     assert "(toy-limits)=" in (REPO / "book" / "methods.md").read_text()

@@ -91,7 +91,8 @@ class Profile:
                 ("seeds", ", ".join(map(str, seeds)) + mine),
                 ("prompts per set", str(self.n_prompts)) if prompts is None else ("prompts (this chapter)", str(prompts))]
         if self.exclude_concepts:
-            rows.append(("concepts left out", ", ".join(self.exclude_concepts) + " (the judge misses it where a person sees it)"))
+            rows.append(("left out of the prompt sets", ", ".join(self.exclude_concepts)
+                         + " (the judge misses it where a person sees it)"))
         from ..worlds import get
 
         limits = get(self.world).limits
