@@ -3,9 +3,9 @@
 One processor, `ControlledProcessor`, sits on every cross-attention layer while a `record` or
 `intervene` context is open. For a (layer, step) that nobody asked about it hands the call to the
 layer's original processor untouched (the fast fused path); otherwise it computes the attention
-probabilities explicitly, optionally scales chosen heads' pre-softmax logits or suppresses chosen
-text positions (`suppress_tokens`), and hands the probabilities of the conditional branch of
-classifier-free guidance to the open recordings.
+probabilities explicitly, optionally scales chosen heads' pre-softmax logits or suppresses or
+reweights chosen text positions (`suppress_tokens`, `reweight_tokens`), and hands the
+probabilities of the conditional branch of classifier-free guidance to the open recordings.
 
 Steps are numbered from 1 = the first (noisiest) denoising step, read from the timestep the UNet
 is called with. Contexts nest (`intervene` inside `record` and vice versa); the original
@@ -173,7 +173,66 @@ class HeadScalingEach:
         return torch.cat([per_image, per_image]) if batch == 2 * n else per_image
 
 
-class TokenSuppression:
+class TokenReweighting:
+    """Multiply chosen text positions' attention by chosen factors, in chosen cross-attention
+    layers at chosen steps, in the conditional branch of classifier-free guidance only.
+
+    ``scales`` maps a text position (in the padded sequence the attention sees,
+    `dvdlib.tokens.concept_span`) to a factor f ≥ 0 on that token's pre-normalisation attention
+    probability, in every head: its logit gets log(f) added (−inf at f = 0: the token removed), so
+    its probability is multiplied by f and all are renormalised (the softmax of the biased logits).
+    f < 1 lowers a token's share, f > 1 raises it, f = 1 changes nothing. ``layers``: None (every
+    cross-attention layer) or layer numbers of the registry (`dvdlib.layers.registry`, as
+    `record`'s ``layers``); ``steps``: 1-based denoising steps or "all". Where no factor differs
+    from 1, or outside its layers and steps, nothing acts and the stock processor runs
+    (bit-identical to a plain generation). The unconditional branch is never touched: the empty
+    prompt holds no concept at those positions.
+    """
+
+    def __init__(self, scales: dict[int, float], layers=None, steps=(1,)):
+        scales = {int(i): float(f) for i, f in dict(scales).items()}
+        if any(i < 0 for i in scales):
+            raise ValueError(f"text positions are counted from 0, got {sorted(scales)}")
+        bad = {i: f for i, f in scales.items() if not (math.isfinite(f) and f >= 0)}
+        if bad:
+            raise ValueError(f"token factors must be finite and ≥ 0 (0: the token removed, 1: unchanged), got {bad}")
+        self.scales = dict(sorted(scales.items()))
+        if layers is not None:
+            layers = frozenset([layers] if isinstance(layers, int) else (int(n) for n in layers))
+            if not layers or min(layers) < 1:
+                raise ValueError(f"layers are numbered from 1 (None: every layer); got {sorted(layers)}")
+        self.layers, self.steps = layers, _steps(steps)
+
+    def acts(self, step: int | None, layer: "Layer | int | None" = None) -> bool:
+        """Whether this reweighting changes anything at ``step`` (and at ``layer``, when given)."""
+        if step is None or not any(f != 1.0 for f in self.scales.values()):
+            return False
+        if self.steps is not None and step not in self.steps:
+            return False
+        index = getattr(layer, "index", layer)
+        return layer is None or self.layers is None or index in self.layers
+
+    def row(self, tokens: int, device) -> torch.Tensor:
+        """The additive logit bias [tokens] of one conditional image."""
+        if max(self.scales) >= tokens:
+            raise ValueError(f"text position {max(self.scales)} beyond the {tokens} tokens this layer attends to")
+        bias = torch.zeros(tokens, device=device)
+        for i, f in self.scales.items():
+            bias[i] = math.log(f) if f > 0 else -math.inf
+        return bias
+
+    def bias_for(self, layer: Layer, step: int | None, device, batch: int, tokens: int,
+                 guided: bool) -> torch.Tensor | None:
+        """The additive logit bias [batch, tokens] at (layer, step), or None when nothing acts."""
+        if not self.acts(step, layer):
+            return None
+        bias = self.row(tokens, device).expand(batch, tokens).clone()
+        if guided:
+            bias[: batch // 2] = 0.0  # the unconditional half: left alone
+        return bias
+
+
+class TokenSuppression(TokenReweighting):
     """Suppress chosen text positions in every cross-attention layer at chosen steps: the positive
     control of a head ablation (paper §3.6), the dominant concept's tokens taken out of the prompt's
     attention where the ablation acts.
@@ -183,7 +242,8 @@ class TokenSuppression:
     (the softmax over what is left); at strength s their probabilities are scaled by 1 − s before
     the renormalisation. At strength 0 nothing acts and the stock processor runs (bit-identical to a
     plain generation). Only the conditional branch of classifier-free guidance is touched: the
-    unconditional prompt holds no concept at those positions.
+    unconditional prompt holds no concept at those positions. (A `TokenReweighting` with every
+    position's factor 1 − strength, in every layer.)
 
     ``positions``: the text positions (in the padded sequence the attention sees,
     `dvdlib.tokens.concept_span`) suppressed in every image of the call.
@@ -196,10 +256,11 @@ class TokenSuppression:
         self.positions = sorted({int(i) for i in positions})
         if self.positions and self.positions[0] < 0:
             raise ValueError(f"text positions are counted from 0, got {self.positions}")
-        self.strength, self.steps = strength, _steps(steps)
+        super().__init__({i: 1.0 - strength for i in self.positions}, None, steps)
+        self.strength = strength
 
-    def acts(self, step: int | None) -> bool:
-        """Whether this suppression changes anything at ``step``."""
+    def acts(self, step: int | None, layer: "Layer | int | None" = None) -> bool:
+        """Whether this suppression changes anything at ``step`` (in every layer)."""
         return (self.strength > 0 and bool(self.positions) and step is not None
                 and (self.steps is None or step in self.steps))
 
@@ -211,44 +272,50 @@ class TokenSuppression:
         bias[self.positions] = math.log1p(-self.strength) if self.strength < 1 else -math.inf
         return bias
 
-    def bias_for(self, layer: Layer, step: int | None, device, batch: int, tokens: int,
-                 guided: bool) -> torch.Tensor | None:
-        """The additive logit bias [batch, tokens] at (layer, step), or None when nothing acts."""
-        if not self.acts(step):
-            return None
-        bias = self.row(tokens, device).expand(batch, tokens).clone()
-        if guided:
-            bias[: batch // 2] = 0.0  # the unconditional half: left alone
-        return bias
 
+class TokenReweightingEach:
+    """One `TokenReweighting` (or `TokenSuppression`) per image of a pipeline call (None: that image
+    left alone), so that images with different token spans, layers or steps share a batch."""
 
-class TokenSuppressionEach:
-    """One `TokenSuppression` per image of a pipeline call (None: that image left alone), so that
-    the positive control of different prompts shares a batch with other interventions (paper §3.6)."""
+    what = "token reweightings"
 
-    def __init__(self, suppressions: list[TokenSuppression | None]):
-        if not suppressions:
-            raise ValueError("give one suppression (or None) per image of the pipeline call")
-        self.suppressions = list(suppressions)
+    def __init__(self, items: list[TokenReweighting | None]):
+        if not items:
+            raise ValueError(f"give one of the {self.what} (or None) per image of the pipeline call")
+        self.items = list(items)
 
     def bias_for(self, layer: Layer, step: int | None, device, batch: int, tokens: int,
                  guided: bool) -> torch.Tensor | None:
-        """[batch, tokens] additive logit bias at (layer, step), or None when no image is suppressed.
+        """[batch, tokens] additive logit bias at (layer, step), or None when no image's acts there.
         ``batch`` is the UNet's: the images, or twice that under classifier-free guidance (the
         conditional half second)."""
-        acting = [s is not None and s.acts(step) for s in self.suppressions]
+        acting = [s is not None and s.acts(step, layer) for s in self.items]
         if not any(acting):
             return None
-        n = len(self.suppressions)
+        n = len(self.items)
         if batch not in (n, 2 * n) or (batch == 2 * n and not guided):
-            raise ValueError(f"{n} per-image token suppressions for a UNet batch of {batch}: give one per "
+            raise ValueError(f"{n} per-image {self.what} for a UNet batch of {batch}: give one per "
                              "image of the pipeline call (num_images_per_prompt=1)")
         bias = torch.zeros(batch, tokens, device=device)
         offset = batch - n  # the conditional images: the second half under guidance
-        for i, (s, on) in enumerate(zip(self.suppressions, acting)):
+        for i, (s, on) in enumerate(zip(self.items, acting)):
             if on:
                 bias[offset + i] = s.row(tokens, device)
         return bias
+
+
+class TokenSuppressionEach(TokenReweightingEach):
+    """One `TokenSuppression` per image of a pipeline call (None: that image left alone), so that
+    the positive control of different prompts shares a batch with other interventions (paper §3.6)."""
+
+    what = "token suppressions"
+
+    def __init__(self, suppressions: list[TokenSuppression | None]):
+        super().__init__(suppressions)
+
+    @property
+    def suppressions(self) -> list[TokenSuppression | None]:
+        return self.items
 
 
 def attention_probs(attn, hidden_states, context, attention_mask=None, head_factors=None, logit_bias=None):
@@ -256,7 +323,7 @@ def attention_probs(attn, hidden_states, context, attention_mask=None, head_fact
 
     Returns (probabilities [batch, heads, pixels, tokens] in float32, layer output). Logits are
     multiplied by ``head_factors`` — [heads], or [batch, heads] per sample — before the mask and
-    the softmax; ``logit_bias`` ([batch, tokens], `TokenSuppression`) is added to every head's
+    the softmax; ``logit_bias`` ([batch, tokens], `TokenReweighting`) is added to every head's
     logits with the mask.
     """
     if attn.spatial_norm is not None or attn.group_norm is not None or hidden_states.ndim != 3:
@@ -358,7 +425,7 @@ class _Control:
         self.text_length: int | None = None  # text tokens of the current call (FLUX's single-stream blocks)
         self.recordings: list[Recording] = []
         self.scalings: list[HeadScaling] = []
-        self.suppressions: list[TokenSuppression | TokenSuppressionEach] = []
+        self.suppressions: list[TokenReweighting | TokenReweightingEach] = []  # token suppressions and reweightings
 
     def on_unet_call(self, module, args, kwargs):
         """Forward pre-hook: the step and whether the batch is guided (`unet_call`)."""
@@ -383,8 +450,8 @@ class _Control:
         return product
 
     def token_bias(self, layer: Layer, step, device, batch: int, tokens: int):
-        """The sum of the open token suppressions' logit biases at (layer, step): [batch, tokens],
-        or None when none acts."""
+        """The sum of the open token suppressions' and reweightings' logit biases at (layer, step):
+        [batch, tokens], or None when none acts."""
         found = [b for s in self.suppressions
                  if (b := s.bias_for(layer, step, device, batch, tokens, self.guided)) is not None]
         if not found:
@@ -521,12 +588,50 @@ def suppress_tokens_each(pipe, per_image: list[tuple[object, object, float] | No
         yield suppression
 
 
-def _suppressible(pipe, registry: list[Layer] | None = None) -> list[Layer]:
-    """The registry of a pipeline whose processors apply token suppression (SD-layout
-    cross-attention); a joint-attention family raises rather than silently not suppressing."""
+def _suppressible(pipe, registry: list[Layer] | None = None, what: str = "token suppression") -> list[Layer]:
+    """The registry of a pipeline whose processors apply token suppression or reweighting
+    (SD-layout cross-attention); a joint-attention family raises rather than silently not
+    suppressing (``what``: the intervention, named in the error)."""
     every = layer_registry(pipe) if registry is None else registry
     probe = of(pipe).processor(every[0], None, None)
     if type(probe).__call__ is not ControlledProcessor.__call__:
-        raise NotImplementedError(f"token suppression is implemented for cross-attention (SD, SDXL), not for "
+        raise NotImplementedError(f"{what} is implemented for cross-attention (SD, SDXL), not for "
                                   f"{type(probe).__name__}")
     return every
+
+
+@contextmanager
+def reweight_tokens(pipe, scales: dict[int, float], layers=None, steps=(1,), registry: list[Layer] | None = None):
+    """Multiply text positions' attention by factors in chosen cross-attention layers at chosen
+    steps, in the conditional branch (`TokenReweighting`): ``with reweight_tokens(pipe, {1: 0.5,
+    4: 2.0}, layers=[9, 10], steps=[1, 2]):`` halves token 1's and doubles token 4's
+    pre-normalisation attention in layers 9 and 10 at the first two steps. ``layers``: None (every
+    layer) or numbers of the registry (an unknown one raises ValueError before anything runs)."""
+    every = _suppressible(pipe, registry, "token reweighting")
+    reweighting = TokenReweighting(scales, layers, steps)
+    _check_layers(every, reweighting.layers)
+    with _attached(pipe, "suppressions", reweighting, every) as attached:
+        yield attached
+
+
+@contextmanager
+def reweight_tokens_each(pipe, per_image: list[tuple[dict[int, float], object, object] | None],
+                         registry: list[Layer] | None = None):
+    """One token reweighting per image of the next pipeline calls: ``per_image`` holds, for each
+    image in call order, ``(scales, layers, steps)`` as `reweight_tokens` takes them (or a
+    `TokenReweighting`), or None for an image left alone. Equal, within float tolerance, to one
+    `reweight_tokens` per image."""
+    every = _suppressible(pipe, registry, "token reweighting")
+    items = [item if item is None or isinstance(item, TokenReweighting) else TokenReweighting(*item)
+             for item in per_image]
+    for item in items:
+        if item is not None:
+            _check_layers(every, item.layers)
+    with _attached(pipe, "suppressions", TokenReweightingEach(items), every) as attached:
+        yield attached
+
+
+def _check_layers(every: list[Layer], layers) -> None:
+    """Raise ValueError for a layer number ``every`` (a registry) does not have (None: all)."""
+    if layers is not None:
+        select(every, sorted(layers))
