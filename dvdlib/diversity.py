@@ -428,10 +428,9 @@ def variants_check(per_concept: pd.DataFrame) -> dict:
     checked where the truth is known): Spearman's ρ over concepts between the measured diversity
     and the number of variants (a flexible concept ranks above every finite count), its 95%
     interval and leave-one-out intervals (`dvdlib.stats.spearman`), and the book's verdict rule on
-    it (`dvdlib.stats.decide`: ρ > 0 is the direction). Fewer than `MIN_CONCEPTS` concepts, or
-    fewer than the rule needs to find a correlation this strong with 80% power (``needed``), read
-    "underpowered (n concepts)": a correlation over so few concepts is no verdict. Adds ``levels``
-    (distinct numbers of variants) and ``verdict``."""
+    it (`dvdlib.stats.decide`: ρ > 0 is the direction), as every claim of the book is read. Fewer
+    than `MIN_CONCEPTS` concepts read "underpowered (n concepts)": a correlation over so few
+    concepts is no verdict. Adds ``levels`` (distinct numbers of variants) and ``verdict``."""
     from . import stats
 
     rows = per_concept[per_concept["variants"].notna()]
@@ -440,8 +439,7 @@ def variants_check(per_concept: pd.DataFrame) -> dict:
     built = rows["variants"].where(np.isfinite(rows["variants"]), top)
     result = stats.spearman(built.to_numpy(float), rows["diversity"].to_numpy(float), labels=list(rows["concept"]))
     result["levels"] = int(built.nunique())
-    needed = result.get("needed")
-    if len(rows) < MIN_CONCEPTS or needed is None or len(rows) < needed:
+    if len(rows) < MIN_CONCEPTS or result["value"] is None:
         result["verdict"] = f"{stats.UNDERPOWERED} ({len(rows)} concepts)"
     else:
         result["verdict"] = stats.decide(result, null=0.0, direction=1)
