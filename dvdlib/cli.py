@@ -7,6 +7,12 @@ at a time (default one per core on a CPU, one on a GPU; longest first; torch thr
 the status page, builds the HTML with warnings as errors and prints where ``index.html`` is. It
 exits non-zero when a chapter failed or the build failed (the book is still built in the first case).
 
+    dvd check PROMPT [--concepts A B] [--profile smoke]
+    dvd fix PROMPT --concepts A B [--remedy rebalance] [--profile smoke] [-p KEY VALUE ...] [--out fixed.png]
+
+``check`` reads one prompt at the first denoising step (paper §3.8's detector); ``fix`` does too and,
+when the detector flags the prompt, generates it with a remedy (`dvdlib.remedies`), else plainly.
+
     dvd plan [CHAPTER ...] [--profile toy] [-p KEY VALUE ...] [--gpus 8] [--costs FILE]
     dvd prefetch CHAPTER ... [--profile toy] [-p KEY VALUE ...] [--shard i/N]
 
@@ -67,6 +73,32 @@ def _check(args) -> int:
         return 2
     print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")
     print(result.report(args.layers, args.threshold))
+    return 0
+
+
+def _fix(args) -> int:
+    import dvdlib
+    from dvdlib.models import ModelUnavailable
+    from dvdlib.remedies.fix import DEFAULT, fix_prompt, remedy_module, write_images
+    from dvdlib.tokens import BlankText, ConceptNotFound, check_text
+
+    try:
+        check_text(args.prompt, args.concepts)  # before any model is loaded
+        if len(args.concepts) != 2:
+            raise ValueError(f"give the prompt's two concepts, e.g. --concepts tower ball (got {len(args.concepts)})")
+        remedy = args.remedy or DEFAULT
+        remedy_module(remedy)
+        run = dvdlib.setup(args.profile, "fix", model=args.model)
+        fixed = fix_prompt(run, args.prompt, args.concepts, remedy=remedy, seeds=args.seeds,
+                           layers=args.layers, threshold=args.threshold, params=_params(args))
+    except (BlankText, ConceptNotFound, ModelUnavailable, ValueError) as exc:
+        print(f"dvd fix: {exc}", file=sys.stderr)
+        return 2
+    profile = run.profile
+    paths = write_images(fixed, args.out, args.seeds or profile.seeds[:1])
+    print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")
+    print(fixed.report())
+    print("wrote " + ", ".join(map(str, paths)))
     return 0
 
 
@@ -136,6 +168,19 @@ def main(argv=None) -> int:
     p.add_argument("--layers", nargs="*", type=int, help="detector layers (default 9 10; another family's: "
                    "the blocks at their depth)")
     p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
+    p = sub.add_parser("fix", help="check one prompt at the first step and, if the detector flags it, generate it "
+                       "with a remedy that brings the dominated concept back")
+    p.add_argument("prompt")
+    p.add_argument("--concepts", nargs="*", default=[], help="the prompt's two concepts, e.g. tower ball")
+    p.add_argument("--remedy", help="rebalance (the default), attend_excite or weighting")
+    p.add_argument("--profile", default="smoke", help="profile giving model, sampler, device (default smoke)")
+    p.add_argument("--model", help="override the profile's model (Hub id or folder)")
+    p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")
+    p.add_argument("--layers", nargs="*", type=int, help="detector layers (default as dvd check)")
+    p.add_argument("--threshold", type=float, default=0.010, help="detector threshold (default 0.010)")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                   help="a remedy parameter, e.g. -p strength 0.5")
+    p.add_argument("--out", default="fixed.png", help="image to write (several seeds: NAME-SEED.png; default fixed.png)")
     p = sub.add_parser("plan", help="what chapters compute under a profile, and its GPU-hours from measured costs")
     p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, stems or numbers (default: all)")
     p.add_argument("--profile", default="toy", help="profile name or YAML path (default toy)")
@@ -163,6 +208,8 @@ def main(argv=None) -> int:
         return _book(args)
     if args.command == "check":
         return _check(args)
+    if args.command == "fix":
+        return _fix(args)
     if args.command == "plan":
         return _plan(args)
     if args.command == "prefetch":

@@ -5,7 +5,7 @@ detector over whole prompt sets (rates, the threshold × layer-set grid, the ROC
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,11 +40,22 @@ class Check:
     concepts: dict[str, list[int]]
     flagged: bool
     layers: tuple[int, ...] = LAYERS
+    #: each concept's share of the first step's cross-attention in the detector's layers (mean
+    #: over seeds and layers; its tokens together)
+    shares: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dominant(self) -> str | None:
+        """The concept that takes more of the first step's attention in the detector's layers (the
+        one expected to dominate, paper §3.4), or None with fewer than two concepts."""
+        return max(self.shares, key=self.shares.get) if len(self.shares) >= 2 else None
 
     def report(self, layers=None, threshold: float = THRESHOLD) -> str:
         layers = layers or self.layers
         lines = [f"prompt: {self.prompt!r}"]
-        lines += [f"  {name!r} → token positions {span}" for name, span in self.concepts.items()]
+        lines += [f"  {name!r} → token positions {span}" + (f", {self.shares[name]:.1%} of the detector layers' "
+                                                             "attention" if name in self.shares else "")
+                  for name, span in self.concepts.items()]
         lines.append("layer  Focus Score  peak token")
         lines += [f"{layer:5d}  {score:11.4f}  {self.peak_token[layer]}" + ("   ← detector" if layer in layers else "")
                   for layer, score in self.focus.items()]
@@ -93,7 +104,9 @@ def check_prompt(pipe, prompt: str, concepts=(), *, store: Store, seeds=(1825,),
                            for at, word in zip(table["peak"], table["peak_token"])]
     focus = table.groupby("layer")["focus"].mean().to_dict()
     peak = table.groupby("layer")["peak_token"].agg(lambda s: s.mode().iloc[0]).to_dict()
-    return Check(prompt, focus, peak, spans, flags(focus, layers, threshold), layers)
+    shares = {c: float(np.mean([x.share(layer)[span].sum() for x in samples for layer in layers]))
+              for c, span in spans.items()}
+    return Check(prompt, focus, peak, spans, flags(focus, layers, threshold), layers, shares)
 
 
 # ------------------------------------------------------------------ the detector over prompt sets
@@ -178,8 +191,7 @@ def roc_figure(curves: dict, marks: dict | None = None, matched: dict | None = N
     use_style()
     fig, ax = plt.subplots(figsize=(6.2, 4.4))
     for label, (table, auc) in curves.items():  # the area as the table beside it writes it
-        layers = "layers" if "–" in label or "," in label else "layer"
-        line, = ax.plot(table["fpr"], table["tpr"], label=f"{layers} {label} (AUC {number(auc)})")
+        line, = ax.plot(table["fpr"], table["tpr"], label=f"{layers_text(label)} (AUC {number(auc)})")
         if marks and label in marks:
             ax.plot(*marks[label], "o", color=line.get_color(), ms=7, mfc="white", mew=1.5)
         if matched and label in matched:
@@ -239,6 +251,11 @@ def grid_table(grid, layer_sets):
     return rows_or_sentence(table, "configurations of the grid", say)
 
 
+def layers_text(label: str) -> str:
+    """A layer set's label (`dvdlib.report.ranges`) in words: "layer 9", "layers 9–10", "layers 5, 9"."""
+    return f"layer{'s' if '–' in label or ',' in label else ''} {label}"
+
+
 def threshold_text(t: float) -> str:
     """A threshold as the paper writes it: three decimals (0.010), more where it has them (0.0125)."""
     return f"{t:.3f}" if round(t, 3) == t else f"{t:g}"
@@ -247,10 +264,10 @@ def threshold_text(t: float) -> str:
 def largest_gap(grid) -> str:
     """The largest gap on `detection_grid` and where (paper §3.8's: 37.00 points at layers 9–10 and
     threshold 0.010); where configurations tie, how many: "0.00 points, at all 30 configurations",
-    "12.50 points, at 3 of the 30 configurations (the first: layers 8 and threshold 0.006)"."""
+    "12.50 points, at 3 of the 30 configurations (the first: layer 8 and threshold 0.006)"."""
     top = grid.gap.max()
     at = grid[np.isclose(grid.gap, top)]
-    first = f"layers {at.layers.iloc[0]} and threshold {threshold_text(at.threshold.iloc[0])}"
+    first = f"{layers_text(at.layers.iloc[0])} and threshold {threshold_text(at.threshold.iloc[0])}"
     if len(at) == 1:
         return f"{top:.2f} points, at {first}"
     if len(at) == len(grid):
