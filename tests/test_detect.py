@@ -132,7 +132,7 @@ def test_a_grid_that_reads_the_same_everywhere_is_one_sentence():
     import pandas as pd
     from IPython.display import Markdown
 
-    from dvdlib.detect import detection_grid, grid_table, largest_gap
+    from dvdlib.detect import detection_grid, grid_table, largest_gap, layers_text
 
     sets, thresholds = [[8], [9], [10], [9, 10], [8, 9, 10], [5, 6, 7, 8, 9, 10]], [0.006, 0.008, 0.010, 0.012, 0.014]
     high = _long({p: {layer: 0.5 for layer in range(5, 11)} for p in ("b1", "b2", "c1")})
@@ -149,5 +149,6 @@ def test_a_grid_that_reads_the_same_everywhere_is_one_sentence():
     assert isinstance(table, pd.DataFrame) and len(table) == 4
     # 9–10 mean: b 0.02, 0.009; c 0.006 → 0.008 flags both b, no c (gap 100); 0.010 flags b1 (50)
     assert largest_gap(grid) == "100.00 points, at layers 9–10 and threshold 0.008"
+    assert layers_text("9") == "layer 9" and layers_text("9–10") == "layers 9–10"
     tie = grid.assign(gap=[50.0, 50.0, 10.0, 0.0])
-    assert largest_gap(tie) == "50.00 points, at 2 of the 4 configurations (the first: layers 9 and threshold 0.008)"
+    assert largest_gap(tie) == "50.00 points, at 2 of the 4 configurations (the first: layer 9 and threshold 0.008)"
