@@ -297,6 +297,28 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
                            after=after, replaced=replaced, sweep=sweep, ablated=ablated, exclude=list(exclude))
 
 
+def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalance_boost, rebalance_steps,
+              rebalance_layers, ae_attn_res, ae_scale_factor, ae_max_iter_to_alter, weighting_weight):
+    """Beyond the paper: the benchmark's first step recorded (the detector of §3.8 reads it), then
+    every remedy of `dvdlib.remedies.compare` (none, §3.8's replacement, Attend-and-Excite,
+    rebalancing, weighting) on the same prompts and seeds, each judged (a pilot where the profile's
+    ``scales.remedies`` narrows prompts and seeds)."""
+    from . import adapters, bench
+    from .remedies import compare
+
+    P = x.profile
+    S = P.scale("remedies", {"prompts": P.n_prompts, "seeds": len(P.seeds)})
+    seeds = [int(s) for s in (seeds if seeds is not None else P.seeds[:S["seeds"]])]
+    rows = bench.stratified(x.prompts("benchmark"), n_prompts or S["prompts"])
+    detector_layers = adapters.paper_layers(x.pipe, detector_layers, P.resolution)
+    samples = x.generate(rows.prompt.unique(), seeds, attention=FIRST_STEP, until_step=1)
+    params = compare.parameters(rebalance_strength, rebalance_boost, rebalance_steps, rebalance_layers, ae_attn_res,
+                                ae_scale_factor, ae_max_iter_to_alter, weighting_weight)
+    judged = {name: x.remedy(rows, seeds, name, params[name]) for name in compare.NAMES}
+    return SimpleNamespace(scale=S, seeds=seeds, rows=rows, detector_layers=detector_layers, samples=samples,
+                           params=params, judged=judged)
+
+
 def work(run, **params):
     """Run the work of ``run``'s chapter (``run.chapter``) with the chapter's parameters ``params``
     (those its work takes; the notebook passes its own values): what it computed."""
@@ -340,10 +362,11 @@ TWINS = Chapter("12_twin_finetunes", long=0, snapshot=True, work=_twin_finetunes
                       "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "falls": "twin_falls",
                       "below": "twin_below", "single": "twin_single_head", "multi": "twin_multi_head", "auc": "twin_auc",
                       "replacement": "twin_replacement"})
+REMEDIES = Chapter("13_remedies", reads_from=(DETECTION.name,), work=_remedies)
 
 #: Every chapter, in the book's order.
 ALL = (TRAINING_DIVERSITY, DVD_BENCHMARK, CAUSAL, FOCUS, TEMPORAL, ABLATION, MEMORIZATION, DETECTION, TOY_FINDINGS,
-       UNSELECTED, THREE_CONCEPTS, TWINS)
+       UNSELECTED, THREE_CONCEPTS, TWINS, REMEDIES)
 BY_NAME = {c.name: c for c in ALL}
 
 

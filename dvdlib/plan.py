@@ -263,6 +263,41 @@ class Count:
         return pd.DataFrame(columns=["case_num", "content_type", "prompt", "concept_group", "object_group", "seed",
                                      "c", "n", "dvd", "answers"])
 
+    def remedy(self, rows, seeds, name: str, params: dict | None = None):
+        """Count `dvdlib.run.Run.remedy`: each prompt × seed generated into the remedy's store (the
+        sampler and the remedy's key, `dvdlib.remedies.fix.remedy_store`; ``row`` holds the remedy and
+        the prompt's concepts, which `dvdlib.prefetch` computes it from), ten questions per (row, seed)."""
+        import pandas as pd
+
+        from .dvd import _key, question_groups
+        from .judge import QUESTIONS_PER_SET
+        from .remedies.compare import COLUMNS, asked_rows, module, with_words
+
+        P, model = self.profile, self.profile.model
+        params = with_words(name, params, rows, self.world.category_words())
+        key = self._key(model)
+        settings = {**P.sampler(base_of(model)), "remedy": module(name).key(**params)}
+        store, text = f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
+        options = json.dumps({"attention": None, "until_step": None, "noise_norms": False}, sort_keys=True)
+        evals = P.steps * (2 if settings["guidance"] > 1 else 1)
+        if name == "attend_excite":
+            self.skip("Attend-and-Excite's latent updates (a UNet pass and its gradient per update, up to "
+                      "max_iter_to_alter steps and their refinements) are counted as a plain generation's UNet "
+                      "evaluations: its GPU-hours are a lower bound")
+        first = rows.drop_duplicates("prompt")
+        for prompt, dominant, dominated in zip(first.prompt, first.content, first.nm_word):
+            made = json.dumps(plain({"remedy": name, "params": params, "prompt": prompt, "dominant": dominant,
+                                     "dominated": dominated}),
+                              sort_keys=True)
+            for seed in seeds:
+                self._add(Work(GENERATE, model, store, text, prompt, int(seed), options, row=made, artifact=".png",
+                               unet_evals=evals))
+        Q = self.questions
+        for row in asked_rows(name, rows, params).itertuples():
+            answers = _key(self.judge, Q, row.content, row.nm_word, question_groups(row, Q))
+            self._judge(model, store, text, row.prompt, seeds, answers, "dvd", row._asdict(), 2 * QUESTIONS_PER_SET, None)
+        return pd.DataFrame(columns=COLUMNS)
+
     def judge_presence(self, rows, seeds, present_at: int = 3):
         """Count `dvdlib.run.Run.judge_presence`: five questions per target and (row, seed)."""
         import pandas as pd

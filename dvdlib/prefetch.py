@@ -144,6 +144,14 @@ def _generate(todo, log, index, count) -> None:
             by_model[w.model, id(p.run)].append((w, p))
     for (model, _), works in by_model.items():
         run, P = works[0][1].run, works[0][1].profile
+        if any(w.row for w, _ in works):  # a remedy's images (chapter 13), made by the remedy's own module
+            from .remedies.compare import prefetch_images
+
+            made = prefetch_images(run, [w for w, _ in works if w.row])
+            log(f"[shard {index}/{count}] {model}: {made:,} remedy images done")
+            works = [(w, p) for w, p in works if not w.row]
+            if not works:
+                continue
         pipe, key = run.load(model), model_key(model)
         groups = defaultdict(lambda: defaultdict(list))  # (settings, options, iv) → prompt → seeds
         for w, _ in works:

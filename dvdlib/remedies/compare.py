@@ -1,0 +1,535 @@
+"""Remedies compared on the same prompts, seeds and judge (beyond the paper, whose §3.8 has one
+remedy: the dominant concept replaced by its category word).
+
+Each remedy of `NAMES` (``none``, the plain image; ``replacement``, paper §3.8; Attend-and-Excite,
+Chefer et al. 2023; early attention rebalancing; prompt weighting) generates every prompt × seed
+into a store of its own, keyed by the profile's sampler and the remedy's key
+(`dvdlib.remedies.fix.remedy_store`), with the seconds each image took in its record; the
+profile's judge is asked the DvD questions about it (`dvdlib.dvd.judge_images`; after replacement
+about the category word the prompt holds, as chapter 08 asks). A remedy run twice computes
+nothing. `dvdlib.run.Run.remedy` computes this, `dvdlib.plan.Count.remedy` counts it.
+
+Per remedy (`summary`): the dominated concept's presence (share of images with at least
+`PRESENT_AT` of its five Yes, as `dvdlib.replace.object_return` counts it), **both present** (the
+dominated concept present and the dominant one still there: the collapse fixed, not swapped; after
+replacement, the category word), the mean DvD Score and the seconds per image. Against ``none``
+and against ``replacement`` (`contrasts`): differences with 95% intervals over concepts (the
+prompt's dominant concept is the cluster) and the book's verdict (`dvdlib.stats.decide`). Detect,
+then fix (`end_to_end`): the detector's first-step Focus Score decides which prompts get the remedy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..replace import PRESENT_AT
+from .fix import remedy_store
+
+#: the remedies compared, in the order the page shows them
+NAMES = ("none", "replacement", "attend_excite", "rebalance", "weighting")
+
+#: how the page names each
+LABELS = {"none": "none", "replacement": "replacement (§3.8)", "attend_excite": "Attend-and-Excite",
+          "rebalance": "rebalance", "weighting": "weighting"}
+
+#: each remedy's module in `dvdlib.remedies` (``none`` is `dvdlib.remedies.plain`)
+MODULES = {"none": "plain", "replacement": "replacement", "attend_excite": "attend_excite",
+           "rebalance": "rebalance", "weighting": "weighting"}
+
+#: columns of a judged table (one row per prompt-set row, seed and remedy)
+COLUMNS = ["remedy", "case_num", "content_type", "concept", "nm_word", "prompt", "seed", "c", "n", "dvd", "seconds"]
+
+
+def module(name: str):
+    """The module of remedy ``name`` (one of `NAMES`)."""
+    if name not in MODULES:
+        raise ValueError(f"unknown remedy {name!r}; known: {', '.join(NAMES)}")
+    return importlib.import_module(f"{__package__}.{MODULES[name]}")
+
+
+def parameters(rebalance_strength, rebalance_boost, rebalance_steps, rebalance_layers, ae_attn_res, ae_scale_factor,
+               ae_max_iter_to_alter, weighting_weight) -> dict[str, dict]:
+    """The chapter's named parameters as each remedy's own (None: the module's default)."""
+    given = {"rebalance": {"strength": rebalance_strength, "boost": rebalance_boost, "steps": rebalance_steps,
+                           "layers": rebalance_layers},
+             "attend_excite": {"attn_res": ae_attn_res, "scale_factor": ae_scale_factor,
+                               "max_iter_to_alter": ae_max_iter_to_alter},
+             "weighting": {"weight": weighting_weight}}
+    out = {name: {k: v for k, v in p.items() if v is not None} for name, p in given.items()}
+    if "layers" in out["rebalance"] and out["rebalance"]["layers"] != "all":
+        out["rebalance"]["layers"] = [int(v) for v in out["rebalance"]["layers"]]
+    return {"none": {}, "replacement": {}, **out}
+
+
+def with_words(name: str, params: dict, rows: pd.DataFrame, world_words: dict) -> dict:
+    """``params`` of remedy ``name``; replacement's with the category word of each row's dominant
+    concept (`dvdlib.remedies.replacement.words_for`)."""
+    params = dict(params or {})
+    if name == "replacement" and "words" not in params:
+        from .replacement import words_for
+
+        params["words"] = dict(zip(rows["content"], words_for(rows, world_words)))
+    return params
+
+
+def asked_rows(name: str, rows: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """The rows the judge is asked about: after replacement, its concept questions ask about the
+    category word (the prompt in the store stays the original, the remedy's key)."""
+    if name != "replacement":
+        return rows
+    words = params["words"]
+    return rows.assign(content=[words[c] for c in rows["content"]])
+
+
+def store_of(run, name: str, params: dict):
+    """The store of remedy ``name``'s images under ``params`` (`dvdlib.remedies.fix.remedy_store`)."""
+    return remedy_store(run, module(name).key(**params))
+
+
+def _generate(run, store, name: str, params: dict, rows: pd.DataFrame, todo) -> None:
+    """Generate the missing (prompt, seed) pairs ``todo`` with the remedy, grouped by their missing
+    seeds, timing each call; each image's record keeps its seconds (the call's mean)."""
+    first = rows.drop_duplicates("prompt").set_index("prompt")
+    by_prompt: dict = {}
+    for prompt, seed in todo:
+        by_prompt.setdefault(prompt, []).append(seed)
+    groups: dict = {}
+    for prompt, seeds in by_prompt.items():
+        groups.setdefault(tuple(seeds), []).append(prompt)
+    m = module(name)
+    for seeds, prompts in groups.items():
+        started = time.perf_counter()
+        images = m.generate(run.pipe, prompts, list(seeds), run.profile.sampler(),
+                            dominant=list(first.loc[prompts, "content"]), dominated=list(first.loc[prompts, "nm_word"]),
+                            **params)
+        seconds = (time.perf_counter() - started) / len(images)
+        jobs = [(p, s) for p in prompts for s in seeds]
+        for (p, s), image in zip(jobs, images):
+            store.save(p, s, image=image, seconds=seconds, batch_size=len(images), remedy=name)
+
+
+def remedy(run, rows: pd.DataFrame, seeds, name: str, params: dict | None = None) -> pd.DataFrame:
+    """Remedy ``name`` (with ``params``) on every row × seed, through ``run``: what its store lacks
+    is generated (timed), the rest read; then judged with the profile's judge (answers stored).
+    One row per prompt-set row and seed (`COLUMNS`: ``concept`` the dominant concept, as the
+    prompt had it; ``c`` about it or, after replacement, its category word; ``n`` the dominated)."""
+    from ..dvd import judge_images
+
+    params = with_words(name, params, rows, run.world.category_words())
+    why = module(name).applies(run.pipe)
+    if why:
+        raise ValueError(f"remedy {name!r} does not apply to {run.profile.model}: {why}")
+    store, seeds = store_of(run, name, params), [int(s) for s in seeds]
+    jobs = [(p, s) for p in dict.fromkeys(rows["prompt"]) for s in seeds]
+    todo = store.todo(jobs, what=f"images under {name}")
+    if not store.frozen:  # an image stored untimed (by `dvd fix`) is made again, timed: the same image
+        todo += [(p, s) for p, s in jobs if (p, s) not in todo and "seconds" not in store.record(p, s)]
+    if todo:
+        _generate(run, store, name, params, rows, todo)
+    judged = judge_images(asked_rows(name, rows, params), seeds, store, run.judge, run.questions)
+    seconds = [store.record(p, s).get("seconds", np.nan) for p, s in zip(judged["prompt"], judged["seed"])]
+    keep = rows.set_index("case_num")[["content", "nm_word"]]
+    return judged.assign(remedy=name, concept=list(keep.loc[judged["case_num"], "content"]),
+                         nm_word=list(keep.loc[judged["case_num"], "nm_word"]), seconds=seconds)[COLUMNS]
+
+
+def prefetch_images(run, works) -> int:
+    """Generate the remedy images that `dvdlib.plan.Count.remedy` counted (`dvdlib.plan.Work` whose
+    ``row`` names the remedy, its parameters and the prompt's concepts) into their stores, as
+    `remedy` would, timed; how many were made (`dvdlib.prefetch`)."""
+    groups: dict = {}
+    for w in works:
+        groups.setdefault(w.row, []).append((w.prompt, int(w.seed)))
+    made = 0
+    for row, jobs in groups.items():
+        spec = json.loads(row)
+        rows = pd.DataFrame({"prompt": [spec["prompt"]], "content": [spec["dominant"]], "nm_word": [spec["dominated"]]})
+        store = store_of(run, spec["remedy"], spec["params"])
+        todo = store.todo(jobs, what=f"images under {spec['remedy']}")
+        if todo:
+            _generate(run, store, spec["remedy"], spec["params"], rows, todo)
+            made += len(todo)
+    return made
+
+
+# ------------------------------------------------------------------------------ measures
+
+
+def measured(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """``judged`` with ``dominated`` (its Yes count n ≥ ``present_at``), ``dominant`` (c ≥
+    ``present_at``) and ``both`` per image."""
+    dominated, dominant = judged["n"] >= present_at, judged["c"] >= present_at
+    return judged.assign(dominated=dominated, dominant=dominant, both=dominated & dominant)
+
+
+def summary(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per remedy (in `NAMES`' order): images, the dominated concept's presence and both concepts'
+    presence (shares, each concept weighing the same, with the 95% interval over concepts), the
+    mean DvD Score and the seconds per image."""
+    from ..stats import cluster_mean
+
+    rows = []
+    for name, g in measured(judged, present_at).groupby("remedy", sort=False):
+        dominated = cluster_mean(g["dominated"], g["concept"], bounds=(0, 1))
+        both = cluster_mean(g["both"], g["concept"], bounds=(0, 1))
+        rows.append({"remedy": name, "images": len(g), "concepts": g["concept"].nunique(),
+                     "dominated": dominated["value"], "dominated_ci": dominated["ci"],
+                     "both": both["value"], "both_ci": both["ci"], "dvd": float(g["dvd"].mean()),
+                     "seconds": float(g["seconds"].mean())})
+    out = pd.DataFrame(rows)
+    order = [n for n in NAMES if n in set(out["remedy"])]
+    return out.set_index("remedy").loc[order].reset_index()
+
+
+#: the book's verdicts, as a comparison of two remedies reads them
+WORDS = {"reproduced": "higher", "not reproduced": "lower"}
+
+
+def _verdict(result: dict) -> str:
+    from ..stats import decide
+
+    said = decide(result, direction=1)
+    return WORDS.get(said, said)
+
+
+def contrast(judged: pd.DataFrame, a: str, b: str, measure: str, present_at: int = PRESENT_AT) -> dict:
+    """Remedy ``a`` − remedy ``b`` in ``measure`` (``both`` or ``dominated``): the difference of
+    their shares with its 95% interval over concepts (`dvdlib.stats.difference`, the dominant
+    concept as cluster on both sides) and the book's verdict ("higher", "lower", "inconclusive",
+    "underpowered (n concepts)")."""
+    from ..stats import difference, within
+
+    m = measured(judged, present_at)
+    A, B = m[m.remedy == a], m[m.remedy == b]
+    result = difference(A[measure].astype(float), B[measure].astype(float), clusters=(list(A.concept), list(B.concept)))
+    result["ci"] = within(result["ci"], (-1.0, 1.0))  # a difference of two shares
+    return {**result, "verdict": _verdict(result)}
+
+
+def contrasts(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per remedy but ``none``: both present and the dominated concept's presence against ``none``,
+    and both present against ``replacement`` (the paper's remedy; not for replacement itself), each
+    a difference with its interval and verdict; ``works``: whether it beats replacement on both
+    present by the book's rule."""
+    from ..stats import interval_text
+
+    names = [n for n in NAMES if n in set(judged.remedy) and n != "none"]
+    rows = []
+    for name in names:
+        row = {"remedy": name}
+        for col, (b, measure) in {"both_vs_none": ("none", "both"), "dominated_vs_none": ("none", "dominated"),
+                                  "both_vs_replacement": ("replacement", "both")}.items():
+            if name == b or b not in set(judged.remedy):
+                row[col], row[f"{col}_verdict"], row[f"{col}_result"] = "—", "—", None
+                continue
+            r = contrast(judged, name, b, measure, present_at)
+            row[col], row[f"{col}_verdict"], row[f"{col}_result"] = interval_text(r, "{:+.2f}"), r["verdict"], r
+        row["works"] = row["both_vs_replacement_verdict"] == "higher"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def contrast_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`contrasts` as the page shows it: a row per remedy, each difference with its verdict."""
+    shown = table.assign(remedy=table.remedy.map(LABELS)).set_index("remedy")
+    cols = {"both_vs_none": "both present − none", "both_vs_none_verdict": "verdict",
+            "dominated_vs_none": "dominated present − none", "dominated_vs_none_verdict": "verdict ",
+            "both_vs_replacement": "both present − replacement", "both_vs_replacement_verdict": "verdict  "}
+    return shown[list(cols)].rename(columns=cols)
+
+
+def summary_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`summary` as the page shows it: shares with their intervals, DvD, seconds per image."""
+    def share(v, ci):
+        return "—" if v is None else f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    return pd.DataFrame({"remedy": table.remedy.map(LABELS), "images": table.images,
+                         "dominated present": [share(v, c) for v, c in zip(table.dominated, table.dominated_ci)],
+                         "both present": [share(v, c) for v, c in zip(table.both, table.both_ci)],
+                         "mean DvD": table.dvd.round(1), "seconds per image": table.seconds.round(3)}).set_index("remedy")
+
+
+# ------------------------------------------------------------------------------ detect, then fix
+
+
+def detector_threshold(threshold, profile, out_dir: str | Path = "book") -> tuple[float, str]:
+    """The detector's threshold and where it comes from: a number as given; ``"matched"``, the
+    threshold chapter 08 matched to the paper's control rate on this profile's model (its results
+    JSON under ``out_dir``), else the paper's 0.010 (paper §3.8) where chapter 08 has not run."""
+    from ..detect import THRESHOLD
+
+    if threshold != "matched":
+        return float(threshold), f"{float(threshold):.3g}, as given"
+    path = Path(out_dir) / "results" / "08_detection_replacement.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        same = data.get("profile", {}).get("name") == profile.name and data.get("profile", {}).get("model") == profile.model
+        found = [r.get("threshold") for r in data.get("results", []) if r.get("key") == "det_matched"]
+        if same and found and found[0] is not None:
+            return float(found[0]), (f"{float(found[0]):.3g}, chapter 08's, matched to the paper's control rate "
+                                     "(33.67% flagged) on this model")
+    return THRESHOLD, f"{THRESHOLD:.3f}, the paper's: chapter 08 has matched none on this model in this book"
+
+
+def detector_scores(samples, tokenizer, layers, detector_layers, combine: str = "mean") -> pd.Series:
+    """Per prompt, the first step's Focus Score in ``detector_layers`` combined as the detector
+    combines them (`dvdlib.detect.combined_scores`), each prompt's seeds averaged."""
+    from ..detect import combined_scores
+    from ..focus import focus_table, per_prompt
+
+    return combined_scores(per_prompt(focus_table(samples, tokenizer, layers)), detector_layers, combine)
+
+
+def end_to_end(judged: pd.DataFrame, flagged: dict, steps: int, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Detect, then fix, over all prompts: per remedy but ``none``, the share of rows flagged
+    (``flagged``: prompt → bool), both-present rates (each concept weighing the same, with its
+    interval) when only the flagged prompts get the remedy, when all do and when none does, and
+    the mean seconds per image of each; the detector's own cost, one of the schedule's ``steps``
+    per image, is counted as the plain image's seconds / ``steps``."""
+    from ..stats import cluster_mean
+
+    m = measured(judged, present_at)
+    plain = m[m.remedy == "none"].set_index(["case_num", "seed"]).sort_index()
+    detector = float(plain.seconds.mean()) / steps
+    is_flagged = np.array([bool(flagged[p]) for p in plain.prompt])
+    rows = []
+    for name in [n for n in NAMES if n in set(m.remedy) and n != "none"]:
+        fixed = m[m.remedy == name].set_index(["case_num", "seed"]).loc[plain.index]
+        mixed = np.where(is_flagged, fixed.both, plain.both)
+        seconds = np.where(is_flagged, fixed.seconds, plain.seconds)
+        rates = {how: cluster_mean(both.astype(float), plain.concept, bounds=(0, 1)) for how, both in
+                 (("flagged", mixed), ("all", fixed.both.values), ("none", plain.both.values))}
+        rows.append({"remedy": name, "flagged": float(is_flagged.mean()),
+                     **{f"both_{how}": r["value"] for how, r in rates.items()},
+                     **{f"both_{how}_ci": r["ci"] for how, r in rates.items()},
+                     "seconds_flagged": float(np.nanmean(seconds)) + detector, "seconds_all": float(fixed.seconds.mean()),
+                     "seconds_none": float(plain.seconds.mean())})
+    return pd.DataFrame(rows)
+
+
+def end_to_end_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`end_to_end` as the page shows it."""
+    def share(v, ci):
+        return f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    out = pd.DataFrame({"remedy": table.remedy.map(LABELS)})
+    for how, label in (("flagged", "fix flagged only"), ("all", "fix all"), ("none", "fix none")):
+        out[f"both present, {label}"] = [share(v, c) for v, c in zip(table[f"both_{how}"], table[f"both_{how}_ci"])]
+        out[f"s/image, {label}"] = table[f"seconds_{how}"].round(3)
+    return out.set_index("remedy")
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def both_figure(table: pd.DataFrame, title: str = ""):
+    """Both concepts present (filled) and the dominated concept present (open) per remedy, each
+    with its 95% interval over concepts."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    y = np.arange(len(table))[::-1]
+    for offset, col, style, label in ((0.12, "both", "o", "both present"), (-0.12, "dominated", "s", "dominated present")):
+        values = np.array([np.nan if v is None else v for v in table[col]], float)
+        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, table[f"{col}_ci"])]).T
+        ax.errorbar(values, y + offset, xerr=err, fmt=style, capsize=3, label=label,
+                    mfc="C0" if col == "both" else "white", color="C0" if col == "both" else "C1")
+    ax.set_yticks(y, [LABELS[n] for n in table.remedy])
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("share of images (95% interval over concepts)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def cost_figure(table: pd.DataFrame, e2e: pd.DataFrame, title: str = ""):
+    """Cost against benefit: seconds per image (log scale) against both present, per remedy on
+    every prompt (filled) and on the flagged prompts only (open)."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import use_style
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for i, row in enumerate(table.itertuples()):
+        ax.plot(row.seconds, row.both, "o", color=f"C{i}", label=LABELS[row.remedy])
+        flagged = e2e[e2e.remedy == row.remedy]
+        if len(flagged):
+            ax.plot(flagged.seconds_flagged.iloc[0], flagged.both_flagged.iloc[0], "o", mfc="white", color=f"C{i}")
+    ax.plot([], [], "o", mfc="white", color="0.4", label="flagged prompts only")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (log scale)")
+    ax.set_ylabel("both present")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def example(judged: pd.DataFrame, case=None, present_at: int = PRESENT_AT) -> tuple:
+    """The (prompt-set row, seed) the grid shows: ``case`` (a ``case_num``) with its first seed,
+    else the image where the plain one lacks the dominated concept and the most remedies have both
+    (the first row's first seed where none does)."""
+    m = measured(judged, present_at)
+    if case is not None:
+        row = m[m.case_num == case]
+        if row.empty:
+            raise ValueError(f"no row {case!r} among the compared prompts ({sorted(set(m.case_num))})")
+        return case, int(row.seed.iloc[0])
+    wins = m[m.remedy != "none"].groupby(["case_num", "seed"], sort=False).both.sum()
+    lost = m[(m.remedy == "none") & ~m.dominated].set_index(["case_num", "seed"]).index
+    pick = wins.loc[wins.index.isin(lost)]
+    key = pick.idxmax() if len(pick) else wins.index[0]
+    return key[0], int(key[1])
+
+
+def grid_rows(judged: pd.DataFrame, stores: dict, case, seed: int) -> list:
+    """One row of `dvdlib.plots.image_grid`: the prompt-set row ``case`` and ``seed`` under every
+    remedy, captioned with the remedy and the judge's Yes counts (c about the dominant concept or
+    its category word, n about the dominated)."""
+    shown = judged[(judged.case_num == case) & (judged.seed == seed)].set_index("remedy")
+    prompt = shown.prompt.iloc[0]
+    images = [(stores[n].image(prompt, seed).convert("RGB"), f"{LABELS[n]}\nc {shown.c[n]}, n {shown.n[n]}")
+              for n in NAMES if n in shown.index]
+    return [(f'"{prompt}", seed {seed}: {shown.concept.iloc[0]} dominant, {shown.nm_word.iloc[0]} dominated', images)]
+
+
+# ------------------------------------------------------------------------------ words
+
+
+def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame) -> str:
+    """The closing paragraph, written from this run's verdicts (each remedy against the plain
+    images and against replacement, on both present) and its detect-then-fix numbers."""
+    from ..stats import UNDERPOWERED
+
+    n = int(table.concepts.max())
+    beyond = versus[versus.remedy != "replacement"]
+    works = [LABELS[r] for r in beyond[beyond.works].remedy]
+    verdicts = set(versus.both_vs_none_verdict) | set(beyond.both_vs_replacement_verdict)
+    if len(verdicts) == 1:
+        text = [f"Every remedy, against the plain images and against the paper's replacement, on the share with both "
+                f"concepts present, reads {verdicts.pop()} under the book's rule."]
+    else:
+        said = "; ".join(f"{LABELS[r.remedy]} {r.both_vs_none_verdict}" for r in versus.itertuples())
+        text = [f"Against the plain images, on the share with both concepts present, the book's rule reads: {said}."]
+        said = "; ".join(f"{LABELS[r.remedy]} {r.both_vs_replacement_verdict}" for r in beyond.itertuples())
+        if said:
+            text.append(f"Against the paper's replacement: {said}.")
+    text.append(f"{', '.join(works)} {'works' if len(works) == 1 else 'work'} in this chapter's sense (beats "
+                "replacement)." if works else "No remedy works in this chapter's sense: none beats replacement by the rule.")
+    if versus.both_vs_none_verdict.str.startswith(UNDERPOWERED).all():
+        text.append(f"With {n} dominant concepts this run has too few clusters for any verdict; its shares describe "
+                    "these prompts and seeds only.")
+    if len(e2e) and e2e.flagged.iloc[0] == 0:
+        text.append("The detector flags none of the rows, so detect-then-fix gives the plain images at the plain "
+                    "images' cost and one step more.")
+    elif len(e2e):
+        best = e2e.sort_values("both_flagged", ascending=False, kind="stable").iloc[0]
+        text.append(f"The detector flags {best.flagged:.0%} of the rows; fixing only those, {LABELS[best.remedy]} "
+                    f"gives the highest share with both present, {best.both_flagged:.2f} (fixing all: "
+                    f"{best.both_all:.2f}; none: {best.both_none:.2f}), at {best.seconds_flagged:.3g} s per image "
+                    f"(all: {best.seconds_all:.3g}; none: {best.seconds_none:.3g}).")
+    return " ".join(text)
+
+
+# ------------------------------------------------------------------------------ the chapter
+
+
+def joined(judged: dict) -> pd.DataFrame:
+    """The judged tables of every remedy (name → table, as the chapter's work returns them) as one."""
+    return pd.concat(list(judged.values()), ignore_index=True)
+
+
+def stores(run, params: dict, rows: pd.DataFrame) -> dict:
+    """Each remedy's store (name → `dvdlib.store.Store`) under its ``params``."""
+    words = run.world.category_words()
+    return {name: store_of(run, name, with_words(name, p, rows, words)) for name, p in params.items()}
+
+
+def params_table(params: dict) -> pd.DataFrame:
+    """Each remedy's parameters as its images are keyed (defaults filled in), in words."""
+    def said(k, value):
+        if value is None:
+            return "read from the model"
+        if k == "thresholds":
+            return ", ".join(f"step {s}: {t}" for s, t in value)
+        return ", ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    rows = []
+    for name in NAMES:
+        key = {k: v for k, v in module(name).key(**params.get(name, {})).items() if k != "remedy"}
+        text = "; ".join(f"{k} {said(k, v)}" for k, v in key.items()) if key else "—"
+        if name == "replacement":
+            text = "the dominant concept's words → its category word (paper §3.8)"
+        rows.append({"remedy": LABELS[name], "parameters (as keyed)": text})
+    return pd.DataFrame(rows).set_index("remedy")
+
+
+def scope_text(scale: dict, rows: pd.DataFrame, seeds, benchmark: str) -> str:
+    """What this run compares: the prompts and seeds, and whether the profile runs a pilot."""
+    concepts = ", ".join(dict.fromkeys(rows.content))
+    text = (f"Prompts: {len(rows)} rows of `{benchmark}` ({rows.prompt.nunique()} distinct prompts; dominant concepts: "
+            f"{concepts}), each with {len(seeds)} seed{'s' * (len(seeds) != 1)} ({', '.join(map(str, seeds))}).")
+    if scale.get("slice"):
+        text += (" This is the profile's pilot (`scales.remedies`: "
+                 f"{scale['prompts']} prompts, {scale['seeds']} seeds), not the whole set.")
+    return text
+
+
+def _share(value, ci) -> str:
+    return "—" if value is None else f"{value:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def add_results(report, table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, threshold_text: str,
+                paper_detection: dict) -> None:
+    """This run's numbers beside the paper's: per remedy, both present, the dominated concept's
+    presence, mean DvD, seconds per image, the differences against none and replacement with their
+    verdicts, and detect-then-fix. The paper's only remedy is replacement (§3.8: DvD medians
+    64 → 20 on SD 1.4); for the others it has no number."""
+    beyond = "— (beyond the paper)"
+    before, after = paper_detection["replacement"]["CompVis/stable-diffusion-v1-4"]
+    paper_both = {"none": "not reported", "replacement": "not reported"}
+    paper_dvd = {"none": f"median {before} (SD 1.4, before replacement)", "replacement": f"median {after} (SD 1.4)"}
+    for row in table.itertuples():
+        label = LABELS[row.remedy]
+        report.add(f"rem_both_{row.remedy}", f"both concepts present, {label} (share of images; 95% interval over "
+                   f"{row.concepts} concepts)", paper_both.get(row.remedy, beyond), _share(row.both, row.both_ci),
+                   value=row.both, ci=row.both_ci, n=row.images)
+        report.add(f"rem_dominated_{row.remedy}", f"dominated concept present, {label}", paper_both.get(row.remedy, beyond),
+                   _share(row.dominated, row.dominated_ci), value=row.dominated, ci=row.dominated_ci, n=row.images)
+        report.add(f"rem_dvd_{row.remedy}", f"mean DvD Score, {label}", paper_dvd.get(row.remedy, beyond), f"{row.dvd:.1f}")
+        report.add(f"rem_seconds_{row.remedy}", f"seconds per image, {label}", "not reported" if row.remedy in paper_dvd
+                   else beyond, f"{row.seconds:.3g}")
+    for row in versus.itertuples():
+        label = LABELS[row.remedy]
+        paper = "not reported" if row.remedy == "replacement" else beyond
+        report.add(f"rem_vs_none_{row.remedy}", f"{label} − none, both present", paper,
+                   f"{row.both_vs_none}: {row.both_vs_none_verdict}", **_fields(row.both_vs_none_result))
+        if row.both_vs_replacement_result is not None:
+            report.add(f"rem_vs_replacement_{row.remedy}", f"{label} − replacement, both present", beyond,
+                       f"{row.both_vs_replacement}: {row.both_vs_replacement_verdict}",
+                       **_fields(row.both_vs_replacement_result))
+    flagged = float(e2e.flagged.iloc[0]) if len(e2e) else float("nan")
+    report.add("rem_flagged", f"rows the detector flags; threshold {threshold_text}",
+               f"{paper_detection['benchmark_rate']:.2f}% of DominanceBench at {paper_detection['threshold']:.3f} (SD 1.4)",
+               f"{100 * flagged:.2f}%")
+    for row in e2e.itertuples():
+        paper = "not reported" if row.remedy == "replacement" else beyond
+        report.add(f"rem_e2e_{row.remedy}", f"detect, then fix with {LABELS[row.remedy]}: both present (s/image), "
+                   "flagged only / all / none", paper,
+                   f"{row.both_flagged:.2f} ({row.seconds_flagged:.3g}) / {row.both_all:.2f} ({row.seconds_all:.3g}) / "
+                   f"{row.both_none:.2f} ({row.seconds_none:.3g})")
+
+
+def _fields(result: dict) -> dict:
+    """The structured fields of a `contrast` kept in the results JSON."""
+    return {k: result.get(k) for k in ("value", "ci", "n", "n_clusters", "test", "verdict")}

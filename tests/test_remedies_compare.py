@@ -1,0 +1,154 @@
+"""Remedies compared (chapter 13, `dvdlib.remedies.compare`): the measures on a hand-made judged
+table, a remedy's images stored and reused (a second call computes nothing), the chapter on smoke
+end to end, and the plan counting what the chapter computes."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dvdlib.remedies import compare
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def judged_table() -> pd.DataFrame:
+    """Two concepts (tower: rows 1, 2; mosaic: row 3), two seeds, three remedies; c and n by hand."""
+    rows = []
+    counts = {  # remedy → [(case, seed, c, n)]
+        "none": [(1, 1, 5, 0), (1, 2, 5, 1), (2, 1, 5, 4), (2, 2, 4, 0), (3, 1, 5, 0), (3, 2, 5, 0)],
+        "replacement": [(1, 1, 1, 4), (1, 2, 4, 5), (2, 1, 5, 5), (2, 2, 0, 3), (3, 1, 5, 3), (3, 2, 2, 2)],
+        "rebalance": [(1, 1, 5, 3), (1, 2, 5, 3), (2, 1, 2, 5), (2, 2, 5, 3), (3, 1, 5, 3), (3, 2, 5, 0)],
+    }
+    concept = {1: "tower", 2: "tower", 3: "mosaic"}
+    for name, items in counts.items():
+        for case, seed, c, n in items:
+            rows.append({"remedy": name, "case_num": case, "content_type": "x", "concept": concept[case],
+                         "nm_word": "ball", "prompt": f"p{case}", "seed": seed, "c": c, "n": n,
+                         "dvd": 10.0 * (c - n), "seconds": {"none": 1.0, "replacement": 1.0, "rebalance": 2.0}[name]})
+    return pd.DataFrame(rows)
+
+
+def test_measures_on_a_hand_made_table():
+    table = compare.summary(judged_table()).set_index("remedy")
+    assert list(table.index) == ["none", "replacement", "rebalance"]
+    # none: tower 1 of 4 images with n >= 3 (case 2 seed 1), mosaic 0 of 2 → (0.25 + 0) / 2
+    assert table.loc["none", "dominated"] == pytest.approx(0.125)
+    assert table.loc["none", "both"] == pytest.approx(0.125)
+    # replacement: dominated tower 4/4, mosaic 1/2; both (c >= 3 too) tower 2/4 (1-2, 2-1), mosaic 1/2
+    assert table.loc["replacement", "dominated"] == pytest.approx((1.0 + 0.5) / 2)
+    assert table.loc["replacement", "both"] == pytest.approx((0.5 + 0.5) / 2)
+    # rebalance: dominated tower 4/4, mosaic 1/2; both tower 3/4 (2-1 has c 2), mosaic 1/2
+    assert table.loc["rebalance", "both"] == pytest.approx((0.75 + 0.5) / 2)
+    assert table.loc["rebalance", "seconds"] == 2.0 and table.loc["none", "images"] == 6
+    assert table.loc["none", "dvd"] == pytest.approx(judged_table().query("remedy == 'none'").dvd.mean())
+    diff = compare.contrast(judged_table(), "rebalance", "none", "both")
+    assert diff["value"] == pytest.approx((0.75 + 0.5) / 2 - 0.125)
+    assert diff["verdict"].startswith("underpowered")  # two concepts: the book's rule gives no verdict
+    versus = compare.contrasts(judged_table()).set_index("remedy")
+    assert versus.loc["replacement", "both_vs_replacement"] == "—"
+    assert versus.loc["rebalance", "both_vs_replacement_result"]["value"] == pytest.approx(0.625 - 0.5)
+    assert not versus.works.any()
+
+
+def test_detect_then_fix_on_a_hand_made_table():
+    flagged = {"p1": True, "p2": False, "p3": True}
+    e2e = compare.end_to_end(judged_table(), flagged, steps=10).set_index("remedy")
+    row = e2e.loc["rebalance"]
+    assert row.flagged == pytest.approx(4 / 6)
+    # flagged only: p1 rebalanced (both 2/2), p2 plain (1/2), p3 rebalanced (1/2) → tower 3/4, mosaic 1/2
+    assert row.both_flagged == pytest.approx((0.75 + 0.5) / 2)
+    assert row.both_all == pytest.approx((0.75 + 0.5) / 2) and row.both_none == pytest.approx(0.125)
+    # seconds: 4 images at 2 s and 2 at 1 s, plus the detector's step (1 s / 10)
+    assert row.seconds_flagged == pytest.approx((4 * 2 + 2 * 1) / 6 + 0.1)
+    assert row.seconds_all == 2.0 and row.seconds_none == 1.0
+
+
+def test_matched_threshold_read_from_chapter_08_else_the_papers(tmp_path):
+    from dvdlib.detect import THRESHOLD
+    from dvdlib.profiles import load_profile
+
+    P = load_profile("smoke")
+    assert compare.detector_threshold("matched", P, tmp_path)[0] == THRESHOLD
+    assert compare.detector_threshold(0.2, P, tmp_path)[0] == 0.2
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "08_detection_replacement.json").write_text(json.dumps(
+        {"profile": {"name": P.name, "model": P.model}, "results": [{"key": "det_matched", "threshold": 0.0123}]}))
+    value, text = compare.detector_threshold("matched", P, tmp_path)
+    assert value == 0.0123 and "chapter 08" in text
+
+
+def test_replacement_rewrites_the_dominant_concept():
+    from dvdlib.remedies import replacement
+
+    assert replacement.rewritten(["tower and ball"], ["tower"], {"tower": "landmark"}) == ["landmark and ball"]
+    with pytest.raises(ValueError, match="no category word"):
+        replacement.rewritten(["tower and ball"], ["tower"], {"mosaic": "style"})
+    assert replacement.key(words={"tower": "landmark"}) == {"remedy": "replacement", "word": "category"}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    import dvdlib
+
+    store = tmp_path_factory.mktemp("remedy_store")
+    run = dvdlib.setup("smoke", "13_remedies", out_dir=str(store / "book"), store=str(store))
+    rows = run.prompts("benchmark", 1)
+    return run, rows
+
+
+@pytest.mark.parametrize("name", ["replacement", "rebalance"])
+def test_a_remedy_run_twice_computes_nothing(smoke_run, name, monkeypatch):
+    from dvdlib import dvd
+
+    run, rows = smoke_run
+    first = run.remedy(rows, [1825], name)
+    assert list(first.columns) == compare.COLUMNS and len(first) == 1
+    assert first.seconds.iloc[0] > 0 and first.concept.iloc[0] == rows.content.iloc[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(compare, "_generate", refuse)
+    monkeypatch.setattr(dvd, "yes_counts", refuse)
+    again = run.remedy(rows, [1825], name)
+    pd.testing.assert_frame_equal(first, again)
+
+
+def test_replacement_asks_the_judge_about_the_category_word(smoke_run):
+    run, rows = smoke_run
+    params = compare.with_words("replacement", {}, rows, run.world.category_words())
+    asked = compare.asked_rows("replacement", rows, params)
+    assert asked.content.iloc[0] == run.world.category_words()[rows.content_type.iloc[0]]
+    assert asked.prompt.iloc[0] == rows.prompt.iloc[0]  # stored under the original prompt
+
+
+def test_the_chapter_runs_on_smoke_and_the_plan_counts_what_it_computed(tmp_path):
+    from dvdlib import plan, scheduler
+    from dvdlib.plan import GENERATE, JUDGE
+
+    root = tmp_path
+    shutil.copytree(REPO / "chapters", root / "chapters")
+    shutil.copytree(REPO / "book", root / "book", ignore=shutil.ignore_patterns("results", "figures", "*.ipynb"))
+    store = root / "store"
+    before = plan.plan("13_remedies", "smoke", {"store": str(store)}, chapters_dir=root / "chapters")
+    generated = [w for w in before.items if w.kind == GENERATE and w.row]
+    asked = [w for w in before.items if w.kind == JUDGE]
+    # 4 prompts × 2 seeds (smoke's scales.remedies) under each of the five remedies, each image asked
+    assert len(generated) == 5 * 4 * 2 and len(asked) == 5 * 4 * 2
+    assert len(before.todo()) == len(before.items)
+    (outcome,) = scheduler.run_chapters("smoke", only="13_remedies", cwd=root, verbose=False,
+                                        parameters={"store": str(store)})
+    assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
+    assert plan.plan("13_remedies", "smoke", {"store": str(store)}, chapters_dir=root / "chapters").todo() == []
+    figures = root / "book" / "figures" / "13_remedies"
+    assert {p.name for p in figures.glob("*.png")} == {"both_present.png", "same_seed.png", "cost_benefit.png"}
+    results = json.loads((root / "book" / "results" / "13_remedies.json").read_text())
+    rows = {r["key"]: r for r in results["results"]}
+    assert rows["rem_both_rebalance"]["paper"] == "— (beyond the paper)"
+    assert rows["rem_dvd_replacement"]["paper"].startswith("median 20")
+    assert {f"rem_vs_none_{n}" for n in compare.NAMES if n != "none"} <= set(rows)
+    assert "0.010, the paper's" in rows["rem_flagged"]["quantity"]
+    assert "underpowered" not in rows["rem_vs_none_rebalance"]["this run"]  # smoke's four concepts allow a verdict
