@@ -107,8 +107,8 @@ class Adapter:
             from .report import ranges
 
             read = "; ".join(f"{name.replace('_', ' ')}: all" if numbers == "all" else
-                             f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → layers "
-                             f"{ranges(self.paper_layers(layers, numbers))}" for name, numbers in chosen.items())
+                             f"{name.replace('_', ' ')}: SD 1.4's {ranges(numbers)} → {_layers_word(self.paper_layers(layers, numbers))}"
+                             for name, numbers in chosen.items())
             text += f" This chapter's layer choices, in the paper's numbering, are read here as: {read}."
         return text
 
@@ -190,3 +190,11 @@ def paper_layer_sets(pipe, sets, resolution: int | None = None) -> list[list[int
 def describe(pipe, resolution: int | None = None, **chosen) -> str:
     """The model-family note a chapter shows (`Adapter.describe`)."""
     return of(pipe).describe(pipe, resolution, **chosen)
+
+
+def _layers_word(numbers) -> str:
+    """"layer 1" or "layers 8–10" (`dvdlib.report.ranges`)."""
+    from .report import ranges
+
+    numbers = list(numbers)
+    return f"layer {numbers[0]}" if len(numbers) == 1 else f"layers {ranges(numbers)}"

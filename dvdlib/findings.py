@@ -10,6 +10,7 @@ what it is asked, and the paragraphs say so first.
 
 from __future__ import annotations
 
+import re
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -537,5 +538,5 @@ def _claim_sentence(row) -> str:
     (for a verdict other than reproduced or not reproduced)."""
     paper = f" (paper: {row['paper_effect']})" if isinstance(row["paper_effect"], str) and row["paper_effect"] else ""
     why = "" if row["verdict"] in ("reproduced", "not reproduced") else f" — {row['why']}"
-    why = why.replace(f"; the estimate is {row['this run']}", "")  # the number is said once, just before
+    why = re.sub(r"; the estimate is [-+]?[\d.]+(?:e[-+]?\d+)?", "", why)  # the number is said once, just before
     return f"{row['toy measurement']}: {row['this run']}{paper}{why}"

@@ -331,7 +331,7 @@ def test_paper_layers_read_on_each_family(sdxl, sd3, flux):
     with pytest.raises(ValueError, match="SD 1.4 has layers 1–16"):
         adapters.paper_layers(flux, [17])
     note = adapters.describe(flux, 128, peak_layers=[8, 9, 10], swept_layers="all")
-    assert "peak layers: SD 1.4's 8–10 → layers 3" in note and "swept layers: all" in note and "T5" in note
+    assert "peak layers: SD 1.4's 8–10 → layer 3" in note and "swept layers: all" in note and "T5" in note
     # chapter 08's grid: sets that land on the same blocks are kept once
     assert adapters.paper_layer_sets(flux, [[8], [9], [10], [9, 10], [5, 6, 7, 8, 9, 10]]) == [[3], [2, 3]]
     # chapter 06's sweep (the smoke scale's layers 1, 3, 6 do not all exist on a 4-block model)
