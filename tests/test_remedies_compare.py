@@ -152,3 +152,23 @@ def test_the_chapter_runs_on_smoke_and_the_plan_counts_what_it_computed(tmp_path
     assert {f"rem_vs_none_{n}" for n in compare.NAMES if n != "none"} <= set(rows)
     assert "0.010, the paper's" in rows["rem_flagged"]["quantity"]
     assert "underpowered" not in rows["rem_vs_none_rebalance"]["this run"]  # smoke's four concepts allow a verdict
+
+
+def test_prefetch_makes_each_remedy_image_with_its_own_module(tmp_path, monkeypatch):
+    """`dvd prefetch` of the chapter computes the remedies' images through their modules (timed),
+    so that the plan then finds nothing to do and a rebalanced image differs from the plain one."""
+    from dvdlib import plan
+    from dvdlib.prefetch import prefetch
+
+    monkeypatch.chdir(REPO)
+    store = tmp_path / "store"
+    params = {"store": str(store), "n_prompts": 1, "seeds": [1825]}
+    prefetch(["13"], "smoke", params, log=lambda *_: None)
+    p = plan.plan("13_remedies", "smoke", params)
+    assert p.todo() == []
+    made = {json.loads(w.row)["remedy"]: w for w in p.items if w.kind == plan.GENERATE and w.row}
+    assert set(made) == set(compare.NAMES)
+    records = {name: json.loads((store / f"{w.base}.json").read_text()) for name, w in made.items()}
+    assert all(r["seconds"] > 0 and r["remedy"] == name for name, r in records.items())
+    images = {name: (store / f"{w.base}.png").read_bytes() for name, w in made.items()}
+    assert images["rebalance"] != images["none"] and images["replacement"] != images["none"]

@@ -367,6 +367,8 @@ def cost_figure(table: pd.DataFrame, e2e: pd.DataFrame, title: str = ""):
             ax.plot(flagged.seconds_flagged.iloc[0], flagged.both_flagged.iloc[0], "o", mfc="white", color=f"C{i}")
     ax.plot([], [], "o", mfc="white", color="0.4", label="flagged prompts only")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(plt.FormatStrFormatter("%g"))
     ax.set_xlabel("seconds per image (log scale)")
     ax.set_ylabel("both present")
     ax.set_ylim(-0.02, 1.02)
