@@ -154,15 +154,18 @@ def test_the_chapter_runs_on_smoke_and_the_plan_counts_what_it_computed(tmp_path
     assert "underpowered" not in rows["rem_vs_none_rebalance"]["this run"]  # smoke's four concepts allow a verdict
 
 
-def test_prefetch_makes_each_remedy_image_with_its_own_module(tmp_path, monkeypatch):
-    """`dvd prefetch` of the chapter computes the remedies' images through their modules (timed),
-    so that the plan then finds nothing to do and a rebalanced image differs from the plain one."""
+def test_prefetch_makes_each_remedy_image_with_its_own_module_and_the_chapter_reads_it_frozen(tmp_path, monkeypatch):
+    """`dvd prefetch` of the chapter computes the remedies' images through their modules (timed):
+    the plan then finds nothing to do, a rebalanced image differs from the plain one, and the
+    chapter runs on the frozen store, reading every item of its plan."""
     from dvdlib import plan
     from dvdlib.prefetch import prefetch
+    from dvdlib.scheduler import run_chapter
+    from dvdlib.store import READ_LOG
 
     monkeypatch.chdir(REPO)
     store = tmp_path / "store"
-    params = {"store": str(store), "n_prompts": 1, "seeds": [1825]}
+    params = {"store": str(store)}
     prefetch(["13"], "smoke", params, log=lambda *_: None)
     p = plan.plan("13_remedies", "smoke", params)
     assert p.todo() == []
@@ -172,3 +175,9 @@ def test_prefetch_makes_each_remedy_image_with_its_own_module(tmp_path, monkeypa
     assert all(r["seconds"] > 0 and r["remedy"] == name for name, r in records.items())
     images = {name: (store / f"{w.base}.png").read_bytes() for name, w in made.items()}
     assert images["rebalance"] != images["none"] and images["replacement"] != images["none"]
+    monkeypatch.setenv(READ_LOG, str(tmp_path / "reads.log"))
+    out = run_chapter(REPO / "chapters/13_remedies.ipynb", tmp_path / "out.ipynb", "smoke", cwd=REPO,
+                      parameters={**params, "store_mode": "frozen", "out_dir": str(tmp_path / "book")})
+    assert out.ok, out.error  # a read that missed would raise StoreMiss
+    unread = sorted({w.key for w in p.items} - set((tmp_path / "reads.log").read_text().splitlines()))
+    assert not unread, f"{len(unread)} of {len(p.items)} planned items never read, e.g. {unread[:3]}"
