@@ -476,6 +476,16 @@ def params_table(params: dict) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("remedy")
 
 
+def defaults_text(params: dict) -> str:
+    """Whether this run's remedies ran with their modules' defaults, and which parameters did not."""
+    changed = [LABELS[name] for name in NAMES if module(name).key(**params.get(name, {})) != module(name).key()]
+    if not changed:
+        return ("Every remedy ran with its module's defaults; the defaults were not tuned on these prompts (nor on any "
+                "prompt of this book).")
+    return (f"{', '.join(changed)} ran with parameters other than its module's defaults (given to this chapter); the "
+            "others ran with their defaults, which were not tuned on these prompts.")
+
+
 def scope_text(scale: dict, rows: pd.DataFrame, seeds, benchmark: str) -> str:
     """What this run compares: the prompts and seeds, and whether the profile runs a pilot."""
     concepts = ", ".join(dict.fromkeys(rows.content))
