@@ -244,21 +244,19 @@ def write_toy_gates(out_dir="book", cwd=None, findings="toy/findings") -> Path:
 
 
 def write_toy_limits(out_dir="book", cwd=None, profile="toy", findings="toy/findings") -> Path:
-    """Write ``book/_toy_limits.md``, the methods page's section on what world 1 can and cannot
-    test (`dvdlib.toy.limits.section`), from the toy profile's judge and exclusions and the snapshot
-    chapter 09 reads, so the section states the files' facts."""
+    """Write ``book/_toy_limits.md``, the methods page's section on what the toy profile's world can
+    and cannot test, as its world writes it (`dvdlib.worlds.World.limits_section`) from the profile's
+    judge and exclusions and the snapshot chapter 09 reads, so the section states the files' facts."""
     from .profiles import load_profile
-    from .toy.limits import section
-
-    from .toy.judge import MANIFEST
+    from .worlds import get
 
     root = Path(cwd or os.getcwd())
     P = load_profile(profile)
+    write = get(P.world).limits_section
     page = root / out_dir / "_toy_limits.md"
     page.parent.mkdir(parents=True, exist_ok=True)
-    text = (section(root / P.judge, root / findings, P.exclude_concepts) if (root / P.judge / MANIFEST).is_file()
-            else f"No toy judge with a hand check is stored here (`{P.judge}/{MANIFEST}`: `dvd toy judge` writes it).\n")
-    page.write_text(text, encoding="utf-8")
+    page.write_text(write(P, root, root / findings) if write else f"The world `{P.world}` says nothing of its limits.\n",
+                    encoding="utf-8")
     return page
 
 

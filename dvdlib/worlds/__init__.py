@@ -52,7 +52,8 @@ class World:
     (`dvdlib.plan` keys judge work by it; the profile's judge string where the judge keeps it);
     ``command(argv)`` → exit status: the world's own command line, ``dvd <name> ...``;
     ``limits``: the label of the book's section on what this world can and cannot test, which
-    every card of a chapter run in it links to ("" where the world has none).
+    every card of a chapter run in it links to ("" where the world has none), and
+    ``limits_section(profile, root, findings)`` → that section's Markdown (None: the world has none).
     """
 
     name: str
@@ -74,6 +75,7 @@ class World:
     judge_name: Callable[[str], str] = str
     command: Callable | None = None
     limits: str = ""
+    limits_section: Callable | None = None
 
 
 _REGISTERED: dict[str, World] = {}

@@ -48,6 +48,17 @@ def diversity_renders(profile, *, centred: bool = True):
     return with_built(table, ToyWorld(), {"style": "artist"}), where
 
 
+def limits_section(profile, root, findings) -> str:
+    """What world 1 can and cannot test, concept by concept (`dvdlib.toy.limits.section`), from the
+    profile's judge under ``root`` and the snapshot in ``findings``."""
+    from ..toy.limits import section
+
+    judge = Path(root) / profile.judge
+    if not (judge / MANIFEST).is_file():
+        return f"No toy judge with a hand check is stored here (`{profile.judge}/{MANIFEST}`: `dvd toy judge` writes it).\n"
+    return section(judge, findings, profile.exclude_concepts)
+
+
 def command(argv: list[str]) -> int:
     """``dvd toy ...``: train, export, sample, render, gates, hand-check, findings (`dvdlib.toy.__main__`)."""
     from ..toy.__main__ import main
@@ -78,4 +89,5 @@ WORLD = register(replace(
     judge_check=judge_check,
     command=command,
     limits="toy-limits",
+    limits_section=limits_section,
 ))
