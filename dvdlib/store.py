@@ -246,15 +246,17 @@ class Store:
 
     def save(self, prompt: str, seed: int, *, image: Image.Image | None = None,
              recordings=(), **record) -> None:
-        """Save what one generation produced: its image, its ``recordings`` [(spec, arrays), ...]
-        and last its record (JSON). A frozen store refuses (`StoreMiss`)."""
+        """Save what one generation produced: its ``recordings`` [(spec, arrays), ...], then its image,
+        and last its record (JSON). The image comes after the recordings made with it: a run killed
+        between the two leaves no image, so a rerun makes both again rather than trusting an image
+        whose recordings were lost. A frozen store refuses (`StoreMiss`)."""
         if self.frozen:
             what = ["image"] * (image is not None) + [f"recording {json.dumps(s, sort_keys=True)}" for s, _ in recordings]
             self._miss(", ".join(what + [f"record fields {sorted(record)}"]), [(prompt, seed)])
-        if image is not None:
-            atomic_write(self.image_path(prompt, seed), lambda p: image.save(p, format="PNG"))
         for spec, arrays in recordings:
             atomic_write(self.attention_path(prompt, seed, spec), lambda p, a=arrays: np.savez(p, **a))
+        if image is not None:
+            atomic_write(self.image_path(prompt, seed), lambda p: image.save(p, format="PNG"))
         base = self._base(prompt, seed).with_suffix(".json")
         with _locked(base.with_name(f".{seed}.lock")):  # two processes adding fields keep both
             old = json.loads(base.read_text()) if base.exists() else {}
