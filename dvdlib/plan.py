@@ -214,11 +214,15 @@ class Count:
             self._keys[model] = model_key(model)
         return self._keys[model]
 
-    def _store(self, model, intervention: dict | None):
+    def _store(self, model, intervention: dict | None, remedy: dict | None = None):
+        """The store folder and settings text of ``model``'s images: plain, an ablation's
+        (``intervention``) or a remedy's (``remedy``: its key, `dvdlib.remedies.fix.remedy_store`)."""
         key = self._key(model)
         settings = self.profile.sampler(base_of(model))
         if intervention is not None:
             settings = {**settings, "intervention": intervention}
+        if remedy is not None:
+            settings = {**settings, "remedy": remedy}
         return f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
 
     def generate(self, prompts, seeds, *, model: str | None = None, attention: dict | None = None,
@@ -275,9 +279,8 @@ class Count:
 
         P, model = self.profile, self.profile.model
         params = with_words(name, params, rows, self.world.category_words())
-        key = self._key(model)
-        settings = {**P.sampler(base_of(model)), "remedy": module(name).key(**params)}
-        store, text = f"{slug(key)}/{digest({'model': key, **settings})}", json.dumps(settings, sort_keys=True)
+        store, text = self._store(model, None, module(name).key(**params))
+        settings = json.loads(text)
         options = json.dumps({"attention": None, "until_step": None, "noise_norms": False}, sort_keys=True)
         evals = P.steps * (2 if settings["guidance"] > 1 else 1)
         if name == "attend_excite":
