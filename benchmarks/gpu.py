@@ -31,7 +31,7 @@ import joint_recording
 import judge_batching
 import recording_overhead
 import throughput
-from result_file import device_name, write_result
+from result_file import write_result
 
 SIZES = {
     "gpu": {
@@ -58,14 +58,29 @@ FILES = {"throughput": "throughput.json", "recording": "recording_overhead.json"
 
 
 def costs(throughput_result: dict, judge_result: dict | None) -> dict:
-    """What `dvd plan` reads: seconds per image per model (throughput) and per question (judge)."""
+    """What `dvd plan` reads: seconds per image per model and batch size (throughput), per question
+    and (image, question) pairs per call (judge)."""
     gathered = dict(throughput_result["costs"])
     if judge_result:
         largest = max(judge_result["rows"], key=lambda r: r["ratio"])
         gathered["judge"] = {"model": judge_result["judge"], "described": judge_result["model"],
                              "setting": largest["setting"],
-                             "seconds_per_question": judge_result["seconds_per_question"]}
+                             "seconds_per_question": judge_result["seconds_per_question"],
+                             "seconds_per_question_by_batch": question_seconds_by_batch(judge_result)}
     return gathered
+
+
+def question_seconds_by_batch(judge_result: dict) -> dict:
+    """Seconds per question at each measured call size (pairs per call; "one call per question": 1).
+    A result written before judge_batching.py kept them: from its rows' seconds and the pairs asked
+    (the fastest row's seconds / its seconds per question)."""
+    if "seconds_per_question_by_batch" in judge_result:
+        return judge_result["seconds_per_question_by_batch"]
+    rows = judge_result["rows"]
+    pairs = round(min(r["seconds"] for r in rows) / judge_result["seconds_per_question"])
+    size = {r["setting"]: 1 if r["setting"] == "one call per question" else int(r["setting"].split("(")[1].split()[0])
+            for r in rows}
+    return {str(size[r["setting"]]): round(r["seconds"] / pairs, 6) for r in rows}
 
 
 def main(argv=None) -> dict:
@@ -73,7 +88,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", choices=SIZES, default="gpu")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out-dir", default="benchmarks/results")
+    parser.add_argument("--gather", action="store_true",
+                        help="measure nothing: write gpu.json again from the section result files in --out-dir")
     args = parser.parse_args(argv)
+    if args.gather:
+        return {"gpu": gather(args)}
 
     out, results, seconds, failed = Path(args.out_dir), {}, {}, []
     for section in (s for s in SECTIONS if s in args.only):
@@ -93,8 +112,23 @@ def main(argv=None) -> dict:
     return results
 
 
-def write_costs(results: dict, seconds: dict, args) -> dict:
-    """``gpu.json``: the costs `dvd plan` reads, and a table of them for the benchmarks page."""
+def gather(args) -> dict:
+    """``gpu.json`` written again from the section result files already in ``--out-dir`` (what a
+    change to the costs' form needs; nothing is measured): the sections' own measurements, device
+    and times."""
+    out, results = Path(args.out_dir), {}
+    for section in ("throughput", "judge", "recording"):
+        if (out / FILES[section]).is_file():
+            results[section] = json.loads((out / FILES[section]).read_text())
+    if "throughput" not in results:
+        raise SystemExit(f"no {out / FILES['throughput']} to gather from: run the throughput section")
+    measured = "; ".join(f"{FILES[s]} measured {r.get('when', '?')}" for s, r in results.items())
+    return write_costs(results, {}, args, model=f"--size {args.size}; gathered from the section files ({measured})")
+
+
+def write_costs(results: dict, seconds: dict, args, model: str | None = None) -> dict:
+    """``gpu.json``: the costs `dvd plan` reads, and a table of them for the benchmarks page; the
+    device is the one the throughput section measured on."""
     gathered = costs(results["throughput"], results.get("judge"))
     rows = [{"setting": f"{name}, {c['resolution']}², {c['steps']} steps, batch {c['batch']}",
              "seconds per unit": c["seconds_per_image"], "unit": "image"}
@@ -102,12 +136,11 @@ def write_costs(results: dict, seconds: dict, args) -> dict:
     if "judge" in gathered:
         rows.append({"setting": gathered["judge"]["setting"], "seconds per unit":
                      gathered["judge"]["seconds_per_question"], "unit": "question"})
-    device = "cuda" if args.size == "gpu" else "cpu"
+    model = model or f"--size {args.size}; seconds per section: " + ", ".join(f"{name} {s:g} s"
+                                                                         for name, s in seconds.items())
     written = write_result(str(Path(args.out_dir) / "gpu.json"), "gpu.py", args,
                            title="What one image and one judge question cost (used by dvd plan)",
-                           device=device_name(device), model=f"--size {args.size}; seconds per section: "
-                           + ", ".join(f"{name} {s:g} s" for name, s in seconds.items()),
-                           rows=rows, costs=gathered)
+                           device=results["throughput"]["device"], model=model, rows=rows, costs=gathered)
     print(json.dumps(gathered, indent=1))
     return written
 

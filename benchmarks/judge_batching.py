@@ -116,6 +116,8 @@ def main(argv=None) -> dict:
                         rows=rows, targets={"batched vs one call per question": f"≥ {TARGET:g}×"},
                         judge=args.model, answers_agree=round(agreement, 3),
                         seconds_per_question=round(best / (len(images) * len(QUESTIONS)), 5),
+                        seconds_per_question_by_batch={str(size): round(min(t) / (len(images) * len(QUESTIONS)), 6)
+                                                       for size, t in zip(settings.values(), times.values())},
                         repeats=args.repeats, all_seconds=times)
 
 

@@ -16,8 +16,9 @@ when the detector flags the prompt, generates it with a remedy (`dvdlib.remedies
     dvd plan [CHAPTER ...] [--profile toy] [-p KEY VALUE ...] [--gpus 8] [--costs FILE]
     dvd prefetch CHAPTER ... [--profile toy] [-p KEY VALUE ...] [--shard i/N]
 
-``plan`` prints what chapters compute (generations, images, UNet evaluations, judge calls) and,
-from measured costs, GPU-hours on 1 and N GPUs (`dvdlib.plan`); ``prefetch`` computes it into the
+``plan`` prints what chapters compute (generations, images, UNet evaluations, judge questions and
+calls) and, from measured costs at the profile's batch size, GPU-hours on 1 GPU (expected, and with
+every row ablated: the upper bound) and on N GPUs (`dvdlib.plan`); ``prefetch`` computes it into the
 run store, this process's shard of it (`dvdlib.prefetch`; under ``accelerate launch -m dvdlib``).
 """
 
@@ -181,7 +182,8 @@ def main(argv=None) -> int:
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
                    help="a remedy parameter, e.g. -p strength 0.5")
     p.add_argument("--out", default="fixed.png", help="image to write (several seeds: NAME-SEED.png; default fixed.png)")
-    p = sub.add_parser("plan", help="what chapters compute under a profile, and its GPU-hours from measured costs")
+    p = sub.add_parser("plan", help="what chapters compute under a profile, and its GPU-hours from measured costs "
+                       "(expected, and every row ablated)")
     p.add_argument("chapters", nargs="*", metavar="CHAPTER", help="chapter names, stems or numbers (default: all)")
     p.add_argument("--profile", default="toy", help="profile name or YAML path (default toy)")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),

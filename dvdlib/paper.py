@@ -78,6 +78,10 @@ CAUSAL = {
 ABLATION = {
     "single_head_dvd": (145, 300),  # DominanceBench prompts mitigated by at least one head
     "single_head_memorized": (392, 500),  # memorized prompts no longer reproduced by at least one head
+    # prompts ablated: every one (the counts above are out of all 300 / 500: DominanceBench prompts
+    # collapse under SD 1.4 by construction, §3.2, and the memorized ones are memorized by selection)
+    "ablated_dvd": (300, 300),
+    "ablated_memorized": (500, 500),
     "effect_layers": "1–6",  # where the single-head effects concentrate
     "dvd_peak_layer": 3,
     "memorized_peak_layer": 6,

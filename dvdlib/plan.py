@@ -583,31 +583,186 @@ def _measured(costs: dict, model: str) -> dict | None:
     return gen.get(name) or gen.get({SD14: "random:sd1.4", SD21: "random:sd2.1"}.get(name, ""))
 
 
-def seconds(p: Plan, costs: dict | None) -> tuple[float | None, list[str]]:
+#: How a rate measured at some batch sizes is read at another (`at_batch`): "1/batch", linear in
+#: 1 / batch between the two measured sizes around it (a call of b units costs about a fixed part,
+#: kernel launches, text encoding, ``generate``'s set-up, plus b × a per-unit part, so seconds per
+#: unit = fixed / b + per unit, a line in 1 / b); or "batch", linear in the batch size itself.
+#: Outside the measured sizes, the nearest one's rate (a larger batch is not priced cheaper than the
+#: largest one measured).
+INTERPOLATION = "1/batch"
+
+
+def at_batch(by_batch: dict, batch: int, interpolation: str = INTERPOLATION) -> float:
+    """Seconds per unit at ``batch`` from the measured seconds per unit at some batch sizes
+    (``{"1": s, "8": s, ...}``), read as `INTERPOLATION` says."""
+    if interpolation not in ("1/batch", "batch"):
+        raise ValueError(f"interpolation must be '1/batch' or 'batch', got {interpolation!r}")
+    sizes = sorted((int(b), float(s)) for b, s in by_batch.items())
+    if batch <= sizes[0][0]:
+        return sizes[0][1]
+    if batch >= sizes[-1][0]:
+        return sizes[-1][1]
+    x = (lambda b: 1 / b) if interpolation == "1/batch" else float
+    (b0, s0), (b1, s1) = next((lo, hi) for lo, hi in zip(sizes, sizes[1:]) if lo[0] <= batch <= hi[0])
+    return s0 + (x(batch) - x(b0)) / (x(b1) - x(b0)) * (s1 - s0)
+
+
+def image_seconds(measured: dict, batch: int) -> float:
+    """Seconds per image of a model's measurement (`_measured`) in batches of ``batch`` (`at_batch`
+    over its ``seconds_per_image_by_batch``; a measurement of one batch size only: that one's)."""
+    by_batch = measured.get("seconds_per_image_by_batch")
+    return at_batch(by_batch, batch) if by_batch else measured["seconds_per_image"]
+
+
+def question_seconds(costs: dict, pairs: int) -> float:
+    """Seconds per question of a judge call holding ``pairs`` (image, question) pairs (`at_batch`
+    over the judge's ``seconds_per_question_by_batch``; else its one measured rate)."""
+    judge = costs["judge"]
+    by_batch = judge.get("seconds_per_question_by_batch")
+    return at_batch(by_batch, pairs) if by_batch else judge["seconds_per_question"]
+
+
+def judge_batch() -> int:
+    """(Image, question) pairs per call of the Qwen-VL judge (`dvdlib.vqa.BATCH_SIZE`), whose
+    measured rates price every judge."""
+    from .vqa import BATCH_SIZE
+
+    return BATCH_SIZE
+
+
+def judge_asks(items) -> list[list[Work]]:
+    """The judge work grouped as the judge is asked: one `Judge.ask` per prompt-set row, model,
+    intervention and question set, holding every seed of it (`dvdlib.dvd.judge_images`,
+    `dvdlib.triplets.judge_presence`, `dvdlib.prefetch`)."""
+    asks: dict[tuple, list[Work]] = {}
+    for w in items:
+        if w.kind == JUDGE:
+            asks.setdefault((w.store, w.answers, w.prompt), []).append(w)
+    return list(asks.values())
+
+
+def call_sizes(ask: list[Work], batch: int) -> list[int]:
+    """The pairs in each ``generate`` call of one ask: its images × questions, ``batch`` at a time
+    (`dvdlib.vqa.QwenJudge.ask`)."""
+    pairs = sum(w.questions for w in ask)
+    return [batch] * (pairs // batch) + ([pairs % batch] if pairs % batch else [])
+
+
+def seconds(p: Plan, costs: dict | None, shares: dict | None = None,
+            batch: int | None = None) -> tuple[float | None, list[str]]:
     """GPU-seconds of a plan on one GPU from measured costs, and what could not be priced.
 
-    A generation costs the measured seconds per image scaled to its UNet evaluations (steps run ×
-    2 under guidance, against the benchmark's steps × 2) and to its pixels (resolution², against
-    the benchmark's): where a chapter's sampler differs from the benchmark's (first steps only,
-    another resolution) the cost is scaled, not measured; decoding and model loading are not
-    counted. A judge call costs the measured seconds per question. A fine-tune is not priced (the
-    GPU benchmark measures none; `unpriced` says so), a generation with it as its base model."""
+    A generation costs the measured seconds per image in the profile's batches (``batch``, default
+    the profile's ``batch_size``; `image_seconds`) scaled to its UNet evaluations (steps run × 2
+    under guidance, against the benchmark's steps × 2) and to its pixels (resolution², against the
+    benchmark's): where a chapter's sampler differs from the benchmark's (first steps only, another
+    resolution) the cost is scaled, not measured; model loading is not counted. The judge's answers
+    cost its real calls (`judge_asks`, `call_sizes`), each call its size's seconds per question
+    (`question_seconds`). ``shares``: (model, prompt) → the share of its provisional ablations
+    expected to run (`expected_shares`; a row not in it: all of them); None prices all of them (the
+    upper bound). A fine-tune is not priced
+    (the GPU benchmark measures none; `unpriced` says so), a generation with it as its base model is."""
     if costs is None:
         return None, ["no measurement (run benchmarks/gpu.sh)"]
-    total, missing = 0.0, set()
+    batch = batch or p.profile.batch_size
+
+    def share(w):  # only a provisional ablation has a share (`expected_shares`)
+        return shares.get(_row(w), 1.0) if shares and w.provisional and w.intervention else 1.0
+
+    total, missing, each = 0.0, set(), {}
     for w in p.items:
-        if w.kind == FINETUNE:
+        if w.kind != GENERATE:
             continue
-        if w.kind == JUDGE:
-            total += w.questions * costs["judge"]["seconds_per_question"]
+        model = base_of(w.model)
+        if (model, w.settings, w.unet_evals) not in each:
+            m, resolution = _measured(costs, model), json.loads(w.settings)["resolution"]
+            each[model, w.settings, w.unet_evals] = None if m is None else (
+                image_seconds(m, batch) * w.unet_evals / (2 * m["steps"]) * (resolution / m["resolution"]) ** 2)
+        if each[model, w.settings, w.unet_evals] is None:
+            missing.add(model)
             continue
-        m = _measured(costs, base_of(w.model))
-        if m is None:
-            missing.add(base_of(w.model))
-            continue
-        resolution = json.loads(w.settings)["resolution"]
-        total += m["seconds_per_image"] * w.unet_evals / (2 * m["steps"]) * (resolution / m["resolution"]) ** 2
+        total += share(w) * each[model, w.settings, w.unet_evals]
+    call = {}  # pairs in a call → its seconds
+    for ask in judge_asks(p.items):
+        for n in call_sizes(ask, judge_batch()):
+            if n not in call:
+                call[n] = n * question_seconds(costs, n)
+            total += share(ask[0]) * call[n]
     return (None if missing else total), [f"no measurement for {m}" for m in sorted(missing)]
+
+
+def _row(w: Work) -> tuple[str, str]:
+    """(model, prompt) of a work item: a prompt-set row's plain and ablated images alike."""
+    return w.store.split("/")[0], w.prompt
+
+
+def expected_shares(p: Plan) -> tuple[dict[tuple, float], list[str]]:
+    """(Model, prompt) → the share of its work expected to run, for the plan's ablations not yet known to be
+    needed (`Work.provisional` with an intervention: chapter 06's and chapter 12's ablations of the
+    rows whose plain images are not judged yet, paper §3.6), and a sentence per kind of row saying
+    where its share comes from.
+
+    A DvD row is ablated when its plain images are collapsed (mean DvD ≥ τ, `dvdlib.outcome.DvDRule`'s
+    default, chapter 06's): its share is the one measured on the rows of the same model whose plain
+    images the run store holds every answer of (chapter 02's answers: the same store keys), where
+    there are any; else, for the profile's own model, the paper's (§3.6 ablates every DominanceBench
+    prompt: `dvdlib.paper.ABLATION` ``ablated_dvd``), and for a fine-tune none (counted in full). A
+    memorized row (judged by its images' similarity, which a plan does not compute) is counted in
+    full: the paper ablates every memorized prompt (``ablated_memorized``)."""
+    import pandas as pd
+
+    from .metrics import dvd_score
+    from .outcome import UNCHANGED, DvDRule, dvd_outcomes
+    from .paper import ABLATION
+
+    row = _row
+    root, rule = Path(p.profile.store), DvDRule()
+    plain: dict[tuple, list[Work]] = {}
+    for w in p.items:
+        if w.kind == JUDGE and not w.intervention and w.asks == "dvd":
+            plain.setdefault(row(w), []).append(w)
+    unknown: dict[tuple, set] = {}  # (kind, model or "" for every fine-tune) → its rows with provisional ablations
+    for w in p.items:
+        if w.provisional and w.intervention:
+            kind = "dvd" if row(w) in plain else "memorized"
+            unknown.setdefault((kind, "" if isinstance(w.model, Tuned) else row(w)[0]), set()).add(row(w))
+    judged = [{"model": model, "case_num": prompt, **json.loads((root / f"{w.base}.json").read_text())[w.answers]}
+              for (model, prompt), works in plain.items() if all(w.done(root) for w in works) for w in works]
+    outcomes = pd.DataFrame(columns=["model", "outcome"])
+    if judged:
+        table = pd.DataFrame(judged)
+        table["dvd"] = [dvd_score(c, n) for c, n in zip(table["c"], table["n"])]
+        outcomes = dvd_outcomes(table, rule, by=("model", "case_num"))
+    shares, said = {}, []
+    for (kind, model), rows in unknown.items():
+        tuned = not model
+        known = outcomes[outcomes["model"].isin({m for m, _ in rows} if tuned else {model})]
+        if kind == "memorized":
+            k, n = ABLATION["ablated_memorized"]
+            share, why = 1.0, (f"the ablations of {len(rows)} memorized rows not yet compared are counted in full: "
+                               "whether a prompt's images reproduce is read from their similarity, which a plan does "
+                               f"not compute (the paper ablates every memorized prompt, {k} of {n}, §3.6)")
+        elif len(known):
+            collapsed = int((known["outcome"] == UNCHANGED).sum())
+            share = collapsed / len(known)
+            whose = "these fine-tunes" if tuned else "this model"
+            answers = "" if tuned else " (chapter 02's answers)"
+            why = (f"the ablations of {len(rows)} DvD rows not yet judged are counted at the share measured in the run "
+                   f"store: {collapsed} of the {len(known)} rows of {whose} whose plain images are judged{answers} are "
+                   f"collapsed (mean DvD ≥ τ = {rule.tau:g}), {share:.0%}")
+        elif not tuned:
+            k, n = ABLATION["ablated_dvd"]
+            share = k / n
+            why = (f"the ablations of {len(rows)} DvD rows are counted at the paper's share, {k} of {n} DominanceBench "
+                   f"prompts ablated (§3.6; collapsed by construction, §3.2), {share:.0%}: the run store holds no "
+                   "judged row of this model yet (chapter 02 measures it)")
+        else:
+            share, why = 1.0, (f"the ablations of {len(rows)} DvD rows of fine-tunes (fine-tune × prompt) are counted in "
+                               "full: none of their rows is judged in the run store yet and the paper reports no share "
+                               "for them")
+        shares.update(dict.fromkeys(rows, share))
+        said.append(why)
+    return shares, said
 
 
 def unpriced(p: Plan) -> list[str]:
@@ -620,27 +775,39 @@ def unpriced(p: Plan) -> list[str]:
 
 
 def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str = COSTS_FILE) -> str:
-    """A Markdown table of the plans: generations, images, UNet evaluations, judge calls and GPU-hours
-    on 1 and ``gpus`` GPUs (shards of equal size assumed), a total row, then what is not counted."""
-    head = (f"| chapter | generations | images | UNet evaluations | judge calls | GPU-hours, 1 GPU "
-            f"| {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|")
+    """A Markdown table of the plans: generations, images, UNet evaluations, judge questions and the
+    judge's calls, GPU-hours on one GPU expected (`expected_shares`) and with every row ablated (the
+    upper bound), and the expected hours on ``gpus`` GPUs (shards of equal size assumed); a total
+    row, then how the hours are priced, where the expected shares come from and what is not counted."""
+    profile = plans[0].profile if plans else None
+    batch = profile.batch_size if profile is not None else None
+    head = (f"| chapter | generations | images | UNet evaluations | judge questions | judge calls | GPU-hours, 1 GPU "
+            f"| every row ablated | {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+
     def hours(x):
         return "unknown" if x is None else f"{x / 3600:,.1f}"
 
-    def line(name, p, s):
+    def line(name, p, shares):
         c = p.counts()
-        shown = ("not counted", "not counted") if not p.items and p.not_counted else (hours(s), hours(None if s is None else s / gpus))
+        calls = sum(len(call_sizes(ask, judge_batch())) for ask in judge_asks(p.items))
+        if not p.items:
+            shown = ("not counted",) * 3 if p.not_counted else (hours(0.0),) * 3
+        else:
+            expected, upper = seconds(p, costs, shares, batch)[0], seconds(p, costs, None, batch)[0]
+            shown = (hours(expected), hours(upper), hours(None if expected is None else expected / gpus))
         return (f"| {name} | {c['generations']:,} | {c['images']:,} | {c['unet_evals']:,} | {c['judge_calls']:,} | "
-                f"{shown[0]} | {shown[1]} |")
+                f"{calls:,} | {' | '.join(shown)} |")
 
-    lines, notes = [head], []
+    lines, notes, expected_notes, every = [head], [], [], {}
     for p in plans:
-        s, missing = seconds(p, costs) if p.items else (0.0, [])
-        lines.append(line(p.chapter.replace("_", " "), p, s))  # words wrap at a page's width
-        notes += [f"- {p.chapter}: {m}" for m in p.not_counted + unpriced(p)] + [f"- {p.chapter}: {m}" for m in missing if costs]
+        shares, said = expected_shares(p) if p.items else ({}, [])
+        every.update(shares)
+        lines.append(line(p.chapter.replace("_", " "), p, shares))  # words wrap at a page's width
+        missing = seconds(p, costs, None, batch)[1] if p.items and costs else []
+        notes += [f"- {p.chapter}: {m}" for m in p.not_counted + unpriced(p) + missing]
+        expected_notes += [f"- {p.chapter}: {m}" for m in said]
     union = Plan("all", None, list({w.key: w for p in plans for w in p.items}.values()))
-    lines.append(line("**all** (shared work once)", union, seconds(union, costs)[0] if union.items else 0.0))
-    profile = plans[0].profile if plans else None
+    lines.append(line("**all** (shared work once)", union, every))
     out = "\n".join(lines)
     if profile is not None:
         out = f"Profile `{profile.name}` ({profile.description}).\n\n" + out
@@ -648,11 +815,17 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
         out += (f"\n\nGPU-hours unknown: no measurement at {source} (run benchmarks/gpu.sh on the GPU, "
                 "or pass --costs FILE); the counts above need none.")
     else:
-        out += (f"\n\nFrom measured costs on {costs.get('device', 'the benchmark device')} ({source}): seconds per "
-                "image scaled by UNet evaluations and resolution² where a chapter's sampler differs from the "
-                f"benchmark's; seconds per judge question × questions. {gpus} GPUs: the 1-GPU hours / {gpus} "
-                "(shards by hash are near equal); the measured seconds per image include its VAE decode; model "
-                "loading not counted.")
+        out += (f"\n\nFrom measured costs on {costs.get('device', 'the benchmark device')} ({source}): each "
+                f"generation in the profile's batches of {batch}, its seconds per image read from the measured "
+                f"batch sizes (linear in {INTERPOLATION} between the two around it), scaled by UNet evaluations "
+                "and resolution² where a chapter's sampler differs from the benchmark's; the judge's answers in "
+                f"the calls it makes (each row's images × questions, {judge_batch()} pairs per call), each call "
+                "at its size's measured seconds per question. GPU-hours, 1 GPU: expected, the ablations of rows "
+                "not yet known to be collapsed counted at the share below; every row ablated: the upper bound. "
+                f"{gpus} GPUs: the expected 1-GPU hours / {gpus} (shards by hash are near equal); the measured "
+                "seconds per image include its VAE decode; model loading not counted.")
+    if expected_notes:
+        out += "\n\nExpected cost:\n" + "\n".join(expected_notes)
     if notes:
         out += "\n\nNot counted or not priced:\n" + "\n".join(notes)
     return out

@@ -36,6 +36,9 @@ DEFAULT_JUDGE = "Qwen/Qwen2-VL-2B-Instruct"
 QWEN25_JUDGE = "Qwen/Qwen2.5-VL-3B-Instruct"
 #: At most this many new tokens per answer, as in the authors' release.
 MAX_NEW_TOKENS = 5
+#: (Image, question) pairs per ``generate`` call (`QwenJudge`'s default; `dvdlib.plan` prices the
+#: judge's calls at this size). 20 pairs are two images' ten questions (paper §2).
+BATCH_SIZE = 20
 
 #: Qwen2-VL's chat template (the one Qwen2.5-VL also ships), reduced to text and images; used when a
 #: checkpoint's tokenizer carries no template of its own.
@@ -66,7 +69,7 @@ class QwenJudge:
     """
 
     def __init__(self, model: str | Path = DEFAULT_JUDGE, *, dtype: str | torch.dtype | None = None,
-                 device: str | torch.device = "cpu", batch_size: int = 20, max_new_tokens: int = MAX_NEW_TOKENS,
+                 device: str | torch.device = "cpu", batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS,
                  local_files_only: bool = False, pixel_limits: tuple[int, int] | None = None):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 

@@ -119,7 +119,8 @@ def test_gpu_hours_from_measured_costs(tmp_path, monkeypatch):
     # 24 images of 10 steps at 128²: 2 s × (10/20) × (128/256)² each; 240 questions × 0.5 s
     assert planning.seconds(p, measured)[0] == pytest.approx(24 * 2.0 * 0.5 * 0.25 + 240 * 0.5)
     table = planning.cost_table([p], measured, gpus=4, source="gpu.json")
-    assert "| 02 dvd benchmark | 24 | 24 | 480 | 240 | 0.0 | 0.0 |" in table and "test GPU" in table
+    # 12 rows, each asked about its 2 images × 10 questions in one call of 20 pairs
+    assert "| 02 dvd benchmark | 24 | 24 | 480 | 240 | 12 | 0.0 | 0.0 | 0.0 |" in table and "test GPU" in table
     assert "GPU-hours unknown" in planning.cost_table([p], planning.load_costs(tmp_path / "absent.json"))
 
 
