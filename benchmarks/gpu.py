@@ -16,7 +16,10 @@ Sections (``--only`` picks some):
   and the peak memory of the chunked joint-attention recompute at 4,096 × 4,608 in fp16
   (`joint_recording.py --memory`; the CPU size leaves the memory out: it needs CUDA).
 Each writes its own result file; ``gpu.json`` then gathers the per-image and per-question costs
-that `dvd plan` multiplies by a chapter's counts.
+that `dvd plan` multiplies by a chapter's counts (per batch size and per judge call size), and,
+beside seconds per image, the UNet's FLOPs per evaluation (counted, `unet_flops.py`) and the share of
+the device's dense fp16/bf16 peak that the measured rates reach, plain and recording.
+``--gather`` writes ``gpu.json`` again from the section files already there, measuring nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import joint_recording
 import judge_batching
 import recording_overhead
 import throughput
+import unet_flops
 from result_file import write_result
 
 SIZES = {
@@ -112,6 +116,22 @@ def main(argv=None) -> dict:
     return results
 
 
+def recording_rows(result: dict | None, device: str) -> list[dict]:
+    """The recording section's settings (plain, step-1 and all-step recording) as seconds per image
+    and the share of the device's peak their UNet evaluations reach (latents only: no VAE decode)."""
+    if not result:
+        return []
+    words = result["command"].split()
+    option = {k[2:]: v for k, v in zip(words, words[1:]) if k.startswith("--")}
+    model, resolution, steps = option.get("model", "random:sd1.4"), int(option["resolution"]), int(option["steps"])
+    images = result.get("images", len(recording_overhead.PROMPTS))
+    flops = unet_flops.unet_flops(model, resolution)
+    return [{"setting": f"{model}, {resolution}², {steps} steps, batch {images}: {r['setting']}",
+             "seconds per unit": round(r["seconds"] / images, 5), "unit": "image (latent)",
+             "UNet TFLOP per evaluation": round(flops / 1e12, 3),
+             **unet_flops.utilisation(flops, 2 * steps * images, r["seconds"], device)} for r in result["rows"]]
+
+
 def gather(args) -> dict:
     """``gpu.json`` written again from the section result files already in ``--out-dir`` (what a
     change to the costs' form needs; nothing is measured): the sections' own measurements, device
@@ -130,9 +150,16 @@ def write_costs(results: dict, seconds: dict, args, model: str | None = None) ->
     """``gpu.json``: the costs `dvd plan` reads, and a table of them for the benchmarks page; the
     device is the one the throughput section measured on."""
     gathered = costs(results["throughput"], results.get("judge"))
-    rows = [{"setting": f"{name}, {c['resolution']}², {c['steps']} steps, batch {c['batch']}",
-             "seconds per unit": c["seconds_per_image"], "unit": "image"}
-            for name, c in gathered["generation"].items()]
+    device = results["throughput"]["device"]
+    flops = {name: unet_flops.unet_flops(name, c["resolution"]) for name, c in gathered["generation"].items()}
+    rows = []
+    for name, c in gathered["generation"].items():
+        c["unet_flops_per_evaluation"] = flops[name]
+        rows.append({"setting": f"{name}, {c['resolution']}², {c['steps']} steps, batch {c['batch']}",
+                     "seconds per unit": c["seconds_per_image"], "unit": "image",
+                     "UNet TFLOP per evaluation": round(flops[name] / 1e12, 3),
+                     **unet_flops.utilisation(flops[name], 2 * c["steps"], c["seconds_per_image"], device)})
+    rows += recording_rows(results.get("recording"), device)
     if "judge" in gathered:
         rows.append({"setting": gathered["judge"]["setting"], "seconds per unit":
                      gathered["judge"]["seconds_per_question"], "unit": "question"})
@@ -140,7 +167,11 @@ def write_costs(results: dict, seconds: dict, args, model: str | None = None) ->
                                                                          for name, s in seconds.items())
     written = write_result(str(Path(args.out_dir) / "gpu.json"), "gpu.py", args,
                            title="What one image and one judge question cost (used by dvd plan)",
-                           device=results["throughput"]["device"], model=model, rows=rows, costs=gathered)
+                           device=device, model=model, rows=rows, costs=gathered,
+                           notes=f"UNet TFLOP/s: the UNet's counted FLOPs (benchmarks/unet_flops.py) × evaluations "
+                                 f"(2 per step per image under guidance) / the measured seconds, which also hold the "
+                                 f"text encoder, the scheduler and (image rows) the VAE decode; share of peak: of the "
+                                 f"{unet_flops.PEAK_SOURCE}")
     print(json.dumps(gathered, indent=1))
     return written
 

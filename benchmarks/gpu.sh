@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU measurement the book reports, in one script (benchmarks/gpu.py says what each is):
+# Every GPU measurement the book reports, in one script (benchmarks/gpu.py says what each is;
+# gpu.json: seconds per image and per judge question, UNet FLOPs and the share of the GPU's peak):
 # ≤ 8 minutes on one H100/H200, no downloads (random weights built from dvdlib/configs).
 #   bash benchmarks/gpu.sh              # results in benchmarks/results/, shown on the benchmarks page
 #   bash benchmarks/gpu.sh --only judge # one section

@@ -75,7 +75,8 @@ def main(argv=None) -> dict:
     return write_result(args.out, "recording_overhead.py", args, title="Attention-recording overhead",
                         device=device_name(args.device),
                         model=f"{args.model}, {args.dtype}, {args.resolution}², {args.steps} DDIM steps, batch {len(PROMPTS)} (+CFG)",
-                        rows=rows, targets={k: f"≤ {v}×" for k, v in TARGETS.items()}, repeats=args.repeats, all_seconds=times)
+                        rows=rows, targets={k: f"≤ {v}×" for k, v in TARGETS.items()}, repeats=args.repeats, all_seconds=times,
+                        images=len(PROMPTS))
 
 
 if __name__ == "__main__":
