@@ -298,16 +298,23 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
 
 
 def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalance_boost, rebalance_steps,
-              rebalance_layers, ae_attn_res, ae_scale_factor, ae_max_iter_to_alter, weighting_weight):
+              rebalance_layers, ae_attn_res, ae_scale_factor, ae_max_iter_to_alter, weighting_weight, twin_pairs,
+              twin_arms, twin_prompts, balanced_prompts):
     """Beyond the paper: the benchmark's first step recorded (the detector of §3.8 reads it), then
     every remedy of `dvdlib.remedies.compare` (none, §3.8's replacement, Attend-and-Excite,
-    rebalancing, weighting) on the same prompts and seeds, each judged (a pilot where the profile's
-    ``scales.remedies`` narrows prompts and seeds)."""
-    from . import adapters, bench
+    rebalancing, weighting) on the same prompts and seeds, each judged; then on chapter 12's twins
+    of ``twin_arms`` (pairs 0 … ``twin_pairs`` − 1, ``twin_prompts`` of their test prompts, the first
+    seed) and on ``balanced_prompts`` rows of the balanced set, the first seed (None: the profile's
+    ``scales.remedies``, whose balanced rows default to the benchmark's count; 0 leaves a part out)."""
+    from . import adapters, bench, causal, twins
+    from .finetune import TOKEN
     from .remedies import compare
 
     P = x.profile
-    S = P.scale("remedies", {"prompts": P.n_prompts, "seeds": len(P.seeds)})
+    S = P.scale("remedies", {"prompts": P.n_prompts, "seeds": len(P.seeds), "twins": 0,
+                             "twin_arms": list(compare.TWIN_ARMS), "twin_prompts": None, "balanced": None})
+    S.update({k: v for k, v in (("twins", twin_pairs), ("twin_arms", twin_arms), ("twin_prompts", twin_prompts),
+                                ("balanced", balanced_prompts)) if v is not None})
     seeds = [int(s) for s in (seeds if seeds is not None else P.seeds[:S["seeds"]])]
     rows = bench.stratified(x.prompts("benchmark"), n_prompts or S["prompts"])
     detector_layers = adapters.paper_layers(x.pipe, detector_layers, P.resolution)
@@ -315,8 +322,24 @@ def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalanc
     params = compare.parameters(rebalance_strength, rebalance_boost, rebalance_steps, rebalance_layers, ae_attn_res,
                                 ae_scale_factor, ae_max_iter_to_alter, weighting_weight)
     judged = {name: x.remedy(rows, seeds, name, params[name]) for name in compare.NAMES}
+    S["balanced"] = n_prompts or S["prompts"] if S["balanced"] is None else S["balanced"]  # None: as many as above
+    balanced = bench.stratified(x.prompts("balanced"), S["balanced"]) if S["balanced"] else None
+    balanced_judged = compare.joined({name: x.remedy(balanced, seeds[:1], name, params[name])
+                                      for name in compare.BALANCED_NAMES}) if S["balanced"] else None
+    twin = None
+    if S["twins"]:
+        T = twins.scale(P)
+        recipe = causal.recipe_for(T)
+        design = twins.design(x, None, K=S["twins"], recipe=recipe)
+        design = design[design.arm.isin(S["twin_arms"])]
+        with gathered(f"{S['twins']} pairs × {len(S['twin_arms'])} twins"):
+            models = twins.finetune_arms(x, design, recipe)  # chapter 12's, stored: nothing is trained again
+            trows = compare.twin_rows(twins.test_prompts(x, S["twin_prompts"] or T["prompts"], T["exclude"]), TOKEN)
+            tparams = {**params, "replacement": {"words": {TOKEN: recipe.class_prompt}}}
+            twin = SimpleNamespace(design=design, rows=trows, seeds=seeds[:1], recipe=recipe, exclude=T["exclude"],
+                                   judged=compare.twin_judged(x, models, trows, seeds[:1], tparams))
     return SimpleNamespace(scale=S, seeds=seeds, rows=rows, detector_layers=detector_layers, samples=samples,
-                           params=params, judged=judged)
+                           params=params, judged=judged, balanced=balanced, balanced_judged=balanced_judged, twin=twin)
 
 
 def work(run, **params):
@@ -362,7 +385,11 @@ TWINS = Chapter("12_twin_finetunes", long=0, snapshot=True, work=_twin_finetunes
                       "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "falls": "twin_falls",
                       "below": "twin_below", "single": "twin_single_head", "multi": "twin_multi_head", "auc": "twin_auc",
                       "replacement": "twin_replacement"})
-REMEDIES = Chapter("13_remedies", reads_from=(DETECTION.name,), work=_remedies)
+REMEDIES = Chapter("13_remedies", reads_from=(DETECTION.name, TWINS.name), snapshot=True, work=_remedies,
+                   snapshot_parameters={"twin_pairs": 12, "twin_arms": ["rigid", "memorized"], "twin_prompts": 12,
+                                        "n_prompts": 16, "balanced_prompts": 12},
+                   keys={f"{remedy}_{vs}": f"rem_twin_vs_{vs}_{remedy}_*" for remedy in ("replacement", "attend_excite",
+                         "rebalance", "weighting") for vs in ("none", "replacement") if remedy != vs})
 
 #: Every chapter, in the book's order.
 ALL = (TRAINING_DIVERSITY, DVD_BENCHMARK, CAUSAL, FOCUS, TEMPORAL, ABLATION, MEMORIZATION, DETECTION, TOY_FINDINGS,

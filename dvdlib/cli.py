@@ -80,14 +80,15 @@ def _check(args) -> int:
 def _fix(args) -> int:
     import dvdlib
     from dvdlib.models import ModelUnavailable
-    from dvdlib.remedies.fix import DEFAULT, fix_prompt, remedy_module, write_images
+    from dvdlib.profiles import load_profile
+    from dvdlib.remedies.fix import default_remedy, fix_prompt, remedy_module, write_images
     from dvdlib.tokens import BlankText, ConceptNotFound, check_text
 
     try:
         check_text(args.prompt, args.concepts)  # before any model is loaded
         if len(args.concepts) != 2:
             raise ValueError(f"give the prompt's two concepts, e.g. --concepts tower ball (got {len(args.concepts)})")
-        remedy = args.remedy or DEFAULT
+        remedy, chosen = (args.remedy, "named") if args.remedy else default_remedy(load_profile(args.profile).world)
         remedy_module(remedy)
         run = dvdlib.setup(args.profile, "fix", model=args.model)
         fixed = fix_prompt(run, args.prompt, args.concepts, remedy=remedy, seeds=args.seeds,
@@ -98,6 +99,7 @@ def _fix(args) -> int:
     profile = run.profile
     paths = write_images(fixed, args.out, args.seeds or profile.seeds[:1])
     print(f"model {profile.model} (profile {profile.name}; {profile.caveat or 'the paper setting'})")
+    print(f"remedy {remedy} ({chosen}), applied only if the detector flags the prompt")
     print(fixed.report())
     print("wrote " + ", ".join(map(str, paths)))
     return 0
@@ -173,7 +175,8 @@ def main(argv=None) -> int:
                        "with a remedy that brings the dominated concept back")
     p.add_argument("prompt")
     p.add_argument("--concepts", nargs="*", default=[], help="the prompt's two concepts, e.g. tower ball")
-    p.add_argument("--remedy", help="rebalance (the default), attend_excite or weighting")
+    p.add_argument("--remedy", help="rebalance, attend_excite or weighting (default: the one chapter 13 "
+                   "measured best for the profile's world, else rebalance)")
     p.add_argument("--profile", default="smoke", help="profile giving model, sampler, device (default smoke)")
     p.add_argument("--model", help="override the profile's model (Hub id or folder)")
     p.add_argument("--seeds", nargs="*", type=int, help="seeds (default: the profile's first)")

@@ -138,6 +138,13 @@ CLAIMS = (
     Claim("twin_replacement", CH.TWINS.name, CH.TWINS.key("replacement"), unit="pairs", design="twins",
           measure="share of images with the other concept present, after − before replacing the new token by its "
                   "category word, rigid − diverse twin"),
+    Claim("remedy_replacement", CH.REMEDIES.name, CH.REMEDIES.key("replacement_none"), unit="pairs", design="twins",
+          measure="share of images with both concepts present, replacement − none, on the same twin (one row per arm)"),
+    *(Claim(f"remedy_{name}", CH.REMEDIES.name, CH.REMEDIES.key(f"{name}_replacement"), unit="pairs", design="twins",
+            measure=f"share of images with both concepts present, {label} − replacement, on the same twin (one row "
+                    "per arm)") for name, label in (("attend_excite", "Attend-and-Excite"),
+                                                    ("rebalance", "early attention rebalancing"),
+                                                    ("weighting", "prompt weighting"))),
 )
 
 

@@ -145,4 +145,12 @@ CLAIMS = {
                        "rigid twins against as many placebo layers.",
     "twin_replacement": "Replacing the dominant concept by its category word brings the dominated concept back "
                         "(§3.8), here more for the rigid twin, which lost more, than for its diverse twin.",
+    "remedy_replacement": "Beyond the paper: its remedy (§3.8, the dominant concept replaced by its category word) "
+                          "yields images with both concepts present more often than the plain prompt.",
+    "remedy_attend_excite": "Beyond the paper: Attend-and-Excite keeps both concepts present more often than the "
+                            "paper's replacement.",
+    "remedy_rebalance": "Beyond the paper: rebalancing cross-attention at the first steps keeps both concepts "
+                        "present more often than the paper's replacement.",
+    "remedy_weighting": "Beyond the paper: up-weighting the dominated concept in the prompt keeps both concepts "
+                        "present more often than the paper's replacement.",
 }

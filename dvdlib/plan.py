@@ -267,17 +267,18 @@ class Count:
         return pd.DataFrame(columns=["case_num", "content_type", "prompt", "concept_group", "object_group", "seed",
                                      "c", "n", "dvd", "answers"])
 
-    def remedy(self, rows, seeds, name: str, params: dict | None = None):
-        """Count `dvdlib.run.Run.remedy`: each prompt × seed generated into the remedy's store (the
-        sampler and the remedy's key, `dvdlib.remedies.fix.remedy_store`; ``row`` holds the remedy and
-        the prompt's concepts, which `dvdlib.prefetch` computes it from), ten questions per (row, seed)."""
+    def remedy(self, rows, seeds, name: str, params: dict | None = None, *, model=None):
+        """Count `dvdlib.run.Run.remedy`: each prompt × seed generated with ``model`` (default the
+        profile's) into the remedy's store (the sampler and the remedy's key,
+        `dvdlib.remedies.fix.remedy_store`; ``row`` holds the remedy and the prompt's concepts, which
+        `dvdlib.prefetch` computes it from), ten questions per (row, seed)."""
         import pandas as pd
 
         from .dvd import _key, question_groups
         from .judge import QUESTIONS_PER_SET
-        from .remedies.compare import COLUMNS, asked_rows, module, with_words
+        from .remedies.compare import COLUMNS, asked_rows, dominant_words, module, with_words
 
-        P, model = self.profile, self.profile.model
+        P, model = self.profile, model or self.profile.model
         params = with_words(name, params, rows, self.world.category_words())
         store, text = self._store(model, None, module(name).key(**params))
         settings = json.loads(text)
@@ -287,8 +288,8 @@ class Count:
             self.skip("Attend-and-Excite's latent updates (a UNet pass and its gradient per update, up to "
                       "max_iter_to_alter steps and their refinements) are counted as a plain generation's UNet "
                       "evaluations: its GPU-hours are a lower bound")
-        first = rows.drop_duplicates("prompt")
-        for prompt, dominant, dominated in zip(first.prompt, first.content, first.nm_word):
+        first = rows.assign(dominant=dominant_words(rows)).drop_duplicates("prompt")
+        for prompt, dominant, dominated in zip(first.prompt, first.dominant, first.nm_word):
             made = json.dumps(plain({"remedy": name, "params": params, "prompt": prompt, "dominant": dominant,
                                      "dominated": dominated}),
                               sort_keys=True)

@@ -147,7 +147,7 @@ def _generate(todo, log, index, count) -> None:
         if any(w.row for w, _ in works):  # a remedy's images (chapter 13), made by the remedy's own module
             from .remedies.compare import prefetch_images
 
-            made = prefetch_images(run, [w for w, _ in works if w.row])
+            made = prefetch_images(run, [w for w, _ in works if w.row], model)
             log(f"[shard {index}/{count}] {model}: {made:,} remedy images done")
             works = [(w, p) for w, p in works if not w.row]
             if not works:

@@ -127,12 +127,13 @@ class Run:
 
         return judge_images(rows, seeds, self.store(model), self.judge, self.questions)
 
-    def remedy(self, rows: pd.DataFrame, seeds, name: str, params: dict | None = None) -> pd.DataFrame:
-        """Remedy ``name`` (with ``params``) on ``rows`` × ``seeds``: its images, stored in a store keyed by
-        the sampler and the remedy (made where missing, timed), judged (`dvdlib.remedies.compare.remedy`)."""
+    def remedy(self, rows: pd.DataFrame, seeds, name: str, params: dict | None = None, *, model=None) -> pd.DataFrame:
+        """Remedy ``name`` (with ``params``) on ``rows`` × ``seeds`` with ``model`` (default the profile's):
+        its images, stored in a store keyed by the sampler and the remedy (made where missing, timed),
+        judged (`dvdlib.remedies.compare.remedy`)."""
         from .remedies.compare import remedy
 
-        return remedy(self, rows, seeds, name, params)
+        return remedy(self, rows, seeds, name, params, model)
 
     def finetune(self, images, recipe):
         """The profile's model fine-tuned on ``images`` (PIL) with ``recipe`` (DreamBooth, paper

@@ -512,7 +512,8 @@ def verdict(ci, null: float = 0.0, direction: int = 1, power: str = "n/a", appli
     if not applies or null is None:
         return INCONCLUSIVE
     if n_clusters is not None and min(np.atleast_1d(n_clusters)) < MIN_CLUSTERS:
-        return f"{UNDERPOWERED} ({int(min(np.atleast_1d(n_clusters)))} {unit})"
+        n = int(min(np.atleast_1d(n_clusters)))
+        return f"{UNDERPOWERED} ({n} {unit if n != 1 else unit.removesuffix('s')})"
     side = _side(ci, null)
     if side == 0:
         return INCONCLUSIVE

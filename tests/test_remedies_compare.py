@@ -53,6 +53,31 @@ def test_measures_on_a_hand_made_table():
     assert not versus.works.any()
 
 
+def twin_table() -> pd.DataFrame:
+    """Three pairs of one arm, one prompt, two seeds; both present (c, n ≥ 3) by hand."""
+    both = {  # (pair, remedy) → both present per seed
+        (0, "none"): (0, 0), (0, "replacement"): (1, 0), (0, "rebalance"): (1, 1),
+        (1, "none"): (0, 1), (1, "replacement"): (0, 1), (1, "rebalance"): (1, 1),
+        (2, "none"): (0, 0), (2, "replacement"): (0, 0), (2, "rebalance"): (1, 0),
+    }
+    rows = [{"remedy": r, "pair": p, "arm": "memorized", "case_num": 1, "concept": "character", "nm_word": "ball",
+             "prompt": "dvddog and ball", "seed": seed, "c": 5 if b else 0, "n": 5 if b else 0, "dvd": 0.0,
+             "seconds": 1.0} for (p, r), bs in both.items() for seed, b in zip((1, 2), bs)]
+    return pd.DataFrame(rows)
+
+
+def test_twin_contrasts_are_paired_over_pairs_by_hand():
+    # rebalance − none per pair: (1 − 0), (1 − 0.5), (0.5 − 0) → mean 2/3; − replacement: 0.5, 0.5, 0.5
+    r = compare.paired_contrast(twin_table(), "rebalance", "none")
+    assert r["value"] == pytest.approx(2 / 3) and r["n"] == 3 and r["n_clusters"] == 3
+    versus = compare.twin_contrasts(twin_table()).set_index(["arm", "remedy"])
+    vs_repl = versus.loc[("memorized", "rebalance"), "vs_replacement_result"]
+    assert vs_repl["value"] == pytest.approx(0.5) and vs_repl["ci"] == [pytest.approx(0.5), pytest.approx(0.5)]
+    assert versus.loc[("memorized", "replacement"), "vs_replacement"] == "—"
+    summary = compare.twin_summary(twin_table()).set_index("remedy")
+    assert summary.loc["rebalance", "both"] == pytest.approx((1 + 1 + 0.5) / 3) and summary.clusters.max() == 3
+
+
 def test_detect_then_fix_on_a_hand_made_table():
     flagged = {"p1": True, "p2": False, "p3": True}
     e2e = compare.end_to_end(judged_table(), flagged, steps=10).set_index("remedy")
@@ -136,15 +161,19 @@ def test_the_chapter_runs_on_smoke_and_the_plan_counts_what_it_computed(tmp_path
     before = plan.plan("13_remedies", "smoke", {"store": str(store)}, chapters_dir=root / "chapters")
     generated = [w for w in before.items if w.kind == GENERATE and w.row]
     asked = [w for w in before.items if w.kind == JUDGE]
-    # 4 prompts × 2 seeds (smoke's scales.remedies) under each of the five remedies, each image asked
-    assert len(generated) == 5 * 4 * 2 and len(asked) == 5 * 4 * 2
+    # smoke's scales.remedies: 4 prompts × 2 seeds under each of the five remedies; 2 memorized twins × 2
+    # prompts × 1 seed under each; 2 balanced rows × 1 seed under the four that keep both concepts; each asked
+    expected = 5 * 4 * 2 + 2 * 2 * 5 + 2 * 4
+    assert len(generated) == expected and len(asked) == expected
+    assert sum(w.model != before.profile.model for w in generated) == 2 * 2 * 5  # the twins generate with their own UNet
     assert len(before.todo()) == len(before.items)
     (outcome,) = scheduler.run_chapters("smoke", only="13_remedies", cwd=root, verbose=False,
                                         parameters={"store": str(store)})
     assert outcome.ok, f"the chapter failed: {outcome.error} (see {outcome.output})"
     assert plan.plan("13_remedies", "smoke", {"store": str(store)}, chapters_dir=root / "chapters").todo() == []
     figures = root / "book" / "figures" / "13_remedies"
-    assert {p.name for p in figures.glob("*.png")} == {"both_present.png", "same_seed.png", "cost_benefit.png"}
+    assert {p.name for p in figures.glob("*.png")} == {"both_present.png", "same_seed.png", "cost_benefit.png",
+                                                             "twins_both_present.png"}
     results = json.loads((root / "book" / "results" / "13_remedies.json").read_text())
     rows = {r["key"]: r for r in results["results"]}
     assert rows["rem_both_rebalance"]["paper"] == "— (beyond the paper)"
@@ -152,6 +181,8 @@ def test_the_chapter_runs_on_smoke_and_the_plan_counts_what_it_computed(tmp_path
     assert {f"rem_vs_none_{n}" for n in compare.NAMES if n != "none"} <= set(rows)
     assert "0.010, the paper's" in rows["rem_flagged"]["quantity"]
     assert "underpowered" not in rows["rem_vs_none_rebalance"]["this run"]  # smoke's four concepts allow a verdict
+    assert "underpowered (2 pairs)" in rows["rem_twin_vs_replacement_rebalance_memorized"]["this run"]
+    assert {f"rem_balanced_{n}" for n in compare.BALANCED_NAMES if n != "none"} <= set(rows)
 
 
 def test_prefetch_makes_each_remedy_image_with_its_own_module_and_the_chapter_reads_it_frozen(tmp_path, monkeypatch):

@@ -42,6 +42,13 @@ LABELS = {"none": "none", "replacement": "replacement (§3.8)", "attend_excite":
 MODULES = {"none": "plain", "replacement": "replacement", "attend_excite": "attend_excite",
            "rebalance": "rebalance", "weighting": "weighting"}
 
+#: the remedies tried on balanced prompts: not replacement, which needs a dominant concept's
+#: category word (a rigid concept's), and a balanced prompt's two flexible concepts have none
+BALANCED_NAMES = tuple(n for n in NAMES if n != "replacement")
+
+#: the twins the remedies are scored on: those made to dominate (chapter 12), the memorized most
+TWIN_ARMS = ("rigid", "memorized")
+
 #: columns of a judged table (one row per prompt-set row, seed and remedy)
 COLUMNS = ["remedy", "case_num", "content_type", "concept", "nm_word", "prompt", "seed", "c", "n", "dvd", "seconds"]
 
@@ -74,7 +81,7 @@ def with_words(name: str, params: dict, rows: pd.DataFrame, world_words: dict) -
     if name == "replacement" and "words" not in params:
         from .replacement import words_for
 
-        params["words"] = dict(zip(rows["content"], words_for(rows, world_words)))
+        params["words"] = dict(zip(dominant_words(rows), words_for(rows, world_words)))
     return params
 
 
@@ -84,18 +91,28 @@ def asked_rows(name: str, rows: pd.DataFrame, params: dict) -> pd.DataFrame:
     if name != "replacement":
         return rows
     words = params["words"]
-    return rows.assign(content=[words[c] for c in rows["content"]])
+    return rows.assign(content=[words[c] for c in dominant_words(rows)])
 
 
-def store_of(run, name: str, params: dict):
-    """The store of remedy ``name``'s images under ``params`` (`dvdlib.remedies.fix.remedy_store`)."""
-    return remedy_store(run, module(name).key(**params))
+def store_of(run, name: str, params: dict, model=None):
+    """The store of remedy ``name``'s images under ``params`` with ``model`` (default the profile's;
+    `dvdlib.remedies.fix.remedy_store`)."""
+    return remedy_store(run, module(name).key(**params), model)
 
 
-def _generate(run, store, name: str, params: dict, rows: pd.DataFrame, todo) -> None:
-    """Generate the missing (prompt, seed) pairs ``todo`` with the remedy, grouped by their missing
-    seeds, timing each call; each image's record keeps its seconds (the call's mean)."""
-    first = rows.drop_duplicates("prompt").set_index("prompt")
+def dominant_words(rows: pd.DataFrame) -> pd.Series:
+    """The words a remedy treats as each row's dominant concept: ``dominant`` where the rows name
+    it apart from the concept the judge is asked about (a twin's new token, whose judged concept is
+    its category word), else ``content``."""
+    return rows["dominant"] if "dominant" in rows else rows["content"]
+
+
+def _generate(run, store, name: str, params: dict, rows: pd.DataFrame, todo, model=None) -> None:
+    """Generate the missing (prompt, seed) pairs ``todo`` with the remedy on ``model`` (default the
+    profile's), grouped by their missing seeds, timing each call; each image's record keeps its
+    seconds (the call's mean)."""
+    first = rows.assign(dominant=dominant_words(rows)).drop_duplicates("prompt").set_index("prompt")
+    pipe = run.load(model)
     by_prompt: dict = {}
     for prompt, seed in todo:
         by_prompt.setdefault(prompt, []).append(seed)
@@ -105,8 +122,8 @@ def _generate(run, store, name: str, params: dict, rows: pd.DataFrame, todo) -> 
     m = module(name)
     for seeds, prompts in groups.items():
         started = time.perf_counter()
-        images = m.generate(run.pipe, prompts, list(seeds), run.profile.sampler(),
-                            dominant=list(first.loc[prompts, "content"]), dominated=list(first.loc[prompts, "nm_word"]),
+        images = m.generate(pipe, prompts, list(seeds), run.profile.sampler(),
+                            dominant=list(first.loc[prompts, "dominant"]), dominated=list(first.loc[prompts, "nm_word"]),
                             **params)
         seconds = (time.perf_counter() - started) / len(images)
         jobs = [(p, s) for p in prompts for s in seeds]
@@ -114,9 +131,10 @@ def _generate(run, store, name: str, params: dict, rows: pd.DataFrame, todo) -> 
             store.save(p, s, image=image, seconds=seconds, batch_size=len(images), remedy=name)
 
 
-def remedy(run, rows: pd.DataFrame, seeds, name: str, params: dict | None = None) -> pd.DataFrame:
-    """Remedy ``name`` (with ``params``) on every row × seed, through ``run``: what its store lacks
-    is generated (timed), the rest read; then judged with the profile's judge (answers stored).
+def remedy(run, rows: pd.DataFrame, seeds, name: str, params: dict | None = None, model=None) -> pd.DataFrame:
+    """Remedy ``name`` (with ``params``) on every row × seed, through ``run`` with ``model`` (default
+    the profile's; a twin, `dvdlib.finetune.Tuned`): what its store lacks is generated (timed), the
+    rest read; then judged with the profile's judge (answers stored).
     One row per prompt-set row and seed (`COLUMNS`: ``concept`` the dominant concept, as the
     prompt had it; ``c`` about it or, after replacement, its category word; ``n`` the dominated)."""
     from ..dvd import judge_images
@@ -125,13 +143,13 @@ def remedy(run, rows: pd.DataFrame, seeds, name: str, params: dict | None = None
     why = module(name).applies(run.pipe)
     if why:
         raise ValueError(f"remedy {name!r} does not apply to {run.profile.model}: {why}")
-    store, seeds = store_of(run, name, params), [int(s) for s in seeds]
+    store, seeds = store_of(run, name, params, model), [int(s) for s in seeds]
     jobs = [(p, s) for p in dict.fromkeys(rows["prompt"]) for s in seeds]
     todo = store.todo(jobs, what=f"images under {name}")
     if not store.frozen:  # an image stored untimed (by `dvd fix`) is made again, timed: the same image
         todo += [(p, s) for p, s in jobs if (p, s) not in todo and "seconds" not in store.record(p, s)]
     if todo:
-        _generate(run, store, name, params, rows, todo)
+        _generate(run, store, name, params, rows, todo, model)
     judged = judge_images(asked_rows(name, rows, params), seeds, store, run.judge, run.questions)
     seconds = [store.record(p, s).get("seconds", np.nan) for p, s in zip(judged["prompt"], judged["seed"])]
     keep = rows.set_index("case_num")[["content", "nm_word"]]
@@ -139,10 +157,10 @@ def remedy(run, rows: pd.DataFrame, seeds, name: str, params: dict | None = None
                          nm_word=list(keep.loc[judged["case_num"], "nm_word"]), seconds=seconds)[COLUMNS]
 
 
-def prefetch_images(run, works) -> int:
+def prefetch_images(run, works, model=None) -> int:
     """Generate the remedy images that `dvdlib.plan.Count.remedy` counted (`dvdlib.plan.Work` whose
-    ``row`` names the remedy, its parameters and the prompt's concepts) into their stores, as
-    `remedy` would, timed; how many were made (`dvdlib.prefetch`)."""
+    ``row`` names the remedy, its parameters and the prompt's concepts) with ``model`` (default the
+    profile's) into their stores, as `remedy` would, timed; how many were made (`dvdlib.prefetch`)."""
     groups: dict = {}
     for w in works:
         groups.setdefault(w.row, []).append((w.prompt, int(w.seed)))
@@ -150,10 +168,10 @@ def prefetch_images(run, works) -> int:
     for row, jobs in groups.items():
         spec = json.loads(row)
         rows = pd.DataFrame({"prompt": [spec["prompt"]], "content": [spec["dominant"]], "nm_word": [spec["dominated"]]})
-        store = store_of(run, spec["remedy"], spec["params"])
+        store = store_of(run, spec["remedy"], spec["params"], model)
         todo = store.todo(jobs, what=f"images under {spec['remedy']}")
         if todo:
-            _generate(run, store, spec["remedy"], spec["params"], rows, todo)
+            _generate(run, store, spec["remedy"], spec["params"], rows, todo, model)
             made += len(todo)
     return made
 
@@ -168,17 +186,17 @@ def measured(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame
     return judged.assign(dominated=dominated, dominant=dominant, both=dominated & dominant)
 
 
-def summary(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+def summary(judged: pd.DataFrame, present_at: int = PRESENT_AT, cluster: str = "concept") -> pd.DataFrame:
     """Per remedy (in `NAMES`' order): images, the dominated concept's presence and both concepts'
-    presence (shares, each concept weighing the same, with the 95% interval over concepts), the
-    mean DvD Score and the seconds per image."""
+    presence (shares, each ``cluster`` weighing the same, with the 95% interval over them: the
+    dominant concept, or a twin's ``pair``), the mean DvD Score and the seconds per image."""
     from ..stats import cluster_mean
 
     rows = []
     for name, g in measured(judged, present_at).groupby("remedy", sort=False):
-        dominated = cluster_mean(g["dominated"], g["concept"], bounds=(0, 1))
-        both = cluster_mean(g["both"], g["concept"], bounds=(0, 1))
-        rows.append({"remedy": name, "images": len(g), "concepts": g["concept"].nunique(),
+        dominated = cluster_mean(g["dominated"], g[cluster], bounds=(0, 1))
+        both = cluster_mean(g["both"], g[cluster], bounds=(0, 1))
+        rows.append({"remedy": name, "images": len(g), "clusters": g[cluster].nunique(),
                      "dominated": dominated["value"], "dominated_ci": dominated["ci"],
                      "both": both["value"], "both_ci": both["ci"], "dvd": float(g["dvd"].mean()),
                      "seconds": float(g["seconds"].mean())})
@@ -191,10 +209,10 @@ def summary(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
 WORDS = {"reproduced": "higher", "not reproduced": "lower"}
 
 
-def _verdict(result: dict) -> str:
+def _verdict(result: dict, unit: str = "concepts") -> str:
     from ..stats import decide
 
-    said = decide(result, direction=1)
+    said = decide(result, direction=1, unit=unit)
     return WORDS.get(said, said)
 
 
@@ -325,7 +343,158 @@ def end_to_end_table(table: pd.DataFrame) -> pd.DataFrame:
     return out.set_index("remedy")
 
 
+# ------------------------------------------------------------------------------ on the twins, on balanced prompts
+
+
+def twin_rows(prompts: pd.DataFrame, token: str) -> pd.DataFrame:
+    """The twins' test prompts as the remedies take them: the new ``token`` is the dominant concept
+    the remedy acts on (``dominant``), its category word (``content``) the one the judge is asked
+    about, as chapter 12 asks."""
+    return prompts.assign(dominant=token)
+
+
+def twin_judged(x, models: dict, rows: pd.DataFrame, seeds, params: dict) -> pd.DataFrame:
+    """Every remedy on every twin of ``models`` ({(pair, arm): fine-tune}), through the executor
+    ``x``, as one table with each row's ``pair`` and ``arm``."""
+    return pd.concat([x.remedy(rows, seeds, name, params[name], model=model).assign(pair=pair, arm=arm)
+                      for (pair, arm), model in models.items() for name in NAMES], ignore_index=True)
+
+
+def paired_contrast(judged: pd.DataFrame, a: str, b: str, measure: str = "both", present_at: int = PRESENT_AT) -> dict:
+    """Remedy ``a`` − remedy ``b`` in ``measure`` on twins, paired: each pair's share under ``a``
+    minus its share under ``b`` (the same twin, prompts and seeds), its interval over the pairs
+    (`dvdlib.twins.paired`) and the book's verdict, the pair as the unit."""
+    from ..stats import within
+    from ..twins import paired
+
+    m = measured(judged[judged.remedy.isin([a, b])], present_at)
+    result = paired(m.assign(value=m[measure].astype(float)), a, b, arm="remedy")
+    result["ci"] = within(result["ci"], (-1.0, 1.0))
+    return {**result, "verdict": _verdict(result, unit="pairs")}
+
+
+def twin_contrasts(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """Per arm and remedy but ``none``: both present against ``none`` and against ``replacement``
+    (not for replacement itself), each paired over the twin pairs, with its verdict; ``works``:
+    beats replacement by the rule."""
+    from ..stats import interval_text
+
+    rows = []
+    for arm, g in judged.groupby("arm", sort=False):
+        for name in [n for n in NAMES if n in set(g.remedy) and n != "none"]:
+            row = {"arm": arm, "remedy": name}
+            for b in ("none", "replacement"):
+                if name == b:
+                    row[f"vs_{b}"], row[f"vs_{b}_verdict"], row[f"vs_{b}_result"] = "—", "—", None
+                    continue
+                r = paired_contrast(g, name, b, "both", present_at)
+                row[f"vs_{b}"], row[f"vs_{b}_verdict"], row[f"vs_{b}_result"] = (
+                    f"{interval_text(r, '{:+.2f}')} over {r['n']} pairs", r["verdict"], r)
+            row["works"] = row["vs_replacement_verdict"] == "higher"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def twin_summary(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """`summary` per arm, each pair weighing the same."""
+    return pd.concat([summary(g, present_at, cluster="pair").assign(arm=arm)
+                      for arm, g in judged.groupby("arm", sort=False)], ignore_index=True)
+
+
+def twin_table(summary_: pd.DataFrame, versus: pd.DataFrame) -> pd.DataFrame:
+    """The twins as the page shows them: per arm and remedy, both present (interval over pairs)
+    and the paired differences against none and against replacement with their verdicts."""
+    keyed = versus.set_index(["arm", "remedy"])
+
+    def said(arm, name, b):
+        if (arm, name) not in keyed.index or keyed.at[(arm, name), f"vs_{b}"] == "—":
+            return "—"
+        return f"{keyed.at[(arm, name), f'vs_{b}']}: {keyed.at[(arm, name), f'vs_{b}_verdict']}"
+
+    return pd.DataFrame({"twin": summary_.arm, "remedy": summary_.remedy.map(LABELS),
+                         "both present": [_share(v, c) for v, c in zip(summary_.both, summary_.both_ci)],
+                         "− none": [said(a, n, "none") for a, n in zip(summary_.arm, summary_.remedy)],
+                         "− replacement": [said(a, n, "replacement") for a, n in zip(summary_.arm, summary_.remedy)],
+                         }).set_index(["twin", "remedy"])
+
+
+def twin_part(twin, present_at: int = PRESENT_AT):
+    """The twins' analyses (``twin``: the chapter's twin work, None where the profile runs none):
+    `twin_summary`, `twin_contrasts` and `twin_table`, or None."""
+    from types import SimpleNamespace
+
+    if twin is None:
+        return None
+    summary_, versus = twin_summary(twin.judged, present_at), twin_contrasts(twin.judged, present_at)
+    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus))
+
+
+def twin_scope(twin, profile: str = "", snapshot_pairs: int | None = None) -> str:
+    """What the twin part compares, or why this run has none."""
+    if twin is None:
+        return ("This profile runs no twins for this chapter (its `scales.remedies` sets none; chapter 12's twins on "
+                "Stable Diffusion need a folder of dog photos), so the remedies are compared on the benchmark alone.")
+    d = twin.design
+    pairs = sorted(set(d.pair))
+    others = ", ".join(dict.fromkeys(twin.rows.nm_word))
+    text = (f"Twins: pairs {pairs[0]}–{pairs[-1]} of chapter 12's design ({len(pairs)} pairs; the "
+            f"{' and '.join(dict.fromkeys(d.arm))} arm{'s' * (d.arm.nunique() > 1)}), each read from the store where "
+            f"chapter 12 trained it; {len(twin.rows)} of their test prompts (the new token `{twin.rows.dominant.iloc[0]}` "
+            f"beside {others}), seed {', '.join(map(str, twin.seeds))}. Replacement puts the twins' category word, "
+            f"`{twin.recipe.class_prompt}`, for the new token.")
+    if snapshot_pairs and len(pairs) < snapshot_pairs and profile == "toy":
+        text += (f" The book runs a pilot; `dvd toy findings` runs {snapshot_pairs} pairs of both arms, and chapter 09 "
+                 "lists their verdicts.")
+    return text
+
+
+def balanced_scope(rows, seeds) -> str:
+    """What the balanced part compares, or why this run has none."""
+    if rows is None:
+        return "This run compares no balanced prompts (the profile's `scales.remedies` sets none)."
+    return (f"Balanced prompts: {len(rows)} rows of the balanced set (two flexible concepts that compose), seed "
+            f"{', '.join(map(str, seeds))}. Each remedy treats the row's first concept as the one to lower; the "
+            "question is whether a remedy applied where nothing collapsed lowers the share with both present.")
+
+
+#: how a remedy against the plain images reads on prompts that did not collapse
+HARM = {"higher": "helps", "lower": "harms", "inconclusive": "harm not shown (the interval includes 0)"}
+
+
+def balanced_contrasts(judged: pd.DataFrame, present_at: int = PRESENT_AT) -> pd.DataFrame:
+    """On prompts that were fine (the balanced set): per remedy but ``none``, both present under
+    the remedy − under none, interval over the rows' first concepts, and whether it harms them."""
+    from ..stats import interval_text
+
+    rows = []
+    for name in [n for n in NAMES if n in set(judged.remedy) and n != "none"]:
+        r = contrast(judged, name, "none", "both", present_at)
+        rows.append({"remedy": name, "difference": interval_text(r, "{:+.2f}"),
+                     "reads": HARM.get(r["verdict"], r["verdict"]), "result": r})
+    return pd.DataFrame(rows)
+
+
+def balanced_table(table: pd.DataFrame) -> pd.DataFrame:
+    """`balanced_contrasts` as the page shows it."""
+    return pd.DataFrame({"remedy": table.remedy.map(LABELS), "both present − none": table.difference,
+                         "reads": table.reads}).set_index("remedy")
+
+
 # ------------------------------------------------------------------------------ figures
+
+
+def _both_axes(ax, table: pd.DataFrame, unit: str = "concepts") -> None:
+    """Both present (filled) and the dominated concept present (open) per remedy of ``table``
+    (`summary`), each with its 95% interval over ``unit``, on ``ax``."""
+    y = np.arange(len(table))[::-1]
+    for offset, col, style, label in ((0.12, "both", "o", "both present"), (-0.12, "dominated", "s", "dominated present")):
+        values = np.array([np.nan if v is None else v for v in table[col]], float)
+        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, table[f"{col}_ci"])]).T
+        ax.errorbar(values, y + offset, xerr=err, fmt=style, capsize=3, label=label,
+                    mfc="C0" if col == "both" else "white", color="C0" if col == "both" else "C1")
+    ax.set_yticks(y, [LABELS[n] for n in table.remedy])
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel(f"share of images (95% interval over {unit})")
 
 
 def both_figure(table: pd.DataFrame, title: str = ""):
@@ -337,17 +506,27 @@ def both_figure(table: pd.DataFrame, title: str = ""):
 
     use_style()
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    y = np.arange(len(table))[::-1]
-    for offset, col, style, label in ((0.12, "both", "o", "both present"), (-0.12, "dominated", "s", "dominated present")):
-        values = np.array([np.nan if v is None else v for v in table[col]], float)
-        err = np.array([[v - c[0], c[1] - v] if c else [0, 0] for v, c in zip(values, table[f"{col}_ci"])]).T
-        ax.errorbar(values, y + offset, xerr=err, fmt=style, capsize=3, label=label,
-                    mfc="C0" if col == "both" else "white", color="C0" if col == "both" else "C1")
-    ax.set_yticks(y, [LABELS[n] for n in table.remedy])
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_xlabel("share of images (95% interval over concepts)")
+    _both_axes(ax, table)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     ax.set_title(title, fontsize=10)
+    return fig
+
+
+def twin_figure(summary_: pd.DataFrame, title: str = ""):
+    """`both_figure` for the twins, one panel per arm, intervals over the pairs."""
+    import matplotlib.pyplot as plt
+
+    from ..plots import use_style
+
+    use_style()
+    arms = list(dict.fromkeys(summary_.arm))
+    fig, axes = plt.subplots(1, len(arms), figsize=(8, 3.4), sharey=True, squeeze=False)
+    for ax, arm in zip(axes[0], arms):
+        part = summary_[summary_.arm == arm]
+        _both_axes(ax, part, f"{int(part.clusters.max())} pairs")
+        ax.set_title(f"{arm} twins", fontsize=10)
+    axes[0][0].legend(loc="upper center", bbox_to_anchor=(0.5 * len(arms), -0.28), ncol=2, frameon=False)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -408,12 +587,37 @@ def grid_rows(judged: pd.DataFrame, stores: dict, case, seed: int) -> list:
 # ------------------------------------------------------------------------------ words
 
 
-def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame) -> str:
-    """The closing paragraph, written from this run's verdicts (each remedy against the plain
-    images and against replacement, on both present) and its detect-then-fix numbers."""
+def twins_sentence(versus: pd.DataFrame | None) -> str:
+    """What the twins show, from their paired verdicts: per arm, which remedies beat replacement
+    and which beat the plain images ("" when the run has no twins)."""
     from ..stats import UNDERPOWERED
 
-    n = int(table.concepts.max())
+    if versus is None or not len(versus):
+        return ""
+    said = []
+    for arm, g in versus.groupby("arm", sort=False):
+        n = next(r["n"] for r in g.vs_none_result if r is not None)
+        if g.vs_none_verdict.str.startswith(UNDERPOWERED).all():
+            said.append(f"On the {arm} twins ({n} pairs) every comparison is underpowered.")
+            continue
+        plus = [LABELS[r] for r, v in zip(g.remedy, g.vs_none_verdict) if v == "higher"]
+        works = [LABELS[r] for r in g[g.works].remedy]
+        said.append(f"On the {arm} twins ({n} pairs), against the plain images: "
+                    + (f"{', '.join(plus)} {'raises' if len(plus) == 1 else 'raise'} the share with both present"
+                       if plus else "no remedy raises the share with both present by the rule")
+                    + "; against replacement: " + (f"{', '.join(works)} {'beats' if len(works) == 1 else 'beat'} it"
+                                                   if works else "none beats it") + ".")
+    return " ".join(said)
+
+
+def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin_versus: pd.DataFrame | None = None,
+            balanced: pd.DataFrame | None = None) -> str:
+    """The closing paragraph, written from this run's verdicts (each remedy against the plain
+    images and against replacement, on both present; on the twins, paired; on the balanced set,
+    whether a remedy harms) and its detect-then-fix numbers."""
+    from ..stats import UNDERPOWERED
+
+    n = int(table.clusters.max())
     beyond = versus[versus.remedy != "replacement"]
     works = [LABELS[r] for r in beyond[beyond.works].remedy]
     verdicts = set(versus.both_vs_none_verdict) | set(beyond.both_vs_replacement_verdict)
@@ -431,6 +635,13 @@ def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame) -> str
     if versus.both_vs_none_verdict.str.startswith(UNDERPOWERED).all():
         text.append(f"With {n} dominant concepts this run has too few clusters for any verdict; its shares describe "
                     "these prompts and seeds only.")
+    if twins_sentence(twin_versus):
+        text.append(twins_sentence(twin_versus))
+    if balanced is not None and len(balanced):
+        harms = [LABELS[r] for r, v in zip(balanced.remedy, balanced.reads) if v == HARM["lower"]]
+        text.append(f"On the balanced prompts, {', '.join(harms)} {'harms' if len(harms) == 1 else 'harm'} prompts that "
+                    "were fine." if harms else "On the balanced prompts no remedy is shown to harm prompts that were "
+                    "fine (which is not the same as shown harmless).")
     if len(e2e) and e2e.flagged.iloc[0] == 0:
         text.append("The detector flags none of the rows, so detect-then-fix gives the plain images at the plain "
                     "images' cost and one step more.")
@@ -514,7 +725,7 @@ def add_results(report, table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataF
     for row in table.itertuples():
         label = LABELS[row.remedy]
         report.add(f"rem_both_{row.remedy}", f"both concepts present, {label} (share of images; 95% interval over "
-                   f"{row.concepts} concepts)", paper_both.get(row.remedy, beyond), _share(row.both, row.both_ci),
+                   f"{row.clusters} concepts)", paper_both.get(row.remedy, beyond), _share(row.both, row.both_ci),
                    value=row.both, ci=row.both_ci, n=row.images)
         report.add(f"rem_dominated_{row.remedy}", f"dominated concept present, {label}", paper_both.get(row.remedy, beyond),
                    _share(row.dominated, row.dominated_ci), value=row.dominated, ci=row.dominated_ci, n=row.images)
@@ -540,6 +751,32 @@ def add_results(report, table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataF
                    "flagged only / all / none", paper,
                    f"{row.both_flagged:.2f} ({row.seconds_flagged:.3g}) / {row.both_all:.2f} ({row.seconds_all:.3g}) / "
                    f"{row.both_none:.2f} ({row.seconds_none:.3g})")
+
+
+def add_twin_results(report, summary_: pd.DataFrame, versus: pd.DataFrame) -> None:
+    """The twins' numbers (the paper has no twins): per arm and remedy both present, and each paired
+    difference against none and against replacement with its verdict, under
+    ``rem_twin_vs_<b>_<remedy>_<arm>`` (the keys `dvdlib.findings` reads)."""
+    beyond = "— (beyond the paper)"
+    for row in summary_.itertuples():
+        report.add(f"rem_twin_both_{row.remedy}_{row.arm}", f"both concepts present, {LABELS[row.remedy]}, {row.arm} "
+                   f"twins (share of images; 95% interval over {row.clusters} pairs)", beyond,
+                   _share(row.both, row.both_ci), value=row.both, ci=row.both_ci, n=row.images)
+    for row in versus.itertuples():
+        for b in ("none", "replacement"):
+            result = getattr(row, f"vs_{b}_result")
+            if result is not None:
+                report.add(f"rem_twin_vs_{b}_{row.remedy}_{row.arm}", f"{LABELS[row.remedy]} − {b}, both present, "
+                           f"{row.arm} twins (paired over pairs)", beyond,
+                           f"{getattr(row, f'vs_{b}')}: {getattr(row, f'vs_{b}_verdict')}",
+                           **_fields(result), loo=result.get("loo"), per_cluster=result.get("per_cluster"))
+
+
+def add_balanced_results(report, table: pd.DataFrame) -> None:
+    """The balanced set's numbers: each remedy − none on both present, and whether it harms."""
+    for row in table.itertuples():
+        report.add(f"rem_balanced_{row.remedy}", f"{LABELS[row.remedy]} − none, both present, balanced prompts",
+                   "— (beyond the paper)", f"{row.difference}: {row.reads}", **_fields(row.result))
 
 
 def _fields(result: dict) -> dict:

@@ -21,9 +21,23 @@ from ..store import Store, model_key
 #: the remedies ``dvd fix`` knows, by name (each a module of `dvdlib.remedies`)
 NAMES = ("rebalance", "attend_excite", "weighting")
 
-#: used when none is named: early attention rebalancing, which keeps both concepts in the prompt;
-#: until the remedies are compared on the same prompts it is a choice, not a measurement
+#: the remedy applied where none is named, per world, from chapter 13's measurement there: on the
+#: toy world's twins (`dvd toy findings`, 12 pairs), the remedy of `NAMES` with the largest paired
+#: gain over replacement in the share with both concepts present on the memorized twins
+#: (tests/test_fix.py checks it against toy/findings/claims.csv)
+MEASURED = {"toy": "rebalance"}
+
+#: where chapter 13 has measured nothing for the model (Stable Diffusion until it runs at the paper's
+#: scale): early attention rebalancing, which keeps both concepts in the prompt; a choice
 DEFAULT = "rebalance"
+
+
+def default_remedy(world: str) -> tuple[str, str]:
+    """The remedy ``dvd fix`` applies when none is named, for a profile's ``world``, and why."""
+    if world in MEASURED:
+        return MEASURED[world], (f"the remedy chapter 13 measured best on the {world} world's twins (the largest gain "
+                                 "over replacement in images with both concepts present)")
+    return DEFAULT, "a choice, not a measurement: chapter 13 has measured no remedy on this model family yet"
 
 
 def remedy_module(name: str):
@@ -52,11 +66,14 @@ class Fixed:
         return f"{self.check.report()}\n{done}: {self.why}"
 
 
-def remedy_store(run, key: dict) -> Store:
-    """The store of a remedy's images under the profile's model and sampler (``key``: the remedy's
-    `key`, which names it and its parameters)."""
-    P = run.profile
-    return Store(P.store, model_key(P.model), {**P.sampler(), "remedy": key}, P.store_mode)
+def remedy_store(run, key: dict, model=None) -> Store:
+    """The store of a remedy's images under ``model`` (default the profile's; a fine-tune samples as
+    its base) and the profile's sampler (``key``: the remedy's `key`, which names it and its
+    parameters)."""
+    from ..finetune import base_of
+
+    P, model = run.profile, model or run.profile.model
+    return Store(P.store, model_key(model), {**P.sampler(base_of(model)), "remedy": key}, P.store_mode)
 
 
 def fix_prompt(run, prompt: str, concepts, *, remedy: str = DEFAULT, seeds=None, layers=None,

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..chapters import snapshot_chapters
+
 
 def _variants(items: list[str]) -> dict:
     """["tower=10", "robot=none"] → {"tower": 10, "robot": None}."""
@@ -217,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("findings", help="snapshot of the toy findings: gates + chapters run with profile toy")
     p.add_argument("--out", default="toy/findings", help="snapshot folder (small, committed)")
     p.add_argument("--only", nargs="*", help="chapters to run (default: every chapter the snapshot keeps, "
-                                             "02–08 and 12); one already done for the same model hash is kept")
+                                             f"{', '.join(c[:2] for c in snapshot_chapters())}); one already done "
+                                             "for the same model hash is kept")
     p.add_argument("--profile", default="toy", help="profile the chapters run with (default toy)")
     p.add_argument("--scratch", help="where the executed chapters and all their figures go (default store/findings-run)")
     p.add_argument("--no-gates", action="store_true", help="do not measure the quality gates")
