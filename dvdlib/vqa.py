@@ -39,6 +39,13 @@ MAX_NEW_TOKENS = 5
 #: (Image, question) pairs per ``generate`` call (`QwenJudge`'s default; `dvdlib.plan` prices the
 #: judge's calls at this size). 20 pairs are two images' ten questions (paper §2).
 BATCH_SIZE = 20
+#: How an answer is read: "generate", the authors' release (greedy decoding of up to
+#: `MAX_NEW_TOKENS` tokens, the text kept verbatim; the default), or "first-token": one forward
+#: pass, the answer's first token (the argmax of its logits, greedy decoding's first step), kept
+#: where it alone decides the Yes/No reading (`first_token_decides`), the pair generated as the
+#: authors do where it does not. Both give every pair the same Yes/No reading (tests/test_vqa.py);
+#: "first-token" keeps only the first token of a decided answer's text.
+ANSWER_FROM = ("generate", "first-token")
 
 #: Qwen2-VL's chat template (the one Qwen2.5-VL also ships), reduced to text and images; used when a
 #: checkpoint's tokenizer carries no template of its own.
@@ -64,17 +71,23 @@ class QwenJudge:
     ``pixel_limits``: (min, max) pixels of the image processor's resize (None: the checkpoint's; the
     authors' are `dvdlib.authors.PIXEL_LIMITS`).
     ``local_files_only``: never reach the Hub.
+    ``answer_from``: "generate" (the authors' generate-and-parse, the default) or "first-token"
+    (`ANSWER_FROM`: the first token's logits in one forward pass where they decide the answer).
     A checkpoint that cannot be loaded (offline, no such folder) raises one `OSError` naming it and
     saying how to pass a folder.
     """
 
     def __init__(self, model: str | Path = DEFAULT_JUDGE, *, dtype: str | torch.dtype | None = None,
                  device: str | torch.device = "cpu", batch_size: int = BATCH_SIZE, max_new_tokens: int = MAX_NEW_TOKENS,
-                 local_files_only: bool = False, pixel_limits: tuple[int, int] | None = None):
+                 local_files_only: bool = False, pixel_limits: tuple[int, int] | None = None,
+                 answer_from: str = "generate"):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+        if answer_from not in ANSWER_FROM:
+            raise ValueError(f"answer_from must be one of {ANSWER_FROM}, got {answer_from!r}")
+        self.answer_from = answer_from
         self.name, self.device = str(model), torch.device(device)
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         if dtype is None:
@@ -135,13 +148,31 @@ class QwenJudge:
 
     @torch.inference_mode()
     def answer(self, pairs: Sequence[tuple]) -> list[str]:
-        """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens``, new tokens decoded verbatim
-        (the authors' release). Plain argmax: sampling settings and a repetition penalty in a checkpoint's
-        ``generation_config.json`` are overridden."""
+        """The pairs' answers, read as ``answer_from`` says: `generated`, or (``"first-token"``) the
+        `first_tokens` of one forward pass where they decide the Yes/No reading and `generated`
+        answers for the others."""
+        if self.answer_from == "generate":
+            return self.generated(pairs)
+        first = self.first_tokens(pairs)
+        undecided = [i for i, text in enumerate(first) if not first_token_decides(text)]
+        for i, text in zip(undecided, self.generated([pairs[i] for i in undecided]) if undecided else []):
+            first[i] = text
+        return first
+
+    def generated(self, pairs: Sequence[tuple], max_new_tokens: int | None = None) -> list[str]:
+        """One ``generate`` call for the pairs: greedy, ≤ ``max_new_tokens`` (default the judge's), new
+        tokens decoded verbatim (the authors' release). Plain argmax: sampling settings and a repetition
+        penalty in a checkpoint's ``generation_config.json`` are overridden."""
         inputs = self.inputs(pairs)
         out = self.model.generate(**inputs, do_sample=False, repetition_penalty=1.0,
-                                  max_new_tokens=self.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id)
+                                  max_new_tokens=max_new_tokens or self.max_new_tokens,
+                                  pad_token_id=self.tokenizer.pad_token_id)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    def first_tokens(self, pairs: Sequence[tuple]) -> list[str]:
+        """Each answer's first token, decoded: the argmax of the first step's logits, one forward pass
+        over the prompts (greedy decoding's first step, so the same token `generated` starts with)."""
+        return self.generated(pairs, max_new_tokens=1)
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]:
         """Every question of every image (paper §2), ``batch_size`` pairs per call, image-major; each
@@ -157,6 +188,16 @@ class QwenJudge:
                 encoded.update(zip(todo, self.encode_images([images[i] for i in todo])))
             flat += self.answer([(encoded[i], q) for i, q in chunk])
         return [flat[i * len(questions):(i + 1) * len(questions)] for i in range(len(images))]
+
+
+def first_token_decides(text: str) -> bool:
+    """Whether an answer beginning with ``text`` is read the same, Yes or No, whatever follows it, by
+    both answer rules (`dvdlib.judge.is_yes`, `dvdlib.authors.is_yes`): "Yes" and "No" do; "", " ",
+    "Y" and "Ye" do not (a "yes" may still follow), nor "'" (Yes for one rule if "yes" follows)."""
+    from .authors import is_yes as authors_yes
+    from .judge import is_yes
+
+    return all(len({rule(text + rest) for rest in ("yes", "es", "s", "", "x")}) == 1 for rule in (is_yes, authors_yes))
 
 
 def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2,
