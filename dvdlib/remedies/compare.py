@@ -691,10 +691,10 @@ def defaults_text(params: dict) -> str:
     """Whether this run's remedies ran with their modules' defaults, and which parameters did not."""
     changed = [LABELS[name] for name in NAMES if module(name).key(**params.get(name, {})) != module(name).key()]
     if not changed:
-        return ("Every remedy ran with its module's defaults; the defaults were not tuned on these prompts (nor on any "
-                "prompt of this book).")
+        return ("Every remedy ran with its module's defaults, chosen on twin pairs that no chapter scores, at a seed no "
+                "chapter gives them (methods page), not on the units scored here.")
     return (f"{', '.join(changed)} ran with parameters other than its module's defaults (given to this chapter); the "
-            "others ran with their defaults, which were not tuned on these prompts.")
+            "others ran with their defaults, chosen on twin pairs that no chapter scores.")
 
 
 def scope_text(scale: dict, rows: pd.DataFrame, seeds, benchmark: str) -> str:
