@@ -14,7 +14,10 @@ Sections (``--only`` picks some):
   50 steps, classifier-free guidance, VAE decode;
 - ``joint``: recording one block at one step vs a plain step on the tiny SD3, SDXL and FLUX models,
   and the peak memory of the chunked joint-attention recompute at 4,096 × 4,608 in fp16
-  (`joint_recording.py --memory`; the CPU size leaves the memory out: it needs CUDA).
+  (`joint_recording.py --memory`; the CPU size leaves the memory out: it needs CUDA);
+- ``levers``: eager vs channels-last vs a compiled UNet (plain, step-1 and all-step recording on
+  each path) and larger batches, side by side (`levers.py`; last, with a time budget: the GPU size
+  keeps the whole script under 8 minutes; the CPU size compiles nothing).
 Each writes its own result file; ``gpu.json`` then gathers the per-image and per-question costs
 that `dvd plan` multiplies by a chapter's counts (per batch size and per judge call size), and,
 beside seconds per image, the UNet's FLOPs per evaluation (counted, `unet_flops.py`) and the share of
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import joint_recording
 import judge_batching
+import levers
 import recording_overhead
 import throughput
 import unet_flops
@@ -47,6 +51,9 @@ SIZES = {
         "throughput": ["--model", "random:sd1.4:512", "random:sd2.1:768", "--device", "cuda", "--dtype", "float16",
                        "--steps", "50", "--batches", "1", "2", "4", "8", "16", "32"],
         "joint": ["--models", "tiny:sd3", "tiny:sdxl", "tiny:flux", "--device", "cuda", "--repeats", "10", "--memory"],
+        "levers": ["--model", "random:sd1.4", "--device", "cuda", "--dtype", "float16", "--resolution", "512",
+                   "--steps", "20", "--batch", "16", "--channels-last", "--compile", "--batches", "32", "48", "64",
+                   "--repeats", "2", "--budget", "180"],
     },
     "cpu": {
         "recording": ["--model", "smoke", "--resolution", "64", "--steps", "2", "--repeats", "1", "--threads", "1"],
@@ -54,11 +61,14 @@ SIZES = {
                   "--min-new-tokens", "2", "--repeats", "1"],
         "throughput": ["--model", "smoke:64", "--steps", "2", "--batches", "1", "2", "--threads", "1"],
         "joint": ["--models", "tiny:sd3", "--resolution", "64", "--repeats", "1", "--threads", "1"],
+        "levers": ["--model", "smoke", "--resolution", "64", "--steps", "2", "--batch", "2", "--batches", "4",
+                   "--channels-last", "--repeats", "1", "--threads", "1"],
     },
 }
-SECTIONS = {"throughput": throughput, "recording": recording_overhead, "judge": judge_batching, "joint": joint_recording}
+SECTIONS = {"throughput": throughput, "recording": recording_overhead, "judge": judge_batching, "joint": joint_recording,
+            "levers": levers}
 FILES = {"throughput": "throughput.json", "recording": "recording_overhead.json", "judge": "judge_batching.json",
-         "joint": "joint_recording.json"}
+         "joint": "joint_recording.json", "levers": "levers.json"}
 
 
 def costs(throughput_result: dict, judge_result: dict | None) -> dict:

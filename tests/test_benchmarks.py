@@ -18,7 +18,11 @@ def test_gpu_script_cpu_sized(tmp_path):
                    check=True, cwd=ROOT, capture_output=True, text=True)
     written = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
     assert set(written) == {"gpu.json", "throughput.json", "recording_overhead.json", "judge_batching.json",
-                            "joint_recording.json"}
+                            "joint_recording.json", "levers.json"}
+    levers = {row["setting"]: row for row in written["levers.json"]["rows"]}
+    assert set(levers) == {"eager, plain", "eager, step-1 recording", "eager, all-step recording",
+                           "channels-last, plain", "eager, plain, batch 4"}  # no compiling at the CPU size
+    assert levers["eager, plain"]["ratio to eager plain"] == 1.0 and levers["eager, step-1 recording"]["target"] == "≤ 1.05×"
     for result in written.values():
         assert result["rows"] and result["command"].startswith("python benchmarks/")
     costs = written["gpu.json"]["costs"]
