@@ -16,6 +16,11 @@ replacement, the category word), the mean DvD Score and the seconds per image. A
 and against ``replacement`` (`contrasts`): differences with 95% intervals over concepts (the
 prompt's dominant concept is the cluster) and the book's verdict (`dvdlib.stats.decide`). Detect,
 then fix (`end_to_end`): the detector's first-step Focus Score decides which prompts get the remedy.
+
+On chapter 12's twins (`twin_judged`, `twin_contrasts`): every remedy on each twin, its new token
+the dominant concept; each difference paired over the twin pairs (`dvdlib.twins.paired`), the pair
+the unit. On balanced prompts (`balanced_contrasts`): whether a remedy lowers the share with both
+present where nothing collapsed. The defaults were chosen on other twins (`dvdlib.remedies.tuning`).
 """
 
 from __future__ import annotations
@@ -767,7 +772,7 @@ def add_twin_results(report, summary_: pd.DataFrame, versus: pd.DataFrame) -> No
             result = getattr(row, f"vs_{b}_result")
             if result is not None:
                 report.add(f"rem_twin_vs_{b}_{row.remedy}_{row.arm}", f"{LABELS[row.remedy]} − {b}, both present, "
-                           f"{row.arm} twins (paired over pairs)", beyond,
+                           f"paired over pairs: {row.arm} twins", beyond,
                            f"{getattr(row, f'vs_{b}')}: {getattr(row, f'vs_{b}_verdict')}",
                            **_fields(result), loo=result.get("loo"), per_cluster=result.get("per_cluster"))
 
