@@ -43,7 +43,7 @@ BATCH_SIZE = 20
 #: `MAX_NEW_TOKENS` tokens, the text kept verbatim; the default), or "first-token": one forward
 #: pass, the answer's first token (the argmax of its logits, greedy decoding's first step), kept
 #: where it alone decides the Yes/No reading (`first_token_decides`), the pair generated as the
-#: authors do where it does not. Both give every pair the same Yes/No reading (tests/test_vqa.py);
+#: authors do where it does not. Both give every pair the same Yes/No reading (tests/test_vqa_first_token.py);
 #: "first-token" keeps only the first token of a decided answer's text.
 ANSWER_FROM = ("generate", "first-token")
 
