@@ -55,7 +55,7 @@ def test_the_result_keys_other_modules_read_are_recorded():
     """Every result key a definition names is recorded by its notebook or by the dvdlib code it calls."""
     from dvdlib import chapters
 
-    library = "".join(p.read_text() for p in (REPO / "dvdlib").glob("*.py") if p.name != "chapters.py")
+    library = "".join(p.read_text() for p in (REPO / "dvdlib").rglob("*.py") if p.name != "chapters.py")
     for c in chapters.ALL:
         notebook = (REPO / "chapters" / f"{c.name}.ipynb").read_text()
         for key in c.keys.values():

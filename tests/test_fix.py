@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from dvdlib import cli
+from dvdlib.remedies.fix import MEASURED
 
 TOY = str(Path(__file__).resolve().parents[1] / "toy" / "run1" / "model")
 
@@ -62,6 +63,9 @@ def test_a_flagged_prompt_gets_the_remedy_and_a_neutral_remedy_changes_nothing(t
     neutral, fixed = tmp_path / "neutral.png", tmp_path / "fixed.png"
     base = ["fix", "tower and ball", "--concepts", "tower", "ball", "--profile", "toy", "--model", TOY,
             "--threshold", "-1"]
+    assert cli.main(base + ["--out", str(tmp_path / "default.png")]) == 0  # no remedy named: the toy world's measured one
+    assert f"remedy {MEASURED['toy']} (the largest estimate" in capsys.readouterr().out
+    base += ["--remedy", "rebalance"]
     assert cli.main(base + ["-p", "strength", "0", "-p", "boost", "1", "--out", str(neutral)]) == 0
     said = capsys.readouterr().out
     assert "FLAGGED" in said and "applied rebalance" in said and "the detector flags the prompt" in said
@@ -69,3 +73,19 @@ def test_a_flagged_prompt_gets_the_remedy_and_a_neutral_remedy_changes_nothing(t
     assert np.array_equal(np.asarray(Image.open(neutral)), plain)
     assert cli.main(base + ["--out", str(fixed)]) == 0
     assert not np.array_equal(np.asarray(Image.open(fixed)), plain)
+
+
+def test_the_toy_default_is_the_remedy_chapter_13_measured_best_on_the_twins():
+    import json
+
+    from dvdlib.remedies import fix
+
+    rows = {r["key"]: r for r in json.loads((Path(__file__).resolve().parents[1] / "toy" / "findings" / "results" /
+                                             "13_remedies.json").read_text())["results"]}
+    gains = {name: rows[f"rem_twin_vs_replacement_{name}_memorized"]["value"] for name in fix.NAMES}
+    assert fix.MEASURED["toy"] == max(gains, key=gains.get)
+    assert fix.default_remedy("toy")[0] == fix.MEASURED["toy"]
+    decided = [k for k, r in rows.items() if k.startswith("rem_twin_vs_") and r["this run"].endswith(": higher")]
+    assert not decided  # the reason says no remedy beats replacement or the plain images by the rule
+    assert "not a decided winner" in fix.default_remedy("toy")[1]
+    assert fix.default_remedy("sd")[1].startswith("a choice")

@@ -212,3 +212,9 @@ def test_prefetch_makes_each_remedy_image_with_its_own_module_and_the_chapter_re
     assert out.ok, out.error  # a read that missed would raise StoreMiss
     unread = sorted({w.key for w in p.items} - set((tmp_path / "reads.log").read_text().splitlines()))
     assert not unread, f"{len(unread)} of {len(p.items)} planned items never read, e.g. {unread[:3]}"
+
+
+def test_the_twin_keys_written_are_the_ones_the_findings_read():
+    from dvdlib import chapters
+
+    assert {k.rstrip("*") for k in chapters.REMEDIES.keys.values()} == set(compare.TWIN_KEYS.values())

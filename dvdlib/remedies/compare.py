@@ -431,7 +431,7 @@ def twin_part(twin, present_at: int = PRESENT_AT):
     if twin is None:
         return None
     summary_, versus = twin_summary(twin.judged, present_at), twin_contrasts(twin.judged, present_at)
-    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus))
+    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus), n_prompts=len(twin.rows))
 
 
 def twin_scope(twin, profile: str = "", snapshot_pairs: int | None = None) -> str:
@@ -461,6 +461,16 @@ def balanced_scope(rows, seeds) -> str:
             f"{', '.join(map(str, seeds))}. Each remedy treats the row's first concept as the one to lower; the "
             "question is whether a remedy applied where nothing collapsed lowers the share with both present.")
 
+
+#: the results key of each paired contrast on the twins (remedy, against), the arm appended
+#: (`dvdlib.chapters.REMEDIES`' keys, which `dvdlib.findings` reads)
+TWIN_KEYS = {("replacement", "none"): "rem_twin_vs_none_replacement_",
+             ("attend_excite", "none"): "rem_twin_vs_none_attend_excite_",
+             ("rebalance", "none"): "rem_twin_vs_none_rebalance_",
+             ("weighting", "none"): "rem_twin_vs_none_weighting_",
+             ("attend_excite", "replacement"): "rem_twin_vs_replacement_attend_excite_",
+             ("rebalance", "replacement"): "rem_twin_vs_replacement_rebalance_",
+             ("weighting", "replacement"): "rem_twin_vs_replacement_weighting_"}
 
 #: how a remedy against the plain images reads on prompts that did not collapse
 HARM = {"higher": "helps", "lower": "harms", "inconclusive": "harm not shown (the interval includes 0)"}
@@ -758,23 +768,26 @@ def add_results(report, table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataF
                    f"{row.both_none:.2f} ({row.seconds_none:.3g})")
 
 
-def add_twin_results(report, summary_: pd.DataFrame, versus: pd.DataFrame) -> None:
-    """The twins' numbers (the paper has no twins): per arm and remedy both present, and each paired
-    difference against none and against replacement with its verdict, under
-    ``rem_twin_vs_<b>_<remedy>_<arm>`` (the keys `dvdlib.findings` reads)."""
+def add_twin_results(report, part) -> None:
+    """The twins' numbers (``part``: `twin_part`'s; the paper has no twins): per arm and remedy both
+    present, and each paired difference against none and against replacement with its verdict and
+    the fields a twin claim keeps (`dvdlib.twins.row_fields`), under ``rem_twin_vs_<b>_<remedy>_<arm>``
+    (the keys `dvdlib.findings` reads)."""
+    from ..twins import row_fields
+
     beyond = "— (beyond the paper)"
-    for row in summary_.itertuples():
+    for row in part.summary.itertuples():
         report.add(f"rem_twin_both_{row.remedy}_{row.arm}", f"both concepts present, {LABELS[row.remedy]}, {row.arm} "
                    f"twins (share of images; 95% interval over {row.clusters} pairs)", beyond,
                    _share(row.both, row.both_ci), value=row.both, ci=row.both_ci, n=row.images)
-    for row in versus.itertuples():
+    for row in part.versus.itertuples():
         for b in ("none", "replacement"):
             result = getattr(row, f"vs_{b}_result")
             if result is not None:
-                report.add(f"rem_twin_vs_{b}_{row.remedy}_{row.arm}", f"{LABELS[row.remedy]} − {b}, both present, "
+                report.add(TWIN_KEYS[row.remedy, b] + row.arm, f"{LABELS[row.remedy]} − {b}, both present, "
                            f"paired over pairs: {row.arm} twins", beyond,
                            f"{getattr(row, f'vs_{b}')}: {getattr(row, f'vs_{b}_verdict')}",
-                           **_fields(result), loo=result.get("loo"), per_cluster=result.get("per_cluster"))
+                           **row_fields(result, part.n_prompts))
 
 
 def add_balanced_results(report, table: pd.DataFrame) -> None:
