@@ -18,6 +18,14 @@ from result_file import device_name, write_result
 OUT = Path(__file__).parent / "results" / "remedy_tuning.json"
 
 
+def setting_text(params: dict) -> str:
+    """"strength 1.0, boost 4.0, steps 12, layers 9 and 10": a setting as the page reads it."""
+    def said(value):
+        return " and ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+    return ", ".join(f"{k.replace('_', ' ')} {said(v)}" for k, v in params.items())
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", default="toy")
@@ -59,7 +67,7 @@ def main(argv=None) -> int:
             print(name, params, f"gain {scores[-1]['gain']:+.3f}", flush=True)
         pick = tuning.choose(scores)
         chosen[name] = {"params": grid[pick], "gain": scores[pick]["gain"], "any_gain": scores[pick]["gain"] > 0}
-        rows += [{"remedy": name, "setting": ", ".join(f"{k} {v}" for k, v in s["params"].items()),
+        rows += [{"remedy": name, "setting": setting_text(s["params"]),
                   "both present": round(s["both"], 3), "gain over plain": round(s["gain"], 3),
                   "chosen": "yes" if i == pick else ""} for i, s in enumerate(scores)]
         chosen[name]["scores"] = scores

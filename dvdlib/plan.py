@@ -776,14 +776,14 @@ def unpriced(p: Plan) -> list[str]:
 
 
 def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str = COSTS_FILE) -> str:
-    """A Markdown table of the plans: generations, images, UNet evaluations, judge questions and the
+    """A Markdown table of the plans: images, UNet evaluations (first-step runs included), judge questions and the
     judge's calls, GPU-hours on one GPU expected (`expected_shares`) and with every row ablated (the
     upper bound), and the expected hours on ``gpus`` GPUs (shards of equal size assumed); a total
     row, then how the hours are priced, where the expected shares come from and what is not counted."""
     profile = plans[0].profile if plans else None
     batch = profile.batch_size if profile is not None else None
-    head = (f"| chapter | generations | images | UNet evaluations | judge questions | judge calls | GPU-hours, 1 GPU "
-            f"| every row ablated | {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    head = (f"| chapter | images | UNet evals | questions | judge calls | GPU-h, 1 GPU "
+            f"| all rows ablated | {gpus} GPUs (wall) |\n|---|--:|--:|--:|--:|--:|--:|--:|")
 
     def hours(x):
         return "unknown" if x is None else f"{x / 3600:,.1f}"
@@ -796,7 +796,7 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
         else:
             expected, upper = seconds(p, costs, shares, batch)[0], seconds(p, costs, None, batch)[0]
             shown = (hours(expected), hours(upper), hours(None if expected is None else expected / gpus))
-        return (f"| {name} | {c['generations']:,} | {c['images']:,} | {c['unet_evals']:,} | {c['judge_calls']:,} | "
+        return (f"| {name} | {c['images']:,} | {c['unet_evals']:,} | {c['judge_calls']:,} | "
                 f"{calls:,} | {' | '.join(shown)} |")
 
     lines, notes, expected_notes, every = [head], [], [], {}
@@ -821,8 +821,9 @@ def cost_table(plans: list[Plan], costs: dict | None, gpus: int = 8, source: str
                 f"batch sizes (linear in {INTERPOLATION} between the two around it), scaled by UNet evaluations "
                 "and resolution² where a chapter's sampler differs from the benchmark's; the judge's answers in "
                 f"the calls it makes (each row's images × questions, {judge_batch()} pairs per call), each call "
-                "at its size's measured seconds per question. GPU-hours, 1 GPU: expected, the ablations of rows "
-                "not yet known to be collapsed counted at the share below; every row ablated: the upper bound. "
+                "at its size's measured seconds per question. Questions: the judge's Yes/No questions; UNet evals: "
+                "UNet evaluations. GPU-h, 1 GPU: expected GPU-hours on one GPU, the ablations of rows not yet "
+                "known to be collapsed counted at the share below; all rows ablated: the upper bound. "
                 f"{gpus} GPUs: the expected 1-GPU hours / {gpus} (shards by hash are near equal); the measured "
                 "seconds per image include its VAE decode; model loading not counted.")
     if expected_notes:

@@ -120,7 +120,7 @@ def test_gpu_hours_from_measured_costs(tmp_path, monkeypatch):
     assert planning.seconds(p, measured)[0] == pytest.approx(24 * 2.0 * 0.5 * 0.25 + 240 * 0.5)
     table = planning.cost_table([p], measured, gpus=4, source="gpu.json")
     # 12 rows, each asked about its 2 images × 10 questions in one call of 20 pairs
-    assert "| 02 dvd benchmark | 24 | 24 | 480 | 240 | 12 | 0.0 | 0.0 | 0.0 |" in table and "test GPU" in table
+    assert "| 02 dvd benchmark | 24 | 480 | 240 | 12 | 0.0 | 0.0 | 0.0 |" in table and "test GPU" in table
     assert "GPU-hours unknown" in planning.cost_table([p], planning.load_costs(tmp_path / "absent.json"))
 
 

@@ -95,7 +95,7 @@ def test_a_small_plan_priced_by_hand(tmp_path):
     assert planning.seconds(p, COSTS, shares)[0] / HOUR == pytest.approx(expected)
 
     table = planning.cost_table([p], COSTS, gpus=2, source="hand.json")
-    assert "| 06 hand | 16 | 16 | 310 | 120 | 7 | 12.5 | 14.1 | 6.3 |" in table  # 12.525 / 2 GPUs = 6.26
+    assert "| 06 hand | 16 | 310 | 120 | 7 | 12.5 | 14.1 | 6.3 |" in table  # 12.525 / 2 GPUs = 6.26
     assert "batches of 8" in table and "20 pairs per call" in table and "1 of the 2 rows" in table
 
 
