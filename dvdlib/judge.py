@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import yaml
 
-from .metrics import dvd_score
+from .metrics import dvd_score, is_yes
 
 #: Questions per set (paper §2: five about the concept, five about the object).
 QUESTIONS_PER_SET = 5
@@ -91,15 +91,6 @@ class Judge(Protocol):
     name: str
 
     def ask(self, images: Sequence, questions: Sequence[str]) -> list[list[str]]: ...
-
-
-_LEADING = re.compile(r"^[\W_]+")
-
-
-def is_yes(answer: str) -> bool:
-    """Yes iff the answer starts with "yes" (case-insensitive) once leading whitespace and
-    punctuation are stripped (the authors' release). "Yeah", "No", "" and anything else are No."""
-    return _LEADING.sub("", answer or "").lower().startswith("yes")
 
 
 @dataclass(frozen=True)

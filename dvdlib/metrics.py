@@ -6,7 +6,18 @@ prompt's content positions J (no start, end or padding token), see `dvdlib.token
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
+
+_LEADING = re.compile(r"^[\W_]+")
+
+
+def is_yes(answer: str) -> bool:
+    """The judge's answer read as Yes or No (paper §2; `dvdlib.judge` counts it): Yes iff the answer
+    starts with "yes" (case-insensitive) once leading whitespace and punctuation are stripped (the
+    authors' release). "Yeah", "No", "" and anything else are No."""
+    return _LEADING.sub("", answer or "").lower().startswith("yes")
 
 
 def entropy(p: np.ndarray) -> float:

@@ -192,10 +192,10 @@ class QwenJudge:
 
 def first_token_decides(text: str) -> bool:
     """Whether an answer beginning with ``text`` is read the same, Yes or No, whatever follows it, by
-    both answer rules (`dvdlib.judge.is_yes`, `dvdlib.authors.is_yes`): "Yes" and "No" do; "", " ",
+    both answer rules (`dvdlib.metrics.is_yes`, `dvdlib.authors.is_yes`): "Yes" and "No" do; "", " ",
     "Y" and "Ye" do not (a "yes" may still follow), nor "'" (Yes for one rule if "yes" follows)."""
     from .authors import is_yes as authors_yes
-    from .judge import is_yes
+    from .metrics import is_yes
 
     return all(len({rule(text + rest) for rest in ("yes", "es", "s", "", "x")}) == 1 for rule in (is_yes, authors_yes))
 
