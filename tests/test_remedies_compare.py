@@ -218,3 +218,13 @@ def test_the_twin_keys_written_are_the_ones_the_findings_read():
     from dvdlib import chapters
 
     assert {k.rstrip("*") for k in chapters.REMEDIES.keys.values()} == set(compare.TWIN_KEYS.values())
+
+
+def test_the_closing_reads_the_balanced_rows_by_the_rule():
+    table, versus = compare.summary(judged_table()), compare.contrasts(judged_table())
+    e2e = compare.end_to_end(judged_table(), {"p1": True, "p2": False, "p3": True}, steps=10)
+    balanced = compare.balanced_contrasts(judged_table())  # two first concepts: underpowered
+    assert balanced.reads.str.startswith("underpowered").all()
+    said = compare.closing(table, versus, e2e, None, balanced)
+    assert "On the balanced prompts every comparison is underpowered (2 concepts)." in said
+    assert "harm" not in said

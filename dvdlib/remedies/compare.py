@@ -652,7 +652,9 @@ def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin_v
                     "these prompts and seeds only.")
     if twins_sentence(twin_versus):
         text.append(twins_sentence(twin_versus))
-    if balanced is not None and len(balanced):
+    if balanced is not None and len(balanced) and balanced.reads.str.startswith(UNDERPOWERED).all():
+        text.append(f"On the balanced prompts every comparison is {balanced.reads.iloc[0]}.")
+    elif balanced is not None and len(balanced):
         harms = [LABELS[r] for r, v in zip(balanced.remedy, balanced.reads) if v == HARM["lower"]]
         text.append(f"On the balanced prompts, {', '.join(harms)} {'harms' if len(harms) == 1 else 'harm'} prompts that "
                     "were fine." if harms else "On the balanced prompts no remedy is shown to harm prompts that were "
