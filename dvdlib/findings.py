@@ -249,8 +249,8 @@ def claims_table(snap: Snapshot) -> pd.DataFrame:
             sides = list(np.atleast_1d(s["n_clusters"])) if s["n_clusters"] is not None else []
             control = s.get("control") or {}
             control_ci = control.get("ci") or [None, None]
-            out.append({**base, "toy measurement": claim.measure + (
-                f" ({row['quantity'].split(':')[-1].strip()})" if claim.key.endswith("*") else ""),
+            which = row["quantity"].split(":")[-1].strip() if claim.key.endswith("*") else ""
+            out.append({**base, "toy measurement": claim.measure + (f" ({which})" if which else ""), "row": which,
                 "this run": row.get("this run"), "n": _n(n), "clusters": _n(s["n_clusters"]),
                 "null": fmt_num(null), "95% CI": fmt_interval(*ci, as_percent=s.get("test") == "rate"),
                 "power check": power, "verdict": v, "why": why, "per cluster": _per_cluster(s["per_cluster"]),
@@ -269,7 +269,7 @@ CLAIM_UNIT = {c.name: c.unit for c in CLAIMS}
 #: The verdicts in the order the chapter counts them (the text before a ":" or "(").
 VERDICTS = ("reproduced", "not reproduced", "inconclusive", "underpowered", "not applicable")
 
-_EMPTY = {"this run": "—", "n": "—", "clusters": "—", "null": "—", "95% CI": "—", "power check": "n/a",
+_EMPTY = {"row": "", "this run": "—", "n": "—", "clusters": "—", "null": "—", "95% CI": "—", "power check": "n/a",
           "per cluster": "—", "estimate": None, "ci_low": None, "ci_high": None, "null_value": None,
           "n_prompts": None, "clusters_a": None, "clusters_b": None, "method": None, "detectable": None,
           "needed": None, "control_rate": None, "control_ci_low": None, "control_ci_high": None}
@@ -425,7 +425,7 @@ def fmt_num(x) -> str:
     """A number as the claims table shows it (`dvdlib.report.number`); "?" when missing or NaN."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "?"
-    return number(x)
+    return number(0.0 if abs(x) < 1e-12 else x)  # a difference of equal means, not float noise
 
 
 def fmt_interval(low, high, as_percent: bool = False) -> str:

@@ -164,7 +164,10 @@ def add_claims(snap: Snapshot | None, report) -> pd.DataFrame | None:
     report.add("verdicts", "measurements reproduced / not reproduced / inconclusive / underpowered / not applicable",
                "—", " / ".join(str(counts.get(v, 0)) for v in VERDICTS) + f" of {len(table)}")
     report.add("model_step", "toy model: training step", "—", snap.index["model"].get("step"))
-    return readable_claims(table.set_index("claim"))
+    shown = readable_claims(table.set_index("claim"))
+    if len(claims) == len(shown):  # a claim read on several rows names each (its model, its twin arm)
+        shown.index = pd.Index([f"{c} ({r})" if r else c for c, r in zip(claims.claim, claims.row)], name="claim")
+    return shown
 
 
 def show_figures(snap: Snapshot | None) -> None:
