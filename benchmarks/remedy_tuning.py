@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import dvdlib
     from dvdlib import causal, twins
     from dvdlib.finetune import TOKEN
-    from dvdlib.remedies import tuning
+    from dvdlib.remedies import compare, tuning
 
     run = dvdlib.setup(args.profile, "13_remedies", out_dir="/tmp/remedy_tuning")
     S = twins.scale(run.profile)
@@ -45,14 +45,11 @@ def main(argv=None) -> int:
     design = design[design.pair.isin(tuning.TUNING_PAIRS) & design.arm.isin(tuning.ARMS)]
     started = time.perf_counter()
     models = twins.finetune_arms(run, design, recipe)
-    prompts = twins.test_prompts(run, S["prompts"], S["exclude"]).assign(dominant=TOKEN)
+    prompts = compare.twin_rows(twins.test_prompts(run, S["prompts"], S["exclude"]), TOKEN)
     seeds = [tuning.TUNING_SEED]
 
     def judged(name, params):
-        import pandas as pd
-
-        return pd.concat([run.remedy(prompts, seeds, name, params, model=m).assign(pair=p, arm=a)
-                          for (p, a), m in models.items()], ignore_index=True)
+        return compare.twin_judged(run, models, prompts, seeds, {name: params}, names=(name,))
 
     plain = judged("none", {})
     rows, chosen = [], {}

@@ -358,11 +358,11 @@ def twin_rows(prompts: pd.DataFrame, token: str) -> pd.DataFrame:
     return prompts.assign(dominant=token)
 
 
-def twin_judged(x, models: dict, rows: pd.DataFrame, seeds, params: dict) -> pd.DataFrame:
-    """Every remedy on every twin of ``models`` ({(pair, arm): fine-tune}), through the executor
-    ``x``, as one table with each row's ``pair`` and ``arm``."""
+def twin_judged(x, models: dict, rows: pd.DataFrame, seeds, params: dict, names=NAMES) -> pd.DataFrame:
+    """Each remedy of ``names`` (with ``params[name]``) on every twin of ``models`` ({(pair, arm):
+    fine-tune}), through the executor ``x``, as one table with each row's ``pair`` and ``arm``."""
     return pd.concat([x.remedy(rows, seeds, name, params[name], model=model).assign(pair=pair, arm=arm)
-                      for (pair, arm), model in models.items() for name in NAMES], ignore_index=True)
+                      for (pair, arm), model in models.items() for name in names], ignore_index=True)
 
 
 def paired_contrast(judged: pd.DataFrame, a: str, b: str, measure: str = "both", present_at: int = PRESENT_AT) -> dict:
