@@ -16,7 +16,7 @@ when the detector flags the prompt, generates it with a remedy (`dvdlib.remedies
     dvd plan [CHAPTER ...] [--profile toy] [-p KEY VALUE ...] [--gpus 8] [--costs FILE]
     dvd prefetch CHAPTER ... [--profile toy] [-p KEY VALUE ...] [--shard i/N]
 
-``plan`` prints what chapters compute (generations, images, UNet evaluations, judge questions and
+``plan`` prints what chapters compute (images, UNet evaluations, judge questions and
 calls) and, from measured costs at the profile's batch size, GPU-hours on 1 GPU (expected, and with
 every row ablated: the upper bound) and on N GPUs (`dvdlib.plan`); ``prefetch`` computes it into the
 run store, this process's shard of it (`dvdlib.prefetch`; under ``accelerate launch -m dvdlib``).
