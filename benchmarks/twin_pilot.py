@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     from dvdlib.plan import Count
 
     run = dvdlib.setup(args.profile, "twin_pilot")
-    S = twins.scale(run.profile)
+    S = twins.scale(run.profile, n_seeds=len(causal.scale(run.profile)["seeds"]))  # the pilot's: every seed of chapter 03
     recipe = S["recipe"] if args.steps is None else dataclasses.replace(S["recipe"], steps=args.steps)
     table = twins.design(run, K=args.pairs, recipe=recipe)
     untrained = sum(not is_finished(m.folder) for m in twins.finetune_arms(Count(run, {}), table, recipe).values())

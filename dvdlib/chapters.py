@@ -28,7 +28,8 @@ from .progress import gathered
 @dataclass(frozen=True)
 class Chapter:
     """One chapter: ``name`` its notebook's stem; ``reads_from`` the chapters whose stored work it
-    reads (it starts after them when both run, so the work is done once); ``long`` its place among
+    reads (it starts after them when both run, so the work is done once), ``reads_only_if`` producer
+    → (profile, the run's parameters) → whether such a run reads it (absent: always); ``long`` its place among
     the chapters a fresh clone, with no times of its own, starts first (None: not long);
     ``snapshot`` whether `dvd toy findings` runs it, with ``snapshot_parameters`` (the scale its
     verdicts need where the book runs less: the twins' K); ``keys`` role → the key of a results row that
@@ -37,6 +38,7 @@ class Chapter:
 
     name: str
     reads_from: tuple[str, ...] = ()
+    reads_only_if: dict[str, Callable] = field(default_factory=dict, repr=False)
     long: int | None = None
     snapshot: bool = False
     snapshot_parameters: dict = field(default_factory=dict)
@@ -46,6 +48,12 @@ class Chapter:
     def parameters(self) -> tuple[str, ...]:
         """The chapter parameters its work takes (the notebook's parameters cell names them)."""
         return tuple(inspect.signature(self.work).parameters)[1:]
+
+    def reads(self, profile, parameters: dict | None = None) -> tuple[str, ...]:
+        """The chapters whose work a run with ``profile`` (a `dvdlib.profiles.Profile`) and the
+        chapter ``parameters`` it is given reads (`reads_from`, less those `reads_only_if` rules out)."""
+        return tuple(p for p in self.reads_from
+                     if p not in self.reads_only_if or self.reads_only_if[p](profile, parameters or {}))
 
     def key(self, role: str) -> str:
         """The results key this chapter writes for ``role`` (an error naming the roles it has)."""
@@ -253,8 +261,8 @@ def _three_concepts(x, cases, n_pilot, present_at, peak_layers):
     return out
 
 
-def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, dominant_layers, dominated_layers,
-                    ablate, sweep_layers, factor, ablate_steps, pair_layer, tau):
+def _twin_finetunes(x, seeds, n_seeds, images, K, train_steps, lr, n_prompts, exclude, dominant_layers,
+                    dominated_layers, ablate, sweep_layers, factor, ablate_steps, pair_layer, tau):
     """Twin fine-tunes (paper §3.3's causal test, paired; §3.6–3.7's memorization as a third arm):
     K pairs of rigid, diverse and memorized DreamBooth fine-tunes of one new concept. Each twin's
     test prompts (without the other concepts in ``exclude``; None: the profile's) are generated
@@ -268,7 +276,7 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
     from . import ablation, adapters, causal, temporal, twins
     from .outcome import DvDRule
 
-    S = twins.scale(x.profile, seeds_given=seeds is not None)
+    S = twins.scale(x.profile, seeds_given=seeds is not None, n_seeds=n_seeds)
     recipe = causal.recipe_for(S, steps=train_steps, lr=lr)
     table = twins.design(x, images, K=K if K is not None else S["K"], recipe=recipe)
     exclude = S["exclude"] if exclude is None else exclude
@@ -297,6 +305,13 @@ def _twin_finetunes(x, seeds, images, K, train_steps, lr, n_prompts, exclude, do
                            after=after, replaced=replaced, sweep=sweep, ablated=ablated, exclude=list(exclude))
 
 
+def remedy_twin_pairs(profile, parameters: dict) -> int:
+    """How many of chapter 12's twin pairs chapter 13 compares the remedies on: its ``twin_pairs``
+    parameter, else the profile's ``scales.remedies`` ``twins`` (0, none, where it sets none)."""
+    given = parameters.get("twin_pairs")
+    return int(given if given is not None else profile.scales.get("remedies", {}).get("twins", 0))
+
+
 def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalance_boost, rebalance_steps,
               rebalance_layers, ae_attn_res, ae_scale_factor, ae_max_iter_to_alter, weighting_weight, twin_pairs,
               twin_arms, twin_prompts, balanced_prompts):
@@ -312,9 +327,10 @@ def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalanc
 
     P = x.profile
     S = P.scale("remedies", {"prompts": P.n_prompts, "seeds": len(P.seeds), "twins": 0,
-                             "twin_arms": list(compare.TWIN_ARMS), "twin_prompts": None, "balanced": None})
-    S.update({k: v for k, v in (("twins", twin_pairs), ("twin_arms", twin_arms), ("twin_prompts", twin_prompts),
-                                ("balanced", balanced_prompts)) if v is not None})
+                             "twin_arms": list(compare.TWIN_ARMS), "twin_prompts": None, "balanced": None,
+                             "twin_snapshot": None})
+    S.update({k: v for k, v in (("twin_arms", twin_arms), ("twin_prompts", twin_prompts),
+                                ("balanced", balanced_prompts)) if v is not None}, twins=remedy_twin_pairs(P, {"twin_pairs": twin_pairs}))
     seeds = [int(s) for s in (seeds if seeds is not None else P.seeds[:S["seeds"]])]
     rows = bench.stratified(x.prompts("benchmark"), n_prompts or S["prompts"])
     detector_layers = adapters.paper_layers(x.pipe, detector_layers, P.resolution)
@@ -380,12 +396,13 @@ TOY_FINDINGS = Chapter("09_toy_findings", work=lambda x: SimpleNamespace())  # r
 UNSELECTED = Chapter("10_unselected_prompts", reads_from=(DVD_BENCHMARK.name,), work=_unselected)
 THREE_CONCEPTS = Chapter("11_three_concepts", long=4, work=_three_concepts)
 TWINS = Chapter("12_twin_finetunes", long=0, snapshot=True, work=_twin_finetunes,
-                snapshot_parameters={"K": 12, "ablate": True},
+                snapshot_parameters={"K": 12, "n_seeds": 5, "ablate": True},
                 keys={"dvd": "twin_dvd", "memorized": "twin_memorized", "focus": "twin_focus", "peak": "twin_peak",
                       "norm": "twin_norm", "norm_memorized": "twin_norm_memorized", "falls": "twin_falls",
                       "below": "twin_below", "single": "twin_single_head", "multi": "twin_multi_head", "auc": "twin_auc",
                       "replacement": "twin_replacement"})
 REMEDIES = Chapter("13_remedies", reads_from=(DETECTION.name, TWINS.name), snapshot=True, work=_remedies,
+                   reads_only_if={TWINS.name: lambda profile, parameters: remedy_twin_pairs(profile, parameters) > 0},
                    snapshot_parameters={"twin_pairs": 12, "twin_arms": ["rigid", "memorized"], "twin_prompts": 12,
                                         "n_prompts": 16, "balanced_prompts": 12},
                    keys={f"{remedy}_{vs}": f"rem_twin_vs_{vs}_{remedy}_*" for remedy in ("replacement", "attend_excite",

@@ -185,10 +185,26 @@ def schedule(sources, seconds: dict[str, float]) -> list[Path]:
 READS_FROM = reads_from()
 
 
-def waits_for(order) -> dict[str, set[str]]:
-    """Per chapter of ``order``, the chapters of the same run it must start after (`READS_FROM`)."""
+def run_profile(profile: str, root: Path):
+    """The `dvdlib.profiles.Profile` a run of chapters from ``root`` with ``profile`` (a name, or a
+    YAML path relative to ``root``) reads."""
+    from .profiles import load_profile
+
+    return load_profile(str(root / profile) if profile.endswith((".yaml", ".yml")) else profile)
+
+
+def waits_for(order, profile=None, parameters: dict | None = None) -> dict[str, set[str]]:
+    """Per chapter of ``order``, the chapters of the same run it must start after (`READS_FROM`;
+    given the run's ``profile``, a `dvdlib.profiles.Profile`, and its ``parameters``, less those
+    such a run does not read: `dvdlib.chapters.Chapter.reads`)."""
+    from .chapters import BY_NAME
+
+    def reads(name: str) -> set[str]:
+        producers = set(READS_FROM.get(name, ()))
+        return producers & set(BY_NAME[name].reads(profile, parameters)) if profile and name in BY_NAME else producers
+
     names = {s.stem for s in order}
-    return {s.stem: set(READS_FROM.get(s.stem, ())) & names for s in order}
+    return {s.stem: reads(s.stem) & names for s in order}
 
 
 def producers_first(sources) -> list[Path]:
@@ -249,7 +265,7 @@ def run_chapters(profile, chapters_dir="chapters", out_dir="book", only=None, cw
 
     # each chapter is its own papermill process, `jobs` at a time: the first in `order` whose
     # producers have ended starts when a place is free
-    waiting, pending, running = waits_for(order), list(order), {}
+    waiting, pending, running = waits_for(order, run_profile(profile, root), parameters), list(order), {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
             for source in [s for s in pending if not waiting[s.stem]][:jobs - len(running)]:

@@ -54,8 +54,9 @@ DEFAULT_K = 12
 #: other concepts left out of the prompts (``exclude``: those the judge cannot see on the twins'
 #: images, recall below `MIN_RECALL` on a hand-checked sample, `dvdlib.toy.handcheck`). Images
 #: per arm, recipe and seeds are chapter 03's (`dvdlib.causal.scale`), so the twins and the
-#: variants of §3.3 are fine-tuned alike. A profile narrows it under ``scales.twins``.
-FULL = {"K": DEFAULT_K, "diverse": None, "pool": None, "prompts": None, "ablate": True, "exclude": []}
+#: variants of §3.3 are fine-tuned alike; ``n_seeds`` takes the first of those seeds (None: all).
+#: A profile narrows it under ``scales.twins``.
+FULL = {"K": DEFAULT_K, "diverse": None, "pool": None, "prompts": None, "ablate": True, "exclude": [], "n_seeds": None}
 #: A concept the judge finds in fewer than this share of the twins' images where a person sees it is
 #: left out of the twins' prompts (``exclude``): its DvD would measure the judge, not the twin.
 MIN_RECALL = 0.8
@@ -67,14 +68,18 @@ COLUMNS = ("pair", "arm", "variants", "n_variants", "image", "n_images", "train_
            "digest", "source", "pool", "note")
 
 
-def scale(profile, seeds_given: bool = False) -> dict:
-    """The twin experiment a profile runs: `FULL` narrowed by its ``scales.twins``, with chapter
-    03's ``n_images``, ``recipe`` (a `Recipe`) and ``seeds`` (`dvdlib.causal.scale`, ``seeds_given``
-    as there) and ``diverse`` None made its largest variant count."""
+def scale(profile, seeds_given: bool = False, n_seeds: int | None = None) -> dict:
+    """The twin experiment a profile runs: `FULL` narrowed by its ``scales.twins`` (``n_seeds``
+    given: that many seeds), with chapter 03's ``n_images``, ``recipe`` (a `Recipe`) and ``seeds``
+    (`dvdlib.causal.scale`, ``seeds_given`` as there: then every seed given), the first ``n_seeds``
+    of them, and ``diverse`` None made its largest variant count."""
     causal_scale = causal.scale(profile, seeds_given)
     out = profile.scale("twins", FULL)
     out["slice"] = out["slice"] or causal_scale["slice"]
     out.update({k: causal_scale[k] for k in ("n_images", "recipe", "seeds")})
+    out["n_seeds"] = n_seeds or out["n_seeds"]
+    if out["n_seeds"] and not seeds_given:
+        out["seeds"] = out["seeds"][:int(out["n_seeds"])]
     out["diverse"] = int(out["diverse"] or max(causal_scale["breeds"]))
     return out
 

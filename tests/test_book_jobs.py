@@ -54,6 +54,19 @@ def test_a_reader_starts_after_the_chapter_whose_work_it_reads(tmp_path, monkeyp
     assert span["03_other"][0] < span["02_producer"][1]  # it took the free place meanwhile
 
 
+def test_chapter_13_waits_for_chapter_12_only_where_it_compares_twins():
+    """The toy book compares no twins in chapter 13, so it need not wait for chapter 12 (the
+    book's longest); given twin pairs, or on smoke, it waits."""
+    from dvdlib.profiles import load_profile
+
+    sources = sorted(Path(REPO / "chapters").glob("*.ipynb"))
+    toy, smoke = load_profile("toy"), load_profile("smoke")
+    assert scheduler.waits_for(sources, toy, {})["13_remedies"] == {"08_detection_replacement"}
+    assert "12_twin_finetunes" in scheduler.waits_for(sources, toy, {"twin_pairs": 2})["13_remedies"]
+    assert "12_twin_finetunes" in scheduler.waits_for(sources, smoke, {})["13_remedies"]
+    assert "12_twin_finetunes" in scheduler.waits_for(sources)["13_remedies"]  # no profile: all it may read
+
+
 def test_the_books_readers_wait_for_chapters_that_exist():
     chapters = {p.stem for p in (REPO / "chapters").glob("*.ipynb")}
     assert {r for r, producers in scheduler.READS_FROM.items() for p in (r, *producers)} <= chapters

@@ -228,3 +228,27 @@ def test_the_closing_reads_the_balanced_rows_by_the_rule():
     said = compare.closing(table, versus, e2e, None, balanced)
     assert "On the balanced prompts every comparison is underpowered (2 concepts)." in said
     assert "harm" not in said
+
+
+def test_without_twins_of_its_own_the_toy_chapter_shows_the_snapshots_as_the_snapshots(monkeypatch):
+    """The toy book's chapter 13 compares no twins (so it does not wait for chapter 12): its page
+    shows the committed snapshot's twin comparison, read back row for row, and says whose it is."""
+    from dvdlib import chapters
+    from dvdlib.profiles import load_profile
+
+    monkeypatch.chdir(REPO)
+    S = load_profile("toy").scales["remedies"]
+    assert chapters.remedy_twin_pairs(load_profile("toy"), {}) == 0 and S["twin_snapshot"] == "toy/findings"
+    part = compare.snapshot_twin_part(S["twin_snapshot"], chapters.REMEDIES.name)
+    body = json.loads((REPO / "toy/findings/results/13_remedies.json").read_text())
+    rows = {r["key"]: r for r in body["results"]}
+    for r in part.summary.itertuples():
+        assert r.both == rows[f"rem_twin_both_{r.remedy}_{r.arm}"]["value"]
+        assert r.dominated == rows[f"rem_twin_dominated_{r.remedy}_{r.arm}"]["value"]
+    for r in part.versus.itertuples():
+        said = rows[compare.TWIN_KEYS[r.remedy, "none"] + r.arm]
+        assert r.vs_none_result["value"] == said["value"] and said["this run"].endswith(f": {r.vs_none_verdict}")
+    assert set(part.summary.arm) == set(compare.TWIN_ARMS) and part.pairs == 12
+    assert compare.twins_sentence(part).startswith("In the findings snapshot (`toy/findings`")
+    assert "not this run" in compare.twins_sentence(part) and "not this run's" in compare.twin_scope(None, part)
+    assert compare.snapshot_twin_part(None, chapters.REMEDIES.name) is None

@@ -318,6 +318,9 @@ def test_a_profile_narrows_the_twins(tmp_path):
     assert twins.DEFAULT_K == 12 and toy["K"] == 3 and toy["prompts"] == 12  # the book's pilot; the snapshot's 12
     assert toy["diverse"] == max(causal.scale(load_profile("toy"))["breeds"])
     assert toy["recipe"] == causal.scale(load_profile("toy"))["recipe"] and toy["n_images"] == 120
+    five = causal.scale(load_profile("toy"))["seeds"]  # the book's pilot takes the first 3; the snapshot all 5
+    assert toy["seeds"] == five[:3] and twins.scale(load_profile("toy"), n_seeds=5)["seeds"] == five
+    assert twins.scale(load_profile("toy"), seeds_given=True)["seeds"] == load_profile("toy").seeds  # a reader's seeds
     path = tmp_path / "mine.yaml"
     path.write_text((files("dvdlib.profiles") / "smoke.yaml").read_text().replace(
         "  twins: {K: 2, prompts: 3}", "  twins: {K: 2, diverse: 2}"))

@@ -431,11 +431,62 @@ def twin_part(twin, present_at: int = PRESENT_AT):
     if twin is None:
         return None
     summary_, versus = twin_summary(twin.judged, present_at), twin_contrasts(twin.judged, present_at)
-    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus), n_prompts=len(twin.rows))
+    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus), n_prompts=len(twin.rows),
+                           source=None)
 
 
-def twin_scope(twin, profile: str = "", snapshot_pairs: int | None = None) -> str:
-    """What the twin part compares, or why this run has none."""
+def snapshot_twin_part(folder, chapter: str):
+    """The twin part of a findings snapshot (``folder``, written by `dvd toy findings`, whose run of
+    ``chapter`` compared the remedies on the twins at the snapshot's scale), read back from its
+    results rows as `twin_part` gives it; ``source`` says where it comes from. None without a
+    folder. Its numbers are the snapshot's, not this run's: `add_twin_results` is not for them."""
+    from types import SimpleNamespace
+
+    if not folder:
+        return None
+    index, results = Path(folder) / "snapshot.json", Path(folder) / "results" / f"{chapter}.json"
+    if not (index.is_file() and results.is_file()):
+        raise FileNotFoundError(f"no findings snapshot of {chapter} in {folder}: make it with `dvd toy findings`")
+    index = json.loads(index.read_text(encoding="utf-8"))
+    rows = {row["key"]: row for row in json.loads(results.read_text(encoding="utf-8"))["results"]}
+    info = index["chapters"].get(chapter, {})
+    summary_, versus = [], []
+    for arm in TWIN_ARMS:
+        first = rows.get(TWIN_KEYS["replacement", "none"] + arm)
+        if first is None:
+            continue
+        for name in NAMES:
+            both, dominated = rows[f"rem_twin_both_{name}_{arm}"], rows.get(f"rem_twin_dominated_{name}_{arm}", {})
+            summary_.append({"remedy": name, "arm": arm, "images": both["n"], "clusters": first["n_clusters"],
+                             "both": both["value"], "both_ci": both["ci"], "dominated": dominated.get("value"),
+                             "dominated_ci": dominated.get("ci")})
+            if name != "none":
+                row = {"arm": arm, "remedy": name}
+                for b in ("none", "replacement"):
+                    said = rows.get(TWIN_KEYS.get((name, b), "") + arm)
+                    text, verdict = said["this run"].rsplit(": ", 1) if said else ("—", "—")
+                    row.update({f"vs_{b}": text, f"vs_{b}_verdict": verdict, f"vs_{b}_result": said})
+                versus.append({**row, "works": row["vs_replacement_verdict"] == "higher"})
+    if not summary_:
+        raise ValueError(f"the findings snapshot in {folder} has no twin rows for {chapter}: rerun "
+                         f"`dvd toy findings --only {chapter[:2]}`")
+    summary_, versus = pd.DataFrame(summary_), pd.DataFrame(versus)
+    model = index.get("model", {})
+    params = ", ".join(f"{k} {v}" for k, v in info.get("parameters", {}).items())
+    source = (f"the findings snapshot (`{Path(folder).as_posix()}`: this chapter run by `dvd toy findings` with "
+              f"{params}, on the toy model at step {model.get('step')})")
+    return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus), n_prompts=None,
+                           source=source, pairs=int(summary_.clusters.max()))
+
+
+def twin_scope(twin, part=None) -> str:
+    """What the twin part compares (``twin``: the chapter's twin work; ``part``: what the page
+    shows, `twin_part` or `snapshot_twin_part`), or why this run has none."""
+    if twin is None and part is not None:
+        return (f"This run compares no twins (the profile's `scales.remedies` sets none: chapter 12's fine-tunes would "
+                f"make this chapter wait for chapter 12, past the toy book's 15 minutes). The twin table and figure "
+                f"below are {part.source}: {part.pairs} pairs, their numbers the snapshot's, not this run's. Chapter 09 "
+                "reads them as claims.")
     if twin is None:
         return ("This profile runs no twins for this chapter (its `scales.remedies` sets none; chapter 12's twins on "
                 "Stable Diffusion need a folder of dog photos), so the remedies are compared on the benchmark alone.")
@@ -447,9 +498,6 @@ def twin_scope(twin, profile: str = "", snapshot_pairs: int | None = None) -> st
             f"chapter 12 trained it; {len(twin.rows)} of their test prompts (the new token `{twin.rows.dominant.iloc[0]}` "
             f"beside {others}), seed {', '.join(map(str, twin.seeds))}. Replacement puts the twins' category word, "
             f"`{twin.recipe.class_prompt}`, for the new token.")
-    if snapshot_pairs and len(pairs) < snapshot_pairs and profile == "toy":
-        text += (f" The book runs a pilot; `dvd toy findings` runs {snapshot_pairs} pairs of both arms, and chapter 09 "
-                 "lists their verdicts.")
     return text
 
 
@@ -602,14 +650,16 @@ def grid_rows(judged: pd.DataFrame, stores: dict, case, seed: int) -> list:
 # ------------------------------------------------------------------------------ words
 
 
-def twins_sentence(versus: pd.DataFrame | None) -> str:
-    """What the twins show, from their paired verdicts: per arm, which remedies beat replacement
-    and which beat the plain images ("" when the run has no twins)."""
+def twins_sentence(part) -> str:
+    """What the twins show (``part``: `twin_part` or `snapshot_twin_part`), from their paired
+    verdicts: per arm, which remedies beat replacement and which beat the plain images, said to be
+    the snapshot's where they are ("" when there are no twins)."""
     from ..stats import UNDERPOWERED
 
-    if versus is None or not len(versus):
+    if part is None or not len(part.versus):
         return ""
-    said = []
+    versus = part.versus
+    said = [f"In {part.source}, not this run:"] if part.source else []
     for arm, g in versus.groupby("arm", sort=False):
         n = next(r["n"] for r in g.vs_none_result if r is not None)
         if g.vs_none_verdict.str.startswith(UNDERPOWERED).all():
@@ -625,11 +675,12 @@ def twins_sentence(versus: pd.DataFrame | None) -> str:
     return " ".join(said)
 
 
-def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin_versus: pd.DataFrame | None = None,
+def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin=None,
             balanced: pd.DataFrame | None = None) -> str:
     """The closing paragraph, written from this run's verdicts (each remedy against the plain
-    images and against replacement, on both present; on the twins, paired; on the balanced set,
-    whether a remedy harms) and its detect-then-fix numbers."""
+    images and against replacement, on both present; on the twins, paired, from ``twin``:
+    `twin_part`'s, or the snapshot's, said so; on the balanced set, whether a remedy harms) and its
+    detect-then-fix numbers."""
     from ..stats import UNDERPOWERED
 
     n = int(table.clusters.max())
@@ -650,8 +701,8 @@ def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin_v
     if versus.both_vs_none_verdict.str.startswith(UNDERPOWERED).all():
         text.append(f"With {n} dominant concepts this run has too few clusters for any verdict; its shares describe "
                     "these prompts and seeds only.")
-    if twins_sentence(twin_versus):
-        text.append(twins_sentence(twin_versus))
+    if twins_sentence(twin):
+        text.append(twins_sentence(twin))
     if balanced is not None and len(balanced) and balanced.reads.str.startswith(UNDERPOWERED).all():
         text.append(f"On the balanced prompts every comparison is {balanced.reads.iloc[0]}.")
     elif balanced is not None and len(balanced):
@@ -782,6 +833,9 @@ def add_twin_results(report, part) -> None:
         report.add(f"rem_twin_both_{row.remedy}_{row.arm}", f"both concepts present, {LABELS[row.remedy]}, {row.arm} "
                    f"twins (share of images; 95% interval over {row.clusters} pairs)", beyond,
                    _share(row.both, row.both_ci), value=row.both, ci=row.both_ci, n=row.images)
+        report.add(f"rem_twin_dominated_{row.remedy}_{row.arm}", f"dominated concept present, {LABELS[row.remedy]}, "
+                   f"{row.arm} twins (share of images; 95% interval over {row.clusters} pairs)", beyond,
+                   _share(row.dominated, row.dominated_ci), value=row.dominated, ci=row.dominated_ci, n=row.images)
     for row in part.versus.itertuples():
         for b in ("none", "replacement"):
             result = getattr(row, f"vs_{b}_result")

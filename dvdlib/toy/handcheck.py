@@ -75,15 +75,16 @@ def save_blind_sample(folder, pipe, prompts, seeds, guidance: float, model_step:
 def save_blind_twins(folder, profile: str = "toy", K: int = 12, n: int = 96, shuffle: int = 0, concepts=None) -> str:
     """A blind sample of the twin chapter's stored generations (paper §3.3's twins, chapter 12):
     ``n`` images drawn with seed ``shuffle`` from K pairs × every arm × the profile's twin prompts
-    (only those pairing the new token with one of ``concepts``, if given) and seeds, saved as
+    (only those pairing the new token with one of ``concepts``, if given) and the snapshot's seeds, saved as
     `save_sample` does, with a ``twin`` column ("pair 3 rigid"). The new
     figure "dvddog" is labelled ``character`` (a figure that is no robot). The twins must be in the
     store (`dvd toy findings` makes them); nothing is trained or generated here."""
     from .. import causal, twins
+    from ..chapters import TWINS
     from ..run import setup
 
     run = setup(profile, "12_twin_finetunes", store_mode="frozen")
-    S = twins.scale(run.profile)
+    S = twins.scale(run.profile, n_seeds=TWINS.snapshot_parameters["n_seeds"])
     recipe = causal.recipe_for(S)
     models = twins.finetune_arms(run, twins.design(run, K=K, recipe=recipe), recipe)
     table = twins.test_prompts(run, S["prompts"], S["exclude"])
