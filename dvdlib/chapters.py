@@ -330,7 +330,8 @@ def _remedies(x, seeds, n_prompts, detector_layers, rebalance_strength, rebalanc
                              "twin_arms": list(compare.TWIN_ARMS), "twin_prompts": None, "balanced": None,
                              "twin_snapshot": None})
     S.update({k: v for k, v in (("twin_arms", twin_arms), ("twin_prompts", twin_prompts),
-                                ("balanced", balanced_prompts)) if v is not None}, twins=remedy_twin_pairs(P, {"twin_pairs": twin_pairs}))
+                                ("balanced", balanced_prompts)) if v is not None})
+    S["twins"] = remedy_twin_pairs(P, {"twin_pairs": twin_pairs})
     seeds = [int(s) for s in (seeds if seeds is not None else P.seeds[:S["seeds"]])]
     rows = bench.stratified(x.prompts("benchmark"), n_prompts or S["prompts"])
     detector_layers = adapters.paper_layers(x.pipe, detector_layers, P.resolution)

@@ -483,10 +483,9 @@ def twin_scope(twin, part=None) -> str:
     """What the twin part compares (``twin``: the chapter's twin work; ``part``: what the page
     shows, `twin_part` or `snapshot_twin_part`), or why this run has none."""
     if twin is None and part is not None:
-        return (f"This run compares no twins (the profile's `scales.remedies` sets none: chapter 12's fine-tunes would "
-                f"make this chapter wait for chapter 12, past the toy book's 15 minutes). The twin table and figure "
-                f"below are {part.source}: {part.pairs} pairs, their numbers the snapshot's, not this run's. Chapter 09 "
-                "reads them as claims.")
+        return (f"This run compares no twins (the profile's `scales.remedies` sets none, so this chapter need not wait "
+                f"for chapter 12's fine-tunes). The twin table and figure below are {part.source}: {part.pairs} pairs, "
+                "their numbers the snapshot's, not this run's. Chapter 09 reads them as claims.")
     if twin is None:
         return ("This profile runs no twins for this chapter (its `scales.remedies` sets none; chapter 12's twins on "
                 "Stable Diffusion need a folder of dog photos), so the remedies are compared on the benchmark alone.")
