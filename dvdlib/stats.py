@@ -475,9 +475,13 @@ def interval_text(result: dict, fmt: str = "{:+.4g}") -> str:
     """"+0.0123 [+0.0051, +0.0190]": a result's estimate with its 95% interval (none: the estimate alone)."""
     if result.get("value") is None:
         return "—"
-    text = fmt.format(result["value"])
+
+    def shown(v) -> str:  # a value that rounds to zero reads "+0.00", never "-0.00"
+        text = fmt.format(v)
+        return fmt.format(0.0) if text.lstrip("+-").strip("0.") == "" and text.startswith("-") else text
+
     ci = result.get("ci")
-    return text + (f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else "")
+    return shown(result["value"]) + (f" [{shown(ci[0])}, {shown(ci[1])}]" if ci else "")
 
 
 # ------------------------------------------------------------------------------ the verdict rule

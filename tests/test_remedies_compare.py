@@ -249,6 +249,8 @@ def test_without_twins_of_its_own_the_toy_chapter_shows_the_snapshots_as_the_sna
         said = rows[compare.TWIN_KEYS[r.remedy, "none"] + r.arm]
         assert r.vs_none_result["value"] == said["value"] and said["this run"].endswith(f": {r.vs_none_verdict}")
     assert set(part.summary.arm) == set(compare.TWIN_ARMS) and part.pairs == 12
-    assert compare.twins_sentence(part).startswith("In the findings snapshot (`toy/findings`")
-    assert "not this run" in compare.twins_sentence(part) and "not this run's" in compare.twin_scope(None, part)
+    said = compare.twins_sentence(part)
+    assert said.startswith("The twin comparison shown is the findings snapshot's (`toy/findings`), not this run's. On ")
+    assert "not this run's: this chapter run by `dvd toy findings`" in compare.twin_scope(None, part)
+    assert "12 pairs of the rigid and memorized twins × 12 prompts" in compare.twin_scope(None, part)
     assert compare.snapshot_twin_part(None, chapters.REMEDIES.name) is None

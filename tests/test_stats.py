@@ -232,3 +232,10 @@ def test_two_sample_leave_one_out_is_each_side_recomputed():
     low, high = min(again, key=lambda k: again[k][0]), max(again, key=lambda k: again[k][1])
     assert r["loo"]["low"]["cluster"] == low and r["loo"]["low"]["ci"] == pytest.approx(again[low])
     assert r["loo"]["high"]["cluster"] == high and r["loo"]["high"]["ci"] == pytest.approx(again[high])
+
+
+def test_an_estimate_that_rounds_to_zero_reads_without_a_minus():
+    said = S.interval_text({"value": -6.9e-18, "ci": [-0.1316, 0.1316]}, "{:+.2f}")
+    assert said == "+0.00 [-0.13, +0.13]"
+    assert S.interval_text({"value": -0.004, "ci": None}, "{:+.2f}") == "+0.00"
+    assert S.interval_text({"value": -0.0123, "ci": [-0.02, -0.001]}, "{:+.3f}") == "-0.012 [-0.020, -0.001]"

@@ -471,12 +471,13 @@ def snapshot_twin_part(folder, chapter: str):
         raise ValueError(f"the findings snapshot in {folder} has no twin rows for {chapter}: rerun "
                          f"`dvd toy findings --only {chapter[:2]}`")
     summary_, versus = pd.DataFrame(summary_), pd.DataFrame(versus)
-    model = index.get("model", {})
-    params = ", ".join(f"{k} {v}" for k, v in info.get("parameters", {}).items())
-    source = (f"the findings snapshot (`{Path(folder).as_posix()}`: this chapter run by `dvd toy findings` with "
-              f"{params}, on the toy model at step {model.get('step')})")
+    given = info.get("parameters", {})
+    how = (f"this chapter run by `dvd toy findings` on the toy model at step {index.get('model', {}).get('step')}, "
+           f"with {given.get('twin_pairs')} pairs of the {' and '.join(given.get('twin_arms', []))} twins × "
+           f"{given.get('twin_prompts')} prompts")
     return SimpleNamespace(summary=summary_, versus=versus, table=twin_table(summary_, versus), n_prompts=None,
-                           source=source, pairs=int(summary_.clusters.max()))
+                           source=f"the findings snapshot's (`{Path(folder).as_posix()}`)", how=how,
+                           pairs=int(summary_.clusters.max()))
 
 
 def twin_scope(twin, part=None) -> str:
@@ -484,8 +485,8 @@ def twin_scope(twin, part=None) -> str:
     shows, `twin_part` or `snapshot_twin_part`), or why this run has none."""
     if twin is None and part is not None:
         return (f"This run compares no twins (the profile's `scales.remedies` sets none, so this chapter need not wait "
-                f"for chapter 12's fine-tunes). The twin table and figure below are {part.source}: {part.pairs} pairs, "
-                "their numbers the snapshot's, not this run's. Chapter 09 reads them as claims.")
+                f"for chapter 12's fine-tunes). The twin table and figure below are {part.source}, not this run's: "
+                f"{part.how}. Chapter 09 reads them as claims.")
     if twin is None:
         return ("This profile runs no twins for this chapter (its `scales.remedies` sets none; chapter 12's twins on "
                 "Stable Diffusion need a folder of dog photos), so the remedies are compared on the benchmark alone.")
@@ -658,7 +659,7 @@ def twins_sentence(part) -> str:
     if part is None or not len(part.versus):
         return ""
     versus = part.versus
-    said = [f"In {part.source}, not this run:"] if part.source else []
+    said = [f"The twin comparison shown is {part.source}, not this run's."] if part.source else []
     for arm, g in versus.groupby("arm", sort=False):
         n = next(r["n"] for r in g.vs_none_result if r is not None)
         if g.vs_none_verdict.str.startswith(UNDERPOWERED).all():

@@ -1,26 +1,29 @@
 """Prompt weighting of the dominated concept: the concept that vanishes is written up-weighted in
-compel's syntax (``"a photo of a (ball)1.5 and a tower"``) and the prompt's conditioning is built
-with the `compel` library, so the UNet reads that concept's token embeddings pushed away from the
+compel's syntax (``"a photo of a (ball)1.5 and a tower"``) and the prompt's conditioning is
+weighted as the `compel` library weights it, so the UNet reads that concept's token embeddings pushed away from the
 empty prompt's: row j of the conditioning becomes ``empty_j + weight · (z_j − empty_j)`` at the
 concept's positions (`dvdlib.tokens.concept_span`) and stays ``z_j`` everywhere else.
 
 Everything else is the plain generation's (`dvdlib.generate.pipeline_call`): the same initial
 latents per seed, steps, guidance and eta, the unconditional side encoded from the empty prompt as
-the pipeline does it. So ``weight=1`` gives the plain image, bit for bit.
+the pipeline does it.
 
 Which pipelines it runs on (`applies`):
 
-- SD 1.x / 2.x with a CLIP text encoder: compel parses the weighted string and encodes it with the
-  pipeline's tokenizer and encoder (its last hidden states, as the pipeline reads them);
+- SD 1.x / 2.x with a CLIP text encoder, and SDXL with its two: compel parses the weighted string
+  and lays its fragments out as the tokenizer's tokens, each with its weight;
 - the toy world's model (a `StableDiffusionPipeline` whose encoder is MiniLM, a BERT without CLIP's
-  start and end tokens): compel's parser cannot lay BERT's ``[CLS]``/``[SEP]`` and attention mask
-  out the way the pipeline does, so the weighted string's fragments are tokenized here and compel's
-  lower-level `EmbeddingsProvider` encodes and weights them, with the pipeline's own token ids,
-  attention mask and empty prompt;
-- SDXL: compel for each of the two encoders (their penultimate hidden states, concatenated), the
-  pooled embedding of the second from the plain prompt (compel would read the weighting syntax in
-  it as words); the unconditional side is the pipeline's own (zeros for SDXL base);
+  start and end tokens): compel's parser, with the fragments tokenized here, since compel cannot lay
+  BERT's ``[CLS]``/``[SEP]`` out the way the pipeline does;
 - SD3, FLUX and other families: not yet (`applies` says so).
+
+Where it runs, the pipeline encodes the batch's prompts itself (`encode_prompt`, one call per batch as in
+plain generation; SDXL's pooled embedding from the plain prompt, which compel would read as
+words) and compel's rule pushes the concept's rows from the empty prompt's encoding; the
+unconditional side is the pipeline's own (the empty prompt; zeros for SDXL base). A text
+encoder's rows can differ in their last bits with the batch they are encoded in (some CPUs'
+matrix kernels block a batch of one differently), so encoding the batch as the pipeline does is
+what makes ``weight=1`` the plain image bit for bit.
 
 Before anything is encoded, each weighted string is checked against the pipeline: the token ids
 compel reads must be the pipeline's own, and the tokens it weights exactly the concept's span; a
@@ -34,7 +37,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from compel import Compel, ReturnedEmbeddingsType
+from compel import Compel
 from compel.embeddings_provider import EmbeddingsProvider
 
 from ..family import of
@@ -118,10 +121,9 @@ def _fragments(weighted: str) -> tuple[list[str], list[float]]:
     return [c.text for c in children], [float(c.weight) for c in children]
 
 
-def _pipeline_ids(tokenizer, prompt: str) -> tuple[list[int], list[int]]:
-    """The token ids and attention mask the pipeline encodes ``prompt`` with (padded, truncated)."""
-    enc = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)
-    return list(enc["input_ids"]), list(enc["attention_mask"])
+def _pipeline_ids(tokenizer, prompt: str) -> list[int]:
+    """The token ids the pipeline encodes ``prompt`` with (padded, truncated)."""
+    return list(tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True)["input_ids"])
 
 
 def _bert_expand(tokenizer, fragments, weights) -> tuple[list[int], list[float]]:
@@ -142,7 +144,7 @@ def _bert_expand(tokenizer, fragments, weights) -> tuple[list[int], list[float]]
 def _check_layout(prompt, concept, weighted, tokenizer, ids, per_token, weight) -> None:
     """Refuse a weighted string that compel does not read as the pipeline's tokens with exactly the
     concept's span weighted."""
-    expected, _ = _pipeline_ids(tokenizer, prompt)
+    expected = _pipeline_ids(tokenizer, prompt)
     span = set(concept_span(tokenizer, prompt, concept))
     if [int(i) for i in ids] != expected:
         raise ValueError(
@@ -159,13 +161,18 @@ def _check_layout(prompt, concept, weighted, tokenizer, ids, per_token, weight) 
 
 @dataclass
 class _Plan:
-    """One prompt's weighting: the weighted string and, for BERT, the token ids, weights and mask."""
+    """One prompt's weighting: the weighted string and each token's weight."""
 
     prompt: str
     weighted: str
-    ids: list[int] | None = None
-    per_token: list[float] | None = None
-    mask: list[int] | None = None
+    per_token: list[float]
+
+
+def compel_rule(z: torch.Tensor, empty: torch.Tensor, per_token: torch.Tensor) -> torch.Tensor:
+    """compel's weighting (``EmbeddingsProvider.build_weighted_embedding_tensor``): each row pushed
+    from the empty prompt's, ``empty + weight · (z − empty)``, and a weight-1 row left as ``z``."""
+    weights = per_token[..., None].to(z.dtype).expand_as(z)
+    return torch.where(weights == 1, z, empty + (z - empty) * weights)
 
 
 class _Encoder:
@@ -173,18 +180,13 @@ class _Encoder:
 
     def __init__(self, pipe):
         self.pipe, self.family = pipe, of(pipe).family
+        encoders = [(pipe.tokenizer, pipe.text_encoder)]
         if self.family == "sdxl":
-            penultimate = ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED
-            self.compels = [Compel(tokenizer=t, text_encoder=e, truncate_long_prompts=True,
-                                   returned_embeddings_type=penultimate)
-                            for t, e in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2))]
-            self.bert = False
-        elif _is_clip(pipe.tokenizer, pipe.text_encoder):
-            self.compels = [Compel(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, truncate_long_prompts=True)]
-            self.bert = False
-        else:
-            self.compels, self.bert = [], True
-            self.provider = _PipelineEmptyProvider(pipe)
+            encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
+        self.bert = not _is_clip(pipe.tokenizer, pipe.text_encoder)
+        # compel's token layout of the weighted string, one per CLIP encoder (none for BERT)
+        self.providers = [] if self.bert else [EmbeddingsProvider(tokenizer=t, text_encoder=e, truncate=True)
+                                               for t, e in encoders]
 
     def plan(self, prompt: str, concept: str, weight: float) -> _Plan:
         """The weighted string of ``prompt``, checked against the pipeline's tokens (no encoding)."""
@@ -194,50 +196,30 @@ class _Encoder:
             tokenizer = self.pipe.tokenizer
             ids, per_token = _bert_expand(tokenizer, fragments, weights)
             _check_layout(prompt, concept, weighted, tokenizer, ids, per_token, weight)
-            return _Plan(prompt, weighted, ids, per_token, _pipeline_ids(tokenizer, prompt)[1])
-        for compel in self.compels:
-            provider = compel.conditioning_provider
+            return _Plan(prompt, weighted, per_token)
+        layouts = []
+        for provider in self.providers:
             ids, per_token, _ = provider.get_token_ids_and_expand_weights(fragments, weights, device="cpu")
             _check_layout(prompt, concept, weighted, provider.tokenizer, ids.tolist(), per_token.tolist(), weight)
-        return _Plan(prompt, weighted)
+            layouts.append(per_token.tolist())
+        if any(layout != layouts[0] for layout in layouts):  # SDXL's two encoders' rows are concatenated
+            raise ValueError(f"the pipeline's tokenizers place {concept!r} of {prompt!r} at different tokens, so one "
+                             "weight per row cannot weight it in both encoders")
+        return _Plan(prompt, weighted, layouts[0])
 
     @torch.no_grad()
     def conditioning(self, plans: list[_Plan]) -> dict:
         """The pipeline-call keywords that carry the prompts' conditioning."""
-        dtype = self.pipe.text_encoder.dtype
-        if self.bert:
-            device = self.pipe.text_encoder.device
-            rows = [self.provider.build_weighted_embedding_tensor(
-                torch.tensor(p.ids, device=device), torch.tensor(p.per_token, dtype=torch.float32, device=device),
-                torch.tensor(p.mask, device=device), device=device) for p in plans]
-            return {"prompt_embeds": torch.cat(rows).to(dtype),
-                    "negative_prompt_embeds": self.provider.empty_z.expand(len(plans), -1, -1).to(dtype)}
-        weighted = [p.weighted for p in plans]
+        prompts, device = [p.prompt for p in plans], self.pipe.text_encoder.device
         if self.family == "sdxl":
-            embeds = torch.cat([compel(weighted) for compel in self.compels], dim=-1)
-            pooled = self.compels[1].conditioning_provider.get_pooled_embeddings([p.prompt for p in plans])
-            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        compel = self.compels[0]
-        return {"prompt_embeds": compel(weighted), "negative_prompt_embeds": compel([""] * len(plans))}
-
-
-class _PipelineEmptyProvider(EmbeddingsProvider):
-    """compel's embeddings provider for an encoder without CLIP's start and end tokens (BERT): the
-    token ids and attention mask it encodes are the pipeline's own, and the empty prompt it weights
-    against is the pipeline's encoding of "" ([CLS] [SEP], the padding masked out)."""
-
-    def __init__(self, pipe):
-        super().__init__(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
-        self.pipe = pipe
-
-    @property
-    def empty_z(self):
-        if self._empty_z is None:
-            ids, mask = _pipeline_ids(self.pipe.tokenizer, "")
-            device = self.pipe.text_encoder.device
-            self._empty_z = self._encode_token_ids_to_embeddings(torch.tensor([ids], device=device),
-                                                                 torch.tensor([mask], device=device))
-        return self._empty_z
+            z, _, pooled, _ = self.pipe.encode_prompt(prompts, device=device, do_classifier_free_guidance=False)
+            empty = self.pipe.encode_prompt([""] * len(plans), device=device, do_classifier_free_guidance=False)[0]
+            keywords = {"pooled_prompt_embeds": pooled}
+        else:
+            z, empty = self.pipe.encode_prompt(prompts, device, 1, True)
+            keywords = {"negative_prompt_embeds": empty}
+        per_token = torch.tensor([p.per_token for p in plans], dtype=torch.float32, device=z.device)
+        return {"prompt_embeds": compel_rule(z, empty, per_token), **keywords}
 
 
 def _per_prompt(name: str, words, prompts: list[str]) -> list[str]:
