@@ -82,11 +82,10 @@ def differences(a, b, where: str = "", noise: float = 0.0) -> list[str]:
 
 
 def compare(reference: dict, body: dict) -> list[str]:
-    """Where a chapter's results differ from its reference: the profile exactly, each result's
-    numbers up to `CPU_NOISE` of that result's largest."""
-    out = differences(reference.get("profile"), body.get("profile"), "/profile")
-    out += differences({k: v for k, v in reference.items() if k not in ("profile", "results")},
-                       {k: v for k, v in body.items() if k not in ("profile", "results")})
+    """Where a chapter's results differ from its reference: the profile and the rest exactly, each
+    result's numbers up to `CPU_NOISE` of that result's largest."""
+    out = differences({k: v for k, v in reference.items() if k != "results"},
+                      {k: v for k, v in body.items() if k != "results"})
     ours, theirs = reference.get("results", []), body.get("results", [])
     if len(ours) != len(theirs):
         return out + [f"/results: {len(ours)} vs {len(theirs)} entries"]

@@ -463,7 +463,8 @@ def snapshot_twin_part(folder, chapter: str):
             if name != "none":
                 row = {"arm": arm, "remedy": name}
                 for b in ("none", "replacement"):
-                    said = rows.get(TWIN_KEYS.get((name, b), "") + arm)
+                    key = TWIN_KEYS.get((name, b))  # none for replacement against itself
+                    said = rows.get(key + arm) if key else None
                     text, verdict = said["this run"].rsplit(": ", 1) if said else ("—", "—")
                     row.update({f"vs_{b}": text, f"vs_{b}_verdict": verdict, f"vs_{b}_result": said})
                 versus.append({**row, "works": row["vs_replacement_verdict"] == "higher"})
@@ -701,8 +702,9 @@ def closing(table: pd.DataFrame, versus: pd.DataFrame, e2e: pd.DataFrame, twin=N
     if versus.both_vs_none_verdict.str.startswith(UNDERPOWERED).all():
         text.append(f"With {n} dominant concepts this run has too few clusters for any verdict; its shares describe "
                     "these prompts and seeds only.")
-    if twins_sentence(twin):
-        text.append(twins_sentence(twin))
+    said_of_twins = twins_sentence(twin)
+    if said_of_twins:
+        text.append(said_of_twins)
     if balanced is not None and len(balanced) and balanced.reads.str.startswith(UNDERPOWERED).all():
         text.append(f"On the balanced prompts every comparison is {balanced.reads.iloc[0]}.")
     elif balanced is not None and len(balanced):
